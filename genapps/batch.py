@@ -1,0 +1,128 @@
+"""Records that every task returns, and the folder loop shared by the per-image tasks.
+
+`map_images` walks an input folder, mirrors it into the output folder, resumes (skips outputs
+that exist), turns every bad file into an error record instead of a crash, writes atomically,
+and, given a reference folder, measures each output against its reference.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from genapps import io
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Record:
+    """One input file processed by one stage."""
+
+    input: str
+    output: str | None
+    status: str  # "ok" | "error" | "skipped"
+    error: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@dataclass
+class StageResult:
+    """What one stage (or one batch command) did: its records plus task-specific numbers."""
+
+    name: str
+    task: str
+    input_dir: str
+    output_dir: str
+    config: dict
+    records: list[Record]
+    seconds: float
+    summary: dict = field(default_factory=dict)
+    figures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[Record]:
+        return [r for r in self.records if r.status == "error"]
+
+
+class BatchAborted(Exception):
+    """--fail-fast stopped the batch at its first bad file."""
+
+
+def progress(iterable, total: int | None = None, desc: str = ""):
+    """A tqdm bar on a terminal; silent in CI and pipes (records and logs say what happened)."""
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, disable=not sys.stderr.isatty(), leave=False)
+
+
+Measure = Callable[[torch.Tensor, torch.Tensor], dict[str, float]]
+
+
+def map_images(
+    input_dir: str | Path,
+    output_dir: str | Path,
+    process: Callable[[io.LoadedImage], io.LoadedImage],
+    *,
+    name: str,
+    task: str,
+    config: dict,
+    ext: str | None = None,
+    suffix: str = "",
+    quality: int = 95,
+    resume: bool = True,
+    fail_fast: bool = False,
+    reference: str | Path | None = None,
+    measure: Measure | None = None,
+) -> StageResult:
+    """Apply `process` to every image under `input_dir` (or to one file), mirroring the tree into `output_dir`.
+
+    `measure(output (C,H,W), reference (C,H,W)) -> {metric: value}` runs when `reference` is a
+    folder holding an image with the same relative path (any extension).
+    """
+    input_dir, output_dir = Path(input_dir), Path(output_dir)
+    if input_dir.is_file():  # one image: process it as a folder of one
+        files, input_dir = [input_dir], input_dir.parent
+    else:
+        files = [p for p in io.list_images(input_dir) if output_dir.resolve() not in p.resolve().parents]
+    io.check_writable(output_dir)
+    refs = io.image_index(reference) if reference else {}
+    records: list[Record] = []
+    start = time.perf_counter()
+    for src in progress(files, total=len(files), desc=name):
+        dest = io.output_path(src, input_dir, output_dir, ext, suffix)
+        if resume and dest.exists():
+            records.append(Record(str(src), str(dest), "skipped"))
+            continue
+        t0 = time.perf_counter()
+        try:
+            result = process(io.read_image(src))
+            io.write_image(dest, result, quality=quality)
+            metrics = {"output_mp": result.size[0] * result.size[1] / 1e6}
+            ref = refs.get(src.relative_to(input_dir).with_suffix("").as_posix())
+            if measure is not None and ref is not None:
+                metrics.update(measure_pair(result.color, io.read_image(ref).color, measure))
+            records.append(Record(str(src), str(dest), "ok", None, metrics, time.perf_counter() - t0))
+        except (io.ImageError, ValueError, RuntimeError) as e:
+            message = str(e) if isinstance(e, io.ImageError) else f"{src}: {e}"
+            log.error("%s", message)
+            records.append(Record(str(src), None, "error", message, {}, time.perf_counter() - t0))
+            if fail_fast:
+                raise BatchAborted(message) from None
+    return StageResult(name, task, str(input_dir), str(output_dir), config, records, time.perf_counter() - start)
+
+
+def measure_pair(pred: torch.Tensor, ref: torch.Tensor, measure: Measure) -> dict[str, float]:
+    """Run `measure` on two (C, H, W) images; colour/grey mismatch is resolved by going to colour."""
+    if pred.shape[-2:] != ref.shape[-2:]:
+        raise ValueError(f"output {tuple(pred.shape[-2:])} and reference {tuple(ref.shape[-2:])} differ in size")
+    if pred.shape[0] != ref.shape[0]:
+        pred, ref = pred.expand(3, -1, -1), ref.expand(3, -1, -1)
+    return measure(pred, ref)

@@ -1,0 +1,249 @@
+"""The `genapps` command line: a thin click layer (parse, call the library, report).
+
+Heavy imports (torch, the tasks) happen inside the commands so that `--help` answers at once.
+Errors a user can fix become one red line and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+log = logging.getLogger("genapps")
+
+DEVICE = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N")
+
+
+def user_errors(fn):
+    """Turn the errors a user can fix into one line on stderr and exit 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from genapps.io import ImageError
+
+        try:
+            return fn(*args, **kwargs)
+        except (FileNotFoundError, NotADirectoryError, ValueError, ImageError, KeyError) as e:
+            msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+            click.secho(f"error: {msg}", fg="red", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.secho("interrupted; finished files are kept, run again to resume", fg="yellow", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def _device(spec: str):
+    from genapps.device import select_device
+
+    return select_device(spec)
+
+
+def _finish(stages, report_html: Path) -> None:
+    """Print a summary line per stage and each failed file; exit 1 if any file failed."""
+    from genapps.report import summarize
+
+    failed = 0
+    for st in stages:
+        s = summarize(st)
+        means = "  ".join(f"{k}={v['mean']:.4f}" for k, v in s.get("metrics", {}).items()
+                          if v.get("mean") is not None and k != "output_mp")
+        click.echo(f"{st.name}: {s['ok']} ok, {s['skipped']} skipped, {s['error']} failed  {means}")
+        for r in st.failed:
+            click.secho(f"  failed: {r.error}", fg="red", err=True)
+        failed += len(st.failed)
+    click.echo(f"report: {report_html}")
+    if failed:
+        sys.exit(1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="genapps")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only.")
+def main(verbose: bool, quiet: bool) -> None:
+    """genapps: generative image models put to work (augment, upscale, inpaint, translate)."""
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def batch_options(fn):
+    """Options every folder-to-folder command shares (Real-ESRGAN / IOPaint batch conventions)."""
+    for opt in reversed([
+        click.option("--ext", help="Output extension (png, jpg, webp, tif); default: the input's."),
+        click.option("--suffix", default="", help="Appended to output file names."),
+        click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True,
+                     help="JPEG/WebP quality."),
+        click.option("--overwrite", is_flag=True, help="Redo files whose output exists (default: skip them)."),
+        click.option("--fail-fast", is_flag=True, help="Stop at the first bad file."),
+        DEVICE,
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+def run_task(task: str, input_dir: str, output_dir: str, device: str, options: dict, report_dir=None) -> None:
+    """Validate options with the task's Config (as pipelines do), run it, write the report."""
+    from dataclasses import asdict
+
+    from genapps import io
+    from genapps.report import write_report
+    from genapps.tasks import load_task, make_config
+
+    if not Path(input_dir).exists():
+        raise FileNotFoundError(f"input not found: {input_dir}")
+    module = load_task(task)
+    options = {k: v for k, v in options.items() if v is not None}
+    if "overwrite" in options:
+        options["resume"] = not options.pop("overwrite")
+    cfg = make_config(module.Config, options, where=task)
+    dev = _device(device)
+    if report_dir is None:
+        io.check_writable(output_dir)
+    result = module.run(cfg, input_dir, output_dir, dev)
+    run_config = {"command": " ".join(sys.argv), "task": task, "options": asdict(cfg), "device": str(dev)}
+    _, html = write_report(Path(report_dir or output_dir), [result], run_config, title=f"genapps {task}")
+    _finish([result], html)
+
+
+@main.command()
+@click.argument("pipeline", type=click.Path(dir_okay=False))
+@click.option("--input", "input_dir", type=click.Path(), help="Input folder of the first stage.")
+@click.option("--out", type=click.Path(file_okay=False), help="Output folder (one subfolder per stage).")
+@click.option("--set", "overrides", multiple=True, metavar="STAGE.OPTION=VALUE", help="Override a stage option.")
+@DEVICE
+@user_errors
+def run(pipeline: str, input_dir: str | None, out: str | None, overrides: tuple[str, ...], device: str) -> None:
+    """Run a YAML pipeline of stages, measuring each, and write report.json/html."""
+    _run_pipeline(pipeline, input_dir, out, overrides, device)
+
+
+def _run_pipeline(pipeline, input_dir, out, overrides, device) -> None:
+    from genapps.pipeline import load_pipeline, run_pipeline
+
+    p = load_pipeline(pipeline, input=input_dir, out=out, overrides=overrides)
+    _finish(run_pipeline(p, _device(device)), p.output / "report.html")
+
+
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False), default="runs/demo", show_default=True)
+@DEVICE
+@user_errors
+def demo(out: str, device: str) -> None:
+    """Run pipelines/demo.yaml on the embedded data (a few minutes on 2 CPU cores)."""
+    candidates = [Path("pipelines/demo.yaml"), Path(__file__).resolve().parent.parent / "pipelines/demo.yaml"]
+    path = next((c for c in candidates if c.is_file()), None)
+    if path is None:
+        raise FileNotFoundError("pipelines/demo.yaml not found: run the demo from the genapps checkout")
+    _run_pipeline(str(path), None, out, (), device)
+
+
+@main.command()
+@click.argument("pred_dir", type=click.Path())
+@click.argument("ref_dir", type=click.Path())
+@click.option("--y-channel", is_flag=True, help="Measure the BT.601 Y channel (SR protocol).")
+@click.option("--crop-border", type=int, default=0, show_default=True, help="Pixels shaved each side.")
+@click.option("--masks", type=click.Path(file_okay=False), help="Measure only inside these masks (white = in).")
+@click.option("--out", type=click.Path(file_okay=False), help="Where report.json/html go (default: PRED_DIR).")
+@DEVICE
+@user_errors
+def evaluate(pred_dir: str, ref_dir: str, y_channel: bool, crop_border: int, masks: str | None,
+             out: str | None, device: str) -> None:
+    """PSNR/SSIM of predictions against references, paired by relative path and stem."""
+    for folder in (pred_dir, ref_dir, masks):
+        if folder and not Path(folder).is_dir():
+            raise FileNotFoundError(f"folder not found: {folder}")
+    run_task("evaluate", pred_dir, pred_dir, device, {"reference": ref_dir, "y_channel": y_channel,
+             "crop_border": crop_border, "masks": masks}, report_dir=out or pred_dir)
+
+
+@main.command()
+@user_errors
+def info() -> None:
+    """Versions, devices, and the bundled weights with their recorded metrics."""
+    import platform
+
+    import torch
+
+    import genapps
+    from genapps import io
+
+    click.echo(f"genapps {genapps.__version__}  python {platform.python_version()}  torch {torch.__version__}")
+    cuda = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    click.echo(f"devices: cpu ({torch.get_num_threads()} threads)" + "".join(f", cuda:{i} {n}" for i, n in enumerate(cuda)))
+    weights = io.bundled_weights()
+    click.echo(f"bundled weights ({len(weights)}):")
+    for name, path in weights.items():
+        card = io.bundled_card(name)
+        bench = card.get("benchmark") or card.get("validation") or {}
+        numbers = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in bench.items())
+        click.echo(f"  {name:<12} {path.stat().st_size / 1e6:5.2f} MB  {card.get('arch', '?')}  {numbers}")
+
+
+@main.command()
+@click.argument("input_dir", metavar="INPUT", type=click.Path())
+@click.argument("output_dir", metavar="OUTPUT", type=click.Path(file_okay=False))
+@click.option("-s", "--scale", type=click.Choice(["2", "3", "4"]), default="4", show_default=True)
+@click.option("-m", "--model", help="Bundled name (genapps info), .safetensors/.pth file, or 'bicubic'; default sr-x{scale}.")
+@click.option("--outscale", type=float, help="Final scale; the model's output is resized to it.")
+@click.option("-t", "--tile", type=int, default=0, show_default=True, help="Tile size in input px (0 = whole image).")
+@click.option("--tile-overlap", type=int, default=16, show_default=True)
+@click.option("--batch-size", type=int, default=4, show_default=True, help="Tiles per forward pass.")
+@click.option("--half", "precision", flag_value="fp16", help="fp16 on CUDA (ignored on CPU).")
+@click.option("--bf16", "precision", flag_value="bf16", help="bf16 on CUDA (ignored on CPU).")
+@click.option("--alpha", type=click.Choice(["model", "bicubic"]), default="model", show_default=True)
+@click.option("--reference", type=click.Path(file_okay=False), help="HR folder: report Y-PSNR/SSIM per image.")
+@batch_options
+@user_errors
+def upscale(input_dir: str, output_dir: str, device: str, scale: str, **options) -> None:
+    """Super-resolve a folder (or one image) of photos or scans x2/x3/x4."""
+    run_task("upscale", input_dir, output_dir, device, {"scale": int(scale), **options})
+
+
+# ---------------------------------------------------------------- train
+
+
+@main.group()
+def train() -> None:
+    """Train the models genapps ships (and your own)."""
+
+
+@train.command("sr")
+@click.option("--data", required=True, type=click.Path(file_okay=False), help="Folder of HR training images.")
+@click.option("--val", type=click.Path(file_okay=False), help="Folder of HR validation images (e.g. Set5).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .safetensors file.")
+@click.option("--scale", type=click.Choice(["2", "3", "4"]), default="4", show_default=True)
+@click.option("--gan", is_flag=True, help="GAN training (perceptual + adversarial); start it from --init.")
+@click.option("--init", help="Start from these weights (a bundled name or file).")
+@click.option("--steps", type=int, default=20000, show_default=True)
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--patch", type=int, default=32, show_default=True, help="LR crop size in px.")
+@click.option("--lr", type=float, default=5e-4, show_default=True)
+@click.option("--channels", type=int, default=48, show_default=True)
+@click.option("--blocks", type=int, default=6, show_default=True)
+@click.option("--degrade", type=click.Choice(["bicubic", "real"]), default="bicubic", show_default=True)
+@click.option("--adversarial-weight", type=float, default=5e-3, show_default=True)
+@click.option("--perceptual-weight", type=float, default=1.0, show_default=True)
+@click.option("--val-every", type=int, default=1000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume/--no-resume", default=True, show_default=True, help="Continue from OUT's .state.pt.")
+@DEVICE
+@user_errors
+def train_sr_cmd(device: str, resume: bool, scale: str, **options) -> None:
+    """Train a super-resolution model (SRResNet; L1, or GAN with --gan)."""
+    import torch
+
+    from genapps.tasks.upscale.training import SRTrainConfig, train_sr
+
+    torch.set_float32_matmul_precision("high")
+    card = train_sr(SRTrainConfig(scale=int(scale), **options), _device(device), resume=resume)
+    click.echo(f"saved {options['out']}  validation: {card['validation']}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

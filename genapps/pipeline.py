@@ -1,0 +1,154 @@
+"""Pipelines: a YAML file of stages, validated whole before any work, then run in order.
+
+    name: demo                      # optional
+    input: ../data/photos           # input of the first stage (relative to this file)
+    output: ../runs/demo            # optional; default runs/<name> beside the working directory
+    stages:
+      - name: lr                    # optional, default: the task name (must be unique)
+        task: downscale
+        options: {scale: 4}
+      - task: upscale
+        input: lr                   # optional: a previous stage's name or a folder
+        options: {model: sr-x4, reference: ../data/photos}
+
+Each stage writes to OUTPUT/<stage name>/ and, unless it names its input, reads what the
+previous stage produced. Path options resolve against the YAML's folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from genapps import io
+from genapps.tasks import TASKS, load_task, make_config
+
+log = logging.getLogger(__name__)
+
+TOP_KEYS = {"name", "description", "input", "output", "stages"}
+STAGE_KEYS = {"name", "task", "input", "options"}
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    task: str
+    config: Any  # the task's frozen Config
+    input: str | None  # a previous stage's name, a folder, or None (the previous stage's output)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    path: Path
+    name: str
+    input: Path
+    output: Path
+    stages: tuple[Stage, ...]
+    raw: dict = field(repr=False)
+
+
+def _parse_set(item: str) -> tuple[str, str, Any]:
+    """'stage.option=value' -> (stage, option, YAML-parsed value)."""
+    key, sep, value = item.partition("=")
+    stage, dot, option = key.partition(".")
+    if not sep or not dot or not stage or not option:
+        raise ValueError(f"--set {item!r}: expected STAGE.OPTION=VALUE")
+    return stage, option, yaml.safe_load(value)
+
+
+def load_pipeline(path: str | Path, input: str | Path | None = None, out: str | Path | None = None,
+                  overrides: tuple[str, ...] = ()) -> Pipeline:
+    """Read and validate a pipeline file (tasks, options, types, inputs) without running anything."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"pipeline file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: invalid YAML ({e})".replace("\n", " ")) from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping with a 'stages' list")
+    unknown = sorted(set(raw) - TOP_KEYS)
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(TOP_KEYS))}")
+    entries = raw.get("stages")
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"{path}: 'stages' must be a non-empty list")
+    base = path.parent.resolve()
+    name = str(raw.get("name") or path.stem)
+
+    sets: dict[str, dict] = {}
+    for item in overrides:
+        stage, option, value = _parse_set(item)
+        sets.setdefault(stage, {})[option] = value
+
+    stages: list[Stage] = []
+    for i, entry in enumerate(entries):
+        where = f"{path.name}: stage {i + 1}"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where}: expected a mapping with 'task' and 'options'")
+        bad = sorted(set(entry) - STAGE_KEYS)
+        if bad:
+            raise ValueError(f"{where}: unknown key(s) {', '.join(bad)}; valid: {', '.join(sorted(STAGE_KEYS))}")
+        task = entry.get("task")
+        if task not in TASKS:
+            raise ValueError(f"{where}: unknown task {task!r}; valid: {', '.join(sorted(TASKS))}")
+        stage_name = str(entry.get("name") or task)
+        if any(s.name == stage_name for s in stages):
+            raise ValueError(f"{where}: duplicate stage name {stage_name!r}; give each stage a unique 'name'")
+        options = entry.get("options") or {}
+        if not isinstance(options, dict):
+            raise ValueError(f"{where} ({stage_name}): 'options' must be a mapping")
+        options = options | sets.pop(stage_name, {})
+        config = make_config(load_task(task).Config, options, where=f"{path.name}: {stage_name}", base=base)
+        stage_input = entry.get("input")
+        if stage_input is not None:
+            stage_input = str(stage_input)
+            if not any(s.name == stage_input for s in stages):
+                folder = (base / stage_input).resolve()
+                if not folder.is_dir():
+                    raise ValueError(f"{where} ({stage_name}): input {stage_input!r} is neither an earlier "
+                                     f"stage nor a folder ({folder})")
+                stage_input = str(folder)
+        stages.append(Stage(stage_name, task, config, stage_input))
+    if sets:
+        raise ValueError(f"--set: no stage named {', '.join(sets)}; stages: {', '.join(s.name for s in stages)}")
+
+    first_input = Path(input) if input else (base / raw["input"]).resolve() if raw.get("input") else None
+    if stages[0].input is None:
+        if first_input is None:
+            raise ValueError(f"{path}: no input: give 'input:' in the file or --input")
+        if not first_input.is_dir():
+            raise FileNotFoundError(f"input folder not found: {first_input}")
+    output = Path(out) if out else (base / raw["output"]).resolve() if raw.get("output") else Path("runs") / name
+    return Pipeline(path, name, first_input or Path(stages[0].input), output, tuple(stages), raw)
+
+
+def run_pipeline(pipeline: Pipeline, device) -> list:
+    """Run every stage; write OUTPUT/report.json and report.html (also when a stage raises)."""
+    from genapps.report import write_report
+
+    io.check_writable(pipeline.output)
+    results, outputs = [], {}
+    current = pipeline.input
+    run_config = {"pipeline": str(pipeline.path), "input": str(pipeline.input), "output": str(pipeline.output),
+                  "device": str(device), "stages": [{"name": s.name, "task": s.task, "input": s.input,
+                                                     "options": asdict(s.config)} for s in pipeline.stages]}
+    start = time.perf_counter()
+    try:
+        for stage in pipeline.stages:
+            src = Path(outputs.get(stage.input, stage.input)) if stage.input else current
+            log.info("stage %s (%s): %s -> %s", stage.name, stage.task, src, pipeline.output / stage.name)
+            result = load_task(stage.task).run(stage.config, src, pipeline.output / stage.name, device, name=stage.name)
+            results.append(result)
+            outputs[stage.name] = current = Path(result.output_dir)
+    finally:
+        run_config["seconds"] = round(time.perf_counter() - start, 2)
+        if results:
+            write_report(pipeline.output, results, run_config, title=f"genapps pipeline: {pipeline.name}")
+    return results

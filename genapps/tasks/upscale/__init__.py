@@ -1,0 +1,261 @@
+"""upscale: super-resolution of image folders (x2/x3/x4) with tiling, alpha, 16-bit and grayscale.
+
+The pipeline: load a model (a bundled name, a genapps .safetensors, or a BasicSR/Real-ESRGAN .pth),
+reflect-pad the image, run it whole or in overlapping tiles blended with linear feathers, put
+the alpha channel back, resize to `outscale` if asked, write the same bit depth and colour type.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from genapps import io, metrics
+from genapps.batch import StageResult, map_images
+from genapps.device import autocast
+from genapps.tasks.upscale.models import define_G, infer_public_arch
+
+log = logging.getLogger(__name__)
+
+TASK = "upscale"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Options of `genapps upscale` and of an `upscale` pipeline stage."""
+
+    model: str | None = field(default=None, metadata={"path": "if_exists"})  # bundled name, file, "bicubic"; default sr-x{scale}
+    scale: int = 4
+    outscale: float | None = None  # final factor; default: the model's own scale
+    tile: int = 0  # LR tile size in px, 0 = whole image
+    tile_overlap: int = 16
+    precision: str = "fp32"  # fp16 / bf16 apply on CUDA only
+    batch_size: int = 4  # tiles per forward pass
+    alpha: str = "model"  # how alpha is upscaled: model | bicubic
+    ext: str | None = None  # output extension, default: the input's
+    suffix: str = ""
+    quality: int = 95
+    resume: bool = True
+    fail_fast: bool = False
+    reference: str | None = field(default=None, metadata={"path": True})  # HR folder: Y-PSNR/SSIM per output
+
+    def __post_init__(self):
+        if self.scale not in (2, 3, 4):
+            raise ValueError(f"scale must be 2, 3 or 4, got {self.scale}")
+        if self.alpha not in ("model", "bicubic"):
+            raise ValueError(f"alpha must be 'model' or 'bicubic', got {self.alpha!r}")
+        if self.tile < 0 or self.tile_overlap < 0 or self.batch_size < 1:
+            raise ValueError("tile and tile_overlap must be >= 0 and batch_size >= 1")
+        if self.outscale is not None and not 0 < self.outscale <= 16:
+            raise ValueError(f"outscale must be in (0, 16], got {self.outscale}")
+
+
+class Bicubic(nn.Module):
+    """The classical baseline as a 'model': torch's bicubic (a = -0.75; PIL/MATLAB use -0.5)."""
+
+    def __init__(self, scale: int):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x):
+        return F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+
+
+def load_model(name_or_path: str, scale: int = 4) -> tuple[nn.Module, dict]:
+    """A model ready for inference (eval mode, CPU) and its description {arch, scale, source}.
+
+    Accepts "bicubic", a bundled name, a genapps .safetensors, or a BasicSR/Real-ESRGAN .pth/.pt
+    holding `params_ema` or `params` (keys may carry DataParallel's `module.` prefix).
+    """
+    if name_or_path == "bicubic":
+        return Bicubic(scale).eval(), {"arch": "bicubic", "scale": scale, "source": "bicubic"}
+    path = io.resolve_weights(name_or_path)
+    if path.suffix == ".safetensors":
+        tensors, meta = io.load_weights(path)
+        if meta.get("task") != TASK:
+            raise ValueError(f"{path}: weights of task {meta.get('task')!r}, not {TASK!r}")
+        arch, config = meta["arch"], meta["config"]
+    else:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+        tensors = raw.get("params_ema") or raw.get("params") or raw if isinstance(raw, dict) else None
+        if not isinstance(tensors, dict):
+            raise ValueError(f"{path}: not a state dict")
+        tensors = {k.removeprefix("module."): v for k, v in tensors.items()}
+        arch, config = infer_public_arch(tensors)
+    model = define_G(arch, **config)
+    model.load_state_dict(tensors)
+    native = config.get("scale", config.get("upscale", scale))
+    return model.eval(), {"arch": arch, "scale": native, "source": str(path), "config": config}
+
+
+def _ramp(length: int, before: int, after: int) -> torch.Tensor:
+    """1-D blending weights: linear rise over `before` px, fall over `after` px, 1 between."""
+    w = torch.ones(length)
+    before, after = min(before, length), min(after, length)
+    if before:
+        w[:before] = torch.arange(1, before + 1) / (before + 1)
+    if after:
+        w[length - after:] = torch.minimum(w[length - after:], torch.arange(after, 0, -1) / (after + 1))
+    return w
+
+
+def _tiles(size: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
+    """(start, end, rise, fall) of extended tiles along one axis, in LR pixels."""
+    spans = []
+    for core in range(0, size, tile):
+        start, end = max(0, core - overlap), min(size, core + tile + overlap)
+        spans.append((start, end, 2 * overlap if core > 0 else 0, 2 * overlap if core + tile < size else 0))
+    return spans
+
+
+def _run(model: nn.Module, x: torch.Tensor, precision: str) -> torch.Tensor:
+    with torch.inference_mode(), autocast(x.device, precision):
+        return model(x).float()
+
+
+def upscale_tensor(model: nn.Module, x: torch.Tensor, scale: int, tile: int = 0, overlap: int = 16,
+                   batch_size: int = 4, precision: str = "fp32") -> torch.Tensor:
+    """(B, 3, h, w) in [0, 1] -> (B, 3, h*scale, w*scale) in [0, 1].
+
+    The image is reflect-padded (so borders see mirrored context, not zeros); with `tile` > 0
+    it runs in tiles of tile+2*overlap px whose overlaps are cross-faded linearly, which equals
+    the whole-image result up to the model's receptive field beyond `overlap`.
+    """
+    multiple = getattr(model, "input_multiple", 1)
+    b, c, h, w = x.shape
+    pad = min(8, h - 1, w - 1)
+    extra_h, extra_w = (-(h + 2 * pad)) % multiple, (-(w + 2 * pad)) % multiple
+    mode = "reflect" if pad > 0 else "replicate"
+    xp = F.pad(x, (pad, pad + extra_w, pad, pad + extra_h), mode=mode if min(h, w) > pad + max(extra_h, extra_w) else "replicate")
+    H, W = xp.shape[-2:]
+    if not tile or (H <= tile + 2 * overlap and W <= tile + 2 * overlap):
+        out = _run(model, xp, precision)
+    else:
+        tile = max(tile, multiple)
+        overlap -= overlap % multiple
+        out = torch.zeros(b, c, H * scale, W * scale, device=x.device)
+        weight = torch.zeros(1, 1, H * scale, W * scale, device=x.device)
+        jobs = [(ys, xs) for ys in _tiles(H, tile, overlap) for xs in _tiles(W, tile, overlap)]
+        by_shape: dict[tuple[int, int], list] = {}
+        for ys, xs in jobs:
+            by_shape.setdefault((ys[1] - ys[0], xs[1] - xs[0]), []).append((ys, xs))
+        for group in by_shape.values():
+            for i in range(0, len(group), max(1, batch_size // b)):
+                chunk = group[i:i + max(1, batch_size // b)]
+                inp = torch.cat([xp[..., y0:y1, x0:x1] for (y0, y1, _, _), (x0, x1, _, _) in chunk])
+                res = _run(model, inp, precision).split(b)
+                for ((y0, y1, ry, fy), (x0, x1, rx, fx)), r in zip(chunk, res):
+                    wy = _ramp((y1 - y0) * scale, ry * scale, fy * scale).to(x.device)
+                    wx = _ramp((x1 - x0) * scale, rx * scale, fx * scale).to(x.device)
+                    wt = wy[:, None] * wx[None, :]
+                    out[..., y0 * scale:y1 * scale, x0 * scale:x1 * scale] += r * wt
+                    weight[..., y0 * scale:y1 * scale, x0 * scale:x1 * scale] += wt
+        out = out / weight
+    out = out[..., pad * scale:(pad + h) * scale, pad * scale:(pad + w) * scale]
+    return out.clamp(0, 1)
+
+
+def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, C, h, w) -> (B, C, *size), bicubic with antialiasing when shrinking, clamped to [0, 1]."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+
+
+def upscale_image(model: nn.Module, image: io.LoadedImage, scale: int, cfg: Config,
+                  device: torch.device) -> io.LoadedImage:
+    """Upscale colour (grey runs as RGB and comes back grey) and alpha; keep the bit depth."""
+    h, w = image.size
+    outscale = cfg.outscale or cfg.scale
+    size = (round(h * outscale), round(w * outscale))
+
+    def run(planes: torch.Tensor) -> torch.Tensor:
+        rgb = planes.expand(3, -1, -1) if planes.shape[0] == 1 else planes
+        y = upscale_tensor(model, rgb[None].to(device), scale, cfg.tile, cfg.tile_overlap,
+                           cfg.batch_size, cfg.precision)
+        y = resize(y, size)[0].cpu()
+        return y.mean(0, keepdim=True) if planes.shape[0] == 1 else y
+
+    color = run(image.color)
+    alpha = None
+    if image.alpha is not None:
+        alpha = run(image.alpha) if cfg.alpha == "model" else resize(image.alpha[None], size)[0]
+    return io.LoadedImage(color, alpha, image.bit_depth)
+
+
+def sr_measure(scale: int):
+    """Per-image SR protocol metrics: Y-channel PSNR/SSIM with `scale` px of border shaved."""
+    def measure(pred: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
+        pred, ref = metrics.quantize(pred[None]), ref[None]
+        return {"psnr_y": float(metrics.psnr_y(pred, ref, scale)[0]),
+                "ssim_y": float(metrics.ssim_y(pred, ref, scale)[0])}
+    return measure
+
+
+def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torch.device,
+        name: str = TASK) -> StageResult:
+    """Upscale every image under `input_dir` into `output_dir` (mirrored tree)."""
+    if cfg.precision != "fp32" and device.type != "cuda":
+        log.warning("--%s ignored on %s: half precision is used on CUDA only", cfg.precision, device)
+        cfg = Config(**(asdict(cfg) | {"precision": "fp32"}))
+    model_name = cfg.model or f"sr-x{cfg.scale}"
+    model, info = load_model(model_name, cfg.scale)
+    model = model.to(device, memory_format=torch.channels_last)
+    native = info["scale"]
+    if cfg.outscale is None and native != cfg.scale:
+        log.info("model %s is x%d; its output is resized to x%d", model_name, native, cfg.scale)
+    t0 = time.perf_counter()
+    result = map_images(
+        input_dir, output_dir, lambda im: upscale_image(model, im, native, cfg, device),
+        name=name, task=TASK, config=asdict(cfg) | {"model_info": info}, ext=cfg.ext, suffix=cfg.suffix,
+        quality=cfg.quality, resume=cfg.resume, fail_fast=cfg.fail_fast, reference=cfg.reference,
+        measure=sr_measure(round(cfg.outscale or cfg.scale)),
+    )
+    ok = [r for r in result.records if r.status == "ok"]
+    mp = sum(r.metrics.get("output_mp", 0.0) for r in ok)
+    result.summary = {"model": model_name, "arch": info["arch"], "native_scale": native,
+                      "output_mp": round(mp, 3),
+                      "output_mp_per_s": round(mp / max(1e-9, sum(r.seconds for r in ok)), 3),
+                      "seconds": round(time.perf_counter() - t0, 2)}
+    return result
+
+
+# ---------------------------------------------------------------- benchmark protocol
+
+
+def bicubic_downscale(hr: torch.Tensor, scale: int) -> torch.Tensor:
+    """(C, H, W) in [0, 1], H and W multiples of `scale` -> (C, H/scale, W/scale), 8-bit quantized.
+
+    PIL's antialiased bicubic, the usual stand-in for MATLAB's imresize in SR benchmarks.
+    """
+    arr = (hr.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    im = Image.fromarray(arr.squeeze(-1) if arr.shape[-1] == 1 else arr)
+    lr = np.asarray(im.resize((arr.shape[1] // scale, arr.shape[0] // scale), Image.BICUBIC))
+    lr = lr[:, :, None] if lr.ndim == 2 else lr
+    return torch.from_numpy(lr.copy()).permute(2, 0, 1).float() / 255
+
+
+def benchmark_pairs(folder: str | Path, scale: int) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    """(name, LR, HR) for every image of a validation folder: HR cropped to a multiple of scale, RGB."""
+    pairs = []
+    for path in io.list_images(folder):
+        hr = io.read_image(path).color.expand(3, -1, -1)
+        h, w = hr.shape[1] - hr.shape[1] % scale, hr.shape[2] - hr.shape[2] % scale
+        hr = hr[:, :h, :w].contiguous()
+        pairs.append((path.stem, bicubic_downscale(hr, scale), hr))
+    return pairs
+
+
+def evaluate_model(model: nn.Module, pairs, scale: int, device: torch.device) -> dict[str, float]:
+    """Mean Y-PSNR/SSIM (border = scale, output quantized to 8 bits) over benchmark pairs."""
+    measure = sr_measure(scale)
+    scores = [measure(upscale_tensor(model, lr[None].to(device), scale)[0].cpu(), hr) for _, lr, hr in pairs]
+    return {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
