@@ -96,23 +96,32 @@ def load_model(name_or_path: str, scale: int = 4) -> tuple[nn.Module, dict]:
     return model.eval(), {"arch": arch, "scale": native, "source": str(path), "config": config}
 
 
-def _ramp(length: int, before: int, after: int) -> torch.Tensor:
-    """1-D blending weights: linear rise over `before` px, fall over `after` px, 1 between."""
+def _ramp(length: int, start_fade: int, end_fade: int) -> torch.Tensor:
+    """1-D blending weights of one tile: 0 over the outer half of a faded side's margin, then a
+    linear rise over the inner half and the neighbour's (so two neighbours sum to 1), 1 between.
+
+    `start_fade`/`end_fade` are the overlap margins (0 at the image border: nothing to blend).
+    The zero part hides the pixels that saw the tile's own zero padding.
+    """
     w = torch.ones(length)
-    before, after = min(before, length), min(after, length)
-    if before:
-        w[:before] = torch.arange(1, before + 1) / (before + 1)
-    if after:
-        w[length - after:] = torch.minimum(w[length - after:], torch.arange(after, 0, -1) / (after + 1))
+    for fade, flip in ((start_fade, False), (end_fade, True)):
+        if fade:
+            half = fade // 2
+            side = torch.cat([torch.zeros(half), torch.arange(1, fade + 1) / (fade + 1)])[:length]
+            side = side.flip(0) if flip else side
+            if flip:
+                w[length - len(side):] = torch.minimum(w[length - len(side):], side)
+            else:
+                w[:len(side)] = torch.minimum(w[:len(side)], side)
     return w
 
 
 def _tiles(size: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
-    """(start, end, rise, fall) of extended tiles along one axis, in LR pixels."""
+    """(start, end, start_fade, end_fade) of extended tiles along one axis, in LR pixels."""
     spans = []
     for core in range(0, size, tile):
         start, end = max(0, core - overlap), min(size, core + tile + overlap)
-        spans.append((start, end, 2 * overlap if core > 0 else 0, 2 * overlap if core + tile < size else 0))
+        spans.append((start, end, core - start, end - min(size, core + tile)))
     return spans
 
 
@@ -126,8 +135,8 @@ def upscale_tensor(model: nn.Module, x: torch.Tensor, scale: int, tile: int = 0,
     """(B, 3, h, w) in [0, 1] -> (B, 3, h*scale, w*scale) in [0, 1].
 
     The image is reflect-padded (so borders see mirrored context, not zeros); with `tile` > 0
-    it runs in tiles of tile+2*overlap px whose overlaps are cross-faded linearly, which equals
-    the whole-image result up to the model's receptive field beyond `overlap`.
+    it runs in tiles of tile + 2*overlap px whose overlaps are cross-faded linearly; this equals
+    the whole-image result when the model's receptive radius is below overlap / 2.
     """
     multiple = getattr(model, "input_multiple", 1)
     b, c, h, w = x.shape

@@ -1,0 +1,153 @@
+"""Super-resolution: tiling, alpha, 16-bit, grayscale, public weights, training, the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from genapps import io
+from genapps.tasks import upscale
+from genapps.tasks.upscale.models import SRResNet, define_G
+from tests.conftest import photo
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return SRResNet(scale=2, channels=8, blocks=2).eval()  # receptive radius 7 px
+
+
+@pytest.fixture
+def weights(tmp_path, model):
+    path = tmp_path / "tiny-x2.safetensors"
+    io.save_weights(path, model.state_dict(), {"task": "upscale", "arch": "srresnet",
+                                               "config": {"scale": 2, "channels": 8, "blocks": 2}})
+    return path
+
+
+def test_tiled_equals_whole_image(model):
+    x = torch.rand(1, 3, 45, 61)
+    whole = upscale.upscale_tensor(model, x, 2)
+    for tile, overlap in [(16, 16), (20, 16), (9, 20)]:
+        tiled = upscale.upscale_tensor(model, x, 2, tile=tile, overlap=overlap, batch_size=3)
+        assert tiled.shape == whole.shape == (1, 3, 90, 122)
+        assert (tiled - whole).abs().max() <= 2 / 255, (tile, overlap)
+    naive = upscale.upscale_tensor(model, x, 2, tile=16, overlap=0)
+    assert (naive - whole).abs().max() > 2 / 255  # without overlap the seams show: the check can fail
+
+
+def test_alpha_gray_and_16bit_are_kept(model):
+    cfg = upscale.Config(scale=2)
+    rgba = io.LoadedImage(torch.rand(3, 10, 12), torch.linspace(0, 1, 120).view(1, 10, 12))
+    out = upscale.upscale_image(model, rgba, 2, cfg, torch.device("cpu"))
+    assert out.color.shape == (3, 20, 24) and out.alpha.shape == (1, 20, 24)
+    assert abs(out.alpha.mean() - 0.5) < 0.1  # alpha upscaled as alpha, not dropped or mixed with colour
+    gray16 = io.LoadedImage(torch.rand(1, 10, 12), None, 16)
+    out = upscale.upscale_image(model, gray16, 2, upscale.Config(scale=2, outscale=3.0), torch.device("cpu"))
+    assert out.color.shape == (1, 30, 36) and out.bit_depth == 16
+
+
+def basicsr_msrresnet_state(feat=8, blocks=2, scale=4):
+    """A random state dict in BasicSR's MSRResNet key layout (written out, not taken from genapps)."""
+    conv = lambda o, i: {"weight": torch.randn(o, i, 3, 3) * 0.05, "bias": torch.zeros(o)}  # noqa: E731
+    layers = {"conv_first": conv(feat, 3), "conv_hr": conv(feat, feat), "conv_last": conv(3, feat),
+              "upconv1": conv(feat * 4, feat), "upconv2": conv(feat * 4, feat)}
+    for b in range(blocks):
+        layers[f"body.{b}.conv1"], layers[f"body.{b}.conv2"] = conv(feat, feat), conv(feat, feat)
+    return {f"{k}.{p}": v for k, d in layers.items() for p, v in d.items()}
+
+
+def rrdbnet_state(feat=8, blocks=1, grow=4, scale=4):
+    conv = lambda o, i: {"weight": torch.randn(o, i, 3, 3) * 0.05, "bias": torch.zeros(o)}  # noqa: E731
+    in_ch = {4: 3, 2: 12}[scale]
+    layers = {"conv_first": conv(feat, in_ch), "conv_body": conv(feat, feat), "conv_up1": conv(feat, feat),
+              "conv_up2": conv(feat, feat), "conv_hr": conv(feat, feat), "conv_last": conv(3, feat)}
+    for b in range(blocks):
+        for r in (1, 2, 3):
+            for c in range(1, 6):
+                layers[f"body.{b}.rdb{r}.conv{c}"] = conv(feat if c == 5 else grow, feat + (c - 1) * grow)
+    return {f"{k}.{p}": v for k, d in layers.items() for p, v in d.items()}
+
+
+def srvgg_state(feat=8, convs=2, scale=4):
+    state = {"body.0.weight": torch.randn(feat, 3, 3, 3) * 0.05, "body.0.bias": torch.zeros(feat),
+             "body.1.weight": torch.full((feat,), 0.25)}
+    for i in range(convs):
+        state |= {f"body.{2 + 2 * i}.weight": torch.randn(feat, feat, 3, 3) * 0.05,
+                  f"body.{2 + 2 * i}.bias": torch.zeros(feat), f"body.{3 + 2 * i}.weight": torch.full((feat,), 0.25)}
+    last = 2 + 2 * convs
+    return state | {f"body.{last}.weight": torch.randn(3 * scale * scale, feat, 3, 3) * 0.05,
+                    f"body.{last}.bias": torch.zeros(3 * scale * scale)}
+
+
+@pytest.mark.parametrize("state,key,scale,arch", [
+    (basicsr_msrresnet_state(), "params", 4, "msrresnet"),
+    (rrdbnet_state(scale=4), "params_ema", 4, "rrdbnet"),
+    (rrdbnet_state(scale=2), "params_ema", 2, "rrdbnet"),
+    (srvgg_state(), "params", 4, "srvgg"),
+])
+def test_public_weights_load_and_run(tmp_path, state, key, scale, arch):
+    prefixed = {f"module.{k}": v for k, v in state.items()}
+    torch.save({key: prefixed}, tmp_path / "w.pth")
+    net, info = upscale.load_model(str(tmp_path / "w.pth"))
+    assert info["arch"] == arch and info["scale"] == scale
+    assert set(net.state_dict()) == set(state)
+    out = upscale.upscale_tensor(net, torch.rand(1, 3, 13, 17), scale, tile=8, overlap=4)
+    assert out.shape == (1, 3, 13 * scale, 17 * scale)
+
+
+def test_unknown_arch_lists_valid():
+    with pytest.raises(ValueError, match="srresnet"):
+        define_G("nope")
+
+
+def test_upscale_cli_writes_images_report_and_metrics(tmp_path, cli, weights, photo_dir):
+    lr = tmp_path / "lr"
+    assert cli("run", write_pipeline(tmp_path, photo_dir, weights), "--out", tmp_path / "run").exit_code == 0
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    names = [s["name"] for s in report["stages"]]
+    assert names == ["lr", "sr", "eval"]
+    sr = report["stages"][1]
+    assert all(r["status"] == "ok" and r["metrics"]["psnr_y"] > 15 for r in sr["records"])
+    assert (tmp_path / "run" / "sr" / "sub" / "c.png").is_file()
+    assert Image.open(tmp_path / "run" / "sr" / "b.jpg").size == (64, 48)
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert "data:image/" in html
+    result = cli("upscale", tmp_path / "run" / "lr", lr, "-m", weights, "-s", "2", "--ext", "webp", "--suffix", "_x2",
+                 "--half")
+    assert result.exit_code == 0, result.output
+    assert (lr / "sub" / "c_x2.webp").is_file()
+
+
+def write_pipeline(tmp_path, photo_dir, weights):
+    path = tmp_path / "p.yaml"
+    path.write_text(f"""
+input: {photo_dir}
+stages:
+  - {{name: lr, task: downscale, options: {{scale: 2}}}}
+  - {{name: sr, task: upscale, options: {{model: {weights}, scale: 2, reference: {photo_dir}, tile: 16}}}}
+  - {{name: eval, task: evaluate, options: {{reference: {photo_dir}, y_channel: true, crop_border: 2}}}}
+""")
+    return path
+
+
+def test_train_sr_tiny_and_resume(tmp_path, photo_dir):
+    from genapps.tasks.upscale.training import SRTrainConfig, train_sr
+
+    out = tmp_path / "m.safetensors"
+    cfg = SRTrainConfig(data=str(photo_dir), val=str(photo_dir), out=str(out), scale=2, channels=8, blocks=1,
+                        steps=6, batch_size=2, patch=8, val_every=3)
+    card = train_sr(cfg, torch.device("cpu"))
+    assert out.is_file() and json.loads(out.with_suffix(".json").read_text())["config"]["scale"] == 2
+    assert set(card["validation"]) == {"val_psnr_y", "val_ssim_y"}
+    net, info = upscale.load_model(str(out))
+    assert info["arch"] == "srresnet" and info["scale"] == 2
+    state = io.load_state(out.with_suffix(".state.pt"))
+    assert state["step"] == 6
+    longer = SRTrainConfig(**{**cfg.__dict__, "steps": 8})
+    assert train_sr(longer, torch.device("cpu"))["history"][-1]["step"] == 8  # resumed at 6, not from 0
+    gan = SRTrainConfig(**{**cfg.__dict__, "steps": 3, "gan": True, "init": str(out), "patch": 16,
+                           "out": str(tmp_path / "g.safetensors")})
+    assert "adv" in train_sr(gan, torch.device("cpu"))["history"][-1]
