@@ -30,6 +30,8 @@ CHECKPOINT_FORMAT_VERSION = 1
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, not a grey half image
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 class ImageError(Exception):
@@ -165,6 +167,7 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; finished files get the usual mode
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -136,3 +136,10 @@ def test_missing_input_and_unwritable_output_are_one_line_errors(tmp_path, cli):
     blocker.write_text("x")
     result = cli("upscale", tmp_path / "in", blocker / "out", "--model", "bicubic")
     assert result.exit_code == 2 and "not writable" in result.output
+
+
+def test_written_files_get_the_usual_mode(tmp_path):
+    import stat
+
+    io.write_text(tmp_path / "t.txt", "x")
+    assert stat.S_IMODE((tmp_path / "t.txt").stat().st_mode) == 0o666 & ~io._UMASK  # not mkstemp's 0600

@@ -1,0 +1,46 @@
+"""The shared training loop: reconstruction and GAN steps, EMA, divergence, checkpoints and resume."""
+
+import pytest
+import torch
+from torch import nn
+
+from genapps.train import TrainConfig, TrainingDiverged, TrainSpec, fit
+
+
+def regression_spec(target=3.0):
+    g = nn.Linear(1, 1)
+    x = torch.ones(8, 1)
+    return TrainSpec(g, lambda: x, lambda net, b: net(b),
+                     lambda b, out, d: (((out - target) ** 2).mean(), {"mse": 0.0}))
+
+
+def test_reconstruction_step_learns_and_ema_follows():
+    res = fit(regression_spec(), TrainConfig(steps=300, lr=0.05, ema=0.9, log_every=100, cosine=False))
+    assert abs(float(res.generator(torch.ones(1, 1))) - 3.0) < 0.05
+    assert [h["step"] for h in res.history] == [100, 200, 300]
+
+
+def test_nan_loss_is_reported_with_the_step():
+    spec = regression_spec()
+    spec.g_loss = lambda b, out, d: (out.sum() * float("nan"), {})
+    with pytest.raises(TrainingDiverged, match="step 0: generator loss is nan"):
+        fit(spec, TrainConfig(steps=5))
+
+
+def test_gan_step_updates_both_and_resumes(tmp_path):
+    torch.manual_seed(0)
+    g, d = nn.Linear(2, 2), nn.Linear(2, 1)
+    d_before = [p.detach().clone() for p in d.parameters()]
+    real = torch.randn(16, 2) + 2
+    spec = TrainSpec(
+        g, lambda: real, lambda net, b: net(torch.randn_like(b)),
+        g_loss=lambda b, fake, disc: (nn.functional.softplus(-disc(fake)).mean(), {}),
+        discriminator=d,
+        d_loss=lambda disc, b, fake: (nn.functional.softplus(-disc(b)).mean()
+                                      + nn.functional.softplus(disc(fake)).mean(), {"d": 0.0}),
+    )
+    state = tmp_path / "s.pt"
+    fit(spec, TrainConfig(steps=4, ckpt_every=2, log_every=2), state_path=state)
+    assert any(not torch.equal(a, b) for a, b in zip(d_before, d.parameters()))
+    again = fit(spec, TrainConfig(steps=6, ckpt_every=2, log_every=2), state_path=state)
+    assert [h["step"] for h in again.history] == [2, 4, 6]  # continued from step 4
