@@ -209,6 +209,39 @@ def upscale(input_dir: str, output_dir: str, device: str, scale: str, **options)
     run_task("upscale", input_dir, output_dir, device, {"scale": int(scale), **options})
 
 
+@main.command()
+@click.argument("data", type=click.Path())
+@click.argument("output_dir", metavar="OUTPUT", type=click.Path(file_okay=False))
+@click.option("--model", type=click.Choice(["cvae", "cgan"]), default="cvae", show_default=True)
+@click.option("--per-class", type=int, help="Synthetic images per class (default 100).")
+@click.option("--ratio", type=float, help="Synthetic images per real image of each class.")
+@click.option("--unlabeled", type=click.Path(file_okay=False), help="Unlabeled images that also train the generator.")
+@click.option("--image-size", type=int, default=28, show_default=True)
+@click.option("--channels", default="auto", show_default=True, help="1, 3 or auto.")
+@click.option("--steps", type=int, help="Generator training steps (default 3000).")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--lr", type=float)
+@click.option("--z-dim", type=int)
+@click.option("--beta", type=float, default=1.0, show_default=True, help="CVAE: KL weight.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--filter/--no-filter", default=True, show_default=True,
+              help="Drop samples a real-data classifier confidently assigns to another class.")
+@click.option("--filter-confidence", type=float, default=0.9, show_default=True)
+@click.option("--pseudo-threshold", type=float, default=0.95, show_default=True)
+@click.option("--interpolate/--no-interpolate", default=True, show_default=True, help="Latent interpolation figure.")
+@click.option("--eval", "eval_dir", type=click.Path(file_okay=False),
+              help="TEST_DIR (ImageFolder): prove with a downstream classifier whether synthesis helped.")
+@click.option("--eval-seeds", type=int, default=3, show_default=True)
+@click.option("--eval-steps", type=int, default=600, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Retrain and rewrite instead of resuming.")
+@DEVICE
+@user_errors
+def augment(data: str, output_dir: str, device: str, eval_dir: str | None, channels: str, **options) -> None:
+    """Train a class-conditional generator on an ImageFolder and write synthetic labeled images."""
+    channels_value = int(channels) if channels.isdigit() else channels
+    run_task("augment", data, output_dir, device, {**options, "eval": eval_dir, "channels": channels_value})
+
+
 # ---------------------------------------------------------------- train
 
 
