@@ -154,21 +154,21 @@ def test_killed_run_leaves_only_whole_files_and_resumes(tmp_path):
 
     src = tmp_path / "in"
     src.mkdir()
-    for i in range(40):
-        Image.fromarray(photo((192, 192), seed=i)).save(src / f"{i:02d}.png")
+    for i in range(24):
+        Image.fromarray(photo((128, 128), seed=i)).save(src / f"{i:02d}.png")
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "genapps.cli", "upscale", str(src), str(out), "-m", "bicubic", "-s", "4"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
-    while time.time() < deadline and len(list(out.glob("*.png"))) < 3:
+    while time.time() < deadline and len(list(out.glob("*.png"))) < 2:
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     finished = sorted(out.glob("*.png"))
-    assert 3 <= len(finished) < 40
+    assert 2 <= len(finished) < 24
     for f in finished:  # every file under a final name is whole
-        assert io.read_image(f).size == (768, 768)
+        assert io.read_image(f).size == (512, 512)
     rerun = subprocess.run(cmd, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
-    assert len(list(out.glob("*.png"))) == 40
+    assert len(list(out.glob("*.png"))) == 24
     assert f"{len(finished)} skipped" in rerun.stdout
