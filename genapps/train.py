@@ -50,6 +50,8 @@ class TrainSpec:
     forward(g, batch) -> out; g_loss(batch, out, d) -> (loss, logs);
     d_loss(d, batch, out.detach()) -> (loss, logs), only for GANs.
     validate(g_ema) -> {metric: value}, evaluated in eval mode under no_grad.
+    select_by: a validation metric (higher is better); with EMA on, the final generator is
+    whichever of the EMA and the raw weights scores higher on it (EMA lags on short runs).
     """
 
     generator: nn.Module
@@ -59,6 +61,7 @@ class TrainSpec:
     discriminator: nn.Module | None = None
     d_loss: Callable[[nn.Module, Any, Any], Losses] | None = None
     validate: Callable[[nn.Module], dict[str, float]] | None = None
+    select_by: str | None = None
 
 
 class TrainingDiverged(RuntimeError):
@@ -67,10 +70,10 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass
 class TrainResult:
-    generator: nn.Module  # the EMA copy when EMA is on
+    generator: nn.Module  # the EMA copy when EMA is on (unless select_by chose the raw weights)
     history: list[dict] = field(default_factory=list)
     validation: dict[str, float] = field(default_factory=dict)
-    seconds: float = 0.0
+    seconds: float = 0.0  # training time over all resumed runs
 
 
 def _detach(out):
@@ -130,7 +133,7 @@ def fit(spec: TrainSpec, cfg: TrainConfig, state_path: str | Path | None = None,
     opt_d = torch.optim.AdamW(d.parameters(), cfg.lr_d, betas=cfg.betas) if d is not None else None
     ema = copy.deepcopy(g).requires_grad_(False) if cfg.ema else None
     history: list[dict] = []
-    start_step = 0
+    start_step, seconds_before = 0, 0.0
     state_path = Path(state_path) if state_path else None
     if state_path and resume and state_path.exists():
         state = io.load_state(state_path)
@@ -142,6 +145,7 @@ def fit(spec: TrainSpec, cfg: TrainConfig, state_path: str | Path | None = None,
         if ema is not None:
             ema.load_state_dict(state["ema"])
         start_step, history = state["step"], list(state.get("history", []))
+        seconds_before = float(state.get("seconds", 0.0))
         torch.set_rng_state(state["rng"])
         log.info("resumed from %s at step %d", state_path, start_step)
 
@@ -149,7 +153,8 @@ def fit(spec: TrainSpec, cfg: TrainConfig, state_path: str | Path | None = None,
         if not state_path:
             return
         state = {"step": step, "g": g.state_dict(), "opt_g": opt_g.state_dict(), "history": history,
-                 "rng": torch.get_rng_state(), "config": asdict(cfg)}
+                 "rng": torch.get_rng_state(), "config": asdict(cfg),
+                 "seconds": seconds_before + time.perf_counter() - t0}
         if d is not None:
             state |= {"d": d.state_dict(), "opt_d": opt_d.state_dict()}
         if ema is not None:
@@ -198,8 +203,14 @@ def fit(spec: TrainSpec, cfg: TrainConfig, state_path: str | Path | None = None,
                      rate, time.strftime("%H:%M:%S", time.gmtime(eta)))
         if done % cfg.ckpt_every == 0 or done == cfg.steps:
             save(done)
-    final = ema or g
-    result = TrainResult(final, history, _validate(spec, final), time.perf_counter() - t0)
+    final, validation = ema or g, _validate(spec, ema or g)
+    if ema is not None and spec.select_by:
+        raw = _validate(spec, g)
+        log.info("final %s: EMA %.4f, raw %.4f", spec.select_by, validation[spec.select_by], raw[spec.select_by])
+        if raw[spec.select_by] > validation[spec.select_by]:
+            final, validation = g, raw
+        validation = validation | {"weights": "ema" if final is ema else "raw"}
+    result = TrainResult(final, history, validation, seconds_before + time.perf_counter() - t0)
     if result.validation:
-        log.info("validation: %s", "  ".join(f"{k}={v:.4f}" for k, v in result.validation.items()))
+        log.info("validation: %s", "  ".join(f"{k}={v}" for k, v in result.validation.items()))
     return result

@@ -44,3 +44,12 @@ def test_gan_step_updates_both_and_resumes(tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(d_before, d.parameters()))
     again = fit(spec, TrainConfig(steps=6, ckpt_every=2, log_every=2), state_path=state)
     assert [h["step"] for h in again.history] == [2, 4, 6]  # continued from step 4
+
+
+def test_select_by_keeps_the_better_of_ema_and_raw():
+    spec = regression_spec()
+    spec.validate = lambda net: {"score": -abs(float(net(torch.ones(1, 1))) - 3.0)}
+    spec.select_by = "score"
+    res = fit(spec, TrainConfig(steps=60, lr=0.05, ema=0.999, cosine=False, log_every=60))
+    assert res.validation["weights"] == "raw"  # a 0.999 EMA lags far behind after 60 steps
+    assert res.validation["score"] > -0.5

@@ -164,7 +164,8 @@ def train_sr(cfg: SRTrainConfig, device: torch.device, resume: bool = True) -> d
         return {f"val_{k}": v for k, v in evaluate_model(model, pairs, cfg.scale, device).items()} if pairs else {}
 
     spec = TrainSpec(g, batch_on_device, lambda net, batch: net(batch[0]), g_loss,
-                     discriminator=d, d_loss=d_loss if cfg.gan else None, validate=validate)
+                     discriminator=d, d_loss=d_loss if cfg.gan else None, validate=validate,
+                     select_by="val_psnr_y" if pairs and not cfg.gan else None)
     tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, lr_d=cfg.lr, betas=(0.9, 0.99), ema=0.999,
                        warmup=0 if cfg.init else 200, log_every=100, val_every=cfg.val_every,
                        ckpt_every=500, seed=cfg.seed)
