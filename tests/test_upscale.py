@@ -141,7 +141,7 @@ def test_train_sr_tiny_and_resume(tmp_path, photo_dir):
                         steps=6, batch_size=2, patch=8, val_every=3)
     card = train_sr(cfg, torch.device("cpu"))
     assert out.is_file() and json.loads(out.with_suffix(".json").read_text())["config"]["scale"] == 2
-    assert set(card["validation"]) == {"val_psnr_y", "val_ssim_y"}
+    assert set(card["validation"]) == {"val_psnr_y", "val_ssim_y", "weights"}  # EMA or raw, by val PSNR
     net, info = upscale.load_model(str(out))
     assert info["arch"] == "srresnet" and info["scale"] == 2
     state = io.load_state(out.with_suffix(".state.pt"))

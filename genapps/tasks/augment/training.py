@@ -1,0 +1,381 @@
+"""Training of the augment task's networks, all through genapps.train.fit.
+
+- `train_classifier`: the small CNN on real (and optionally synthetic / pseudo-labeled) images,
+  optionally with albumentations' random affine (the classical baseline augmentation).
+- `pseudo_label`: self-training on an unlabeled pool (confident predictions become labels).
+- `train_generator`: the CVAE (ELBO, kornia affine jitter) or the cGAN (hinge loss, projection
+  D, spectral norm, DiffAugment with kornia: translation, cutout, brightness on real and fake).
+- `generate`: class-conditional samples, optionally filtered by a classifier.
+
+Images are (N, C, S, S) float32 in [0, 1]; labels (N,) int64.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genapps import losses
+from genapps.tasks.augment.models import define_model, elbo_loss
+from genapps.train import TrainConfig, TrainingDiverged, TrainSpec, fit
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------- classical augmentation
+
+
+def affine_augmenter(seed: int):
+    """albumentations' random affine (the baseline): rotate +-15, shift +-10%, scale 0.9-1.1, shear +-10."""
+    import albumentations as A
+
+    return A.Compose([A.Affine(scale=(0.9, 1.1), translate_percent=(-0.1, 0.1), rotate=(-15, 15),
+                               shear=(-10, 10), border_mode=0, fill=0, p=1.0)], seed=seed)
+
+
+def apply_albumentations(transform, x: torch.Tensor) -> torch.Tensor:
+    """(B, C, S, S) in [0, 1] -> the same shape, each image transformed independently."""
+    arr = x.permute(0, 2, 3, 1).numpy()
+    out = np.stack([transform(image=a)["image"] for a in arr])
+    if out.ndim == 3:
+        out = out[..., None]
+    return torch.from_numpy(np.ascontiguousarray(out)).permute(0, 3, 1, 2).float().clamp(0, 1)
+
+
+# ---------------------------------------------------------------- classifier
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    steps: int = 600
+    batch_size: int = 32
+    lr: float = 1e-3
+    augment: bool = False  # albumentations random affine on every training image
+    extra_fraction: float = 0.5  # share of each batch drawn from the extra (synthetic/pseudo) set
+    seed: int = 0
+
+
+def train_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: ClassifierConfig,
+                     device: torch.device, x_extra: torch.Tensor | None = None,
+                     y_extra: torch.Tensor | None = None) -> nn.Module:
+    """The small CNN trained with cross-entropy for cfg.steps Adam steps; returns it in eval mode.
+
+    Each batch holds round(batch_size * extra_fraction) images of (x_extra, y_extra) when given,
+    the rest from (x, y), sampled uniformly with replacement.
+    """
+    c, s = x.shape[1], x.shape[-1]
+    torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only, not on earlier work
+    net = define_model("classifier", channels=c, num_classes=num_classes, image_size=s).to(device)
+    rng = torch.Generator().manual_seed(cfg.seed)
+    aug = affine_augmenter(cfg.seed) if cfg.augment else None
+    has_extra = x_extra is not None and len(x_extra) > 0
+    n_extra = round(cfg.batch_size * cfg.extra_fraction) if has_extra else 0
+
+    def next_batch():
+        i = torch.randint(len(x), (cfg.batch_size - n_extra,), generator=rng)
+        xb, yb = x[i], y[i]
+        if n_extra:
+            j = torch.randint(len(x_extra), (n_extra,), generator=rng)
+            xb, yb = torch.cat([xb, x_extra[j]]), torch.cat([yb, y_extra[j]])
+        if aug is not None:
+            xb = apply_albumentations(aug, xb)
+        return xb.to(device), yb.to(device)
+
+    def g_loss(batch, logits, _d):
+        loss = F.cross_entropy(logits, batch[1])
+        return loss, {"ce": loss.item()}
+
+    spec = TrainSpec(net, next_batch, lambda m, b: m(b[0]), g_loss)
+    tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, betas=(0.9, 0.999), ema=0.0, log_every=max(1, cfg.steps),
+                       ckpt_every=10 ** 9, seed=cfg.seed)
+    return fit(spec, tcfg).generator.eval()
+
+
+@torch.no_grad()
+def predict_proba(net: nn.Module, x: torch.Tensor, device: torch.device, batch: int = 500) -> torch.Tensor:
+    """(N, C, S, S) -> (N, K) softmax probabilities (CPU)."""
+    net.eval()
+    return torch.cat([F.softmax(net(x[i:i + batch].to(device)), 1).cpu() for i in range(0, len(x), batch)])
+
+
+@torch.no_grad()
+def features(net: nn.Module, x: torch.Tensor, device: torch.device, batch: int = 500) -> torch.Tensor:
+    """(N, C, S, S) -> (N, 128) penultimate activations of the classifier (CPU, float64)."""
+    net.eval()
+    return torch.cat([net.features(x[i:i + batch].to(device)).cpu() for i in range(0, len(x), batch)]).double()
+
+
+def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> float:
+    return float((predict_proba(net, x, device).argmax(1) == y).float().mean())
+
+
+# ---------------------------------------------------------------- pseudo-labels
+
+
+@dataclass
+class PseudoLabels:
+    labels: torch.Tensor  # (M,) predicted class of every unlabeled image
+    confidence: torch.Tensor  # (M,) its probability
+    keep: torch.Tensor  # (M,) bool: confidence >= threshold after the last round
+    classifier: nn.Module  # the last round's classifier (trained on labeled + pseudo-labeled)
+    rounds: list[dict] = field(default_factory=list)
+
+
+def pseudo_label(x: torch.Tensor, y: torch.Tensor, x_unl: torch.Tensor, num_classes: int, device: torch.device,
+                 threshold: float = 0.95, rounds: int = 2, steps: int = 1000, seed: int = 0) -> PseudoLabels:
+    """Self-training: a classifier on the labeled images (random affine) labels the pool; confident
+    pool images (>= threshold) join the training set of the next round's classifier, `rounds` times.
+    """
+    cfg = ClassifierConfig(steps=steps, augment=True, seed=seed)
+    clf = train_classifier(x, y, num_classes, cfg, device)
+    history = []
+    for r in range(rounds + 1):
+        p = predict_proba(clf, x_unl, device)
+        conf, lab = p.max(1)
+        keep = conf >= threshold
+        history.append({"round": r, "kept": int(keep.sum()), "of": len(x_unl)})
+        log.info("pseudo-labels round %d: %d of %d unlabeled images at confidence >= %.2f",
+                 r, int(keep.sum()), len(x_unl), threshold)
+        if r == rounds:
+            break
+        cfg = ClassifierConfig(steps=steps, augment=True, extra_fraction=0.75, seed=seed + r + 1)
+        clf = train_classifier(x, y, num_classes, cfg, device, x_unl[keep], lab[keep])
+    return PseudoLabels(lab, conf, keep, clf, history)
+
+
+# ---------------------------------------------------------------- generators
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    model: str = "cvae"
+    steps: int = 2000
+    batch_size: int = 64
+    lr: float = 1e-3
+    z_dim: int = 16
+    beta: float = 1.0  # CVAE: weight of the KL term
+    jitter: bool = True  # CVAE: kornia random affine on training images
+    guide_weight: float = 0.0  # weight of the class-consistency loss (needs a guide classifier)
+    ema: float = 0.999
+    seed: int = 0
+
+
+def _jitter():
+    import kornia.augmentation as K
+
+    return K.RandomAffine(degrees=10, translate=(0.08, 0.08), scale=(0.9, 1.1), shear=8, p=0.8)
+
+
+def diff_augment(x: torch.Tensor) -> torch.Tensor:
+    """DiffAugment (Zhao et al. 2020) with kornia: brightness, translation 1/8, cutout 1/2; differentiable."""
+    b = x.shape[0]
+    x = x + (torch.rand(b, 1, 1, 1, device=x.device) - 0.5) * 0.4  # brightness
+    s = x.shape[-1]
+    shift = torch.randint(-(s // 8), s // 8 + 1, (b, 2), device=x.device).float()
+    import kornia.geometry.transform as T
+
+    x = T.translate(x, shift, padding_mode="zeros")
+    half = s // 2
+    cy, cx = (torch.randint(0, s, (2, b, 1, 1), device=x.device))
+    yy, xx = torch.arange(s, device=x.device).view(1, s, 1), torch.arange(s, device=x.device).view(1, 1, s)
+    mask = ((yy - cy).abs() >= half // 2) | ((xx - cx).abs() >= half // 2)
+    return x * mask[:, None].to(x)
+
+
+class CollapseMonitor:
+    """Counts consecutive discriminator steps with every real and fake on the right side of the
+    hinge margin (D 'wins' completely); `steps_max` is the longest such run, `events` the runs longer
+    than `patience`."""
+
+    def __init__(self, patience: int = 200):
+        self.patience, self.run, self.steps_max, self.events = patience, 0, 0, 0
+
+    def update(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> None:
+        won = bool((real_logits > 1).all() and (fake_logits < -1).all())
+        self.run = self.run + 1 if won else 0
+        self.steps_max = max(self.steps_max, self.run)
+        if self.run == self.patience:
+            self.events += 1
+            log.warning("discriminator collapse: it separated real and fake perfectly for %d steps", self.patience)
+
+
+@dataclass
+class GeneratorResult:
+    generator: nn.Module
+    arch: dict
+    history: list[dict]
+    collapse: dict
+
+
+def train_generator(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: GeneratorConfig,
+                    device: torch.device, state_path: str | Path | None = None, resume: bool = True,
+                    guide: nn.Module | None = None) -> GeneratorResult:
+    """Train the class-conditional generator `cfg.model` on (x, y); returns its EMA copy in eval mode.
+
+    With a frozen `guide` classifier and cfg.guide_weight > 0, samples decoded from the prior
+    (z ~ N(0, I), class k) are also pushed to be classified as k (cross-entropy): without it, a
+    CVAE trained on tens of images hides the class in z and its prior samples ignore the label.
+    """
+    c, s = x.shape[1], x.shape[-1]
+    arch = {"channels": c, "num_classes": num_classes, "image_size": s, "z_dim": cfg.z_dim}
+    torch.manual_seed(cfg.seed)
+    g = define_model(cfg.model, **arch).to(device)
+    rng = torch.Generator().manual_seed(cfg.seed)
+    onehot = lambda t: F.one_hot(t, num_classes).float()  # noqa: E731
+    monitor = CollapseMonitor()
+    if guide is not None and cfg.guide_weight > 0:
+        guide = guide.to(device).eval().requires_grad_(False)
+    else:
+        guide = None
+
+    def guidance(fake: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        if guide is None:
+            return fake.new_zeros(()), {}
+        ce = F.cross_entropy(guide(fake), labels)
+        return cfg.guide_weight * ce, {"guide_ce": ce.item()}
+
+    if cfg.model == "cvae":
+        jitter = _jitter() if cfg.jitter else None
+
+        def next_batch():
+            i = torch.randint(len(x), (cfg.batch_size,), generator=rng)
+            xb = x[i].to(device)
+            if jitter is not None:
+                xb = jitter(xb).clamp(0, 1)
+            return xb, onehot(y[i]).to(device)
+
+        def g_loss(batch, out, _d):
+            loss, rec, kl = elbo_loss(out[0], batch[0], out[1], out[2], cfg.beta)
+            logs = {"recon": rec.item(), "kl": kl.item()}
+            if guide is not None:
+                labels = batch[1].argmax(1)
+                z = torch.randn(len(labels), cfg.z_dim, device=device)
+                extra, more = guidance(g.generate(z, batch[1]), labels)
+                loss, logs = loss + extra, logs | more
+            return loss, logs
+
+        spec = TrainSpec(g, next_batch, lambda net, b: net(b[0], b[1]), g_loss)
+        betas, lr_d = (0.9, 0.999), cfg.lr
+    elif cfg.model == "cgan":
+        d = define_model("cgan_d", channels=c, num_classes=num_classes, image_size=s).to(device)
+
+        def next_batch():
+            i = torch.randint(len(x), (cfg.batch_size,), generator=rng)
+            z = torch.randn(cfg.batch_size, cfg.z_dim, generator=rng)
+            yf = torch.randint(num_classes, (cfg.batch_size,), generator=rng)
+            return x[i].to(device), onehot(y[i]).to(device), z.to(device), onehot(yf).to(device)
+
+        def d_loss(disc, batch, fake):
+            real_logits = disc(diff_augment(batch[0]), batch[1])
+            fake_logits = disc(diff_augment(fake), batch[3])
+            monitor.update(real_logits.detach(), fake_logits.detach())
+            loss = losses.hinge_d_loss(real_logits, fake_logits)
+            return loss, {"d": loss.item(), "d_real": real_logits.mean().item(), "d_fake": fake_logits.mean().item()}
+
+        def g_loss(batch, fake, disc):
+            loss = losses.hinge_g_loss(disc(diff_augment(fake), batch[3]))
+            extra, more = guidance(fake, batch[3].argmax(1))
+            return loss + extra, {"g": loss.item()} | more
+
+        spec = TrainSpec(g, next_batch, lambda net, b: net(b[2], b[3]), g_loss, discriminator=d, d_loss=d_loss)
+        betas, lr_d = (0.0, 0.99), cfg.lr * 2
+    else:
+        raise ValueError(f"unknown generator {cfg.model!r}; valid: cvae, cgan")
+    ema = min(cfg.ema, 1 - 10 / max(cfg.steps, 20))  # short runs still average something sensible
+    tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, lr_d=lr_d, betas=betas, ema=ema, warmup=min(100, cfg.steps // 10),
+                       log_every=max(1, min(200, cfg.steps // 5)), ckpt_every=250, seed=cfg.seed)
+    result = fit(spec, tcfg, state_path=state_path, resume=resume)
+    collapse = {"longest_d_win_streak": monitor.steps_max, "collapse_events": monitor.events}
+    if cfg.model == "cgan" and monitor.steps_max >= cfg.steps // 2 > 0:
+        raise TrainingDiverged(f"the discriminator collapsed: it separated real and fake perfectly for "
+                               f"{monitor.steps_max} consecutive steps; lower --lr or add data")
+    return GeneratorResult(result.generator.eval(), arch, result.history, collapse)
+
+
+@torch.no_grad()
+def generate(g: nn.Module, y: torch.Tensor, seed: int, device: torch.device, batch: int = 500,
+             temperature: float = 1.0, source: tuple[torch.Tensor, torch.Tensor] | None = None,
+             posterior: torch.Tensor | None = None) -> torch.Tensor:
+    """Samples of classes y (N,): (N, C, S, S) in [0, 1], 8-bit quantized.
+
+    z ~ N(0, temperature^2 I) (the prior), except where `posterior` (N,) bool is set: there a random
+    `source` image (x (M, C, S, S), y (M,)) of the same class is encoded and z ~ q(z | x, y) is
+    decoded (CVAE only): a new variant of that image, not a copy.
+    """
+    g.eval()
+    rng = torch.Generator().manual_seed(seed)
+    z = torch.randn(len(y), g.z_dim, generator=rng) * temperature
+    onehot = F.one_hot(y, g.num_classes).float()
+    if posterior is not None and posterior.any():
+        xs, ys = source
+        picks = torch.zeros(len(y), dtype=torch.long)
+        for k in y[posterior].unique().tolist():
+            members = torch.nonzero(ys == k)[:, 0]
+            rows = torch.nonzero(posterior & (y == k))[:, 0]
+            if len(members) == 0:
+                posterior = posterior & (y != k)
+                continue
+            picks[rows] = members[torch.randint(len(members), (len(rows),), generator=rng)]
+        rows = torch.nonzero(posterior)[:, 0]
+        for i in range(0, len(rows), batch):
+            r = rows[i:i + batch]
+            mu, logvar = g.encode(xs[picks[r]].to(device), onehot[r].to(device))
+            z[r] = (mu + (0.5 * logvar).exp() * z[r].to(device)).cpu()
+    out = [g.generate(z[i:i + batch].to(device), onehot[i:i + batch].to(device)).cpu() for i in range(0, len(y), batch)]
+    return (torch.cat(out) * 255).round() / 255  # what a PNG holds
+
+
+@dataclass
+class Synthetic:
+    x: torch.Tensor  # (N, C, S, S) kept samples
+    y: torch.Tensor  # (N,) their classes
+    score: torch.Tensor  # (N,) filter classifier's probability of the intended class (NaN without filter)
+    dropped: dict[int, int]  # class -> samples dropped by the filter
+
+
+def synthesize(g: nn.Module, counts: dict[int, int], seed: int, device: torch.device,
+               filter_net: nn.Module | None = None, filter_confidence: float = 0.9,
+               max_rounds: int = 5, source: tuple[torch.Tensor, torch.Tensor] | None = None,
+               posterior_fraction: float = 0.0) -> Synthetic:
+    """`counts[k]` samples of every class k; with a filter classifier, samples it assigns to another
+    class with probability >= filter_confidence are dropped and replaced (up to max_rounds draws).
+
+    A share `posterior_fraction` of them are posterior variants of `source` images (see generate).
+    """
+    xs, ys, scores = [], [], []
+    dropped = {k: 0 for k in counts}
+    need = dict(counts)
+    for r in range(max_rounds):
+        todo = {k: n for k, n in need.items() if n > 0}
+        if not todo:
+            break
+        extra = 1.0 if filter_net is None else 1.25
+        y = torch.cat([torch.full((int(np.ceil(n * extra)) + (0 if filter_net is None else 2),), k) for k, n in todo.items()])
+        post = None
+        if source is not None and posterior_fraction > 0:
+            post = torch.rand(len(y), generator=torch.Generator().manual_seed(seed * 1000 + r)) < posterior_fraction
+        x = generate(g, y, seed * 1000 + r, device, source=source, posterior=post)
+        if filter_net is not None:
+            p = predict_proba(filter_net, x, device)
+            score = p.gather(1, y[:, None])[:, 0]
+            conf, pred = p.max(1)
+            ok = ~((pred != y) & (conf >= filter_confidence))
+        else:
+            score, ok = torch.full((len(y),), float("nan")), torch.ones(len(y), dtype=torch.bool)
+        for k in todo:
+            idx = torch.nonzero((y == k) & ok)[:, 0][:need[k]]
+            dropped[k] += int(((y == k) & ~ok).sum())
+            xs.append(x[idx]), ys.append(y[idx]), scores.append(score[idx])
+            need[k] -= len(idx)
+    short = {k: n for k, n in need.items() if n > 0}
+    if short:
+        log.warning("the filter left classes short of samples after %d draws: %s", max_rounds, short)
+    x, y, score = torch.cat(xs), torch.cat(ys), torch.cat(scores)
+    order = torch.argsort(y, stable=True)
+    return Synthetic(x[order], y[order], score[order], dropped)

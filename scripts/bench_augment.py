@@ -1,0 +1,306 @@
+"""MNIST label-scarce benchmark of `genapps augment` (issue 6).
+
+Pool = first 5,000 digits of MNIST's t10k file, test = last 5,000. For L labels per class (a
+fixed random subset of the pool, selection seed 0) the rest of the pool is the unlabeled set.
+Arms (the same small CNN, `--clf-steps` Adam steps, `--seeds` seeds): (a) real only, (b) real +
+albumentations random affine, (c) real + synthetic, (d) real + synthetic + albumentations, for
+every generator (cvae, cgan) with and without the unlabeled pool. Each synthetic set is also
+measured: Frechet distance and precision/recall vs the test digits in the features of the
+arm-(b)-style classifier, class fidelity (share recognised as their class by an oracle CNN
+trained on all 5,000 pool labels, a judge the generators never see) and copying (pixel
+distance of each sample to its nearest labeled image, relative to test digits' distance).
+
+Resumable: each finished job is written to the JSON at once and skipped when rerun; synthetic
+sets and generator states are cached in --cache.
+
+    python scripts/bench_augment.py [--labels 10 50] [--models cvae cgan] [--seeds 3] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing as mp
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+log = logging.getLogger("bench_augment")
+
+
+def load_mnist(folder: Path):
+    from genapps.tasks.augment.data import read_idx
+
+    x = torch.from_numpy(read_idx(folder / "t10k-images-idx3-ubyte.gz").copy()).float()[:, None] / 255
+    y = torch.from_numpy(read_idx(folder / "t10k-labels-idx1-ubyte.gz").astype("int64"))
+    return (x[:5000], y[:5000]), (x[5000:], y[5000:])
+
+
+def split_pool(pool, labels: int, seed: int = 0):
+    """`labels` random images per class as the labeled set, the rest of the pool unlabeled."""
+    x, y = pool
+    g = torch.Generator().manual_seed(seed)
+    idx = []
+    for k in range(10):
+        members = torch.nonzero(y == k)[:, 0]
+        idx.append(members[torch.randperm(len(members), generator=g)[:labels]])
+    idx = torch.cat(idx)
+    mask = torch.ones(len(y), dtype=torch.bool)
+    mask[idx] = False
+    return (x[idx], y[idx]), x[mask]
+
+
+# ---------------------------------------------------------------- jobs (run in worker processes)
+
+
+_DATA = {}
+
+
+def _setup(args):
+    """One thread per worker process (small convolutions scale badly over threads); MNIST loaded once."""
+    torch.set_num_threads(1)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    if args.mnist not in _DATA:
+        _DATA[args.mnist] = load_mnist(Path(args.mnist))
+    return _DATA[args.mnist]
+
+
+def job(spec: dict) -> tuple[str, dict]:
+    """One unit of work, identified by spec["key"]; returns (key, result)."""
+    args = argparse.Namespace(**spec["args"])
+    pool, test = _setup(args)
+    dev = torch.device("cpu")
+    kind, t0 = spec["kind"], time.perf_counter()
+    cache = Path(args.cache)
+    from genapps.tasks.augment import Config, augment_tensors
+    from genapps.tasks.augment.evaluate import feature_metrics, run_arm
+    from genapps.tasks.augment.training import ClassifierConfig, accuracy, predict_proba, train_classifier
+
+    if kind == "oracle":
+        net = train_classifier(pool[0], pool[1], 10, ClassifierConfig(steps=args.oracle_steps, augment=True,
+                                                                     batch_size=64, seed=123), dev)
+        torch.save(net.state_dict(), cache / "oracle.pt")
+        result = {"test_accuracy": round(100 * accuracy(net, test[0], test[1], dev), 2)}
+    elif kind == "arm":
+        (xl, yl), _ = split_pool(pool, spec["labels"])
+        syn = torch.load(cache / f"{spec['gen']}.syn.pt") if spec.get("gen") else None
+        acc = run_arm(spec["arm"], (xl, yl), (syn["x"], syn["y"]) if syn else None, test, 10, spec["seed"],
+                      args.clf_steps, dev)
+        result = {"accuracy": round(acc, 2)}
+    elif kind == "generator":
+        (xl, yl), x_unl = split_pool(pool, spec["labels"])
+        steps = args.steps_cvae if spec["model"] == "cvae" else args.steps_cgan
+        batch = args.batch_cvae if spec["model"] == "cvae" else args.batch_cgan
+        cfg = Config(model=spec["model"], per_class=args.per_class, steps=steps, batch_size=batch, seed=0,
+                     eval_steps=args.clf_steps, unlabeled="pool" if spec["unlabeled"] else None)
+        aug = augment_tensors(xl, yl, 10, cfg, dev, x_unl if spec["unlabeled"] else None,
+                              cache / f"{spec['key'].replace('/', '_')}.state.pt")
+        syn = aug.synthetic
+        torch.save({"x": syn.x, "y": syn.y}, cache / f"{spec['key'].replace('/', '_')}.syn.pt")
+        from genapps.tasks.augment.models import Classifier
+
+        oracle = Classifier()
+        oracle.load_state_dict(torch.load(cache / "oracle.pt"))
+        fidelity = (predict_proba(oracle, syn.x, dev).argmax(1) == syn.y).float().mean()
+        feat_net = aug.filter_net or train_classifier(xl, yl, 10, ClassifierConfig(steps=args.clf_steps, augment=True), dev)
+        # copying: nearest labeled image (pixels) of each sample vs of each test digit
+        d_syn = torch.cdist(syn.x.flatten(1), xl.flatten(1)).min(1).values
+        d_test = torch.cdist(test[0][:1000].flatten(1), xl.flatten(1)).min(1).values
+        result = {
+            "train_images": aug.train_size, "dropped_by_filter": int(sum(aug.synthetic.dropped.values())),
+            "synthetic": len(syn.y), "oracle_fidelity": round(100 * float(fidelity), 2),
+            "nn_distance_ratio": round(float(d_syn.median() / d_test.median()), 3),
+            "near_copies": round(100 * float((d_syn < d_test.quantile(0.01)).float().mean()), 2),
+            "generator_final": aug.generator.history[-1] if aug.generator.history else {}, "sampling": aug.sampling,
+            "d_collapse": aug.generator.collapse if spec["model"] == "cgan" else None,
+            "seconds_parts": aug.seconds,
+        } | feature_metrics(feat_net, test[0], syn.x, dev)
+        if aug.pseudo is not None:
+            p = aug.pseudo
+            result["pseudo_labels"] = {"kept": int(p.keep.sum()), "of": len(p.labels)}
+            result["pseudo_labels"] |= _pseudo_accuracy(pool, spec["labels"], p)
+            result["pseudo_labeler_test_accuracy"] = round(100 * accuracy(p.classifier, test[0], test[1], dev), 2)
+    else:
+        raise ValueError(kind)
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    return spec["key"], result
+
+
+def _pseudo_accuracy(pool, labels, p) -> dict:
+    """Accuracy of the pseudo-labels (all, and the kept ones) against the pool's true labels."""
+    x, y = pool
+    g = torch.Generator().manual_seed(0)
+    mask = torch.ones(len(y), dtype=torch.bool)
+    for k in range(10):
+        members = torch.nonzero(y == k)[:, 0]
+        mask[members[torch.randperm(len(members), generator=g)[:labels]]] = False
+    truth = y[mask]
+    return {"accuracy_all": round(100 * float((p.labels == truth).float().mean()), 2),
+            "accuracy_kept": round(100 * float((p.labels[p.keep] == truth[p.keep]).float().mean()), 2)}
+
+
+# ---------------------------------------------------------------- orchestration
+
+
+def run_jobs(specs: list[dict], results: dict, out: Path, workers: int) -> None:
+    todo = [s for s in specs if s["key"] not in results]
+    if not todo:
+        return
+    log.warning("running %d jobs on %d workers", len(todo), workers)
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(workers) as pool:
+        for key, res in pool.imap_unordered(job, todo):
+            results[key] = res
+            _write_json(out, results)
+            log.warning("done %s: %s", key, {k: v for k, v in res.items() if not isinstance(v, dict)})
+
+
+def _write_json(out: Path, results: dict) -> None:
+    from genapps import io
+
+    io.write_json(out, results)
+
+
+def mean_std(values):
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def table(results: dict, args) -> str:
+    lines = ["| labels/class | generator | unlabeled pool | (a) real | (b) real + affine | (c) real + synthetic "
+             "| (d) real + synthetic + affine | FD | precision | recall | oracle fidelity % | NN-distance ratio "
+             "| minutes |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def cell(prefix, arm):
+        runs = [results[k]["accuracy"] for k in results if k.startswith(f"{prefix}/{arm}/seed")]
+        if len(runs) < args.seeds:
+            return "-"
+        m, s = mean_std(runs)
+        return f"{m:.1f} +- {s:.1f}"
+
+    for labels in args.labels:
+        base = f"L{labels}/baseline"
+        for model in args.models:
+            for unl in (False, True):
+                gen = f"L{labels}/{model}/{'unl' if unl else 'lab'}"
+                g = results.get(gen, {})
+                minutes = g.get("seconds", 0) / 60
+                lines.append(f"| {labels} | {model} | {'yes' if unl else 'no'} | {cell(base, 'a')} | {cell(base, 'b')} "
+                             f"| {cell(gen, 'c')} | {cell(gen, 'd')} | {g.get('frechet_distance', '-')} "
+                             f"| {g.get('precision', '-')} | {g.get('recall', '-')} | {g.get('oracle_fidelity', '-')} "
+                             f"| {g.get('nn_distance_ratio', '-')} | {minutes:.1f} |")
+    return "\n".join(lines)
+
+
+def targets(results: dict, args) -> list[str]:
+    """The issue's targets, checked: best generative arm without the pool vs (a), with the pool vs (b)."""
+    def stats(prefix, arm):
+        runs = [results[k]["accuracy"] for k in results if k.startswith(f"{prefix}/{arm}/seed")]
+        return mean_std(runs) if len(runs) >= args.seeds else None
+
+    lines = []
+    for L in args.labels:
+        for unl, base in (("lab", "a"), ("unl", "b")):
+            ref = stats(f"L{L}/baseline", base)
+            cands = [(stats(f"L{L}/{m}/{unl}", arm), f"{m} arm {arm}") for m in args.models for arm in "cd"]
+            cands = [c for c in cands if c[0] is not None]
+            if ref is None or not cands:
+                continue
+            (m, sd), name = max(cands, key=lambda c: c[0][0])
+            gain, noise = m - ref[0], max(sd, ref[1])
+            ok = gain > 2 * noise
+            lines.append(f"- {L} labels/class, {'with' if unl == 'unl' else 'without'} the pool: best generative arm "
+                         f"({name}) {m:.1f} +- {sd:.1f} vs ({base}) {ref[0]:.1f} +- {ref[1]:.1f}: {gain:+.1f} points, "
+                         f"{'more than 2 std: target met' if ok else 'not beyond 2 std: target NOT met'}.")
+    return lines
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mnist", default=str(ROOT.parent / "shared/datasets/mnist"))
+    ap.add_argument("--labels", type=int, nargs="+", default=[10, 50])
+    ap.add_argument("--models", nargs="+", default=["cvae", "cgan"])
+    ap.add_argument("--unlabeled", choices=["both", "no", "yes"], default="both")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--clf-steps", type=int, default=600)
+    ap.add_argument("--oracle-steps", type=int, default=1500)
+    ap.add_argument("--steps-cvae", type=int, default=1500)
+    ap.add_argument("--steps-cgan", type=int, default=1500)
+    ap.add_argument("--batch-cvae", type=int, default=64)
+    ap.add_argument("--batch-cgan", type=int, default=32)
+    ap.add_argument("--per-class", type=int, default=500)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks/augment.json"))
+    ap.add_argument("--md", default=str(ROOT / "benchmarks/augment.md"))
+    ap.add_argument("--cache", default=str(ROOT / "runs/bench_augment"))
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    out, cache = Path(args.out), Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "md", "cache", "workers", "mnist")}
+    results = json.loads(out.read_text()) if out.is_file() else {}
+    if results.get("_settings", settings) != settings:
+        raise SystemExit(f"{out} holds results of other settings {results['_settings']}; move it away first")
+    results["_settings"] = settings
+    t0 = time.perf_counter()
+    a = {"args": vars(args)}
+    unl_opts = {"both": (False, True), "no": (False,), "yes": (True,)}[args.unlabeled]
+    gens = [{"key": f"L{L}/{m}/{'unl' if u else 'lab'}", "kind": "generator", "labels": L, "model": m, "unlabeled": u} | a
+            for L in args.labels for m in args.models for u in unl_opts]
+    stage1 = [{"key": "oracle", "kind": "oracle"} | a]
+    run_jobs(stage1, results, out, args.workers)
+    baseline = [{"key": f"L{L}/baseline/{arm}/seed{s}", "kind": "arm", "labels": L, "arm": arm, "seed": s} | a
+                for L in args.labels for arm in "ab" for s in range(args.seeds)]
+    run_jobs(gens + baseline, results, out, args.workers)
+    arms = [{"key": f"{g['key']}/{arm}/seed{s}", "kind": "arm", "labels": g["labels"], "arm": arm, "seed": s,
+             "gen": g["key"].replace("/", "_")} | a for g in gens for arm in "cd" for s in range(args.seeds)]
+    run_jobs(arms, results, out, args.workers)
+    results["_minutes_this_run"] = round((time.perf_counter() - t0) / 60, 1)
+    _write_json(out, results)
+    cmd = "python scripts/bench_augment.py " + " ".join(shlex.quote(x) for x in (argv or sys.argv[1:]))
+    md = ["# augment benchmark: label-scarce MNIST", "",
+          f"Command: `{cmd}` (2 CPU cores, {args.workers} worker processes of 1 thread)", "",
+          f"Pool = first 5,000 digits of MNIST t10k, test = last 5,000. Test accuracy (%) of the same small CNN "
+          f"({args.clf_steps} Adam steps, batch 32), mean +- std over {args.seeds} seeds; {args.per_class} synthetic "
+          f"images per class; generators: cvae {args.steps_cvae} steps of batch {args.batch_cvae}, cgan {args.steps_cgan} steps of "
+          f"batch {args.batch_cgan}; one generator per row (seed 0), one labeled subset per labels/class "
+          f"(selection seed 0): the std is over classifier seeds.", "",
+          "Columns: FD = Frechet distance, precision/recall = improved precision/recall (k=3), all between the "
+          "test digits and the synthetic set in the penultimate features of the filter classifier; oracle "
+          "fidelity = % of synthetic samples an independent CNN (trained on all 5,000 pool labels) assigns to "
+          "their class; NN-distance ratio = median pixel distance of a sample to its nearest labeled image / "
+          "the same for test digits (about 1: no copying; near 0: copies).", "",
+          table(results, args), "", "Targets (issue 6):", *targets(results, args), "",
+          f"Oracle CNN (all 5,000 pool labels) test accuracy: {results.get('oracle', {}).get('test_accuracy', '-')}%.",
+          "",
+          "Method: generators are trained with a class-consistency loss (prior samples of class k must be "
+          "classified as k by the filter classifier, trained on the real labeled digits with random affine); "
+          "the quality filter drops samples that classifier assigns to another class with p >= 0.9. With the "
+          "unlabeled pool: self-training pseudo-labels (a classifier on the labeled digits labels the pool; "
+          "images at p >= 0.95 join its training set; two rounds), the generator trains on labeled + "
+          "pseudo-labeled images, and the CVAE samples half from the prior, half as posterior variants "
+          "(z ~ q(z|x, y), decoded) of its training images. The cGAN samples from the prior only.",
+          "",
+          "Pseudo-labels (rows with the pool): " + "; ".join(
+              f"L{L}: {results[k]['pseudo_labels']['kept']} of {results[k]['pseudo_labels']['of']} kept, "
+              f"{results[k]['pseudo_labels']['accuracy_kept']}% correct; pseudo-labeler alone on test: "
+              f"{results[k]['pseudo_labeler_test_accuracy']}%"
+              for L in args.labels for k in [f"L{L}/cvae/unl"] if "pseudo_labels" in results.get(k, {})),
+          f"Total compute of this run: {results['_minutes_this_run']} minutes wall.", ""]
+    Path(args.md).parent.mkdir(parents=True, exist_ok=True)
+    from genapps import io
+
+    io.write_text(args.md, "\n".join(md))
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
