@@ -266,6 +266,7 @@ def train() -> None:
 @click.option("--degrade", type=click.Choice(["bicubic", "real"]), default="bicubic", show_default=True)
 @click.option("--adversarial-weight", type=float, default=5e-3, show_default=True)
 @click.option("--perceptual-weight", type=float, default=1.0, show_default=True)
+@click.option("--d-channels", type=int, default=32, show_default=True, help="GAN: discriminator width.")
 @click.option("--val-every", type=int, default=1000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume/--no-resume", default=True, show_default=True, help="Continue from OUT's .state.pt.")

@@ -5,7 +5,7 @@ set -euo pipefail
 DATA=${DATA:-../shared/datasets/natural/train}
 VAL=${VAL:-../shared/datasets/natural/val/Set5}
 W=genapps/weights
-genapps train sr --data "$DATA" --val "$VAL" --scale 4 --steps 8000 --out $W/sr-x4.safetensors
+genapps train sr --data "$DATA" --val "$VAL" --scale 4 --steps 6000 --out $W/sr-x4.safetensors
 genapps train sr --data "$DATA" --val "$VAL" --scale 4 --gan --init $W/sr-x4.safetensors --lr 1e-4 \
-  --steps 2000 --out $W/srgan-x4.safetensors
-genapps train sr --data "$DATA" --val "$VAL" --scale 2 --steps 4000 --out $W/sr-x2.safetensors
+  --batch-size 8 --steps 800 --out $W/srgan-x4.safetensors
+genapps train sr --data "$DATA" --val "$VAL" --scale 2 --steps 3000 --out $W/sr-x2.safetensors

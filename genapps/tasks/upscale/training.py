@@ -45,6 +45,7 @@ class SRTrainConfig:
     pixel_weight: float = 1.0
     perceptual_weight: float = 1.0  # GAN only
     adversarial_weight: float = 5e-3  # GAN only
+    d_channels: int = 32  # GAN only: width of the PatchGAN's first layer (2 strided layers)
     val_every: int = 1000
     seed: int = 0
 
@@ -139,7 +140,7 @@ def train_sr(cfg: SRTrainConfig, device: torch.device, resume: bool = True) -> d
     d = None
     perceptual = None
     if cfg.gan:
-        d = PatchDiscriminator(3, 64, 3).to(device)
+        d = PatchDiscriminator(3, cfg.d_channels, 2).to(device)
         perceptual = losses.PerceptualLoss().to(device)
         log.info("perceptual loss: %s", perceptual.backbone)
 
