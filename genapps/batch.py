@@ -81,46 +81,71 @@ def map_images(
     fail_fast: bool = False,
     reference: str | Path | None = None,
     measure: Measure | None = None,
+    reference_slack: int = 0,
 ) -> StageResult:
     """Apply `process` to every image under `input_dir` (or to one file), mirroring the tree into `output_dir`.
 
     `measure(output (C,H,W), reference (C,H,W)) -> {metric: value}` runs when `reference` is a
-    folder holding an image with the same relative path (any extension).
+    folder holding an image with the same relative path (any extension); a reference up to
+    `reference_slack` px larger is cropped to the output. Existing (skipped) outputs are measured too.
     """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if input_dir.is_file():  # one image: process it as a folder of one
         files, input_dir = [input_dir], input_dir.parent
     else:
         files = [p for p in io.list_images(input_dir) if output_dir.resolve() not in p.resolve().parents]
+    if output_dir.resolve() == input_dir.resolve() or output_dir.resolve() in input_dir.resolve().parents:
+        raise ValueError(f"output folder {output_dir} must not be the input folder or contain it (inputs would be "
+                         f"overwritten)")
     io.check_writable(output_dir)
     refs = io.image_index(reference) if reference else {}
     records: list[Record] = []
     start = time.perf_counter()
     for src in progress(files, total=len(files), desc=name):
         dest = io.output_path(src, input_dir, output_dir, ext, suffix)
+        ref = refs.get(src.relative_to(input_dir).with_suffix("").as_posix()) if measure else None
         if resume and dest.exists():
-            records.append(Record(str(src), str(dest), "skipped"))
+            records.append(Record(str(src), str(dest), "skipped", None, _measure(dest, ref, measure, reference_slack)))
             continue
         t0 = time.perf_counter()
         try:
             result = process(io.read_image(src))
             io.write_image(dest, result, quality=quality)
-            metrics = {"output_mp": result.size[0] * result.size[1] / 1e6}
-            ref = refs.get(src.relative_to(input_dir).with_suffix("").as_posix())
-            if measure is not None and ref is not None:
-                metrics.update(measure_pair(result.color, io.read_image(ref).color, measure))
-            records.append(Record(str(src), str(dest), "ok", None, metrics, time.perf_counter() - t0))
         except (io.ImageError, ValueError, RuntimeError) as e:
             message = str(e) if isinstance(e, io.ImageError) else f"{src}: {e}"
             log.error("%s", message)
             records.append(Record(str(src), None, "error", message, {}, time.perf_counter() - t0))
             if fail_fast:
                 raise BatchAborted(message) from None
+            continue
+        seconds = time.perf_counter() - t0
+        metrics = {"output_mp": result.size[0] * result.size[1] / 1e6} | _measure(result, ref, measure, reference_slack)
+        records.append(Record(str(src), str(dest), "ok", None, metrics, seconds))
     return StageResult(name, task, str(input_dir), str(output_dir), config, records, time.perf_counter() - start)
 
 
-def measure_pair(pred: torch.Tensor, ref: torch.Tensor, measure: Measure) -> dict[str, float]:
-    """Run `measure` on two (C, H, W) images; colour/grey mismatch is resolved by going to colour."""
+def _measure(output: io.LoadedImage | Path, ref: Path | None, measure: Measure | None,
+             slack: int) -> dict[str, float]:
+    """Metrics of a written output against its reference; a failure is a warning, not a lost file."""
+    if measure is None or ref is None:
+        return {}
+    try:
+        pred = output.color if isinstance(output, io.LoadedImage) else io.read_image(output).color
+        return measure_pair(pred, io.read_image(ref).color, measure, slack)
+    except (io.ImageError, ValueError) as e:
+        log.warning("not measured against %s: %s", ref, e)
+        return {}
+
+
+def measure_pair(pred: torch.Tensor, ref: torch.Tensor, measure: Measure, slack: int = 0) -> dict[str, float]:
+    """Run `measure` on two (C, H, W) images; colour/grey mismatch is resolved by going to colour.
+
+    A reference up to `slack` px larger is cropped to the prediction (SR crops HR to a multiple
+    of the scale).
+    """
+    dh, dw = ref.shape[-2] - pred.shape[-2], ref.shape[-1] - pred.shape[-1]
+    if 0 <= dh <= slack and 0 <= dw <= slack:
+        ref = ref[..., :pred.shape[-2], :pred.shape[-1]]
     if pred.shape[-2:] != ref.shape[-2:]:
         raise ValueError(f"output {tuple(pred.shape[-2:])} and reference {tuple(ref.shape[-2:])} differ in size")
     if pred.shape[0] != ref.shape[0]:

@@ -25,13 +25,14 @@ def user_errors(fn):
     def wrapper(*args, **kwargs):
         from genapps.batch import BatchAborted
         from genapps.io import ImageError
+        from genapps.train import TrainingDiverged
 
         try:
             return fn(*args, **kwargs)
         except BatchAborted as e:
             click.secho(f"error: stopped at the first bad file (--fail-fast): {e}", fg="red", err=True)
             sys.exit(1)
-        except (FileNotFoundError, NotADirectoryError, ValueError, ImageError, KeyError) as e:
+        except (FileNotFoundError, NotADirectoryError, ValueError, ImageError, KeyError, TrainingDiverged) as e:
             msg = e.args[0] if isinstance(e, KeyError) and e.args else e
             click.secho(f"error: {msg}", fg="red", err=True)
             sys.exit(2)

@@ -100,6 +100,18 @@ def _read_16bit_colour(path: Path) -> LoadedImage:
     return LoadedImage(color, alpha, 16)
 
 
+def _orient(image: LoadedImage, orientation: int) -> LoadedImage:
+    """Apply an EXIF orientation (1-8) to colour and alpha, as ImageOps.exif_transpose does."""
+    def fix(t: torch.Tensor | None) -> torch.Tensor | None:
+        if t is None or orientation in (1, 0):
+            return t
+        t = t.flip(-1) if orientation in (2, 5, 7) else t
+        t = {3: t.rot90(2, (1, 2)), 4: t.flip(-2), 5: t.rot90(1, (1, 2)), 6: t.rot90(-1, (1, 2)),
+             7: t.rot90(-1, (1, 2)), 8: t.rot90(1, (1, 2))}.get(orientation, t)
+        return t.contiguous()
+    return LoadedImage(fix(image.color), fix(image.alpha), image.bit_depth)
+
+
 def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> LoadedImage:
     """Read any image PIL reads (8/16-bit; 1, L, LA, P, RGB, RGBA, CMYK, I;16, I, F), EXIF-rotated.
 
@@ -115,7 +127,7 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> LoadedImage:
             if w * h > max_pixels:
                 raise ImageError(f"{path}: {w}x{h} exceeds the pixel limit of {max_pixels}")
             if _png_tiff_is_16bit_colour(path, im):
-                return _read_16bit_colour(path)
+                return _orient(_read_16bit_colour(path), im.getexif().get(0x0112, 1))
             im.load()
             im = ImageOps.exif_transpose(im)
             return _pil_to_loaded(im)
@@ -223,7 +235,10 @@ def write_image(path: str | Path, image: LoadedImage, quality: int = 95) -> None
             return
         im = Image.fromarray(arr)  # L, LA, RGB, RGBA from the shape; 16-bit grey becomes I;16
         options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-        im.save(tmp, format=fmt, **options)
+        try:
+            im.save(tmp, format=fmt, **options)
+        except (OSError, ValueError) as e:
+            raise ImageError(f"{path}: cannot write {im.mode} as {fmt} ({e})") from None
 
 
 # ---------------------------------------------------------------- folders
@@ -296,9 +311,12 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights not found: {path}")
-    with safe_open(str(path), framework="pt") as f:
-        header = (f.metadata() or {}).get("genapps")
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = (f.metadata() or {}).get("genapps")
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # SafetensorError on a torn or foreign file
+        raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
     if header is None:
         raise ValueError(f"{path}: not a genapps checkpoint (no 'genapps' metadata)")
     meta = json.loads(header)
@@ -315,7 +333,17 @@ def save_state(path: str | Path, state: dict) -> None:
 
 
 def load_state(path: str | Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return load_torch(path)
+
+
+def load_torch(path: str | Path):
+    """A torch file (training state, public .pth weights) without unpickling code: weights_only=True."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # UnpicklingError, RuntimeError of a torn file, ...
+        raise ValueError(f"{path}: not a readable torch weights file ({str(e).splitlines()[0][:200]})") from None
 
 
 def bundled_weights() -> dict[str, Path]:

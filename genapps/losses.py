@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genapps import io
+
 log = logging.getLogger(__name__)
 
 VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's IMAGENET1K_V1 weights, as cached by torch.hub
@@ -84,7 +86,7 @@ class PerceptualLoss(nn.Module):
             from torchvision.models import vgg19
 
             vgg = vgg19()
-            vgg.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+            vgg.load_state_dict(io.load_torch(weights))
             self.features = vgg.features[:35].eval().requires_grad_(False)
             self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
             self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))

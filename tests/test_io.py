@@ -42,6 +42,32 @@ def test_16bit_gray_and_colour_roundtrip(tmp_path):
     assert (back.color - rgb16).abs().max() < 1 / 65535
 
 
+def test_exif_orientation_16bit_colour(tmp_path):
+    import cv2
+
+    arr = (np.random.default_rng(0).random((20, 30, 3)) * 65535).astype(np.uint16)
+    ok, buf = cv2.imencode(".png", arr)
+    im = Image.open(__import__("io").BytesIO(buf.tobytes()))
+    assert im.mode == "RGB"  # PIL reads 16-bit colour as 8-bit: genapps uses OpenCV for these
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "r16.png"
+    (tmp_path / "plain.png").write_bytes(buf.tobytes())
+    # write the EXIF chunk by re-saving through PIL is lossy; build the PNG with an eXIf chunk instead
+    import struct
+    import zlib
+
+    data = buf.tobytes()
+    payload = exif.tobytes()
+    chunk = struct.pack(">I", len(payload)) + b"eXIf" + payload
+    chunk += struct.pack(">I", zlib.crc32(b"eXIf" + payload) & 0xFFFFFFFF)
+    path.write_bytes(data[:33] + chunk + data[33:])  # after the 8-byte signature and the IHDR chunk
+    im = io.read_image(path)
+    assert im.bit_depth == 16 and im.size == (30, 20)
+    plain = io.read_image(tmp_path / "plain.png")
+    assert torch.equal(im.color, plain.color.rot90(-1, (1, 2)))
+
+
 def test_exif_orientation(tmp_path):
     im = Image.fromarray(photo((40, 60)))
     exif = im.getexif()
@@ -124,7 +150,8 @@ def test_bad_input_batch_through_cli(tmp_path, cli):
 def test_fail_fast_stops_at_first_bad_file(tmp_path, cli):
     make_bad_folder(tmp_path / "in")
     result = cli("upscale", tmp_path / "in", tmp_path / "out", "--model", "bicubic", "--scale", "2", "--fail-fast")
-    assert result.exit_code != 0 and "error" in result.output
+    assert result.exit_code == 1 and "--fail-fast" in result.output
+    assert len(list((tmp_path / "out").glob("*.*"))) < 6  # stopped at corrupt.png, the second file in order
 
 
 def test_missing_input_and_unwritable_output_are_one_line_errors(tmp_path, cli):

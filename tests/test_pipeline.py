@@ -61,3 +61,9 @@ def test_set_overrides_and_typos(tmp_path):
 def test_run_cli_reports_bad_pipeline_in_one_line(tmp_path, cli):
     result = cli("run", write(tmp_path, "input: in\nstages:\n  - {task: nope}\n"))
     assert result.exit_code == 2 and result.output.startswith("error: ") and result.output.count("\n") == 1
+
+
+def test_missing_reference_folder_fails_before_work(tmp_path):
+    text = "input: in\nstages:\n  - {task: upscale, options: {model: bicubic, reference: nope}}\n"
+    with pytest.raises(ValueError, match="reference: not found"):
+        load_pipeline(write(tmp_path, text))

@@ -40,10 +40,14 @@ def test_tiled_equals_whole_image(model):
 
 def test_alpha_gray_and_16bit_are_kept(model):
     cfg = upscale.Config(scale=2)
-    rgba = io.LoadedImage(torch.rand(3, 10, 12), torch.linspace(0, 1, 120).view(1, 10, 12))
+    alpha = torch.full((1, 10, 12), 0.2)
+    alpha[:, :, 6:] = 0.9
+    rgba = io.LoadedImage(torch.rand(3, 10, 12), alpha)
     out = upscale.upscale_image(model, rgba, 2, cfg, torch.device("cpu"))
     assert out.color.shape == (3, 20, 24) and out.alpha.shape == (1, 20, 24)
-    assert abs(out.alpha.mean() - 0.5) < 0.1  # alpha upscaled as alpha, not dropped or mixed with colour
+    expected = upscale.upscale_tensor(model, alpha.expand(3, -1, -1)[None], 2)[0].mean(0, keepdim=True)
+    assert torch.allclose(out.alpha, expected, atol=1e-5)  # alpha runs on its own, not mixed with colour
+    assert abs(out.alpha[:, :, :8].mean() - 0.2) < 0.1 and abs(out.alpha[:, :, -8:].mean() - 0.9) < 0.1
     gray16 = io.LoadedImage(torch.rand(1, 10, 12), None, 16)
     out = upscale.upscale_image(model, gray16, 2, upscale.Config(scale=2, outscale=3.0), torch.device("cpu"))
     assert out.color.shape == (1, 30, 36) and out.bit_depth == 16
@@ -94,8 +98,9 @@ def test_public_weights_load_and_run(tmp_path, state, key, scale, arch):
     net, info = upscale.load_model(str(tmp_path / "w.pth"))
     assert info["arch"] == arch and info["scale"] == scale
     assert set(net.state_dict()) == set(state)
-    out = upscale.upscale_tensor(net, torch.rand(1, 3, 13, 17), scale, tile=8, overlap=4)
-    assert out.shape == (1, 3, 13 * scale, 17 * scale)
+    for tile, overlap in [(8, 4), (9, 5)]:  # tiles are rounded to the model's input multiple
+        out = upscale.upscale_tensor(net, torch.rand(1, 3, 13, 17), scale, tile=tile, overlap=overlap)
+        assert out.shape == (1, 3, 13 * scale, 17 * scale)
 
 
 def test_unknown_arch_lists_valid():
@@ -146,8 +151,40 @@ def test_train_sr_tiny_and_resume(tmp_path, photo_dir):
     assert info["arch"] == "srresnet" and info["scale"] == 2
     state = io.load_state(out.with_suffix(".state.pt"))
     assert state["step"] == 6
-    longer = SRTrainConfig(**{**cfg.__dict__, "steps": 8})
-    assert train_sr(longer, torch.device("cpu"))["history"][-1]["step"] == 8  # resumed at 6, not from 0
+    longer = SRTrainConfig(**{**cfg.__dict__, "steps": 8, "val_every": 2})
+    card = train_sr(longer, torch.device("cpu"))
+    assert io.load_state(out.with_suffix(".state.pt"))["step"] == 8
+    assert [h["step"] for h in card["history"]] == [6, 8]  # log_every is 100: only a resumed run logs 6 and 8
     gan = SRTrainConfig(**{**cfg.__dict__, "steps": 3, "gan": True, "init": str(out), "patch": 16,
                            "out": str(tmp_path / "g.safetensors")})
     assert "adv" in train_sr(gan, torch.device("cpu"))["history"][-1]
+
+
+def test_output_folder_must_not_be_the_input(tmp_path, cli, photo_dir):
+    result = cli("upscale", photo_dir, photo_dir, "-m", "bicubic", "--overwrite")
+    assert result.exit_code == 2 and "must not be the input folder" in result.output
+    assert Image.open(photo_dir / "a.png").size == (64, 48)  # untouched
+
+
+def test_reference_not_a_multiple_of_the_scale_is_cropped(tmp_path, cli):
+    (tmp_path / "hr").mkdir()
+    (tmp_path / "lr").mkdir()
+    hr = photo((50, 61))
+    Image.fromarray(hr).save(tmp_path / "hr" / "x.png")
+    Image.fromarray(hr).resize((15, 12), Image.BICUBIC).save(tmp_path / "lr" / "x.png")
+    result = cli("upscale", tmp_path / "lr", tmp_path / "sr", "-m", "bicubic", "-s", "4", "--reference", tmp_path / "hr")
+    assert result.exit_code == 0, result.output
+    rec = json.loads((tmp_path / "sr" / "report.json").read_text())["stages"][0]["records"][0]
+    assert rec["status"] == "ok" and rec["metrics"]["psnr_y"] > 15
+    again = cli("upscale", tmp_path / "lr", tmp_path / "sr", "-m", "bicubic", "-s", "4", "--reference", tmp_path / "hr")
+    rec2 = json.loads((tmp_path / "sr" / "report.json").read_text())["stages"][0]["records"][0]
+    assert again.exit_code == 0 and rec2["status"] == "skipped" and rec2["metrics"]["psnr_y"] == rec["metrics"]["psnr_y"]
+
+
+def test_bad_weights_file_is_a_one_line_error(tmp_path, cli, photo_dir):
+    (tmp_path / "w.pth").write_bytes(b"not a pickle at all")
+    result = cli("upscale", photo_dir, tmp_path / "out", "-m", tmp_path / "w.pth")
+    assert result.exit_code == 2 and "not a readable torch weights file" in result.output
+    torch.save({"params": {"conv_first.weight": torch.zeros(1)}}, tmp_path / "v.pth")
+    result = cli("upscale", photo_dir, tmp_path / "out", "-m", tmp_path / "v.pth")
+    assert result.exit_code == 2 and result.output.startswith("error: ")

@@ -76,6 +76,8 @@ def make_config(cls, options: dict, where: str = "options", base: Path | None = 
         if base is not None and isinstance(value, str) and kind and not Path(value).is_absolute():
             candidate = (base / value).resolve()
             value = str(candidate) if kind is True or candidate.exists() else value
+        if kind is True and value is not None and not Path(value).exists():
+            raise ValueError(f"{where}.{key}: not found: {value}")
         values[key] = value
     missing = [n for n, f in fields.items() if n not in values and f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING]

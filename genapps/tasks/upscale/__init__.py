@@ -54,6 +54,10 @@ class Config:
             raise ValueError(f"alpha must be 'model' or 'bicubic', got {self.alpha!r}")
         if self.tile < 0 or self.tile_overlap < 0 or self.batch_size < 1:
             raise ValueError("tile and tile_overlap must be >= 0 and batch_size >= 1")
+        if self.precision not in ("fp32", "fp16", "bf16"):
+            raise ValueError(f"precision must be fp32, fp16 or bf16, got {self.precision!r}")
+        if self.ext is not None and f".{self.ext.lstrip('.').lower()}" not in io.WRITE_FORMATS:
+            raise ValueError(f"ext must be one of {', '.join(sorted(io.WRITE_FORMATS))}, got {self.ext!r}")
         if self.outscale is not None and not 0 < self.outscale <= 16:
             raise ValueError(f"outscale must be in (0, 16], got {self.outscale}")
 
@@ -84,14 +88,17 @@ def load_model(name_or_path: str, scale: int = 4) -> tuple[nn.Module, dict]:
             raise ValueError(f"{path}: weights of task {meta.get('task')!r}, not {TASK!r}")
         arch, config = meta["arch"], meta["config"]
     else:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
+        raw = io.load_torch(path)
         tensors = raw.get("params_ema") or raw.get("params") or raw if isinstance(raw, dict) else None
         if not isinstance(tensors, dict):
             raise ValueError(f"{path}: not a state dict")
         tensors = {k.removeprefix("module."): v for k, v in tensors.items()}
         arch, config = infer_public_arch(tensors)
     model = define_G(arch, **config)
-    model.load_state_dict(tensors)
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as e:
+        raise ValueError(f"{path}: weights do not fit {arch} {config}: {str(e).splitlines()[0]}") from None
     native = config.get("scale", config.get("upscale", scale))
     return model.eval(), {"arch": arch, "scale": native, "source": str(path), "config": config}
 
@@ -142,13 +149,13 @@ def upscale_tensor(model: nn.Module, x: torch.Tensor, scale: int, tile: int = 0,
     b, c, h, w = x.shape
     pad = min(8, h - 1, w - 1)
     extra_h, extra_w = (-(h + 2 * pad)) % multiple, (-(w + 2 * pad)) % multiple
-    mode = "reflect" if pad > 0 else "replicate"
-    xp = F.pad(x, (pad, pad + extra_w, pad, pad + extra_h), mode=mode if min(h, w) > pad + max(extra_h, extra_w) else "replicate")
+    reflect = min(h, w) > pad + max(extra_h, extra_w)  # reflect needs the padding smaller than the image
+    xp = F.pad(x, (pad, pad + extra_w, pad, pad + extra_h), mode="reflect" if reflect else "replicate")
     H, W = xp.shape[-2:]
     if not tile or (H <= tile + 2 * overlap and W <= tile + 2 * overlap):
         out = _run(model, xp, precision)
     else:
-        tile = max(tile, multiple)
+        tile = max(multiple, tile - tile % multiple)
         overlap -= overlap % multiple
         out = torch.zeros(b, c, H * scale, W * scale, device=x.device)
         weight = torch.zeros(1, 1, H * scale, W * scale, device=x.device)
@@ -226,7 +233,7 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
         input_dir, output_dir, lambda im: upscale_image(model, im, native, cfg, device),
         name=name, task=TASK, config=asdict(cfg) | {"model_info": info}, ext=cfg.ext, suffix=cfg.suffix,
         quality=cfg.quality, resume=cfg.resume, fail_fast=cfg.fail_fast, reference=cfg.reference,
-        measure=sr_measure(round(cfg.outscale or cfg.scale)),
+        measure=sr_measure(round(cfg.outscale or cfg.scale)), reference_slack=round(cfg.outscale or cfg.scale) - 1,
     )
     ok = [r for r in result.records if r.status == "ok"]
     mp = sum(r.metrics.get("output_mp", 0.0) for r in ok)

@@ -84,7 +84,7 @@ def _real_degradation():
     ])
 
 
-def make_batches(images: list[torch.Tensor], cfg: SRTrainConfig, generator: torch.Generator):
+def make_batches(images: list[torch.Tensor], cfg: SRTrainConfig, generator: torch.Generator | None):
     """A function returning (lr, hr) batches: (B, 3, p, p) and (B, 3, p*s, p*s) in [0, 1]."""
     hp = cfg.patch * cfg.scale
     degrade = _real_degradation() if cfg.degrade == "real" else None
@@ -129,8 +129,7 @@ def train_sr(cfg: SRTrainConfig, device: torch.device, resume: bool = True) -> d
     g = g.to(device, memory_format=torch.channels_last)  # faster convolutions on CPU
     images = load_hr_images(cfg.data, cfg.patch * cfg.scale)
     log.info("training x%d %s on %d images from %s", cfg.scale, "GAN" if cfg.gan else "L1", len(images), cfg.data)
-    rng = torch.Generator().manual_seed(cfg.seed)
-    next_batch = make_batches(images, cfg, rng)
+    next_batch = make_batches(images, cfg, None)  # the global RNG: fit seeds it and saves it for resume
     pairs = benchmark_pairs(cfg.val, cfg.scale) if cfg.val else []
 
     def batch_on_device():
