@@ -188,3 +188,13 @@ def test_bad_weights_file_is_a_one_line_error(tmp_path, cli, photo_dir):
     torch.save({"params": {"conv_first.weight": torch.zeros(1)}}, tmp_path / "v.pth")
     result = cli("upscale", photo_dir, tmp_path / "out", "-m", tmp_path / "v.pth")
     assert result.exit_code == 2 and result.output.startswith("error: ")
+
+
+def test_default_model_for_x3_is_sr_x4_resized(tmp_path, cli, photo_dir):
+    if "sr-x4" not in io.bundled_weights():
+        pytest.skip("sr-x4 not bundled")
+    result = cli("upscale", photo_dir / "a.png", tmp_path / "out", "-s", "3")
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "out" / "a.png").size == (64 * 3, 48 * 3)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["stages"][0]["summary"]["model"] == "sr-x4"

@@ -103,6 +103,12 @@ def load_model(name_or_path: str, scale: int = 4) -> tuple[nn.Module, dict]:
     return model.eval(), {"arch": arch, "scale": native, "source": str(path), "config": config}
 
 
+def default_model(scale: int) -> str:
+    """sr-x{scale} when bundled, else sr-x4 (its output is then resized to x{scale}, as Real-ESRGAN does)."""
+    bundled = io.bundled_weights()
+    return f"sr-x{scale}" if f"sr-x{scale}" in bundled or "sr-x4" not in bundled else "sr-x4"
+
+
 def _ramp(length: int, start_fade: int, end_fade: int) -> torch.Tensor:
     """1-D blending weights of one tile: 0 over the outer half of a faded side's margin, then a
     linear rise over the inner half and the neighbour's (so two neighbours sum to 1), 1 between.
@@ -222,7 +228,7 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
     if cfg.precision != "fp32" and device.type != "cuda":
         log.warning("--%s ignored on %s: half precision is used on CUDA only", cfg.precision, device)
         cfg = Config(**(asdict(cfg) | {"precision": "fp32"}))
-    model_name = cfg.model or f"sr-x{cfg.scale}"
+    model_name = cfg.model or default_model(cfg.scale)
     model, info = load_model(model_name, cfg.scale)
     model = model.to(device, memory_format=torch.channels_last)
     native = info["scale"]
