@@ -46,6 +46,7 @@ class SRTrainConfig:
     perceptual_weight: float = 1.0  # GAN only
     adversarial_weight: float = 5e-3  # GAN only
     d_channels: int = 32  # GAN only: width of the PatchGAN's first layer (2 strided layers)
+    ema: float = 0.999  # decay of the generator's EMA (GAN fine-tunes want a shorter one, e.g. 0.99)
     val_every: int = 1000
     seed: int = 0
 
@@ -166,7 +167,7 @@ def train_sr(cfg: SRTrainConfig, device: torch.device, resume: bool = True) -> d
     spec = TrainSpec(g, batch_on_device, lambda net, batch: net(batch[0]), g_loss,
                      discriminator=d, d_loss=d_loss if cfg.gan else None, validate=validate,
                      select_by="val_psnr_y" if pairs and not cfg.gan else None)
-    tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, lr_d=cfg.lr, betas=(0.9, 0.99), ema=0.999,
+    tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, lr_d=cfg.lr, betas=(0.9, 0.99), ema=cfg.ema,
                        warmup=0 if cfg.init else 200, log_every=100, val_every=cfg.val_every,
                        ckpt_every=500, seed=cfg.seed)
     out = Path(cfg.out)
