@@ -84,14 +84,22 @@ def job(spec: dict) -> tuple[str, dict]:
     from genapps.tasks.augment.evaluate import feature_metrics, run_arm
     from genapps.tasks.augment.training import ClassifierConfig, accuracy, predict_proba, train_classifier
 
+    from genapps import io
+
     if kind == "oracle":
-        net = train_classifier(pool[0], pool[1], 10, ClassifierConfig(steps=args.oracle_steps, augment=True,
-                                                                     batch_size=64, seed=123), dev)
-        torch.save(net.state_dict(), cache / "oracle.pt")
+        from genapps.tasks.augment.models import Classifier
+
+        if (cache / "oracle.pt").is_file():  # shared by every run with the same cache
+            net = Classifier()
+            net.load_state_dict(io.load_torch(cache / "oracle.pt"))
+        else:
+            net = train_classifier(pool[0], pool[1], 10, ClassifierConfig(steps=args.oracle_steps, augment=True,
+                                                                         batch_size=64, seed=123), dev)
+            io.save_state(cache / "oracle.pt", net.state_dict())
         result = {"test_accuracy": round(100 * accuracy(net, test[0], test[1], dev), 2)}
     elif kind == "arm":
         (xl, yl), _ = split_pool(pool, spec["labels"])
-        syn = torch.load(cache / f"{spec['gen']}.syn.pt") if spec.get("gen") else None
+        syn = io.load_torch(cache / f"{spec['gen']}.syn.pt") if spec.get("gen") else None
         acc = run_arm(spec["arm"], (xl, yl), (syn["x"], syn["y"]) if syn else None, test, 10, spec["seed"],
                       args.clf_steps, dev)
         result = {"accuracy": round(acc, 2)}
@@ -104,11 +112,11 @@ def job(spec: dict) -> tuple[str, dict]:
         aug = augment_tensors(xl, yl, 10, cfg, dev, x_unl if spec["unlabeled"] else None,
                               cache / f"{spec['key'].replace('/', '_')}.state.pt")
         syn = aug.synthetic
-        torch.save({"x": syn.x, "y": syn.y}, cache / f"{spec['key'].replace('/', '_')}.syn.pt")
+        io.save_state(cache / f"{spec['key'].replace('/', '_')}.syn.pt", {"x": syn.x, "y": syn.y})
         from genapps.tasks.augment.models import Classifier
 
         oracle = Classifier()
-        oracle.load_state_dict(torch.load(cache / "oracle.pt"))
+        oracle.load_state_dict(io.load_torch(cache / "oracle.pt"))
         fidelity = (predict_proba(oracle, syn.x, dev).argmax(1) == syn.y).float().mean()
         feat_net = aug.filter_net or train_classifier(xl, yl, 10, ClassifierConfig(steps=args.clf_steps, augment=True), dev)
         # copying: nearest labeled image (pixels) of each sample vs of each test digit
