@@ -14,7 +14,6 @@ Writes OUT.json and OUT.md, and records each bundled model's numbers in its weig
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import statistics
 import time
