@@ -162,8 +162,10 @@ def test_config_validation():
     with pytest.raises(ValueError, match="multiple of 4"):
         Config(image_size=30)
     assert Config(channels="3").channels == 3
-    cfg = make_config(Config, {"model": "cgan", "ratio": 2, "channels": 1, "eval": "test"}, base=Path("/data"))
-    assert cfg.ratio == 2.0 and cfg.eval == "/data/test"
+    cfg = make_config(Config, {"model": "cgan", "ratio": 2, "channels": 1, "eval": "test"}, base=DIGITS)
+    assert cfg.ratio == 2.0 and cfg.eval == str((DIGITS / "test").resolve())
+    with pytest.raises(ValueError, match="eval: not found"):
+        make_config(Config, {"eval": "no-such-folder"}, base=DIGITS)
 
 
 def test_data_without_class_folders_is_a_clear_error(tmp_path):
