@@ -8,6 +8,7 @@ kept so that a 16-bit input is written back as 16-bit.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import logging
 import os
@@ -291,6 +292,22 @@ def check_writable(folder: str | Path) -> Path:
     return folder
 
 
+def read_idx(path: str | Path) -> np.ndarray:
+    """An MNIST idx file (optionally .gz) as a numpy array: uint8 (N, 28, 28) images or (N,) labels."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 8 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise ValueError(f"{path}: not an unsigned-byte idx file")
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if arr.size != int(np.prod(dims)):
+        raise ValueError(f"{path}: {arr.size} values, header says {dims}")
+    return arr.reshape(dims)
+
+
 # ---------------------------------------------------------------- checkpoints and weights
 
 
@@ -327,13 +344,10 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
 
 
 def save_state(path: str | Path, state: dict) -> None:
-    """Training state for resume (weights, optimizer, step); plain tensors and numbers only."""
+    """Training state for resume (weights, optimizer, step); plain tensors and numbers only, so
+    that `load_torch` reads it back with weights_only=True."""
     with atomic_write(path) as tmp:
         torch.save(state, tmp)
-
-
-def load_state(path: str | Path) -> dict:
-    return load_torch(path)
 
 
 def load_torch(path: str | Path):

@@ -136,7 +136,7 @@ def fit(spec: TrainSpec, cfg: TrainConfig, state_path: str | Path | None = None,
     start_step, seconds_before = 0, 0.0
     state_path = Path(state_path) if state_path else None
     if state_path and resume and state_path.exists():
-        state = io.load_state(state_path)
+        state = io.load_torch(state_path)
         g.load_state_dict(state["g"])
         opt_g.load_state_dict(state["opt_g"])
         if d is not None:

@@ -37,7 +37,7 @@ log = logging.getLogger("bench_augment")
 
 
 def load_mnist(folder: Path):
-    from genapps.tasks.augment.data import read_idx
+    from genapps.io import read_idx
 
     x = torch.from_numpy(read_idx(folder / "t10k-images-idx3-ubyte.gz").copy()).float()[:, None] / 255
     y = torch.from_numpy(read_idx(folder / "t10k-labels-idx1-ubyte.gz").astype("int64"))
@@ -80,11 +80,10 @@ def job(spec: dict) -> tuple[str, dict]:
     dev = torch.device("cpu")
     kind, t0 = spec["kind"], time.perf_counter()
     cache = Path(args.cache)
+    from genapps import io
     from genapps.tasks.augment import Config, augment_tensors
     from genapps.tasks.augment.evaluate import feature_metrics, run_arm
     from genapps.tasks.augment.training import ClassifierConfig, accuracy, predict_proba, train_classifier
-
-    from genapps import io
 
     if kind == "oracle":
         from genapps.tasks.augment.models import Classifier

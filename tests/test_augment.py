@@ -13,10 +13,17 @@ import torch.nn.functional as F
 from genapps import io
 from genapps.tasks import make_config
 from genapps.tasks.augment import Config, run
-from genapps.tasks.augment.data import load_imagefolder, read_idx
+from genapps.tasks.augment.data import load_imagefolder
 from genapps.tasks.augment.evaluate import frechet_distance, precision_recall, verdict
-from genapps.tasks.augment.models import (CVAE, Classifier, Generator, ProjectionDiscriminator, define_model,
-                                          elbo_loss, reparameterize)
+from genapps.tasks.augment.models import (
+    CVAE,
+    Classifier,
+    Generator,
+    ProjectionDiscriminator,
+    define_model,
+    elbo_loss,
+    reparameterize,
+)
 from genapps.tasks.augment.training import synthesize
 
 DIGITS = Path(__file__).resolve().parent.parent / "data" / "digits"
@@ -145,10 +152,10 @@ def test_read_idx(tmp_path):
     path = tmp_path / "x-idx3-ubyte.gz"
     with gzip.open(path, "wb") as f:
         f.write(header + arr.tobytes())
-    np.testing.assert_array_equal(read_idx(path), arr)
+    np.testing.assert_array_equal(io.read_idx(path), arr)
     (tmp_path / "bad").write_bytes(b"\x00\x00\x09\x01\x00\x00\x00\x01\x00")
     with pytest.raises(ValueError, match="idx"):
-        read_idx(tmp_path / "bad")
+        io.read_idx(tmp_path / "bad")
 
 
 # ---------------------------------------------------------------- config and data
@@ -234,7 +241,7 @@ def test_run_summary_figures_and_eval(cvae_run):
 
 def test_run_resumes(cvae_run, tmp_path):
     cfg, out, first = cvae_run
-    state = io.load_state(out / "generator.state.pt")
+    state = io.load_torch(out / "generator.state.pt")
     assert state["step"] == 30
     again = run(Config(model="cvae", steps=30, per_class=3, image_size=16, eval_steps=15), DIGITS / "train", out, CPU)
     assert all(r.status == "skipped" for r in again.records) and len(again.records) == 30

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from genapps import io
 from tests.conftest import photo
@@ -66,6 +66,20 @@ def test_exif_orientation_16bit_colour(tmp_path):
     assert im.bit_depth == 16 and im.size == (30, 20)
     plain = io.read_image(tmp_path / "plain.png")
     assert torch.equal(im.color, plain.color.rot90(-1, (1, 2)))
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orient_matches_pil_exif_transpose(orientation):
+    import io as stdio
+
+    arr = (np.arange(12, dtype=np.uint8).reshape(3, 4) * 20)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = stdio.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG", exif=exif.tobytes())
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(buf)))
+    got = io._orient(io.LoadedImage(torch.from_numpy(arr).float()[None] / 255), orientation).color[0]
+    assert np.array_equal((got * 255).round().byte().numpy(), expected)
 
 
 def test_exif_orientation(tmp_path):

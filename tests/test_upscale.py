@@ -148,11 +148,11 @@ def test_train_sr_tiny_and_resume(tmp_path, photo_dir):
     assert set(card["validation"]) == {"val_psnr_y", "val_ssim_y", "weights"}  # EMA or raw, by val PSNR
     net, info = upscale.load_model(str(out))
     assert info["arch"] == "srresnet" and info["scale"] == 2
-    state = io.load_state(out.with_suffix(".state.pt"))
+    state = io.load_torch(out.with_suffix(".state.pt"))
     assert state["step"] == 6
     longer = SRTrainConfig(**{**cfg.__dict__, "steps": 8, "val_every": 2})
     card = train_sr(longer, torch.device("cpu"))
-    assert io.load_state(out.with_suffix(".state.pt"))["step"] == 8
+    assert io.load_torch(out.with_suffix(".state.pt"))["step"] == 8
     assert [h["step"] for h in card["history"]] == [6, 8]  # log_every is 100: only a resumed run logs 6 and 8
     gan = SRTrainConfig(**{**cfg.__dict__, "steps": 3, "gan": True, "init": str(out), "patch": 16,
                            "out": str(tmp_path / "g.safetensors")})

@@ -1,17 +1,15 @@
 """Data of the augment task: ImageFolders (one subfolder per class) and unlabeled folders loaded
-into memory as tensors, through genapps.io; and MNIST's idx files for the benchmark.
+into memory as tensors, through genapps.io.
 
 Images are resized to (S, S), converted to C = 1 or 3 channels, and kept as float32 in [0, 1].
 """
 
 from __future__ import annotations
 
-import gzip
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -104,22 +102,3 @@ def load_unlabeled(root: str | Path, size: int, channels: int) -> torch.Tensor:
     if not xs:
         raise ValueError(f"--unlabeled {root}: no readable images")
     return torch.stack(xs)
-
-
-def read_idx(path: str | Path) -> np.ndarray:
-    """An MNIST idx file (optionally .gz) as a numpy array: uint8 (N, 28, 28) images or (N,) labels.
-
-    (Pure reader: a candidate for genapps.io.)
-    """
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    if len(data) < 8 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise ValueError(f"{path}: not an unsigned-byte idx file")
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if arr.size != int(np.prod(dims)):
-        raise ValueError(f"{path}: {arr.size} values, header says {dims}")
-    return arr.reshape(dims)
