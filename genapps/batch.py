@@ -82,8 +82,15 @@ def map_images(
     reference: str | Path | None = None,
     measure: Measure | None = None,
     reference_slack: int = 0,
+    pass_source: bool = False,
+    output_suffixes: tuple[str, ...] | None = None,
 ) -> StageResult:
     """Apply `process` to every image under `input_dir` (or to one file), mirroring the tree into `output_dir`.
+
+    `process(image)` returns the output image; with `pass_source` it is called as
+    `process(image, src_path)` (inpaint finds the mask of `src` by its relative path). With
+    `output_suffixes` (e.g. ("_s0", "_s1")) it returns a dict {suffix: image}, and each is written
+    to the mirrored name + suffix (several outputs per input); the record's output is the first.
 
     `measure(output (C,H,W), reference (C,H,W)) -> {metric: value}` runs when `reference` is a
     folder holding an image with the same relative path (any extension); a reference up to
@@ -102,15 +109,22 @@ def map_images(
     records: list[Record] = []
     start = time.perf_counter()
     for src in progress(files, total=len(files), desc=name):
-        dest = io.output_path(src, input_dir, output_dir, ext, suffix)
+        dests = {k: io.output_path(src, input_dir, output_dir, ext, suffix + k) for k in output_suffixes or ("",)}
+        dest = next(iter(dests.values()))
         ref = refs.get(src.relative_to(input_dir).with_suffix("").as_posix()) if measure else None
-        if resume and dest.exists():
+        if resume and all(d.exists() for d in dests.values()):
             records.append(Record(str(src), str(dest), "skipped", None, _measure(dest, ref, measure, reference_slack)))
             continue
         t0 = time.perf_counter()
         try:
-            result = process(io.read_image(src))
-            io.write_image(dest, result, quality=quality)
+            image = io.read_image(src)
+            out = process(image, src) if pass_source else process(image)
+            outputs = out if output_suffixes else {"": out}
+            if set(outputs) != set(dests):
+                raise RuntimeError(f"expected outputs {sorted(dests)}, got {sorted(outputs)}")
+            for key, d in dests.items():
+                io.write_image(d, outputs[key], quality=quality)
+            result = outputs[next(iter(dests))]
         except (io.ImageError, ValueError, RuntimeError) as e:
             message = str(e) if isinstance(e, io.ImageError) else f"{src}: {e}"
             log.error("%s", message)
