@@ -35,6 +35,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup: int = 0
     cosine: bool = True  # cosine decay of both learning rates to 1% over `steps`
+    linear_from: int = 0  # > 0: constant rate until this step, then linear decay to 0 at `steps` (pix2pix); overrides cosine
     ema: float = 0.999  # decay of the generator's EMA copy; 0 disables it
     grad_clip: float = 0.0  # max grad norm of each network; 0 disables it
     log_every: int = 100
@@ -93,6 +94,8 @@ def _check_finite(step: int, loss: torch.Tensor, what: str) -> None:
 def _lr_factor(step: int, cfg: TrainConfig) -> float:
     if cfg.warmup and step < cfg.warmup:
         return (step + 1) / cfg.warmup
+    if cfg.linear_from:
+        return 1.0 - max(0, step - cfg.linear_from) / max(1, cfg.steps - cfg.linear_from + 1)
     if not cfg.cosine:
         return 1.0
     t = min(1.0, step / max(1, cfg.steps))
