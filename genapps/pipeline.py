@@ -32,6 +32,42 @@ log = logging.getLogger(__name__)
 
 TOP_KEYS = {"name", "description", "input", "output", "stages"}
 STAGE_KEYS = {"name", "task", "input", "options"}
+RESERVED_NAMES = {"report.json", "report.html"}  # the run's report files live beside the stage folders
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that rejects a mapping with the same key twice (YAML itself keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) or key is None:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (line {key_node.start_mark.line + 1})", key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_load(text: str):
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """A YAML error as one short line: its problem and where."""
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    mark = getattr(e, "problem_mark", None)
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else str(problem)
+
+
+def check_segment(name: str, what: str) -> str:
+    """`name` as one plain path segment (a folder directly under the output), else a one-line ValueError."""
+    if (not isinstance(name, str) or not name.strip() or name.startswith(".") or "/" in name or "\\" in name
+            or "\0" in name or Path(name).is_absolute() or name.casefold() in RESERVED_NAMES):
+        raise ValueError(f"{what} {name!r} must be one plain folder name (no '/', '\\', leading '.', "
+                         f"nor {' or '.join(sorted(RESERVED_NAMES))})")
+    return name
 
 
 @dataclass(frozen=True)
@@ -58,7 +94,10 @@ def _parse_set(item: str) -> tuple[str, str, Any]:
     stage, dot, option = key.partition(".")
     if not sep or not dot or not stage or not option:
         raise ValueError(f"--set {item!r}: expected STAGE.OPTION=VALUE")
-    return stage, option, yaml.safe_load(value)
+    try:
+        return stage, option, _yaml_load(value)
+    except yaml.YAMLError as e:
+        raise ValueError(f"--set {item!r}: invalid value ({_yaml_problem(e)})") from None
 
 
 def load_pipeline(path: str | Path, input: str | Path | None = None, out: str | Path | None = None,
@@ -68,9 +107,11 @@ def load_pipeline(path: str | Path, input: str | Path | None = None, out: str | 
     if not path.is_file():
         raise FileNotFoundError(f"pipeline file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = _yaml_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
-        raise ValueError(f"{path}: invalid YAML ({e})".replace("\n", " ")) from None
+        raise ValueError(f"{path}: invalid YAML ({_yaml_problem(e)})") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason})") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a mapping with a 'stages' list")
     unknown = sorted(set(raw) - TOP_KEYS)
@@ -98,7 +139,7 @@ def load_pipeline(path: str | Path, input: str | Path | None = None, out: str | 
         task = entry.get("task")
         if task not in TASKS:
             raise ValueError(f"{where}: unknown task {task!r}; valid: {', '.join(sorted(TASKS))}")
-        stage_name = str(entry.get("name") or task)
+        stage_name = check_segment(str(entry.get("name") or task), f"{where}: stage name")
         if any(s.name == stage_name for s in stages):
             raise ValueError(f"{where}: duplicate stage name {stage_name!r}; give each stage a unique 'name'")
         options = entry.get("options") or {}
@@ -125,7 +166,8 @@ def load_pipeline(path: str | Path, input: str | Path | None = None, out: str | 
             raise ValueError(f"{path}: no input: give 'input:' in the file or --input")
         if not first_input.is_dir():
             raise FileNotFoundError(f"input folder not found: {first_input}")
-    output = Path(out) if out else (base / raw["output"]).resolve() if raw.get("output") else Path("runs") / name
+    output = (Path(out) if out else (base / raw["output"]).resolve() if raw.get("output")
+              else Path("runs") / check_segment(name, f"{path.name}: pipeline name (the default output runs/NAME)"))
     return Pipeline(path, name, first_input or Path(stages[0].input), output, tuple(stages), raw)
 
 
