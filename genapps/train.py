@@ -4,13 +4,22 @@ A task describes its training as a `TrainSpec`: the generator (and optionally a 
 a batch source, how the generator runs on a batch, and its losses. `fit` does the rest:
 optimisers, cosine learning rate, EMA of the generator, divergence checks, periodic validation,
 atomic checkpoints and resume, and progress logs with an ETA.
+
+A resume only continues a training of the same setup: the state carries `TrainSpec.meta` (what
+the run is trained on and its architecture) and a mismatch is a one-line ValueError naming what
+differs. A SIGTERM/SIGINT during `fit` saves the state at the end of the current step and raises
+KeyboardInterrupt, so no more than one step's work is lost.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import logging
 import math
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,6 +52,19 @@ class TrainConfig:
     ckpt_every: int = 500
     seed: int = 0
 
+    def __post_init__(self):
+        checks = {"steps": self.steps >= 1, "lr": self.lr > 0, "lr_d": self.lr_d > 0,
+                  "weight_decay": self.weight_decay >= 0, "warmup": self.warmup >= 0, "ema": 0 <= self.ema < 1,
+                  "grad_clip": self.grad_clip >= 0, "log_every": self.log_every >= 1,
+                  "val_every": self.val_every >= 0, "ckpt_every": self.ckpt_every >= 1,
+                  "betas": len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas)}
+        rules = {"steps": ">= 1", "lr": "> 0", "lr_d": "> 0", "weight_decay": ">= 0", "warmup": ">= 0",
+                 "ema": "in [0, 1)", "grad_clip": ">= 0", "log_every": ">= 1", "val_every": ">= 0",
+                 "ckpt_every": ">= 1", "betas": "two values in [0, 1)"}
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"{name} must be {rules[name]}, got {getattr(self, name)}")
+
 
 @dataclass
 class TrainSpec:
@@ -53,6 +75,12 @@ class TrainSpec:
     validate(g_ema) -> {metric: value}, evaluated in eval mode under no_grad.
     select_by: a validation metric (higher is better); with EMA on, the final generator is
     whichever of the EMA and the raw weights scores higher on it (EMA lags on short runs).
+    meta: what this run is trained on and how it is built, as JSON-able values, e.g.
+    {"arch": "srresnet", "config": {...}, "data": data_fingerprint(files, root)}. It is saved in
+    the state; resuming a state whose meta differs (in any key either side has) raises a one-line
+    ValueError naming the keys and suggesting --no-resume/--overwrite, instead of continuing a
+    model of another setup or data. Put in it everything a resumed run must share (architecture,
+    class names, image size, data), not what may change on a resume (steps, logging).
     """
 
     generator: nn.Module
@@ -63,6 +91,89 @@ class TrainSpec:
     d_loss: Callable[[nn.Module, Any, Any], Losses] | None = None
     validate: Callable[[nn.Module], dict[str, float]] | None = None
     select_by: str | None = None
+    meta: dict = field(default_factory=dict)
+
+
+def data_fingerprint(files, root: str | Path) -> str:
+    """'N files, sha256 <12 hex>' of the sorted relative paths and byte sizes of `files` under `root`:
+    the data's identity for TrainSpec.meta (a renamed, added, removed or resized file changes it)."""
+    root = Path(root)
+    lines = sorted(f"{Path(f).relative_to(root).as_posix()}\t{Path(f).stat().st_size}" for f in files)
+    return f"{len(lines)} files, sha256 {hashlib.sha256(chr(10).join(lines).encode()).hexdigest()[:12]}"
+
+
+def _jsonable(obj):
+    """Meta as it reads back from a state (tuples become lists): comparable on resume."""
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _short(value) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _flat(meta: dict, prefix: str = "") -> dict:
+    """{"config": {"channels": 8}} -> {"config.channels": 8}: a difference names the inner key."""
+    out = {}
+    for k, v in meta.items():
+        out |= _flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v}
+    return out
+
+
+START_OVER = "run with --no-resume (train) or --overwrite (augment) to start over"
+
+
+def check_meta(saved: dict, current: dict, where: str | Path) -> None:
+    """ValueError (one line) naming every key whose value differs between a state's meta and this run's."""
+    saved, current = _flat(saved), _flat(_jsonable(current))
+    diff = [k for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
+    if diff:
+        what = ", ".join(f"{k} {_short(saved.get(k))} -> {_short(current.get(k))}" for k in diff)
+        raise ValueError(f"{where} was trained with another setup ({what}); {START_OVER}")
+
+
+def shape_mismatch(module: nn.Module, tensors: dict) -> str | None:
+    """Why `tensors` cannot load into `module` (missing/unexpected keys, other shapes), or None."""
+    expected = module.state_dict()
+    if not isinstance(tensors, dict):
+        return "not a state dict"
+    missing = [k for k in expected if k not in tensors]
+    unexpected = [k for k in tensors if k not in expected]
+    wrong = [f"{k} {tuple(tensors[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
+             if k in tensors and (not isinstance(tensors[k], torch.Tensor) or tensors[k].shape != v.shape)]
+    parts = [f"missing {', '.join(missing[:3])}" if missing else "",
+             f"unexpected {', '.join(unexpected[:3])}" if unexpected else "",
+             f"shape {', '.join(wrong[:2])}" if wrong else ""]
+    return "; ".join(p for p in parts if p) or None
+
+
+def build_from_weights(build: Callable[[], nn.Module], tensors: dict[str, torch.Tensor], where: str,
+                       config: dict | None = None) -> nn.Module:
+    """Build the model a weights file declares, only once the declaration matches its tensors.
+
+    `build()` constructs the model from the file's declared `config`. Every integer of `config`
+    must be at most the file's tensor count or its largest tensor (a channel or block count the
+    file cannot hold is refused before anything is built); the model is then built on the meta
+    device (no memory) and its state-dict keys and shapes compared with `tensors`; only a match
+    is built for real and loaded. Errors are one-line ValueErrors starting with `where`.
+    """
+    if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors.values()):
+        raise ValueError(f"{where}: no weight tensors in the file")
+    bound = max(len(tensors), max(t.numel() for t in tensors.values()))
+    for k, v in (config or {}).items():
+        if isinstance(v, bool) or not isinstance(v, (int, float, str)) or (isinstance(v, (int, float)) and abs(v) > bound):
+            raise ValueError(f"{where}: config {k}={_short(v)} is not a size this file's tensors can hold")
+    try:
+        with torch.device("meta"):
+            skeleton = build()
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ValueError(f"{where}: cannot build the declared model ({str(e).splitlines()[0] if str(e) else e!r})") from None
+    problem = shape_mismatch(skeleton, tensors)
+    if problem:
+        raise ValueError(f"{where}: the weights do not fit the declared model ({problem})")
+    model = build()
+    model.load_state_dict(tensors)
+    return model
 
 
 class TrainingDiverged(RuntimeError):
@@ -128,8 +239,63 @@ def _validate(spec: TrainSpec, g: nn.Module) -> dict[str, float]:
         g.train(was_training)
 
 
+def _load_state(state_path: Path, spec: TrainSpec, nets: dict[str, nn.Module | None]) -> dict:
+    """The state at `state_path`, checked against this run (meta, keys, shapes): ValueError otherwise."""
+    state = io.load_torch(state_path)
+    if not isinstance(state, dict):
+        raise ValueError(f"{state_path}: not a training state; {START_OVER}")
+    saved = state.get("meta")
+    if saved is None:
+        log.warning("%s has no record of what it was trained on (an older genapps); resuming unchecked", state_path)
+    else:
+        check_meta(saved, spec.meta, state_path)
+    if nets.get("ema") is not None and "ema" not in state and "g" in state:
+        state["ema"] = state["g"]  # saved without EMA: the EMA starts from the saved weights
+    need = ["step", "g", "opt_g", "rng"] + [k for k, net in nets.items() if net is not None]
+    need += ["opt_d"] if nets.get("d") is not None else []
+    missing = [k for k in need if k not in state]
+    if missing:
+        raise ValueError(f"{state_path}: the saved state lacks {', '.join(missing)} (another setup or a damaged "
+                         f"file); {START_OVER}")
+    for key, net in nets.items():
+        problem = net is not None and shape_mismatch(net, state[key])
+        if problem:
+            raise ValueError(f"{state_path}: the saved '{key}' network does not fit this run's ({problem}); "
+                             f"{START_OVER}")
+    return state
+
+
+class _StopSignals:
+    """While active (main thread only), SIGTERM/SIGINT set `received` instead of killing the process;
+    a second signal interrupts at once. The previous handlers come back on exit."""
+
+    def __init__(self, active: bool):
+        self.active = active and threading.current_thread() is threading.main_thread()
+        self.received: int | None = None
+        self.previous: dict = {}
+
+    def _handle(self, signum, _frame):
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signum
+        log.warning("%s received: saving the training state after this step", signal.Signals(signum).name)
+
+    def __enter__(self):
+        if self.active:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
 def fit(spec: TrainSpec, cfg: TrainConfig, state_path: str | Path | None = None, resume: bool = True) -> TrainResult:
-    """Train `spec` for cfg.steps steps; resume from `state_path` when it exists and `resume` is set."""
+    """Train `spec` for cfg.steps steps; resume from `state_path` when it exists and `resume` is set.
+
+    With a state_path, SIGTERM/SIGINT save the state after the current step and raise KeyboardInterrupt.
+    """
     torch.manual_seed(cfg.seed)
     g, d = spec.generator, spec.discriminator
     opt_g = torch.optim.AdamW(g.parameters(), cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
@@ -137,26 +303,33 @@ def fit(spec: TrainSpec, cfg: TrainConfig, state_path: str | Path | None = None,
     ema = copy.deepcopy(g).requires_grad_(False) if cfg.ema else None
     history: list[dict] = []
     start_step, seconds_before = 0, 0.0
+    running, count = {}, 0  # sums of the logged losses since the last log entry, over `count` steps
     state_path = Path(state_path) if state_path else None
     if state_path and resume and state_path.exists():
-        state = io.load_torch(state_path)
-        g.load_state_dict(state["g"])
-        opt_g.load_state_dict(state["opt_g"])
-        if d is not None:
-            d.load_state_dict(state["d"])
-            opt_d.load_state_dict(state["opt_d"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        start_step, history = state["step"], list(state.get("history", []))
+        state = _load_state(state_path, spec, {"g": g, "d": d, "ema": ema})
+        try:
+            g.load_state_dict(state["g"])
+            opt_g.load_state_dict(state["opt_g"])
+            if d is not None:
+                d.load_state_dict(state["d"])
+                opt_d.load_state_dict(state["opt_d"])
+            if ema is not None:
+                ema.load_state_dict(state["ema"])
+            torch.set_rng_state(state["rng"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{state_path}: unusable training state ({str(e).splitlines()[0] if str(e) else e!r}); "
+                             f"{START_OVER}") from None
+        start_step, history = int(state["step"]), list(state.get("history", []))
+        running, count = dict(state.get("running", {})), int(state.get("running_steps", 0))
         seconds_before = float(state.get("seconds", 0.0))
-        torch.set_rng_state(state["rng"])
         log.info("resumed from %s at step %d", state_path, start_step)
 
     def save(step: int) -> None:
         if not state_path:
             return
         state = {"step": step, "g": g.state_dict(), "opt_g": opt_g.state_dict(), "history": history,
-                 "rng": torch.get_rng_state(), "config": asdict(cfg),
+                 "rng": torch.get_rng_state(), "config": asdict(cfg), "meta": _jsonable(spec.meta),
+                 "running": running, "running_steps": count,
                  "seconds": seconds_before + time.perf_counter() - t0}
         if d is not None:
             state |= {"d": d.state_dict(), "opt_d": opt_d.state_dict()}
@@ -167,45 +340,50 @@ def fit(spec: TrainSpec, cfg: TrainConfig, state_path: str | Path | None = None,
     g.train()
     if d is not None:
         d.train()
-    t0, running = time.perf_counter(), {}
-    for step in range(start_step, cfg.steps):
-        factor = _lr_factor(step, cfg)
-        for group in opt_g.param_groups:
-            group["lr"] = cfg.lr * factor
-        batch = spec.next_batch()
-        out = spec.forward(g, batch)
-        logs: dict[str, float] = {}
-        if d is not None:
-            for group in opt_d.param_groups:
-                group["lr"] = cfg.lr_d * factor
-            d.requires_grad_(True)
-            loss_d, logs_d = spec.d_loss(d, batch, _detach(out))
-            _check_finite(step, loss_d, "discriminator")
-            _update(opt_d, loss_d, d, cfg.grad_clip)
-            d.requires_grad_(False)  # G's step must not fill D's grads
-            logs |= logs_d
-        loss_g, logs_g = spec.g_loss(batch, out, d)
-        _check_finite(step, loss_g, "generator")
-        _update(opt_g, loss_g, g, cfg.grad_clip)
-        if ema is not None:
-            _ema_update(ema, g, cfg.ema if step >= cfg.warmup else 0.0)
-        for k, v in (logs | logs_g).items():
-            running[k] = running.get(k, 0.0) + float(v)
-        done = step + 1
-        if done % cfg.log_every == 0 or done == cfg.steps:
-            n = done - (history[-1]["step"] if history else start_step)
-            entry = {"step": done, "lr": cfg.lr * factor} | {k: v / max(1, n) for k, v in running.items()}
-            if cfg.val_every and done % cfg.val_every == 0 and done != cfg.steps:
-                entry |= _validate(spec, ema or g)
-            history.append(entry)
-            running = {}
-            rate = (done - start_step) / (time.perf_counter() - t0)
-            eta = (cfg.steps - done) / rate if rate else 0
-            log.info("step %d/%d  %s  (%.1f steps/s, ETA %s)", done, cfg.steps,
-                     "  ".join(f"{k}={v:.4g}" for k, v in entry.items() if k != "step"),
-                     rate, time.strftime("%H:%M:%S", time.gmtime(eta)))
-        if done % cfg.ckpt_every == 0 or done == cfg.steps:
-            save(done)
+    t0 = time.perf_counter()
+    with _StopSignals(state_path is not None) as stop:
+        for step in range(start_step, cfg.steps):
+            factor = _lr_factor(step, cfg)
+            for group in opt_g.param_groups:
+                group["lr"] = cfg.lr * factor
+            batch = spec.next_batch()
+            out = spec.forward(g, batch)
+            logs: dict[str, float] = {}
+            if d is not None:
+                for group in opt_d.param_groups:
+                    group["lr"] = cfg.lr_d * factor
+                d.requires_grad_(True)
+                loss_d, logs_d = spec.d_loss(d, batch, _detach(out))
+                _check_finite(step, loss_d, "discriminator")
+                _update(opt_d, loss_d, d, cfg.grad_clip)
+                d.requires_grad_(False)  # G's step must not fill D's grads
+                logs |= logs_d
+            loss_g, logs_g = spec.g_loss(batch, out, d)
+            _check_finite(step, loss_g, "generator")
+            _update(opt_g, loss_g, g, cfg.grad_clip)
+            if ema is not None:
+                _ema_update(ema, g, cfg.ema if step >= cfg.warmup else 0.0)
+            for k, v in (logs | logs_g).items():
+                running[k] = running.get(k, 0.0) + float(v)
+            count += 1
+            done = step + 1
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                entry = {"step": done, "lr": cfg.lr * factor} | {k: v / max(1, count) for k, v in running.items()}
+                if cfg.val_every and done % cfg.val_every == 0 and done != cfg.steps:
+                    entry |= _validate(spec, ema or g)
+                history.append(entry)
+                running, count = {}, 0
+                rate = (done - start_step) / (time.perf_counter() - t0)
+                eta = (cfg.steps - done) / rate if rate else 0
+                log.info("step %d/%d  %s  (%.1f steps/s, ETA %s)", done, cfg.steps,
+                         "  ".join(f"{k}={v:.4g}" for k, v in entry.items() if k != "step"),
+                         rate, time.strftime("%H:%M:%S", time.gmtime(eta)))
+            saved = done % cfg.ckpt_every == 0 or done == cfg.steps
+            if saved or stop.received is not None:
+                save(done)
+            if stop.received is not None:
+                log.warning("training state saved at step %d in %s; run again to resume", done, state_path)
+                raise KeyboardInterrupt
     final, validation = ema or g, _validate(spec, ema or g)
     if ema is not None and spec.select_by:
         raw = _validate(spec, g)

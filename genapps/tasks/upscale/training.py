@@ -20,9 +20,9 @@ import torch.nn.functional as F
 
 from genapps import io, losses
 from genapps.nn import PatchDiscriminator
-from genapps.tasks.upscale import TASK, benchmark_pairs, evaluate_model, load_model
+from genapps.tasks.upscale import TASK, bicubic_downscale, evaluate_model, load_model
 from genapps.tasks.upscale.models import define_G
-from genapps.train import TrainConfig, TrainSpec, fit
+from genapps.train import TrainConfig, TrainSpec, data_fingerprint, fit
 
 log = logging.getLogger(__name__)
 
@@ -55,17 +55,49 @@ class SRTrainConfig:
             raise ValueError(f"scale must be 2, 3 or 4, got {self.scale}")
         if self.degrade not in ("bicubic", "real"):
             raise ValueError(f"degrade must be 'bicubic' or 'real', got {self.degrade!r}")
+        if Path(self.out).suffix != ".safetensors":
+            raise ValueError(f"--out must be a .safetensors file (its card is written beside it as .json), "
+                             f"got {self.out}")
+        for name in ("channels", "blocks", "steps", "batch_size", "patch", "d_channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("pixel_weight", "perceptual_weight", "adversarial_weight", "val_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema must be in [0, 1) (0 = off), got {self.ema}")
+
+
+def readable_images(folder: str | Path):
+    """(path, (3, H, W) float image in [0, 1]) of every readable image of a folder; bad ones are
+    skipped with a warning."""
+    for path in io.list_images(folder):
+        try:
+            yield path, io.read_image(path).color.expand(3, -1, -1)
+        except io.ImageError as e:
+            log.warning("skipped: %s", e)
+
+
+def val_pairs(folder: str | Path, scale: int) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    """(name, LR, HR) of every readable image of a validation folder (HR cropped to a multiple of scale)."""
+    pairs = []
+    for path, hr in readable_images(folder):
+        hr = hr[:, :hr.shape[1] - hr.shape[1] % scale, :hr.shape[2] - hr.shape[2] % scale].contiguous()
+        if min(hr.shape[1:]) < scale:
+            log.warning("skipped: %s is smaller than the scale", path)
+            continue
+        pairs.append((path.stem, bicubic_downscale(hr, scale), hr))
+    if not pairs:
+        raise ValueError(f"--val {folder}: no readable validation images")
+    return pairs
 
 
 def load_hr_images(folder: str | Path, min_size: int) -> list[torch.Tensor]:
     """All RGB images of a folder as uint8 (3, H, W) tensors, skipping (with a warning) bad or tiny ones."""
     images = []
-    for path in io.list_images(folder):
-        try:
-            im = io.read_image(path).color.expand(3, -1, -1)
-        except io.ImageError as e:
-            log.warning("skipped: %s", e)
-            continue
+    for path, im in readable_images(folder):
         if min(im.shape[1:]) < min_size:
             log.warning("skipped: %s is smaller than the %d px crop", path, min_size)
             continue
@@ -118,7 +150,14 @@ def make_batches(images: list[torch.Tensor], cfg: SRTrainConfig, generator: torc
 
 
 def train_sr(cfg: SRTrainConfig, device: torch.device, resume: bool = True) -> dict:
-    """Train, save `cfg.out` (safetensors + a JSON card beside it), return the card."""
+    """Train, save `cfg.out` (safetensors + a JSON card beside it), return the card.
+
+    The state `cfg.out` with .state.pt resumes only a run of the same architecture, GAN setting
+    and data files (TrainSpec.meta)."""
+    out = Path(cfg.out)
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give a .safetensors file name")
+    io.check_writable(out.parent)  # before the work, not after it
     torch.manual_seed(cfg.seed)
     arch_config = {"scale": cfg.scale, "channels": cfg.channels, "blocks": cfg.blocks}
     g = define_G("srresnet", **arch_config)
@@ -131,7 +170,7 @@ def train_sr(cfg: SRTrainConfig, device: torch.device, resume: bool = True) -> d
     images = load_hr_images(cfg.data, cfg.patch * cfg.scale)
     log.info("training x%d %s on %d images from %s", cfg.scale, "GAN" if cfg.gan else "L1", len(images), cfg.data)
     next_batch = make_batches(images, cfg, None)  # the global RNG: fit seeds it and saves it for resume
-    pairs = benchmark_pairs(cfg.val, cfg.scale) if cfg.val else []
+    pairs = val_pairs(cfg.val, cfg.scale) if cfg.val else []
 
     def batch_on_device():
         lr, hr = next_batch()
@@ -166,11 +205,13 @@ def train_sr(cfg: SRTrainConfig, device: torch.device, resume: bool = True) -> d
 
     spec = TrainSpec(g, batch_on_device, lambda net, batch: net(batch[0]), g_loss,
                      discriminator=d, d_loss=d_loss if cfg.gan else None, validate=validate,
-                     select_by="val_psnr_y" if pairs and not cfg.gan else None)
+                     select_by="val_psnr_y" if pairs and not cfg.gan else None,
+                     meta={"arch": "srresnet", "config": arch_config, "gan": cfg.gan,
+                           "d_channels": cfg.d_channels if cfg.gan else None,
+                           "data": data_fingerprint(io.list_images(cfg.data), cfg.data)})
     tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, lr_d=cfg.lr, betas=(0.9, 0.99), ema=cfg.ema,
                        warmup=0 if cfg.init else 200, log_every=100, val_every=cfg.val_every,
                        ckpt_every=500, seed=cfg.seed)
-    out = Path(cfg.out)
     result = fit(spec, tcfg, state_path=out.with_suffix(".state.pt"), resume=resume)
     card = {
         "task": TASK, "arch": "srresnet", "config": arch_config,

@@ -1,0 +1,172 @@
+"""Issue 12, training side: a resume continues only the same setup and data, option values are
+checked up front, bad files are skipped, crafted weights fail in one line, a kill loses no work."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from genapps import io
+from genapps.train import TrainConfig, TrainSpec, fit
+
+DIGITS = Path(__file__).resolve().parent.parent / "data" / "digits"
+SR = ["--scale", "2", "--channels", "4", "--blocks", "1", "--batch-size", "2", "--patch", "8"]
+
+
+def one_line_error(result, *words):
+    """Exit 2, a single 'error:' line holding every word, no traceback."""
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert "Traceback" not in result.output
+    for w in words:
+        assert w in lines[0], lines[0]
+    return lines[0]
+
+
+# ---------------------------------------------------------------- train sr
+
+
+def test_train_sr_rerun_with_another_setup_says_what_differs(tmp_path, cli, photo_dir):
+    out = tmp_path / "m.safetensors"
+    assert cli("train", "sr", "--data", photo_dir, "--out", out, "--steps", "3", *SR).exit_code == 0
+    cases = [(["--channels", "8"], "config.channels 4 -> 8"), (["--scale", "4"], "config.scale 2 -> 4"),
+             (["--gan"], "gan false -> true")]
+    for change, words in cases:
+        args = SR + change if change[0] != "--scale" else SR[2:] + change + ["--patch", "4"]
+        one_line_error(cli("train", "sr", "--data", photo_dir, "--out", out, "--steps", "5", *args), words,
+                       "--no-resume")
+    Image.open(photo_dir / "a.png").save(photo_dir / "d.png")  # other data
+    one_line_error(cli("train", "sr", "--data", photo_dir, "--out", out, "--steps", "5", *SR),
+                   "data \"3 files", "-> \"4 files")
+    assert io.load_torch(out.with_suffix(".state.pt"))["step"] == 3  # nothing was trained over it
+    again = cli("train", "sr", "--data", photo_dir, "--out", out, "--steps", "4", *SR, "--channels", "8", "--no-resume")
+    assert again.exit_code == 0, again.output
+    assert json.loads(out.with_suffix(".json").read_text())["config"]["channels"] == 8
+
+
+@pytest.mark.parametrize("junk", ["missing", "bytes", "list", "shapes"])
+def test_train_sr_state_with_missing_keys_or_junk_is_one_line(tmp_path, cli, photo_dir, junk):
+    out = tmp_path / "m.safetensors"
+    state = out.with_suffix(".state.pt")
+    assert cli("train", "sr", "--data", photo_dir, "--out", out, "--steps", "2", *SR).exit_code == 0
+    saved = io.load_torch(state)
+    if junk == "missing":
+        del saved["opt_g"]
+        torch.save(saved, state)
+    elif junk == "bytes":
+        state.write_bytes(b"\x80\x02junk")
+    elif junk == "list":
+        torch.save([1, 2], state)
+    else:
+        saved["g"]["head.weight"] = torch.zeros(3, 3)
+        torch.save(saved, state)
+    words = {"missing": "lacks opt_g", "bytes": "not a readable torch", "list": "not a training state",
+             "shapes": "head.weight"}[junk]
+    line = one_line_error(cli("train", "sr", "--data", photo_dir, "--out", out, "--steps", "3", *SR), words)
+    assert "weights_only" not in line
+
+
+def test_train_sr_out_must_be_safetensors_in_a_writable_folder(tmp_path, cli, photo_dir):
+    one_line_error(cli("train", "sr", "--data", photo_dir, "--out", tmp_path / "w.json", *SR), ".safetensors")
+    assert not (tmp_path / "w.json").exists()
+    (tmp_path / "file").write_text("a file where the output folder would be")
+    one_line_error(cli("train", "sr", "--data", photo_dir, "--out", tmp_path / "file" / "m.safetensors",
+                       "--steps", "1", *SR), "not writable")
+
+
+@pytest.mark.parametrize("option, value, words", [
+    ("--patch", "0", "patch must be >= 1"), ("--batch-size", "0", "batch_size must be >= 1"),
+    ("--channels", "0", "channels must be >= 1"), ("--steps", "-5", "steps must be >= 1"),
+    ("--blocks", "-1", "blocks must be >= 1"), ("--ema", "2", "ema must be in [0, 1)"),
+    ("--lr", "0", "lr must be > 0"),
+])
+def test_train_sr_option_values_are_refused_up_front(tmp_path, cli, photo_dir, option, value, words):
+    one_line_error(cli("train", "sr", "--data", photo_dir, "--out", tmp_path / "m.safetensors", *SR, option, value),
+                   words)
+    assert list(tmp_path.iterdir()) == [photo_dir]
+
+
+def test_generic_train_config_is_validated():
+    for bad in ({"steps": 0}, {"ema": 1.0}, {"lr": -1}, {"ckpt_every": 0}, {"betas": (0.9, 1.5)}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            TrainConfig(**bad)
+
+
+def test_train_sr_skips_a_bad_validation_file(tmp_path, cli, photo_dir):
+    (photo_dir / "broken.png").write_bytes(b"not an image")
+    result = cli("train", "sr", "--data", photo_dir, "--val", photo_dir, "--out", tmp_path / "m.safetensors",
+                 "--steps", "2", *SR)
+    assert result.exit_code == 0, result.output
+    assert "val_psnr_y" in json.loads((tmp_path / "m.json").read_text())["validation"]
+
+
+# ---------------------------------------------------------------- the loop itself
+
+
+def counting_spec(fail_at=None):
+    """A regression whose logged loss is always 1.0 (so every logged mean must be 1.0)."""
+    g = nn.Linear(1, 1)
+    calls = {"n": 0}
+
+    def g_loss(b, out, d):
+        calls["n"] += 1
+        if calls["n"] == fail_at:
+            raise RuntimeError("killed")
+        return ((out - 3) ** 2).mean(), {"one": 1.0}
+
+    return TrainSpec(g, lambda: torch.ones(4, 1), lambda net, b: net(b), g_loss, meta={"what": "counting"})
+
+
+def test_logged_means_after_a_resume_count_the_steps_before_it(tmp_path):
+    state = tmp_path / "s.pt"
+    cfg = TrainConfig(steps=10, log_every=4, ckpt_every=5, ema=0.0)
+    with pytest.raises(RuntimeError):
+        fit(counting_spec(fail_at=7), cfg, state)  # last log at 4, last checkpoint at 5
+    res = fit(counting_spec(), cfg, state)
+    assert [h["step"] for h in res.history] == [4, 8, 10]
+    assert all(h["one"] == 1.0 for h in res.history)
+    spec = counting_spec()
+    spec.meta = {"what": "other"}
+    with pytest.raises(ValueError, match='what "counting" -> "other"'):
+        fit(spec, cfg, state)
+
+
+SIGTERM_RUN = """
+import sys, torch
+torch.set_num_threads(1)
+from genapps.cli import main
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_sigterm_saves_the_state_and_the_run_resumes(tmp_path, photo_dir):
+    out = tmp_path / "m.safetensors"
+    args = ["train", "sr", "--data", str(photo_dir), "--out", str(out), "--steps", "1000000", *SR]
+    env = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", SIGTERM_RUN, *args], stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        for line in proc.stderr:  # the loop logs every 100 steps: the handler is in place
+            if "step 100/" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.stderr.read()
+        assert proc.wait(timeout=60) == 130, rest
+    finally:
+        proc.kill()
+    assert "interrupted" in rest and "Traceback" not in rest
+    step = io.load_torch(out.with_suffix(".state.pt"))["step"]
+    assert 100 <= step < 1000000  # saved by the signal (exit 130 above: the handler ran)
+    from genapps.tasks.upscale.training import SRTrainConfig, train_sr
+
+    cfg = SRTrainConfig(data=str(photo_dir), out=str(out), scale=2, channels=4, blocks=1, batch_size=2, patch=8,
+                        steps=step + 2)
+    card = train_sr(cfg, torch.device("cpu"))
+    assert card["history"][-1]["step"] == step + 2 and io.load_torch(out.with_suffix(".state.pt"))["step"] == step + 2
