@@ -132,6 +132,15 @@ def check_meta(saved: dict, current: dict, where: str | Path) -> None:
         raise ValueError(f"{where} was trained with another setup ({what}); {START_OVER}")
 
 
+def check_resume(state_path: str | Path | None, meta: dict, resume: bool = True) -> None:
+    """The resume check of `fit`, done early: a task calls it before long work that precedes `fit`
+    (pseudo-labelling, data preparation) so that a mismatch fails at once."""
+    if state_path and resume and Path(state_path).exists():
+        state = io.load_torch(state_path)
+        if isinstance(state, dict) and state.get("meta") is not None:
+            check_meta(state["meta"], meta, state_path)
+
+
 def shape_mismatch(module: nn.Module, tensors: dict) -> str | None:
     """Why `tensors` cannot load into `module` (missing/unexpected keys, other shapes), or None."""
     expected = module.state_dict()

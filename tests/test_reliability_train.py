@@ -170,3 +170,60 @@ def test_sigterm_saves_the_state_and_the_run_resumes(tmp_path, photo_dir):
                         steps=step + 2)
     card = train_sr(cfg, torch.device("cpu"))
     assert card["history"][-1]["step"] == step + 2 and io.load_torch(out.with_suffix(".state.pt"))["step"] == step + 2
+
+
+# ---------------------------------------------------------------- augment
+
+
+AUG = ["--steps", "4", "--image-size", "8", "--eval-steps", "2", "--batch-size", "8", "--no-interpolate"]
+
+
+@pytest.fixture
+def digits2(tmp_path):
+    """Two classes of the embedded digits (10 images each) plus a broken file in class 0."""
+    import shutil
+
+    data = tmp_path / "data"
+    for k in ("0", "1"):
+        shutil.copytree(DIGITS / "train" / k, data / k)
+    (data / "0" / "broken.png").write_bytes(b"\x89PNG not really")
+    return data
+
+
+def test_augment_refuses_output_in_or_around_the_data(tmp_path, cli, digits2):
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    for out in (digits2, digits2 / "0", tmp_path):
+        one_line_error(cli("augment", digits2, out, *AUG), "must not be the data folder")
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing written
+    (tmp_path / "out" / "test" / "0").mkdir(parents=True)
+    one_line_error(cli("augment", digits2, tmp_path / "out", "--eval", tmp_path / "out" / "test", *AUG),
+                   "must not be the eval folder")
+
+
+def files_and_manifest(out):
+    import csv
+
+    rows = list(csv.DictReader((out / "manifest.csv").open()))
+    on_disk = sorted(p.relative_to(out).as_posix() for p in out.glob("*/*.png"))
+    return on_disk, sorted(r["file"] for r in rows)
+
+
+def test_augment_reruns_resume_only_the_same_setup(tmp_path, cli, digits2, caplog):
+    out = tmp_path / "out"
+    first = cli("augment", digits2, out, "--per-class", "3", *AUG)  # --channels auto reads past the broken file
+    assert first.exit_code == 0, first.output
+    assert any("broken.png" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert len(files_and_manifest(out)[0]) == 6
+    smaller = cli("augment", digits2, out, "--per-class", "2", *AUG)
+    assert smaller.exit_code == 0, smaller.output
+    on_disk, listed = files_and_manifest(out)
+    assert on_disk == listed and len(on_disk) == 4  # the manifest describes exactly the files
+    for change, words in [(["--image-size", "12"], "arch.image_size 8 -> 12"), (["--z-dim", "3"], "arch.z_dim 16 -> 3"),
+                          (["--model", "cgan"], 'model "cvae" -> "cgan"')]:
+        one_line_error(cli("augment", digits2, out, "--per-class", "2", *AUG, *change), words, "--overwrite")
+    (digits2 / "1").rename(digits2 / "one")  # renamed class: images would be mislabeled
+    one_line_error(cli("augment", digits2, out, "--per-class", "2", *AUG), "classes", "one")
+    redo = cli("augment", digits2, out, "--per-class", "2", *AUG, "--overwrite")
+    assert redo.exit_code == 0, redo.output
+    on_disk, listed = files_and_manifest(out)
+    assert on_disk == listed and {f.split("/")[0] for f in on_disk} == {"0", "one"}

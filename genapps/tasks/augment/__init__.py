@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io as _stdio
 import logging
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,8 +26,9 @@ from genapps.tasks.augment.data import LabeledImages, load_imagefolder, load_unl
 from genapps.tasks.augment.evaluate import evaluate_arms, feature_metrics
 from genapps.tasks.augment.models import GENERATORS
 from genapps.tasks.augment.training import (ClassifierConfig, GeneratorConfig, GeneratorResult, PseudoLabels,
-                                            Synthetic, pseudo_label, synthesize, train_classifier,
-                                            train_generator)
+                                            Synthetic, generator_meta, pseudo_label, synthesize,
+                                            train_classifier, train_generator)
+from genapps.train import check_resume, data_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -129,11 +131,14 @@ def class_counts(y: torch.Tensor, num_classes: int, cfg: Config) -> dict[int, in
 
 
 def augment_tensors(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: Config, device: torch.device,
-                    x_unlabeled: torch.Tensor | None = None, state_path: str | Path | None = None) -> Augmented:
+                    x_unlabeled: torch.Tensor | None = None, state_path: str | Path | None = None,
+                    meta: dict | None = None) -> Augmented:
     """The whole augmentation in memory: (pseudo-labels), generator training, (filtered) sampling.
 
     x: (N, C, S, S) in [0, 1], y: (N,) class indices; x_unlabeled: (M, C, S, S) or None.
+    `meta` describes the data for the generator's resume check (class names, file fingerprints).
     """
+    check_resume(state_path, generator_meta(x, num_classes, cfg.generator_config(), meta), cfg.resume)
     seconds = {}
     t = time.perf_counter()
     pseudo, filter_net = None, None
@@ -152,7 +157,7 @@ def augment_tensors(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: Con
         seconds["filter_classifier"] = round(time.perf_counter() - t, 1)
     t = time.perf_counter()
     gen = train_generator(xg, yg, num_classes, cfg.generator_config(), device, state_path, cfg.resume,
-                          guide=filter_net if cfg.guide else None)
+                          guide=filter_net if cfg.guide else None, meta=meta)
     seconds["generator"] = round(time.perf_counter() - t, 1)
     t = time.perf_counter()
     use_filter = filter_net if cfg.filter and num_classes > 1 else None
@@ -234,11 +239,51 @@ def _manifest_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
+def check_apart(output_dir: Path, folders: dict[str, str | Path | None]) -> None:
+    """ValueError unless `output_dir` is apart from every input folder: not equal, inside or around it."""
+    out = output_dir.resolve()
+    for what, folder in folders.items():
+        if folder is None:
+            continue
+        f = Path(folder).resolve()
+        if out == f or f in out.parents or out in f.parents:
+            raise ValueError(f"output folder {output_dir} must not be the {what} folder {folder}, inside it or "
+                             f"contain it (synthetic images would mix with the real ones)")
+
+
+def _same_image(path: Path, x: torch.Tensor) -> bool:
+    """Whether `path` already holds the 8-bit image x (C, S, S) in [0, 1]."""
+    try:
+        old = io.read_image(path).color
+    except io.ImageError:
+        return False
+    return old.shape == x.shape and torch.equal((old * 255).round(), (x * 255).round())
+
+
+def _remove_stale(output_dir: Path, keep: set[Path]) -> int:
+    """Delete the samples (names as this task writes them) an earlier run left that this run did not write."""
+    pattern = re.compile(rf"({'|'.join(GENERATORS)})_s\d+_\d{{5}}\.png")
+    stale = [f for d in output_dir.iterdir() if d.is_dir() for f in d.iterdir()
+             if f.is_file() and pattern.fullmatch(f.name) and f not in keep]
+    for f in stale:
+        f.unlink()
+        if not any(f.parent.iterdir()):
+            f.parent.rmdir()
+    if stale:
+        log.warning("removed %d samples of an earlier run that this run does not make", len(stale))
+    return len(stale)
+
+
 def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torch.device,
         name: str = TASK) -> StageResult:
-    """Train a generator on the ImageFolder `input_dir`, write synthetic images per class to `output_dir`."""
+    """Train a generator on the ImageFolder `input_dir`, write synthetic images per class to `output_dir`.
+
+    OUTPUT then holds exactly this run's samples (those of an earlier run that differ are rewritten,
+    extra ones removed); the generator's state resumes only for the same classes, data and setup.
+    """
     start = time.perf_counter()
     input_dir, output_dir = Path(input_dir), Path(output_dir)
+    check_apart(output_dir, {"data": input_dir, "unlabeled": cfg.unlabeled, "eval": cfg.eval})
     real = load_imagefolder(input_dir, cfg.image_size, cfg.channels)
     num_classes, channels = len(real.classes), real.x.shape[1]
     log.info("augment: %d real images in %d classes (%d channel(s), %d px)", len(real.x), num_classes,
@@ -247,7 +292,10 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
         log.warning("one class only: no filter and no classifier proof are possible")
     io.check_writable(output_dir)
     x_unl = load_unlabeled(cfg.unlabeled, cfg.image_size, channels) if cfg.unlabeled else None
-    aug = augment_tensors(real.x, real.y, num_classes, cfg, device, x_unl, output_dir / "generator.state.pt")
+    data_meta = {"classes": real.classes, "data": data_fingerprint(real.files, input_dir),
+                 "unlabeled": data_fingerprint(io.list_images(cfg.unlabeled), cfg.unlabeled) if cfg.unlabeled else None}
+    aug = augment_tensors(real.x, real.y, num_classes, cfg, device, x_unl, output_dir / "generator.state.pt",
+                          data_meta)
     gen_cfg = cfg.generator_config()
     meta = {"task": TASK, "arch": cfg.model, "config": aug.generator.arch, "classes": real.classes,
             "training": asdict(gen_cfg)}
@@ -264,13 +312,14 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
         index[k] += 1
         t0 = time.perf_counter()
         metrics = {} if score != score else {"filter_confidence": round(score, 4)}  # NaN: no filter
-        if cfg.resume and dest.exists():
+        if cfg.resume and dest.exists() and _same_image(dest, x):
             records.append(Record(src, str(dest), "skipped", None, metrics))
         else:
             io.write_image(dest, io.LoadedImage(x))
             records.append(Record(src, str(dest), "ok", None, metrics, time.perf_counter() - t0))
         manifest.append({"class": cls, "file": dest.relative_to(output_dir).as_posix(), "seed": cfg.seed,
                          "model": cfg.model, "filter_score": "" if score != score else f"{score:.4f}"})
+    _remove_stale(output_dir, {Path(r.output) for r in records})
     io.write_text(output_dir / "manifest.csv", _manifest_csv(manifest))
 
     figures = []

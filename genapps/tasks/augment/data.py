@@ -52,9 +52,16 @@ def class_folders(root: str | Path) -> list[Path]:
 
 
 def infer_channels(files: list[Path]) -> int:
-    """1 if every image (of up to 64 sampled) is grayscale, else 3."""
+    """1 if every readable image (of up to 64 sampled) is grayscale, else 3 (unreadable ones are
+    left to the loader, which skips them with a warning)."""
     step = max(1, len(files) // 64)
-    return 1 if all(io.read_image(p).grayscale for p in files[::step]) else 3
+    for p in files[::step]:
+        try:
+            if not io.read_image(p).grayscale:
+                return 3
+        except io.ImageError:
+            continue
+    return 1
 
 
 def load_imagefolder(root: str | Path, size: int, channels: int | str = "auto",

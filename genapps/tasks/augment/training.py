@@ -213,17 +213,25 @@ class GeneratorResult:
     collapse: dict
 
 
+def generator_meta(x: torch.Tensor, num_classes: int, cfg: GeneratorConfig, data: dict | None = None) -> dict:
+    """TrainSpec.meta of a generator trained on x (N, C, S, S): model, architecture, and `data`'s keys."""
+    arch = {"channels": x.shape[1], "num_classes": num_classes, "image_size": x.shape[-1], "z_dim": cfg.z_dim}
+    return {"model": cfg.model, "arch": arch} | (data or {})
+
+
 def train_generator(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: GeneratorConfig,
                     device: torch.device, state_path: str | Path | None = None, resume: bool = True,
-                    guide: nn.Module | None = None) -> GeneratorResult:
+                    guide: nn.Module | None = None, meta: dict | None = None) -> GeneratorResult:
     """Train the class-conditional generator `cfg.model` on (x, y); returns its EMA copy in eval mode.
 
     With a frozen `guide` classifier and cfg.guide_weight > 0, samples decoded from the prior
     (z ~ N(0, I), class k) are also pushed to be classified as k (cross-entropy): without it, a
     CVAE trained on tens of images hides the class in z and its prior samples ignore the label.
+    The state at `state_path` resumes only the same model, architecture and `meta` (the caller's
+    description of the data, e.g. class names and a fingerprint of the files).
     """
     c, s = x.shape[1], x.shape[-1]
-    arch = {"channels": c, "num_classes": num_classes, "image_size": s, "z_dim": cfg.z_dim}
+    arch = generator_meta(x, num_classes, cfg)["arch"]
     torch.manual_seed(cfg.seed)
     g = define_model(cfg.model, **arch).to(device)
     rng = torch.Generator().manual_seed(cfg.seed)
@@ -290,6 +298,7 @@ def train_generator(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: Gen
     ema = min(cfg.ema, 1 - 10 / max(cfg.steps, 20))  # short runs still average something sensible
     tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, lr_d=lr_d, betas=betas, ema=ema, warmup=min(100, cfg.steps // 10),
                        log_every=max(1, min(200, cfg.steps // 5)), ckpt_every=250, seed=cfg.seed)
+    spec.meta = generator_meta(x, num_classes, cfg, meta)
     result = fit(spec, tcfg, state_path=state_path, resume=resume)
     collapse = {"longest_d_win_streak": monitor.steps_max, "collapse_events": monitor.events}
     if cfg.model == "cgan" and monitor.steps_max >= cfg.steps // 2 > 0:

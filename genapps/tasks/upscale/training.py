@@ -22,7 +22,7 @@ from genapps import io, losses
 from genapps.nn import PatchDiscriminator
 from genapps.tasks.upscale import TASK, bicubic_downscale, evaluate_model, load_model
 from genapps.tasks.upscale.models import define_G
-from genapps.train import TrainConfig, TrainSpec, data_fingerprint, fit
+from genapps.train import TrainConfig, TrainSpec, check_resume, data_fingerprint, fit
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +167,9 @@ def train_sr(cfg: SRTrainConfig, device: torch.device, resume: bool = True) -> d
             raise ValueError(f"--init {cfg.init}: {info['arch']} {info.get('config')} does not match {arch_config}")
         g.load_state_dict(init.state_dict())
     g = g.to(device, memory_format=torch.channels_last)  # faster convolutions on CPU
+    meta = {"arch": "srresnet", "config": arch_config, "gan": cfg.gan, "d_channels": cfg.d_channels if cfg.gan else None,
+            "data": data_fingerprint(io.list_images(cfg.data), cfg.data)}
+    check_resume(out.with_suffix(".state.pt"), meta, resume)
     images = load_hr_images(cfg.data, cfg.patch * cfg.scale)
     log.info("training x%d %s on %d images from %s", cfg.scale, "GAN" if cfg.gan else "L1", len(images), cfg.data)
     next_batch = make_batches(images, cfg, None)  # the global RNG: fit seeds it and saves it for resume
@@ -205,10 +208,7 @@ def train_sr(cfg: SRTrainConfig, device: torch.device, resume: bool = True) -> d
 
     spec = TrainSpec(g, batch_on_device, lambda net, batch: net(batch[0]), g_loss,
                      discriminator=d, d_loss=d_loss if cfg.gan else None, validate=validate,
-                     select_by="val_psnr_y" if pairs and not cfg.gan else None,
-                     meta={"arch": "srresnet", "config": arch_config, "gan": cfg.gan,
-                           "d_channels": cfg.d_channels if cfg.gan else None,
-                           "data": data_fingerprint(io.list_images(cfg.data), cfg.data)})
+                     select_by="val_psnr_y" if pairs and not cfg.gan else None, meta=meta)
     tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, lr_d=cfg.lr, betas=(0.9, 0.99), ema=cfg.ema,
                        warmup=0 if cfg.init else 200, log_every=100, val_every=cfg.val_every,
                        ckpt_every=500, seed=cfg.seed)
