@@ -1,5 +1,5 @@
 """Run reports: per-stage statistics plus one strict ``report.json`` and one
-self-contained ``report.html`` (inline CSS, images as base64 data URIs).
+self-contained ``report.html`` (inline CSS and JavaScript, images as base64 data URIs, no network).
 
 Conventions:
 * Metric statistics use only *ok* records with finite values; +/-inf values
@@ -9,8 +9,22 @@ Conventions:
 * Throughput is ok records per second of their summed ``Record.seconds``
   (falling back to the stage wall time); if ok records carry the metric
   "output_mp" (output megapixels), its sum and output MP/s are reported too.
-* Before/after thumbnails show an evenly spread sample of ok records (skipped
-  ones when a resumed run has no ok record).
+* Several stages: the page opens with one table comparing the stages (main metrics' mean and
+  median, images/s, ok/skipped/failed). Whenever a stage has a per-image quality metric
+  (MAIN_METRICS), a per-image table compares the stages side by side (rows: the input's path
+  relative to its stage input, without extension), worst first, sortable by clicking a header.
+* Each stage shows rows of images for an evenly spread sample of ok records (skipped ones when a
+  resumed run has no ok record): input | output | reference | extra images, labelled per task
+  (VIEWS: evaluate shows prediction | reference). The reference is the stage config's
+  ``reference`` folder (evaluate: the record's input); extra images come from the config keys
+  in EXTRA_IMAGES (e.g. masks) or from ``summary["report_images"]`` ({label: folder or file});
+  all pair up by relative path without extension. Beside them, crops of one CROP x CROP region
+  at the output's resolution (1:1 pixels, shown x CROP_ZOOM; a lower-resolution input is scaled
+  to it with nearest neighbour): where the box-filtered |output - reference| is largest, else
+  where the local variance (detail) is. Only tiny sources (<= TINY px) get nearest-upscaled
+  thumbnails.
+* By-class tasks (augment) show one row per class instead: a few real images | a few synthetic
+  ones (the class is the output's parent folder, OUTPUT/<class>/).
 """
 from __future__ import annotations
 
@@ -25,19 +39,56 @@ import numbers
 import platform
 import statistics
 import sys
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 
-from genapps.io import write_text
+from genapps.io import image_index, write_text
 
 log = logging.getLogger(__name__)
 
 THUMB = 256      # thumbnail long side, px
 FIGURE_W = 768   # max figure width, px
 TINY = 64        # sources with long side <= this are nearest-upscaled and kept PNG
+CROP = 96        # side of the zoomed crops, px of the output
+CROP_ZOOM = 2    # crops are shown this many times larger (pixelated)
+SLACK = 8        # images up to this many px larger than the output share its pixel grid (SR references)
+CLASS_REAL, CLASS_SYN, CLASS_CELL = 4, 8, 84  # by-class rows: real and synthetic images per class, cell px
+PER_IMAGE_ROWS = 5000  # per-image table: at most this many (worst) rows
+
+LABELS = {  # stats and metric keys -> what the page shows; unknown keys are shown as they are
+    "psnr_y": "PSNR (Y) dB", "ssim_y": "SSIM (Y)", "psnr": "PSNR dB", "ssim": "SSIM", "ms_ssim": "MS-SSIM",
+    "lpips": "LPIPS", "mae": "MAE", "mse": "MSE", "fid": "FID",
+    "output_mp": "output MP", "output_mp_per_s": "output MP/s", "mp_per_s": "output MP/s",
+    "images_per_s": "images/s", "seconds": "wall s", "processing_seconds": "processing s",
+    "total": "files", "error": "failed", "filter_confidence": "filter confidence", "native_scale": "native scale",
+    "n": "n (finite)",
+}
+MAIN_METRICS = ("psnr_y", "psnr", "ssim_y", "ssim", "ms_ssim", "lpips", "mae", "mse")  # first present = main
+LOWER_IS_BETTER = frozenset({"lpips", "mae", "mse", "fid"})
+
+
+@dataclass(frozen=True)
+class View:
+    """How a task's records appear on the page."""
+
+    input: str = "input"  # label of Record.input
+    output: str = "output"  # label of Record.output
+    input_is_reference: bool = False  # evaluate: Record.input is the reference, shown after the output
+    by_class: bool = False  # one row per class (the output's parent folder): real | synthetic
+
+
+VIEWS = {"evaluate": View(input="reference", output="prediction", input_is_reference=True),
+         "augment": View(input="real", output="synthetic", by_class=True)}
+EXTRA_IMAGES = {"masks": "mask", "mask": "mask"}  # stage config key (a folder or one file) -> column label
+
+
+def label(key: str) -> str:
+    """Human label of a stats/metric key (unknown keys as they are)."""
+    return LABELS.get(key, key)
 
 
 def summarize(stage) -> dict:
@@ -148,15 +199,28 @@ def _data_uri(im: Image.Image, png: bool) -> str:
 
 
 def _thumb(im: Image.Image) -> tuple[Image.Image, bool]:
-    """Fit in THUMB px; tiny images are integer-upscaled with nearest neighbour."""
+    """Fit in THUMB px; only tiny sources (<= TINY px) are integer-upscaled with nearest neighbour."""
     w, h = im.size
+    tiny = max(w, h) <= TINY
     if max(w, h) > THUMB:
         im = im.copy()
         im.thumbnail((THUMB, THUMB), Image.LANCZOS)
-    elif max(w, h) * 2 <= THUMB:
+    elif tiny:
         f = THUMB // max(w, h)
         im = im.resize((w * f, h * f), Image.NEAREST)
-    return im, max(w, h) <= TINY
+    return im, tiny
+
+
+def _small(im: Image.Image, side: int = CLASS_CELL) -> Image.Image:
+    """Fit in `side` px: tiny sources nearest-upscaled by an integer factor, large ones downscaled."""
+    w, h = im.size
+    if max(w, h) > side:
+        im = im.copy()
+        im.thumbnail((side, side), Image.LANCZOS)
+    elif max(w, h) <= TINY and side // max(w, h) > 1:
+        f = side // max(w, h)
+        im = im.resize((w * f, h * f), Image.NEAREST)
+    return im
 
 
 def _resolve(p: str | None, base: str) -> Path | None:
@@ -191,7 +255,9 @@ def _dict_html(d: Any, depth: int = 0) -> str:
         return '<p class="muted">(empty)</p>'
     rows = []
     for k, v in d.items():
-        if isinstance(v, dict) and depth < 3:
+        if isinstance(v, dict) and 0 < len(v) <= 30 and all(isinstance(x, (int, float, str)) for x in v.values()):
+            cell = html.escape(" · ".join(f"{label(str(a))} {_fmt(b)}" for a, b in v.items()))  # e.g. per class
+        elif isinstance(v, dict) and depth < 3:
             cell = _dict_html(v, depth + 1)
         elif isinstance(v, (list, tuple)) and len(v) <= 20 and all(isinstance(x, (int, float, str)) for x in v):
             cell = html.escape(", ".join(_fmt(x) for x in v))
@@ -199,7 +265,7 @@ def _dict_html(d: Any, depth: int = 0) -> str:
             cell = _pre(v)
         else:
             cell = html.escape(_fmt(v))
-        rows.append(f"<tr><th>{html.escape(str(k))}</th><td>{cell}</td></tr>")
+        rows.append(f"<tr><th>{html.escape(label(str(k)))}</th><td>{cell}</td></tr>")
     return '<table class="kv">' + "".join(rows) + "</table>"
 
 
@@ -209,7 +275,7 @@ def _stats_html(st: dict) -> str:
     out = _dict_html(head)
     if st["metrics"]:
         cols = ("n", "mean", "median", "inf", "nan")
-        rows = "".join(f"<tr><th>{html.escape(n)}</th>"
+        rows = "".join(f"<tr><th>{html.escape(label(n))}</th>"
                        + "".join(f"<td>{html.escape(_fmt(m[c]))}</td>" for c in cols) + "</tr>"
                        for n, m in st["metrics"].items())
         out += ('<table class="grid"><tr><th>metric</th><th>n (finite)</th><th>mean</th>'
@@ -217,29 +283,352 @@ def _stats_html(st: dict) -> str:
     return out
 
 
-def _pair_html(stage, rec) -> str:
-    cells = []
-    for label, p, base in (("before", rec.input, stage.input_dir), ("after", rec.output, stage.output_dir)):
-        path = _resolve(p, base)
-        im = _load(path) if path else None
-        name = html.escape(path.name if path else "(none)")
-        if im is None:
-            cells.append((label, f'<div class="ph">{label}: missing or unreadable</div>', 0, name))
+def main_metric(stats: dict) -> str | None:
+    """The stage's main per-image quality metric: the first of MAIN_METRICS it measured."""
+    return next((m for m in MAIN_METRICS if m in stats["metrics"]), None)
+
+
+# ---------------------------------------------------------------- which images a record shows
+
+
+def _view(stage) -> View:
+    return VIEWS.get(stage.task, View())
+
+
+def _rel(stage, rec) -> str:
+    """The record's input path relative to its stage folder (evaluate: the prediction's)."""
+    tries = [(rec.input, stage.input_dir), (rec.output, stage.output_dir), (rec.output, stage.input_dir)]
+    if _view(stage).input_is_reference:  # evaluate: the prediction (under input_dir) names the record
+        tries = tries[1:] + tries[:1]
+    for p, base in tries:
+        if p and base:
+            try:
+                return Path(p).relative_to(base).as_posix()
+            except ValueError:
+                pass
+    return Path(rec.input or rec.output or "?").name
+
+
+def _key(stage, rec) -> str:
+    """`_rel` without extension: the name by which stages and folders pair up."""
+    return Path(_rel(stage, rec)).with_suffix("").as_posix()
+
+
+def _find(index, rel: str) -> Path | None:
+    """The image of a folder index (io.image_index) that pairs with relative name `rel`."""
+    if hasattr(index, "find"):
+        return index.find(rel)[0]
+    return index.get(Path(rel).with_suffix("").as_posix())
+
+
+def _image_sources(stage) -> list[tuple[str, str, Any]]:
+    """(label, role, folder index {key: path} or one file) of the images shown beside input/output."""
+    cfg = stage.config if isinstance(stage.config, dict) else {}
+    named = []
+    if cfg.get("reference") and not _view(stage).input_is_reference:
+        named.append(("reference", "reference", cfg["reference"]))
+    named += [(lab, "extra", cfg[k]) for k, lab in EXTRA_IMAGES.items() if cfg.get(k)]
+    extra = (stage.summary or {}).get("report_images") if isinstance(stage.summary, dict) else None
+    if isinstance(extra, dict):
+        named += [(str(k), "extra", v) for k, v in extra.items() if v]
+    sources = []
+    for lab, role, where in named:
+        p = Path(str(where))
+        try:
+            src = p if p.is_file() else image_index(p) if p.is_dir() else None
+        except (OSError, ValueError) as e:
+            log.warning("report: cannot list %s images in %s: %s", lab, p, e)
+            src = None
+        if src is None:
+            log.warning("report: %s folder not found: %s", lab, p)
+        else:
+            sources.append((lab, role, src))
+    return sources
+
+
+@dataclass
+class _Cell:
+    label: str
+    path: Path | None
+    role: str  # input | output | reference | extra
+    image: Image.Image | None = None
+
+
+def _cells(stage, rec, sources) -> list[_Cell]:
+    view = _view(stage)
+    inp = _Cell(view.input, _resolve(rec.input, stage.input_dir), "reference" if view.input_is_reference else "input")
+    out = _Cell(view.output, _resolve(rec.output, stage.output_dir), "output")
+    cells = [out, inp] if view.input_is_reference else [inp, out]
+    rel = _rel(stage, rec)
+    cells += [_Cell(lab, src if isinstance(src, Path) else _find(src, rel), role) for lab, role, src in sources]
+    for c in cells:
+        c.image = _load(c.path) if c.path else None
+    return cells
+
+
+# ---------------------------------------------------------------- zoomed crops
+
+
+def _same_grid(im: Image.Image, out: Image.Image) -> bool:
+    """`im` has the output's pixel grid (equal, or up to SLACK px larger as an SR reference)."""
+    return 0 <= im.width - out.width <= SLACK and 0 <= im.height - out.height <= SLACK
+
+
+def pick_region(out: Image.Image, ref: Image.Image | None = None) -> tuple[tuple[int, int, int, int], str]:
+    """The CROP x CROP box (x, y, w, h) of `out` to zoom into, and why it was picked.
+
+    With a reference on the same grid: the largest box-filtered mean |out - ref| (RGB, [0, 1]);
+    otherwise the most detail (mean local variance of the grey image in 7x7 windows). Deterministic.
+    """
+    import cv2
+    import numpy as np
+
+    w, h = min(CROP, out.width), min(CROP, out.height)
+    a = np.asarray(out.convert("RGB"), dtype=np.float32) / 255.0
+    if ref is not None and _same_grid(ref, out):
+        r = np.asarray(ref.convert("RGB"), dtype=np.float32)[:out.height, :out.width] / 255.0
+        score, how = np.abs(a - r).mean(-1), "largest local error |output − reference|"
+    else:
+        g = a.mean(-1)
+        mu = cv2.blur(g, (7, 7))
+        score, how = np.maximum(cv2.blur(g * g, (7, 7)) - mu * mu, 0.0), "most detail (local variance)"
+    ii = np.pad(score.astype(np.float64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    sums = ii[h:, w:] - ii[:-h, w:] - ii[h:, :-w] + ii[:-h, :-w]  # box sums at every top-left corner
+    y, x = np.unravel_index(int(np.argmax(sums)), sums.shape)
+    return (int(x), int(y), w, h), how
+
+
+def _crop(im: Image.Image, box: tuple[int, int, int, int], out: Image.Image) -> tuple[Image.Image, str]:
+    """The output-grid `box` of `im` at the output's resolution, and how it was scaled."""
+    x, y, w, h = box
+    if _same_grid(im, out):
+        return im.crop((x, y, x + w, y + h)), "1:1"
+    sx, sy = im.width / out.width, im.height / out.height
+    region = (x * sx, y * sy, (x + w) * sx, (y + h) * sy)
+    if sx * sy < 1:  # lower resolution (an SR input): nearest, so its pixels stay visible
+        return im.resize((w, h), Image.NEAREST, box=region), f"×{1 / math.sqrt(sx * sy):.3g} nearest"
+    return im.resize((w, h), Image.BOX, box=region), f"÷{math.sqrt(sx * sy):.3g}"
+
+
+def _outline(th: Image.Image, box: tuple[int, int, int, int], out: Image.Image) -> Image.Image:
+    """The thumbnail with the crop box (output coordinates) drawn on it."""
+    fx, fy = th.width / out.width, th.height / out.height
+    x, y, w, h = box
+    th = th.copy()
+    ImageDraw.Draw(th).rectangle((round(x * fx), round(y * fy), round((x + w) * fx) - 1, round((y + h) * fy) - 1),
+                                 outline=(255, 0, 200))
+    return th
+
+
+# ---------------------------------------------------------------- record rows
+
+
+def _metrics_line(metrics: dict) -> str:
+    return " · ".join(f"{html.escape(label(k))} {html.escape(_fmt(v))}" for k, v in metrics.items()
+                      if k != "output_mp")
+
+
+def _row_html(stage, rec, sources) -> str:
+    """One record: its images at a common height, then crops of one region of each at output resolution."""
+    cells = _cells(stage, rec, sources)
+    out = next((c.image for c in cells if c.role == "output"), None)
+    ref = next((c.image for c in cells if c.role == "reference"), None)
+    box, how = pick_region(out, ref) if out is not None and max(out.size) > CROP else (None, "")
+    thumbs = []
+    for c in cells:
+        if c.image is None:
+            thumbs.append((c, None, False))
             continue
-        th, tiny = _thumb(im)
-        cells.append((label, _data_uri(th, png=tiny), th.height, f"{name} ({im.width}×{im.height})"))
-    h = max(c[2] for c in cells)
+        th, tiny = _thumb(c.image)
+        thumbs.append((c, _outline(th, box, out) if box else th, tiny))
+    h = max((th.height for _, th, _ in thumbs if th is not None), default=0)
     parts = []
-    for label, uri, th_h, cap in cells:
-        if th_h == 0:
-            parts.append(f"<figure>{uri}<figcaption>{cap}</figcaption></figure>")
-        else:  # same display height; browser upscaling of the smaller one stays nearest-neighbour
-            cls = ' class="px"' if th_h < h else ""
-            parts.append(f'<figure><img{cls} src="{uri}" style="height:{h}px" alt="{label}">'
-                         f"<figcaption>{label}: {cap}</figcaption></figure>")
-    metr = " · ".join(f"{html.escape(k)} {html.escape(_fmt(v))}"
-                      for k, v in rec.metrics.items() if k != "output_mp")
-    return f'<div class="pair">{"".join(parts)}<div class="m">{metr}</div></div>'
+    for c, th, tiny in thumbs:
+        name = html.escape(c.path.name if c.path else "(none)")
+        if th is None:
+            parts.append(f'<figure><div class="ph">{html.escape(c.label)}: missing or unreadable</div>'
+                         f"<figcaption>{name}</figcaption></figure>")
+            continue
+        cls = ' class="px"' if tiny else ""
+        parts.append(f'<figure><img{cls} src="{_data_uri(th, png=tiny)}" style="height:{h}px" '
+                     f'alt="{html.escape(c.label)}"><figcaption><b>{html.escape(c.label)}</b>: {name} '
+                     f"({c.image.width}×{c.image.height})</figcaption></figure>")
+    crops = ""
+    if box:
+        figs = []
+        for c in cells:
+            if c.image is None:
+                continue
+            im, how_scaled = _crop(c.image, box, out)
+            figs.append(f'<figure><img class="px" src="{_data_uri(im, png=True)}" width="{im.width * CROP_ZOOM}" '
+                        f'height="{im.height * CROP_ZOOM}" alt="{html.escape(c.label)} crop">'
+                        f"<figcaption>{html.escape(c.label)} {html.escape(how_scaled)}</figcaption></figure>")
+        x, y, w, hh = box
+        parts.append(f'<div class="crops">{"".join(figs)}</div>')
+        crops = (f'<p class="muted">crops: {w}×{hh} px of the {html.escape(_view(stage).output)} at ({x}, {y}), '
+                 f"picked by {html.escape(how)}; shown ×{CROP_ZOOM}, outlined on the images</p>")
+    metr = _metrics_line(rec.metrics)
+    return (f'<div class="rec"><div class="m"><b>{html.escape(_key(stage, rec))}</b>'
+            f'{" · " + metr if metr else ""}</div><div class="pair">{"".join(parts)}</div>{crops}</div>')
+
+
+def _class_rows_html(stage, records: list) -> str:
+    """By-class view: one row per class (the output's parent folder): a few real | a few synthetic images."""
+    view = _view(stage)
+    groups: dict[str, tuple[list, list]] = {}
+    for r in records:
+        if not r.output:
+            continue
+        real, syn = groups.setdefault(Path(r.output).parent.name, ([], []))
+        if r.input and r.input not in real:
+            real.append(r.input)
+        syn.append(r)
+    summary = stage.summary if isinstance(stage.summary, dict) else {}
+    n_real, n_syn = summary.get("real_per_class") or {}, summary.get("synthetic_per_class") or {}
+
+    def imgs(paths: list, base: str, titles: list) -> str:
+        out = []
+        for p, title in zip(paths, titles):
+            im = _load(_resolve(p, base))
+            if im is None:
+                out.append('<span class="ph sm">missing</span>')
+                continue
+            tiny = max(im.size) <= TINY
+            sm = _small(im)
+            out.append(f'<img{" class=px" if tiny else ""} src="{_data_uri(sm, png=tiny)}" '
+                       f'title="{html.escape(title)}" alt="{html.escape(Path(p).name)}">')
+        return "".join(out)
+
+    rows = []
+    for cls, (real, syn) in groups.items():
+        syn_show = syn[:CLASS_SYN]
+        titles = [Path(r.output).name + (f" · {_metrics_line(r.metrics)}" if r.metrics else "") for r in syn_show]
+        rows.append(f"<tr><th>{html.escape(cls)}<div class='muted'>{n_real.get(cls, len(real))} real, "
+                    f"{n_syn.get(cls, len(syn))} synthetic</div></th>"
+                    f"<td>{imgs(real[:CLASS_REAL], stage.input_dir, [Path(p).name for p in real[:CLASS_REAL]])}</td>"
+                    f"<td>{imgs([r.output for r in syn_show], stage.output_dir, titles)}</td></tr>")
+    return (f'<table class="grid cls"><tr><th>class</th><th>{html.escape(view.input)} (up to {CLASS_REAL})</th>'
+            f"<th>{html.escape(view.output)} (up to {CLASS_SYN})</th></tr>{''.join(rows)}</table>")
+
+
+def failure_parts(stage, rec) -> tuple[str, str]:
+    """(file, message) of a failed record; the message without the file's path prefix(es)."""
+    file = (rec.output if _view(stage).input_is_reference and rec.output else rec.input) or rec.output or "?"
+    msg = str(rec.error or "failed")
+    prefixes = [f"{p}: " for p in (rec.input, rec.output) if p]
+    while any(msg.startswith(p) for p in prefixes):
+        msg = msg[len(next(p for p in prefixes if msg.startswith(p))):]
+    return str(file), msg
+
+
+def failure_line(stage, rec) -> str:
+    """'file: message', naming the failed file exactly once."""
+    file, msg = failure_parts(stage, rec)
+    return msg if file in msg else f"{file}: {msg}"
+
+
+def _errors_html(stage) -> str:
+    items = []
+    for r in stage.failed:
+        file, msg = failure_parts(stage, r)
+        try:
+            shown = Path(file).relative_to(stage.input_dir).as_posix()
+        except ValueError:
+            shown = file
+        items.append(f'<li><code title="{html.escape(file)}">{html.escape(shown)}</code>: {html.escape(msg)}</li>')
+    return f"<h3>Failed ({len(items)})</h3><ul class='err'>" + "".join(items) + "</ul>" if items else ""
+
+
+# ---------------------------------------------------------------- stage comparison
+
+
+def _compare_html(stages: list, stats: list[dict]) -> str:
+    """One table: per stage its task, main metrics' mean and median, images/s, ok/skipped/failed."""
+    e = html.escape
+    metrics = [m for m in MAIN_METRICS if any(m in s["metrics"] for s in stats)]
+    head1 = "".join(f'<th colspan="2">{e(label(m))}</th>' for m in metrics)
+    head2 = "<th>mean</th><th>median</th>" * len(metrics)
+    rest = ("images/s", "ok", "skipped", "failed", "wall s")
+    rows = []
+    for i, (st, s) in enumerate(zip(stages, stats)):
+        vals = "".join(f"<td>{e(_fmt(s['metrics'].get(m, {}).get(k)))}</td>" for m in metrics for k in ("mean", "median"))
+        failed = f"<td class='err'>{s['error']}</td>" if s["error"] else "<td>0</td>"
+        rows.append(f"<tr><th><a href='#stage-{i}'>{e(st.name)}</a></th><td>{e(st.task)}</td>{vals}"
+                    f"<td>{e(_fmt(s['images_per_s']))}</td><td>{s['ok']}</td><td>{s['skipped']}</td>{failed}"
+                    f"<td>{e(_fmt(st.seconds))}</td></tr>")
+    return ('<h2>Stages</h2><table class="grid compare"><thead><tr><th rowspan="2">stage</th><th rowspan="2">task</th>'
+            + head1 + "".join(f'<th rowspan="2">{r}</th>' for r in rest) + f"</tr><tr>{head2}</tr></thead>"
+            + "<tbody>" + "".join(rows) + "</tbody></table>")
+
+
+def per_image(stages: list, stats: list[dict]) -> dict:
+    """Per-image main metric of every stage that has one, worst first by the last such stage.
+
+    {"columns": [{"stage", "metric"}], "rows": [{"file": key, "values": [float | None]}], "sorted_by": i}
+    (None: not measured or failed).
+    """
+    cols = [(st, m) for st, s in zip(stages, stats) if (m := main_metric(s))]
+    table: dict[str, list] = {}
+    for i, (st, m) in enumerate(cols):
+        for r in st.records:
+            v = r.metrics.get(m) if r.status != "error" else None
+            row = table.setdefault(_key(st, r), [None] * len(cols))
+            row[i] = float(v) if isinstance(v, numbers.Real) and not math.isnan(v) else row[i]
+    last = len(cols) - 1
+    if cols:
+        sign = -1.0 if cols[last][1] in LOWER_IS_BETTER else 1.0
+        order = sorted(table.items(), key=lambda kv: (kv[1][last] is None, sign * (kv[1][last] or 0.0), kv[0]))
+    else:
+        order = []
+    return {"columns": [{"stage": st.name, "metric": m} for st, m in cols], "sorted_by": last + 1,
+            "rows": [{"file": k, "values": v} for k, v in order]}
+
+
+def _per_image_html(table: dict) -> str:
+    e = html.escape
+    cols = table["columns"]
+    if not cols or not table["rows"]:
+        return ""
+    heads = ['<th data-type="text">file</th>']
+    for i, c in enumerate(cols, 1):
+        better = "low" if c["metric"] in LOWER_IS_BETTER else "high"
+        sort = ' aria-sort="%s"' % ("descending" if better == "low" else "ascending") if i == table["sorted_by"] else ""
+        heads.append(f'<th data-better="{better}"{sort}>{e(c["stage"])}<br>'
+                     f'<span class="muted">{e(label(c["metric"]))}</span></th>')
+    rows = []
+    for row in table["rows"][:PER_IMAGE_ROWS]:
+        vals = "".join(f'<td data-v="{"" if v is None else repr(v) if math.isfinite(v) else ("Infinity" if v > 0 else "-Infinity")}">'
+                       f"{e(_fmt(v)) if v is not None else '–'}</td>" for v in row["values"])
+        rows.append(f'<tr><td data-v="{e(row["file"])}">{e(row["file"])}</td>{vals}</tr>')
+    more = len(table["rows"]) - PER_IMAGE_ROWS
+    note = f"<p class='muted'>{more} better images not listed.</p>" if more > 0 else ""
+    c = cols[table["sorted_by"] - 1]
+    return (f"<h2>Per image</h2><p class='muted'>Worst first by {e(c['stage'])} {e(label(c['metric']))}; "
+            "click a header to sort (again to reverse). – : not measured or failed.</p>"
+            f'<table class="grid sortable" id="per-image"><thead><tr>{"".join(heads)}</tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table>{note}")
+
+
+SORT_JS = """document.querySelectorAll("table.sortable").forEach(function (t) {
+  var heads = t.tHead.rows[0].cells;
+  Array.prototype.forEach.call(heads, function (th, col) {
+    th.addEventListener("click", function () {
+      var num = th.dataset.type !== "text", cur = th.getAttribute("aria-sort");
+      var dir = cur === "ascending" ? -1 : cur === "descending" ? 1 : (num && th.dataset.better === "low" ? -1 : 1);
+      Array.prototype.forEach.call(heads, function (h) { h.removeAttribute("aria-sort"); });
+      th.setAttribute("aria-sort", dir > 0 ? "ascending" : "descending");
+      var body = t.tBodies[0], rows = Array.prototype.slice.call(body.rows);
+      rows.sort(function (a, b) {
+        var x = a.cells[col].dataset.v, y = b.cells[col].dataset.v;
+        if (!num) return dir * x.localeCompare(y);
+        x = x === "" ? NaN : parseFloat(x); y = y === "" ? NaN : parseFloat(y);
+        if (isNaN(x) || isNaN(y)) return isNaN(x) - isNaN(y);
+        return dir * (x - y) || 0;
+      });
+      rows.forEach(function (r) { body.appendChild(r); });
+    });
+  });
+});"""
 
 
 def _figure_html(caption: str, path: str) -> str:
@@ -260,11 +649,18 @@ def _figure_html(caption: str, path: str) -> str:
 CSS = """body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
 h2{border-bottom:1px solid #ccc;margin-top:2em}table{border-collapse:collapse;margin:.5em 0}
 th,td{border:1px solid #ddd;padding:2px 8px;text-align:left;vertical-align:top}th{background:#f5f5f5}
-pre{background:#f7f7f7;padding:.5em;overflow:auto;max-height:30em}.muted{color:#888}
-.err{color:#b00}.pair{display:flex;gap:1em;align-items:flex-end;margin:1em 0;flex-wrap:wrap}
+pre{background:#f7f7f7;padding:.5em;overflow:auto;max-height:30em}.muted{color:#888;font-weight:normal}
+.err{color:#b00}.pair,.crops{display:flex;gap:1em;align-items:flex-end;margin:.3em 0;flex-wrap:wrap}
+.crops{margin:0;padding-left:1em;border-left:2px solid #ccc}
+.rec{margin:1em 0 1.5em;padding-top:.5em;border-top:1px solid #eee}.rec p{margin:.2em 0;font-size:12px}
 figure{margin:0}figcaption{font-size:12px;color:#555}img.px{image-rendering:pixelated}
 .ph{width:128px;height:128px;border:1px dashed #aaa;color:#888;font-size:12px;padding:4px}
-.m{font-family:monospace;font-size:12px}"""
+.ph.sm{display:inline-block;width:60px;height:60px}.m{font-family:monospace;font-size:12px}
+table.cls img{margin:1px;vertical-align:middle}table.cls td{white-space:nowrap}
+table.compare td,table.sortable td{font-variant-numeric:tabular-nums}
+table.compare td:nth-child(n+3),table.sortable td:nth-child(n+2){text-align:right}
+table.sortable th{cursor:pointer;user-select:none}table.sortable th:hover{background:#e8e8e8}
+th[aria-sort=ascending]::after{content:" ▲"}th[aria-sort=descending]::after{content:" ▼"}"""
 
 
 def write_report(out_dir: Path, stages: list, run_config: dict, *, title: str = "genapps report",
@@ -274,39 +670,48 @@ def write_report(out_dir: Path, stages: list, run_config: dict, *, title: str = 
     out_dir.mkdir(parents=True, exist_ok=True)
     created = datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
     versions = _versions()
+    stats = [summarize(st) for st in stages]
+    table = per_image(stages, stats)
     entries, body, e = [], [], html.escape
-    for st in stages:
-        stats = summarize(st)
+    for i, (st, s) in enumerate(zip(stages, stats)):
+        view = _view(st)
         entries.append({"name": st.name, "task": st.task, "input_dir": st.input_dir,
                         "output_dir": st.output_dir, "config": st.config, "seconds": st.seconds,
-                        "summary": st.summary, "stats": stats, "figures": st.figures,
+                        "summary": st.summary, "stats": s, "main_metric": main_metric(s), "figures": st.figures,
                         "records": [dataclasses.asdict(r) for r in st.records]})
-        body.append(f"<h2>{e(st.name)} <span class='muted'>({e(st.task)})</span></h2>"
+        body.append(f"<h2 id='stage-{i}'>{e(st.name)} <span class='muted'>({e(st.task)})</span></h2>"
                     f"<p>{e(str(st.input_dir))} → {e(str(st.output_dir))}</p>"
                     f"<details><summary>stage config</summary>{_pre(st.config)}</details>"
-                    f"<h3>Stats</h3>{_stats_html(stats)}")
+                    f"<h3>Stats</h3>{_stats_html(s)}")
         if st.summary:
             body.append(f"<h3>Summary</h3>{_dict_html(st.summary)}")
-        errs = [r for r in st.records if r.status == "error"]
-        if errs:
-            body.append("<h3>Errors</h3><ul class='err'>" + "".join(
-                f"<li><code>{e(str(r.input))}</code>: {e(str(r.error))}</li>" for r in errs) + "</ul>")
+        body.append(_errors_html(st))
         if st.figures:
             body.append("<h3>Figures</h3>" + "".join(_figure_html(c, p) for c, p in st.figures))
         ok = [r for r in st.records if r.status == "ok"] or [r for r in st.records if r.status == "skipped"]
+        if view.by_class and ok:
+            body.append(f"<h3>{e(view.input.capitalize())} | {e(view.output)} per class</h3>"
+                        + _class_rows_html(st, ok))
+            continue
         picks = _sample(ok, sample)
         if picks:
-            body.append(f"<h3>Before / after ({len(picks)} of {len(ok)})</h3>"
-                        + "".join(_pair_html(st, r) for r in picks))
-    doc = {"title": title, "created": created, "versions": versions, "config": run_config, "stages": entries}
+            sources = _image_sources(st)
+            labels = ([view.output, view.input] if view.input_is_reference else [view.input, view.output])
+            labels += [lab for lab, _, _ in sources]
+            body.append(f"<h3>{e(' | '.join(labels)).capitalize()} ({len(picks)} of {len(ok)})</h3>"
+                        + "".join(_row_html(st, r, sources) for r in picks))
+    doc = {"title": title, "created": created, "versions": versions, "config": run_config, "stages": entries,
+           "per_image": table}
     json_path, html_path = out_dir / "report.json", out_dir / "report.html"
     write_text(json_path, json.dumps(_jsonable(doc), indent=1, allow_nan=False) + "\n")
-    vers = " · ".join(f"{html.escape(k)} {html.escape(v)}" for k, v in versions.items())
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"
-            f"<p>Created {html.escape(created)} · {len(stages)} stage(s)</p><p class='muted'>{vers}</p>"
+    vers = " · ".join(f"{e(k)} {e(v)}" for k, v in versions.items())
+    top = (_compare_html(stages, stats) if len(stages) > 1 else "") + _per_image_html(table)
+    script = f"<script>{SORT_JS}</script>" if 'class="grid sortable"' in top else ""
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(title)}</title>"
+            f"<style>{CSS}</style></head><body><h1>{e(title)}</h1>"
+            f"<p>Created {e(created)} · {len(stages)} stage(s)</p><p class='muted'>{vers}</p>"
             f"<details><summary>run config</summary>{_pre(run_config)}</details>"
-            + "".join(body) + "</body></html>\n")
+            + top + "".join(body) + script + "</body></html>\n")
     write_text(html_path, page)
     log.info("report written: %s (%.1f kB), %s", html_path, len(page) / 1024, json_path)
     return json_path, html_path

@@ -71,7 +71,9 @@ def test_write_report(stage, tmp_path):
     page = hp.read_text()
     assert "upscale" in page and "demo &lt;run&gt;" in page
     assert "cannot read &lt;b&gt;broken&lt;/b&gt; &amp; co" in page and "<b>broken</b>" not in page
-    assert page.count('src="data:image/') == 7 + 1  # 4 pairs minus 1 missing output, + 1 figure
+    # 4 rows of 2 minus 1 missing output, 2 crops (only the 300 px photo is larger than a crop), 1 figure
+    assert page.count('src="data:image/') == 7 + 2 + 1
+    assert "picked by most detail" in page  # no reference: the crop goes where the detail is
     assert "missing or unreadable" in page and "missing: " in page
     assert 'src="http' not in page and "http://" not in page and "https://" not in page
     assert "top1" in page and "interpolation grid" in page
