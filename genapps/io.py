@@ -379,5 +379,10 @@ def resolve_weights(name_or_path: str | Path) -> Path:
     bundled = bundled_weights()
     if str(name_or_path) in bundled:
         return bundled[str(name_or_path)]
+    from genapps import zoo  # Real-ESRGAN's models and imported ncnn ones, converted on first use
+
+    converted = zoo.resolve(str(name_or_path))
+    if converted is not None:
+        return converted
     raise FileNotFoundError(f"no weights file or bundled model named {str(name_or_path)!r}; "
-                            f"bundled: {', '.join(bundled) or 'none'}")
+                            f"bundled: {', '.join(bundled) or 'none'}; zoo: {', '.join(zoo.ZOO)}")

