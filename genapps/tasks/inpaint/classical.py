@@ -1,0 +1,62 @@
+"""Classical inpainting: OpenCV's Telea and Navier-Stokes, scikit-image's biharmonic.
+
+All take a (C, H, W) float image in [0, 1] and a bool (H, W) hole mask and return a (C, H, W)
+float image whose hole is filled (pixels outside the hole are returned unchanged).
+Telea also pre-fills the hole that the learned model then corrects.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+RADIUS = 5  # px, the radius of OpenCV's methods (as IOPaint's cv2 model and REFERENCE-POINTS)
+CLASSICAL = ("telea", "ns", "biharmonic")
+
+
+def _opencv(image: torch.Tensor, mask: torch.Tensor, flag: int) -> torch.Tensor:
+    """Per channel in float32 on the 0-255 scale (OpenCV's 1-channel float path; its thresholds assume
+    that scale): 16-bit precision is kept."""
+    m = mask.numpy().astype(np.uint8)
+    planes = [cv2.inpaint(np.ascontiguousarray(c.numpy() * 255, dtype=np.float32), m, RADIUS, flag) for c in image]
+    return (torch.from_numpy(np.stack(planes)) / 255).clamp(0, 1)
+
+
+def telea(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return _opencv(image, mask, cv2.INPAINT_TELEA)
+
+
+def navier_stokes(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return _opencv(image, mask, cv2.INPAINT_NS)
+
+
+def biharmonic(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    from skimage.restoration import inpaint_biharmonic
+
+    out = inpaint_biharmonic(image.permute(1, 2, 0).numpy().astype(np.float64), mask.numpy(), channel_axis=-1)
+    return torch.from_numpy(out).permute(2, 0, 1).float().clamp(0, 1)
+
+
+METHODS = {"telea": telea, "ns": navier_stokes, "biharmonic": biharmonic}
+
+
+def fill(method: str, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(C, H, W) in [0, 1], bool (H, W) -> (C, H, W), hole filled by `method`, outside untouched."""
+    if method not in METHODS:
+        raise ValueError(f"unknown classical method {method!r}; valid: {', '.join(METHODS)}")
+    if not mask.any():
+        return image.clone()
+    return torch.where(mask, METHODS[method](image, mask), image)
+
+
+def telea_batch(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) in [0, 1], (B, 1, H, W) {0, 1} -> Telea-filled (B, 3, H, W), 8-bit fast path
+    used for training batches (OpenCV's 3-channel uint8 inpaint)."""
+    out = []
+    for im, m in zip(images, masks):
+        arr = (im.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        filled = cv2.inpaint(arr, m[0].numpy().astype(np.uint8), RADIUS, cv2.INPAINT_TELEA)
+        out.append(torch.from_numpy(filled).permute(2, 0, 1).float() / 255)
+    filled = torch.stack(out)
+    return torch.where(masks > 0.5, filled, images)

@@ -1,0 +1,101 @@
+"""Inpainting generators: a U-Net GAN generator and its VAE-family (pluralistic) variant.
+
+Both see an image whose hole is pre-filled by Telea plus the mask, and predict a correction:
+input (B, 4, H, W) = [pre-filled RGB in [0, 1], mask {0, 1}], output (B, 3, H, W) in [0, 1]
+(clamped, not composited: the caller keeps the pixels outside the hole). H and W must be
+multiples of `input_multiple`. The last layer starts at zero, so an untrained model returns
+the Telea fill, and training only has to improve on it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from genapps.nn import UnetGenerator
+from genapps.nn.dilated import DilatedBottleneck
+
+
+class InpaintUnet(nn.Module):
+    """UnetGenerator (norm none) with a dilated-residual bottleneck, predicting a residual over the pre-fill."""
+
+    def __init__(self, ngf: int = 16, num_downs: int = 5, dilations: tuple[int, ...] = (1, 2, 4, 8), z_dim: int = 0):
+        super().__init__()
+        bottleneck = DilatedBottleneck(ngf * 8, tuple(dilations), z_dim)
+        self.unet = UnetGenerator(4, 3, num_downs=num_downs, ngf=ngf, norm="none", bottleneck=bottleneck)
+        last = self.unet.model.model[3]  # the outermost transposed conv, before the tanh
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        self.input_multiple = self.unet.input_multiple
+
+    @property
+    def bottleneck(self) -> DilatedBottleneck:
+        """The bottleneck inside the U-Net (registered there only: one key per weight)."""
+        return next(m for m in self.unet.modules() if isinstance(m, DilatedBottleneck))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        prefill, mask = x[:, :3], x[:, 3:4]
+        return (prefill + self.unet(torch.cat([prefill * 2 - 1, mask], 1))).clamp(0, 1)
+
+
+def _encoder(in_ch: int, z_dim: int, width: int = 32) -> nn.Sequential:
+    """(B, in_ch, H, W) -> (B, 2 z_dim) = (mu, logvar): strided convs, global average pool, linear."""
+    layers, ch = [], in_ch
+    for out in (width, width * 2, width * 2, width * 4):
+        layers += [nn.Conv2d(ch, out, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        ch = out
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(ch, 2 * z_dim))
+
+
+class PluralisticUnet(nn.Module):
+    """Conditional VAE over hole fills (Pluralistic Image Completion's two paths, on the same U-Net).
+
+    A learned conditional prior p(z | masked image) and, for training only, a posterior
+    q(z | full image, mask); z is added at the U-Net's bottleneck. Sampling z from the prior gives
+    different plausible fills of the same hole.
+    """
+
+    def __init__(self, ngf: int = 16, num_downs: int = 5, dilations: tuple[int, ...] = (1, 2, 4, 8), z_dim: int = 32):
+        super().__init__()
+        self.z_dim = z_dim
+        self.net = InpaintUnet(ngf, num_downs, dilations, z_dim)
+        self.prior = _encoder(4, z_dim)
+        self.posterior = _encoder(4, z_dim)
+        self.input_multiple = self.net.input_multiple
+
+    def prior_params(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.prior(torch.cat([x[:, :3] * 2 - 1, x[:, 3:4]], 1)).chunk(2, 1)
+        return mu, logvar.clamp(-8, 4)
+
+    def posterior_params(self, full: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.posterior(torch.cat([full * 2 - 1, mask], 1)).chunk(2, 1)
+        return mu, logvar.clamp(-8, 4)
+
+    def decode(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        self.net.bottleneck.latent = z
+        try:
+            return self.net(x)
+        finally:
+            self.net.bottleneck.latent = None
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One sample: z ~ p(z | x) (B, 4, H, W) -> (B, 3, H, W)."""
+        mu, logvar = self.prior_params(x)
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return self.decode(x, mu + eps * (0.5 * logvar).exp())
+
+
+ARCHS = {"unet": InpaintUnet, "pluralistic": PluralisticUnet}
+
+
+def define_G(arch: str, **config) -> nn.Module:
+    """Build an inpainting generator by architecture name; unknown names list the valid ones."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown inpainting architecture {arch!r}; valid: {', '.join(ARCHS)}")
+    return ARCHS[arch](**config)
+
+
+def kl_gaussians(mu_q, logvar_q, mu_p, logvar_p) -> torch.Tensor:
+    """KL(N(mu_q, var_q) || N(mu_p, var_p)) summed over latent dims, mean over the batch. All (B, Z)."""
+    kl = 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p).pow(2)) / logvar_p.exp() - 1)
+    return kl.sum(1).mean()

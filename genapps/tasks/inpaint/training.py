@@ -1,0 +1,307 @@
+"""`genapps train inpaint`: the U-Net GAN inpainter, or its pluralistic (conditional VAE) variant.
+
+Crops of the training photos (downscaled at random to 0.45-0.8 of their size, so that 1 MP
+photos look like the 0.15 MP benchmark images), flipped, are cut with a seeded mask drawn on a
+320x480 canvas (holes as large as the benchmark's), their hole pre-filled by Telea. The generator
+predicts a correction of the pre-fill; losses: hole L1 (+ a small L1 outside the hole),
+hinge adversarial loss and discriminator feature matching against a spectral-norm PatchGAN on
+the composited image and the mask. The pluralistic variant adds a posterior q(z | full crop),
+a learned conditional prior p(z | masked crop) and KL(q || p); its adversarial terms apply to a
+fill sampled from the prior. Validation: hole L1 and PSNR on fixed crops and masks of a
+held-out split (the last `holdout` training photos when no --val folder is given).
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from genapps import io, losses
+from genapps.nn import PatchDiscriminator
+from genapps.tasks.inpaint import masks as M
+from genapps.tasks.inpaint.classical import telea_batch
+from genapps.tasks.inpaint.models import define_G, kl_gaussians
+from genapps.train import TrainConfig, TrainSpec, check_resume, data_fingerprint, fit
+
+log = logging.getLogger(__name__)
+
+TASK = "inpaint"
+SCALES = (0.45, 0.6, 0.8)  # training photos are kept at these sizes
+CANVAS = (320, 480)  # masks are drawn at benchmark size, then cropped with the image
+MIXED = (("thick", 0.4), ("medium", 0.2), ("thin", 0.1), ("box", 0.15), ("area", 0.15))
+MASK_SETS = ("thin", "medium", "thick", "mixed")
+
+
+@dataclass(frozen=True)
+class InpaintTrainConfig:
+    data: str
+    out: str
+    val: str | None = None  # validation folder; default: the last `holdout` images of data
+    holdout: int = 8
+    model: str = "gan"  # gan | pluralistic
+    init: str | None = None  # start from these weights (pluralistic: from a GAN model)
+    masks: str = "mixed"  # thin | medium | thick | mixed
+    ngf: int = 16
+    num_downs: int = 5
+    z_dim: int = 32  # pluralistic only
+    steps: int = 10000
+    batch_size: int = 8
+    patch: int = 128
+    lr: float = 5e-4
+    hole_weight: float = 1.0
+    valid_weight: float = 0.1
+    adversarial_weight: float = 0.01
+    feature_weight: float = 0.1  # discriminator feature matching
+    kl_weight: float = 0.002  # pluralistic only
+    d_channels: int = 16
+    ema: float = 0.999
+    val_every: int = 1000
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.model not in ("gan", "pluralistic"):
+            raise ValueError(f"model must be 'gan' or 'pluralistic', got {self.model!r}")
+        if self.masks not in MASK_SETS:
+            raise ValueError(f"masks must be one of {', '.join(MASK_SETS)}, got {self.masks!r}")
+        if self.patch % 2 ** self.num_downs:
+            raise ValueError(f"patch must be a multiple of {2 ** self.num_downs}, got {self.patch}")
+
+
+def load_photos(paths: list[Path], min_size: int) -> list[torch.Tensor]:
+    """uint8 (3, H, W) copies of the photos at every scale of SCALES (those at least min_size px)."""
+    out = []
+    for path in paths:
+        try:
+            im = io.read_image(path).color.expand(3, -1, -1)
+        except io.ImageError as e:
+            log.warning("skipped: %s", e)
+            continue
+        for s in SCALES:
+            size = (round(im.shape[1] * s), round(im.shape[2] * s))
+            if min(size) >= min_size:
+                small = F.interpolate(im[None], size=size, mode="bicubic", antialias=True, align_corners=False)[0]
+                out.append((small.clamp(0, 1) * 255).round().to(torch.uint8))
+    if not out:
+        raise ValueError(f"no usable training images (>= {min_size} px after downscaling)")
+    return out
+
+
+def train_mask(kind: str, patch: int, seed: int) -> np.ndarray:
+    """A bool (patch, patch) hole: a `kind` mask drawn on the benchmark-size canvas, cropped where it has holes."""
+    rng = np.random.default_rng(seed)
+    if kind == "mixed":
+        names, probs = zip(*MIXED)
+        kind = str(rng.choice(names, p=probs))
+        if kind == "area":
+            kind = str(rng.choice(list(M.BUCKETS)[1:]))  # 10-60%
+    canvas = M.generate(kind, CANVAS, int(rng.integers(2 ** 62)))
+    best = None
+    for _ in range(8):
+        y, x = int(rng.integers(0, CANVAS[0] - patch + 1)), int(rng.integers(0, CANVAS[1] - patch + 1))
+        crop = canvas[y:y + patch, x:x + patch]
+        if 0.02 <= crop.mean() <= 0.7:
+            return crop
+        if best is None or abs(crop.mean() - 0.2) < abs(best.mean() - 0.2):
+            best = crop
+    if best.mean() < 0.005:  # nothing here: a box
+        best = M.generate("box", (patch, patch), int(rng.integers(2 ** 62)))
+    return best
+
+
+def make_input(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) in [0, 1] and (B, 1, H, W) {0, 1} -> the model input (B, 4, H, W): Telea pre-fill + mask."""
+    return torch.cat([telea_batch(image, mask), mask], 1)
+
+
+def make_batches(images: list[torch.Tensor], cfg: InpaintTrainConfig):
+    """A function returning (x (B,4,p,p), target (B,3,p,p), mask (B,1,p,p)); uses torch's global RNG."""
+    p = cfg.patch
+
+    def next_batch():
+        crops, holes = [], []
+        for i in torch.randint(len(images), (cfg.batch_size,)).tolist():
+            im = images[i]
+            y = int(torch.randint(im.shape[1] - p + 1, (1,)))
+            x = int(torch.randint(im.shape[2] - p + 1, (1,)))
+            crop = im[:, y:y + p, x:x + p]
+            flips = torch.randint(2, (2,)).tolist()
+            crop = crop.flip(2) if flips[0] else crop
+            crop = crop.transpose(1, 2) if flips[1] else crop
+            crops.append(crop)
+            holes.append(torch.from_numpy(train_mask(cfg.masks, p, int(torch.randint(2 ** 62, (1,))))))
+        target = torch.stack(crops).float() / 255
+        mask = torch.stack(holes)[:, None].float()
+        return make_input(target, mask), target, mask
+
+    return next_batch
+
+
+def validation_set(paths: list[Path], size: int = 256) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fixed (x, target, mask) crops: each photo at half size, centre crop, one thick and one mixed mask."""
+    targets, holes = [], []
+    for path in paths:
+        im = io.read_image(path).color.expand(3, -1, -1)
+        im = F.interpolate(im[None], scale_factor=0.5, mode="bicubic", antialias=True, align_corners=False)[0]
+        s = min(size, im.shape[1], im.shape[2]) // 32 * 32
+        y, x = (im.shape[1] - s) // 2, (im.shape[2] - s) // 2
+        crop = (im[:, y:y + s, x:x + s].clamp(0, 1) * 255).round() / 255
+        for kind in ("thick", "mixed"):
+            targets.append(crop)
+            holes.append(torch.from_numpy(train_mask(kind, s, M.seed_for(0, f"{kind}/{path.name}"))))
+    if not targets or len({t.shape for t in targets}) != 1:
+        raise ValueError("validation images must be at least 64 px and give crops of one size")
+    target = torch.stack(targets)
+    mask = torch.stack(holes)[:, None].float()
+    return make_input(target, mask), target, mask
+
+
+def hole_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean |pred - target| over hole pixels and channels (a scalar, in [0, 1] units)."""
+    return ((pred - target).abs() * mask).sum() / (mask.sum() * pred.shape[1]).clamp(min=1)
+
+
+def _d_features(d: PatchDiscriminator, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Activations after each LeakyReLU of the PatchGAN, and its logits."""
+    feats, h = [], x * 2 - 1
+    for layer in d.net:
+        h = layer(h)
+        if isinstance(layer, torch.nn.LeakyReLU):
+            feats.append(h)
+    return feats, h
+
+
+def _params(g) -> int:
+    return sum(p.numel() for p in g.parameters())
+
+
+def build_generator(cfg: InpaintTrainConfig) -> tuple[torch.nn.Module, str, dict]:
+    arch = "unet" if cfg.model == "gan" else "pluralistic"
+    config = {"ngf": cfg.ngf, "num_downs": cfg.num_downs} | ({"z_dim": cfg.z_dim} if arch == "pluralistic" else {})
+    g = define_G(arch, **config)
+    if cfg.init:
+        tensors, meta = io.load_weights(io.resolve_weights(cfg.init))
+        if meta.get("task") != TASK:
+            raise ValueError(f"--init {cfg.init}: weights of task {meta.get('task')!r}, not {TASK!r}")
+        base = {k: v for k, v in config.items() if k != "z_dim"}
+        if {k: v for k, v in meta["config"].items() if k != "z_dim"} != base:
+            raise ValueError(f"--init {cfg.init}: {meta['arch']} {meta['config']} does not match {arch} {config}")
+        if meta["arch"] == arch:
+            g.load_state_dict({k: v.float() for k, v in tensors.items()})
+        elif meta["arch"] == "unet" and arch == "pluralistic":  # the VAE starts as the GAN model (z ignored)
+            missing, unexpected = g.net.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=False)
+            if unexpected or any(".inject." not in k for k in missing):
+                raise ValueError(f"--init {cfg.init}: does not fit the pluralistic model's U-Net")
+        else:
+            raise ValueError(f"--init {cfg.init}: cannot start a {arch} model from {meta['arch']} weights")
+    return g, arch, config
+
+
+def train_inpaint(cfg: InpaintTrainConfig, device: torch.device, resume: bool = True) -> dict:
+    """Train, save `cfg.out` (safetensors, fp16 + a JSON card beside it), return the card."""
+    out = Path(cfg.out)
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give a .safetensors file name")
+    io.check_writable(out.parent)  # before the work, not after it
+    cv2.setNumThreads(1)
+    torch.manual_seed(cfg.seed)
+    g, arch, arch_config = build_generator(cfg)
+    g = g.to(device)
+    paths = io.list_images(cfg.data)
+    if cfg.val:
+        train_paths, val_paths = paths, io.list_images(cfg.val)
+    else:
+        if not 0 < cfg.holdout < len(paths):
+            raise ValueError(f"--holdout {cfg.holdout}: needs 0 < holdout < {len(paths)} images in {cfg.data}")
+        train_paths, val_paths = paths[:-cfg.holdout], paths[-cfg.holdout:]
+    meta = {"arch": arch, "config": arch_config, "masks": cfg.masks, "patch": cfg.patch,
+            "batch_size": cfg.batch_size, "d_channels": cfg.d_channels, "data": data_fingerprint(train_paths, cfg.data)}
+    check_resume(out.with_suffix(".state.pt"), meta, resume)
+    images = load_photos(train_paths, cfg.patch)
+    log.info("training inpaint %s (%d params) on %d photos (%d crops sources), validating on %d",
+             arch, _params(g), len(train_paths), len(images), len(val_paths))
+    next_batch = make_batches(images, cfg)
+    val = validation_set(val_paths)
+    telea_val = float(hole_l1(val[0][:, :3], val[1], val[2])) * 255
+    pluralistic = arch == "pluralistic"
+
+    def batch_on_device():
+        return tuple(t.to(device) for t in next_batch())
+
+    def forward(net, batch):
+        x, target, mask = batch
+        if not pluralistic:
+            return net(x)
+        mu_q, lv_q = net.posterior_params(target, mask)
+        mu_p, lv_p = net.prior_params(x)
+        z_q = mu_q + torch.randn_like(mu_q) * (0.5 * lv_q).exp()
+        z_p = mu_p + torch.randn_like(mu_p) * (0.5 * lv_p).exp()
+        return net.decode(x, z_q), net.decode(x, z_p), mu_q, lv_q, mu_p, lv_p
+
+    d = PatchDiscriminator(4, cfg.d_channels, 3).to(device) if cfg.adversarial_weight > 0 else None
+
+    def g_loss(batch, out, disc):
+        x, target, mask = batch
+        pred, sample = (out, out) if not pluralistic else (out[0], out[1])
+        hole = hole_l1(pred, target, mask)
+        valid = hole_l1(pred, target, 1 - mask)
+        loss = cfg.hole_weight * hole + cfg.valid_weight * valid
+        logs = {"hole_l1": hole.item() * 255, "valid_l1": valid.item() * 255}
+        if pluralistic:
+            kl = kl_gaussians(*out[2:])
+            loss = loss + cfg.kl_weight * kl
+            logs |= {"kl": kl.item(), "prior_hole_l1": hole_l1(sample, target, mask).item() * 255}
+        if disc is not None:
+            comp = mask * sample + (1 - mask) * target
+            fake_feats, fake_logits = _d_features(disc, torch.cat([comp, mask], 1))
+            with torch.no_grad():
+                real_feats, _ = _d_features(disc, torch.cat([target, mask], 1))
+            adv = losses.hinge_g_loss(fake_logits)
+            fm = sum(F.l1_loss(f, r) for f, r in zip(fake_feats, real_feats)) / len(fake_feats)
+            loss = loss + cfg.adversarial_weight * adv + cfg.feature_weight * fm
+            logs |= {"adv": adv.item(), "fm": fm.item()}
+        return loss, logs
+
+    def d_loss(disc, batch, out):
+        _, target, mask = batch
+        sample = out if not pluralistic else out[1]
+        comp = mask * sample + (1 - mask) * target
+        loss = losses.hinge_d_loss(disc(torch.cat([target, mask], 1)), disc(torch.cat([comp, mask], 1)))
+        return loss, {"d": loss.item()}
+
+    def validate(model):
+        x, target, mask = (t.to(device) for t in val)
+        gen = torch.Generator(device=device).manual_seed(0)
+        preds = [model(x[i:i + 4], gen) if pluralistic else model(x[i:i + 4]) for i in range(0, len(x), 4)]
+        pred = torch.cat(preds)
+        l1 = float(hole_l1(pred, target, mask)) * 255
+        mse = float(((pred - target) ** 2 * mask).sum() / (mask.sum() * 3))
+        return {"val_hole_l1": l1, "val_hole_psnr": float(10 * np.log10(1 / max(mse, 1e-10))),
+                "val_neg_hole_l1": -l1, "val_telea_hole_l1": telea_val}
+
+    spec = TrainSpec(g, batch_on_device, forward, g_loss, discriminator=d, d_loss=d_loss if d is not None else None,
+                     validate=validate, select_by="val_neg_hole_l1", meta=meta)
+    tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, lr_d=cfg.lr * 0.5, betas=(0.5, 0.99), ema=cfg.ema,
+                       warmup=0 if cfg.init else 200, log_every=50, val_every=cfg.val_every, ckpt_every=250,
+                       grad_clip=1.0, seed=cfg.seed)
+    result = fit(spec, tcfg, state_path=out.with_suffix(".state.pt"), resume=resume)
+    card = {
+        "task": TASK, "arch": arch, "config": arch_config,
+        "training": asdict(cfg) | {"device": str(device), "minutes": round(result.seconds / 60, 1),
+                                   "threads": torch.get_num_threads()},
+        "command": "genapps " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else "",
+        "validation": result.validation, "history": result.history[-5:],
+        "params": _params(result.generator),
+        "provenance": "trained by genapps on ../shared/datasets/natural/train; code licence of genapps",
+    }
+    state = {k: v.half() for k, v in result.generator.state_dict().items()}  # fp16 on disk, fp32 when loaded
+    io.save_weights(out, state, {k: card[k] for k in ("task", "arch", "config")} | {"validation": result.validation})
+    io.write_json(out.with_suffix(".json"), card)
+    return card

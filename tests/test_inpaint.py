@@ -1,0 +1,273 @@
+"""inpaint: mask conventions, the exact-outside-the-hole guarantee, crops, samples, classical methods,
+seeded masks, and resume of `train inpaint`."""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import photo
+from genapps import io
+from genapps.tasks.inpaint import hole_crops, model_fill
+from genapps.tasks.inpaint import masks as M
+from genapps.tasks.inpaint.classical import fill
+from genapps.tasks.inpaint.models import define_G
+
+
+def _save_mask(path, arr, mode="L"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr, mode).save(path)
+
+
+def _box_mask(h=48, w=64, value=255):
+    m = np.zeros((h, w), np.uint8)
+    m[10:30, 20:40] = value
+    return m
+
+
+def _read(path):
+    return np.asarray(Image.open(path))
+
+
+@pytest.fixture
+def tiny_models(tmp_path):
+    """A random-weight GAN model and a pluralistic one whose latent changes the fill."""
+    torch.manual_seed(0)
+    paths = {}
+    for arch, config in (("unet", {"ngf": 4}), ("pluralistic", {"ngf": 4, "z_dim": 4})):
+        g = define_G(arch, **config)
+        with torch.no_grad():
+            for p in g.parameters():
+                if p.abs().sum() == 0:  # the zero-initialised output layer and latent injection
+                    p.normal_(0, 0.3)
+        paths[arch] = tmp_path / f"{arch}.safetensors"
+        io.save_weights(paths[arch], g.state_dict(), {"task": "inpaint", "arch": arch, "config": config})
+    return paths
+
+
+# ---------------------------------------------------------------- mask conventions
+
+
+def test_mask_threshold_invert_and_alpha():
+    grey = torch.tensor([[0, 126, 127, 255]], dtype=torch.float32) / 255
+    assert M.to_mask(io.LoadedImage(grey[None])).tolist() == [[False, False, True, True]]
+    assert M.to_mask(io.LoadedImage(grey[None]), threshold=200).tolist() == [[False, False, False, True]]
+    assert M.to_mask(io.LoadedImage(grey[None]), invert=True).tolist() == [[True, True, False, False]]
+    rgba = io.LoadedImage(torch.zeros(3, 1, 4), alpha=grey[None])  # black colour, the hole in alpha
+    assert M.to_mask(rgba).tolist() == [[False, False, True, True]]
+
+
+def test_mask_matching_by_stem_and_suffix(tmp_path):
+    masks = tmp_path / "masks"
+    _save_mask(masks / "a" / "photo.png", _box_mask())
+    _save_mask(masks / "b_mask.png", _box_mask())
+    src = M.MaskSource(masks)
+    assert src.path_for("a/photo.jpg") == masks / "a" / "photo.png"
+    assert src.path_for("b.jpg") == masks / "b_mask.png"
+    assert src.path_for("a/other.jpg") is None
+    with pytest.raises(FileNotFoundError, match="no mask for"):
+        src.mask_for("c.png", (48, 64))
+    single = M.MaskSource(masks / "b_mask.png")
+    assert single.path_for("anything/at/all.png") == masks / "b_mask.png"
+
+
+def test_mask_of_another_size_is_resized_with_a_warning(tmp_path, caplog):
+    _save_mask(tmp_path / "m.png", _box_mask(24, 32))
+    with caplog.at_level(logging.WARNING):
+        mask = M.MaskSource(tmp_path / "m.png").mask_for("x.png", (48, 64))
+    assert mask.shape == (48, 64) and "resized" in caplog.text
+    assert mask[20:60].any() and set(torch.unique(mask).tolist()) == {False, True}
+
+
+# ---------------------------------------------------------------- the batch command
+
+
+def test_outside_the_hole_is_exact_8bit(cli, photo_dir, tmp_path):
+    masks = tmp_path / "masks"
+    for rel in ("a", "b", "sub/c"):
+        _save_mask(masks / f"{rel}.png", _box_mask())
+    out = tmp_path / "out"
+    r = cli("inpaint", photo_dir, out, "--masks", masks, "--method", "telea", "--ext", "png")
+    assert r.exit_code == 0, r.output
+    hole = _box_mask() > 0
+    for rel in ("a.png", "sub/c.png"):
+        src, res = _read(photo_dir / rel), _read(out / rel)
+        assert np.array_equal(src[~hole], res[~hole])
+        assert not np.array_equal(src[hole], res[hole])
+
+
+def test_outside_the_hole_is_exact_16bit_with_alpha(cli, tmp_path, tiny_models):
+    import cv2
+
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 65536, (48, 64, 4), dtype=np.uint16)
+    (tmp_path / "in").mkdir()
+    cv2.imwrite(str(tmp_path / "in" / "deep.png"), rgba)
+    _save_mask(tmp_path / "m.png", _box_mask())
+    for method in ("model", "ns"):
+        out = tmp_path / method
+        r = cli("inpaint", tmp_path / "in", out, "--masks", tmp_path / "m.png", "--method", method,
+                "--model", tiny_models["unet"])
+        assert r.exit_code == 0, r.output
+        res = cv2.imread(str(out / "deep.png"), cv2.IMREAD_UNCHANGED)
+        hole = _box_mask() > 0
+        assert res.dtype == np.uint16 and res.shape == rgba.shape
+        assert np.array_equal(res[~hole], rgba[~hole])
+        assert np.array_equal(res[..., 3], rgba[..., 3])  # alpha passes through
+
+
+def test_all_black_mask_copies_through_and_missing_masks(cli, photo_dir, tmp_path):
+    masks = tmp_path / "masks"
+    _save_mask(masks / "a.png", np.zeros((48, 64), np.uint8))
+    out = tmp_path / "out"
+    r = cli("inpaint", photo_dir, out, "--masks", masks, "--method", "telea")
+    assert r.exit_code == 1  # b and sub/c have no mask: per-file errors
+    assert np.array_equal(_read(out / "a.png"), _read(photo_dir / "a.png"))
+    assert not (out / "b.jpg").exists() and "no mask for" in r.output
+    r = cli("inpaint", photo_dir, tmp_path / "out2", "--masks", masks, "--method", "telea", "--skip-missing-masks")
+    assert r.exit_code == 0, r.output
+    assert "1 ok, 2 skipped, 0 failed" in r.output
+
+
+def test_inverted_mask_and_one_mask_for_all(cli, photo_dir, tmp_path):
+    _save_mask(tmp_path / "keep.png", 255 - _box_mask())  # white = keep
+    out = tmp_path / "out"
+    r = cli("inpaint", photo_dir, out, "--masks", tmp_path / "keep.png", "--invert-mask", "--method", "ns",
+            "--ext", "png")
+    assert r.exit_code == 0, r.output
+    hole = _box_mask() > 0
+    for rel in ("a.png", "b.png", "sub/c.png"):
+        src = _read(photo_dir / rel.replace("b.png", "b.jpg"))
+        assert np.array_equal(src[~hole], _read(out / rel)[~hole])
+
+
+def test_samples_concat_and_report(cli, photo_dir, tmp_path, tiny_models):
+    _save_mask(tmp_path / "m.png", _box_mask())
+    out = tmp_path / "out"
+    r = cli("inpaint", photo_dir, out, "--masks", tmp_path / "m.png", "--model", tiny_models["pluralistic"],
+            "--samples", 3, "--reference", photo_dir)
+    assert r.exit_code == 0, r.output
+    samples = [_read(out / f"a_s{k}.png") for k in range(3)]
+    assert all(not np.array_equal(samples[i], samples[j]) for i in range(3) for j in range(i))
+    assert "hole_l1" in r.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["stages"][0]["summary"]["samples"] == 3
+    r = cli("inpaint", photo_dir, tmp_path / "gan", "--masks", tmp_path / "m.png", "--model", tiny_models["unet"],
+            "--samples", 2)
+    assert r.exit_code == 2 and "pluralistic" in r.output
+    r = cli("inpaint", photo_dir, tmp_path / "cat", "--masks", tmp_path / "m.png", "--method", "telea", "--concat")
+    assert r.exit_code == 0, r.output
+    cat = _read(tmp_path / "cat" / "a.png")
+    assert cat.shape == (48, 192, 3)
+    assert np.array_equal(cat[:, :64], _read(photo_dir / "a.png"))
+    assert np.array_equal(cat[:, 64:128, 0] > 127, _box_mask() > 0)
+
+
+def test_large_image_runs_in_crops_around_each_hole(tiny_models):
+    from genapps.tasks.inpaint import load_model
+
+    model, _ = load_model(str(tiny_models["unet"]))
+    rng = np.random.default_rng(1)
+    rgb = torch.from_numpy(rng.random((3, 200, 300), dtype=np.float32))
+    mask = torch.zeros(200, 300, dtype=torch.bool)
+    mask[20:40, 20:50] = True  # small hole: a crop at full resolution
+    mask[60:190, 120:290] = True  # large hole: its crop exceeds work_size and is resized
+    crops = hole_crops(mask, margin=8)
+    assert len(crops) == 2 and sum(int(c[4].sum()) for c in crops) == int(mask.sum())
+    out = model_fill(model, rgb, mask, work_size=64, margin=8)
+    assert out.shape == rgb.shape
+    assert torch.equal(out[:, ~mask], rgb[:, ~mask])
+    assert (out[:, mask] - rgb[:, mask]).abs().mean() > 0.05
+
+
+@pytest.mark.parametrize("method", ["telea", "ns", "biharmonic"])
+def test_classical_methods_fill_smooth_images(method):
+    y, x = torch.meshgrid(torch.linspace(0, 1, 40), torch.linspace(0, 1, 50), indexing="ij")
+    image = torch.stack([x, y, (x + y) / 2])
+    mask = torch.zeros(40, 50, dtype=torch.bool)
+    mask[12:24, 15:30] = True
+    holed = torch.where(mask, torch.zeros(()), image)
+    out = fill(method, holed, mask)
+    assert torch.equal(out[:, ~mask], image[:, ~mask])
+    assert (out[:, mask] - image[:, mask]).abs().mean() < 0.06  # zeros would be ~0.5 off
+    with pytest.raises(ValueError, match="valid: telea"):
+        fill("lama", holed, mask)
+
+
+# ---------------------------------------------------------------- seeded masks
+
+
+def test_genapps_masks_is_deterministic(cli, photo_dir, tmp_path):
+    for out, seed in (("m1", 0), ("m2", 0), ("m3", 1)):
+        r = cli("masks", photo_dir, tmp_path / out, "--kind", "thick", "--seed", seed)
+        assert r.exit_code == 0, r.output
+    a, b, c = (_read(tmp_path / m / "sub" / "c.png") for m in ("m1", "m2", "m3"))
+    assert a.shape == (48, 64) and set(np.unique(a)) <= {0, 255} and a.any()
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert not np.array_equal(a, _read(tmp_path / "m1" / "a.png"))  # the relative path seeds each mask
+    assert (tmp_path / "m1" / "b.png").exists()  # masks are PNG whatever the image's format
+
+
+@pytest.mark.parametrize("kind", list(M.BUCKETS))
+def test_area_buckets(kind):
+    lo, hi = M.BUCKETS[kind]
+    for seed in range(3):
+        area = M.generate(kind, (96, 128), seed).mean()
+        assert max(lo, 0.01) <= area <= hi
+
+
+def test_stroke_kinds_grow_thicker():
+    area = {k: np.mean([M.generate(k, (128, 128), s).mean() for s in range(8)]) for k in ("thin", "medium", "thick")}
+    assert area["thin"] < area["medium"] < area["thick"]
+    with pytest.raises(ValueError, match="valid"):
+        M.generate("blob", (8, 8), 0)
+
+
+def test_inpaint_with_generated_masks_equals_masks_folder(cli, photo_dir, tmp_path):
+    from genapps.tasks import load_task, make_config
+
+    task = load_task("inpaint")
+    cfg = make_config(task.Config, {"mask_kind": "medium", "method": "telea", "ext": "png"})
+    task.run(cfg, photo_dir, tmp_path / "gen", torch.device("cpu"))
+    cli("masks", photo_dir, tmp_path / "masks", "--kind", "medium")
+    cli("inpaint", photo_dir, tmp_path / "folder", "--masks", tmp_path / "masks", "--method", "telea", "--ext", "png")
+    assert np.array_equal(_read(tmp_path / "gen" / "a.png"), _read(tmp_path / "folder" / "a.png"))
+
+
+# ---------------------------------------------------------------- training
+
+
+@pytest.fixture
+def train_dir(tmp_path):
+    folder = tmp_path / "train"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(photo((150, 160), seed=i)).save(folder / f"p{i}.png")
+    return folder
+
+
+def test_train_inpaint_resumes(cli, train_dir, tmp_path):
+    common = ["--data", train_dir, "--holdout", 1, "--patch", 64, "--batch-size", 2, "--ngf", 4,
+              "--val-every", 1000, "--masks", "thick"]
+    out = tmp_path / "w.safetensors"
+    r = cli("train", "inpaint", *common, "--steps", 2, "--out", out)
+    assert r.exit_code == 0, r.output
+    state = io.load_torch(out.with_suffix(".state.pt"))
+    assert state["step"] == 2
+    r = cli("train", "inpaint", *common, "--steps", 3, "--out", out)
+    assert r.exit_code == 0, r.output
+    assert io.load_torch(out.with_suffix(".state.pt"))["step"] == 3
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["arch"] == "unet" and "val_hole_l1" in card["validation"]
+    assert [h["step"] for h in card["history"]][-1] == 3
+    r = cli("train", "inpaint", *common[:-2], "--masks", "mixed", "--steps", 4, "--out", out)
+    assert r.exit_code == 2 and "another setup" in r.output
+    # the pluralistic variant starts from the GAN weights
+    r = cli("train", "inpaint", *common, "--model", "pluralistic", "--z-dim", 4, "--init", out, "--steps", 1,
+            "--out", tmp_path / "p.safetensors")
+    assert r.exit_code == 0, r.output
+    tensors, meta = io.load_weights(tmp_path / "p.safetensors")
+    assert meta["arch"] == "pluralistic" and meta["config"]["z_dim"] == 4
