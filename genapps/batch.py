@@ -1,12 +1,14 @@
 """Records that every task returns, and the folder loop shared by the per-image tasks.
 
 `map_images` walks an input folder, mirrors it into the output folder, resumes (skips outputs
-that exist), turns every bad file into an error record instead of a crash, writes atomically,
-and, given a reference folder, measures each output against its reference.
+that its manifest shows were made by the same task, settings and model from the same input),
+turns every bad file into an error record instead of a crash, writes atomically, and, given a
+reference folder, measures each output against its reference.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -66,6 +68,93 @@ def progress(iterable, total: int | None = None, desc: str = ""):
 Measure = Callable[[torch.Tensor, torch.Tensor], dict[str, float]]
 
 
+MANIFEST = ".genapps-manifest.jsonl"
+NOT_RESULT_OPTIONS = ("resume", "fail_fast", "reference", "overwrite", "batch_size")
+
+
+def _plain(obj):
+    """`obj` as JSON gives it back (tuples -> lists, paths -> str), so fingerprints compare equal."""
+    return json.loads(json.dumps(obj, sort_keys=True, default=str))
+
+
+def _short(value) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else value
+    return text[:12] + "..." if len(text) > 15 else text
+
+
+class Manifest:
+    """OUT/.genapps-manifest.jsonl: one JSON line per output written, the last line of a name wins.
+
+    A line is {output, input, input_sha256, task, fingerprint, genapps, size, sha256}; it is
+    appended (and flushed) before the output's temporary file is renamed to its final name, so
+    every output under its final name has a line, also after a kill. Torn lines are ignored.
+    """
+
+    def __init__(self, folder: Path, task: str, fingerprint: dict):
+        from genapps import __version__
+
+        self.folder, self.path = folder, folder / MANIFEST
+        self.task, self.fingerprint, self.version = task, _plain(fingerprint), __version__
+        self.entries = {row["output"]: row for row in io.read_jsonl(self.path) if isinstance(row.get("output"), str)}
+
+    def rel(self, dest: Path) -> str:
+        return dest.relative_to(self.folder).as_posix()
+
+    def differs(self, entry: dict) -> str:
+        """'' when `entry` was made by this task with this fingerprint, else what differs."""
+        if entry.get("task") != self.task:
+            return f"task {entry.get('task')} -> {self.task}"
+        old = entry.get("fingerprint") if isinstance(entry.get("fingerprint"), dict) else {}
+        keys = [k for k in sorted(set(old) | set(self.fingerprint)) if old.get(k) != self.fingerprint.get(k)]
+        return ", ".join(f"{k} {_short(old.get(k))} -> {_short(self.fingerprint.get(k))}" for k in keys)
+
+    def check(self, dest: Path, input_sha: Callable[[], str]) -> str:
+        """What to do with an existing output: 'skip', 'redo' (junk, or its input changed) or
+        'conflict: WHY' (made with other settings, or not by genapps)."""
+        if not dest.exists():
+            return "redo"
+        if not dest.is_file():
+            return "redo"  # a folder in the way: writing reports it as this file's error
+        entry = self.entries.get(self.rel(dest))
+        if entry is None:
+            try:
+                io.read_image(dest)
+            except io.ImageError:
+                return "redo"  # empty or junk: nothing to keep
+            return "conflict: not in the manifest (written by something else or an older genapps)"
+        why = self.differs(entry)
+        if why:
+            return f"conflict: {why}"
+        if entry.get("size") != dest.stat().st_size or entry.get("sha256") != io.sha256_file(dest):
+            log.info("%s: not the file genapps wrote (truncated or replaced); redoing it", dest)
+            return "redo"
+        try:
+            changed = entry.get("input_sha256") != input_sha()
+        except OSError:
+            return "redo"  # an unreadable input: processing it reports the error
+        if changed:
+            log.info("%s: its input changed since it was written; redoing it", dest)
+            return "redo"
+        return "skip"
+
+    def recorder(self, dest: Path, src_rel: str, input_sha: str) -> Callable[[Path], None]:
+        """The before_replace hook of io.write_image: append the finished file's line."""
+        def record(tmp: Path) -> None:
+            entry = {"output": self.rel(dest), "input": src_rel, "input_sha256": input_sha, "task": self.task,
+                     "fingerprint": self.fingerprint, "genapps": self.version,
+                     "size": tmp.stat().st_size, "sha256": io.sha256_file(tmp)}
+            io.append_jsonl(self.path, entry)
+            self.entries[entry["output"]] = entry
+        return record
+
+    def compact(self) -> None:
+        """Rewrite the file with one line per output (the latest); best effort."""
+        try:
+            io.write_jsonl(self.path, list(self.entries.values()))
+        except OSError as e:
+            log.warning("%s: not compacted (%s)", self.path, e.strerror or e)
+
+
 def map_images(
     input_dir: str | Path,
     output_dir: str | Path,
@@ -74,6 +163,7 @@ def map_images(
     name: str,
     task: str,
     config: dict,
+    fingerprint: dict | None = None,
     ext: str | None = None,
     suffix: str = "",
     quality: int = 95,
@@ -91,10 +181,25 @@ def map_images(
     `process(image, src_path)` (inpaint finds the mask of `src` by its relative path). With
     `output_suffixes` (e.g. ("_s0", "_s1")) it returns a dict {suffix: image}, and each is written
     to the mirrored name + suffix (several outputs per input); the record's output is the first.
+    Two inputs whose outputs would share a name (`a.png`, `a.jpg` with ext png) keep their
+    extension in it (`a_png.png`, `a_jpg.png`).
+
+    Resume and the manifest: `fingerprint` is a JSON-able dict of everything besides the input
+    that changes the output: the result-changing options and the model's identity (e.g.
+    {"model_sha256": io.weights_sha256(path), "arch": ..., "scale": 4, "tile": 0, "ext": "png"}).
+    Default: `config` without NOT_RESULT_OPTIONS. Each written file gets a line in
+    OUTPUT/.genapps-manifest.jsonl (task, fingerprint, genapps version, input hash, size and hash).
+    With `resume`, an existing output is skipped only if its line has the same task and
+    fingerprint and the file and its input still have the recorded hashes; junk, truncated or
+    outdated files are redone; an output made with another task/fingerprint (or not in the
+    manifest) makes the whole call raise ValueError before any work, naming the difference
+    (redo with resume=False, the CLI's --overwrite). Temporary files of a killed run are removed.
+    A file that cannot be read, processed or written (disk full, a folder in the way) is an
+    error record, not an exception (`fail_fast` raises BatchAborted instead).
 
     `measure(output (C,H,W), reference (C,H,W)) -> {metric: value}` runs when `reference` is a
-    folder holding an image with the same relative path (any extension); a reference up to
-    `reference_slack` px larger is cropped to the output. Existing (skipped) outputs are measured too.
+    folder holding the image of the same relative name (or the only one of the same stem); a
+    reference up to `reference_slack` px larger is cropped to the output. Skipped outputs are measured too.
     """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if input_dir.is_file():  # one image: process it as a folder of one
@@ -104,37 +209,83 @@ def map_images(
     if output_dir.resolve() == input_dir.resolve() or output_dir.resolve() in input_dir.resolve().parents:
         raise ValueError(f"output folder {output_dir} must not be the input folder or contain it (inputs would be "
                          f"overwritten)")
+    if not files:
+        raise ValueError(f"no images in {input_dir} (extensions: {', '.join(io.IMAGE_EXTS)})")
+    base = io.output_paths(files, input_dir, output_dir, ext, suffix)
+    renamed = {src for src, d in base.items() if d != io.output_path(src, input_dir, output_dir, ext, suffix)}
+    plan = {src: {k: io.output_path(src, input_dir, output_dir, ext, suffix + k, keep_ext=src in renamed)
+                  for k in output_suffixes or ("",)} for src in files}
+    if fingerprint is None:
+        fingerprint = {k: v for k, v in config.items() if k not in NOT_RESULT_OPTIONS}
+    manifest = Manifest(output_dir, task, fingerprint)
+    input_shas: dict[Path, str] = {}
+
+    def input_sha(src: Path) -> str:
+        if src not in input_shas:
+            input_shas[src] = io.sha256_file(src)
+        return input_shas[src]
+
+    todo: dict[Path, str] = {}
+    conflicts = []
+    for src, dests in plan.items():
+        if not resume:
+            todo[src] = "redo"
+            continue
+        verdicts = [manifest.check(d, lambda: input_sha(src)) for d in dests.values()]
+        conflicts += [(d, v) for d, v in zip(dests.values(), verdicts) if v.startswith("conflict")]
+        todo[src] = "skip" if all(v == "skip" for v in verdicts) else "redo"
+    if conflicts:
+        dest, why = conflicts[0]
+        raise ValueError(f"{len(conflicts)} existing output(s) in {output_dir} were not made with these settings "
+                         f"(first: {dest.name}: {why.removeprefix('conflict: ')}); redo them with --overwrite "
+                         f"(in a pipeline: --set {name}.resume=false) or choose another output folder")
     io.check_writable(output_dir)
-    refs = io.image_index(reference) if reference else {}
+    io.remove_stale_temps(output_dir)
+    refs = io.image_index(reference) if reference and measure else None
     records: list[Record] = []
     start = time.perf_counter()
-    for src in progress(files, total=len(files), desc=name):
-        dests = {k: io.output_path(src, input_dir, output_dir, ext, suffix + k) for k in output_suffixes or ("",)}
-        dest = next(iter(dests.values()))
-        ref = refs.get(src.relative_to(input_dir).with_suffix("").as_posix()) if measure else None
-        if resume and all(d.exists() for d in dests.values()):
-            records.append(Record(str(src), str(dest), "skipped", None, _measure(dest, ref, measure, reference_slack)))
-            continue
-        t0 = time.perf_counter()
-        try:
-            image = io.read_image(src)
-            out = process(image, src) if pass_source else process(image)
-            outputs = out if output_suffixes else {"": out}
-            if set(outputs) != set(dests):
-                raise RuntimeError(f"expected outputs {sorted(dests)}, got {sorted(outputs)}")
-            for key, d in dests.items():
-                io.write_image(d, outputs[key], quality=quality)
-            result = outputs[next(iter(dests))]
-        except (io.ImageError, ValueError, RuntimeError) as e:
-            message = str(e) if isinstance(e, io.ImageError) else f"{src}: {e}"
-            log.error("%s", message)
-            records.append(Record(str(src), None, "error", message, {}, time.perf_counter() - t0))
-            if fail_fast:
-                raise BatchAborted(message) from None
-            continue
-        seconds = time.perf_counter() - t0
-        metrics = {"output_mp": result.size[0] * result.size[1] / 1e6} | _measure(result, ref, measure, reference_slack)
-        records.append(Record(str(src), str(dest), "ok", None, metrics, seconds))
+    try:
+        for src in progress(files, total=len(files), desc=name):
+            dests = plan[src]
+            dest = next(iter(dests.values()))
+            rel = src.relative_to(input_dir).as_posix()
+            ref, why = refs.find(rel) if refs is not None else (None, "")
+            if why:
+                log.warning("%s: not measured (%s)", src, why)
+            if todo[src] == "skip":
+                records.append(Record(str(src), str(dest), "skipped", None, _measure(dest, ref, measure, reference_slack)))
+                continue
+            t0 = time.perf_counter()
+            writing = None
+            try:
+                image = io.read_image(src)
+                out = process(image, src) if pass_source else process(image)
+                outputs = out if output_suffixes else {"": out}
+                if set(outputs) != set(dests):
+                    raise RuntimeError(f"expected outputs {sorted(dests)}, got {sorted(outputs)}")
+                sha = input_sha(src)
+                for key, writing in dests.items():
+                    io.write_image(writing, outputs[key], quality=quality,
+                                   before_replace=manifest.recorder(writing, rel, sha))
+                result = outputs[next(iter(dests))]
+            except (io.ImageError, ValueError, RuntimeError, OSError) as e:
+                if isinstance(e, io.ImageError):
+                    message = str(e)
+                elif isinstance(e, OSError) and e.errno is not None:
+                    message = f"{writing or e.filename or src}: cannot {'write' if writing else 'read'} ({e.strerror})"
+                else:
+                    message = f"{src}: {e}"
+                log.error("%s", message)
+                records.append(Record(str(src), None, "error", message, {}, time.perf_counter() - t0))
+                if fail_fast:
+                    raise BatchAborted(message) from None
+                continue
+            seconds = time.perf_counter() - t0
+            metrics = {"output_mp": result.size[0] * result.size[1] / 1e6} | _measure(result, ref, measure, reference_slack)
+            records.append(Record(str(src), str(dest), "ok", None, metrics, seconds))
+    finally:
+        if manifest.path.exists():
+            manifest.compact()
     return StageResult(name, task, str(input_dir), str(output_dir), config, records, time.perf_counter() - start)
 
 

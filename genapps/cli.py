@@ -36,6 +36,10 @@ def user_errors(fn):
             msg = e.args[0] if isinstance(e, KeyError) and e.args else e
             click.secho(f"error: {msg}", fg="red", err=True)
             sys.exit(2)
+        except OSError as e:  # permissions, a full disk, ... outside the per-file loop
+            where = f"{e.filename}: " if e.filename else ""
+            click.secho(f"error: {where}{e.strerror or e}", fg="red", err=True)
+            sys.exit(2)
         except KeyboardInterrupt:
             click.secho("interrupted; finished files are kept, run again to resume", fg="yellow", err=True)
             sys.exit(130)
@@ -49,8 +53,9 @@ def _device(spec: str):
     return select_device(spec)
 
 
-def _finish(stages, report_html: Path) -> None:
-    """Print a summary line per stage and each failed file; exit 1 if any file failed."""
+def _finish(stages, report_html: Path | None) -> None:
+    """Print a summary line per stage and each failed file; exit 1 if any file failed or the
+    report could not be written (report_html None)."""
     from genapps.report import summarize
 
     failed = 0
@@ -61,10 +66,24 @@ def _finish(stages, report_html: Path) -> None:
         click.echo(f"{st.name}: {s['ok']} ok, {s['skipped']} skipped, {s['error']} failed  {means}")
         for r in st.failed:
             click.secho(f"  failed: {r.error}", fg="red", err=True)
+        for u in (st.summary or {}).get("unpaired", []) if isinstance(st.summary, dict) else []:
+            click.secho(f"  not paired: {u['file']} ({u['reason']})", fg="yellow", err=True)
         failed += len(st.failed)
-    click.echo(f"report: {report_html}")
-    if failed:
+    if report_html is not None:
+        click.echo(f"report: {report_html}")
+    if failed or report_html is None:
         sys.exit(1)
+
+
+def _write_report(out_dir, stages, run_config: dict, title: str) -> Path | None:
+    """report.json/html into `out_dir`; a disk error is one red line and None (the run's files stay)."""
+    from genapps.report import write_report
+
+    try:
+        return write_report(Path(out_dir), stages, run_config, title=title)[1]
+    except OSError as e:
+        click.secho(f"error: report not written to {out_dir} ({e.strerror or e})", fg="red", err=True)
+        return None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -97,7 +116,6 @@ def run_task(task: str, input_dir: str, output_dir: str, device: str, options: d
     from dataclasses import asdict
 
     from genapps import io
-    from genapps.report import write_report
     from genapps.tasks import load_task, make_config
 
     if not Path(input_dir).exists():
@@ -108,12 +126,10 @@ def run_task(task: str, input_dir: str, output_dir: str, device: str, options: d
         options["resume"] = not options.pop("overwrite")
     cfg = make_config(module.Config, options, where=task)
     dev = _device(device)
-    if report_dir is None:
-        io.check_writable(output_dir)
+    io.check_writable(report_dir or output_dir, create=False)  # before the work; leaves no empty folder
     result = module.run(cfg, input_dir, output_dir, dev)
     run_config = {"command": " ".join(sys.argv), "task": task, "options": asdict(cfg), "device": str(dev)}
-    _, html = write_report(Path(report_dir or output_dir), [result], run_config, title=f"genapps {task}")
-    _finish([result], html)
+    _finish([result], _write_report(report_dir or output_dir, [result], run_config, f"genapps {task}"))
 
 
 @main.command()
@@ -129,10 +145,14 @@ def run(pipeline: str, input_dir: str | None, out: str | None, overrides: tuple[
 
 
 def _run_pipeline(pipeline, input_dir, out, overrides, device) -> None:
-    from genapps.pipeline import load_pipeline, run_pipeline
+    from genapps.pipeline import ReportNotWritten, load_pipeline, run_pipeline
 
     p = load_pipeline(pipeline, input=input_dir, out=out, overrides=overrides)
-    _finish(run_pipeline(p, _device(device)), p.output / "report.html")
+    try:
+        _finish(run_pipeline(p, _device(device)), p.output / "report.html")
+    except ReportNotWritten as e:
+        click.secho(f"error: {e}", fg="red", err=True)
+        _finish(e.results, None)
 
 
 @main.command()

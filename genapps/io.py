@@ -8,14 +8,17 @@ kept so that a 16-bit input is written back as 16-bit.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
+import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -168,11 +171,17 @@ def _pil_to_loaded(im: Image.Image) -> LoadedImage:
 # ---------------------------------------------------------------- writing
 
 
+TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # atomic_write's temporary names: .NAME.XXXXXXXX.tmp
+
+
 @contextlib.contextmanager
-def atomic_write(path: str | Path) -> Iterator[Path]:
+def atomic_write(path: str | Path, before_replace: Callable[[Path], None] | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
 
-    A killed or failing writer leaves no half-written file under the final name.
+    A killed or failing writer leaves no half-written file under the final name (only a hidden
+    `.NAME.XXXXXXXX.tmp`, which `remove_stale_temps` deletes). `before_replace(tmp)` runs on the
+    finished temporary file just before the rename (batch records it in the output manifest);
+    if it raises, nothing is renamed.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -181,6 +190,8 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; finished files get the usual mode
+        if before_replace is not None:
+            before_replace(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -205,11 +216,13 @@ def _to_uint(t: torch.Tensor, bits: int) -> np.ndarray:
     return arr[:, :, 0] if arr.shape[2] == 1 else arr
 
 
-def write_image(path: str | Path, image: LoadedImage, quality: int = 95) -> None:
+def write_image(path: str | Path, image: LoadedImage, quality: int = 95,
+                before_replace: Callable[[Path], None] | None = None) -> None:
     """Write atomically; the format follows the extension (PNG, JPEG, WebP, TIFF, BMP).
 
     16-bit is kept for PNG and TIFF; JPEG/WebP/BMP are 8-bit. JPEG has no alpha: it is dropped
-    with a warning.
+    with a warning. A disk error (full, read-only, a folder in the way) raises OSError.
+    `before_replace`: see atomic_write.
     """
     path = Path(path)
     fmt = WRITE_FORMATS.get(path.suffix.lower())
@@ -222,7 +235,7 @@ def write_image(path: str | Path, image: LoadedImage, quality: int = 95) -> None
     bits = image.bit_depth if fmt in ("PNG", "TIFF") else 8
     planes = image.color if alpha is None else torch.cat([image.color, alpha.to(image.color)], 0)
     arr = _to_uint(planes, bits)
-    with atomic_write(path) as tmp:
+    with atomic_write(path, before_replace) as tmp:
         if bits == 16 and arr.ndim == 3:  # 16-bit colour or grey+alpha: PIL can't, OpenCV can
             import cv2
 
@@ -238,7 +251,11 @@ def write_image(path: str | Path, image: LoadedImage, quality: int = 95) -> None
         options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
         try:
             im.save(tmp, format=fmt, **options)
-        except (OSError, ValueError) as e:
+        except OSError as e:
+            if e.errno is not None:  # the disk, not the encoder
+                raise
+            raise ImageError(f"{path}: cannot write {im.mode} as {fmt} ({e})") from None
+        except ValueError as e:
             raise ImageError(f"{path}: cannot write {im.mode} as {fmt} ({e})") from None
 
 
@@ -255,41 +272,199 @@ def list_images(root: str | Path, exts: tuple[str, ...] = IMAGE_EXTS, recursive:
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 
-def output_path(src: Path, input_root: Path, output_root: Path, ext: str | None = None, suffix: str = "") -> Path:
-    """Mirror `src`'s place under `input_root` into `output_root`, with optional suffix/new extension."""
+def output_path(src: Path, input_root: Path, output_root: Path, ext: str | None = None, suffix: str = "",
+                keep_ext: bool = False) -> Path:
+    """Mirror `src`'s place under `input_root` into `output_root`, with optional suffix/new extension.
+
+    `keep_ext` puts the source's extension into the name (`a.jpg` -> `a_jpg.png`): map_images does
+    it for files whose outputs would otherwise share one name (`a.png` and `a.jpg` with ext png).
+    """
     rel = src.relative_to(input_root)
     new_ext = ext if ext is None or ext.startswith(".") else f".{ext}"
-    return output_root / rel.parent / f"{rel.stem}{suffix}{new_ext or rel.suffix}"
+    stem = f"{rel.stem}_{rel.suffix.lstrip('.')}" if keep_ext else rel.stem
+    return output_root / rel.parent / f"{stem}{suffix}{new_ext or rel.suffix}"
 
 
-def image_index(root: str | Path) -> dict[str, Path]:
-    """Relative path without extension -> file, the key by which two folders' images pair up."""
-    return {p.relative_to(root).with_suffix("").as_posix(): p for p in list_images(root)}
+def output_paths(files: list[Path], input_root: Path, output_root: Path, ext: str | None = None,
+                 suffix: str = "") -> dict[Path, Path]:
+    """src -> output path for a batch. Files whose mirrored names collide (same folder and stem,
+    same output extension) keep their extension in the name (`a_png.png`, `a_jpg.png`); a name
+    that still collides is a one-line ValueError naming both files."""
+    first = {src: output_path(src, input_root, output_root, ext, suffix) for src in files}
+    count: dict[Path, int] = {}
+    for dest in first.values():
+        count[dest] = count.get(dest, 0) + 1
+    dests: dict[Path, Path] = {}
+    owner: dict[Path, Path] = {}
+    for src, dest in first.items():
+        if count[dest] > 1:
+            dest = output_path(src, input_root, output_root, ext, suffix, keep_ext=True)
+            log.warning("%s: another input has the same name; written as %s", src, dest.name)
+        if dest in owner:
+            raise ValueError(f"{owner[dest]} and {src} would both be written to {dest}; rename one of them")
+        owner[dest], dests[src] = src, dest
+    return dests
 
 
-def pair_files(pred_dir: str | Path, ref_dir: str | Path) -> tuple[list[tuple[Path, Path]], list[Path]]:
-    """Pair images of two folders by relative path without extension.
-
-    Returns (pairs, unmatched predictions). A prediction named `x_out.png` does not match `x.png`:
-    write predictions without a suffix to evaluate them.
+class ImageIndex(dict):
+    """The images of a folder as a dict {relative path without extension: file} (`sub/a` ->
+    `.../sub/a.png`), the key by which two folders' images pair up. A key that two files share
+    (`a.png` and `a.jpg`) is left out of the dict (with a warning) rather than picking one; `find`
+    still pairs them by full name. Also: `by_name` {`sub/a.png`: file}, `by_key` {`sub/a`: [files]}.
     """
-    refs = image_index(ref_dir)
-    pairs, unmatched = [], []
-    for key, p in image_index(pred_dir).items():
-        (pairs.append((p, refs[key])) if key in refs else unmatched.append(p))
-    return pairs, unmatched
+
+    def __init__(self, root: str | Path):
+        super().__init__()
+        self.root = Path(root)
+        self.by_name: dict[str, Path] = {}
+        self.by_key: dict[str, list[Path]] = {}
+        for p in list_images(root):
+            rel = p.relative_to(root).as_posix()
+            self.by_name[rel] = p
+            self.by_key.setdefault(_key(rel), []).append(p)
+        for key, paths in self.by_key.items():
+            if len(paths) == 1:
+                self[key] = paths[0]
+            else:
+                log.warning("%s: %s share one name; paired only by full name", self.root,
+                            ", ".join(p.name for p in paths))
+
+    def find(self, rel: str) -> tuple[Path | None, str]:
+        """The image that pairs with relative name `rel` (`sub/a.png`), and why not if none.
+
+        The same name wins; else the one image of the same stem (`a.jpg` for `a.png`); else, for
+        a name map_images gave to a collision (`a_jpg.png`), the file it came from (`a.jpg`).
+        Two images of the same stem and neither of the same name pair with nothing.
+        """
+        if rel in self.by_name:
+            return self.by_name[rel], ""
+        candidates = self.by_key.get(_key(rel), [])
+        if len(candidates) == 1:
+            return candidates[0], ""
+        if candidates:
+            return None, f"ambiguous: {', '.join(str(c) for c in candidates)} have the same name"
+        stem, _, tag = _key(rel).rpartition("_")
+        if stem and f".{tag.lower()}" in IMAGE_EXTS and f"{stem}.{tag}" in self.by_name:
+            return self.by_name[f"{stem}.{tag}"], ""
+        return None, f"no image named {_key(rel)}.* in {self.root}"
 
 
-def check_writable(folder: str | Path) -> Path:
-    """Create `folder` if needed and prove it writable, else raise ImageError (one line)."""
+def _key(rel: str) -> str:
+    """Relative name without extension, the key by which two folders' images pair up."""
+    return rel.rsplit(".", 1)[0] if "." in rel.rsplit("/", 1)[-1] else rel
+
+
+def image_index(root: str | Path) -> ImageIndex:
+    """The images under `root` by relative path without extension (see ImageIndex)."""
+    return ImageIndex(root)
+
+
+def pair_files(pred_dir: str | Path, ref_dir: str | Path) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
+    """Pair the images of two folders: (pairs, unpaired files of either folder with the reason).
+
+    A prediction pairs with the reference of the same relative name, else of the same name
+    without extension when that is unique on both sides (see ImageIndex.find); nothing is paired
+    twice. A prediction named `x_out.png` does not match `x.png`: write predictions without a
+    suffix to evaluate them.
+    """
+    preds, refs = image_index(pred_dir), image_index(ref_dir)
+    pairs, unpaired, used = [], [], set()
+    for rel, p in preds.by_name.items():
+        ref, why = refs.find(rel)
+        if ref is not None and ref.relative_to(refs.root).as_posix() != rel and len(preds.by_key[_key(rel)]) > 1:
+            ref, why = None, (f"ambiguous: {', '.join(str(q) for q in preds.by_key[_key(rel)])} "
+                              f"have the same name and no reference of exactly that name")
+        if ref is not None and ref in used:
+            ref, why = None, f"{ref} is already paired with another prediction"
+        if ref is None:
+            unpaired.append((p, why))
+        else:
+            used.add(ref)
+            pairs.append((p, ref))
+    unpaired += [(r, "no prediction pairs with this reference") for r in refs.by_name.values() if r not in used]
+    return pairs, unpaired
+
+
+def check_writable(folder: str | Path, create: bool = True) -> Path:
+    """Prove `folder` writable (creating it and its parents), else raise ImageError (one line).
+
+    With create=False the folders it had to create are removed again: a check before long work
+    (loading a model) leaves no empty output folder behind when that work fails.
+    """
     folder = Path(folder)
+    created = []
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        for parent in [*reversed(folder.parents), folder]:
+            if not parent.is_dir():
+                parent.mkdir()
+                created.append(parent)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".genapps-probe-"):
             pass
     except OSError as e:
         raise ImageError(f"output folder not writable: {folder} ({e.strerror or e})") from None
+    finally:
+        for made in reversed(created if not create else []):
+            with contextlib.suppress(OSError):
+                made.rmdir()
     return folder
+
+
+def remove_stale_temps(folder: str | Path) -> int:
+    """Delete the temporary files (`.NAME.XXXXXXXX.tmp`) a killed atomic_write left under `folder`."""
+    removed = 0
+    for p in Path(folder).rglob(".*.tmp") if Path(folder).is_dir() else ():
+        if TEMP_NAME.match(p.name) and p.is_file():
+            with contextlib.suppress(OSError):
+                p.unlink()
+                removed += 1
+    if removed:
+        log.info("%s: removed %d temporary file(s) of an interrupted run", folder, removed)
+    return removed
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)
+
+
+def weights_sha256(path: str | Path) -> str:
+    """SHA-256 of a (weights) file, hashed once per process while its size and mtime stay the same."""
+    st = os.stat(path)
+    return _sha256_cached(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The JSON objects of a JSON-lines file; a torn or foreign line (a killed writer) is skipped."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            row = json.loads(line)
+            if isinstance(row, dict):
+                rows.append(row)
+    return rows
+
+
+def append_jsonl(path: str | Path, row: dict) -> None:
+    """Append one JSON line and flush it to disk (a kill keeps every finished line)."""
+    line = json.dumps(row, allow_nan=False, default=str, sort_keys=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_jsonl(path: str | Path, rows: list[dict]) -> None:
+    """Rewrite a JSON-lines file atomically."""
+    write_text(path, "".join(json.dumps(r, allow_nan=False, default=str, sort_keys=True) + "\n" for r in rows))
 
 
 def read_idx(path: str | Path) -> np.ndarray:

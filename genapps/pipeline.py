@@ -171,17 +171,39 @@ def load_pipeline(path: str | Path, input: str | Path | None = None, out: str | 
     return Pipeline(path, name, first_input or Path(stages[0].input), output, tuple(stages), raw)
 
 
+class ReportNotWritten(Exception):
+    """The stages ran but report.json/html could not be written (disk full, ...)."""
+
+    def __init__(self, message: str, results: list):
+        super().__init__(message)
+        self.results = results
+
+
 def run_pipeline(pipeline: Pipeline, device) -> list:
-    """Run every stage; write OUTPUT/report.json and report.html (also when a stage raises)."""
+    """Run every stage; write OUTPUT/report.json and report.html (also when a stage raises).
+
+    A report that cannot be written raises ReportNotWritten (carrying the stages' results) after
+    the stages, or is logged when a stage raised (that error is the one reported).
+    """
     from genapps.report import write_report
 
-    io.check_writable(pipeline.output)
+    io.check_writable(pipeline.output, create=False)
     results, outputs = [], {}
     current = pipeline.input
     run_config = {"pipeline": str(pipeline.path), "input": str(pipeline.input), "output": str(pipeline.output),
                   "device": str(device), "stages": [{"name": s.name, "task": s.task, "input": s.input,
                                                      "options": asdict(s.config)} for s in pipeline.stages]}
     start = time.perf_counter()
+
+    def report() -> str:
+        run_config["seconds"] = round(time.perf_counter() - start, 2)
+        try:
+            if results:
+                write_report(pipeline.output, results, run_config, title=f"genapps pipeline: {pipeline.name}")
+        except OSError as e:
+            return f"report not written to {pipeline.output} ({e.strerror or e})"
+        return ""
+
     try:
         for stage in pipeline.stages:
             src = Path(outputs.get(stage.input, stage.input)) if stage.input else current
@@ -189,8 +211,12 @@ def run_pipeline(pipeline: Pipeline, device) -> list:
             result = load_task(stage.task).run(stage.config, src, pipeline.output / stage.name, device, name=stage.name)
             results.append(result)
             outputs[stage.name] = current = Path(result.output_dir)
-    finally:
-        run_config["seconds"] = round(time.perf_counter() - start, 2)
-        if results:
-            write_report(pipeline.output, results, run_config, title=f"genapps pipeline: {pipeline.name}")
+    except BaseException:
+        problem = report()
+        if problem:
+            log.error("%s", problem)
+        raise
+    problem = report()
+    if problem:
+        raise ReportNotWritten(problem, results)
     return results

@@ -146,7 +146,7 @@ def test_bad_input_batch_through_cli(tmp_path, cli):
     for name in bad:
         assert name in result.output, result.output
     assert "Traceback" not in result.output
-    written = {p.name for p in out.iterdir() if p.suffix != ".json" and p.suffix != ".html"}
+    written = {p.name for p in out.iterdir() if p.suffix not in (".json", ".html") and not p.name.startswith(".")}
     assert written == {"good.png", "cmyk.jpg", "gray16.png", "rgba.png", "rotated.jpg", "ünïcødé 写真.png"}
     assert not any(p.name.endswith(".tmp") for p in out.iterdir())
     assert Image.open(out / "rotated.jpg").size == (64, 80)  # EXIF applied, then x2

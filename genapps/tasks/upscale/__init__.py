@@ -235,9 +235,14 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
     if cfg.outscale is None and native != cfg.scale:
         log.info("model %s is x%d; its output is resized to x%d", model_name, native, cfg.scale)
     t0 = time.perf_counter()
+    fingerprint = {"model_sha256": "bicubic" if info["arch"] == "bicubic" else io.weights_sha256(info["source"]),
+                   "arch": info["arch"], "native_scale": native, "scale": cfg.scale, "outscale": cfg.outscale,
+                   "tile": cfg.tile, "tile_overlap": cfg.tile_overlap, "alpha": cfg.alpha, "precision": cfg.precision,
+                   "ext": cfg.ext, "suffix": cfg.suffix, "quality": cfg.quality}
     result = map_images(
         input_dir, output_dir, lambda im: upscale_image(model, im, native, cfg, device),
-        name=name, task=TASK, config=asdict(cfg) | {"model_info": info}, ext=cfg.ext, suffix=cfg.suffix,
+        name=name, task=TASK, config=asdict(cfg) | {"model_info": info}, fingerprint=fingerprint,
+        ext=cfg.ext, suffix=cfg.suffix,
         quality=cfg.quality, resume=cfg.resume, fail_fast=cfg.fail_fast, reference=cfg.reference,
         measure=sr_measure(round(cfg.outscale or cfg.scale)), reference_slack=round(cfg.outscale or cfg.scale) - 1,
     )
