@@ -56,7 +56,7 @@ def _device(spec: str):
 def _finish(stages, report_html: Path | None) -> None:
     """Print a summary line per stage and each failed file; exit 1 if any file failed or the
     report could not be written (report_html None)."""
-    from genapps.report import summarize
+    from genapps.report import failure_line, summarize
 
     failed = 0
     for st in stages:
@@ -65,7 +65,7 @@ def _finish(stages, report_html: Path | None) -> None:
                           if v.get("mean") is not None and k != "output_mp")
         click.echo(f"{st.name}: {s['ok']} ok, {s['skipped']} skipped, {s['error']} failed  {means}")
         for r in st.failed:
-            click.secho(f"  failed: {r.error}", fg="red", err=True)
+            click.secho(f"  failed: {failure_line(st, r)}", fg="red", err=True)
         for u in (st.summary or {}).get("unpaired", []) if isinstance(st.summary, dict) else []:
             click.secho(f"  not paired: {u['file']} ({u['reason']})", fg="yellow", err=True)
         failed += len(st.failed)

@@ -551,7 +551,8 @@ def _compare_html(stages: list, stats: list[dict]) -> str:
     rest = ("images/s", "ok", "skipped", "failed", "wall s")
     rows = []
     for i, (st, s) in enumerate(zip(stages, stats)):
-        vals = "".join(f"<td>{e(_fmt(s['metrics'].get(m, {}).get(k)))}</td>" for m in metrics for k in ("mean", "median"))
+        vals = "".join(f"<td>{e(_fmt(s['metrics'].get(m, {}).get(k)))}</td>"
+                       for m in metrics for k in ("mean", "median"))
         failed = f"<td class='err'>{s['error']}</td>" if s["error"] else "<td>0</td>"
         rows.append(f"<tr><th><a href='#stage-{i}'>{e(st.name)}</a></th><td>{e(st.task)}</td>{vals}"
                     f"<td>{e(_fmt(s['images_per_s']))}</td><td>{s['ok']}</td><td>{s['skipped']}</td>{failed}"
@@ -584,6 +585,13 @@ def per_image(stages: list, stats: list[dict]) -> dict:
             "rows": [{"file": k, "values": v} for k, v in order]}
 
 
+def _sort_value(v: float | None) -> str:
+    """A number as JavaScript's parseFloat reads it ("" = missing, sorted last)."""
+    if v is None:
+        return ""
+    return repr(v) if math.isfinite(v) else "Infinity" if v > 0 else "-Infinity"
+
+
 def _per_image_html(table: dict) -> str:
     e = html.escape
     cols = table["columns"]
@@ -597,8 +605,8 @@ def _per_image_html(table: dict) -> str:
                      f'<span class="muted">{e(label(c["metric"]))}</span></th>')
     rows = []
     for row in table["rows"][:PER_IMAGE_ROWS]:
-        vals = "".join(f'<td data-v="{"" if v is None else repr(v) if math.isfinite(v) else ("Infinity" if v > 0 else "-Infinity")}">'
-                       f"{e(_fmt(v)) if v is not None else '–'}</td>" for v in row["values"])
+        vals = "".join(f'<td data-v="{_sort_value(v)}">{e(_fmt(v)) if v is not None else "–"}</td>'
+                       for v in row["values"])
         rows.append(f'<tr><td data-v="{e(row["file"])}">{e(row["file"])}</td>{vals}</tr>')
     more = len(table["rows"]) - PER_IMAGE_ROWS
     note = f"<p class='muted'>{more} better images not listed.</p>" if more > 0 else ""
