@@ -65,10 +65,11 @@ LABELS = {  # stats and metric keys -> what the page shows; unknown keys are sho
     "output_mp": "output MP", "output_mp_per_s": "output MP/s", "mp_per_s": "output MP/s",
     "images_per_s": "images/s", "seconds": "wall s", "processing_seconds": "processing s",
     "total": "files", "error": "failed", "filter_confidence": "filter confidence", "native_scale": "native scale",
-    "n": "n (finite)",
+    "n": "n (finite)", "hole_psnr": "hole PSNR dB", "hole_l1": "hole L1 (0-255)", "input_mp": "input MP",
+    "seconds_per_mp": "s/MP",
 }
-MAIN_METRICS = ("psnr_y", "psnr", "ssim_y", "ssim", "ms_ssim", "lpips", "mae", "mse")  # first present = main
-LOWER_IS_BETTER = frozenset({"lpips", "mae", "mse", "fid"})
+MAIN_METRICS = ("psnr_y", "hole_psnr", "psnr", "ssim_y", "ssim", "ms_ssim", "lpips", "hole_l1", "mae", "mse")
+LOWER_IS_BETTER = frozenset({"lpips", "hole_l1", "mae", "mse", "fid"})  # the others: higher is better
 
 
 @dataclass(frozen=True)
@@ -284,7 +285,7 @@ def _stats_html(st: dict) -> str:
 
 
 def main_metric(stats: dict) -> str | None:
-    """The stage's main per-image quality metric: the first of MAIN_METRICS it measured."""
+    """The stage's main per-image quality metric: the first of MAIN_METRICS it measured (first present = main)."""
     return next((m for m in MAIN_METRICS if m in stats["metrics"]), None)
 
 
@@ -315,10 +316,14 @@ def _key(stage, rec) -> str:
 
 
 def _find(index, rel: str) -> Path | None:
-    """The image of a folder index (io.image_index) that pairs with relative name `rel`."""
-    if hasattr(index, "find"):
-        return index.find(rel)[0]
-    return index.get(Path(rel).with_suffix("").as_posix())
+    """The image of a folder index (io.image_index) that pairs with relative name `rel` (or, as
+    IOPaint names masks, with `<stem>_mask<ext>`)."""
+    p = Path(rel)
+    for cand in (p.as_posix(), p.with_name(f"{p.stem}_mask{p.suffix}").as_posix()):
+        found = index.find(cand)[0] if hasattr(index, "find") else index.get(Path(cand).with_suffix("").as_posix())
+        if found is not None:
+            return found
+    return None
 
 
 def _image_sources(stage) -> list[tuple[str, str, Any]]:
