@@ -543,7 +543,12 @@ def bundled_weights() -> dict[str, Path]:
 def bundled_card(name: str) -> dict:
     """The JSON card beside a bundled weight: training command, measured metrics."""
     card = WEIGHTS_DIR / f"{name}.json"
-    return json.loads(card.read_text()) if card.is_file() else {}
+    if not card.is_file():
+        return {}
+    try:
+        return json.loads(card.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise ValueError(f"{card}: not valid JSON ({e})") from None
 
 
 def resolve_weights(name_or_path: str | Path) -> Path:

@@ -350,3 +350,37 @@ def test_an_input_folder_without_images_is_one_line_and_creates_nothing(tmp_path
     (tmp_path / "in" / "notes.txt").write_text("x")
     assert "no images in" in one_error_line(upscale(cli, tmp_path / "in", tmp_path / "out"))
     assert not (tmp_path / "out").exists()
+
+
+def test_a_kill_between_manifest_line_and_rename_is_redone(tmp_path, cli, monkeypatch):
+    """The manifest line is appended before the rename: a kill in between leaves a line without
+    its file (redone next time), never a file without its line."""
+    import os
+
+    from genapps import io
+
+    for name in ["a.png", "b.png", "c.png"]:
+        flat(tmp_path / "in" / name, 90)
+    replace = os.replace
+
+    def killed_at_b(src, dst):
+        if str(dst).endswith("b.png"):
+            raise KeyboardInterrupt
+        return replace(src, dst)
+
+    monkeypatch.setattr(io.os, "replace", killed_at_b)
+    assert upscale(cli, tmp_path / "in", tmp_path / "out").exit_code == 130
+    monkeypatch.setattr(io.os, "replace", replace)
+    assert set(manifest(tmp_path / "out")) == {"a.png", "b.png"} and not (tmp_path / "out" / "b.png").exists()
+    assert not list((tmp_path / "out").glob(".*.tmp"))
+    result = upscale(cli, tmp_path / "in", tmp_path / "out")
+    assert result.exit_code == 0 and "2 ok, 1 skipped" in result.output
+
+
+def test_leftover_report_temp_files_are_removed(tmp_path, cli):
+    flat(tmp_path / "pred" / "a.png", 90)
+    flat(tmp_path / "ref" / "a.png", 92)
+    (tmp_path / "rep").mkdir()
+    (tmp_path / "rep" / ".report.json.k2j4_x9a.tmp").write_text("{half")
+    assert cli("evaluate", tmp_path / "pred", tmp_path / "ref", "--out", tmp_path / "rep").exit_code == 0
+    assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == ["report.html", "report.json"]
