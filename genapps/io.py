@@ -511,7 +511,12 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
     if header is None:
         raise ValueError(f"{path}: not a genapps checkpoint (no 'genapps' metadata)")
-    meta = json.loads(header)
+    try:
+        meta = json.loads(header)
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict) or not isinstance(meta.get("config", {}), dict):
+        raise ValueError(f"{path}: damaged genapps metadata (not a JSON object with a config object)")
     if meta.get("format_version") != CHECKPOINT_FORMAT_VERSION:
         raise ValueError(f"{path}: checkpoint format {meta.get('format_version')} not supported "
                          f"(this genapps reads {CHECKPOINT_FORMAT_VERSION})")
@@ -526,13 +531,28 @@ def save_state(path: str | Path, state: dict) -> None:
 
 
 def load_torch(path: str | Path):
-    """A torch file (training state, public .pth weights) without unpickling code: weights_only=True."""
+    """A torch file (training state, public .pth weights) without unpickling code: weights_only=True.
+
+    Any failure is a one-line ValueError naming the file (never torch's advice to drop weights_only).
+    """
+    import pickle
+    import re
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
-    except Exception as e:  # UnpicklingError, RuntimeError of a torn file, ...
-        raise ValueError(f"{path}: not a readable torch weights file ({str(e).splitlines()[0][:200]})") from None
+    except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if found:
+            raise ValueError(f"{path}: refused, it would import {found.group(1)} when loaded (genapps loads only "
+                             f"plain tensors and numbers)") from None
+        raise ValueError(f"{path}: not a readable torch weights file (not a torch file of plain tensors, "
+                         f"or damaged)") from None
+    except Exception as e:  # EOFError of an empty file, RuntimeError of a torn one, ...
+        lines = [line for line in str(e).splitlines() if line.strip() and "weights_only" not in line]
+        reason = lines[0][:200] if lines else type(e).__name__
+        raise ValueError(f"{path}: not a readable torch weights file ({reason})") from None
 
 
 def bundled_weights() -> dict[str, Path]:

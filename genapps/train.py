@@ -21,6 +21,7 @@ import math
 import signal
 import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -156,15 +157,21 @@ def shape_mismatch(module: nn.Module, tensors: dict) -> str | None:
     return "; ".join(p for p in parts if p) or None
 
 
+class _Oversized(ValueError):
+    pass
+
+
 def build_from_weights(build: Callable[[], nn.Module], tensors: dict[str, torch.Tensor], where: str,
                        config: dict | None = None) -> nn.Module:
     """Build the model a weights file declares, only once the declaration matches its tensors.
 
-    `build()` constructs the model from the file's declared `config`. Every integer of `config`
+    `build()` constructs the model from the file's declared `config`. Every number of `config`
     must be at most the file's tensor count or its largest tensor (a channel or block count the
     file cannot hold is refused before anything is built); the model is then built on the meta
-    device (no memory) and its state-dict keys and shapes compared with `tensors`; only a match
-    is built for real and loaded. Errors are one-line ValueErrors starting with `where`.
+    device (no memory; stopped once it registers over twice as many parameters as the file has
+    tensors) and its state-dict keys and shapes compared with `tensors`; only a match is built
+    for real and loaded. Errors are one-line ValueErrors starting with `where`. Use it for every
+    weights file a user can hand in.
     """
     if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors.values()):
         raise ValueError(f"{where}: no weight tensors in the file")
@@ -172,11 +179,27 @@ def build_from_weights(build: Callable[[], nn.Module], tensors: dict[str, torch.
     for k, v in (config or {}).items():
         if isinstance(v, bool) or not isinstance(v, (int, float, str)) or (isinstance(v, (int, float)) and abs(v) > bound):
             raise ValueError(f"{where}: config {k}={_short(v)} is not a size this file's tensors can hold")
+    from torch.nn.modules.module import register_module_parameter_registration_hook
+
+    registered = 0
+
+    def count(_module, _name, _param):
+        nonlocal registered
+        registered += 1
+        if registered > 2 * len(tensors) + 16:  # stop building long before a model the file cannot fill
+            raise _Oversized(f"{where}: the declared model has more parameters than the file holds tensors")
+
+    handle = register_module_parameter_registration_hook(count)
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. zero-element tensors of a nonsense config
             skeleton = build()
+    except _Oversized as e:
+        raise ValueError(str(e)) from None
     except (TypeError, ValueError, RuntimeError) as e:
         raise ValueError(f"{where}: cannot build the declared model ({str(e).splitlines()[0] if str(e) else e!r})") from None
+    finally:
+        handle.remove()
     problem = shape_mismatch(skeleton, tensors)
     if problem:
         raise ValueError(f"{where}: the weights do not fit the declared model ({problem})")

@@ -227,3 +227,72 @@ def test_augment_reruns_resume_only_the_same_setup(tmp_path, cli, digits2, caplo
     assert redo.exit_code == 0, redo.output
     on_disk, listed = files_and_manifest(out)
     assert on_disk == listed and {f.split("/")[0] for f in on_disk} == {"0", "one"}
+
+
+# ---------------------------------------------------------------- crafted or broken weight files
+
+
+def srresnet_file(path, meta, **arch):
+    from safetensors.torch import save_file
+
+    from genapps.tasks.upscale.models import define_G
+
+    g = define_G("srresnet", **({"scale": 2, "channels": 4, "blocks": 1} | arch))
+    header = meta if isinstance(meta, str) else json.dumps(meta)
+    save_file({k: v.contiguous() for k, v in g.state_dict().items()}, str(path), metadata={"genapps": header})
+
+
+GOOD = {"format_version": 1, "task": "upscale", "arch": "srresnet"}
+CRAFTED = {
+    "list.safetensors": ([1, 2], "damaged genapps metadata"),
+    "json.safetensors": ("{not json", "damaged genapps metadata"),
+    "keys.safetensors": (GOOD | {"config": {"scale": 2, "channels": 4, "blocks": 1, "evil": 1}}, "unknown config keys evil"),
+    "wide.safetensors": (GOOD | {"config": {"scale": 2, "channels": 200000, "blocks": 1}}, "channels=200000"),
+    "deep.safetensors": (GOOD | {"config": {"scale": 2, "channels": 4, "blocks": 3}}, "missing body.1"),
+    "text.safetensors": (GOOD | {"config": {"scale": 2, "channels": "4", "blocks": 1}}, "must be integers"),
+}
+
+
+class Pickled:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def crafted_pth(path):
+    name = path.name
+    if name == "empty.pth":
+        path.write_bytes(b"")
+    elif name == "rrdb500.pth":  # declares 500 RRDB blocks by its keys, holds next to nothing
+        state = {"conv_first.weight": torch.zeros(64, 3, 3, 3), "conv_last.weight": torch.zeros(3, 64, 3, 3)}
+        torch.save({"params_ema": state | {f"body.{i}.rdb1.conv1.weight": torch.zeros(1) for i in range(500)}}, path)
+    elif name == "code.pth":
+        torch.save({"params": Pickled()}, path)
+    elif name == "keys.pth":
+        torch.save({"params": {"body.x.weight": torch.zeros(3), "body.0.weight": torch.zeros(2, 3, 3, 3),
+                               "body.1.weight": torch.zeros(2)}}, path)
+    elif name == "nothing.pth":
+        torch.save({"params": {}}, path)
+
+
+PTH = {"empty.pth": "not a readable torch weights file", "rrdb500.pth": "more parameters than the file holds",
+       "code.pth": "refused, it would import", "keys.pth": "do not fit the declared model",
+       "nothing.pth": "not a state dict of tensors"}
+
+
+@pytest.mark.parametrize("name", list(CRAFTED) + list(PTH))
+def test_crafted_weights_fail_in_one_line_before_building(tmp_path, cli, photo_dir, name, capfd):
+    path = tmp_path / name
+    if name in CRAFTED:
+        srresnet_file(path, CRAFTED[name][0])
+    else:
+        crafted_pth(path)
+    result = cli("upscale", photo_dir, tmp_path / "out", "-m", path, "-s", "2")
+    line = one_line_error(result, str(path), CRAFTED.get(name, (None, PTH.get(name)))[1])
+    assert "weights_only" not in line
+    assert "this must never run" not in result.output + capfd.readouterr().out
+
+
+def test_an_honest_file_still_loads(tmp_path, cli, photo_dir):
+    srresnet_file(tmp_path / "ok.safetensors", GOOD | {"config": {"scale": 2, "channels": 4, "blocks": 1}})
+    result = cli("upscale", photo_dir, tmp_path / "out", "-m", tmp_path / "ok.safetensors", "-s", "2")
+    assert result.exit_code == 0, result.output

@@ -81,24 +81,33 @@ def load_model(name_or_path: str, scale: int = 4) -> tuple[nn.Module, dict]:
     """
     if name_or_path == "bicubic":
         return Bicubic(scale).eval(), {"arch": "bicubic", "scale": scale, "source": "bicubic"}
+    from genapps.train import build_from_weights
+
     path = io.resolve_weights(name_or_path)
     if path.suffix == ".safetensors":
         tensors, meta = io.load_weights(path)
         if meta.get("task") != TASK:
             raise ValueError(f"{path}: weights of task {meta.get('task')!r}, not {TASK!r}")
-        arch, config = meta["arch"], meta["config"]
+        arch, config = meta.get("arch"), meta.get("config")
+        if not isinstance(arch, str) or not isinstance(config, dict):
+            raise ValueError(f"{path}: the metadata lacks the architecture name or its config")
+        if not all(type(v) is int for v in config.values()):
+            raise ValueError(f"{path}: config values must be integers, got {config}")
     else:
         raw = io.load_torch(path)
-        tensors = raw.get("params_ema") or raw.get("params") or raw if isinstance(raw, dict) else None
-        if not isinstance(tensors, dict):
+        if not isinstance(raw, dict):
             raise ValueError(f"{path}: not a state dict")
-        tensors = {k.removeprefix("module."): v for k, v in tensors.items()}
-        arch, config = infer_public_arch(tensors)
-    model = define_G(arch, **config)
-    try:
-        model.load_state_dict(tensors)
-    except RuntimeError as e:
-        raise ValueError(f"{path}: weights do not fit {arch} {config}: {str(e).splitlines()[0]}") from None
+        raw = next((raw[k] for k in ("params_ema", "params") if isinstance(raw.get(k), dict)), raw)
+        tensors = {str(k).removeprefix("module."): v for k, v in raw.items()}
+        if not tensors or not all(isinstance(v, torch.Tensor) for v in tensors.values()):
+            raise ValueError(f"{path}: not a state dict of tensors")
+        try:
+            arch, config = infer_public_arch(tensors)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+        except (KeyError, IndexError, TypeError, AttributeError, ZeroDivisionError) as e:
+            raise ValueError(f"{path}: inconsistent weights ({type(e).__name__}: {e})") from None
+    model = build_from_weights(lambda: define_G(arch, **config), tensors, str(path), config)
     native = config.get("scale", config.get("upscale", scale))
     return model.eval(), {"arch": arch, "scale": native, "source": str(path), "config": config}
 

@@ -6,6 +6,7 @@ keep the exact parameter names of BasicSR so that their `.pth` files load unchan
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -161,14 +162,22 @@ ARCHS = {"srresnet": SRResNet, "msrresnet": MSRResNet, "rrdbnet": RRDBNet, "srvg
 
 
 def define_G(arch: str, **config) -> nn.Module:
-    """Build a generator by architecture name; unknown names list the valid ones."""
+    """Build a generator by architecture name; unknown names or config keys list the valid ones."""
     if arch not in ARCHS:
         raise ValueError(f"unknown SR architecture {arch!r}; valid: {', '.join(ARCHS)}")
+    valid = list(inspect.signature(ARCHS[arch]).parameters)
+    unknown = sorted(set(config) - set(valid))
+    if unknown:
+        raise ValueError(f"{arch}: unknown config keys {', '.join(map(str, unknown))}; valid: {', '.join(valid)}")
     return ARCHS[arch](**config)
 
 
 def infer_public_arch(state: dict[str, torch.Tensor]) -> tuple[str, dict]:
-    """(arch, config) of a BasicSR/Real-ESRGAN state dict, read off its key layout and shapes."""
+    """(arch, config) of a BasicSR/Real-ESRGAN state dict, read off its key layout and shapes.
+
+    Only a guess from the keys: the caller checks every shape against the built model
+    (genapps.train.build_from_weights); a malformed dict may raise KeyError/IndexError/ValueError.
+    """
     def count(prefix: str) -> int:
         return len({k.split(".")[1] for k in state if k.startswith(prefix)})
 
