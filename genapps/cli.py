@@ -237,6 +237,46 @@ def upscale(input_dir: str, output_dir: str, device: str, scale: str, **options)
 
 
 @main.command()
+@click.argument("input_dir", metavar="INPUT", type=click.Path())
+@click.argument("output_dir", metavar="OUTPUT", type=click.Path(file_okay=False))
+@click.option("--masks", required=True, type=click.Path(), help="Mask folder (matched by path and stem, "
+              "photo.png or photo_mask.png) or one mask file for every image; white (>= threshold) = hole.")
+@click.option("--method", type=click.Choice(["model", "telea", "ns", "biharmonic"]), default="model",
+              show_default=True)
+@click.option("-m", "--model", help="Bundled name (genapps info) or .safetensors; default inpaint "
+              "(inpaint-pluralistic with --samples > 1).")
+@click.option("--samples", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Fills per image from the pluralistic model: NAME_s0, NAME_s1, ...")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the pluralistic samples.")
+@click.option("--concat", is_flag=True, help="Write image | mask | result side by side.")
+@click.option("--mask-threshold", type=click.IntRange(0, 255), default=127, show_default=True)
+@click.option("--invert-mask", is_flag=True, help="Masks are white where the image is kept.")
+@click.option("--skip-missing-masks", is_flag=True, help="Skip images without a mask instead of failing them.")
+@click.option("--work-size", type=int, default=512, show_default=True, help="Model crops larger than this are resized down.")
+@click.option("--reference", type=click.Path(file_okay=False), help="Originals: report hole L1/PSNR per image.")
+@batch_options
+@user_errors
+def inpaint(input_dir: str, output_dir: str, device: str, **options) -> None:
+    """Fill the masked holes of a folder (or one image): remove objects, scratches, text."""
+    run_task("inpaint", input_dir, output_dir, device, options)
+
+
+@main.command()
+@click.argument("input_dir", metavar="INPUT", type=click.Path())
+@click.argument("output_dir", metavar="OUTPUT", type=click.Path(file_okay=False))
+@click.option("--kind", type=click.Choice(["thin", "medium", "thick", "box", "mixed", "area10", "area20", "area30",
+              "area40", "area50", "area60"]), default="thick", show_default=True,
+              help="Brush strokes, boxes, or a hole-area bucket (area30 = 20-30% of the image).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Masks depend on (seed, relative path) only.")
+@click.option("--overwrite", is_flag=True, help="Redo masks that exist.")
+@click.option("--fail-fast", is_flag=True, help="Stop at the first bad file.")
+@user_errors
+def masks(input_dir: str, output_dir: str, **options) -> None:
+    """Write a seeded inpainting mask (PNG, white = hole) for every image of a folder."""
+    run_task("masks", input_dir, output_dir, "cpu", options)
+
+
+@main.command()
 @click.argument("data", type=click.Path())
 @click.argument("output_dir", metavar="OUTPUT", type=click.Path(file_okay=False))
 @click.option("--model", type=click.Choice(["cvae", "cgan"]), default="cvae", show_default=True)
@@ -332,6 +372,150 @@ def train_sr_cmd(device: str, resume: bool, scale: str, **options) -> None:
     torch.set_float32_matmul_precision("high")
     card = train_sr(SRTrainConfig(scale=int(scale), **options), _device(device), resume=resume)
     click.echo(f"saved {options['out']}  validation: {card['validation']}")
+
+
+@train.command("inpaint")
+@click.option("--data", required=True, type=click.Path(file_okay=False), help="Folder of training photos.")
+@click.option("--val", type=click.Path(file_okay=False), help="Validation photos (default: the last --holdout of --data).")
+@click.option("--holdout", type=int, default=8, show_default=True, help="Photos of --data kept for validation.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .safetensors file.")
+@click.option("--model", type=click.Choice(["gan", "pluralistic"]), default="gan", show_default=True)
+@click.option("--init", help="Start from these weights (pluralistic: a GAN inpainting model).")
+@click.option("--masks", type=click.Choice(["thin", "medium", "thick", "mixed"]), default="mixed", show_default=True)
+@click.option("--steps", type=int, default=10000, show_default=True)
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--patch", type=int, default=128, show_default=True, help="Crop size in px (multiple of 32).")
+@click.option("--lr", type=float, default=5e-4, show_default=True)
+@click.option("--ngf", type=int, default=16, show_default=True, help="U-Net width.")
+@click.option("--z-dim", type=int, default=32, show_default=True, help="Pluralistic: latent size.")
+@click.option("--adversarial-weight", type=float, default=0.01, show_default=True)
+@click.option("--feature-weight", type=float, default=0.1, show_default=True, help="Discriminator feature matching.")
+@click.option("--kl-weight", type=float, default=0.002, show_default=True, help="Pluralistic: KL(q || prior) weight.")
+@click.option("--ema", type=float, default=0.999, show_default=True, help="Generator EMA decay (0 = off).")
+@click.option("--val-every", type=int, default=1000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume/--no-resume", default=True, show_default=True, help="Continue from OUT's .state.pt.")
+@DEVICE
+@user_errors
+def train_inpaint_cmd(device: str, resume: bool, **options) -> None:
+    """Train an inpainting model (U-Net GAN, or the pluralistic VAE-family variant)."""
+    from genapps.tasks.inpaint.training import InpaintTrainConfig, train_inpaint
+
+    card = train_inpaint(InpaintTrainConfig(**options), _device(device), resume=resume)
+    click.echo(f"saved {options['out']}  validation: {card['validation']}")
+
+
+def _jitter_options(fn):
+    """The reference's crop options shared by `train pix2pix` and `train cyclegan`."""
+    for opt in reversed([
+        click.option("--preprocess", type=click.Choice(["resize_and_crop", "scale_and_crop", "crop"]),
+                     default="resize_and_crop", show_default=True,
+                     help="resize to a square / scale the shorter side to --load-size, or crop at native scale."),
+        click.option("--load-size", type=int, default=286, show_default=True),
+        click.option("--crop-size", type=int, default=256, show_default=True),
+        click.option("--steps", type=int, default=5000, show_default=True),
+        click.option("--batch-size", type=int, default=1, show_default=True),
+        click.option("--lr", type=float, default=2e-4, show_default=True, help="Constant, then linear decay to 0."),
+        click.option("--ndf", type=int, default=32, show_default=True, help="Discriminator width."),
+        click.option("--n-layers-d", type=int, default=3, show_default=True, help="PatchGAN depth (3 = 70x70)."),
+        click.option("--d-norm", type=click.Choice(["spectral", "batch", "instance", "none"]), default="spectral",
+                     show_default=True),
+        click.option("--residual", is_flag=True, help="Learn the correction over the input (restoration)."),
+        click.option("--ema", type=float, default=0.999, show_default=True, help="Generator EMA decay (0 = off)."),
+        click.option("--val-every", type=int, default=0, show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--resume/--no-resume", default=True, show_default=True, help="Continue from OUT's .state.pt."),
+        DEVICE,
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+@train.command("pix2pix")
+@click.option("--data", required=True, type=click.Path(file_okay=False), help="Paired dataset (see --layout).")
+@click.option("--layout", type=click.Choice(["aligned", "folders"]), default="aligned", show_default=True,
+              help="aligned: A|B side by side; folders: A/ and B/ paired by relative path.")
+@click.option("--direction", type=click.Choice(["AtoB", "BtoA"]), default="AtoB", show_default=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .safetensors file.")
+@click.option("--val", type=click.Path(file_okay=False), help="Paired validation folder (same layout).")
+@click.option("--val-split", type=int, default=0, show_default=True, help="Hold the last N pairs of --data out.")
+@click.option("--ngf", type=int, default=32, show_default=True)
+@click.option("--num-downs", type=int, default=7, show_default=True, help="U-Net depth (7 = unet_128, 8 = unet_256).")
+@click.option("--norm", type=click.Choice(["batch", "instance", "none"]), default="batch", show_default=True)
+@click.option("--dropout", is_flag=True, help="Dropout in the inner U-Net levels (used by --stochastic).")
+@click.option("--netd", type=click.Choice(["basic", "pixel"]), default="basic", show_default=True)
+@click.option("--gan-mode", type=click.Choice(["vanilla", "lsgan"]), default="vanilla", show_default=True)
+@click.option("--gan-weight", type=float, default=1.0, show_default=True, help="0 = L1 only.")
+@click.option("--l1-weight", type=float, default=100.0, show_default=True)
+@_jitter_options
+@user_errors
+def train_pix2pix_cmd(device: str, resume: bool, **options) -> None:
+    """Train a pix2pix model (U-Net + PatchGAN) on paired images."""
+    from genapps.tasks.translate.training import Pix2PixConfig, train_pix2pix
+
+    card = train_pix2pix(Pix2PixConfig(**options), _device(device), resume=resume)
+    click.echo(f"saved {options['out']}  validation: {card['validation']}")
+
+
+@train.command("cyclegan")
+@click.option("--a", "a", required=True, type=click.Path(file_okay=False), help="Folder of domain A images.")
+@click.option("--b", "b", required=True, type=click.Path(file_okay=False), help="Folder of domain B images (unpaired).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .safetensors (both directions).")
+@click.option("--val", type=click.Path(file_okay=False), help="Paired validation folder (A/ and B/): PSNR of A->B.")
+@click.option("--ngf", type=int, default=16, show_default=True)
+@click.option("--n-blocks", type=int, default=6, show_default=True, help="ResNet blocks (9 = resnet_9blocks).")
+@click.option("--norm", type=click.Choice(["instance", "batch", "none"]), default="instance", show_default=True)
+@click.option("--lambda-cycle", type=float, default=10.0, show_default=True)
+@click.option("--lambda-identity", type=float, default=0.5, show_default=True)
+@click.option("--pool-size", type=int, default=50, show_default=True)
+@_jitter_options
+@user_errors
+def train_cyclegan_cmd(device: str, resume: bool, **options) -> None:
+    """Train a CycleGAN (two ResNet generators + two PatchGANs) on two unpaired folders."""
+    from genapps.tasks.translate.training import CycleGANConfig, train_cyclegan
+
+    card = train_cyclegan(CycleGANConfig(**options), _device(device), resume=resume)
+    click.echo(f"saved {options['out']}  validation: {card['validation']}")
+
+
+@main.command()
+@click.argument("input_dir", metavar="INPUT", type=click.Path())
+@click.argument("output_dir", metavar="OUTPUT", type=click.Path(file_okay=False))
+@click.option("-m", "--model", default="restore", show_default=True,
+              help="Bundled name (restore, colorize, restore-unpaired), .safetensors, or a reference latest_net_G*.pth.")
+@click.option("--direction", type=click.Choice(["AtoB", "BtoA"]), default="AtoB", show_default=True,
+              help="CycleGAN models: which generator runs.")
+@click.option("--stochastic", is_flag=True, help="Test-time dropout, seeded per file (--seed).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-t", "--tile", type=int, default=0, show_default=True, help="Tile size in px (0 = whole image).")
+@click.option("--tile-overlap", type=int, default=32, show_default=True)
+@click.option("--netg", "netg", type=click.Choice(["unet_128", "unet_256", "resnet_9blocks", "resnet_6blocks"]),
+              help="Reference .pth: checked against its keys (read from them when left out).")
+@click.option("--ngf", type=int, help="Reference .pth: checked against its keys.")
+@click.option("--norm", type=click.Choice(["batch", "instance", "none"]), help="Reference .pth: checked against its keys.")
+@click.option("--dropout/--no-dropout", default=None, help="Reference U-Net .pth: was it trained with dropout?")
+@click.option("--reference", type=click.Path(file_okay=False), help="Target folder: report PSNR/SSIM/L1 per image.")
+@batch_options
+@user_errors
+def translate(input_dir: str, output_dir: str, device: str, **options) -> None:
+    """Translate a folder (or one image) with a pix2pix or CycleGAN model (deterministic by default)."""
+    run_task("translate", input_dir, output_dir, device, options)
+
+
+@main.command()
+@click.argument("input_dir", metavar="INPUT", type=click.Path())
+@click.argument("output_dir", metavar="OUTPUT", type=click.Path(file_okay=False))
+@click.option("--kind", type=click.Choice(["edges", "gray", "degrade"]), required=True,
+              help="A side: Canny edges, grayscale, or blur+noise+JPEG; B side: the photo.")
+@click.option("--layout", type=click.Choice(["folders", "aligned", "input"]), default="folders", show_default=True,
+              help="folders: OUTPUT/A and OUTPUT/B; aligned: A|B side by side; input: only the A images.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Degradations are seeded per file.")
+@click.option("--overwrite", is_flag=True, help="Redo files whose output exists (default: skip them).")
+@click.option("--fail-fast", is_flag=True, help="Stop at the first bad file.")
+@user_errors
+def pairs(input_dir: str, output_dir: str, **options) -> None:
+    """Build a paired translation dataset (A -> B) from a folder of photos."""
+    run_task("pairs", input_dir, output_dir, "cpu", options)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,7 +22,11 @@ TASKS = {
     "augment": "genapps.tasks.augment",
     "downscale": "genapps.tasks.upscale.downscale",
     "evaluate": "genapps.tasks.evaluate",
+    "inpaint": "genapps.tasks.inpaint",
+    "masks": "genapps.tasks.inpaint.masks",
+    "pairs": "genapps.tasks.translate.pairs",
     "upscale": "genapps.tasks.upscale",
+    "translate": "genapps.tasks.translate",
 }
 
 
