@@ -433,7 +433,7 @@ def _metrics_line(metrics: dict) -> str:
                       if k != "output_mp")
 
 
-def _row_html(stage, rec, sources) -> str:
+def _row_html(stage, rec, sources, anchor: str = "", worst: bool = False) -> str:
     """One record: its images at a common height, then crops of one region of each at output resolution."""
     cells = _cells(stage, rec, sources)
     out = next((c.image for c in cells if c.role == "output"), None)
@@ -473,7 +473,8 @@ def _row_html(stage, rec, sources) -> str:
         crops = (f'<p class="muted">crops: {w}×{hh} px of the {html.escape(_view(stage).output)} at ({x}, {y}), '
                  f"picked by {html.escape(how)}; shown ×{CROP_ZOOM}, outlined on the images</p>")
     metr = _metrics_line(rec.metrics)
-    return (f'<div class="rec"><div class="m"><b>{html.escape(_key(stage, rec))}</b>'
+    tag = '<span class="worst">worst</span> ' if worst else ""
+    return (f'<div class="rec" id="{anchor}"><div class="m">{tag}<b>{html.escape(_key(stage, rec))}</b>'
             f'{" · " + metr if metr else ""}</div><div class="pair">{"".join(parts)}</div>{crops}</div>')
 
 
@@ -573,21 +574,36 @@ def per_image(stages: list, stats: list[dict]) -> dict:
     {"columns": [{"stage", "metric"}], "rows": [{"file": key, "values": [float | None]}], "sorted_by": i}
     (None: not measured or failed).
     """
-    cols = [(st, m) for st, s in zip(stages, stats) if (m := main_metric(s))]
+    cols = [(i, st, m) for i, (st, s) in enumerate(zip(stages, stats)) if (m := main_metric(s))]
     table: dict[str, list] = {}
-    for i, (st, m) in enumerate(cols):
+    for c, (_, st, m) in enumerate(cols):
         for r in st.records:
-            v = r.metrics.get(m) if r.status != "error" else None
             row = table.setdefault(_key(st, r), [None] * len(cols))
-            row[i] = float(v) if isinstance(v, numbers.Real) and not math.isnan(v) else row[i]
+            row[c] = _value(r, m) if row[c] is None else row[c]
     last = len(cols) - 1
-    if cols:
-        sign = -1.0 if cols[last][1] in LOWER_IS_BETTER else 1.0
-        order = sorted(table.items(), key=lambda kv: (kv[1][last] is None, sign * (kv[1][last] or 0.0), kv[0]))
-    else:
-        order = []
-    return {"columns": [{"stage": st.name, "metric": m} for st, m in cols], "sorted_by": last + 1,
-            "rows": [{"file": k, "values": v} for k, v in order]}
+    order = sorted(table.items(), key=lambda kv: (_badness(kv[1][last], cols[last][2]), kv[0])) if cols else []
+    return {"columns": [{"stage": st.name, "stage_index": i, "metric": m} for i, st, m in cols],
+            "sorted_by": last + 1, "rows": [{"file": k, "values": v} for k, v in order]}
+
+
+def _value(rec, metric: str) -> float | None:
+    """The record's finite-or-inf value of `metric`; None when failed, not measured or NaN."""
+    v = rec.metrics.get(metric) if rec.status != "error" else None
+    return float(v) if isinstance(v, numbers.Real) and not math.isnan(v) else None
+
+
+def _badness(v: float | None, metric: str) -> tuple[bool, float]:
+    """Sort key putting the worst value of `metric` first and missing values last."""
+    return v is None, (0.0 if v is None else -v if metric in LOWER_IS_BETTER else v)
+
+
+def _picks(ok: list, metric: str | None, k: int) -> tuple[list, set]:
+    """Records to show: with a metric, the k // 2 worst, the others evenly spread; (in record order, worst ids)."""
+    measured = [r for r in ok if metric and _value(r, metric) is not None]
+    worst = sorted(measured, key=lambda r: _badness(_value(r, metric), metric))[:k // 2] if len(ok) > k else []
+    ids = {id(r) for r in worst}
+    spread = {id(r) for r in _sample([r for r in ok if id(r) not in ids], k - len(worst))}
+    return [r for r in ok if id(r) in ids | spread], ids
 
 
 def _sort_value(v: float | None) -> str:
@@ -597,7 +613,9 @@ def _sort_value(v: float | None) -> str:
     return repr(v) if math.isfinite(v) else "Infinity" if v > 0 else "-Infinity"
 
 
-def _per_image_html(table: dict) -> str:
+def _per_image_html(table: dict, shown: dict) -> str:
+    """The sortable per-image table; a value links to its record's row when the page shows it
+    (`shown`: {(stage index, key): anchor id})."""
     e = html.escape
     cols = table["columns"]
     if not cols or not table["rows"]:
@@ -610,14 +628,20 @@ def _per_image_html(table: dict) -> str:
                      f'<span class="muted">{e(label(c["metric"]))}</span></th>')
     rows = []
     for row in table["rows"][:PER_IMAGE_ROWS]:
-        vals = "".join(f'<td data-v="{_sort_value(v)}">{e(_fmt(v)) if v is not None else "–"}</td>'
-                       for v in row["values"])
+        vals = []
+        for c, v in zip(cols, row["values"]):
+            text = e(_fmt(v)) if v is not None else "–"
+            anchor = shown.get((c["stage_index"], row["file"]))
+            vals.append(f'<td data-v="{_sort_value(v)}">'
+                        + (f'<a href="#{anchor}">{text}</a>' if anchor else text) + "</td>")
+        vals = "".join(vals)
         rows.append(f'<tr><td data-v="{e(row["file"])}">{e(row["file"])}</td>{vals}</tr>')
     more = len(table["rows"]) - PER_IMAGE_ROWS
     note = f"<p class='muted'>{more} better images not listed.</p>" if more > 0 else ""
     c = cols[table["sorted_by"] - 1]
     return (f"<h2>Per image</h2><p class='muted'>Worst first by {e(c['stage'])} {e(label(c['metric']))}; "
-            "click a header to sort (again to reverse). – : not measured or failed.</p>"
+            "click a header to sort (again to reverse), a linked value to see the images. "
+            "– : not measured or failed.</p>"
             f'<table class="grid sortable" id="per-image"><thead><tr>{"".join(heads)}</tr></thead>'
             f"<tbody>{''.join(rows)}</tbody></table>{note}")
 
@@ -668,7 +692,9 @@ pre{background:#f7f7f7;padding:.5em;overflow:auto;max-height:30em}.muted{color:#
 .rec{margin:1em 0 1.5em;padding-top:.5em;border-top:1px solid #eee}.rec p{margin:.2em 0;font-size:12px}
 figure{margin:0}figcaption{font-size:12px;color:#555}img.px{image-rendering:pixelated}
 .ph{width:128px;height:128px;border:1px dashed #aaa;color:#888;font-size:12px;padding:4px}
-.ph.sm{display:inline-block;width:60px;height:60px}.m{font-family:monospace;font-size:12px}
+.ph.sm{display:inline-block;width:60px;height:60px}
+.worst{background:#b00;color:#fff;padding:0 4px;border-radius:3px}.rec:target{background:#fffbe6}
+.m{font-family:monospace;font-size:12px}
 table.cls img{margin:1px;vertical-align:middle}table.cls td{white-space:nowrap}
 table.compare td,table.sortable td{font-variant-numeric:tabular-nums}
 table.compare td:nth-child(n+3),table.sortable td:nth-child(n+2){text-align:right}
@@ -685,7 +711,7 @@ def write_report(out_dir: Path, stages: list, run_config: dict, *, title: str = 
     versions = _versions()
     stats = [summarize(st) for st in stages]
     table = per_image(stages, stats)
-    entries, body, e = [], [], html.escape
+    entries, body, shown, e = [], [], {}, html.escape
     for i, (st, s) in enumerate(zip(stages, stats)):
         view = _view(st)
         entries.append({"name": st.name, "task": st.task, "input_dir": st.input_dir,
@@ -706,19 +732,25 @@ def write_report(out_dir: Path, stages: list, run_config: dict, *, title: str = 
             body.append(f"<h3>{e(view.input.capitalize())} | {e(view.output)} per class</h3>"
                         + _class_rows_html(st, ok))
             continue
-        picks = _sample(ok, sample)
+        main = main_metric(s)
+        picks, worst = _picks(ok, main, sample)
         if picks:
             sources = _image_sources(st)
             labels = ([view.output, view.input] if view.input_is_reference else [view.input, view.output])
             labels += [lab for lab, _, _ in sources]
-            body.append(f"<h3>{e(' | '.join(labels)).capitalize()} ({len(picks)} of {len(ok)})</h3>"
-                        + "".join(_row_html(st, r, sources) for r in picks))
+            how = f": the {len(worst)} worst by {label(main)}, the others spread" if worst else ""
+            rows = []
+            for n, r in enumerate(picks):
+                shown[(i, _key(st, r))] = anchor = f"s{i}-r{n}"
+                rows.append(_row_html(st, r, sources, anchor, id(r) in worst))
+            body.append(f"<h3>{e(' | '.join(labels)).capitalize()} ({len(picks)} of {len(ok)}{e(how)})</h3>"
+                        + "".join(rows))
     doc = {"title": title, "created": created, "versions": versions, "config": run_config, "stages": entries,
            "per_image": table}
     json_path, html_path = out_dir / "report.json", out_dir / "report.html"
     write_text(json_path, json.dumps(_jsonable(doc), indent=1, allow_nan=False) + "\n")
     vers = " · ".join(f"{e(k)} {e(v)}" for k, v in versions.items())
-    top = (_compare_html(stages, stats) if len(stages) > 1 else "") + _per_image_html(table)
+    top = (_compare_html(stages, stats) if len(stages) > 1 else "") + _per_image_html(table, shown)
     script = f"<script>{SORT_JS}</script>" if 'class="grid sortable"' in top else ""
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(title)}</title>"
             f"<style>{CSS}</style></head><body><h1>{e(title)}</h1>"

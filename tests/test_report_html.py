@@ -279,3 +279,26 @@ def test_chromium_renders_and_sorts(sr_pipeline, tmp_path):
     rows = after_clicks("var th = document.querySelectorAll('#per-image th')[1]; th.click(); th.click();")
     best_first = [float(r[1]["v"]) for r in rows]
     assert best_first == sorted(best_first, reverse=True) and best_first[0] > best_first[-1]
+
+
+def test_rows_show_the_worst_images_and_the_table_links_to_them(tmp_path):
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    dst.mkdir()
+    records = []
+    for i in range(10):
+        Image.fromarray(photo((16, 16), seed=i)).save(src / f"{i}.png")
+        Image.fromarray(photo((32, 32), seed=i)).save(dst / f"{i}.png")
+        psnr = [30, 21, 33, 20, 35, 36, 22, 31, 32, 34][i]
+        records.append(Record(str(src / f"{i}.png"), str(dst / f"{i}.png"), "ok", None, {"psnr": float(psnr)}, 0.1))
+    stage = StageResult("up", "upscale", str(src), str(dst), {}, records, 1.0)
+    text = write_report(tmp_path / "rep", [stage], {}, sample=6)[1].read_text()
+    page = Page(text)
+    check_images(page)
+    assert "Input | output (6 of 10: the 3 worst by PSNR dB, the others spread)" in page.headings
+    worst = re.findall(r'<span class="worst">worst</span> <b>(\d)</b>', text)
+    assert sorted(worst) == ["1", "3", "6"]  # PSNR 21, 20, 22
+    rows = page.body_rows("per-image")
+    assert [r[0]["text"] for r in rows[:3]] == ["3", "1", "6"] and len(rows) == 10
+    links = dict(re.findall(r'<td data-v="[^"]*"><a href="#(s0-r\d)">([\d.]+)</a></td>', text))
+    assert len(links) == 6 and all(f'<div class="rec" id="{a}">' in text for a in links)
