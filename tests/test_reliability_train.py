@@ -296,3 +296,18 @@ def test_an_honest_file_still_loads(tmp_path, cli, photo_dir):
     srresnet_file(tmp_path / "ok.safetensors", GOOD | {"config": {"scale": 2, "channels": 4, "blocks": 1}})
     result = cli("upscale", photo_dir, tmp_path / "out", "-m", tmp_path / "ok.safetensors", "-s", "2")
     assert result.exit_code == 0, result.output
+
+
+# ---------------------------------------------------------------- upscale option values
+
+
+def test_upscale_option_values_are_checked_up_front(tmp_path, cli, photo_dir, caplog):
+    for args, words in [(["--outscale", "0.01"], "outscale must be in [1, 16]"),
+                        (["--tile", "1"], "tile must be 0 (whole image) or >= 8")]:
+        one_line_error(cli("upscale", photo_dir, tmp_path / "out", "-m", "bicubic", "-s", "2", *args), words)
+    assert not (tmp_path / "out").exists()  # refused before any work
+    result = cli("upscale", photo_dir, tmp_path / "out", "-m", "bicubic", "-s", "2", "--tile", "16",
+                 "--tile-overlap", "0")
+    assert result.exit_code == 0, result.output
+    warned = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "--tile 16 is small" in warned and "visible seams" in warned

@@ -58,8 +58,16 @@ class Config:
             raise ValueError(f"precision must be fp32, fp16 or bf16, got {self.precision!r}")
         if self.ext is not None and f".{self.ext.lstrip('.').lower()}" not in io.WRITE_FORMATS:
             raise ValueError(f"ext must be one of {', '.join(sorted(io.WRITE_FORMATS))}, got {self.ext!r}")
-        if self.outscale is not None and not 0 < self.outscale <= 16:
-            raise ValueError(f"outscale must be in (0, 16], got {self.outscale}")
+        if self.outscale is not None and not 1 <= self.outscale <= 16:
+            raise ValueError(f"outscale must be in [1, 16] (output size over input size; the downscale task "
+                             f"shrinks), got {self.outscale}")
+        if 0 < self.tile < 8:
+            raise ValueError(f"tile must be 0 (whole image) or >= 8 px, got {self.tile}")
+        if 0 < self.tile < 32:
+            log.warning("--tile %d is small: many tiny forward passes, several times slower than tiles of "
+                        "128-512 px", self.tile)
+        if self.tile and self.tile_overlap < 8:
+            log.warning("--tile-overlap %d px may leave visible seams between tiles (default 16)", self.tile_overlap)
 
 
 class Bicubic(nn.Module):
