@@ -240,7 +240,7 @@ def map_images(
                          f"(first: {dest.name}: {why.removeprefix('conflict: ')}); redo them with --overwrite "
                          f"(in a pipeline: --set {name}.resume=false) or choose another output folder")
     io.check_writable(output_dir)
-    io.remove_stale_temps(output_dir)
+    io.remove_stale_temps([d for dests in plan.values() for d in dests.values()] + [manifest.path])
     refs = io.image_index(reference) if reference and measure else None
     records: list[Record] = []
     start = time.perf_counter()

@@ -127,7 +127,7 @@ def run_task(task: str, input_dir: str, output_dir: str, device: str, options: d
     cfg = make_config(module.Config, options, where=task)
     dev = _device(device)
     io.check_writable(report_dir or output_dir, create=False)  # before the work; leaves no empty folder
-    io.remove_stale_temps(report_dir or output_dir)  # a killed run's half reports
+    io.remove_stale_temps(Path(report_dir or output_dir) / n for n in ("report.json", "report.html"))
     result = module.run(cfg, input_dir, output_dir, dev)
     run_config = {"command": " ".join(sys.argv), "task": task, "options": asdict(cfg), "device": str(dev)}
     _finish([result], _write_report(report_dir or output_dir, [result], run_config, f"genapps {task}"))

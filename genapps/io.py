@@ -171,7 +171,7 @@ def _pil_to_loaded(im: Image.Image) -> LoadedImage:
 # ---------------------------------------------------------------- writing
 
 
-TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # atomic_write's temporary names: .NAME.XXXXXXXX.tmp
+TEMP_NAME = re.compile(r"^\.(.+)\.[a-z0-9_]{8}\.tmp$")  # atomic_write's temporary names: .NAME.XXXXXXXX.tmp
 
 
 @contextlib.contextmanager
@@ -409,16 +409,24 @@ def check_writable(folder: str | Path, create: bool = True) -> Path:
     return folder
 
 
-def remove_stale_temps(folder: str | Path) -> int:
-    """Delete the temporary files (`.NAME.XXXXXXXX.tmp`) a killed atomic_write left under `folder`."""
+def remove_stale_temps(finals) -> int:
+    """Delete the temporary files (`.NAME.XXXXXXXX.tmp`) a killed atomic_write left for the given
+    final paths; other files, other programs' temporary files included, are never touched."""
+    by_dir: dict[Path, set[str]] = {}
+    for final in map(Path, finals):
+        by_dir.setdefault(final.parent, set()).add(final.name)
     removed = 0
-    for p in Path(folder).rglob(".*.tmp") if Path(folder).is_dir() else ():
-        if TEMP_NAME.match(p.name) and p.is_file():
-            with contextlib.suppress(OSError):
-                p.unlink()
-                removed += 1
+    for folder, names in by_dir.items():
+        if not folder.is_dir():
+            continue
+        for p in folder.iterdir():
+            match = TEMP_NAME.match(p.name)
+            if match and match.group(1) in names and p.is_file():
+                with contextlib.suppress(OSError):
+                    p.unlink()
+                    removed += 1
     if removed:
-        log.info("%s: removed %d temporary file(s) of an interrupted run", folder, removed)
+        log.info("removed %d temporary file(s) of an interrupted run", removed)
     return removed
 
 

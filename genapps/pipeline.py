@@ -188,7 +188,7 @@ def run_pipeline(pipeline: Pipeline, device) -> list:
     from genapps.report import write_report
 
     io.check_writable(pipeline.output, create=False)
-    io.remove_stale_temps(pipeline.output)  # a killed run's half reports and images
+    io.remove_stale_temps(pipeline.output / n for n in RESERVED_NAMES)  # a killed run's half reports
     results, outputs = [], {}
     current = pipeline.input
     run_config = {"pipeline": str(pipeline.path), "input": str(pipeline.input), "output": str(pipeline.output),

@@ -189,11 +189,13 @@ def test_resume_redoes_junk_truncated_missing_and_changed_outputs(tmp_path, cli)
     flat(tmp_path / "in" / "d.png", 250)  # the input changed
     (out / ".e.png.abcd_123.tmp").write_bytes(b"half")  # a killed run's temporary file
     (out / ".keep.tmp").write_bytes(b"not ours")
+    (out / ".notes.txt.abcd_123.tmp").write_bytes(b"another program's temporary file")
     result = upscale(cli, tmp_path / "in", out)
     assert result.exit_code == 0 and "4 ok, 1 skipped" in result.output, result.output
     assert (out / "e.png").read_bytes() == good and mean(out / "d.png") > 240
     assert all(Image.open(out / n).size == (32, 32) for n in ["a.png", "b.png", "c.png"])
-    assert not (out / ".e.png.abcd_123.tmp").exists() and (out / ".keep.tmp").exists()
+    assert not (out / ".e.png.abcd_123.tmp").exists()
+    assert (out / ".keep.tmp").exists() and (out / ".notes.txt.abcd_123.tmp").exists()
 
 
 def test_outputs_genapps_did_not_write_are_not_taken_as_done(tmp_path, cli):

@@ -1,0 +1,195 @@
+"""translate: image-to-image translation of folders with pix2pix (paired) and CycleGAN (unpaired) models.
+
+The pipeline: load a model (a bundled name, a genapps .safetensors, or the reference
+implementation's latest_net_G*.pth), reflect-pad the image to the network's multiple, run it
+whole or in overlapping tiles blended with linear feathers, crop back, put alpha back, write the
+same bit depth. Deterministic by default (eval mode: no dropout, batch norm's running stats);
+`stochastic` turns the dropout layers on, seeded per file, as the reference's test-time noise.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genapps import io, metrics
+from genapps.batch import StageResult, map_images
+from genapps.tasks.translate.models import NETG, load_model
+
+log = logging.getLogger(__name__)
+
+TASK = "translate"
+DEFAULT_MODEL = "restore"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Options of `genapps translate` and of a `translate` pipeline stage."""
+
+    model: str = field(default=DEFAULT_MODEL, metadata={"path": "if_exists"})  # bundled name or file
+    direction: str = "AtoB"  # CycleGAN models: AtoB (G_A) or BtoA (G_B)
+    stochastic: bool = False  # test-time dropout (seeded per file)
+    seed: int = 0
+    tile: int = 0  # tile size in px, 0 = whole image
+    tile_overlap: int = 32
+    # reference .pth only: checked against what the keys show (None = read from the keys)
+    netg: str | None = None
+    ngf: int | None = None
+    norm: str | None = None
+    dropout: bool | None = None
+    ext: str | None = None
+    suffix: str = ""
+    quality: int = 95
+    resume: bool = True
+    fail_fast: bool = False
+    reference: str | None = field(default=None, metadata={"path": True})  # target folder: PSNR/SSIM/L1 per output
+
+    def __post_init__(self):
+        if self.direction not in ("AtoB", "BtoA"):
+            raise ValueError(f"direction must be AtoB or BtoA, got {self.direction!r}")
+        if self.tile < 0 or self.tile_overlap < 0:
+            raise ValueError("tile and tile_overlap must be >= 0")
+        if self.netg is not None and self.netg not in NETG:
+            raise ValueError(f"netg must be one of {', '.join(NETG)}, got {self.netg!r}")
+        if self.norm is not None and self.norm not in ("batch", "instance", "none"):
+            raise ValueError(f"norm must be batch, instance or none, got {self.norm!r}")
+        if self.ext is not None and f".{self.ext.lstrip('.').lower()}" not in io.WRITE_FORMATS:
+            raise ValueError(f"ext must be one of {', '.join(sorted(io.WRITE_FORMATS))}, got {self.ext!r}")
+
+
+def _pad_to(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad (B, C, h, w) at both ends to multiples of `multiple`: reflect where the image is large
+    enough, then replicate for the rest. Returns the padded tensor and the (top, left) offset."""
+    h, w = x.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    top, left = ph // 2, pw // 2
+    pads = [left, pw - left, top, ph - top]
+    reflect = [min(p, (w if i < 2 else h) - 1) for i, p in enumerate(pads)]
+    x = F.pad(x, reflect, mode="reflect") if any(reflect) else x
+    rest = [p - r for p, r in zip(pads, reflect)]
+    return (F.pad(x, rest, mode="replicate") if any(rest) else x), (top, left)
+
+
+def _feather(length: int, fade_start: bool, fade_end: bool, overlap: int) -> torch.Tensor:
+    """1-D weights of one tile: a linear ramp over `overlap` px at each side shared with a neighbour."""
+    pos = torch.arange(length, dtype=torch.float32)
+    w = torch.ones(length)
+    if overlap:
+        ramp = ((pos + 0.5) / overlap).clamp(max=1.0)
+        w = torch.minimum(w, ramp) if fade_start else w
+        w = torch.minimum(w, ramp.flip(0)) if fade_end else w
+    return w
+
+
+def _starts(size: int, tile: int, step: int) -> list[int]:
+    """Tile origins covering [0, size) with tiles of `tile` px every `step` px (the last one flush)."""
+    if size <= tile:
+        return [0]
+    starts = list(range(0, size - tile, step))
+    return starts + [size - tile]
+
+
+def translate_tensor(g: nn.Module, x: torch.Tensor, tile: int = 0, overlap: int = 32) -> torch.Tensor:
+    """(B, Cin, h, w) in [0, 1] -> (B, Cout, h, w) in [0, 1].
+
+    The image is padded to the network's multiple (reflect) and cropped back; with `tile` > 0
+    (rounded to the multiple), tiles overlapping by `overlap` px are cross-faded linearly.
+    """
+    multiple = getattr(g, "input_multiple", 1)
+    h, w = x.shape[-2:]
+    if tile:
+        tile = max(multiple, tile - tile % multiple)
+        overlap = min(overlap, tile // 2)
+    if not tile or (h <= tile and w <= tile):
+        xp, (top, left) = _pad_to(x, multiple)
+        out = g(xp * 2 - 1)
+        return ((out[..., top:top + h, left:left + w] + 1) / 2).clamp(0, 1)
+    xp, (top, left) = _pad_to(x, tile) if min(h, w) < tile else _pad_to(x, multiple)
+    H, W = xp.shape[-2:]
+    out, weight = None, torch.zeros(1, 1, H, W, device=x.device)
+    ys, xs = _starts(H, tile, tile - overlap), _starts(W, tile, tile - overlap)
+    for y in ys:
+        for x0 in xs:
+            res = g(xp[..., y:y + tile, x0:x0 + tile] * 2 - 1)
+            if out is None:
+                out = torch.zeros(x.shape[0], res.shape[1], H, W, device=x.device)
+            wt = (_feather(tile, y > 0, y < ys[-1], overlap)[:, None]
+                  * _feather(tile, x0 > 0, x0 < xs[-1], overlap)[None, :]).to(x.device)
+            out[..., y:y + tile, x0:x0 + tile] += res * wt
+            weight[..., y:y + tile, x0:x0 + tile] += wt
+    out = out / weight
+    return ((out[..., top:top + h, left:left + w] + 1) / 2).clamp(0, 1)
+
+
+def model_channels(g: nn.Module) -> tuple[int, int]:
+    """(input, output) channels of a generator, from its first and last convolutions."""
+    convs = [m for m in g.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    return convs[0].in_channels, convs[-1].out_channels
+
+
+def translate_image(g: nn.Module, image: io.LoadedImage, cfg: Config, device: torch.device) -> io.LoadedImage:
+    """Translate the colour planes; grey input -> grey output unless the model makes colour from grey
+    (1 -> 3 channels, e.g. colorize); alpha passes through unchanged; the bit depth is kept."""
+    in_ch, out_ch = model_channels(g)
+    color = image.color
+    if color.shape[0] != in_ch:
+        color = color.expand(3, -1, -1) if in_ch == 3 else \
+            (color * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(0, keepdim=True)
+    with torch.inference_mode():
+        y = translate_tensor(g, color[None].to(device), cfg.tile, cfg.tile_overlap)[0].cpu()
+    if image.grayscale and y.shape[0] == 3 and in_ch == 3:
+        y = y.mean(0, keepdim=True)
+    return io.LoadedImage(y, image.alpha, image.bit_depth)
+
+
+def measure(pred: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
+    """PSNR (dB), SSIM and L1 (in [0, 1] units) of an 8-bit-quantized output against its target."""
+    pred, ref = metrics.quantize(pred[None]), ref[None]
+    return {"psnr": float(metrics.psnr(pred, ref)[0]), "ssim": float(metrics.ssim(pred, ref)[0]),
+            "l1": float(metrics.mae(pred, ref)[0])}
+
+
+def set_stochastic(g: nn.Module, on: bool) -> int:
+    """Put the dropout layers in train mode (on) or eval mode; returns how many there are."""
+    drops = [m for m in g.modules() if isinstance(m, nn.Dropout)]
+    for m in drops:
+        m.train(on)
+    return len(drops)
+
+
+def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torch.device,
+        name: str = TASK) -> StageResult:
+    """Translate every image under `input_dir` into `output_dir` (mirrored tree)."""
+    flags = {"netg": cfg.netg, "ngf": cfg.ngf, "norm": cfg.norm, "dropout": cfg.dropout}
+    g, info = load_model(cfg.model, cfg.direction, flags)
+    g = g.to(device)
+    if cfg.stochastic and not set_stochastic(g, True):
+        hint = (" (a reference U-Net's dropout does not show in its keys: add --dropout if it was trained "
+                "with it, the pix2pix default)" if info.get("reference_netg", "").startswith("unet") else "")
+        raise ValueError(f"--stochastic: model {cfg.model} has no dropout layers{hint}")
+    root = Path(input_dir).parent if Path(input_dir).is_file() else Path(input_dir)
+
+    def process(image: io.LoadedImage, src: Path) -> io.LoadedImage:
+        if cfg.stochastic:  # reproducible noise: seeded by (seed, file), not by the order of files
+            torch.manual_seed(zlib.crc32(f"{cfg.seed}:{src.relative_to(root).as_posix()}".encode()))
+        return translate_image(g, image, cfg, device)
+
+    t0 = time.perf_counter()
+    result = map_images(input_dir, output_dir, process, name=name, task=TASK,
+                        config=asdict(cfg) | {"model_info": info}, ext=cfg.ext, suffix=cfg.suffix,
+                        quality=cfg.quality, resume=cfg.resume, fail_fast=cfg.fail_fast, reference=cfg.reference,
+                        measure=measure, pass_source=True)
+    ok = [r for r in result.records if r.status == "ok"]
+    mp = sum(r.metrics.get("output_mp", 0.0) for r in ok)
+    result.summary = {"model": cfg.model, "arch": info["arch"], "direction": cfg.direction,
+                      "stochastic": cfg.stochastic, "output_mp": round(mp, 3),
+                      "seconds_per_mp": round(sum(r.seconds for r in ok) / max(mp, 1e-9), 3) if mp else None,
+                      "seconds": round(time.perf_counter() - t0, 2)}
+    return result

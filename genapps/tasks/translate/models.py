@@ -1,0 +1,182 @@
+"""Translation generators: pix2pix's U-Net, CycleGAN's ResNet (both directions in one module),
+and loading of genapps files and of the reference implementation's `.pth` checkpoints.
+
+All generators map (B, in_ch, H, W) in [-1, 1] to (B, out_ch, H, W) in [-1, 1] (tanh), with H
+and W multiples of `input_multiple`; the keys are the reference's, so its files load unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from genapps import io
+from genapps.nn import ResnetGenerator, UnetGenerator
+
+
+class _ResidualOutput:
+    """Optional global skip: out = clamp(x + net(x), -1, 1) (a 1-channel x broadcasts to colour).
+
+    Restoration and colourisation outputs are close to their inputs; learning only the
+    correction converges much faster in short CPU trainings. No parameters: keys unchanged.
+    """
+
+    residual: bool
+    model: nn.Module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.model(x)
+        return (x + y).clamp(-1, 1) if self.residual else y
+
+
+class UnetTranslator(_ResidualOutput, UnetGenerator):
+    def __init__(self, in_ch: int = 3, out_ch: int = 3, num_downs: int = 7, ngf: int = 64, norm: str = "batch",
+                 dropout: bool = False, residual: bool = False):
+        super().__init__(in_ch, out_ch, num_downs, ngf, norm, dropout)
+        _check_residual(residual, in_ch, out_ch)
+        self.residual = residual
+
+
+class ResnetTranslator(_ResidualOutput, ResnetGenerator):
+    def __init__(self, in_ch: int = 3, out_ch: int = 3, ngf: int = 64, n_blocks: int = 9, norm: str = "instance",
+                 dropout: bool = False, residual: bool = False):
+        super().__init__(in_ch, out_ch, ngf, n_blocks, norm, dropout)
+        _check_residual(residual, in_ch, out_ch)
+        self.residual = residual
+
+
+def _check_residual(residual: bool, in_ch: int, out_ch: int) -> None:
+    if residual and in_ch not in (1, out_ch):
+        raise ValueError(f"a residual generator needs in_ch 1 or {out_ch}, got {in_ch}")
+
+
+class CycleGenerators(nn.Module):
+    """CycleGAN's two generators in one module (one file, one EMA, one checkpoint in train.fit):
+    G_A maps domain A to B (in_ch -> out_ch), G_B maps B back to A."""
+
+    def __init__(self, in_ch: int = 3, out_ch: int = 3, **config):
+        super().__init__()
+        self.G_A = ResnetTranslator(in_ch, out_ch, **config)
+        self.G_B = ResnetTranslator(out_ch, in_ch, **config)
+        self.input_multiple = self.G_A.input_multiple
+
+    def direction(self, name: str) -> nn.Module:
+        return {"AtoB": self.G_A, "BtoA": self.G_B}[name]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.G_A(x)
+
+
+ARCHS = {"unet": UnetTranslator, "resnet": ResnetTranslator, "cycle": CycleGenerators}
+
+# The reference's --netG names and the arguments they stand for.
+NETG = {"unet_128": ("unet", {"num_downs": 7}), "unet_256": ("unet", {"num_downs": 8}),
+        "resnet_9blocks": ("resnet", {"n_blocks": 9}), "resnet_6blocks": ("resnet", {"n_blocks": 6})}
+
+
+def define_G(arch: str, **config) -> nn.Module:
+    """Build a generator by architecture name (unet | resnet | cycle); unknown names list the valid ones."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown translation architecture {arch!r}; valid: {', '.join(ARCHS)}")
+    return ARCHS[arch](**config)
+
+
+def netg_name(arch: str, config: dict) -> str:
+    """The reference's --netG name of a config (unet_<2**num_downs>, resnet_<n>blocks)."""
+    if arch == "unet":
+        return f"unet_{2 ** config['num_downs']}"
+    return f"resnet_{config['n_blocks']}blocks"
+
+
+def infer_reference_arch(state: dict[str, torch.Tensor]) -> tuple[str, dict]:
+    """(arch, config) of a reference `UnetGenerator` / `ResnetGenerator` state dict, read off its keys.
+
+    Batch norm shows as running_mean; instance norm (affine=False) as conv biases with no norm
+    parameters. U-Net dropout leaves no key (only --dropout can say it); ResNet dropout shifts
+    each block's second conv from conv_block.5 to conv_block.6.
+    """
+    batch = any(k.endswith("running_mean") for k in state)
+    if "model.model.0.weight" in state:
+        first = state["model.model.0.weight"]
+        convs = [k for k, v in state.items() if k.endswith("weight") and v.ndim == 4]
+        return "unet", {"in_ch": first.shape[1], "out_ch": state["model.model.3.weight"].shape[1],
+                        "num_downs": len(convs) // 2, "ngf": first.shape[0],
+                        "norm": "batch" if batch else "instance", "dropout": False}
+    if "model.1.weight" in state and state["model.1.weight"].shape[-1] == 7:
+        first = state["model.1.weight"]
+        blocks = {int(m.group(1)) for k in state if (m := re.match(r"model\.(\d+)\.conv_block\.", k))}
+        last = max(int(m.group(1)) for k in state if (m := re.match(r"model\.(\d+)\.weight$", k)))
+        return "resnet", {"in_ch": first.shape[1], "out_ch": state[f"model.{last}.weight"].shape[0],
+                          "ngf": first.shape[0], "n_blocks": len(blocks), "norm": "batch" if batch else "instance",
+                          "dropout": any(".conv_block.6." in k for k in state)}
+    raise ValueError("unrecognised weights: not a pix2pix/CycleGAN UnetGenerator or ResnetGenerator state dict "
+                     "(expected keys like model.model.0.weight or model.1.weight)")
+
+
+def _check_flags(path: Path, arch: str, config: dict, flags: dict) -> dict:
+    """Apply the user's --netg/--ngf/--norm/--dropout to an inferred config; a mismatch is one line."""
+    right = f"--netg {netg_name(arch, config)} --ngf {config['ngf']} --norm {config['norm']}"
+    given_netg = flags.get("netg")
+    if given_netg is not None:
+        if given_netg not in NETG:
+            raise ValueError(f"unknown --netg {given_netg!r}; valid: {', '.join(NETG)}")
+        want_arch, want = NETG[given_netg]
+        if want_arch != arch or any(config[k] != v for k, v in want.items()):
+            raise ValueError(f"{path}: the weights are {netg_name(arch, config)}, not --netg {given_netg}; "
+                             f"use {right} (or leave the flags out: they are read from the weights)")
+    if flags.get("ngf") is not None and flags["ngf"] != config["ngf"]:
+        raise ValueError(f"{path}: the weights have ngf {config['ngf']}, not --ngf {flags['ngf']}; use {right}")
+    norm = flags.get("norm")
+    if norm is not None and norm != config["norm"]:
+        if {norm, config["norm"]} != {"instance", "none"}:  # only these two leave identical keys
+            raise ValueError(f"{path}: the weights use {config['norm']} norm, not --norm {norm}; use {right}")
+        config = config | {"norm": norm}
+    dropout = flags.get("dropout")
+    if dropout is not None and dropout != config["dropout"]:
+        if arch == "resnet":
+            raise ValueError(f"{path}: the weights were trained {'with' if config['dropout'] else 'without'} "
+                             f"dropout; {'pass' if config['dropout'] else 'drop'} --dropout")
+        config = config | {"dropout": dropout}
+    return config
+
+
+def load_model(name_or_path: str, direction: str = "AtoB", flags: dict | None = None) -> tuple[nn.Module, dict]:
+    """A generator ready for inference (eval mode, CPU) and its description {arch, config, source, ...}.
+
+    Accepts a bundled name, a genapps .safetensors (pix2pix: one direction; cycle: both, picked
+    by `direction`), or the reference implementation's latest_net_G*.pth (read with
+    weights_only=True; `flags` = {netg, ngf, norm, dropout} checked against the keys).
+    """
+    if direction not in ("AtoB", "BtoA"):
+        raise ValueError(f"direction must be AtoB or BtoA, got {direction!r}")
+    path = io.resolve_weights(name_or_path)
+    extra: dict = {}
+    if path.suffix == ".safetensors":
+        tensors, meta = io.load_weights(path)
+        if meta.get("task") != "translate":
+            raise ValueError(f"{path}: weights of task {meta.get('task')!r}, not 'translate'")
+        arch, config = meta["arch"], dict(meta["config"])
+        extra = {k: meta[k] for k in ("kind", "trained_direction") if k in meta}
+        if arch != "cycle" and direction != "AtoB":
+            raise ValueError(f"{path}: a pix2pix model translates one way (its training input to its target); "
+                             f"--direction BtoA needs a CycleGAN model")
+    else:
+        raw = io.load_torch(path)
+        if not isinstance(raw, dict) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
+            raise ValueError(f"{path}: not a state dict of tensors")
+        tensors = {k.removeprefix("module."): v for k, v in raw.items()}
+        arch, config = infer_reference_arch(tensors)
+        config = _check_flags(path, arch, config, flags or {})
+        extra = {"reference_netg": netg_name(arch, config)}
+    model = define_G(arch, **config)
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as e:
+        raise ValueError(f"{path}: weights do not fit {arch} {config}: {str(e).splitlines()[0]}") from None
+    if arch == "cycle":
+        model = model.direction(direction)
+    info = {"arch": arch, "config": config, "source": str(path), "direction": direction} | extra
+    return model.eval(), info

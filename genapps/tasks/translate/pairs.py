@@ -1,0 +1,192 @@
+"""`genapps pairs`: paired translation datasets from any folder of photos, and reading them back.
+
+Kinds (A = input side, B = target side = the photo):
+  edges    A = Canny edges of the photo (black lines on white, as edges2shoes), 1 channel
+  gray     A = the photo's BT.601 luma, 1 channel
+  degrade  A = the photo blurred, noised and JPEG-compressed, seeded per file:
+           Gaussian blur sigma ~ U(0, 1.5) px, Gaussian noise sigma ~ U(0, 20) on the 0-255
+           scale, JPEG quality ~ U(30, 90) (OpenCV's libjpeg), in that order.
+Layouts: `folders` = OUTPUT/A/<rel>.png and OUTPUT/B/<rel>.png; `aligned` = OUTPUT/<rel>.png with
+A|B side by side (the reference's datasets); `input` = only the A images, mirrored names (the
+photos themselves are then the targets, e.g. a --reference folder). Pairs are PNG (lossless),
+8-bit; alpha is dropped.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from genapps import io
+from genapps.batch import StageResult, map_images
+
+TASK = "pairs"
+KINDS = ("edges", "gray", "degrade")
+LAYOUTS = ("folders", "aligned", "input")
+DEGRADE_RANGES = {"blur_sigma": (0.0, 1.5), "noise_sigma": (0.0, 20.0), "jpeg_quality": (30, 90)}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Options of `genapps pairs` and of a `pairs` pipeline stage."""
+
+    kind: str = "degrade"
+    layout: str = "folders"
+    seed: int = 0
+    resume: bool = True
+    fail_fast: bool = False
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
+
+
+def to_uint8(t: torch.Tensor) -> np.ndarray:
+    """(C, H, W) float [0, 1] -> (H, W, C) uint8."""
+    return (t.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+
+
+def from_uint8(a: np.ndarray) -> torch.Tensor:
+    """(H, W, C) or (H, W) uint8 -> (C, H, W) float [0, 1]."""
+    a = a[:, :, None] if a.ndim == 2 else a
+    return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float() / 255
+
+
+def degrade(rgb: np.ndarray, blur_sigma: float, noise_sigma: float, jpeg_quality: int,
+            rng: np.random.Generator) -> np.ndarray:
+    """(H, W, C) uint8 -> same shape uint8: Gaussian blur, Gaussian noise (0-255 scale), JPEG."""
+    x = rgb.astype(np.float32)
+    if blur_sigma > 0:
+        x = cv2.GaussianBlur(x, (0, 0), blur_sigma, borderType=cv2.BORDER_REFLECT)
+        x = x.reshape(rgb.shape)
+    if noise_sigma > 0:
+        x = x + rng.normal(0.0, noise_sigma, x.shape).astype(np.float32)
+    x = np.clip(np.round(x), 0, 255).astype(np.uint8)
+    bgr = x[:, :, ::-1] if x.ndim == 3 and x.shape[2] == 3 else x
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(bgr), [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
+    if not ok:
+        raise ValueError("OpenCV failed to JPEG-encode")
+    out = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    out = out[:, :, ::-1] if out.ndim == 3 else out
+    return np.ascontiguousarray(out).reshape(rgb.shape)
+
+
+def random_degradation(rng: np.random.Generator) -> dict:
+    """Parameters drawn from DEGRADE_RANGES."""
+    (b0, b1), (n0, n1), (q0, q1) = DEGRADE_RANGES.values()
+    return {"blur_sigma": float(rng.uniform(b0, b1)), "noise_sigma": float(rng.uniform(n0, n1)),
+            "jpeg_quality": int(rng.integers(q0, q1 + 1))}
+
+
+def file_rng(seed: int, key: str) -> np.random.Generator:
+    """A generator seeded by (seed, key): a file's degradation does not depend on the others."""
+    return np.random.default_rng([seed, zlib.crc32(key.encode())])
+
+
+def gray(rgb: torch.Tensor) -> torch.Tensor:
+    """(3, H, W) -> (1, H, W) BT.601 luma (as PIL's 'L')."""
+    return (rgb * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(0, keepdim=True)
+
+
+def edges(rgb: torch.Tensor) -> torch.Tensor:
+    """(3, H, W) -> (1, H, W): Canny edges (thresholds from the median) as black lines on white."""
+    g = to_uint8(gray(rgb))[:, :, 0]
+    g = cv2.GaussianBlur(g, (0, 0), 1.0)
+    med = float(np.median(g))
+    e = cv2.Canny(g, int(max(0, 0.66 * med)), int(min(255, 1.33 * med)))
+    return from_uint8(255 - e)
+
+
+def make_a(photo: torch.Tensor, kind: str, seed: int, key: str) -> torch.Tensor:
+    """The A side of one photo ((3, H, W) in [0, 1])."""
+    if kind == "gray":
+        return gray(photo)
+    if kind == "edges":
+        return edges(photo)
+    rng = file_rng(seed, key)
+    return from_uint8(degrade(to_uint8(photo), **random_degradation(rng), rng=rng))
+
+
+def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torch.device,
+        name: str = TASK) -> StageResult:
+    """Write the pairs of every photo under `input_dir` into `output_dir` (layout per cfg)."""
+    input_dir, output_dir = Path(input_dir), Path(output_dir)
+    root = input_dir.parent if input_dir.is_file() else input_dir
+    a_dir = output_dir / "A" if cfg.layout == "folders" else output_dir
+
+    def process(image: io.LoadedImage, src: Path) -> io.LoadedImage:
+        key = src.relative_to(root).with_suffix("").as_posix()
+        photo = image.color.expand(3, -1, -1)
+        photo = (photo * 255).round() / 255  # 16-bit sources become 8-bit pairs
+        a = make_a(photo, cfg.kind, cfg.seed, key)
+        if cfg.layout == "aligned":
+            return io.LoadedImage(torch.cat([a.expand(3, -1, -1), photo], 2))
+        if cfg.layout == "folders":
+            io.write_image(io.output_path(src, root, output_dir / "B", ".png"), io.LoadedImage(photo))
+        return io.LoadedImage(a)
+
+    result = map_images(input_dir, a_dir, process, name=name, task=TASK, config=asdict(cfg), ext=".png",
+                        resume=cfg.resume, fail_fast=cfg.fail_fast, pass_source=True)
+    result.output_dir = str(output_dir)
+    result.summary = {"kind": cfg.kind, "layout": cfg.layout}
+    if cfg.kind == "degrade":
+        result.summary["ranges"] = DEGRADE_RANGES
+    return result
+
+
+# ---------------------------------------------------------------- reading paired datasets
+
+
+def read_pairs(folder: str | Path, layout: str, direction: str = "AtoB") -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(key, input, target) uint8 (H, W, C) arrays of a paired dataset, sorted by key.
+
+    `folders`: FOLDER/A and FOLDER/B paired by relative path without extension (unpaired files
+    are an error); `aligned`: each image split into its left (A) and right (B) halves.
+    `direction` BtoA swaps the sides.
+    """
+    if layout not in ("folders", "aligned"):
+        raise ValueError(f"layout must be folders or aligned, got {layout!r}")
+    folder = Path(folder)
+    pairs = []
+    if layout == "folders":
+        if not (folder / "A").is_dir() or not (folder / "B").is_dir():
+            raise FileNotFoundError(f"{folder}: a 'folders' dataset needs subfolders A/ and B/")
+        matched, unpaired = io.pair_files(folder / "A", folder / "B")
+        if unpaired:
+            raise ValueError(f"{folder}: {len(unpaired)} image(s) without a partner in A/ or B/, e.g. {unpaired[0]}")
+        for a_path, b_path in sorted(matched):
+            key = a_path.relative_to(folder / "A").with_suffix("").as_posix()
+            pairs.append((key, _read_uint8(a_path), _read_uint8(b_path)))
+    else:
+        for path in io.list_images(folder):
+            im = _read_uint8(path)
+            if im.shape[1] % 2:
+                raise ValueError(f"{path}: an aligned A|B image needs an even width, got {im.shape[1]}")
+            half = im.shape[1] // 2
+            pairs.append((path.relative_to(folder).with_suffix("").as_posix(), im[:, :half], im[:, half:]))
+    if not pairs:
+        raise ValueError(f"no image pairs in {folder}")
+    for key, a, b in pairs:
+        if a.shape[:2] != b.shape[:2]:
+            raise ValueError(f"{folder}: {key}: A is {a.shape[1]}x{a.shape[0]} but B is {b.shape[1]}x{b.shape[0]}")
+    return [(k, b, a) for k, a, b in pairs] if direction == "BtoA" else pairs
+
+
+def _read_uint8(path: Path) -> np.ndarray:
+    """An image file as (H, W, C) uint8, C = 1 or 3 (alpha dropped, 16-bit rounded)."""
+    return to_uint8(io.read_image(path).color)
+
+
+def read_folder(folder: str | Path) -> list[np.ndarray]:
+    """Every image of a folder as (H, W, C) uint8 (CycleGAN's unpaired domains)."""
+    images = [_read_uint8(p) for p in io.list_images(folder)]
+    if not images:
+        raise ValueError(f"no images in {folder}")
+    return images

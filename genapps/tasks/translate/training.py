@@ -1,0 +1,451 @@
+"""`genapps train pix2pix` and `genapps train cyclegan`, both through train.fit.
+
+pix2pix: a U-Net generator and a conditional PatchGAN (or pixel) discriminator on (A, B) pairs;
+loss = gan_weight * cGAN (vanilla or LSGAN) + l1_weight * L1 (on the [-1, 1] scale, as the
+reference; lambda 100). CycleGAN: two ResNet generators and two PatchGANs, wrapped into one
+generator module and one discriminator module so that fit's loop, EMA and checkpoints work
+unchanged; LSGAN + cycle (lambda 10) + identity (0.5 * lambda) losses, a history pool of 50 fakes.
+Adam 2e-4, beta1 0.5, constant then linear decay over the second half (the reference's schedule).
+Random jitter (optional resize, random crop, horizontal flip) is identical for A and B.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shlex
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genapps import io, metrics
+from genapps.nn import PatchDiscriminator, PixelDiscriminator
+from genapps.tasks.translate.models import define_G
+from genapps.tasks.translate.pairs import read_folder, read_pairs
+from genapps.train import TrainConfig, TrainSpec, fit
+
+log = logging.getLogger(__name__)
+
+PREPROCESS = ("crop", "scale_and_crop", "resize_and_crop")
+GAN_MODES = ("vanilla", "lsgan")
+
+
+@dataclass(frozen=True)
+class JitterConfig:
+    """How training crops are cut (the reference's --preprocess, --load_size, --crop_size)."""
+
+    preprocess: str = "resize_and_crop"  # crop (native scale) | scale_and_crop (shorter side) | resize_and_crop (square)
+    load_size: int = 286
+    crop_size: int = 256
+    flip: bool = True
+
+    def __post_init__(self):
+        if self.preprocess not in PREPROCESS:
+            raise ValueError(f"preprocess must be one of {', '.join(PREPROCESS)}, got {self.preprocess!r}")
+        if self.preprocess != "crop" and self.load_size < self.crop_size:
+            raise ValueError(f"load_size {self.load_size} must be >= crop_size {self.crop_size}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GANTrainOptions:
+    """Options both trainings share: jitter, schedule, discriminator, EMA."""
+
+    out: str
+    residual: bool = False  # learn the correction over the input (restoration, colourisation)
+    ndf: int = 32
+    n_layers_d: int = 3
+    d_norm: str = "spectral"
+    preprocess: str = "resize_and_crop"
+    load_size: int = 286
+    crop_size: int = 256
+    steps: int = 5000
+    batch_size: int = 1
+    lr: float = 2e-4
+    ema: float = 0.999
+    val_every: int = 0
+    seed: int = 0
+
+    def __post_init__(self):
+        JitterConfig(self.preprocess, self.load_size, self.crop_size)
+        if self.crop_size % self.multiple():
+            raise ValueError(f"crop_size {self.crop_size} must be a multiple of the generator's {self.multiple()}")
+
+    def multiple(self) -> int:
+        return 4
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pix2PixConfig(GANTrainOptions):
+    data: str
+    layout: str = "aligned"
+    direction: str = "AtoB"
+    val: str | None = None  # a paired folder (same layout) for validation
+    val_split: int = 0  # hold the last N pairs of `data` out for validation
+    ngf: int = 32
+    num_downs: int = 7
+    norm: str = "batch"
+    dropout: bool = False
+    netd: str = "basic"  # basic (PatchGAN) | pixel
+    gan_mode: str = "vanilla"
+    gan_weight: float = 1.0  # 0: L1 only, no discriminator
+    l1_weight: float = 100.0
+
+    def multiple(self) -> int:
+        return 2 ** self.num_downs
+
+    def __post_init__(self):
+        if self.layout not in ("aligned", "folders"):
+            raise ValueError(f"layout must be aligned or folders, got {self.layout!r}")
+        if self.direction not in ("AtoB", "BtoA"):
+            raise ValueError(f"direction must be AtoB or BtoA, got {self.direction!r}")
+        if self.netd not in ("basic", "pixel"):
+            raise ValueError(f"netd must be basic or pixel, got {self.netd!r}")
+        if self.gan_mode not in GAN_MODES:
+            raise ValueError(f"gan_mode must be one of {', '.join(GAN_MODES)}, got {self.gan_mode!r}")
+        super().__post_init__()
+
+
+@dataclass(frozen=True, kw_only=True)
+class CycleGANConfig(GANTrainOptions):
+    a: str
+    b: str
+    val: str | None = None  # a paired folder (A/ and B/) for validation: PSNR of G_A(A) against B
+    ngf: int = 16
+    n_blocks: int = 6
+    norm: str = "instance"
+    lambda_cycle: float = 10.0
+    lambda_identity: float = 0.5
+    pool_size: int = 50
+
+
+# ---------------------------------------------------------------- data
+
+
+def prescale(im: np.ndarray, jitter: JitterConfig) -> np.ndarray:
+    """The deterministic part of the jitter, done once per image: the reference's resize."""
+    h, w = im.shape[:2]
+    if jitter.preprocess == "resize_and_crop":
+        size = (jitter.load_size, jitter.load_size)
+    elif jitter.preprocess == "scale_and_crop":
+        s = jitter.load_size / min(h, w)
+        size = (max(jitter.crop_size, round(w * s)), max(jitter.crop_size, round(h * s)))
+    else:
+        return im
+    out = cv2.resize(im, size, interpolation=cv2.INTER_AREA if size[0] < w else cv2.INTER_CUBIC)
+    return out.reshape(size[1], size[0], *im.shape[2:])
+
+
+def _channels(images: list[np.ndarray]) -> int:
+    return 1 if all(i.shape[2] == 1 for i in images) else 3
+
+
+def _as_channels(im: np.ndarray, ch: int) -> np.ndarray:
+    return np.repeat(im, 3, axis=2) if im.shape[2] == 1 and ch == 3 else im
+
+
+def _prepare(im: np.ndarray, ch: int, jitter: JitterConfig) -> np.ndarray:
+    """(H, W, C) uint8 -> prescaled (H', W', ch) uint8."""
+    out = prescale(_as_channels(im, ch), jitter)
+    return out.reshape(*out.shape[:2], ch)
+
+
+def make_jitter(jitter: JitterConfig):
+    """Random crop + flip, the same for A and B (albumentations additional_targets)."""
+    import albumentations as A
+
+    ops = [A.RandomCrop(jitter.crop_size, jitter.crop_size)] + ([A.HorizontalFlip(p=0.5)] if jitter.flip else [])
+    return A.Compose(ops, additional_targets={"target": "image"})
+
+
+def _to_batch(arrays: list[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255
+
+
+def paired_batches(pairs: list[tuple[np.ndarray, np.ndarray]], jitter: JitterConfig, batch_size: int):
+    """next_batch() -> (a, b): (B, Ca, c, c) and (B, Cb, c, c) in [0, 1], c = crop_size."""
+    aug = make_jitter(jitter)
+    too_small = [i for i, (a, _) in enumerate(pairs) if min(a.shape[:2]) < jitter.crop_size]
+    if too_small:
+        raise ValueError(f"{len(too_small)} training image(s) smaller than the {jitter.crop_size} px crop "
+                         f"(use --crop-size, or --preprocess resize_and_crop)")
+
+    def next_batch():
+        a_list, b_list = [], []
+        for i in torch.randint(len(pairs), (batch_size,)).tolist():
+            out = aug(image=pairs[i][0], target=pairs[i][1])
+            a_list.append(out["image"])
+            b_list.append(out["target"])
+        return _to_batch(a_list), _to_batch(b_list)
+
+    return next_batch
+
+
+def _load_paired(cfg: Pix2PixConfig, jitter: JitterConfig):
+    """(train pairs, val pairs, in_ch, out_ch); train pairs prescaled, val at native size."""
+    pairs = read_pairs(cfg.data, cfg.layout, cfg.direction)
+    val = read_pairs(cfg.val, cfg.layout, cfg.direction) if cfg.val else []
+    if cfg.val_split:
+        if cfg.val_split >= len(pairs):
+            raise ValueError(f"--val-split {cfg.val_split} leaves no training pairs of {len(pairs)}")
+        pairs, val = pairs[:-cfg.val_split], val + pairs[-cfg.val_split:]
+    in_ch, out_ch = _channels([a for _, a, _ in pairs]), _channels([b for _, _, b in pairs])
+    train = [(_prepare(a, in_ch, jitter), _prepare(b, out_ch, jitter)) for _, a, b in pairs]
+    val = [(_as_channels(a, in_ch), _as_channels(b, out_ch)) for _, a, b in val]
+    return train, val, in_ch, out_ch
+
+
+# ---------------------------------------------------------------- losses and validation
+
+
+def gan_loss(logits: torch.Tensor, real: bool, mode: str) -> torch.Tensor:
+    """The reference's GANLoss: BCE with logits (vanilla) or MSE to 1/0 (lsgan)."""
+    target = torch.full_like(logits, 1.0 if real else 0.0)
+    if mode == "lsgan":
+        return F.mse_loss(logits, target)
+    return F.binary_cross_entropy_with_logits(logits, target)
+
+
+def run_generator(g: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) in [0, 1] -> the generator's output in [0, 1]."""
+    return (g(x * 2 - 1) + 1) / 2
+
+
+VAL_CROP = 384
+
+
+@torch.no_grad()
+def validation_scores(g: nn.Module, pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """Mean PSNR/L1 (8-bit outputs) on centre crops (<= VAL_CROP px, multiples of the net's multiple)."""
+    multiple = getattr(g, "input_multiple", 1)
+    psnrs, l1s = [], []
+    for a, b in pairs:
+        h, w = (min(s, VAL_CROP) // multiple * multiple for s in a.shape[:2])
+        if not h or not w:
+            continue
+        y0, x0 = (a.shape[0] - h) // 2, (a.shape[1] - w) // 2
+        ta, tb = _to_batch([a[y0:y0 + h, x0:x0 + w]]), _to_batch([b[y0:y0 + h, x0:x0 + w]])
+        out = metrics.quantize(run_generator(g, ta).clamp(0, 1))
+        psnrs.append(float(metrics.psnr(out, tb)[0]))
+        l1s.append(float(metrics.mae(out, tb)[0]))
+    return {"val_psnr": float(np.mean(psnrs)), "val_l1": float(np.mean(l1s))} if psnrs else {}
+
+
+def _command() -> str:
+    return "genapps " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
+
+
+def _save(out: Path, result, arch: str, arch_config: dict, cfg, extra: dict) -> dict:
+    """Write OUT (safetensors with task/arch/config) and OUT.json (the card); return the card."""
+    card = {"task": "translate", "arch": arch, "config": arch_config} | extra | {
+        "training": asdict(cfg) | {"minutes": round(result.seconds / 60, 1)},
+        "command": _command(), "validation": result.validation, "history": result.history[-5:],
+        "params": sum(p.numel() for p in result.generator.parameters()),
+        "provenance": f"trained by genapps on {Path(getattr(cfg, 'data', getattr(cfg, 'a', '')))}; "
+                      f"code licence of genapps",
+    }
+    meta = {k: card[k] for k in ("task", "arch", "config")} | extra | {"validation": result.validation}
+    io.save_weights(out, result.generator.state_dict(), meta)
+    io.write_json(out.with_suffix(".json"), card)
+    return card
+
+
+# ---------------------------------------------------------------- pix2pix
+
+
+def train_pix2pix(cfg: Pix2PixConfig, device: torch.device, resume: bool = True) -> dict:
+    """Train, save `cfg.out` (safetensors + a JSON card beside it), return the card."""
+    torch.manual_seed(cfg.seed)
+    jitter = JitterConfig(cfg.preprocess, cfg.load_size, cfg.crop_size)
+    train, val, in_ch, out_ch = _load_paired(cfg, jitter)
+    arch_config = {"in_ch": in_ch, "out_ch": out_ch, "num_downs": cfg.num_downs, "ngf": cfg.ngf,
+                   "norm": cfg.norm, "dropout": cfg.dropout, "residual": cfg.residual}
+    g = define_G("unet", **arch_config)
+    if cfg.residual:  # start as the identity: the net learns the correction
+        _zero_last(g)
+    g = g.to(device)
+    d = None
+    if cfg.gan_weight > 0:
+        d = (PixelDiscriminator(in_ch + out_ch, cfg.ndf, cfg.d_norm) if cfg.netd == "pixel"
+             else PatchDiscriminator(in_ch + out_ch, cfg.ndf, cfg.n_layers_d, cfg.d_norm)).to(device)
+    log.info("pix2pix %s: %d training pairs, %d validation pairs, %d->%d channels, G %.2fM params",
+             cfg.direction, len(train), len(val), in_ch, out_ch, sum(p.numel() for p in g.parameters()) / 1e6)
+    next_batch = paired_batches(train, jitter, cfg.batch_size)
+
+    def batch_on_device():
+        a, b = next_batch()
+        return a.to(device), b.to(device)
+
+    def g_loss(batch, fake, disc):
+        a, b = batch
+        l1 = 2 * F.l1_loss(fake, b)  # the reference's L1 on [-1, 1] images
+        loss, logs = cfg.l1_weight * l1, {"l1": l1.item() / 2}
+        if disc is not None:
+            adv = gan_loss(disc(torch.cat([a, fake], 1)), True, cfg.gan_mode)
+            loss = loss + cfg.gan_weight * adv
+            logs["g_gan"] = adv.item()
+        return loss, logs
+
+    def d_loss(disc, batch, fake):
+        a, b = batch
+        loss = 0.5 * (gan_loss(disc(torch.cat([a, b], 1)), True, cfg.gan_mode)
+                      + gan_loss(disc(torch.cat([a, fake], 1)), False, cfg.gan_mode))
+        return loss, {"d": loss.item()}
+
+    spec = TrainSpec(g, batch_on_device, lambda net, batch: run_generator(net, batch[0]), g_loss,
+                     discriminator=d, d_loss=d_loss if d is not None else None,
+                     validate=lambda net: validation_scores(net, val), select_by="val_psnr" if val else None)
+    tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, lr_d=cfg.lr, betas=(0.5, 0.999), ema=cfg.ema,
+                       linear_from=max(1, cfg.steps // 2), log_every=50, val_every=cfg.val_every,
+                       ckpt_every=200, seed=cfg.seed)
+    out = Path(cfg.out)
+    result = fit(spec, tcfg, state_path=out.with_suffix(".state.pt"), resume=resume)
+    return _save(out, result, "unet", arch_config, cfg, {"trained_direction": cfg.direction, "model": "pix2pix",
+                                                          "validation_identity": identity_scores(val) if val else {}})
+
+
+def identity_scores(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """The validation scores of the input itself (the identity baseline), for the card."""
+    scores = validation_scores(_Identity(), pairs)
+    return {k.replace("val_", "val_identity_"): v for k, v in scores.items()}
+
+
+class _Identity(nn.Module):
+    input_multiple = 1
+
+    def forward(self, x):
+        return x
+
+
+def _zero_last(g: nn.Module) -> None:
+    """Zero the output conv of a residual generator: it starts as the identity."""
+    last = [m for m in g.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))][-1]
+    nn.init.zeros_(last.weight)
+    if last.bias is not None:
+        nn.init.zeros_(last.bias)
+
+
+# ---------------------------------------------------------------- CycleGAN
+
+
+class ImagePool:
+    """The reference's history of generated images: with probability 1/2 the discriminator sees
+    an older fake (which replaces it in the pool). Not saved in checkpoints: a resume refills it."""
+
+    def __init__(self, size: int):
+        self.size, self.images = size, []
+
+    def query(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.size == 0:
+            return batch
+        out = []
+        for im in batch:
+            im = im[None]
+            if len(self.images) < self.size:
+                self.images.append(im)
+                out.append(im)
+            elif torch.rand(()) < 0.5:
+                i = int(torch.randint(self.size, ()))
+                out.append(self.images[i])
+                self.images[i] = im
+            else:
+                out.append(im)
+        return torch.cat(out)
+
+
+class CycleDiscriminators(nn.Module):
+    """D_A judges domain B (real B vs G_A(A)), D_B judges domain A, as in the reference."""
+
+    def __init__(self, in_ch: int, out_ch: int, ndf: int, n_layers: int, norm: str):
+        super().__init__()
+        self.D_A = PatchDiscriminator(out_ch, ndf, n_layers, norm)
+        self.D_B = PatchDiscriminator(in_ch, ndf, n_layers, norm)
+
+
+def unpaired_batches(a_images: list[np.ndarray], b_images: list[np.ndarray], jitter: JitterConfig, batch_size: int):
+    """next_batch() -> (a, b): independent random crops of the two domains, (B, C, c, c) in [0, 1]."""
+    aug = make_jitter(jitter)
+    for images in (a_images, b_images):
+        if any(min(i.shape[:2]) < jitter.crop_size for i in images):
+            raise ValueError(f"training image(s) smaller than the {jitter.crop_size} px crop (use --crop-size)")
+
+    def crops(images):
+        return _to_batch([aug(image=images[i], target=images[i])["image"]
+                          for i in torch.randint(len(images), (batch_size,)).tolist()])
+
+    return lambda: (crops(a_images), crops(b_images))
+
+
+def train_cyclegan(cfg: CycleGANConfig, device: torch.device, resume: bool = True) -> dict:
+    """Train both directions, save `cfg.out` (one file: G_A and G_B) + its JSON card, return the card."""
+    torch.manual_seed(cfg.seed)
+    jitter = JitterConfig(cfg.preprocess, cfg.load_size, cfg.crop_size)
+    a_raw, b_raw = read_folder(cfg.a), read_folder(cfg.b)
+    in_ch, out_ch = _channels(a_raw), _channels(b_raw)
+    a_images, b_images = [_prepare(i, in_ch, jitter) for i in a_raw], [_prepare(i, out_ch, jitter) for i in b_raw]
+    val = [(_as_channels(a, in_ch), _as_channels(b, out_ch)) for _, a, b in read_pairs(cfg.val, "folders")] \
+        if cfg.val else []
+    if cfg.lambda_identity and in_ch != out_ch:
+        raise ValueError(f"the identity loss needs the same channels in A and B ({in_ch} vs {out_ch}); "
+                         f"use --lambda-identity 0")
+    arch_config = {"in_ch": in_ch, "out_ch": out_ch, "ngf": cfg.ngf, "n_blocks": cfg.n_blocks, "norm": cfg.norm,
+                   "dropout": False, "residual": cfg.residual}
+    g = define_G("cycle", **arch_config)
+    if cfg.residual:
+        _zero_last(g.G_A)
+        _zero_last(g.G_B)
+    g = g.to(device)
+    d = CycleDiscriminators(in_ch, out_ch, cfg.ndf, cfg.n_layers_d, cfg.d_norm).to(device)
+    log.info("CycleGAN: %d A images, %d B images, %d validation pairs, G %.2fM params (both directions)",
+             len(a_images), len(b_images), len(val), sum(p.numel() for p in g.parameters()) / 1e6)
+    next_batch = unpaired_batches(a_images, b_images, jitter, cfg.batch_size)
+    pool_a, pool_b = ImagePool(cfg.pool_size), ImagePool(cfg.pool_size)
+
+    def batch_on_device():
+        a, b = next_batch()
+        return a.to(device), b.to(device)
+
+    def forward(net, batch):
+        a, b = batch
+        fake_b, fake_a = run_generator(net.G_A, a), run_generator(net.G_B, b)
+        out = {"fake_b": fake_b, "fake_a": fake_a,
+               "rec_a": run_generator(net.G_B, fake_b), "rec_b": run_generator(net.G_A, fake_a)}
+        if cfg.lambda_identity:
+            out |= {"idt_a": run_generator(net.G_A, b), "idt_b": run_generator(net.G_B, a)}
+        return out
+
+    def g_loss(batch, out, disc):
+        a, b = batch
+        adv = gan_loss(disc.D_A(out["fake_b"]), True, "lsgan") + gan_loss(disc.D_B(out["fake_a"]), True, "lsgan")
+        cycle = 2 * (F.l1_loss(out["rec_a"], a) + F.l1_loss(out["rec_b"], b))
+        loss = adv + cfg.lambda_cycle * cycle
+        logs = {"g_gan": adv.item(), "cycle": cycle.item()}
+        if cfg.lambda_identity:
+            idt = 2 * (F.l1_loss(out["idt_a"], b) + F.l1_loss(out["idt_b"], a))
+            loss = loss + cfg.lambda_cycle * cfg.lambda_identity * idt
+            logs["idt"] = idt.item()
+        return loss, logs
+
+    def d_loss(disc, batch, out):
+        a, b = batch
+        out = {k: v.detach() for k, v in out.items()}  # fit detaches tensors and tuples, not dicts
+        loss_a = 0.5 * (gan_loss(disc.D_A(b), True, "lsgan")
+                        + gan_loss(disc.D_A(pool_b.query(out["fake_b"])), False, "lsgan"))
+        loss_b = 0.5 * (gan_loss(disc.D_B(a), True, "lsgan")
+                        + gan_loss(disc.D_B(pool_a.query(out["fake_a"])), False, "lsgan"))
+        return loss_a + loss_b, {"d_a": loss_a.item(), "d_b": loss_b.item()}
+
+    spec = TrainSpec(g, batch_on_device, forward, g_loss, discriminator=d, d_loss=d_loss,
+                     validate=lambda net: validation_scores(net.G_A, val), select_by="val_psnr" if val else None)
+    tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, lr_d=cfg.lr, betas=(0.5, 0.999), ema=cfg.ema,
+                       linear_from=max(1, cfg.steps // 2), log_every=50, val_every=cfg.val_every,
+                       ckpt_every=200, seed=cfg.seed)
+    out = Path(cfg.out)
+    result = fit(spec, tcfg, state_path=out.with_suffix(".state.pt"), resume=resume)
+    return _save(out, result, "cycle", arch_config, cfg,
+                 {"model": "cyclegan", "validation_identity": identity_scores(val) if val else {}})
