@@ -199,17 +199,25 @@ def _data_uri(im: Image.Image, png: bool) -> str:
     return f"data:image/{mime};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _thumb(im: Image.Image) -> tuple[Image.Image, bool]:
-    """Fit in THUMB px; only tiny sources (<= TINY px) are integer-upscaled with nearest neighbour."""
+def _thumb(im: Image.Image, height: int | None = None) -> tuple[Image.Image, bool]:
+    """Fit in THUMB px; only tiny sources (<= TINY px) are upscaled, by an integer factor with
+    nearest neighbour (to about `height` px high if given, else to about THUMB px)."""
     w, h = im.size
     tiny = max(w, h) <= TINY
     if max(w, h) > THUMB:
         im = im.copy()
         im.thumbnail((THUMB, THUMB), Image.LANCZOS)
     elif tiny:
-        f = THUMB // max(w, h)
+        f = max(1, round(height / h)) if height else THUMB // max(w, h)
         im = im.resize((w * f, h * f), Image.NEAREST)
     return im, tiny
+
+
+def _row_height(images: list[Image.Image]) -> int:
+    """Common display height of a row: that of its largest non-tiny thumbnail (so no image is
+    shown above its own resolution), else of its tiny ones nearest-upscaled to about THUMB px."""
+    big = [max(1, round(im.height * min(1.0, THUMB / max(im.size)))) for im in images if max(im.size) > TINY]
+    return max(big) if big else max((im.height * (THUMB // max(im.size)) for im in images), default=0)
 
 
 def _small(im: Image.Image, side: int = CLASS_CELL) -> Image.Image:
@@ -439,14 +447,13 @@ def _row_html(stage, rec, sources, anchor: str = "", worst: bool = False) -> str
     out = next((c.image for c in cells if c.role == "output"), None)
     ref = next((c.image for c in cells if c.role == "reference"), None)
     box, how = pick_region(out, ref) if out is not None and max(out.size) > CROP else (None, "")
-    thumbs = []
+    thumbs, h = [], _row_height([c.image for c in cells if c.image is not None])
     for c in cells:
         if c.image is None:
             thumbs.append((c, None, False))
             continue
-        th, tiny = _thumb(c.image)
+        th, tiny = _thumb(c.image, h)
         thumbs.append((c, _outline(th, box, out) if box else th, tiny))
-    h = max((th.height for _, th, _ in thumbs if th is not None), default=0)
     parts = []
     for c, th, tiny in thumbs:
         name = html.escape(c.path.name if c.path else "(none)")

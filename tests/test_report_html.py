@@ -302,3 +302,21 @@ def test_rows_show_the_worst_images_and_the_table_links_to_them(tmp_path):
     assert [r[0]["text"] for r in rows[:3]] == ["3", "1", "6"] and len(rows) == 10
     links = dict(re.findall(r'<td data-v="[^"]*"><a href="#(s0-r\d)">([\d.]+)</a></td>', text))
     assert len(links) == 6 and all(f'<div class="rec" id="{a}">' in text for a in links)
+
+
+def test_tiny_sources_are_nearest_upscaled_to_the_row_height(tmp_path):
+    """28 px digits x4: the 112 px output is shown at its own size, the input nearest-upscaled x4 to it."""
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    dst.mkdir()
+    Image.fromarray(photo((28, 28))).save(src / "d.png")
+    Image.fromarray(photo((112, 112))).save(dst / "d.png")
+    stage = StageResult("up", "upscale", str(src), str(dst), {}, [
+        Record(str(src / "d.png"), str(dst / "d.png"), "ok", None, {}, 0.1)], 1.0)
+    page = Page(write_report(tmp_path / "rep", [stage], {})[1].read_text())
+    imgs = check_images(page)
+    thumbs = {a["alt"]: (im, a) for im, a in zip(imgs, page.imgs)}
+    assert thumbs["input"][0].size == (112, 112) and thumbs["input"][1].get("class") == "px"
+    assert thumbs["output"][0].size == (112, 112) and "class" not in thumbs["output"][1]
+    assert thumbs["input crop"][0].size == (CROP, CROP)  # 96 px of the output; the input's 24 px, x4 nearest
+    assert "input ×4 nearest" in page.captions
