@@ -54,17 +54,15 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        checks = {"steps": self.steps >= 1, "lr": self.lr > 0, "lr_d": self.lr_d > 0,
-                  "weight_decay": self.weight_decay >= 0, "warmup": self.warmup >= 0, "ema": 0 <= self.ema < 1,
-                  "grad_clip": self.grad_clip >= 0, "log_every": self.log_every >= 1,
-                  "val_every": self.val_every >= 0, "ckpt_every": self.ckpt_every >= 1,
-                  "betas": len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas)}
-        rules = {"steps": ">= 1", "lr": "> 0", "lr_d": "> 0", "weight_decay": ">= 0", "warmup": ">= 0",
-                 "ema": "in [0, 1)", "grad_clip": ">= 0", "log_every": ">= 1", "val_every": ">= 0",
-                 "ckpt_every": ">= 1", "betas": "two values in [0, 1)"}
-        for name, ok in checks.items():
+        rules = {"steps": (self.steps >= 1, ">= 1"), "lr": (self.lr > 0, "> 0"), "lr_d": (self.lr_d > 0, "> 0"),
+                 "weight_decay": (self.weight_decay >= 0, ">= 0"), "warmup": (self.warmup >= 0, ">= 0"),
+                 "linear_from": (self.linear_from >= 0, ">= 0"), "ema": (0 <= self.ema < 1, "in [0, 1)"),
+                 "grad_clip": (self.grad_clip >= 0, ">= 0"), "log_every": (self.log_every >= 1, ">= 1"),
+                 "val_every": (self.val_every >= 0, ">= 0"), "ckpt_every": (self.ckpt_every >= 1, ">= 1"),
+                 "betas": (len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "two values in [0, 1)")}
+        for name, (ok, rule) in rules.items():
             if not ok:
-                raise ValueError(f"{name} must be {rules[name]}, got {getattr(self, name)}")
+                raise ValueError(f"{name} must be {rule}, got {getattr(self, name)}")
 
 
 @dataclass
