@@ -279,9 +279,11 @@ def _dict_html(d: Any, depth: int = 0) -> str:
 
 
 def _stats_html(st: dict) -> str:
-    head = {k: st.get(k) for k in ("total", "ok", "error", "skipped", "seconds", "processing_seconds",
-                                     "images_per_s", "output_mp", "mp_per_s") if k in st}
-    out = _dict_html(head)
+    keys = [k for k in ("total", "ok", "error", "skipped", "seconds", "processing_seconds",
+                        "images_per_s", "output_mp", "mp_per_s") if k in st]
+    out = ('<table class="grid"><tr>' + "".join(f"<th>{html.escape(label(k))}</th>" for k in keys) + "</tr><tr>"
+           + "".join(f"<td{' class=err' if k == 'error' and st[k] else ''}>{html.escape(_fmt(st[k]))}</td>"
+                     for k in keys) + "</tr></table>")
     if st["metrics"]:
         cols = ("n", "mean", "median", "inf", "nan")
         rows = "".join(f"<tr><th>{html.escape(label(n))}</th>"
