@@ -295,7 +295,7 @@ def _stats_html(st: dict) -> str:
 
 
 def main_metric(stats: dict) -> str | None:
-    """The stage's main per-image quality metric: the first of MAIN_METRICS it measured (first present = main)."""
+    """The stage's main per-image quality metric: the first of MAIN_METRICS it measured."""
     return next((m for m in MAIN_METRICS if m in stats["metrics"]), None)
 
 
