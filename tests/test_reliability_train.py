@@ -79,6 +79,9 @@ def test_train_sr_out_must_be_safetensors_in_a_writable_folder(tmp_path, cli, ph
     (tmp_path / "file").write_text("a file where the output folder would be")
     one_line_error(cli("train", "sr", "--data", photo_dir, "--out", tmp_path / "file" / "m.safetensors",
                        "--steps", "1", *SR), "not writable")
+    one_line_error(cli("train", "sr", "--data", tmp_path / "missing", "--out", tmp_path / "new" / "m.safetensors",
+                       "--steps", "1", *SR), "missing")
+    assert not (tmp_path / "new").exists()  # no empty folder left by a failed start
 
 
 @pytest.mark.parametrize("option, value, words", [

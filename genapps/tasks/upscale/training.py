@@ -157,7 +157,7 @@ def train_sr(cfg: SRTrainConfig, device: torch.device, resume: bool = True) -> d
     out = Path(cfg.out)
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; give a .safetensors file name")
-    io.check_writable(out.parent)  # before the work, not after it
+    io.check_writable(out.parent, create=False)  # before the work (created when the state is saved)
     torch.manual_seed(cfg.seed)
     arch_config = {"scale": cfg.scale, "channels": cfg.channels, "blocks": cfg.blocks}
     g = define_G("srresnet", **arch_config)
