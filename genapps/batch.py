@@ -8,6 +8,7 @@ reference folder, measures each output against its reference.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sys
@@ -130,8 +131,8 @@ class Manifest:
             return "redo"
         try:
             changed = entry.get("input_sha256") != input_sha()
-        except OSError:
-            return "redo"  # an unreadable input: processing it reports the error
+        except (OSError, ValueError):
+            return "redo"  # an unreadable input (or side input): processing it reports the error
         if changed:
             log.info("%s: its input changed since it was written; redoing it", dest)
             return "redo"
@@ -164,6 +165,7 @@ def map_images(
     task: str,
     config: dict,
     fingerprint: dict | None = None,
+    extra_inputs: Callable[[Path], list[Path]] | None = None,
     ext: str | None = None,
     suffix: str = "",
     quality: int = 95,
@@ -187,7 +189,9 @@ def map_images(
     Resume and the manifest: `fingerprint` is a JSON-able dict of everything besides the input
     that changes the output: the result-changing options and the model's identity (e.g.
     {"model_sha256": io.weights_sha256(path), "arch": ..., "scale": 4, "tile": 0, "ext": "png"}).
-    Default: `config` without NOT_RESULT_OPTIONS. Each written file gets a line in
+    Default: `config` without NOT_RESULT_OPTIONS. `extra_inputs(src)` lists other files an
+    output depends on (inpaint: the mask of `src`); their hashes join the input's, so editing
+    them redoes the output. Each written file gets a line in
     OUTPUT/.genapps-manifest.jsonl (task, fingerprint, genapps version, input hash, size and hash).
     With `resume`, an existing output is skipped only if its line has the same task and
     fingerprint and the file and its input still have the recorded hashes; junk, truncated or
@@ -222,7 +226,8 @@ def map_images(
 
     def input_sha(src: Path) -> str:
         if src not in input_shas:
-            input_shas[src] = io.sha256_file(src)
+            digests = [io.sha256_file(p) for p in [src, *(extra_inputs(src) if extra_inputs else [])]]
+            input_shas[src] = digests[0] if len(digests) == 1 else hashlib.sha256(" ".join(digests).encode()).hexdigest()
         return input_shas[src]
 
     todo: dict[Path, str] = {}

@@ -218,15 +218,22 @@ def test_manifest_covers_several_outputs_per_input(tmp_path):
     def two(image, src):
         return {"_s0": image, "_s1": io.LoadedImage(1 - image.color)}
 
+    side = tmp_path / "masks" / "a.png"
+    flat(side, 255)
+
     def run(**fp):
         return map_images(tmp_path / "in", tmp_path / "out", two, name="t", task="t", config={},
-                          fingerprint=fp, pass_source=True, output_suffixes=("_s0", "_s1"))
+                          fingerprint=fp, pass_source=True, output_suffixes=("_s0", "_s1"),
+                          extra_inputs=lambda src: [tmp_path / "masks" / src.name])
 
     assert [r.status for r in run(seed=0).records] == ["ok"]
     assert set(manifest(tmp_path / "out")) == {"a_s0.png", "a_s1.png"}
     assert [r.status for r in run(seed=0).records] == ["skipped"]
     (tmp_path / "out" / "a_s1.png").unlink()
     assert [r.status for r in run(seed=0).records] == ["ok"]
+    flat(side, 0)  # the side input changed: redone
+    assert [r.status for r in run(seed=0).records] == ["ok"]
+    assert [r.status for r in run(seed=0).records] == ["skipped"]
     with pytest.raises(ValueError, match="seed 0 -> 1"):
         run(seed=1)
 
