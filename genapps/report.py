@@ -66,10 +66,10 @@ LABELS = {  # stats and metric keys -> what the page shows; unknown keys are sho
     "images_per_s": "images/s", "seconds": "wall s", "processing_seconds": "processing s",
     "total": "files", "error": "failed", "filter_confidence": "filter confidence", "native_scale": "native scale",
     "n": "n (finite)", "hole_psnr": "hole PSNR dB", "hole_l1": "hole L1 (0-255)", "input_mp": "input MP",
-    "seconds_per_mp": "s/MP",
+    "seconds_per_mp": "s/MP", "l1": "L1",
 }
-MAIN_METRICS = ("psnr_y", "hole_psnr", "psnr", "ssim_y", "ssim", "ms_ssim", "lpips", "hole_l1", "mae", "mse")
-LOWER_IS_BETTER = frozenset({"lpips", "hole_l1", "mae", "mse", "fid"})  # the others: higher is better
+MAIN_METRICS = ("psnr_y", "hole_psnr", "psnr", "ssim_y", "ssim", "ms_ssim", "lpips", "hole_l1", "l1", "mae", "mse")
+LOWER_IS_BETTER = frozenset({"lpips", "hole_l1", "l1", "mae", "mse", "fid"})  # the others: higher is better
 
 
 @dataclass(frozen=True)
@@ -413,11 +413,19 @@ def pick_region(out: Image.Image, ref: Image.Image | None = None) -> tuple[tuple
     return (int(x), int(y), w, h), how
 
 
-def _crop(im: Image.Image, box: tuple[int, int, int, int], out: Image.Image) -> tuple[Image.Image, str]:
-    """The output-grid `box` of `im` at the output's resolution, and how it was scaled."""
+def _same_aspect(im: Image.Image, out: Image.Image) -> bool:
+    """`im` covers the same scene as the output at another scale (within 5% or SLACK px)."""
+    sx, sy = im.width / out.width, im.height / out.height
+    return _same_grid(im, out) or abs(sx / sy - 1) <= 0.05
+
+
+def _crop(im: Image.Image, box: tuple[int, int, int, int], out: Image.Image) -> tuple[Image.Image, str] | None:
+    """The output-grid `box` of `im` at the output's resolution and how it was scaled (None: other aspect)."""
     x, y, w, h = box
     if _same_grid(im, out):
         return im.crop((x, y, x + w, y + h)), "1:1"
+    if not _same_aspect(im, out):
+        return None
     sx, sy = im.width / out.width, im.height / out.height
     region = (x * sx, y * sy, (x + w) * sx, (y + h) * sy)
     if sx * sy < 1:  # lower resolution (an SR input): nearest, so its pixels stay visible
@@ -455,7 +463,7 @@ def _row_html(stage, rec, sources, anchor: str = "", worst: bool = False) -> str
             thumbs.append((c, None, False))
             continue
         th, tiny = _thumb(c.image, h)
-        thumbs.append((c, _outline(th, box, out) if box else th, tiny))
+        thumbs.append((c, _outline(th, box, out) if box and _same_aspect(c.image, out) else th, tiny))
     parts = []
     for c, th, tiny in thumbs:
         name = html.escape(c.path.name if c.path else "(none)")
@@ -471,9 +479,10 @@ def _row_html(stage, rec, sources, anchor: str = "", worst: bool = False) -> str
     if box:
         figs = []
         for c in cells:
-            if c.image is None:
+            crop = _crop(c.image, box, out) if c.image is not None else None
+            if crop is None:
                 continue
-            im, how_scaled = _crop(c.image, box, out)
+            im, how_scaled = crop
             figs.append(f'<figure><img class="px" src="{_data_uri(im, png=True)}" width="{im.width * CROP_ZOOM}" '
                         f'height="{im.height * CROP_ZOOM}" alt="{html.escape(c.label)} crop">'
                         f"<figcaption>{html.escape(c.label)} {html.escape(how_scaled)}</figcaption></figure>")

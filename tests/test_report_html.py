@@ -320,3 +320,19 @@ def test_tiny_sources_are_nearest_upscaled_to_the_row_height(tmp_path):
     assert thumbs["output"][0].size == (112, 112) and "class" not in thumbs["output"][1]
     assert thumbs["input crop"][0].size == (CROP, CROP)  # 96 px of the output; the input's 24 px, x4 nearest
     assert "input ×4 nearest" in page.captions
+
+
+def test_an_input_of_another_shape_gets_no_crop(tmp_path):
+    """A side-by-side A|B input (pix2pix data) does not cover the output's scene: no squashed crop of it."""
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    dst.mkdir()
+    Image.fromarray(photo((128, 256))).save(src / "ab.png")
+    Image.fromarray(photo((128, 128), seed=1)).save(dst / "ab.png")
+    stage = StageResult("tr", "translate", str(src), str(dst), {}, [
+        Record(str(src / "ab.png"), str(dst / "ab.png"), "ok", None, {"l1": 0.1}, 0.1)], 1.0)
+    text = write_report(tmp_path / "rep", [stage], {})[1].read_text()
+    page = Page(text)
+    check_images(page)
+    assert [c for c in page.captions if "crop" in c or "1:1" in c or "nearest" in c] == ["output 1:1"]
+    assert "L1" in page.tables["per-image"]["rows"][0][1]["text"]
