@@ -174,8 +174,9 @@ def build_from_weights(build: Callable[[], nn.Module], tensors: dict[str, torch.
     if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors.values()):
         raise ValueError(f"{where}: no weight tensors in the file")
     bound = max(len(tensors), max(t.numel() for t in tensors.values()))
-    for k, v in (config or {}).items():
-        if isinstance(v, bool) or not isinstance(v, (int, float, str)) or (isinstance(v, (int, float)) and abs(v) > bound):
+    for k, v in _flat(config or {}).items():
+        numbers = v if isinstance(v, list) else [v]
+        if any(isinstance(n, (int, float)) and not isinstance(n, bool) and abs(n) > bound for n in numbers):
             raise ValueError(f"{where}: config {k}={_short(v)} is not a size this file's tensors can hold")
     from torch.nn.modules.module import register_module_parameter_registration_hook
 
