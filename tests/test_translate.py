@@ -110,6 +110,10 @@ def test_train_pix2pix_translate_deterministic_any_size_and_resume(tmp_path, cli
             *TINY_DROPOUT)
     assert r.exit_code == 0, r.output
     assert io.load_torch(state)["step"] == 3 and len(io.load_torch(state)["history"]) == 2
+    # another architecture does not resume that state: one line naming the difference
+    r = cli("train", "pix2pix", "--data", tmp_path / "pairs", "--layout", "folders", "--steps", 4, "--out", pix2pix,
+            *TINY_DROPOUT, "--ngf", 8)
+    assert r.exit_code == 2 and "config.ngf 4 -> 8" in r.output
 
 
 def test_train_pix2pix_aligned_btoa_gray_to_colour(tmp_path, cli, photos):

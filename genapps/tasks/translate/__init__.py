@@ -182,7 +182,11 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
         return translate_image(g, image, cfg, device)
 
     t0 = time.perf_counter()
-    result = map_images(input_dir, output_dir, process, name=name, task=TASK,
+    fingerprint = {"model_sha256": io.weights_sha256(info["source"]), "arch": info["arch"], "config": info["config"],
+                   "direction": cfg.direction, "stochastic": cfg.stochastic, "seed": cfg.seed if cfg.stochastic else None,
+                   "tile": cfg.tile, "tile_overlap": cfg.tile_overlap if cfg.tile else None,
+                   "ext": cfg.ext, "suffix": cfg.suffix, "quality": cfg.quality}
+    result = map_images(input_dir, output_dir, process, name=name, task=TASK, fingerprint=fingerprint,
                         config=asdict(cfg) | {"model_info": info}, ext=cfg.ext, suffix=cfg.suffix,
                         quality=cfg.quality, resume=cfg.resume, fail_fast=cfg.fail_fast, reference=cfg.reference,
                         measure=measure, pass_source=True)

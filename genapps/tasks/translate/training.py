@@ -28,7 +28,7 @@ from genapps import io, metrics
 from genapps.nn import PatchDiscriminator, PixelDiscriminator
 from genapps.tasks.translate.models import define_G
 from genapps.tasks.translate.pairs import read_folder, read_pairs
-from genapps.train import TrainConfig, TrainSpec, fit
+from genapps.train import TrainConfig, TrainSpec, check_resume, data_fingerprint, fit
 
 log = logging.getLogger(__name__)
 
@@ -261,10 +261,16 @@ def _save(out: Path, result, arch: str, arch_config: dict, cfg, extra: dict) -> 
 def train_pix2pix(cfg: Pix2PixConfig, device: torch.device, resume: bool = True) -> dict:
     """Train, save `cfg.out` (safetensors + a JSON card beside it), return the card."""
     torch.manual_seed(cfg.seed)
+    out = Path(cfg.out)
+    io.check_writable(out.parent, create=False)  # before the work (created when the state is saved)
     jitter = JitterConfig(cfg.preprocess, cfg.load_size, cfg.crop_size)
     train, val, in_ch, out_ch = _load_paired(cfg, jitter)
     arch_config = {"in_ch": in_ch, "out_ch": out_ch, "num_downs": cfg.num_downs, "ngf": cfg.ngf,
                    "norm": cfg.norm, "dropout": cfg.dropout, "residual": cfg.residual}
+    meta = {"arch": "unet", "config": arch_config, "direction": cfg.direction, "layout": cfg.layout,
+            "val_split": cfg.val_split, "data": data_fingerprint(io.list_images(cfg.data), cfg.data),
+            "discriminator": [cfg.netd, cfg.ndf, cfg.n_layers_d, cfg.d_norm] if cfg.gan_weight > 0 else None}
+    check_resume(out.with_suffix(".state.pt"), meta, resume)
     g = define_G("unet", **arch_config)
     if cfg.residual:  # start as the identity: the net learns the correction
         _zero_last(g)
@@ -299,11 +305,11 @@ def train_pix2pix(cfg: Pix2PixConfig, device: torch.device, resume: bool = True)
 
     spec = TrainSpec(g, batch_on_device, lambda net, batch: run_generator(net, batch[0]), g_loss,
                      discriminator=d, d_loss=d_loss if d is not None else None,
-                     validate=lambda net: validation_scores(net, val), select_by="val_psnr" if val else None)
+                     validate=lambda net: validation_scores(net, val), select_by="val_psnr" if val else None,
+                     meta=meta)
     tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, lr_d=cfg.lr, betas=(0.5, 0.999), ema=cfg.ema,
                        linear_from=max(1, cfg.steps // 2), log_every=50, val_every=cfg.val_every,
                        ckpt_every=200, seed=cfg.seed)
-    out = Path(cfg.out)
     result = fit(spec, tcfg, state_path=out.with_suffix(".state.pt"), resume=resume)
     return _save(out, result, "unet", arch_config, cfg, {"trained_direction": cfg.direction, "model": "pix2pix",
                                                           "validation_identity": identity_scores(val) if val else {}})
@@ -384,6 +390,7 @@ def unpaired_batches(a_images: list[np.ndarray], b_images: list[np.ndarray], jit
 def train_cyclegan(cfg: CycleGANConfig, device: torch.device, resume: bool = True) -> dict:
     """Train both directions, save `cfg.out` (one file: G_A and G_B) + its JSON card, return the card."""
     torch.manual_seed(cfg.seed)
+    io.check_writable(Path(cfg.out).parent, create=False)
     jitter = JitterConfig(cfg.preprocess, cfg.load_size, cfg.crop_size)
     a_raw, b_raw = read_folder(cfg.a), read_folder(cfg.b)
     in_ch, out_ch = _channels(a_raw), _channels(b_raw)
@@ -396,6 +403,11 @@ def train_cyclegan(cfg: CycleGANConfig, device: torch.device, resume: bool = Tru
     arch_config = {"in_ch": in_ch, "out_ch": out_ch, "ngf": cfg.ngf, "n_blocks": cfg.n_blocks, "norm": cfg.norm,
                    "dropout": False, "residual": cfg.residual}
     g = define_G("cycle", **arch_config)
+    meta = {"arch": "cycle", "config": arch_config, "discriminator": [cfg.ndf, cfg.n_layers_d, cfg.d_norm],
+            "data_a": data_fingerprint(io.list_images(cfg.a), cfg.a),
+            "data_b": data_fingerprint(io.list_images(cfg.b), cfg.b)}
+    out = Path(cfg.out)
+    check_resume(out.with_suffix(".state.pt"), meta, resume)
     if cfg.residual:
         _zero_last(g.G_A)
         _zero_last(g.G_B)
@@ -441,11 +453,11 @@ def train_cyclegan(cfg: CycleGANConfig, device: torch.device, resume: bool = Tru
         return loss_a + loss_b, {"d_a": loss_a.item(), "d_b": loss_b.item()}
 
     spec = TrainSpec(g, batch_on_device, forward, g_loss, discriminator=d, d_loss=d_loss,
-                     validate=lambda net: validation_scores(net.G_A, val), select_by="val_psnr" if val else None)
+                     validate=lambda net: validation_scores(net.G_A, val), select_by="val_psnr" if val else None,
+                     meta=meta)
     tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, lr_d=cfg.lr, betas=(0.5, 0.999), ema=cfg.ema,
                        linear_from=max(1, cfg.steps // 2), log_every=50, val_every=cfg.val_every,
                        ckpt_every=200, seed=cfg.seed)
-    out = Path(cfg.out)
     result = fit(spec, tcfg, state_path=out.with_suffix(".state.pt"), resume=resume)
     return _save(out, result, "cycle", arch_config, cfg,
                  {"model": "cyclegan", "validation_identity": identity_scores(val) if val else {}})

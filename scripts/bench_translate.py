@@ -1,0 +1,210 @@
+"""Translation benchmark: the bundled restore / restore-unpaired / colorize models against the
+identity (input as output) and classical filters, on pairs made from BSD68.
+
+Protocol: every BSD68 image (RGB, full size) is the target B; its A is made exactly as
+`genapps pairs` does (seeded per file: restore = blur U(0, 1.5) + noise U(0, 20) + JPEG U(30, 90),
+colorize = BT.601 luma). Outputs are rounded to 8 bits; PSNR (dB), SSIM and L1 (0-1 scale) are
+over RGB, averaged over the images. Colourfulness is Hasler & Suesstrunk's (0-255 scale).
+Speed: seconds per megapixel of the whole-image forward pass, THREADS threads, median of 3.
+The fixed degradation of REFERENCE-POINTS.md (blur 1.2, noise 6, JPEG 35 on the top-left
+256 px crops of the first 20 BSD68 images) is reported too, to compare with its plain net.
+The classical filters' strengths are picked on the validation split (the last 8 photos of
+natural/train, never BSD68).
+
+    python scripts/bench_translate.py --bsd68 ../shared/datasets/natural/val/BSD68 \
+        --val ../shared/datasets/natural/train --out benchmarks/translate
+
+Writes OUT.json and OUT.md, and records each bundled model's numbers in its weights card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from genapps import io, metrics
+from genapps.tasks.translate import translate_tensor
+from genapps.tasks.translate.models import load_model
+from genapps.tasks.translate.pairs import degrade, from_uint8, gray, make_a, to_uint8
+
+log = logging.getLogger("bench_translate")
+
+
+def colourfulness(img: torch.Tensor) -> float:
+    """Hasler & Suesstrunk (2003) colourfulness of a (3, H, W) [0, 1] image, 0-255 scale."""
+    r, g, b = (img * 255).double()
+    rg, yb = r - g, 0.5 * (r + g) - b
+    return float(torch.sqrt(rg.std() ** 2 + yb.std() ** 2) + 0.3 * torch.sqrt(rg.mean() ** 2 + yb.mean() ** 2))
+
+
+def scores(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    pred, target = metrics.quantize(pred.expand(3, -1, -1)[None]), target[None]
+    return {"psnr": float(metrics.psnr(pred, target)[0]), "ssim": float(metrics.ssim(pred, target)[0]),
+            "l1": float(metrics.mae(pred, target)[0])}
+
+
+def photos(folder: Path, crop: int = 0) -> list[tuple[str, torch.Tensor]]:
+    out = []
+    for p in io.list_images(folder):
+        im = io.read_image(p).color.expand(3, -1, -1)
+        out.append((p.relative_to(folder).with_suffix("").as_posix(), im[:, :crop, :crop] if crop else im))
+    return out
+
+
+def nlm(h: float):
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return from_uint8(cv2.fastNlMeansDenoisingColored(np.ascontiguousarray(to_uint8(x)), None, h, h, 7, 21))
+    return run
+
+
+def bilateral(sigma: float):
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return from_uint8(cv2.bilateralFilter(np.ascontiguousarray(to_uint8(x)), 9, sigma, sigma))
+    return run
+
+
+def model_fn(g):
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return translate_tensor(g, x[None])[0]
+    return run
+
+
+def evaluate(fn, pairs, colour: bool = False) -> dict:
+    rows, seconds, mp = [], [], 0.0
+    for _, a, b in pairs:
+        t0 = time.perf_counter()
+        out = fn(a)
+        seconds.append(time.perf_counter() - t0)
+        mp += a.shape[1] * a.shape[2] / 1e6
+        row = scores(out, b)
+        if colour:
+            row["colourfulness"] = colourfulness(out.expand(3, -1, -1))
+        rows.append(row)
+    res = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+    res["seconds_per_mp"] = sum(seconds) / mp
+    return res
+
+
+def speed(fn, x: torch.Tensor) -> float:
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        fn(x)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) / (x.shape[1] * x.shape[2] / 1e6)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bsd68", default="../shared/datasets/natural/val/BSD68")
+    ap.add_argument("--val", default="../shared/datasets/natural/train", help="its last 8 photos pick the filters")
+    ap.add_argument("--out", default="benchmarks/translate")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--limit", type=int, default=0, help="only the first N BSD68 images (quick runs)")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
+
+    bsd = photos(Path(args.bsd68))[:args.limit or None]
+    restore_pairs = [(k, make_a(b, "degrade", args.seed, k), b) for k, b in bsd]
+    gray_pairs = [(k, gray(b), b) for k, b in bsd]
+    rng = np.random.default_rng(args.seed)
+    fixed_pairs = [(k, from_uint8(degrade(to_uint8(b), 1.2, 6.0, 35, rng)), b) for k, b in photos(Path(args.bsd68), 256)[:20]]
+    val = [(k, make_a(b, "degrade", args.seed, k), b) for k, b in photos(Path(args.val), 384)[-8:]]
+
+    # classical filters: strengths picked on the validation split
+    picks = {}
+    for name, make, grid in (("nlm", nlm, (3, 5, 7, 10, 15)), ("bilateral", bilateral, (10, 25, 50, 75))):
+        val_psnr = {p: evaluate(make(p), val)["psnr"] for p in grid}
+        picks[name] = max(val_psnr, key=val_psnr.get)
+        log.info("%s on the validation split: %s -> %s", name, val_psnr, picks[name])
+
+    bundled = io.bundled_weights()
+    restorers = {"identity": lambda x: x,
+                 f"OpenCV fastNlMeansDenoisingColored (h {picks['nlm']})": nlm(picks["nlm"]),
+                 f"OpenCV bilateralFilter (d 9, sigma {picks['bilateral']})": bilateral(picks["bilateral"])}
+    for name in ("restore", "restore-unpaired"):
+        if name in bundled:
+            restorers[name] = model_fn(load_model(name)[0])
+    results = {"protocol": __doc__.split("\n\n")[1:4], "threads": args.threads, "filters_picked_on_val": picks,
+               "restore": {}, "restore_fixed": {}, "colorize": {}}
+    for name, fn in restorers.items():
+        results["restore"][name] = evaluate(fn, restore_pairs)
+        results["restore_fixed"][name] = evaluate(fn, fixed_pairs)
+        log.info("restore %s: %s  fixed: %s", name, results["restore"][name], results["restore_fixed"][name])
+    colorizers = {"identity (grey)": lambda x: x}
+    if "colorize" in bundled:
+        colorizers["colorize"] = model_fn(load_model("colorize")[0])
+    for name, fn in colorizers.items():
+        results["colorize"][name] = evaluate(fn, gray_pairs, colour=True)
+        log.info("colorize %s: %s", name, results["colorize"][name])
+    results["colorize"]["target"] = {"colourfulness": float(np.mean([colourfulness(b) for _, _, b in gray_pairs]))}
+    x = restore_pairs[0][1]
+    for name in ("restore", "restore-unpaired", "colorize"):
+        if name in bundled:
+            g = load_model(name)[0]
+            inp = gray(x) if name == "colorize" else x
+            results.setdefault("speed_seconds_per_mp", {})[name] = speed(model_fn(g), inp)
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    io.write_json(out.with_suffix(".json"), results)
+    io.write_text(out.with_suffix(".md"), markdown(results, len(bsd)))
+    record_in_cards(results, bundled)
+    print(markdown(results, len(bsd)))
+
+
+def markdown(r: dict, n: int) -> str:
+    lines = [f"Restoration on BSD68 ({n} images, degradation per file: blur U(0, 1.5), noise U(0, 20), "
+             "JPEG U(30, 90)):", "", "| method | PSNR | SSIM | L1 | s/MP |", "|---|---|---|---|---|"]
+    for name, v in r["restore"].items():
+        lines.append(f"| {name} | {v['psnr']:.2f} | {v['ssim']:.4f} | {v['l1']:.4f} | {v['seconds_per_mp']:.2f} |")
+    lines += ["", "Fixed degradation of REFERENCE-POINTS.md (blur 1.2, noise 6, JPEG 35; 256 px crops of the "
+              "first 20 BSD68; its plain residual net: 27.13 = identity + 0.76 dB):", "",
+              "| method | PSNR | SSIM | L1 |", "|---|---|---|---|"]
+    for name, v in r["restore_fixed"].items():
+        lines.append(f"| {name} | {v['psnr']:.2f} | {v['ssim']:.4f} | {v['l1']:.4f} |")
+    lines += ["", f"Colourisation on BSD68 ({n} images, input = BT.601 luma):", "",
+              "| method | PSNR | SSIM | L1 | colourfulness | s/MP |", "|---|---|---|---|---|---|"]
+    for name, v in r["colorize"].items():
+        if name == "target":
+            lines.append(f"| target (the colour photos) | | | | {v['colourfulness']:.1f} | |")
+        else:
+            lines.append(f"| {name} | {v['psnr']:.2f} | {v['ssim']:.4f} | {v['l1']:.4f} | {v['colourfulness']:.1f} "
+                         f"| {v['seconds_per_mp']:.2f} |")
+    lines += ["", f"Speed: whole-image forward, {r['threads']} thread(s), median of 3 (s/MP): "
+              + ", ".join(f"{k} {v:.2f}" for k, v in r.get("speed_seconds_per_mp", {}).items())]
+    return "\n".join(lines) + "\n"
+
+
+def record_in_cards(r: dict, bundled: dict) -> None:
+    """Put each bundled model's benchmark numbers (and the identity's) into its weights card."""
+    for name, table, base in (("restore", "restore", "identity"), ("restore-unpaired", "restore", "identity"),
+                              ("colorize", "colorize", "identity (grey)")):
+        if name not in bundled:
+            continue
+        card_path = bundled[name].with_suffix(".json")
+        card = io.bundled_card(name)
+        bench = {k: round(v, 4) for k, v in r[table][name].items()}
+        bench |= {"identity_psnr": round(r[table][base]["psnr"], 4), "dataset": "BSD68 pairs (bench_translate.py)"}
+        if name != "colorize":
+            fixed = r["restore_fixed"]
+            bench |= {"fixed_psnr": round(fixed[name]["psnr"], 4), "fixed_identity_psnr": round(fixed["identity"]["psnr"], 4)}
+        else:
+            bench["target_colourfulness"] = round(r["colorize"]["target"]["colourfulness"], 2)
+        card["benchmark"] = bench
+        io.write_json(card_path, card)
+
+
+if __name__ == "__main__":
+    main()
