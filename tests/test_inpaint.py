@@ -271,3 +271,19 @@ def test_train_inpaint_resumes(cli, train_dir, tmp_path):
     assert r.exit_code == 0, r.output
     tensors, meta = io.load_weights(tmp_path / "p.safetensors")
     assert meta["arch"] == "pluralistic" and meta["config"]["z_dim"] == 4
+
+
+def test_resume_redoes_an_image_whose_mask_changed(cli, photo_dir, tmp_path):
+    masks = tmp_path / "masks"
+    for rel in ("a", "b", "sub/c"):
+        _save_mask(masks / f"{rel}.png", _box_mask())
+    out = tmp_path / "out"
+    assert cli("inpaint", photo_dir, out, "--masks", masks, "--method", "telea").exit_code == 0
+    r = cli("inpaint", photo_dir, out, "--masks", masks, "--method", "telea")
+    assert "0 ok, 3 skipped" in r.output
+    _save_mask(masks / "a.png", np.zeros((48, 64), np.uint8))
+    r = cli("inpaint", photo_dir, out, "--masks", masks, "--method", "telea")
+    assert "1 ok, 2 skipped" in r.output
+    assert np.array_equal(_read(out / "a.png"), _read(photo_dir / "a.png"))
+    r = cli("inpaint", photo_dir, out, "--masks", masks, "--method", "ns")
+    assert r.exit_code == 2 and "method" in r.output  # other settings: one line, no silent mix

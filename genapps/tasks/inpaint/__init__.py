@@ -243,9 +243,20 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
         stash.update(color=outs[0].color, mask=None if cfg.concat else mask)
         return dict(zip(suffixes, outs)) if suffixes else outs[0]
 
+    fingerprint = {"method": cfg.method, "arch": info["arch"],
+                   "model_sha256": io.weights_sha256(info["source"]) if model is not None else None,
+                   "masks": "file" if source is not None else f"{cfg.mask_kind}/{cfg.mask_seed}",
+                   **{k: getattr(cfg, k) for k in ("samples", "seed", "concat", "mask_threshold", "invert_mask",
+                                                    "work_size", "margin", "ext", "suffix", "quality")}}
+
+    def mask_file(src: Path) -> list[Path]:  # editing a mask redoes its image on resume
+        found = source.path_for(src.relative_to(root)) if source is not None else None
+        return [found] if found is not None else []
+
     t0 = time.perf_counter()
     result = map_images(
         input_dir, output_dir, process, name=name, task=TASK, config=asdict(cfg) | {"model_info": info},
+        fingerprint=fingerprint, extra_inputs=mask_file,
         ext=cfg.ext, suffix=cfg.suffix, quality=cfg.quality, resume=cfg.resume, fail_fast=cfg.fail_fast,
         reference=cfg.reference, measure=hole_measure(stash), pass_source=True, output_suffixes=suffixes,
     )
