@@ -147,7 +147,7 @@ def shape_mismatch(module: nn.Module, tensors: dict) -> str | None:
         return "not a state dict"
     missing = [k for k in expected if k not in tensors]
     unexpected = [k for k in tensors if k not in expected]
-    wrong = [f"{k} {tuple(tensors[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
+    wrong = [f"{k} {tuple(getattr(tensors[k], 'shape', ()))} != {tuple(v.shape)}" for k, v in expected.items()
              if k in tensors and (not isinstance(tensors[k], torch.Tensor) or tensors[k].shape != v.shape)]
     parts = [f"missing {', '.join(missing[:3])}" if missing else "",
              f"unexpected {', '.join(unexpected[:3])}" if unexpected else "",
@@ -195,7 +195,7 @@ def build_from_weights(build: Callable[[], nn.Module], tensors: dict[str, torch.
             skeleton = build()
     except _Oversized as e:
         raise ValueError(str(e)) from None
-    except (TypeError, ValueError, RuntimeError) as e:
+    except Exception as e:  # a constructor fed an untrusted config may raise anything
         raise ValueError(f"{where}: cannot build the declared model ({str(e).splitlines()[0] if str(e) else e!r})") from None
     finally:
         handle.remove()
@@ -347,11 +347,11 @@ def fit(spec: TrainSpec, cfg: TrainConfig, state_path: str | Path | None = None,
             if ema is not None:
                 ema.load_state_dict(state["ema"])
             torch.set_rng_state(state["rng"])
-        except (RuntimeError, ValueError, KeyError, TypeError) as e:
+            start_step, history = int(state["step"]), list(state.get("history", []))
+            running, count = dict(state.get("running", {})), int(state.get("running_steps", 0))
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
             raise ValueError(f"{state_path}: unusable training state ({str(e).splitlines()[0] if str(e) else e!r}); "
                              f"{START_OVER}") from None
-        start_step, history = int(state["step"]), list(state.get("history", []))
-        running, count = dict(state.get("running", {})), int(state.get("running_steps", 0))
         seconds_before = float(state.get("seconds", 0.0))
         log.info("resumed from %s at step %d", state_path, start_step)
 
