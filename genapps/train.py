@@ -131,11 +131,18 @@ def check_meta(saved: dict, current: dict, where: str | Path) -> None:
         raise ValueError(f"{where} was trained with another setup ({what}); {START_OVER}")
 
 
+def _read_state(path: str | Path):
+    try:
+        return io.load_torch(path)
+    except ValueError as e:
+        raise ValueError(f"{e}; {START_OVER}") from None
+
+
 def check_resume(state_path: str | Path | None, meta: dict, resume: bool = True) -> None:
     """The resume check of `fit`, done early: a task calls it before long work that precedes `fit`
     (pseudo-labelling, data preparation) so that a mismatch fails at once."""
     if state_path and resume and Path(state_path).exists():
-        state = io.load_torch(state_path)
+        state = _read_state(state_path)
         if isinstance(state, dict) and state.get("meta") is not None:
             check_meta(state["meta"], meta, state_path)
 
@@ -272,7 +279,7 @@ def _validate(spec: TrainSpec, g: nn.Module) -> dict[str, float]:
 
 def _load_state(state_path: Path, spec: TrainSpec, nets: dict[str, nn.Module | None]) -> dict:
     """The state at `state_path`, checked against this run (meta, keys, shapes): ValueError otherwise."""
-    state = io.load_torch(state_path)
+    state = _read_state(state_path)
     if not isinstance(state, dict):
         raise ValueError(f"{state_path}: not a training state; {START_OVER}")
     saved = state.get("meta")

@@ -69,7 +69,8 @@ def test_train_sr_state_with_missing_keys_or_junk_is_one_line(tmp_path, cli, pho
         torch.save(saved, state)
     words = {"missing": "lacks opt_g", "bytes": "not a readable torch", "list": "not a training state",
              "shapes": "head.weight"}[junk]
-    line = one_line_error(cli("train", "sr", "--data", photo_dir, "--out", out, "--steps", "3", *SR), words)
+    line = one_line_error(cli("train", "sr", "--data", photo_dir, "--out", out, "--steps", "3", *SR), words,
+                          "--no-resume")
     assert "weights_only" not in line
 
 
