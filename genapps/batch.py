@@ -156,6 +156,18 @@ class Manifest:
             log.warning("%s: not compacted (%s)", self.path, e.strerror or e)
 
 
+def file_output(input_path: str | Path, output: str | Path) -> Path | None:
+    """`output` as one image file, or None for an output folder.
+
+    A file when `input_path` is a file and `output` ends with an image extension genapps writes
+    (`genapps upscale a.png result.png`) and is not an existing folder.
+    """
+    output = Path(output)
+    if Path(input_path).is_file() and output.suffix.lower() in io.WRITE_FORMATS and not output.is_dir():
+        return output
+    return None
+
+
 def map_images(
     input_dir: str | Path,
     output_dir: str | Path,
@@ -198,6 +210,8 @@ def map_images(
     outdated files are redone; an output made with another task/fingerprint (or not in the
     manifest) makes the whole call raise ValueError before any work, naming the difference
     (redo with resume=False, the CLI's --overwrite). Temporary files of a killed run are removed.
+    With one input file and an `output_dir` naming an image file (see `file_output`), that file
+    is written (`--suffix` does not apply) and the manifest is the hidden one of its folder.
     A file that cannot be read, processed or written (disk full, a folder in the way) is an
     error record, not an exception (`fail_fast` raises BatchAborted instead).
 
@@ -205,20 +219,35 @@ def map_images(
     folder holding the image of the same relative name (or the only one of the same stem); a
     reference up to `reference_slack` px larger is cropped to the output. Skipped outputs are measured too.
     """
+    target, skipped = file_output(input_dir, output_dir), ""
     input_dir, output_dir = Path(input_dir), Path(output_dir)
-    if input_dir.is_file():  # one image: process it as a folder of one
+    if target is not None:  # one image to one named file; the manifest goes beside it
+        if target.resolve() == input_dir.resolve():
+            raise ValueError(f"output {target} is the input file (it would be overwritten)")
+        if ext and f".{ext.lstrip('.').lower()}" != target.suffix.lower():
+            raise ValueError(f"--ext {ext} contradicts the output file name {target.name}")
+        files, input_dir, output_dir = [input_dir], input_dir.parent, target.parent
+        plan = {files[0]: {k: target.with_name(f"{target.stem}{k}{target.suffix}") for k in output_suffixes or ("",)}}
+    elif input_dir.is_file():  # one image: process it as a folder of one
         files, input_dir = [input_dir], input_dir.parent
     else:
         files = [p for p in io.list_images(input_dir) if output_dir.resolve() not in p.resolve().parents]
-    if output_dir.resolve() == input_dir.resolve() or output_dir.resolve() in input_dir.resolve().parents:
+        skipped = io.unsupported_files(input_dir, exclude=output_dir)
+    if target is None and (output_dir.resolve() == input_dir.resolve()
+                           or output_dir.resolve() in input_dir.resolve().parents):
         raise ValueError(f"output folder {output_dir} must not be the input folder or contain it (inputs would be "
                          f"overwritten)")
     if not files:
-        raise ValueError(f"no images in {input_dir} (extensions: {', '.join(io.IMAGE_EXTS)})")
-    base = io.output_paths(files, input_dir, output_dir, ext, suffix)
-    renamed = {src for src, d in base.items() if d != io.output_path(src, input_dir, output_dir, ext, suffix)}
-    plan = {src: {k: io.output_path(src, input_dir, output_dir, ext, suffix + k, keep_ext=src in renamed)
-                  for k in output_suffixes or ("",)} for src in files}
+        raise ValueError(f"no images in {input_dir}: {f'found only {skipped}' if skipped else 'the folder is empty'} "
+                         f"(extensions read: {' '.join(io.IMAGE_EXTS)})")
+    if target is None and skipped:
+        log.warning("%s: skipped %s (not an image extension genapps reads: %s)", input_dir, skipped,
+                    " ".join(io.IMAGE_EXTS))
+    if target is None:
+        base = io.output_paths(files, input_dir, output_dir, ext, suffix)
+        renamed = {src for src, d in base.items() if d != io.output_path(src, input_dir, output_dir, ext, suffix)}
+        plan = {src: {k: io.output_path(src, input_dir, output_dir, ext, suffix + k, keep_ext=src in renamed)
+                      for k in output_suffixes or ("",)} for src in files}
     if fingerprint is None:
         fingerprint = {k: v for k, v in config.items() if k not in NOT_RESULT_OPTIONS}
     manifest = Manifest(output_dir, task, fingerprint)

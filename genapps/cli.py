@@ -53,9 +53,9 @@ def _device(spec: str):
     return select_device(spec)
 
 
-def _finish(stages, report_html: Path | None) -> None:
+def _finish(stages, report_html: Path | None, report_wanted: bool = True) -> None:
     """Print a summary line per stage and each failed file; exit 1 if any file failed or the
-    report could not be written (report_html None)."""
+    report was wanted but could not be written (report_html None)."""
     from genapps.report import failure_line, summarize
 
     failed = 0
@@ -71,7 +71,7 @@ def _finish(stages, report_html: Path | None) -> None:
         failed += len(st.failed)
     if report_html is not None:
         click.echo(f"report: {report_html}")
-    if failed or report_html is None:
+    if failed or (report_html is None and report_wanted):
         sys.exit(1)
 
 
@@ -105,6 +105,9 @@ def batch_options(fn):
                      help="JPEG/WebP quality."),
         click.option("--overwrite", is_flag=True, help="Redo files whose output exists (default: skip them)."),
         click.option("--fail-fast", is_flag=True, help="Stop at the first bad file."),
+        click.option("--report", type=click.Path(file_okay=False),
+                     help="Folder for report.json/html (default: OUTPUT; none when OUTPUT is one image file)."),
+        click.option("--no-report", is_flag=True, help="Write no report.json/html."),
         DEVICE,
     ]):
         fn = opt(fn)
@@ -112,25 +115,39 @@ def batch_options(fn):
 
 
 def run_task(task: str, input_dir: str, output_dir: str, device: str, options: dict, report_dir=None) -> None:
-    """Validate options with the task's Config (as pipelines do), run it, write the report."""
+    """Validate options with the task's Config (as pipelines do), run it, write the report.
+
+    The report goes to `report_dir` (or options' `report`), else to OUTPUT when it is a folder;
+    options' `no_report` (or OUTPUT one image file, `genapps upscale a.png b.png`) writes none.
+    """
     from dataclasses import asdict
 
     from genapps import io
+    from genapps.batch import file_output
     from genapps.tasks import load_task, make_config
 
     if not Path(input_dir).exists():
         raise FileNotFoundError(f"input not found: {input_dir}")
     module = load_task(task)
+    target = file_output(input_dir, output_dir)
+    no_report, report_dir = options.pop("no_report", False), options.pop("report", None) or report_dir
+    if no_report:
+        report_dir = None
+    elif report_dir is None and target is None:
+        report_dir = output_dir
     options = {k: v for k, v in options.items() if v is not None}
     if "overwrite" in options:
         options["resume"] = not options.pop("overwrite")
     cfg = make_config(module.Config, options, where=task)
     dev = _device(device)
-    io.check_writable(report_dir or output_dir, create=False)  # before the work; leaves no empty folder
-    io.remove_stale_temps(Path(report_dir or output_dir) / n for n in ("report.json", "report.html"))
+    io.check_writable(report_dir or (target.parent if target else output_dir), create=False)  # leaves no empty folder
+    if report_dir:
+        io.remove_stale_temps(Path(report_dir) / n for n in ("report.json", "report.html"))
     result = module.run(cfg, input_dir, output_dir, dev)
+    if report_dir is None:
+        return _finish([result], None, report_wanted=False)
     run_config = {"command": " ".join(sys.argv), "task": task, "options": asdict(cfg), "device": str(dev)}
-    _finish([result], _write_report(report_dir or output_dir, [result], run_config, f"genapps {task}"))
+    _finish([result], _write_report(report_dir, [result], run_config, f"genapps {task}"))
 
 
 @main.command()
@@ -175,17 +192,34 @@ def demo(out: str, device: str) -> None:
 @click.option("--y-channel", is_flag=True, help="Measure the BT.601 Y channel (SR protocol).")
 @click.option("--crop-border", type=int, default=0, show_default=True, help="Pixels shaved each side.")
 @click.option("--masks", type=click.Path(file_okay=False), help="Measure only inside these masks (white = in).")
-@click.option("--out", type=click.Path(file_okay=False), help="Where report.json/html go (default: PRED_DIR).")
+@click.option("--report", "--out", "out", type=click.Path(file_okay=False),
+              help="Folder for report.json/html (default: a new runs/evaluate-YYYYmmdd-HHMMSS; never PRED_DIR "
+                   "unless given).")
+@click.option("--no-report", is_flag=True, help="Only print the means and failures.")
 @DEVICE
 @user_errors
 def evaluate(pred_dir: str, ref_dir: str, y_channel: bool, crop_border: int, masks: str | None,
-             out: str | None, device: str) -> None:
+             out: str | None, no_report: bool, device: str) -> None:
     """PSNR/SSIM of predictions against references, paired by relative path and stem."""
     for folder in (pred_dir, ref_dir, masks):
         if folder and not Path(folder).is_dir():
             raise FileNotFoundError(f"folder not found: {folder}")
     run_task("evaluate", pred_dir, pred_dir, device, {"reference": ref_dir, "y_channel": y_channel,
-             "crop_border": crop_border, "masks": masks}, report_dir=out or pred_dir)
+             "crop_border": crop_border, "masks": masks, "no_report": no_report},
+             report_dir=out or _new_run_folder("evaluate"))
+
+
+def _new_run_folder(kind: str) -> str:
+    """runs/KIND-YYYYmmdd-HHMMSS (a -2, -3 ... suffix if taken), BasicSR's results/ habit: a run never
+    overwrites another's report nor writes into its inputs."""
+    import time
+
+    base = Path("runs") / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return str(path)
 
 
 @main.command()
@@ -218,7 +252,7 @@ def info() -> None:
 
 @main.command()
 @click.argument("input_dir", metavar="INPUT", type=click.Path())
-@click.argument("output_dir", metavar="OUTPUT", type=click.Path(file_okay=False))
+@click.argument("output_dir", metavar="OUTPUT", type=click.Path())
 @click.option("-s", "--scale", type=click.Choice(["2", "3", "4"]), default="4", show_default=True)
 @click.option("-m", "--model", help="Bundled name (genapps info), .safetensors/.pth file, or 'bicubic'; default sr-x{scale}.")
 @click.option("--outscale", type=float, help="Final scale; the model's output is resized to it.")
@@ -232,13 +266,17 @@ def info() -> None:
 @batch_options
 @user_errors
 def upscale(input_dir: str, output_dir: str, device: str, scale: str, **options) -> None:
-    """Super-resolve a folder (or one image) of photos or scans x2/x3/x4."""
+    """Super-resolve a folder (or one image) of photos or scans x2/x3/x4.
+
+    OUTPUT is a folder (the input tree is mirrored into it), or for one input image a file name
+    such as result.png.
+    """
     run_task("upscale", input_dir, output_dir, device, {"scale": int(scale), **options})
 
 
 @main.command()
 @click.argument("input_dir", metavar="INPUT", type=click.Path())
-@click.argument("output_dir", metavar="OUTPUT", type=click.Path(file_okay=False))
+@click.argument("output_dir", metavar="OUTPUT", type=click.Path())
 @click.option("--masks", required=True, type=click.Path(), help="Mask folder (matched by path and stem, "
               "photo.png or photo_mask.png) or one mask file for every image; white (>= threshold) = hole.")
 @click.option("--method", type=click.Choice(["model", "telea", "ns", "biharmonic"]), default="model",
@@ -480,7 +518,7 @@ def train_cyclegan_cmd(device: str, resume: bool, **options) -> None:
 
 @main.command()
 @click.argument("input_dir", metavar="INPUT", type=click.Path())
-@click.argument("output_dir", metavar="OUTPUT", type=click.Path(file_okay=False))
+@click.argument("output_dir", metavar="OUTPUT", type=click.Path())
 @click.option("-m", "--model", default="restore", show_default=True,
               help="Bundled name (restore, colorize, restore-unpaired), .safetensors, or a reference latest_net_G*.pth.")
 @click.option("--direction", type=click.Choice(["AtoB", "BtoA"]), default="AtoB", show_default=True,

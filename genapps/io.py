@@ -26,7 +26,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif")  # GIF: read only (first frame)
 WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP",
                  ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
 MAX_PIXELS = 178_956_970  # PIL's own decompression-bomb limit (2x its warning level)
@@ -132,6 +132,8 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> LoadedImage:
                 raise ImageError(f"{path}: {w}x{h} exceeds the pixel limit of {max_pixels}")
             if _png_tiff_is_16bit_colour(path, im):
                 return _orient(_read_16bit_colour(path), im.getexif().get(0x0112, 1))
+            if getattr(im, "n_frames", 1) > 1:
+                log.warning("%s: %d frames; only the first is used", path, im.n_frames)
             im.load()
             im = ImageOps.exif_transpose(im)
             return _pil_to_loaded(im)
@@ -272,6 +274,20 @@ def list_images(root: str | Path, exts: tuple[str, ...] = IMAGE_EXTS, recursive:
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 
+def unsupported_files(root: str | Path, exts: tuple[str, ...] = IMAGE_EXTS, exclude: Path | None = None) -> str:
+    """What `list_images` leaves out of `root`, counted by extension ("2 .txt, 1 .xcf"; "" if
+    nothing); hidden files and folders and anything under `exclude` are not counted."""
+    root = Path(root)
+    counts: dict[str, int] = {}
+    for p in root.rglob("*"):
+        parts = p.relative_to(root).parts
+        if (p.suffix.lower() in exts or any(part.startswith(".") for part in parts) or not p.is_file()
+                or (exclude is not None and exclude.resolve() in p.resolve().parents)):
+            continue
+        counts[p.suffix.lower() or "(no extension)"] = counts.get(p.suffix.lower() or "(no extension)", 0) + 1
+    return ", ".join(f"{n} {ext}" for ext, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 def output_path(src: Path, input_root: Path, output_root: Path, ext: str | None = None, suffix: str = "",
                 keep_ext: bool = False) -> Path:
     """Mirror `src`'s place under `input_root` into `output_root`, with optional suffix/new extension.
@@ -282,6 +298,8 @@ def output_path(src: Path, input_root: Path, output_root: Path, ext: str | None 
     rel = src.relative_to(input_root)
     new_ext = ext if ext is None or ext.startswith(".") else f".{ext}"
     stem = f"{rel.stem}_{rel.suffix.lstrip('.')}" if keep_ext else rel.stem
+    if new_ext is None and rel.suffix.lower() not in WRITE_FORMATS:  # read-only formats (GIF) become PNG
+        new_ext = ".png"
     return output_root / rel.parent / f"{stem}{suffix}{new_ext or rel.suffix}"
 
 

@@ -64,7 +64,8 @@ def test_evaluate_with_masks_measures_inside_only(cli, pred_ref):
         mask[10:40, 20:60] = 255
         (root / "masks" / name).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(mask).save(root / "masks" / f"{name}.png")
-    assert cli("evaluate", root / "pred", root / "ref", "--masks", root / "masks").exit_code == 0
+    result = cli("evaluate", root / "pred", root / "ref", "--masks", root / "masks", "--report", root / "pred")
+    assert result.exit_code == 0
     rec = json.loads((root / "pred" / "report.json").read_text())["stages"][0]["records"][0]
     pred, ref = pairs["a"]
     inside = peak_signal_noise_ratio(ref[10:40, 20:60] / 255, pred[10:40, 20:60] / 255, data_range=1.0)

@@ -323,7 +323,8 @@ def test_an_empty_mask_is_not_measured_not_nan(tmp_path, cli):
         flat(tmp_path / "ref" / name, value + 8, (24, 24))
     flat(tmp_path / "masks" / "a.png", 0, (24, 24))  # all black
     flat(tmp_path / "masks" / "b.png", 255, (24, 24))
-    result = cli("evaluate", tmp_path / "pred", tmp_path / "ref", "--masks", tmp_path / "masks")
+    result = cli("evaluate", tmp_path / "pred", tmp_path / "ref", "--masks", tmp_path / "masks",
+                 "--report", tmp_path / "pred")
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert f"not measured: empty mask ({tmp_path / 'masks' / 'a.png'}" in result.output
     records = {r["output"].rsplit("/", 1)[1]: r for r in report(tmp_path / "pred")["stages"][0]["records"]}
@@ -338,7 +339,7 @@ def test_measuring_errors_name_the_file(tmp_path, cli, case):
     flat(tmp_path / "ref" / "a.png", 98, size)
     flat(tmp_path / "masks" / "a.png", 255, (20, 20))
     flags = ("--masks", tmp_path / "masks") if case == "mask size" else ()
-    result = cli("evaluate", tmp_path / "pred", tmp_path / "ref", *flags)
+    result = cli("evaluate", tmp_path / "pred", tmp_path / "ref", *flags, "--no-report")
     assert result.exit_code == 1 and "Traceback" not in result.output
     failed = next(line for line in result.output.splitlines() if "failed:" in line)
     assert str(tmp_path / "pred" / "a.png") in failed
