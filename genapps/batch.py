@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Callable
 import torch
 
 from genapps import io
+from genapps.distributed import Shard, current
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +93,18 @@ class Manifest:
     every output under its final name has a line, also after a kill. Torn lines are ignored.
     """
 
-    def __init__(self, folder: Path, task: str, fingerprint: dict):
+    def __init__(self, folder: Path, task: str, fingerprint: dict, shard: Shard | None = None):
         from genapps import __version__
 
-        self.folder, self.path = folder, folder / MANIFEST
+        self.folder, self.path = folder, folder / manifest_name(shard)
         self.task, self.fingerprint, self.version = task, _plain(fingerprint), __version__
-        self.entries = {row["output"]: row for row in io.read_jsonl(self.path) if isinstance(row.get("output"), str)}
+        self.sharded = shard is not None and shard.active
+        # every manifest of the folder (one per shard of a sharded run); the newest line of an output wins
+        rows = [row for path in sorted(folder.glob(".genapps-manifest*.jsonl")) if MANIFEST_NAME.match(path.name)
+                for row in io.read_jsonl(path) if isinstance(row.get("output"), str)]
+        rows.sort(key=lambda row: row.get("time") if isinstance(row.get("time"), (int, float)) else 0)
+        self.entries = {row["output"]: row for row in rows}
+        self.own = {row["output"]: row for row in io.read_jsonl(self.path) if isinstance(row.get("output"), str)}
 
     def rel(self, dest: Path) -> str:
         return dest.relative_to(self.folder).as_posix()
@@ -143,17 +151,31 @@ class Manifest:
         def record(tmp: Path) -> None:
             entry = {"output": self.rel(dest), "input": src_rel, "input_sha256": input_sha, "task": self.task,
                      "fingerprint": self.fingerprint, "genapps": self.version,
-                     "size": tmp.stat().st_size, "sha256": io.sha256_file(tmp)}
+                     "size": tmp.stat().st_size, "sha256": io.sha256_file(tmp), "time": round(time.time(), 3)}
             io.append_jsonl(self.path, entry)
-            self.entries[entry["output"]] = entry
+            self.entries[entry["output"]] = self.own[entry["output"]] = entry
         return record
 
     def compact(self) -> None:
-        """Rewrite the file with one line per output (the latest); best effort."""
+        """Rewrite the file with one line per output (the latest); best effort. A shard rewrites
+        its own file; an unsharded run gathers every shard's lines into the one manifest."""
         try:
-            io.write_jsonl(self.path, list(self.entries.values()))
+            io.write_jsonl(self.path, list((self.own if self.sharded else self.entries).values()))
+            if not self.sharded:
+                for path in self.folder.glob(".genapps-manifest.shard-*.jsonl"):
+                    path.unlink()
         except OSError as e:
             log.warning("%s: not compacted (%s)", self.path, e.strerror or e)
+
+
+MANIFEST_NAME = re.compile(r"^\.genapps-manifest(\.shard-\d+-of-\d+)?\.jsonl$")
+
+
+def manifest_name(shard: Shard | None = None) -> str:
+    """The manifest file of a shard: one file per shard, so concurrent shards never append to one file."""
+    if shard is None or not shard.active:
+        return MANIFEST
+    return f".genapps-manifest.shard-{shard.index}-of-{shard.count}.jsonl"
 
 
 def file_output(input_path: str | Path, output: str | Path) -> Path | None:
@@ -218,6 +240,10 @@ def map_images(
     `measure(output (C,H,W), reference (C,H,W)) -> {metric: value}` runs when `reference` is a
     folder holding the image of the same relative name (or the only one of the same stem); a
     reference up to `reference_slack` px larger is cropped to the output. Skipped outputs are measured too.
+
+    Sharding (genapps.distributed: torchrun's rank or --shard I/N): output names are chosen over
+    all files, then only this shard's files (by relative path) are done; the shard appends to its
+    own manifest (.genapps-manifest.shard-I-of-N.jsonl) and reads every manifest on resume.
     """
     target, skipped = file_output(input_dir, output_dir), ""
     input_dir, output_dir = Path(input_dir), Path(output_dir)
@@ -248,9 +274,14 @@ def map_images(
         renamed = {src for src, d in base.items() if d != io.output_path(src, input_dir, output_dir, ext, suffix)}
         plan = {src: {k: io.output_path(src, input_dir, output_dir, ext, suffix + k, keep_ext=src in renamed)
                       for k in output_suffixes or ("",)} for src in files}
+    shard = current()
+    if shard.active:  # names were chosen over all files (as one process would); this shard does its own
+        files = [src for src in files if shard.owns(src.relative_to(input_dir).as_posix())]
+        log.info("%s: shard %s has %d of the %d file(s)", name, shard, len(files), len(plan))
+        plan = {src: plan[src] for src in files}
     if fingerprint is None:
         fingerprint = {k: v for k, v in config.items() if k not in NOT_RESULT_OPTIONS}
-    manifest = Manifest(output_dir, task, fingerprint)
+    manifest = Manifest(output_dir, task, fingerprint, shard)
     input_shas: dict[Path, str] = {}
 
     def input_sha(src: Path) -> str:

@@ -16,6 +16,9 @@ import click
 log = logging.getLogger("genapps")
 
 DEVICE = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N")
+SHARD = click.option("--shard", metavar="I/N", help="Do only shard I of N of the files (0-based; split by relative "
+                     "path; e.g. a Slurm array); the last shard to finish merges the report. Under torchrun "
+                     "each rank takes its own shard without it.")
 
 
 def user_errors(fn):
@@ -45,6 +48,13 @@ def user_errors(fn):
             sys.exit(130)
 
     return wrapper
+
+
+def _sharding(shard: str | None):
+    """The context in which batch runs do shard `shard` ("I/N") of their files (torchrun's rank without it)."""
+    from genapps.distributed import sharding
+
+    return sharding(shard)
 
 
 def _device(spec: str):
@@ -77,9 +87,12 @@ def _finish(stages, report_html: Path | None, report_wanted: bool = True) -> Non
 
 def _write_report(out_dir, stages, run_config: dict, title: str) -> Path | None:
     """report.json/html into `out_dir`; a disk error is one red line and None (the run's files stay)."""
-    from genapps.report import write_report
+    from genapps.distributed import current
+    from genapps.report import write_report, write_sharded
 
     try:
+        if current().active:  # this shard's part; the merged report once every shard's part is there
+            return write_sharded(Path(out_dir), stages, run_config, title=title)
         return write_report(Path(out_dir), stages, run_config, title=title)[1]
     except OSError as e:
         click.secho(f"error: report not written to {out_dir} ({e.strerror or e})", fg="red", err=True)
@@ -105,6 +118,7 @@ def batch_options(fn):
                      help="JPEG/WebP quality."),
         click.option("--overwrite", is_flag=True, help="Redo files whose output exists (default: skip them)."),
         click.option("--fail-fast", is_flag=True, help="Stop at the first bad file."),
+        SHARD,
         click.option("--report", type=click.Path(file_okay=False),
                      help="Folder for report.json/html (default: OUTPUT; none when OUTPUT is one image file)."),
         click.option("--no-report", is_flag=True, help="Write no report.json/html."),
@@ -129,6 +143,7 @@ def run_task(task: str, input_dir: str, output_dir: str, device: str, options: d
     if not Path(input_dir).exists():
         raise FileNotFoundError(f"input not found: {input_dir}")
     module = load_task(task)
+    click.get_current_context().with_resource(_sharding(options.pop("shard", None)))
     target = file_output(input_dir, output_dir)
     no_report, report_dir = options.pop("no_report", False), options.pop("report", None) or report_dir
     if no_report:
@@ -155,11 +170,14 @@ def run_task(task: str, input_dir: str, output_dir: str, device: str, options: d
 @click.option("--input", "input_dir", type=click.Path(), help="Input folder of the first stage.")
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder (one subfolder per stage).")
 @click.option("--set", "overrides", multiple=True, metavar="STAGE.OPTION=VALUE", help="Override a stage option.")
+@SHARD
 @DEVICE
 @user_errors
-def run(pipeline: str, input_dir: str | None, out: str | None, overrides: tuple[str, ...], device: str) -> None:
+def run(pipeline: str, input_dir: str | None, out: str | None, overrides: tuple[str, ...], shard: str | None,
+        device: str) -> None:
     """Run a YAML pipeline of stages, measuring each, and write report.json/html."""
-    _run_pipeline(pipeline, input_dir, out, overrides, device)
+    with _sharding(shard):
+        _run_pipeline(pipeline, input_dir, out, overrides, device)
 
 
 def _run_pipeline(pipeline, input_dir, out, overrides, device) -> None:
@@ -179,11 +197,19 @@ def _run_pipeline(pipeline, input_dir, out, overrides, device) -> None:
 @user_errors
 def demo(out: str, device: str) -> None:
     """Run pipelines/demo.yaml on the embedded data (a few minutes on 2 CPU cores)."""
-    candidates = [Path("pipelines/demo.yaml"), Path(__file__).resolve().parent.parent / "pipelines/demo.yaml"]
+    _run_pipeline(str(demo_pipeline()), None, out, (), device)
+
+
+def demo_pipeline() -> Path:
+    """The demo's YAML: genapps/demo/ of an installed wheel (setup.py copies it there), else the
+    checkout's pipelines/demo.yaml (an editable install); its ../data paths hold in both."""
+    here = Path(__file__).resolve().parent
+    candidates = [here / "demo" / "pipelines" / "demo.yaml", here.parent / "pipelines" / "demo.yaml"]
     path = next((c for c in candidates if c.is_file()), None)
     if path is None:
-        raise FileNotFoundError("pipelines/demo.yaml not found: run the demo from the genapps checkout")
-    _run_pipeline(str(path), None, out, (), device)
+        raise FileNotFoundError(f"the demo files are not installed (looked for {candidates[0]} and {candidates[1]}): "
+                                f"install genapps from a wheel or the checkout, or run `genapps run YOUR.yaml`")
+    return path
 
 
 @main.command()
@@ -196,16 +222,21 @@ def demo(out: str, device: str) -> None:
               help="Folder for report.json/html (default: a new runs/evaluate-YYYYmmdd-HHMMSS; never PRED_DIR "
                    "unless given).")
 @click.option("--no-report", is_flag=True, help="Only print the means and failures.")
+@SHARD
 @DEVICE
 @user_errors
 def evaluate(pred_dir: str, ref_dir: str, y_channel: bool, crop_border: int, masks: str | None,
-             out: str | None, no_report: bool, device: str) -> None:
+             out: str | None, no_report: bool, shard: str | None, device: str) -> None:
     """PSNR/SSIM of predictions against references, paired by relative path and stem."""
+    from genapps.distributed import world
+
     for folder in (pred_dir, ref_dir, masks):
         if folder and not Path(folder).is_dir():
             raise FileNotFoundError(f"folder not found: {folder}")
+    if (shard or world() > 1) and not out and not no_report:
+        raise ValueError("a sharded evaluate needs --report DIR, one folder every shard writes its part to")
     run_task("evaluate", pred_dir, pred_dir, device, {"reference": ref_dir, "y_channel": y_channel,
-             "crop_border": crop_border, "masks": masks, "no_report": no_report},
+             "crop_border": crop_border, "masks": masks, "no_report": no_report, "shard": shard},
              report_dir=out or _new_run_folder("evaluate"))
 
 
@@ -527,7 +558,7 @@ def train_cyclegan_cmd(device: str, resume: bool, **options) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-t", "--tile", type=int, default=0, show_default=True, help="Tile size in px (0 = whole image).")
 @click.option("--tile-overlap", type=int, default=32, show_default=True)
-@click.option("--netg", "netg", type=click.Choice(["unet_128", "unet_256", "resnet_9blocks", "resnet_6blocks"]),
+@click.option("--netg", "--netG", "netg", type=click.Choice(["unet_128", "unet_256", "resnet_9blocks", "resnet_6blocks"]),
               help="Reference .pth: checked against its keys (read from them when left out).")
 @click.option("--ngf", type=int, help="Reference .pth: checked against its keys.")
 @click.option("--norm", type=click.Choice(["batch", "instance", "none"]), help="Reference .pth: checked against its keys.")
@@ -554,6 +585,26 @@ def translate(input_dir: str, output_dir: str, device: str, **options) -> None:
 def pairs(input_dir: str, output_dir: str, **options) -> None:
     """Build a paired translation dataset (A -> B) from a folder of photos."""
     run_task("pairs", input_dir, output_dir, "cpu", options)
+
+
+# ---------------------------------------------------------------- report
+
+
+@main.group("report")
+def report_group() -> None:
+    """Reports of sharded runs (--shard I/N, or several torchrun jobs)."""
+
+
+@report_group.command("merge")
+@click.argument("dirs", metavar="DIR...", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), help="Where report.json/html go (default: the first DIR).")
+@user_errors
+def report_merge(dirs: tuple[str, ...], out: str | None) -> None:
+    """Merge the shards' report parts (DIR/.genapps-parts) into one report.json/html."""
+    from genapps.report import merge_reports
+
+    stages, _, html_path = merge_reports(list(dirs), Path(out) if out else None)
+    _finish(stages, html_path)
 
 
 if __name__ == "__main__":  # pragma: no cover

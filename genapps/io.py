@@ -414,7 +414,10 @@ def check_writable(folder: str | Path, create: bool = True) -> Path:
     try:
         for parent in [*reversed(folder.parents), folder]:
             if not parent.is_dir():
-                parent.mkdir()
+                try:
+                    parent.mkdir()
+                except FileExistsError:  # another process (a shard) made it meanwhile
+                    continue
                 created.append(parent)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".genapps-probe-"):
             pass

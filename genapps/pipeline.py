@@ -185,8 +185,15 @@ def run_pipeline(pipeline: Pipeline, device) -> list:
     A report that cannot be written raises ReportNotWritten (carrying the stages' results) after
     the stages, or is logged when a stage raised (that error is the one reported).
     """
-    from genapps.report import write_report
+    from genapps import distributed
+    from genapps.report import write_part, write_report, write_sharded
 
+    shard = distributed.current()
+    renaming = [s.name for s in pipeline.stages[:-1] if getattr(s.config, "suffix", "")
+                or getattr(s.config, "samples", 1) > 1]
+    if shard.active and renaming:  # the next stage's split is by name: it must see the names it was given
+        raise ValueError(f"stage(s) {', '.join(renaming)} rename their outputs (suffix, samples) for a later stage; "
+                         f"a sharded pipeline needs the names kept (move the renaming to the last stage)")
     io.check_writable(pipeline.output, create=False)
     io.remove_stale_temps(pipeline.output / n for n in RESERVED_NAMES)  # a killed run's half reports
     results, outputs = [], {}
@@ -196,11 +203,16 @@ def run_pipeline(pipeline: Pipeline, device) -> list:
                                                      "options": asdict(s.config)} for s in pipeline.stages]}
     start = time.perf_counter()
 
-    def report() -> str:
+    def report(done: bool = False) -> str:
         run_config["seconds"] = round(time.perf_counter() - start, 2)
+        title = f"genapps pipeline: {pipeline.name}"
         try:
-            if results:
-                write_report(pipeline.output, results, run_config, title=f"genapps pipeline: {pipeline.name}")
+            if results and shard.active and done:  # this shard's part; merged once every shard's part is there
+                write_sharded(pipeline.output, results, run_config, title=title)
+            elif results and shard.active:
+                write_part(pipeline.output, results, run_config, shard, title=title)
+            elif results:
+                write_report(pipeline.output, results, run_config, title=title)
         except OSError as e:
             return f"report not written to {pipeline.output} ({e.strerror or e})"
         return ""
@@ -217,7 +229,7 @@ def run_pipeline(pipeline: Pipeline, device) -> list:
         if problem:
             log.error("%s", problem)
         raise
-    problem = report()
+    problem = report(done=True)
     if problem:
         raise ReportNotWritten(problem, results)
     return results

@@ -778,3 +778,134 @@ def write_report(out_dir: Path, stages: list, run_config: dict, *, title: str = 
     write_text(html_path, page)
     log.info("report written: %s (%.1f kB), %s", html_path, len(page) / 1024, json_path)
     return json_path, html_path
+
+
+# ---------------------------------------------------------------- sharded runs: parts and merge
+
+PARTS_DIR = ".genapps-parts"  # OUT/.genapps-parts/report.shard-I-of-N.json: one per shard of a sharded run
+PART_FORMAT = 1
+
+
+def part_path(out_dir: Path, shard) -> Path:
+    return Path(out_dir) / PARTS_DIR / f"report.shard-{shard.index}-of-{shard.count}.json"
+
+
+def write_part(out_dir: Path, stages: list, run_config: dict, shard, *, title: str = "genapps report") -> Path:
+    """This shard's stages and records, for a merge into one report (atomic, strict JSON)."""
+    doc = {"format": PART_FORMAT, "shard": shard.index, "count": shard.count, "title": title, "config": run_config,
+           "stages": [{f.name: getattr(st, f.name) for f in dataclasses.fields(st)} for st in stages]}
+    path = part_path(out_dir, shard)
+    write_text(path, json.dumps(_jsonable(doc), indent=1, allow_nan=False) + "\n")
+    return path
+
+
+def _unjson(v: Any) -> Any:
+    """Inverse of _jsonable for metric values: "inf"/"-inf" back to floats, null to NaN."""
+    return float(v) if v in ("inf", "-inf") else math.nan if v is None else v
+
+
+def _merge_summary(summaries: list) -> Any:
+    """Equal values kept; lists concatenated; differing counts (int) summed; else the first part's."""
+    first = summaries[0]
+    if all(s == first for s in summaries):
+        return first
+    if all(isinstance(s, dict) for s in summaries):
+        keys = list(dict.fromkeys(k for s in summaries for k in s))
+        return {k: _merge_summary([s[k] for s in summaries if k in s]) for k in keys}
+    if all(isinstance(s, list) for s in summaries):
+        return [v for s in summaries for v in s]
+    if all(isinstance(s, int) and not isinstance(s, bool) for s in summaries):
+        return sum(summaries)
+    return first
+
+
+def read_parts(dirs: list) -> tuple[list[dict], int, list[int]]:
+    """The newest complete-or-not set of parts under DIR/.genapps-parts of each of `dirs`:
+    (parts sorted by shard, their shard count N, the missing shard indices)."""
+    found: dict[int, dict[int, tuple[float, dict]]] = {}
+    for folder in dirs:
+        for path in sorted((Path(folder) / PARTS_DIR).glob("report.shard-*-of-*.json")):
+            try:
+                doc = json.loads(path.read_text(encoding="utf-8"))
+                count, index = int(doc["count"]), int(doc["shard"])
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise ValueError(f"{path}: not a readable report part ({e})") from None
+            if doc.get("format") != PART_FORMAT:
+                raise ValueError(f"{path}: report part format {doc.get('format')} not supported")
+            mtime = path.stat().st_mtime
+            if mtime >= found.setdefault(count, {}).get(index, (-1.0, None))[0]:
+                found[count][index] = (mtime, doc)
+    if not found:
+        raise FileNotFoundError(f"no report parts ({PARTS_DIR}/report.shard-I-of-N.json) in "
+                                f"{', '.join(map(str, dirs))}")
+    count = max(found, key=lambda n: max(m for m, _ in found[n].values()))  # the newest run's shard count
+    parts = [found[count][i][1] for i in sorted(found[count])]
+    return parts, count, [i for i in range(count) if i not in found[count]]
+
+
+def merge_parts(parts: list[dict]) -> list:
+    """One StageResult per stage from the parts of every shard: records of all shards (sorted by
+    input, as one process lists them), wall seconds of the slowest shard, summaries merged."""
+    from genapps.batch import Record, StageResult
+
+    names = [[s["name"] for s in p["stages"]] for p in parts]
+    if any(n != names[0] for n in names):
+        raise ValueError(f"the shards ran different stages ({names[0]} vs {next(n for n in names if n != names[0])})")
+    stages = []
+    for i, name in enumerate(names[0]):
+        docs = [p["stages"][i] for p in parts]
+        configs = [d["config"] for d in docs]
+        if any(c != configs[0] for c in configs):
+            raise ValueError(f"stage {name}: the shards ran with different settings; rerun them alike")
+        records = [Record(**(r | {"metrics": {k: _unjson(v) for k, v in (r.get("metrics") or {}).items()}}))
+                   for d in docs for r in d["records"]]
+        records.sort(key=lambda r: (r.input or "", r.output or ""))
+        first = docs[0]
+        stages.append(StageResult(first["name"], first["task"], first["input_dir"], first["output_dir"],
+                                  first["config"], records, max(float(d["seconds"]) for d in docs),
+                                  _merge_summary([d.get("summary") or {} for d in docs]),
+                                  [tuple(f) for f in first.get("figures") or []]))
+    return stages
+
+
+def merge_reports(dirs: list, out_dir: Path | None = None) -> tuple[list, Path, Path]:
+    """`genapps report merge DIR...`: one report.json/html (in `out_dir`, default the first DIR)
+    from the parts of every shard: (merged stages, json path, html path). A missing shard is a
+    one-line ValueError."""
+    parts, count, missing = read_parts(dirs)
+    if missing:
+        raise ValueError(f"shard(s) {', '.join(f'{i}/{count}' for i in missing)} have not written their part yet "
+                         f"(found {len(parts)} of {count}); run them (resume skips finished files) and merge again")
+    stages = merge_parts(parts)
+    config = parts[0]["config"] | {"shards": count}
+    return stages, *write_report(Path(out_dir or dirs[0]), stages, config, title=parts[0].get("title") or "genapps report")
+
+
+def write_sharded(out_dir: Path, stages: list, run_config: dict, *, title: str = "genapps report") -> Path:
+    """The report step of a sharded run (distributed.current() active): write this shard's part;
+    under torchrun wait for every rank and let rank 0 merge; an independent shard (--shard) merges
+    when it finds every part (so the last shard to finish writes the report). Returns report.html,
+    or this part's path while other shards are still missing."""
+    from genapps import distributed
+
+    shard = distributed.current()
+    part = write_part(out_dir, stages, run_config, shard, title=title)
+    grouped = distributed.init_process_group(timeout=distributed.BATCH_TIMEOUT)
+    distributed.barrier()  # every rank's part is written
+    try:
+        if grouped and not distributed.is_main():
+            return part
+        _, count, missing = read_parts([out_dir])
+        if missing or count != shard.count:
+            log.info("report part %s written; %d of %d shard(s) still missing: the last one to finish writes "
+                     "the report, or run: genapps report merge %s", part, len(missing), count, out_dir)
+            return part
+        try:
+            return merge_reports([out_dir])[2]
+        except ValueError as e:  # an independent shard found another run's parts: the others will merge
+            if grouped:
+                raise
+            log.warning("report part %s written; not merged yet (%s)", part, e)
+            return part
+    finally:
+        distributed.barrier()  # nobody exits (and lets torchrun stop the group) before rank 0 has merged

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from genapps import io, metrics
+from genapps import distributed, io, metrics
 from genapps.batch import Record, StageResult, measure_pair, progress
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,14 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
     if not pairs:
         raise ValueError(f"no prediction in {input_dir} pairs with a reference in {cfg.reference} "
                          f"({len(unpaired)} unpaired file(s); pairing is by relative path and name)")
+    shard = distributed.current()
+    if shard.active:  # pairs by their prediction's relative path, unpaired files by their own
+        def rel(p: Path) -> str:
+            root = Path(input_dir) if Path(input_dir) in p.parents else Path(cfg.reference)
+            return p.relative_to(root).as_posix()
+
+        pairs = [(p, r) for p, r in pairs if shard.owns(rel(p))]
+        unpaired = [(p, why) for p, why in unpaired if shard.owns(rel(p))]
     masks = io.image_index(cfg.masks) if cfg.masks else None
     records = []
     for pred_path, ref_path in progress(pairs, total=len(pairs), desc=name):
