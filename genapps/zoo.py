@@ -10,6 +10,12 @@ writes the weights in the key layout of `genapps.tasks.upscale.models`, as a gen
 
 `NcnnEngine` runs an ncnn pair through the official `ncnn` package: the reference that the
 converted weights are checked against (tests/test_zoo.py, scripts/bench_zoo.py).
+
+Foreign weights (.pth/.pt/.ckpt/.safetensors of ESRGAN, Compact, SwinIR, HAT, DAT, SPAN, LaMa, ...)
+go through spandrel: `read_state_dict` reads the tensors without running code (safetensors, or
+torch.load(weights_only=True); never TorchScript), `spandrel_model` detects the architecture and
+builds it within an allocation budget set by what the file holds, and `as_model` checks the
+purpose, scale and channels a task needs.
 """
 
 from __future__ import annotations
@@ -19,12 +25,14 @@ import hashlib
 import importlib.util
 import os
 import struct
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from genapps import io
 
@@ -365,3 +373,136 @@ class NcnnEngine(nn.Module):
                 raise RuntimeError(f"ncnn extract failed ({ret})")
             outs.append(torch.from_numpy(np.array(out, copy=True)))
         return torch.stack(outs).to(x.device)
+
+
+# ---------------------------------------------------------------- foreign weights through spandrel
+
+
+class _Oversized(Exception):
+    pass
+
+
+class _AllocationBudget(TorchFunctionMode):
+    """Refuse tensor constructors once they would allocate more than `elements` in total: a
+    crafted file cannot make a model builder allocate more than it holds (sizes are taken from
+    a meta-device dry call, before the real allocation)."""
+
+    CONSTRUCTORS = {torch.empty, torch.empty_strided, torch.zeros, torch.ones, torch.full, torch.rand,
+                    torch.randn, torch.randint, torch.eye, torch.arange, torch.linspace}
+
+    def __init__(self, elements: int):
+        super().__init__()
+        self.left = elements
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in self.CONSTRUCTORS:
+            self.left -= func(*args, **(kwargs | {"device": "meta"})).numel()
+            if self.left < 0:
+                raise _Oversized
+        return func(*args, **kwargs)
+
+
+def has_genapps_metadata(path: str | Path) -> bool:
+    """Whether a .safetensors file is genapps's own (carries the 'genapps' header), read from the
+    header only; an unreadable file counts as genapps's so that io.load_weights says what is wrong."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return "genapps" in (f.metadata() or {})
+    except Exception:
+        return True
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a foreign weights file, never running code from it: .safetensors through
+    safetensors, anything else through torch.load(weights_only=True) (io.load_torch; a pickle that
+    would import code is refused, TorchScript is not loaded). Wrappers (params_ema, params,
+    state_dict, model, net, ...) and common prefixes (module., netG.) are removed as spandrel does."""
+    from spandrel import canonicalize_state_dict
+
+    path = Path(path)
+    if path.suffix.lower() == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            raw = load_file(str(path))
+        except Exception as e:  # SafetensorError of a torn or foreign file
+            raise ValueError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0][:200]})") from None
+    else:
+        raw = io.load_torch(path)
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: not a state dict")
+    state = canonicalize_state_dict(raw)
+    if not state or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise ValueError(f"{path}: not a state dict of tensors")
+    return state
+
+
+def _held(state: dict[str, torch.Tensor]) -> int:
+    """Elements the file really stores (an expanded, stride-0 tensor counts its storage only)."""
+    storages = {}
+    for t in state.values():
+        s = t.untyped_storage()
+        storages[s.data_ptr(), s.nbytes()] = s.nbytes() // max(1, t.element_size())
+    return sum(storages.values())
+
+
+def spandrel_model(state: dict[str, torch.Tensor], where: str):
+    """spandrel's ModelDescriptor for `state` (architecture and hyperparameters read off the keys
+    and shapes), or None when no architecture of spandrel's matches the keys. A file whose declared
+    model would need more memory than it holds, or whose tensors do not fit it, is a one-line ValueError."""
+    from spandrel import MAIN_REGISTRY
+
+    try:
+        arch = next((a.architecture for a in MAIN_REGISTRY.architectures("detection") if a.detect(state)), None)
+    except Exception:  # a detector tripping over a malformed tensor: no known architecture
+        arch = None
+    if arch is None:
+        return None
+    try:
+        with _AllocationBudget(2 * _held(state) + (1 << 24)), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return arch.load(state)
+    except _Oversized:
+        raise ValueError(f"{where}: the declared model has more parameters than the file holds "
+                         f"({arch.name} layout)") from None
+    except Exception as e:  # a builder fed untrusted shapes may raise anything
+        msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise ValueError(f"{where}: the weights do not fit the declared model ({arch.name}: {msg})") from None
+
+
+def describe(desc) -> str:
+    """'SwinIR (SR, x2)': what a spandrel model is."""
+    return f"{desc.architecture.name} ({desc.purpose}, x{desc.scale})"
+
+
+class SpandrelModel(nn.Module):
+    """A spandrel image model as an upscale model: (B, 3, h, w) in [0, 1] -> (B, 3, h*s, w*s) in
+    [0, 1]; the input is padded to the architecture's size requirements and the output cropped."""
+
+    def __init__(self, desc):
+        super().__init__()
+        self.net = desc.model  # registered, so .to() and .eval() reach it
+        self.desc = desc
+        self.scale = desc.scale
+        self.supports_bfloat16 = desc.supports_bfloat16
+
+    def forward(self, x):
+        return self.desc(x)
+
+
+def as_model(desc, where: str, purposes: tuple[str, ...], task: str) -> tuple[SpandrelModel, dict]:
+    """(model, info) for `task`, after checking the descriptor's purpose and channels (one-line errors)."""
+    from spandrel import ImageModelDescriptor
+
+    if desc.purpose not in purposes or not isinstance(desc, ImageModelDescriptor):
+        raise ValueError(f"{where}: {describe(desc)} is made for {desc.purpose}, not for {task} "
+                         f"({task} runs {' or '.join(purposes)} models)")
+    if (desc.input_channels, desc.output_channels) != (3, 3):
+        raise ValueError(f"{where}: {describe(desc)} maps {desc.input_channels} to {desc.output_channels} "
+                         f"channels; {task} runs RGB (3 -> 3) models")
+    info = {"arch": desc.architecture.id, "scale": desc.scale, "source": where,
+            "config": {"loader": "spandrel", "purpose": desc.purpose, "tags": list(desc.tags)}}
+    return SpandrelModel(desc).eval(), info

@@ -182,3 +182,20 @@ def test_animevideo_x2_is_the_x4_net_with_outscale():
     assert meta_x2["outscale"] == 2 and "outscale" not in meta_x4
     assert meta_x2["config"] == meta_x4["config"]
     assert all(torch.equal(tensors_x2[k], tensors_x4[k]) for k in tensors_x4)
+
+
+@needs_zoo
+def test_zoo_names_run_through_upscale_at_their_own_scale(tmp_path, cli):
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (12, 16, 3), dtype=np.uint8)).save(tmp_path / "in/a.png")
+    for name, size in [("realesr-animevideov3-x2", (32, 24)), ("realesr-animevideov3-x3", (48, 36))]:
+        result = cli("upscale", tmp_path / "in", tmp_path / name, "-m", name, "--device", "cpu")
+        assert result.exit_code == 0, result.output
+        assert Image.open(tmp_path / name / "a.png").size == size  # the name's scale, not -s's default 4
+    for precision in ("fp32", "bf16"):  # --bf16 runs on CPUs with native bf16, close to fp32
+        flags = ["--bf16"] if precision == "bf16" else []
+        result = cli("upscale", tmp_path / "in", tmp_path / precision, "-m", "realesr-animevideov3-x4", *flags)
+        assert result.exit_code == 0, result.output
+    fp32, bf16 = (np.asarray(Image.open(tmp_path / p / "a.png"), dtype=float) for p in ("fp32", "bf16"))
+    assert fp32.shape == bf16.shape == (48, 64, 3)
+    assert np.abs(fp32 - bf16).mean() < 2.0
