@@ -285,13 +285,15 @@ def info() -> None:
 @click.argument("input_dir", metavar="INPUT", type=click.Path())
 @click.argument("output_dir", metavar="OUTPUT", type=click.Path())
 @click.option("-s", "--scale", type=click.Choice(["2", "3", "4"]), default="4", show_default=True)
-@click.option("-m", "--model", help="Bundled name (genapps info), .safetensors/.pth file, or 'bicubic'; default sr-x{scale}.")
+@click.option("-m", "--model", help="Bundled or zoo name (genapps info), a genapps .safetensors or any file "
+              "spandrel reads (.pth/.pt/.ckpt/.safetensors), or 'bicubic'; default sr-x{scale}.")
 @click.option("--outscale", type=float, help="Final scale; the model's output is resized to it.")
 @click.option("-t", "--tile", type=int, default=0, show_default=True, help="Tile size in input px (0 = whole image).")
 @click.option("--tile-overlap", type=int, default=16, show_default=True)
 @click.option("--batch-size", type=int, default=4, show_default=True, help="Tiles per forward pass.")
 @click.option("--half", "precision", flag_value="fp16", help="fp16 on CUDA (ignored on CPU).")
-@click.option("--bf16", "precision", flag_value="bf16", help="bf16 on CUDA (ignored on CPU).")
+@click.option("--bf16", "precision", flag_value="bf16",
+              help="bf16 on CUDA, and on CPUs with native bf16 (about 2x faster there).")
 @click.option("--alpha", type=click.Choice(["model", "bicubic"]), default="model", show_default=True)
 @click.option("--reference", type=click.Path(file_okay=False), help="HR folder: report Y-PSNR/SSIM per image.")
 @batch_options
