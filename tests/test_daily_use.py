@@ -1,9 +1,19 @@
 """Daily use through the CLI (issue 18): outputs where the user said, packaging, conventions."""
 
+import ast
+import importlib.metadata
 import json
 import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from conftest import photo
@@ -86,3 +96,87 @@ def test_empty_folders_and_unsupported_files_are_named(cli, tmp_path, caplog):
     assert Image.open(tmp_path / "o3" / "anim.png").size == (40, 32)  # GIF read (first frame), written as PNG
     warned = caplog.text
     assert "skipped 2 .txt, 1 .xcf" in warned and "only the first is used" in warned
+
+
+# ---------------------------------------------------------------- packaging
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    """The wheel as `pip wheel .` builds it (from a copy of the checkout's tracked layout), unpacked."""
+    src = tmp_path_factory.mktemp("src")
+    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "LICENSE"):
+        shutil.copy2(ROOT / name, src / name)
+    for name in ("genapps", "pipelines", "data"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.state.pt"))
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(out)], check=True, capture_output=True)
+    path = next(out.glob("genapps-*.whl"))
+    site = out / "site"
+    with zipfile.ZipFile(path) as z:
+        z.extractall(site)
+    return path, site
+
+
+def test_demo_ships_in_the_wheel_and_is_found_there(wheel, tmp_path):
+    path, site = wheel
+    code = ("import genapps.cli as c; from genapps.pipeline import load_pipeline; p = c.demo_pipeline(); "
+            "print(c.__file__); print(p); load_pipeline(p, out='o')")
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(site)})
+    assert run.returncode == 0, run.stderr
+    cli_file, yaml = map(Path, run.stdout.split())
+    assert cli_file.is_relative_to(site) and yaml == site / "genapps" / "demo" / "pipelines" / "demo.yaml"
+    assert len(list((site / "genapps" / "demo" / "data" / "photos").glob("*.png"))) >= 4  # the YAML's ../data
+    size = sum(p.stat().st_size for p in (site / "genapps" / "demo").rglob("*") if p.is_file())
+    assert size < 5e6
+
+
+def test_demo_without_its_files_is_one_clear_line(cli, tmp_path, monkeypatch):
+    import genapps.cli
+
+    monkeypatch.setattr(genapps.cli, "__file__", str(tmp_path / "site" / "genapps" / "cli.py"))
+    result = cli("demo", "--out", tmp_path / "o")
+    assert result.exit_code == 2 and "the demo files are not installed" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_what_is_imported_is_declared_and_licensed(wheel):
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = [*meta["dependencies"], *(d for extra in meta["optional-dependencies"].values() for d in extra)]
+    names = {re.split(r"[<>=!~\[; ]", d)[0].lower().replace("_", "-") for d in declared}
+    torch_spec = next(d for d in meta["dependencies"] if d.startswith("torch") and not d.startswith("torchvision"))
+    assert "<" not in torch_spec and "opencv-python-headless" in names
+    dists = importlib.metadata.packages_distributions()
+    imported = set()
+    for file in (ROOT / "genapps").rglob("*.py"):
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"genapps"}
+    undeclared = {m: dists.get(m) for m in third_party
+                  if not {d.lower().replace("_", "-") for d in dists.get(m, [m])} & names}
+    assert not undeclared
+    assert meta["license"] == {"text": "MIT"} and "MIT License" in (ROOT / "LICENSE").read_text()
+    with zipfile.ZipFile(wheel[0]) as z:
+        assert any(n.endswith("licenses/LICENSE") for n in z.namelist())
+
+
+def test_every_weight_card_says_its_license_and_provenance(cli, photo_dir, tmp_path):
+    cards = sorted((ROOT / "genapps" / "weights").glob("*.json"))
+    assert cards
+    for card in cards:
+        data = json.loads(card.read_text())
+        assert data.get("license") and data.get("provenance"), card.name
+    out = tmp_path / "mine.safetensors"
+    result = cli("train", "sr", "--data", photo_dir, "--out", out, "--steps", "2", "--scale", "2", "--channels", "4",
+                 "--blocks", "1", "--batch-size", "2", "--patch", "8")
+    assert result.exit_code == 0, result.output
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["license"] == "MIT" and str(photo_dir) in card["provenance"]

@@ -217,6 +217,8 @@ def train_sr(cfg: SRTrainConfig, device: torch.device, resume: bool = True) -> d
         "task": TASK, "arch": "srresnet", "config": arch_config,
         "training": asdict(cfg) | {"device": str(device), "minutes": round(result.seconds / 60, 1)},
         "command": "genapps " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else "",
+        "license": "MIT", "provenance": (f"fine-tuned from {cfg.init}" if cfg.init else "trained from scratch")
+        + f" by genapps (`genapps train sr`, the command above) on {cfg.data}",
         "validation": result.validation, "history": result.history[-5:],
         "params": sum(p.numel() for p in g.parameters()),
     }
