@@ -158,6 +158,11 @@ def _leaky(layer: NcnnLayer, consumers: dict[str, list[NcnnLayer]]) -> bool:
     return len(nxt) == 1 and nxt[0].type == "ReLU" and abs(float(nxt[0].params.get(0, 0.0)) - 0.2) < 1e-6
 
 
+def _interp(layer: NcnnLayer) -> tuple[int, float]:
+    """(resize type: 1 nearest, 2 bilinear, 3 bicubic; height scale) of an Interp layer."""
+    return int(layer.params.get(0, 0)), float(layer.params.get(1, 1.0))
+
+
 def _detect(layers: list[NcnnLayer]) -> tuple[str, dict, float | None]:
     """(arch, config, outscale or None) of a parsed graph, or a ValueError naming what it is."""
     types = {layer.type for layer in layers}
@@ -179,6 +184,8 @@ def _detect(layers: list[NcnnLayer]) -> tuple[str, dict, float | None]:
         # the skip is a nearest Interp of the input; a trailing bicubic Interp resizes the sum
         tail = [i for i in interps if float(i.params.get(1, 1.0)) < 1]
         outscale = round(upscale * float(tail[0].params[1]), 3) if tail else None
+        if any(_interp(i) != (1, float(upscale)) for i in interps if i not in tail):
+            raise ValueError(f"the input skip is not a nearest x{upscale} Interp: not an SRVGGNetCompact")
         return "srvgg", {"num_in_ch": in_ch, "num_out_ch": num_out, "num_feat": feat,
                          "num_conv": len(convs) - 2, "upscale": upscale}, outscale
     if "Concat" in types and "Eltwise" in types and "PReLU" not in types:
@@ -186,6 +193,8 @@ def _detect(layers: list[NcnnLayer]) -> tuple[str, dict, float | None]:
         if scale is None or (len(convs) - 6) % 15:
             raise ValueError(f"RRDBNet-like graph with {in_ch} input channels and {len(convs)} convolutions: "
                              "not a layout genapps knows")
+        if [_interp(i) for i in interps] != [(1, 2.0), (1, 2.0)]:
+            raise ValueError("RRDBNet upsamples by two nearest x2 Interps; this graph does not")
         return "rrdbnet", {"num_in_ch": 3, "num_out_ch": int(convs[-1].params[0]), "scale": scale,
                            "num_feat": feat, "num_block": (len(convs) - 6) // 15,
                            "num_grow_ch": int(convs[1].params[0])}, None

