@@ -412,8 +412,13 @@ def train() -> None:
 
 @train.command("sr")
 @click.option("--data", required=True, type=click.Path(file_okay=False), help="Folder of HR training images.")
-@click.option("--val", type=click.Path(file_okay=False), help="Folder of HR validation images (e.g. Set5).")
+@click.option("--val", type=click.Path(file_okay=False),
+              help="Folder of HR validation images; with --holdout only reported (e.g. Set5).")
+@click.option("--holdout", type=int, default=0, show_default=True,
+              help="The last N images of --data: never trained on, they validate and select EMA/raw weights.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .safetensors file.")
+@click.option("--arch", type=click.Choice(["srresnet", "rep"]), default="srresnet", show_default=True,
+              help="rep: a plain 3x3 stack trained with re-parameterizable branches, saved folded.")
 @click.option("--scale", type=click.Choice(["2", "3", "4"]), default="4", show_default=True)
 @click.option("--gan", is_flag=True, help="GAN training (perceptual + adversarial); start it from --init.")
 @click.option("--init", help="Start from these weights (a bundled name or file).")
@@ -422,7 +427,8 @@ def train() -> None:
 @click.option("--patch", type=int, default=32, show_default=True, help="LR crop size in px.")
 @click.option("--lr", type=float, default=5e-4, show_default=True)
 @click.option("--channels", type=int, default=48, show_default=True)
-@click.option("--blocks", type=int, default=6, show_default=True)
+@click.option("--blocks", type=int, default=6, show_default=True,
+              help="srresnet: residual blocks; rep: hidden 3x3 convs (12 = REFERENCE-POINTS' plain net).")
 @click.option("--degrade", type=click.Choice(["bicubic", "real"]), default="bicubic", show_default=True)
 @click.option("--adversarial-weight", type=float, default=5e-3, show_default=True)
 @click.option("--pixel-weight", type=float, default=1.0, show_default=True, help="Weight of the L1 loss.")
@@ -435,7 +441,7 @@ def train() -> None:
 @DEVICE
 @user_errors
 def train_sr_cmd(device: str, resume: bool, scale: str, **options) -> None:
-    """Train a super-resolution model (SRResNet; L1, or GAN with --gan)."""
+    """Train a super-resolution model (SRResNet or the re-parameterized plain net; L1, or GAN with --gan)."""
     import torch
 
     from genapps.tasks.upscale.training import SRTrainConfig, train_sr

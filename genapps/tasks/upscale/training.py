@@ -1,14 +1,21 @@
-"""`genapps train sr`: PSNR-oriented (L1) or GAN training of an SRResNet on a folder of HR photos.
+"""`genapps train sr`: PSNR-oriented (L1) or GAN training of an SR network on a folder of HR photos.
 
+Architectures: `srresnet` (residual blocks), or `rep` (a plain 3x3 stack trained with
+re-parameterizable multi-branch convolutions, saved folded into plain 3x3 convolutions).
 HR crops are cut from images held in memory; LR is made on the fly by antialiased bicubic
 downscaling (optionally followed by blur/noise/JPEG via albumentations, for real-world photos).
 The GAN variant starts from a PSNR model and adds a perceptual and a relativistic adversarial
 loss against a spectral-norm PatchGAN.
+
+Validation: `holdout` N keeps the last N images of the data folder (by sorted relative path)
+out of training; they select EMA vs raw weights. A `val` folder (e.g. Set5) is then only
+reported (its metrics are named after the folder); without a holdout, `val` validates and selects.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import sys
 from dataclasses import asdict, dataclass
@@ -31,7 +38,9 @@ log = logging.getLogger(__name__)
 class SRTrainConfig:
     data: str
     out: str
-    val: str | None = None
+    val: str | None = None  # validation folder; with holdout > 0 only reported (not used for selection)
+    holdout: int = 0  # the last N images of data (sorted relative paths): never trained on, validate and select
+    arch: str = "srresnet"  # srresnet | rep (blocks = number of hidden 3x3 convs; saved folded)
     scale: int = 4
     gan: bool = False
     init: str | None = None  # start from these weights (a PSNR model, for --gan)
@@ -53,6 +62,10 @@ class SRTrainConfig:
     def __post_init__(self):
         if self.scale not in (2, 3, 4):
             raise ValueError(f"scale must be 2, 3 or 4, got {self.scale}")
+        if self.arch not in ("srresnet", "rep"):
+            raise ValueError(f"arch must be 'srresnet' or 'rep', got {self.arch!r}")
+        if self.holdout < 0:
+            raise ValueError(f"holdout must be >= 0, got {self.holdout}")
         if self.degrade not in ("bicubic", "real"):
             raise ValueError(f"degrade must be 'bicubic' or 'real', got {self.degrade!r}")
         if Path(self.out).suffix != ".safetensors":
@@ -70,18 +83,19 @@ class SRTrainConfig:
             raise ValueError(f"ema must be in [0, 1) (0 = off), got {self.ema}")
 
 
-def readable_images(folder: str | Path):
-    """(path, (3, H, W) float image in [0, 1]) of every readable image of a folder; bad ones are
-    skipped with a warning."""
-    for path in io.list_images(folder):
+def readable_images(paths):
+    """(path, (3, H, W) float image in [0, 1]) of every readable image of `paths` (a folder or a
+    list of files); bad ones are skipped with a warning."""
+    for path in io.list_images(paths) if isinstance(paths, (str, Path)) else paths:
         try:
             yield path, io.read_image(path).color.expand(3, -1, -1)
         except io.ImageError as e:
             log.warning("skipped: %s", e)
 
 
-def val_pairs(folder: str | Path, scale: int) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
-    """(name, LR, HR) of every readable image of a validation folder (HR cropped to a multiple of scale)."""
+def val_pairs(folder, scale: int, what: str = "--val") -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    """(name, LR, HR) of every readable image of a validation folder or list of files (HR cropped
+    to a multiple of scale)."""
     pairs = []
     for path, hr in readable_images(folder):
         hr = hr[:, :hr.shape[1] - hr.shape[1] % scale, :hr.shape[2] - hr.shape[2] % scale].contiguous()
@@ -90,12 +104,13 @@ def val_pairs(folder: str | Path, scale: int) -> list[tuple[str, torch.Tensor, t
             continue
         pairs.append((path.stem, bicubic_downscale(hr, scale), hr))
     if not pairs:
-        raise ValueError(f"--val {folder}: no readable validation images")
+        raise ValueError(f"{what}: no readable validation images")
     return pairs
 
 
-def load_hr_images(folder: str | Path, min_size: int) -> list[torch.Tensor]:
-    """All RGB images of a folder as uint8 (3, H, W) tensors, skipping (with a warning) bad or tiny ones."""
+def load_hr_images(folder, min_size: int, where: str = "") -> list[torch.Tensor]:
+    """All RGB images of a folder (or list of files) as uint8 (3, H, W) tensors, skipping (with a
+    warning) bad or tiny ones."""
     images = []
     for path, im in readable_images(folder):
         if min(im.shape[1:]) < min_size:
@@ -103,7 +118,7 @@ def load_hr_images(folder: str | Path, min_size: int) -> list[torch.Tensor]:
             continue
         images.append((im * 255).round().to(torch.uint8))
     if not images:
-        raise ValueError(f"no usable training images (>= {min_size} px) in {folder}")
+        raise ValueError(f"no usable training images (>= {min_size} px) in {where or folder}")
     return images
 
 
@@ -138,8 +153,8 @@ def make_batches(images: list[torch.Tensor], cfg: SRTrainConfig, generator: torc
                 crop = crop.transpose(1, 2)
             crops.append(crop)
         hr = torch.stack(crops).float() / 255
-        lr = F.interpolate(hr, scale_factor=1 / cfg.scale, mode="bicubic", antialias=True,
-                           align_corners=False).clamp(0, 1)
+        lr = F.interpolate(hr, size=(cfg.patch, cfg.patch), mode="bicubic", antialias=True,
+                           align_corners=False).clamp(0, 1)  # size, not 1/scale: exact at x3
         lr = (lr * 255).round() / 255  # LR inputs are 8-bit images in practice
         if degrade is not None:
             arr = (lr.permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8)
@@ -149,31 +164,75 @@ def make_batches(images: list[torch.Tensor], cfg: SRTrainConfig, generator: torc
     return next_batch
 
 
+def split_holdout(data: str | Path, holdout: int) -> tuple[list[Path], list[Path]]:
+    """(training files, held-out files) of a folder: the held-out ones are the last `holdout`
+    by sorted relative path (io.list_images' order), never trained on."""
+    paths = io.list_images(data)
+    if not holdout:
+        return paths, []
+    if not 0 < holdout < len(paths):
+        raise ValueError(f"--holdout {holdout}: needs 0 < holdout < {len(paths)} images in {data}")
+    return paths[:-holdout], paths[-holdout:]
+
+
+def build_generator(cfg: SRTrainConfig) -> tuple[torch.nn.Module, dict]:
+    """The generator to train and its config. `rep` trains its multi-branch form (deploy=0),
+    except from --init (the saved, folded weights: then the plain form is fine-tuned)."""
+    arch_config = {"scale": cfg.scale, "channels": cfg.channels, "blocks": cfg.blocks}
+    if cfg.arch == "rep":
+        arch_config["deploy"] = 1 if cfg.init else 0
+    g = define_G(cfg.arch, **arch_config)
+    if cfg.init:
+        init, info = load_model(cfg.init)
+        if info["arch"] != cfg.arch or info["config"] != arch_config:
+            raise ValueError(f"--init {cfg.init}: {info['arch']} {info.get('config')} does not match "
+                             f"{cfg.arch} {arch_config}")
+        g.load_state_dict(init.state_dict())
+    return g, arch_config
+
+
+def inference_form(g: torch.nn.Module, arch_config: dict) -> tuple[torch.nn.Module, dict]:
+    """The model and config to save: a `rep` training form folded into plain 3x3 convolutions."""
+    if arch_config.get("deploy") == 0:
+        return g.fold(), arch_config | {"deploy": 1}
+    return g, arch_config
+
+
+def _saved_step(state_path: Path) -> int:
+    """The step a resume starts from (0 without a usable state; fit reports a broken one)."""
+    try:
+        step = io.load_torch(state_path).get("step", 0) if state_path.exists() else 0
+        return step if isinstance(step, int) else 0
+    except (ValueError, AttributeError):
+        return 0
+
+
 def train_sr(cfg: SRTrainConfig, device: torch.device, resume: bool = True) -> dict:
     """Train, save `cfg.out` (safetensors + a JSON card beside it), return the card.
 
     The state `cfg.out` with .state.pt resumes only a run of the same architecture, GAN setting
-    and data files (TrainSpec.meta)."""
+    and training files (TrainSpec.meta)."""
     out = Path(cfg.out)
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; give a .safetensors file name")
     io.check_writable(out.parent, create=False)  # before the work (created when the state is saved)
     torch.manual_seed(cfg.seed)
-    arch_config = {"scale": cfg.scale, "channels": cfg.channels, "blocks": cfg.blocks}
-    g = define_G("srresnet", **arch_config)
-    if cfg.init:
-        init, info = load_model(cfg.init)
-        if info["arch"] != "srresnet" or info["config"] != arch_config:
-            raise ValueError(f"--init {cfg.init}: {info['arch']} {info.get('config')} does not match {arch_config}")
-        g.load_state_dict(init.state_dict())
+    g, arch_config = build_generator(cfg)
     g = g.to(device, memory_format=torch.channels_last)  # faster convolutions on CPU
-    meta = {"arch": "srresnet", "config": arch_config, "gan": cfg.gan, "d_channels": cfg.d_channels if cfg.gan else None,
-            "data": data_fingerprint(io.list_images(cfg.data), cfg.data)}
-    check_resume(out.with_suffix(".state.pt"), meta, resume)
-    images = load_hr_images(cfg.data, cfg.patch * cfg.scale)
-    log.info("training x%d %s on %d images from %s", cfg.scale, "GAN" if cfg.gan else "L1", len(images), cfg.data)
+    train_paths, held_out = split_holdout(cfg.data, cfg.holdout)
+    meta = {"arch": cfg.arch, "config": arch_config, "gan": cfg.gan,
+            "d_channels": cfg.d_channels if cfg.gan else None, "data": data_fingerprint(train_paths, cfg.data)}
+    state_path = out.with_suffix(".state.pt")
+    check_resume(state_path, meta, resume)
+    start_step = _saved_step(state_path) if resume else 0
+    images = load_hr_images(train_paths, cfg.patch * cfg.scale, cfg.data)
+    log.info("training x%d %s %s on %d images from %s (%d held out), %d threads", cfg.scale, cfg.arch,
+             "GAN" if cfg.gan else "L1", len(images), cfg.data, len(held_out), torch.get_num_threads())
     next_batch = make_batches(images, cfg, None)  # the global RNG: fit seeds it and saves it for resume
-    pairs = val_pairs(cfg.val, cfg.scale) if cfg.val else []
+    pairs = val_pairs(held_out, cfg.scale, f"--holdout {cfg.holdout}") if held_out else \
+        val_pairs(cfg.val, cfg.scale) if cfg.val else []
+    reported = val_pairs(cfg.val, cfg.scale) if held_out and cfg.val else []
+    report_name = Path(cfg.val).name if reported else ""
 
     def batch_on_device():
         lr, hr = next_batch()
@@ -204,7 +263,10 @@ def train_sr(cfg: SRTrainConfig, device: torch.device, resume: bool = True) -> d
         return loss, {"d": loss.item()}
 
     def validate(model):
-        return {f"val_{k}": v for k, v in evaluate_model(model, pairs, cfg.scale, device).items()} if pairs else {}
+        logs = {f"val_{k}": v for k, v in evaluate_model(model, pairs, cfg.scale, device).items()} if pairs else {}
+        if reported:  # only reported: never selects anything
+            logs |= {f"{report_name}_{k}": v for k, v in evaluate_model(model, reported, cfg.scale, device).items()}
+        return logs
 
     spec = TrainSpec(g, batch_on_device, lambda net, batch: net(batch[0]), g_loss,
                      discriminator=d, d_loss=d_loss if cfg.gan else None, validate=validate,
@@ -212,17 +274,30 @@ def train_sr(cfg: SRTrainConfig, device: torch.device, resume: bool = True) -> d
     tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, lr_d=cfg.lr, betas=(0.9, 0.99), ema=cfg.ema,
                        warmup=0 if cfg.init else 200, log_every=100, val_every=cfg.val_every,
                        ckpt_every=500, seed=cfg.seed)
-    result = fit(spec, tcfg, state_path=out.with_suffix(".state.pt"), resume=resume)
+    result = fit(spec, tcfg, state_path=state_path, resume=resume)
+    final, saved_config = inference_form(result.generator, arch_config)
+    threads, cores = torch.get_num_threads(), os.cpu_count() or 1
     card = {
-        "task": TASK, "arch": "srresnet", "config": arch_config,
-        "training": asdict(cfg) | {"device": str(device), "minutes": round(result.seconds / 60, 1)},
+        "task": TASK, "arch": cfg.arch, "config": saved_config,
+        "training": asdict(cfg) | {
+            "device": str(device), "minutes": round(result.seconds / 60, 1),
+            "threads": threads, "cpu_count": cores, "resumed_from_step": start_step,
+            "note": f"this run (steps {start_step}-{cfg.steps}) used {threads} thread(s) on a {cores}-core machine"
+                    + (" (all cores)" if threads >= cores else "") + "; minutes = training time over all runs"},
+        "validation_split": {"holdout": cfg.holdout, "files": [p.relative_to(cfg.data).as_posix() for p in held_out],
+                             "selects": "EMA vs raw weights"}
+        if held_out else {"folder": cfg.val, "selects": "EMA vs raw weights"} if cfg.val else {},
         "command": "genapps " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else "",
         "license": "MIT", "provenance": (f"fine-tuned from {cfg.init}" if cfg.init else "trained from scratch")
         + f" by genapps (`genapps train sr`, the command above) on {cfg.data}",
         "validation": result.validation, "history": result.history[-5:],
-        "params": sum(p.numel() for p in g.parameters()),
+        "params": sum(p.numel() for p in final.parameters()),
     }
-    io.save_weights(out, result.generator.state_dict(), {k: card[k] for k in ("task", "arch", "config")}
+    if final is not result.generator:
+        card["training_form"] = {"config": arch_config, "params": sum(p.numel() for p in g.parameters()),
+                                 "folded": "RepConv3x3 branches (3x3, 1x1, 1x1->3x3, identity, Sobel/Laplacian) "
+                                           "folded into one 3x3 convolution each"}
+    io.save_weights(out, final.state_dict(), {k: card[k] for k in ("task", "arch", "config")}
                     | {"validation": result.validation})
     io.write_json(out.with_suffix(".json"), card)
     return card
