@@ -11,8 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,6 +193,15 @@ def file_output(input_path: str | Path, output: str | Path) -> Path | None:
     return None
 
 
+def output_plan(files: list[Path], input_dir: Path, output_dir: Path, ext: str | None, suffix: str,
+                output_suffixes: tuple[str, ...] | None) -> dict[Path, dict[str, Path]]:
+    """src -> {output suffix: output path} of a folder run (names that collide keep their extension)."""
+    base = io.output_paths(files, input_dir, output_dir, ext, suffix)
+    renamed = {src for src, d in base.items() if d != io.output_path(src, input_dir, output_dir, ext, suffix)}
+    return {src: {k: io.output_path(src, input_dir, output_dir, ext, suffix + k, keep_ext=src in renamed)
+                  for k in output_suffixes or ("",)} for src in files}
+
+
 def map_images(
     input_dir: str | Path,
     output_dir: str | Path,
@@ -241,10 +253,18 @@ def map_images(
     folder holding the image of the same relative name (or the only one of the same stem); a
     reference up to `reference_slack` px larger is cropped to the output. Skipped outputs are measured too.
 
+    `input_dir` and `output_dir` may be fsspec URLs (s3://, gs://, az://, memory://; http(s):// for
+    input): see _map_remote.
+
     Sharding (genapps.distributed: torchrun's rank or --shard I/N): output names are chosen over
     all files, then only this shard's files (by relative path) are done; the shard appends to its
     own manifest (.genapps-manifest.shard-I-of-N.jsonl) and reads every manifest on resume.
     """
+    if io.is_url(input_dir) or io.is_url(output_dir):
+        return _map_remote(input_dir, output_dir, process, name=name, task=task, config=config,
+                           fingerprint=fingerprint, extra_inputs=extra_inputs, ext=ext, suffix=suffix, quality=quality,
+                           resume=resume, fail_fast=fail_fast, reference=reference, measure=measure,
+                           reference_slack=reference_slack, pass_source=pass_source, output_suffixes=output_suffixes)
     target, skipped = file_output(input_dir, output_dir), ""
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if target is not None:  # one image to one named file; the manifest goes beside it
@@ -270,10 +290,7 @@ def map_images(
         log.warning("%s: skipped %s (not an image extension genapps reads: %s)", input_dir, skipped,
                     " ".join(io.IMAGE_EXTS))
     if target is None:
-        base = io.output_paths(files, input_dir, output_dir, ext, suffix)
-        renamed = {src for src, d in base.items() if d != io.output_path(src, input_dir, output_dir, ext, suffix)}
-        plan = {src: {k: io.output_path(src, input_dir, output_dir, ext, suffix + k, keep_ext=src in renamed)
-                      for k in output_suffixes or ("",)} for src in files}
+        plan = output_plan(files, input_dir, output_dir, ext, suffix, output_suffixes)
     shard = current()
     if shard.active:  # names were chosen over all files (as one process would); this shard does its own
         files = [src for src in files if shard.owns(src.relative_to(input_dir).as_posix())]
@@ -381,3 +398,92 @@ def measure_pair(pred: torch.Tensor, ref: torch.Tensor, measure: Measure, slack:
     if pred.shape[0] != ref.shape[0]:
         pred, ref = pred.expand(3, -1, -1), ref.expand(3, -1, -1)
     return measure(pred, ref)
+
+
+REMOTE_CHUNK = 64  # files a remote run stages, processes and uploads together
+
+
+def _map_remote(input_dir: str | Path, output_dir: str | Path, process, *, name: str, pass_source: bool,
+                extra_inputs, **options) -> StageResult:
+    """map_images with a remote (fsspec URL) input and/or output folder, staged through a local
+    temporary folder, REMOTE_CHUNK files at a time: the chunk's inputs are fetched (linked, when
+    local), the remote manifests and the chunk's existing outputs are fetched for the resume check,
+    the local map_images runs, then this shard's manifest is uploaded and only then the new outputs
+    (so every remote output has its manifest line; a kill loses at most the chunk's uploads, redone
+    on resume). Records name the remote files. Remote input with `pass_source` or `extra_inputs`
+    (inpaint's masks) is refused: those look up side files by local path.
+    """
+    from genapps.distributed import shard_key
+
+    remote_in, remote_out = io.is_url(input_dir), io.is_url(output_dir)
+    if remote_in and (pass_source or extra_inputs):
+        raise ValueError(f"{name}: a remote input folder is not supported for this task (it reads side files "
+                         f"by local path); copy the input to a local folder")
+    if remote_in:
+        rels = io.list_remote_images(str(input_dir))
+    else:
+        root = Path(input_dir)
+        files = [root] if root.is_file() else io.list_images(root)
+        root = root.parent if root.is_file() else root
+        rels = [p.relative_to(root).as_posix() for p in files]
+    if not rels:
+        raise ValueError(f"no images in {input_dir} (extensions: {', '.join(io.IMAGE_EXTS)})")
+    shard = current()
+    groups: dict[str, list[str]] = {}
+    for rel in rels:  # same-stem files (a.png, a.jpg) stay in one chunk: their output names depend on each other
+        if shard.owns(rel):
+            groups.setdefault(shard_key(rel), []).append(rel)
+    chunks: list[list[str]] = [[]]
+    for group in groups.values():
+        if len(chunks[-1]) >= REMOTE_CHUNK:
+            chunks.append([])
+        chunks[-1] += group
+    start, records = time.perf_counter(), []
+    with tempfile.TemporaryDirectory(prefix="genapps-stage-") as tmp:
+        stage_in, stage_out = Path(tmp, "in"), Path(tmp, "out") if remote_out else Path(output_dir)
+        existing = io.remote_files(str(output_dir)) if remote_out else {}
+        for rel in existing:
+            if MANIFEST_NAME.match(rel):
+                io.download(io.url_join(str(output_dir), rel), stage_out / rel)
+
+        def original(p: Path):
+            rel = p.relative_to(stage_in).as_posix()
+            return io.url_join(str(input_dir), rel) if remote_in else root / rel
+
+        inner = process
+        if pass_source:  # local input: the task sees the real path
+            def inner(image, src):
+                return process(image, original(src))
+        side = (lambda src: extra_inputs(original(src))) if extra_inputs else None
+        for chunk in filter(None, chunks):
+            shutil.rmtree(stage_in, ignore_errors=True)
+            for rel in chunk:
+                (stage_in / rel).parent.mkdir(parents=True, exist_ok=True)
+                if remote_in:
+                    io.download(io.url_join(str(input_dir), rel), stage_in / rel)
+                else:
+                    os.symlink((root / rel).resolve(), stage_in / rel)
+            plan = output_plan(io.list_images(stage_in), stage_in, stage_out, options["ext"], options["suffix"],
+                               options["output_suffixes"])
+            outs = {src: [d.relative_to(stage_out).as_posix() for d in dests.values()] for src, dests in plan.items()}
+            for rel in (r for rels_ in outs.values() for r in rels_):
+                if rel in existing and not (stage_out / rel).exists():
+                    io.download(io.url_join(str(output_dir), rel), stage_out / rel)
+            result = map_images(stage_in, stage_out, inner, name=name, pass_source=pass_source, extra_inputs=side,
+                                **options)
+            if remote_out:
+                manifest = stage_out / manifest_name(shard)
+                if manifest.exists():  # the lines first: a remote output never lacks its line
+                    io.upload(manifest, io.url_join(str(output_dir), manifest.name))
+                for r in result.records:
+                    for rel in outs[Path(r.input)] if r.status == "ok" else []:
+                        io.upload(stage_out / rel, io.url_join(str(output_dir), rel))
+                for rel in (r for rels_ in outs.values() for r in rels_):
+                    (stage_out / rel).unlink(missing_ok=True)
+            for r in result.records:
+                out_rel = Path(r.output).relative_to(stage_out).as_posix() if r.output else None
+                r.input = str(original(Path(r.input)))
+                r.output = io.url_join(str(output_dir), out_rel) if out_rel and remote_out else r.output
+                records.append(r)
+    return StageResult(name, options["task"], str(input_dir), str(output_dir), options["config"], records,
+                       time.perf_counter() - start)

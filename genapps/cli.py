@@ -140,7 +140,7 @@ def run_task(task: str, input_dir: str, output_dir: str, device: str, options: d
     from genapps.batch import file_output
     from genapps.tasks import load_task, make_config
 
-    if not Path(input_dir).exists():
+    if not io.is_url(input_dir) and not Path(input_dir).exists():
         raise FileNotFoundError(f"input not found: {input_dir}")
     module = load_task(task)
     click.get_current_context().with_resource(_sharding(options.pop("shard", None)))
@@ -153,6 +153,8 @@ def run_task(task: str, input_dir: str, output_dir: str, device: str, options: d
     options = {k: v for k, v in options.items() if v is not None}
     if "overwrite" in options:
         options["resume"] = not options.pop("overwrite")
+    if report_dir is not None and io.is_url(report_dir):
+        raise ValueError(f"the report is written to a local folder: give --report DIR (or --no-report) with {report_dir}")
     cfg = make_config(module.Config, options, where=task)
     dev = _device(device)
     io.check_writable(report_dir or (target.parent if target else output_dir), create=False)  # leaves no empty folder
@@ -406,8 +408,16 @@ def models_import_ncnn(param: str, bin_path: str, name: str | None, out: str | N
 
 
 @main.group()
-def train() -> None:
-    """Train the models genapps ships (and your own)."""
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+              help="Automatic mixed precision of the training steps (fp16: CUDA only, with loss scaling).")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the networks (slower start, faster steps).")
+@click.pass_context
+def train(ctx: click.Context, precision: str, compile_: bool) -> None:
+    """Train the models genapps ships (and your own). Several processes or GPUs:
+    torchrun --nproc_per_node N -m genapps train ... (see README, Scale)."""
+    from genapps.device import using
+
+    ctx.with_resource(using(precision=precision, compile=compile_))
 
 
 @train.command("sr")

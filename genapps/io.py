@@ -120,8 +120,19 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> LoadedImage:
     """Read any image PIL reads (8/16-bit; 1, L, LA, P, RGB, RGBA, CMYK, I;16, I, F), EXIF-rotated.
 
     Raises ImageError with a one-line reason for corrupt, truncated, empty, non-image or
-    oversized files.
+    oversized files. `path` may be an fsspec URL (see is_url): it is fetched to a temporary file first.
     """
+    if is_url(path):
+        with tempfile.TemporaryDirectory(prefix="genapps-get-") as tmp:
+            local = Path(tmp) / (Path(url_fs(path)[1]).name or "image")
+            try:
+                download(path, local)
+            except OSError as e:
+                raise ImageError(f"{path}: cannot read ({e.strerror or e})") from None
+            try:
+                return read_image(local, max_pixels)
+            except ImageError as e:
+                raise ImageError(str(e).replace(str(local), str(path))) from None
     path = Path(path)
     try:
         if path.stat().st_size == 0:
@@ -224,8 +235,15 @@ def write_image(path: str | Path, image: LoadedImage, quality: int = 95,
 
     16-bit is kept for PNG and TIFF; JPEG/WebP/BMP are 8-bit. JPEG has no alpha: it is dropped
     with a warning. A disk error (full, read-only, a folder in the way) raises OSError.
-    `before_replace`: see atomic_write.
+    `before_replace`: see atomic_write. `path` may be an fsspec URL: the file is encoded locally,
+    then uploaded (see upload; `before_replace` runs on the local file before the upload).
     """
+    if is_url(path):
+        with tempfile.TemporaryDirectory(prefix="genapps-put-") as tmp:
+            local = Path(tmp) / Path(url_fs(path)[1]).name
+            write_image(local, image, quality, before_replace)
+            upload(local, path)
+        return
     path = Path(path)
     fmt = WRITE_FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -409,6 +427,8 @@ def check_writable(folder: str | Path, create: bool = True) -> Path:
     With create=False the folders it had to create are removed again: a check before long work
     (loading a model) leaves no empty output folder behind when that work fails.
     """
+    if is_url(folder):
+        return folder  # a remote folder: the first upload proves it (object stores have no folders)
     folder = Path(folder)
     created = []
     try:
@@ -510,6 +530,82 @@ def read_idx(path: str | Path) -> np.ndarray:
     if arr.size != int(np.prod(dims)):
         raise ValueError(f"{path}: {arr.size} values, header says {dims}")
     return arr.reshape(dims)
+
+
+# ---------------------------------------------------------------- remote folders (fsspec URLs)
+
+ATOMIC_PUT = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory"})  # a PUT is all or nothing
+
+
+def is_url(path) -> bool:
+    """An fsspec URL (s3://, gs://, az://, http(s)://, memory://, ...); plain paths and file:// are local.
+    (A URL must stay a str: pathlib would fold its '//'.)"""
+    return (isinstance(path, str) and re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", path) is not None
+            and not path.startswith("file://"))
+
+
+def url_fs(url: str):
+    """(fsspec file system, path inside it) of `url`; an unknown protocol or a missing driver
+    (s3fs, gcsfs, adlfs) is a one-line ValueError."""
+    import fsspec
+
+    try:
+        return fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as e:
+        raise ValueError(f"{url}: cannot open this URL ({str(e).splitlines()[0]})") from None
+
+
+def url_join(url: str, rel: str) -> str:
+    return f"{url.rstrip('/')}/{rel}"
+
+
+def remote_files(url: str) -> dict[str, int]:
+    """{relative posix path: size} of every file under the remote folder `url` ({} if there is none)."""
+    fs, root = url_fs(url)
+    root = root.rstrip("/")
+    if not fs.exists(root):
+        return {}
+    found = fs.find(root, detail=True)
+    return {name[len(root) + 1:]: int(info.get("size") or 0) for name, info in found.items()
+            if info.get("type", "file") == "file" and name.startswith(root + "/")}
+
+
+def list_remote_images(url: str, exts: tuple[str, ...] = IMAGE_EXTS) -> list[str]:
+    """Relative paths of the images under remote folder `url`, as list_images sorts and filters them."""
+    rels = [r for r in remote_files(url) if Path(r).suffix.lower() in exts and not Path(r).name.startswith(".")]
+    if not rels and not url_fs(url)[0].exists(url_fs(url)[1]):
+        raise FileNotFoundError(f"input folder not found: {url}")
+    return sorted(rels)
+
+
+def download(url: str, dest: Path) -> Path:
+    """Copy remote file `url` to local `dest` (atomically: a torn download never has `dest`'s name)."""
+    fs, path = url_fs(url)
+    with atomic_write(dest) as tmp:
+        fs.get_file(path, str(tmp))
+    return dest
+
+
+def upload(src: Path, url: str) -> None:
+    """Put finished local file `src` at `url`. Object stores (ATOMIC_PUT: s3, gs, az, memory) take
+    it in one PUT, so the object appears whole or not at all; other file systems get a hidden
+    temporary name first and a move (atomic where the file system's rename is)."""
+    fs, path = url_fs(url)
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    parent, _, name = path.rstrip("/").rpartition("/")
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    if protocols & ATOMIC_PUT:
+        fs.put_file(str(src), path)
+        return
+    tmp = f"{parent}/.{name}.{os.urandom(4).hex()}.tmp"
+    fs.put_file(str(src), tmp)
+    try:
+        fs.mv(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            fs.rm(tmp)
+        raise
 
 
 # ---------------------------------------------------------------- checkpoints and weights

@@ -143,3 +143,54 @@ def test_torchrun_batch_two_gloo_processes_one_merged_report(tmp_path, cli):
               ["stages"][0]["records"] for i in range(2)]
     names = sorted(Path(r["input"]).name for part in counts for r in part)
     assert names == sorted(p.name for p in src.rglob("*.png")) and all(counts)  # each file once, both ranks worked
+
+
+# ---------------------------------------------------------------- device and precision
+
+
+def test_runtime_cpu_fallbacks_and_batches(caplog):
+    import torch
+
+    from genapps import device
+
+    rt = device.runtime("cpu", "fp16")  # fp16 is CUDA-only: fp32 with a warning
+    assert rt.precision == "fp32" and rt.amp_dtype is None and "fp16 runs on CUDA only" in caplog.text
+    assert not rt.grad_scaler().is_enabled() and rt.memory_format == torch.contiguous_format
+    net = torch.nn.Conv2d(3, 4, 3)
+    assert rt.compiled(net) is net and rt.module(net) is net
+    batch = {"x": torch.ones(2, 3, 4, 4), "pair": (torch.zeros(3), 5)}
+    moved = rt.to(batch)
+    assert torch.equal(moved["x"], batch["x"]) and moved["pair"][1] == 5 and not moved["x"].is_pinned()
+    bf16 = device.runtime("cpu", "bf16")
+    with bf16.autocast():
+        assert net(torch.ones(1, 3, 5, 5)).dtype == torch.bfloat16  # bf16 autocast works on CPU
+    assert not bf16.grad_scaler().is_enabled()
+    assert device.runtime("cpu", channels_last=True).to(torch.ones(1, 3, 4, 4)).is_contiguous(
+        memory_format=torch.channels_last)
+    assert type(device.runtime("cpu", compile=True).compiled(net)).__name__ == "OptimizedModule"
+    with pytest.raises(ValueError, match="unknown precision"):
+        device.Runtime(torch.device("cpu"), "fp8")
+
+
+def test_device_option_under_torchrun_and_train_options_reach_the_loop(monkeypatch, tmp_path, cli):
+    import torch
+
+    from genapps import device
+    from genapps.tasks.upscale import training
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert device.select_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            device.select_device("cuda")
+    seen = {}
+    monkeypatch.setattr(training, "train_sr", lambda cfg, dev, resume: seen.update(rt=device.current(dev)) or
+                        {"validation": {}})
+    monkeypatch.delenv("WORLD_SIZE")
+    res = cli("train", "--precision", "bf16", "--compile", "sr", "--data", tmp_path, "--out", tmp_path / "m.safetensors",
+              "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    assert seen["rt"] == device.Runtime(torch.device("cpu"), "bf16", True)
+    assert device.current("cpu") == device.Runtime(torch.device("cpu"))  # only within the command
