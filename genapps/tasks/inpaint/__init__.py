@@ -5,7 +5,8 @@ plausible fills per image with `samples`), and the classical `telea`, `ns` (Open
 `biharmonic` (scikit-image). Whatever the method, the output keeps the input's pixels outside the
 hole exactly (same bit depth, alpha passed through).
 
-The model path: the whole image's hole is pre-filled by Telea; each connected hole, dilated by
+The model path: the whole image's hole is pre-filled by the mean of the three classical fills;
+each connected hole, dilated by
 `margin` px, is cut out as a crop, resized down when its longer side exceeds `work_size`,
 reflect-padded to the network's multiple, corrected by the network and pasted back inside the
 hole only.
@@ -27,7 +28,7 @@ from torch import nn
 from genapps import io, metrics
 from genapps.batch import StageResult, map_images
 from genapps.tasks.inpaint import masks as M
-from genapps.tasks.inpaint.classical import CLASSICAL, fill, telea
+from genapps.tasks.inpaint.classical import CLASSICAL, fill, prefill
 from genapps.tasks.inpaint.models import define_G
 
 log = logging.getLogger(__name__)
@@ -131,15 +132,16 @@ def _pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
 
 @torch.inference_mode()
 def model_fill(model: nn.Module, rgb: torch.Tensor, mask: torch.Tensor, work_size: int = 512, margin: int = 48,
-               generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
+               generator: torch.Generator | None = None, device: torch.device | str = "cpu",
+               pre: torch.Tensor | None = None) -> torch.Tensor:
     """(3, H, W) in [0, 1], bool (H, W) hole -> (3, H, W) filled; outside the hole equals `rgb`.
 
-    `generator` seeds the pluralistic model's sample (ignored by the GAN model).
+    `generator` seeds the pluralistic model's sample (ignored by the GAN model); `pre` is
+    classical.prefill(rgb, mask) when already computed (several samples of one image).
     """
     if not mask.any():
         return rgb.clone()
-    pre = telea(rgb, mask)
-    out = torch.where(mask, pre, rgb)
+    out = (prefill(rgb, mask) if pre is None else pre).clone()
     multiple = getattr(model, "input_multiple", 32)
     sampling = hasattr(model, "prior_params")
     for y, x, h, w, region in hole_crops(mask, margin):
@@ -167,7 +169,7 @@ def model_fill(model: nn.Module, rgb: torch.Tensor, mask: torch.Tensor, work_siz
 def inpaint_image(image: io.LoadedImage, mask: torch.Tensor, cfg: Config, model: nn.Module | None,
                   name: str, device: torch.device) -> list[io.LoadedImage]:
     """`cfg.samples` filled copies of `image` (grey runs as RGB and comes back grey; alpha untouched)."""
-    outs = []
+    outs, pre = [], None
     for k in range(cfg.samples):
         if not mask.any():
             color = image.color.clone()  # nothing to fill: the image passes through
@@ -176,7 +178,8 @@ def inpaint_image(image: io.LoadedImage, mask: torch.Tensor, cfg: Config, model:
         else:
             rgb = image.color.expand(3, -1, -1) if image.grayscale else image.color
             gen = torch.Generator(device=device).manual_seed(M.seed_for(cfg.seed, f"{name}#{k}"))
-            filled = model_fill(model, rgb, mask, cfg.work_size, cfg.margin, gen, device)
+            pre = prefill(rgb, mask) if pre is None else pre
+            filled = model_fill(model, rgb, mask, cfg.work_size, cfg.margin, gen, device, pre)
             color = filled.mean(0, keepdim=True) if image.grayscale else filled
         color = torch.where(mask, color, image.color)  # exactly the input outside the hole
         outs.append(io.LoadedImage(color, image.alpha, image.bit_depth))

@@ -1,10 +1,11 @@
 """Inpainting generators: a U-Net GAN generator and its VAE-family (pluralistic) variant.
 
-Both see an image whose hole is pre-filled by Telea plus the mask, and predict a correction:
+Both see an image whose hole is pre-filled classically (classical.prefill: the mean of Telea,
+Navier-Stokes and biharmonic) plus the mask, and predict a correction:
 input (B, 4, H, W) = [pre-filled RGB in [0, 1], mask {0, 1}], output (B, 3, H, W) in [0, 1]
 (clamped, not composited: the caller keeps the pixels outside the hole). H and W must be
 multiples of `input_multiple`. The last layer starts at zero, so an untrained model returns
-the Telea fill, and training only has to improve on it.
+the pre-fill, and training only has to improve on it.
 """
 
 from __future__ import annotations

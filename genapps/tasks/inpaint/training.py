@@ -2,7 +2,8 @@
 
 Crops of the training photos (downscaled at random to 0.45-0.8 of their size, so that 1 MP
 photos look like the 0.15 MP benchmark images), flipped, are cut with a seeded mask drawn on a
-320x480 canvas (holes as large as the benchmark's), their hole pre-filled by Telea. The generator
+320x480 canvas (holes as large as the benchmark's), their hole pre-filled by the mean of the
+Telea, Navier-Stokes and biharmonic fills. The generator
 predicts a correction of the pre-fill; losses: hole L1 (+ a small L1 outside the hole),
 hinge adversarial loss and discriminator feature matching against a spectral-norm PatchGAN on
 the composited image and the mask. The pluralistic variant adds a posterior q(z | full crop),
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 from genapps import io, losses
 from genapps.nn import PatchDiscriminator
 from genapps.tasks.inpaint import masks as M
-from genapps.tasks.inpaint.classical import telea_batch
+from genapps.tasks.inpaint.classical import prefill
 from genapps.tasks.inpaint.models import define_G, kl_gaussians
 from genapps.train import TrainConfig, TrainSpec, check_resume, data_fingerprint, fit
 
@@ -117,8 +118,9 @@ def train_mask(kind: str, patch: int, seed: int) -> np.ndarray:
 
 
 def make_input(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) in [0, 1] and (B, 1, H, W) {0, 1} -> the model input (B, 4, H, W): Telea pre-fill + mask."""
-    return torch.cat([telea_batch(image, mask), mask], 1)
+    """(B, 3, H, W) in [0, 1] and (B, 1, H, W) {0, 1} -> the model input (B, 4, H, W): classical pre-fill + mask."""
+    filled = torch.stack([prefill(im, m[0] > 0.5) for im, m in zip(image, mask)])
+    return torch.cat([filled, mask], 1)
 
 
 def make_batches(images: list[torch.Tensor], cfg: InpaintTrainConfig):
@@ -221,7 +223,7 @@ def train_inpaint(cfg: InpaintTrainConfig, device: torch.device, resume: bool = 
         if not 0 < cfg.holdout < len(paths):
             raise ValueError(f"--holdout {cfg.holdout}: needs 0 < holdout < {len(paths)} images in {cfg.data}")
         train_paths, val_paths = paths[:-cfg.holdout], paths[-cfg.holdout:]
-    meta = {"arch": arch, "config": arch_config, "masks": cfg.masks, "patch": cfg.patch,
+    meta = {"arch": arch, "config": arch_config, "prefill": "mean of telea, ns, biharmonic", "masks": cfg.masks, "patch": cfg.patch,
             "batch_size": cfg.batch_size, "d_channels": cfg.d_channels, "data": data_fingerprint(train_paths, cfg.data)}
     check_resume(out.with_suffix(".state.pt"), meta, resume)
     images = load_photos(train_paths, cfg.patch)
