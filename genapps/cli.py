@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 
+from genapps.cli_conventions import Group, set_verbosity
+
 log = logging.getLogger("genapps")
 
 DEVICE = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N")
@@ -99,14 +101,15 @@ def _write_report(out_dir, stages, run_config: dict, title: str) -> Path | None:
         return None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="genapps")
-@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-@click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging (also after the command: genapps upscale ... -v).")
+@click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only (also after the command).")
 def main(verbose: bool, quiet: bool) -> None:
     """genapps: generative image models put to work (augment, upscale, inpaint, translate)."""
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    set_verbosity(verbose, quiet)  # also when logging was configured before (tests, embedding programs)
 
 
 def batch_options(fn):

@@ -488,8 +488,9 @@ def describe(desc) -> str:
 
 
 class SpandrelModel(nn.Module):
-    """A spandrel image model as an upscale model: (B, 3, h, w) in [0, 1] -> (B, 3, h*s, w*s) in
-    [0, 1]; the input is padded to the architecture's size requirements and the output cropped."""
+    """A spandrel model as a genapps model: (B, 3, h, w) in [0, 1] [, mask (B, 1, h, w) for
+    inpainting] -> (B, 3, h*s, w*s) in [0, 1]; the input is padded to the architecture's size
+    requirements and the output cropped."""
 
     def __init__(self, desc):
         super().__init__()
@@ -498,18 +499,17 @@ class SpandrelModel(nn.Module):
         self.scale = desc.scale
         self.supports_bfloat16 = desc.supports_bfloat16
 
-    def forward(self, x):
-        return self.desc(x)
+    def forward(self, *inputs):
+        return self.desc(*inputs)
 
 
 def as_model(desc, where: str, purposes: tuple[str, ...], task: str) -> tuple[SpandrelModel, dict]:
-    """(model, info) for `task`, after checking the descriptor's purpose and channels (one-line errors)."""
-    from spandrel import ImageModelDescriptor
-
-    if desc.purpose not in purposes or not isinstance(desc, ImageModelDescriptor):
+    """(model, info) for `task`, after checking the descriptor's purpose ("SR", "Restoration",
+    "Inpainting", "FaceSR") and channels; one-line errors naming what the file is."""
+    if desc.purpose not in purposes:
         raise ValueError(f"{where}: {describe(desc)} is made for {desc.purpose}, not for {task} "
                          f"({task} runs {' or '.join(purposes)} models)")
-    if (desc.input_channels, desc.output_channels) != (3, 3):
+    if desc.output_channels != 3 or (desc.input_channels != 3 and desc.purpose != "Inpainting"):
         raise ValueError(f"{where}: {describe(desc)} maps {desc.input_channels} to {desc.output_channels} "
                          f"channels; {task} runs RGB (3 -> 3) models")
     info = {"arch": desc.architecture.id, "scale": desc.scale, "source": where,

@@ -180,3 +180,70 @@ def test_every_weight_card_says_its_license_and_provenance(cli, photo_dir, tmp_p
     assert result.exit_code == 0, result.output
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["license"] == "MIT" and str(photo_dir) in card["provenance"]
+
+
+# ---------------------------------------------------------------- conventions
+
+
+@pytest.fixture
+def genapps_log_level():
+    """Commands set the genapps logger's level; give the next test the default back."""
+    yield
+    logging.getLogger("genapps").setLevel(logging.INFO)
+
+
+def test_verbosity_flags_also_after_the_command(cli, photo_dir, tmp_path, caplog, genapps_log_level):
+    src = photo_dir / "a.png"
+    with caplog.at_level(logging.DEBUG):
+        assert cli("upscale", src, tmp_path / "1.png", "-s", "3").exit_code == 0  # sr-x4, resized to x3
+        assert "resized to x3" in caplog.text
+        caplog.clear()
+        assert cli("upscale", src, tmp_path / "2.png", "-s", "3", "-q").exit_code == 0
+        assert not [r for r in caplog.records if r.name.startswith("genapps") and r.levelno < logging.WARNING]
+        assert cli("upscale", src, tmp_path / "3.png", "-s", "3", "--verbose").exit_code == 0
+        assert logging.getLogger("genapps").getEffectiveLevel() == logging.DEBUG
+    assert "-q, --quiet" in cli("evaluate", "--help").output
+
+
+def test_cpu_warning_names_the_real_flag(cli, photo_dir, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
+        result = cli("upscale", photo_dir / "a.png", tmp_path / "o.png", "-m", "bicubic", "--half", "--device", "cpu")
+    assert result.exit_code == 0 and "--half ignored on cpu" in caplog.text and "--fp16" not in caplog.text
+
+
+def test_evaluate_size_mismatch_names_the_file(cli, tmp_path):
+    for folder, size in (("pred", (16, 16)), ("ref", (20, 24))):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(photo(size)).save(tmp_path / folder / "a.png")
+    result = cli("evaluate", tmp_path / "pred", tmp_path / "ref", "--no-report")
+    failed = [line for line in result.output.splitlines() if "failed:" in line]
+    assert result.exit_code == 1 and len(failed) == 1
+    assert str(tmp_path / "pred" / "a.png") in failed[0] and "differ in size" in failed[0]
+
+
+def test_progress_over_the_tiles_of_one_large_image(cli, photo_dir, tmp_path, monkeypatch):
+    import genapps.tasks.upscale as up
+
+    bars = []
+    monkeypatch.setattr(up, "progress", lambda it, total, desc: bars.append((total, desc)) or it)
+    assert cli("upscale", photo_dir / "a.png", tmp_path / "t.png", "-m", "bicubic", "-s", "2", "-t", "8",
+               "--tile-overlap", "8").exit_code == 0
+    assert len(bars) == 1 and bars[0][1].endswith(" tiles") and int(bars[0][1].split()[0]) >= up.TILE_PROGRESS
+    bars.clear()
+    assert cli("upscale", photo_dir / "a.png", tmp_path / "w.png", "-m", "bicubic", "-s", "2").exit_code == 0
+    assert not bars  # one whole-image pass: no bar
+
+
+def test_real_esrgan_spellings_are_understood(cli, photo_dir, tmp_path):
+    out = tmp_path / "r.png"
+    result = cli("upscale", "-i", photo_dir / "a.png", "-o", out, "-n", "bicubic", "-s", "2", "--tile_pad", "10",
+                 "-t", "32", "--fp32", "--ext", "auto", "-g", "-1")
+    assert result.exit_code == 0, result.output
+    assert Image.open(out).size == (128, 96)
+    folder = cli("upscale", "--input", photo_dir, "--output", tmp_path / "f", "--model_name", "bicubic", "-s", "2",
+                 "--fail_fast", "--no-report")
+    assert folder.exit_code == 0 and (tmp_path / "f" / "sub" / "c.png").is_file()
+    face = cli("upscale", photo_dir, tmp_path / "g", "--face_enhance")
+    assert face.exit_code == 2 and "--face_enhance (face enhancement (GFPGAN) is not part of genapps)" in face.output
+    ev = cli("evaluate", "-i", photo_dir, photo_dir)
+    assert ev.exit_code == 2 and "takes the folders or files as arguments" in ev.output

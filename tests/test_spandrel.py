@@ -111,7 +111,7 @@ def one_line_error(result, *parts):
 
 def test_an_inpainting_model_is_refused_naming_what_it_is(tmp_path, image_dir, cli):
     with torch.device("meta"):
-        shapes = {k: v.shape for k, v in LaMa().state_dict().items()}
+        shapes = {k: v.shape for k, v in LaMa(in_nc=4).state_dict().items()}
     torch.save({k: torch.zeros(s, dtype=torch.float16) for k, s in shapes.items()}, tmp_path / "big-lama.pth")
     result = cli("upscale", image_dir, tmp_path / "out", "-m", tmp_path / "big-lama.pth")
     one_line_error(result, "big-lama.pth", "LaMa", "Inpainting", "x1", "not for upscale")
@@ -119,7 +119,7 @@ def test_an_inpainting_model_is_refused_naming_what_it_is(tmp_path, image_dir, c
 
 def test_a_declared_model_larger_than_the_file_is_refused(tmp_path, image_dir, cli):
     with torch.device("meta"):
-        shapes = {k: v.shape for k, v in LaMa().state_dict().items()}
+        shapes = {k: v.shape for k, v in LaMa(in_nc=4).state_dict().items()}
     # every tensor a stride-0 view of one number: the right keys and shapes, 51M parameters declared
     torch.save({k: torch.zeros(()).expand(s) for k, s in shapes.items()}, tmp_path / "hollow.pth")
     result = cli("upscale", image_dir, tmp_path / "out", "-m", tmp_path / "hollow.pth")

@@ -19,7 +19,7 @@ from PIL import Image
 from torch import nn
 
 from genapps import io, metrics, zoo
-from genapps.batch import StageResult, map_images
+from genapps.batch import StageResult, map_images, progress
 from genapps.device import autocast
 from genapps.tasks.upscale.models import define_G, infer_public_arch
 
@@ -173,6 +173,9 @@ def _run(model: nn.Module, x: torch.Tensor, precision: str) -> torch.Tensor:
         return model(x).float()
 
 
+TILE_PROGRESS = 16  # tiles in one image from which upscale_tensor shows a progress bar
+
+
 def upscale_tensor(model: nn.Module, x: torch.Tensor, scale: int, tile: int = 0, overlap: int = 16,
                    batch_size: int = 4, precision: str = "fp32") -> torch.Tensor:
     """(B, 3, h, w) in [0, 1] -> (B, 3, h*scale, w*scale) in [0, 1].
@@ -199,17 +202,19 @@ def upscale_tensor(model: nn.Module, x: torch.Tensor, scale: int, tile: int = 0,
         by_shape: dict[tuple[int, int], list] = {}
         for ys, xs in jobs:
             by_shape.setdefault((ys[1] - ys[0], xs[1] - xs[0]), []).append((ys, xs))
-        for group in by_shape.values():
-            for i in range(0, len(group), max(1, batch_size // b)):
-                chunk = group[i:i + max(1, batch_size // b)]
-                inp = torch.cat([xp[..., y0:y1, x0:x1] for (y0, y1, _, _), (x0, x1, _, _) in chunk])
-                res = _run(model, inp, precision).split(b)
-                for ((y0, y1, ry, fy), (x0, x1, rx, fx)), r in zip(chunk, res):
-                    wy = _ramp((y1 - y0) * scale, ry * scale, fy * scale).to(x.device)
-                    wx = _ramp((x1 - x0) * scale, rx * scale, fx * scale).to(x.device)
-                    wt = wy[:, None] * wx[None, :]
-                    out[..., y0 * scale:y1 * scale, x0 * scale:x1 * scale] += r * wt
-                    weight[..., y0 * scale:y1 * scale, x0 * scale:x1 * scale] += wt
+        step = max(1, batch_size // b)
+        chunks = [group[i:i + step] for group in by_shape.values() for i in range(0, len(group), step)]
+        if len(jobs) >= TILE_PROGRESS:  # a bar over the tiles of one large image (on a terminal)
+            chunks = progress(chunks, total=len(chunks), desc=f"{len(jobs)} tiles")
+        for chunk in chunks:
+            inp = torch.cat([xp[..., y0:y1, x0:x1] for (y0, y1, _, _), (x0, x1, _, _) in chunk])
+            res = _run(model, inp, precision).split(b)
+            for ((y0, y1, ry, fy), (x0, x1, rx, fx)), r in zip(chunk, res):
+                wy = _ramp((y1 - y0) * scale, ry * scale, fy * scale).to(x.device)
+                wx = _ramp((x1 - x0) * scale, rx * scale, fx * scale).to(x.device)
+                wt = wy[:, None] * wx[None, :]
+                out[..., y0 * scale:y1 * scale, x0 * scale:x1 * scale] += r * wt
+                weight[..., y0 * scale:y1 * scale, x0 * scale:x1 * scale] += wt
         out = out / weight
     out = out[..., pad * scale:(pad + h) * scale, pad * scale:(pad + w) * scale]
     return out.clamp(0, 1)
@@ -256,7 +261,8 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
         name: str = TASK) -> StageResult:
     """Upscale every image under `input_dir` into `output_dir` (mirrored tree)."""
     if cfg.precision != "fp32" and device.type != "cuda" and not (cfg.precision == "bf16" and cpu_bf16()):
-        log.warning("--%s ignored on %s: used on CUDA (and bf16 on CPUs with native bf16) only", cfg.precision, device)
+        log.warning("%s ignored on %s: used on CUDA (and bf16 on CPUs with native bf16) only",
+                    {"fp16": "--half", "bf16": "--bf16"}.get(cfg.precision, cfg.precision), device)
         cfg = Config(**(asdict(cfg) | {"precision": "fp32"}))
     model_name = cfg.model or default_model(cfg.scale)
     model, info = load_model(model_name, cfg.scale)
