@@ -75,6 +75,10 @@ def test_read_pairs_layouts_and_directions(tmp_path, cli, photos):
     assert (aligned[0][2] == folders[0][2]).all() and (aligned[0][1][:, :, 0] == folders[0][1][:, :, 0]).all()
     swapped = read_pairs(tmp_path / "f", "folders", "BtoA")
     assert swapped[0][1].shape == (48, 64, 3) and swapped[0][2].shape == (48, 64, 1)
+    Image.fromarray(photo(seed=9)).save(photos / "a.jpg")  # a.png and a.jpg: both pairs kept, by extension
+    cli("pairs", photos, tmp_path / "f2", "--kind", "gray")
+    keys = [k for k, _, _ in read_pairs(tmp_path / "f2", "folders")]
+    assert keys == ["a_jpg", "a_png", "b", "sub/c"]
     (tmp_path / "f/B/b.png").unlink()
     with pytest.raises(ValueError, match="without a partner"):
         read_pairs(tmp_path / "f", "folders")

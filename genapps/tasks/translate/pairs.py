@@ -120,6 +120,8 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     root = input_dir.parent if input_dir.is_file() else input_dir
     a_dir = output_dir / "A" if cfg.layout == "folders" else output_dir
+    files = [input_dir] if input_dir.is_file() else io.list_images(input_dir)
+    b_paths = io.output_paths(files, root, output_dir / "B", ".png")  # the names map_images gives the A side
 
     def process(image: io.LoadedImage, src: Path) -> io.LoadedImage:
         key = src.relative_to(root).with_suffix("").as_posix()
@@ -129,7 +131,7 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
         if cfg.layout == "aligned":
             return io.LoadedImage(torch.cat([a.expand(3, -1, -1), photo], 2))
         if cfg.layout == "folders":
-            io.write_image(io.output_path(src, root, output_dir / "B", ".png"), io.LoadedImage(photo))
+            io.write_image(b_paths[src], io.LoadedImage(photo))
         return io.LoadedImage(a)
 
     result = map_images(input_dir, a_dir, process, name=name, task=TASK, config=asdict(cfg), ext=".png",
