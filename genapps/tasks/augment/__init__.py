@@ -24,9 +24,9 @@ from genapps import io
 from genapps.batch import Record, StageResult
 from genapps.tasks.augment.data import LabeledImages, load_imagefolder, load_unlabeled
 from genapps.tasks.augment.evaluate import evaluate_arms, feature_metrics
-from genapps.tasks.augment.models import GENERATORS
+from genapps.tasks.augment.models import DECODERS, GENERATORS
 from genapps.tasks.augment.training import (ClassifierConfig, GeneratorConfig, GeneratorResult, PseudoLabels,
-                                            Synthetic, generator_meta, pseudo_label, synthesize,
+                                            Synthetic, generator_meta, pseudo_label, self_training_steps, synthesize,
                                             train_classifier, train_generator)
 from genapps.train import check_resume, data_fingerprint
 
@@ -55,7 +55,10 @@ class Config:
     lr: float | None = None  # default: 1e-3 (cvae), 2e-4 (cgan)
     z_dim: int | None = None  # latent size, default: 16 (cvae), 64 (cgan)
     beta: float = 1.0  # cvae: weight of the KL term in the ELBO
+    decoder: str = "conv"  # cvae: conv | residual (residual blocks before each upsampling)
+    temperature: float = 1.0  # sampling: z ~ N(0, temperature^2 I); < 1 truncates to typical samples
     guide: bool = True  # class-consistency loss: prior samples of class k must be classified as k
+    guide_fraction: float = 0.5  # share of each batch decoded from the prior for that loss
     sampling: str = "auto"  # prior | mixed (half posterior variants of training images; cvae) | auto
     seed: int = 0
     filter: bool = True  # drop samples a classifier assigns to another class with high confidence
@@ -92,9 +95,15 @@ class Config:
             raise ValueError(f"batch_size must be >= 2, got {self.batch_size}")
         if self.lr is not None and not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        for name in ("filter_confidence", "pseudo_threshold"):
+        for name in ("filter_confidence", "pseudo_threshold", "guide_fraction"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
+        if self.decoder != "conv" and self.model != "cvae":
+            raise ValueError("decoder applies to model cvae only")
+        if not 0 < self.temperature <= 2:
+            raise ValueError(f"temperature must be in (0, 2], got {self.temperature}")
         if self.sampling not in ("auto", "prior", "mixed"):
             raise ValueError(f"sampling must be auto, prior or mixed, got {self.sampling!r}")
         if self.sampling == "mixed" and self.model != "cvae":
@@ -106,7 +115,8 @@ class Config:
         d = DEFAULTS[self.model]
         return GeneratorConfig(model=self.model, steps=self.steps or d["steps"], batch_size=self.batch_size,
                                lr=self.lr or d["lr"], z_dim=self.z_dim or d["z_dim"], beta=self.beta,
-                               guide_weight=d["guide_weight"] if self.guide else 0.0, seed=self.seed)
+                               guide_weight=d["guide_weight"] if self.guide else 0.0, decoder=self.decoder,
+                               guide_fraction=self.guide_fraction, seed=self.seed)
 
 
 @dataclass
@@ -145,7 +155,7 @@ def augment_tensors(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: Con
     xg, yg = x, y
     if x_unlabeled is not None and len(x_unlabeled):
         pseudo = pseudo_label(x, y, x_unlabeled, num_classes, device, cfg.pseudo_threshold,
-                              steps=int(cfg.eval_steps * (1 + min(1.0, len(x_unlabeled) / 2000))),
+                              steps=self_training_steps(cfg.eval_steps, len(x_unlabeled)),
                               seed=cfg.seed)
         xg = torch.cat([x, x_unlabeled[pseudo.keep]])
         yg = torch.cat([y, pseudo.labels[pseudo.keep]])
@@ -163,7 +173,8 @@ def augment_tensors(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: Con
     use_filter = filter_net if cfg.filter and num_classes > 1 else None
     mixed = cfg.sampling == "mixed" or (cfg.sampling == "auto" and cfg.model == "cvae" and pseudo is not None)
     syn = synthesize(gen.generator, class_counts(y, num_classes, cfg), cfg.seed, device, use_filter,
-                     cfg.filter_confidence, source=(xg, yg) if mixed else None, posterior_fraction=0.5 if mixed else 0.0)
+                     cfg.filter_confidence, source=(xg, yg) if mixed else None, posterior_fraction=0.5 if mixed else 0.0,
+                     temperature=cfg.temperature)
     seconds["sampling"] = round(time.perf_counter() - t, 1)
     return Augmented(syn, gen, filter_net, pseudo, len(xg), seconds, "mixed" if mixed else "prior")
 
@@ -355,18 +366,24 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
                                 "threshold": cfg.pseudo_threshold, "method": "self-training pseudo-labels",
                                 "rounds": p.rounds}
     if cfg.eval and num_classes > 1:
-        summary["eval"] = evaluate(cfg, real, syn, aug.filter_net, device)
+        pool = (x_unl[aug.pseudo.keep], aug.pseudo.labels[aug.pseudo.keep]) if aug.pseudo is not None else None
+        summary["eval"] = evaluate(cfg, real, syn, aug.filter_net, device, pool, aug.seconds.get("generator"))
         summary["synthesis"] = summary["eval"]["verdict"]
+        if "per_class_delta" in summary["eval"]:
+            summary["synthesis_per_class"] = summary["eval"]["per_class_delta"]
     return StageResult(name, TASK, str(input_dir), str(output_dir), asdict(cfg), records,
                        time.perf_counter() - start, summary, figures)
 
 
-def evaluate(cfg: Config, real: LabeledImages, syn: Synthetic, feature_net, device: torch.device) -> dict:
-    """The --eval proof: accuracy per arm on TEST_DIR, FD and precision/recall in classifier features."""
+def evaluate(cfg: Config, real: LabeledImages, syn: Synthetic, feature_net, device: torch.device,
+             pool: tuple[torch.Tensor, torch.Tensor] | None = None, generator_seconds: float | None = None) -> dict:
+    """The --eval proof: accuracy per arm on TEST_DIR (arms e/f with the pseudo-labeled `pool`),
+    per-class deltas, FD and precision/recall in classifier features."""
     test = load_imagefolder(cfg.eval, cfg.image_size, real.x.shape[1], classes=real.classes)
     t = time.perf_counter()
     result = evaluate_arms((real.x, real.y), (syn.x, syn.y), (test.x, test.y), len(real.classes), device,
-                           cfg.eval_seeds, cfg.eval_steps)
+                           cfg.eval_seeds, cfg.eval_steps, pool=pool, classes=real.classes,
+                           generator_minutes=None if generator_seconds is None else generator_seconds / 60)
     if feature_net is None:
         feature_net = train_classifier(real.x, real.y, len(real.classes),
                                        ClassifierConfig(steps=cfg.eval_steps, augment=True, seed=cfg.seed), device)

@@ -2,7 +2,9 @@
 and distribution metrics between real and synthetic images in the classifier's feature space.
 
 Arms: (a) real only, (b) real + albumentations random affine, (c) real + synthetic,
-(d) real + synthetic + albumentations. Accuracy in percent on a labeled test set.
+(d) real + synthetic + albumentations; with an unlabeled pool also (e) real + pseudo-labeled pool
++ albumentations (self-training, the honest alternative) and (f) = (e) + synthetic. Accuracy in
+percent on a labeled test set; the verdict compares the best generative arm with the best other one.
 """
 
 from __future__ import annotations
@@ -13,15 +15,18 @@ import statistics
 import numpy as np
 import torch
 
-from genapps.tasks.augment.training import ClassifierConfig, accuracy, features, train_classifier
+from genapps.tasks.augment.training import (ClassifierConfig, accuracy, features, predict_proba, self_training_steps,
+                                            train_classifier)
 
 log = logging.getLogger(__name__)
 
-ARMS = {
-    "a": ("real only", False, False),
-    "b": ("real + albumentations", False, True),
-    "c": ("real + synthetic", True, False),
-    "d": ("real + synthetic + albumentations", True, True),
+ARMS = {  # name, synthetic images, albumentations affine, pseudo-labeled pool
+    "a": ("real only", False, False, False),
+    "b": ("real + albumentations", False, True, False),
+    "c": ("real + synthetic", True, False, False),
+    "d": ("real + synthetic + albumentations", True, True, False),
+    "e": ("real + pseudo-labeled pool + albumentations (self-training)", False, True, True),
+    "f": ("real + pseudo-labeled pool + synthetic + albumentations", True, True, True),
 }
 
 
@@ -81,38 +86,105 @@ def mean_std(values: list[float]) -> dict:
             "runs": [round(v, 2) for v in values]}
 
 
+def per_class_accuracy(net, x: torch.Tensor, y: torch.Tensor, num_classes: int, device) -> torch.Tensor:
+    """(K,) accuracy in percent of each class of the test set (NaN for a class without test images)."""
+    hit = (predict_proba(net, x, device).argmax(1) == y).double()
+    total = torch.bincount(y, minlength=num_classes).double()
+    return 100 * torch.bincount(y, weights=hit, minlength=num_classes) / total
+
+
 def run_arm(arm: str, real: tuple[torch.Tensor, torch.Tensor], synthetic: tuple[torch.Tensor, torch.Tensor] | None,
             test: tuple[torch.Tensor, torch.Tensor], num_classes: int, seed: int, steps: int,
-            device: torch.device) -> float:
-    """Test accuracy (percent) of the small CNN trained on one arm with one seed."""
-    _, use_syn, use_aug = ARMS[arm]
-    cfg = ClassifierConfig(steps=steps, augment=use_aug, seed=seed)
-    extra = synthetic if use_syn else (None, None)
-    net = train_classifier(real[0], real[1], num_classes, cfg, device, *extra)
-    return 100 * accuracy(net, test[0], test[1], device)
+            device: torch.device, pool: tuple[torch.Tensor, torch.Tensor] | None = None,
+            per_class: bool = False):
+    """Test accuracy (percent) of the small CNN trained on one arm with one seed; with per_class,
+    (accuracy, (K,) per-class accuracies). Arms e/f need `pool` (the pseudo-labeled images)."""
+    _, use_syn, use_aug, use_pool = ARMS[arm]
+    if use_pool and pool is None:
+        raise ValueError(f"arm {arm} needs the pseudo-labeled pool")
+    cfg = ClassifierConfig(steps=self_training_steps(steps, len(pool[0])) if use_pool else steps,
+                           augment=use_aug, seed=seed)
+    if use_pool:
+        sets = (((*pool, 0.75),) if not use_syn else ((*pool, 0.5), (*synthetic, 0.25)))
+        net = train_classifier(real[0], real[1], num_classes, cfg, device, extra_sets=sets)
+    else:
+        net = train_classifier(real[0], real[1], num_classes, cfg, device, *(synthetic if use_syn else (None, None)))
+    acc = 100 * accuracy(net, test[0], test[1], device)
+    return (acc, per_class_accuracy(net, test[0], test[1], num_classes, device)) if per_class else acc
 
 
-def verdict(arms: dict) -> str:
-    """A plain sentence: did synthesis help, by how much, and beyond noise (2 std) or not."""
-    parts = []
-    for syn, base in (("c", "a"), ("d", "b")):
-        if syn not in arms or base not in arms:
-            continue
-        gain = arms[syn]["mean"] - arms[base]["mean"]
-        noise = max(arms[syn]["std"], arms[base]["std"])
-        sig = gain > 2 * noise
-        word = "helped" if gain > 0 and sig else ("did not help" if gain <= 0 else "helped within noise")
-        parts.append(f"synthesis {word}: {gain:+.1f} points (arm {syn} vs {base}"
-                     f"{', more than 2 std' if sig else ''})")
-    return "; ".join(parts) if parts else "no comparison"
+GENERATIVE, CLASSICAL = "cdf", "abe"  # arms with synthetic images, arms without
+
+
+def best_arms(arms: dict) -> tuple[str, str] | None:
+    """(best generative arm, best non-generative arm) by mean accuracy, or None if either is missing."""
+    gen = [a for a in GENERATIVE if a in arms]
+    base = [a for a in CLASSICAL if a in arms]
+    if not gen or not base:
+        return None
+    return max(gen, key=lambda a: arms[a]["mean"]), max(base, key=lambda a: arms[a]["mean"])
+
+
+def _gain(arms: dict, syn: str, base: str) -> tuple[float, bool]:
+    gain = arms[syn]["mean"] - arms[base]["mean"]
+    return gain, gain > 2 * max(arms[syn]["std"], arms[base]["std"])
+
+
+def verdict(arms: dict, per_class_delta: dict | None = None, generator_minutes: float | None = None) -> str:
+    """A plain sentence: did synthesis help, by how much, and beyond noise (2 std) or not.
+
+    The headline compares the best generative arm (c, d, f) with the best non-generative one
+    (a, b, e: real only, classical augmentation, self-training), then names the classes that lost
+    accuracy, the generator's cost, and each pair (c vs a, d vs b, f vs e).
+    """
+    best = best_arms(arms)
+    if best is None:
+        return "no comparison"
+    syn, base = best
+    gain, sig = _gain(arms, syn, base)
+    word = "helped" if gain > 0 and sig else ("did not help" if gain <= 0 else "helped within noise")
+    text = (f"synthesis {word}: the best generative arm {syn} ({ARMS[syn][0]}) {arms[syn]['mean']:.1f} +- "
+            f"{arms[syn]['std']:.1f} vs the best non-generative arm {base} ({ARMS[base][0]}) {arms[base]['mean']:.1f} "
+            f"+- {arms[base]['std']:.1f}: {gain:+.1f} points{', more than 2 std' if sig else ''}")
+    hurt = {k: v for k, v in (per_class_delta or {}).items() if v < 0}
+    if per_class_delta is not None:
+        text += ("; classes it hurt: " + ", ".join(f"{k} ({v:+.1f})" for k, v in sorted(hurt.items(), key=lambda kv: kv[1]))
+                 if hurt else "; no class lost accuracy")
+    if generator_minutes is not None:
+        text += f"; the generator cost {generator_minutes:.1f} min"
+    pairs = []
+    for s_arm, b_arm in (("c", "a"), ("d", "b"), ("f", "e")):
+        if s_arm in arms and b_arm in arms:
+            g, sg = _gain(arms, s_arm, b_arm)
+            pairs.append(f"arm {s_arm} vs {b_arm} {g:+.1f}{' (> 2 std)' if sg else ''}")
+    return text + (". Pairs: " + ", ".join(pairs) if pairs else "")
 
 
 def evaluate_arms(real, synthetic, test, num_classes: int, device: torch.device, seeds: int = 3,
-                  steps: int = 600, arms: str = "abcd") -> dict:
-    """Accuracy mean +- std (percent) per arm over `seeds` seeds, and the verdict sentence."""
+                  steps: int = 600, arms: str | None = None, pool=None, classes: list[str] | None = None,
+                  generator_minutes: float | None = None) -> dict:
+    """Accuracy mean +- std (percent) per arm over `seeds` seeds, per-class accuracies, the per-class
+    delta of the best generative arm over the best non-generative one, and the verdict sentence.
+
+    arms: default abcd, and ef too when `pool` (pseudo-labeled images (x, y)) is given.
+    """
+    arms = arms or ("abcdef" if pool is not None and len(pool[0]) else "abcd")
+    classes = classes or [str(k) for k in range(num_classes)]
     results = {}
     for arm in arms:
-        runs = [run_arm(arm, real, synthetic, test, num_classes, seed, steps, device) for seed in range(seeds)]
-        results[arm] = {"name": ARMS[arm][0]} | mean_std(runs)
+        runs = [run_arm(arm, real, synthetic, test, num_classes, seed, steps, device, pool, per_class=True)
+                for seed in range(seeds)]
+        pc = torch.stack([r[1] for r in runs]).mean(0)
+        results[arm] = ({"name": ARMS[arm][0]} | mean_std([r[0] for r in runs])
+                        | {"per_class": {c: round(float(v), 2) for c, v in zip(classes, pc)}})
         log.info("arm %s (%s): %.2f +- %.2f", arm, ARMS[arm][0], results[arm]["mean"], results[arm]["std"])
-    return {"arms": results, "verdict": verdict(results), "seeds": seeds, "steps": steps}
+    out = {"arms": results, "seeds": seeds, "steps": steps}
+    best = best_arms(results)
+    delta = None
+    if best:
+        syn, base = best
+        delta = {c: round(results[syn]["per_class"][c] - results[base]["per_class"][c], 2) for c in classes
+                 if results[syn]["per_class"][c] == results[syn]["per_class"][c]}  # NaN: no test images
+        out["per_class_delta"] = {"compared": f"{syn} vs {base}", "points": delta}
+    out["verdict"] = verdict(results, delta, generator_minutes)
+    return out

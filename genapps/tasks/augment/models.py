@@ -13,6 +13,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import spectral_norm
 
+from genapps.nn.blocks import ResidualBlock
+
+DECODERS = ("conv", "residual")
+
 
 def reparameterize(mu: torch.Tensor, sigma: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     """z = mu + sigma * eps (any matching shapes). Gradients reach mu and sigma, never eps."""
@@ -24,11 +28,15 @@ class CVAE(nn.Module):
 
     x: (B, C, S, S) in [0, 1]; y: (B, K); z: (B, z_dim). forward returns (logits, mu, logvar), the
     logits being the decoder's pre-sigmoid output (B, C, S, S).
+    decoder "conv": two transposed convolutions; "residual": a residual block (genapps.nn's
+    ResidualBlock) before each of them, for sharper samples at about twice the decoder's cost.
     """
 
     def __init__(self, channels: int = 1, num_classes: int = 10, image_size: int = 28, z_dim: int = 16,
-                 width: int = 32, hidden: int = 256):
+                 width: int = 32, hidden: int = 256, decoder: str = "conv"):
         super().__init__()
+        if decoder not in DECODERS:
+            raise ValueError(f"unknown CVAE decoder {decoder!r}; valid: {', '.join(DECODERS)}")
         self.channels, self.num_classes, self.image_size, self.z_dim = channels, num_classes, image_size, z_dim
         s, w = image_size // 4, width
         self.base = (2 * w, s)
@@ -40,9 +48,10 @@ class CVAE(nn.Module):
                                     nn.Linear(hidden, 2 * z_dim))
         self.dec_fc = nn.Sequential(nn.Linear(z_dim + num_classes, hidden), nn.ReLU(True),
                                     nn.Linear(hidden, 2 * w * s * s), nn.ReLU(True))
+        res = (lambda ch: [ResidualBlock(ch, 0.5)]) if decoder == "residual" else (lambda ch: [])
         self.dec = nn.Sequential(
-            nn.ConvTranspose2d(2 * w, w, 4, 2, 1), nn.BatchNorm2d(w), nn.ReLU(True),
-            nn.ConvTranspose2d(w, channels, 4, 2, 1))
+            *res(2 * w), nn.ConvTranspose2d(2 * w, w, 4, 2, 1), nn.BatchNorm2d(w), nn.ReLU(True),
+            *res(w), nn.ConvTranspose2d(w, channels, 4, 2, 1))
 
     def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.enc_fc(torch.cat([self.enc(x * 2 - 1), y], 1))

@@ -63,26 +63,32 @@ class ClassifierConfig:
 
 def train_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: ClassifierConfig,
                      device: torch.device, x_extra: torch.Tensor | None = None,
-                     y_extra: torch.Tensor | None = None) -> nn.Module:
+                     y_extra: torch.Tensor | None = None,
+                     extra_sets: tuple[tuple[torch.Tensor, torch.Tensor, float], ...] = ()) -> nn.Module:
     """The small CNN trained with cross-entropy for cfg.steps Adam steps; returns it in eval mode.
 
     Each batch holds round(batch_size * extra_fraction) images of (x_extra, y_extra) when given,
-    the rest from (x, y), sampled uniformly with replacement.
+    round(batch_size * fraction) of each (x, y, fraction) of `extra_sets` (e.g. pseudo-labeled
+    and synthetic images), the rest from (x, y), all sampled uniformly with replacement.
     """
     c, s = x.shape[1], x.shape[-1]
     torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only, not on earlier work
     net = define_model("classifier", channels=c, num_classes=num_classes, image_size=s).to(device)
     rng = torch.Generator().manual_seed(cfg.seed)
     aug = affine_augmenter(cfg.seed) if cfg.augment else None
-    has_extra = x_extra is not None and len(x_extra) > 0
-    n_extra = round(cfg.batch_size * cfg.extra_fraction) if has_extra else 0
+    sets = [(x_extra, y_extra, cfg.extra_fraction)] if x_extra is not None else []
+    sets = [(xe, ye, round(cfg.batch_size * f)) for xe, ye, f in [*sets, *extra_sets] if len(xe) and round(cfg.batch_size * f)]
+    n_real = cfg.batch_size - sum(n for _, _, n in sets)
+    if n_real < 1:
+        raise ValueError("the extra sets' fractions leave no room for the real images in a batch")
 
     def next_batch():
-        i = torch.randint(len(x), (cfg.batch_size - n_extra,), generator=rng)
-        xb, yb = x[i], y[i]
-        if n_extra:
-            j = torch.randint(len(x_extra), (n_extra,), generator=rng)
-            xb, yb = torch.cat([xb, x_extra[j]]), torch.cat([yb, y_extra[j]])
+        i = torch.randint(len(x), (n_real,), generator=rng)
+        xb, yb = [x[i]], [y[i]]
+        for xe, ye, n in sets:
+            j = torch.randint(len(xe), (n,), generator=rng)
+            xb.append(xe[j]), yb.append(ye[j])
+        xb, yb = torch.cat(xb), torch.cat(yb)
         if aug is not None:
             xb = apply_albumentations(aug, xb)
         return xb.to(device), yb.to(device)
@@ -127,6 +133,11 @@ class PseudoLabels:
     rounds: list[dict] = field(default_factory=list)
 
 
+def self_training_steps(steps: int, n_unlabeled: int) -> int:
+    """Classifier steps with an unlabeled pool: `steps`, up to twice as many for a pool of 2,000+."""
+    return int(steps * (1 + min(1.0, n_unlabeled / 2000)))
+
+
 def pseudo_label(x: torch.Tensor, y: torch.Tensor, x_unl: torch.Tensor, num_classes: int, device: torch.device,
                  threshold: float = 0.95, rounds: int = 2, steps: int = 1000, seed: int = 0) -> PseudoLabels:
     """Self-training: a classifier on the labeled images (random affine) labels the pool; confident
@@ -162,6 +173,8 @@ class GeneratorConfig:
     beta: float = 1.0  # CVAE: weight of the KL term
     jitter: bool = True  # CVAE: kornia random affine on training images
     guide_weight: float = 0.0  # weight of the class-consistency loss (needs a guide classifier)
+    guide_fraction: float = 0.5  # share of the batch decoded from the prior for that loss (its cost)
+    decoder: str = "conv"  # CVAE decoder: conv | residual (see models.CVAE)
     ema: float = 0.999
     seed: int = 0
 
@@ -216,6 +229,8 @@ class GeneratorResult:
 def generator_meta(x: torch.Tensor, num_classes: int, cfg: GeneratorConfig, data: dict | None = None) -> dict:
     """TrainSpec.meta of a generator trained on x (N, C, S, S): model, architecture, and `data`'s keys."""
     arch = {"channels": x.shape[1], "num_classes": num_classes, "image_size": x.shape[-1], "z_dim": cfg.z_dim}
+    if cfg.model == "cvae" and cfg.decoder != "conv":  # absent for the default: older states still resume
+        arch["decoder"] = cfg.decoder
     return {"model": cfg.model, "arch": arch} | (data or {})
 
 
@@ -242,10 +257,12 @@ def train_generator(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: Gen
     else:
         guide = None
 
+    n_guide = max(2, round(cfg.batch_size * cfg.guide_fraction))
+
     def guidance(fake: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict]:
         if guide is None:
             return fake.new_zeros(()), {}
-        ce = F.cross_entropy(guide(fake), labels)
+        ce = F.cross_entropy(guide(fake[:n_guide]), labels[:n_guide])
         return cfg.guide_weight * ce, {"guide_ce": ce.item()}
 
     if cfg.model == "cvae":
@@ -262,9 +279,9 @@ def train_generator(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: Gen
             loss, rec, kl = elbo_loss(out[0], batch[0], out[1], out[2], cfg.beta)
             logs = {"recon": rec.item(), "kl": kl.item()}
             if guide is not None:
-                labels = batch[1].argmax(1)
+                labels = batch[1][:n_guide].argmax(1)
                 z = torch.randn(len(labels), cfg.z_dim, device=device)
-                extra, more = guidance(g.generate(z, batch[1]), labels)
+                extra, more = guidance(g.generate(z, batch[1][:n_guide]), labels)
                 loss, logs = loss + extra, logs | more
             return loss, logs
 
@@ -351,11 +368,12 @@ class Synthetic:
 def synthesize(g: nn.Module, counts: dict[int, int], seed: int, device: torch.device,
                filter_net: nn.Module | None = None, filter_confidence: float = 0.9,
                max_rounds: int = 5, source: tuple[torch.Tensor, torch.Tensor] | None = None,
-               posterior_fraction: float = 0.0) -> Synthetic:
+               posterior_fraction: float = 0.0, temperature: float = 1.0) -> Synthetic:
     """`counts[k]` samples of every class k; with a filter classifier, samples it assigns to another
     class with probability >= filter_confidence are dropped and replaced (up to max_rounds draws).
 
-    A share `posterior_fraction` of them are posterior variants of `source` images (see generate).
+    A share `posterior_fraction` of them are posterior variants of `source` images (see generate);
+    `temperature` < 1 scales z (truncation: typical samples, less variety).
     """
     xs, ys, scores = [], [], []
     dropped = {k: 0 for k in counts}
@@ -369,7 +387,7 @@ def synthesize(g: nn.Module, counts: dict[int, int], seed: int, device: torch.de
         post = None
         if source is not None and posterior_fraction > 0:
             post = torch.rand(len(y), generator=torch.Generator().manual_seed(seed * 1000 + r)) < posterior_fraction
-        x = generate(g, y, seed * 1000 + r, device, source=source, posterior=post)
+        x = generate(g, y, seed * 1000 + r, device, temperature=temperature, source=source, posterior=post)
         if filter_net is not None:
             p = predict_proba(filter_net, x, device)
             score = p.gather(1, y[:, None])[:, 0]
