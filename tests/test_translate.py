@@ -223,3 +223,18 @@ def test_discriminator_variants_keep_the_sr_layout():
     assert any(k.endswith("running_mean") for k in PatchDiscriminator(6, 8, 3, "batch").state_dict())
     from genapps.nn import PixelDiscriminator
     assert PixelDiscriminator(6, 8).eval()(torch.rand(1, 6, 9, 11)).shape == (1, 1, 9, 11)
+
+
+def test_pipeline_degrade_then_translate_measured_against_the_photos(tmp_path, cli, pix2pix, photos):
+    (tmp_path / "p.yaml").write_text(f"""
+input: {photos}
+stages:
+  - {{name: degrade, task: pairs, options: {{kind: degrade, layout: input}}}}
+  - {{name: degraded-vs-clean, task: evaluate, input: degrade, options: {{reference: {photos}}}}}
+  - {{name: restore, task: translate, input: degrade, options: {{model: {pix2pix}, reference: {photos}}}}}
+""")
+    r = cli("run", tmp_path / "p.yaml", "--out", tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "run/restore/sub/c.png").exists() and (tmp_path / "run/degrade/b.png").exists()
+    assert "restore: 3 ok" in r.output and "psnr=" in r.output.split("restore:")[1]
+    assert "psnr=" in r.output.split("degraded-vs-clean:")[1] and (tmp_path / "run/report.json").exists()
