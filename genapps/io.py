@@ -7,6 +7,7 @@ kept so that a 16-bit input is written back as 16-bit.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import gzip
@@ -295,14 +296,12 @@ def list_images(root: str | Path, exts: tuple[str, ...] = IMAGE_EXTS, recursive:
 def unsupported_files(root: str | Path, exts: tuple[str, ...] = IMAGE_EXTS, exclude: Path | None = None) -> str:
     """What `list_images` leaves out of `root`, counted by extension ("2 .txt, 1 .xcf"; "" if
     nothing); hidden files and folders and anything under `exclude` are not counted."""
-    root = Path(root)
-    counts: dict[str, int] = {}
-    for p in root.rglob("*"):
-        parts = p.relative_to(root).parts
-        if (p.suffix.lower() in exts or any(part.startswith(".") for part in parts) or not p.is_file()
-                or (exclude is not None and exclude.resolve() in p.resolve().parents)):
-            continue
-        counts[p.suffix.lower() or "(no extension)"] = counts.get(p.suffix.lower() or "(no extension)", 0) + 1
+    root, exclude = Path(root), exclude.resolve() if exclude is not None else None
+    counts = collections.Counter(
+        p.suffix.lower() or "(no extension)" for p in root.rglob("*")
+        if p.suffix.lower() not in exts and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        and (exclude is None or exclude not in p.resolve().parents))
     return ", ".join(f"{n} {ext}" for ext, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
