@@ -148,6 +148,9 @@ def run_task(task: str, input_dir: str, output_dir: str, device: str, options: d
     module = load_task(task)
     click.get_current_context().with_resource(_sharding(options.pop("shard", None)))
     target = file_output(input_dir, output_dir)
+    if target is None and Path(output_dir).suffix.lower() in io.WRITE_FORMATS and not Path(output_dir).exists():
+        log.warning("OUTPUT %s is a folder of that name: INPUT is a folder (an image file name needs one input "
+                    "image)", output_dir)
     no_report, report_dir = options.pop("no_report", False), options.pop("report", None) or report_dir
     if no_report:
         report_dir = None

@@ -47,6 +47,13 @@ def test_one_image_to_a_named_file_is_shared_by_the_tasks(cli, photo_dir, tmp_pa
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".genapps-manifest.jsonl", "filled.jpg"]
 
 
+def test_a_folder_into_an_image_name_is_warned(cli, photo_dir, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
+        result = cli("upscale", photo_dir, tmp_path / "out.png", "-m", "bicubic", "-s", "2", "--no-report")
+    assert result.exit_code == 0 and (tmp_path / "out.png" / "a.png").is_file()
+    assert "is a folder of that name: INPUT is a folder" in caplog.text
+
+
 def test_report_folder_and_no_report(cli, photo_dir, tmp_path):
     result = cli("upscale", photo_dir, tmp_path / "out", "-m", "bicubic", "-s", "2", "--report", tmp_path / "rep")
     assert result.exit_code == 0, result.output
