@@ -157,3 +157,15 @@ def test_bench_reports_peak_ratio_and_perceptual_scores():
         pytest.skip("piq is not installed (pip install -e .[bench])")
     assert same["haarpsi"] == pytest.approx(1.0, abs=1e-3) and same["gmsd"] == pytest.approx(0.0, abs=1e-3)
     assert blurred["haarpsi"] < same["haarpsi"] and blurred["gmsd"] > same["gmsd"]
+
+
+def test_gan_fine_tunes_the_folded_rep_model(tmp_path, photo_dir):
+    base = tmp_path / "rep.safetensors"
+    common = dict(data=str(photo_dir), arch="rep", scale=2, channels=4, blocks=1, batch_size=2, patch=16)
+    training.train_sr(training.SRTrainConfig(out=str(base), steps=1, **common), torch.device("cpu"))
+    gan = training.SRTrainConfig(out=str(tmp_path / "gan.safetensors"), steps=1, gan=True, init=str(base), **common)
+    card = training.train_sr(gan, torch.device("cpu"))
+    assert card["config"]["deploy"] == 1 and "training_form" not in card and "adv" in card["history"][-1]
+    other = training.SRTrainConfig(**{**gan.__dict__, "channels": 8, "out": str(tmp_path / "g2.safetensors")})
+    with pytest.raises(ValueError, match="does not match"):
+        training.train_sr(other, torch.device("cpu"))
