@@ -29,6 +29,7 @@ from bench_sr import pil_bicubic_up, score  # noqa: E402
 
 from genapps import io, zoo  # noqa: E402
 from genapps.tasks.upscale import benchmark_pairs, cpu_bf16, load_model, upscale_tensor  # noqa: E402
+from genapps.tasks.upscale.fast import accelerate  # noqa: E402
 
 log = logging.getLogger("bench_zoo")
 ZOO_X4 = ["realesrgan-x4plus", "realesrgan-x4plus-anime", "realesr-animevideov3-x4"]
@@ -36,9 +37,10 @@ SLOW = {"realesrgan-x4plus", "realesrgan-x4plus-anime"}
 
 
 def engines(name: str, threads: int, bf16: bool) -> dict[str, tuple[torch.nn.Module, str]]:
-    """label -> (module, precision) for one model: genapps fp32 [and bf16], and ncnn for zoo models."""
+    """label -> (module, precision) for one model: genapps fp32 [and bf16], and ncnn for zoo models,
+    each prepared as `genapps upscale` runs it on CPU (fp32: Winograd path of RRDBNet/SRVGGNetCompact)."""
     model, _ = load_model(name)
-    model = model.to(memory_format=torch.channels_last)
+    model = accelerate(model.to(memory_format=torch.channels_last))
     out = {f"{name} (genapps)": (model, "fp32")}
     if bf16:
         out[f"{name} (genapps bf16)"] = (load_model(name)[0].to(torch.bfloat16, memory_format=torch.channels_last),

@@ -21,6 +21,7 @@ from torch import nn
 from genapps import io, metrics, zoo
 from genapps.batch import StageResult, map_images, progress
 from genapps.device import autocast
+from genapps.tasks.upscale.fast import accelerate
 from genapps.tasks.upscale.models import define_G, infer_public_arch
 
 log = logging.getLogger(__name__)
@@ -275,6 +276,8 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
         else:
             log.warning("--bf16 ignored: %s does not support bf16", info["arch"])
             cfg = Config(**(asdict(cfg) | {"precision": "fp32"}))
+    if device.type == "cpu" and cfg.precision == "fp32":
+        model = accelerate(model)  # Winograd convolutions for RRDBNet and SRVGGNetCompact
     native = info["scale"]
     if cfg.outscale is None and native != cfg.scale:
         log.info("model %s is x%d; its output is resized to x%d", model_name, native, cfg.scale)
