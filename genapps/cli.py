@@ -30,10 +30,12 @@ def user_errors(fn):
     def wrapper(*args, **kwargs):
         from genapps.batch import BatchAborted
         from genapps.io import ImageError
-        from genapps.train import TrainingDiverged
+        from genapps.train import NotMainRank, TrainingDiverged
 
         try:
             return fn(*args, **kwargs)
+        except NotMainRank:  # torchrun: this rank's share of the training is done; rank 0 saves
+            return None
         except BatchAborted as e:
             click.secho(f"error: stopped at the first bad file (--fail-fast): {e}", fg="red", err=True)
             sys.exit(1)

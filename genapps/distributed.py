@@ -73,8 +73,13 @@ def parse_shard(text: str) -> Shard:
                          f"--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)") from None
 
 
+_alone: list[bool] = []  # set by leave(): this process goes on by itself
+
+
 def env_rank() -> tuple[int, int, int]:
-    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) without it."""
+    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) without it (or after leave())."""
+    if _alone:
+        return 0, 1, 0
     try:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         rank = int(os.environ.get("RANK", "0"))
@@ -187,3 +192,11 @@ def destroy_process_group() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def leave() -> None:
+    """End this process's part in torchrun's job: the process group is closed and from now on the
+    process works alone (world 1). A data-parallel training calls it when its steps are done: rank
+    0 then validates and saves by itself (and trains any later model of the command alone)."""
+    destroy_process_group()
+    _alone.append(True)

@@ -9,6 +9,22 @@ A resume only continues a training of the same setup: the state carries `TrainSp
 the run is trained on and its architecture) and a mismatch is a one-line ValueError naming what
 differs. A SIGTERM/SIGINT during `fit` saves the state at the end of the current step and raises
 KeyboardInterrupt, so no more than one step's work is lost.
+
+Several processes (`torchrun --nproc_per_node N -m genapps train ...`): `fit` joins torchrun's
+process group (NCCL on CUDA, gloo on CPU) and trains data-parallel, with DistributedDataParallel's
+arithmetic: every rank draws its own batches (the global RNG is seeded with seed + rank), after
+each backward the gradients are averaged over the ranks (torch.distributed.all_reduce, bucketed,
+before clipping and the optimiser step), and buffers (BatchNorm statistics) follow rank 0's, so
+the networks stay identical on every rank and the global batch is the per-rank batch x N (logged;
+learning rates are not scaled). Rank 0 alone validates, logs, saves the state; the other ranks
+end `fit` with NotMainRank (the CLI exits 0 on it), so only rank 0 writes weights and cards; the
+first `fit` of a process is the data-parallel one (distributed.leave: a later training of the same
+command, e.g. augment's classifiers, runs on rank 0 alone). A state resumes on any number of ranks.
+(The DistributedDataParallel module wrapper itself is not used: tasks' forward functions call
+submodules and methods, e.g. CycleGAN's G_A/G_B or the pluralistic encoder, which its forward
+hook would not see, and GAN steps switch the discriminator's requires_grad, which its reducer
+does not allow.) `genapps train --precision
+bf16|fp16 --compile` run the steps under autocast (fp16 with a gradient scaler) and torch.compile.
 """
 
 from __future__ import annotations
@@ -29,7 +45,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from genapps import io
+from genapps import device as devices
+from genapps import distributed, io
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +231,103 @@ def build_from_weights(build: Callable[[], nn.Module], tensors: dict[str, torch.
     return model
 
 
+class NotMainRank(Exception):
+    """Raised by `fit` on torchrun ranks other than 0 once training is done: rank 0 alone goes on
+    to save the weights and cards (the CLI exits 0 on it)."""
+
+
+class _Sync:
+    """Data-parallel arithmetic over torchrun's process group; every method is a no-op in one process."""
+
+    def __init__(self, device: torch.device):
+        self.on = distributed.init_process_group(device)
+        self.rank, self.world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if self.on else (0, 1)
+        self.device = device
+        if self.rank:  # rank 0 logs the training
+            logging.getLogger("genapps").setLevel(logging.WARNING)
+
+    def _buckets(self, tensors: list[torch.Tensor]):
+        by_dtype: dict = {}
+        for t in tensors:
+            by_dtype.setdefault(t.dtype, []).append(t)
+        return by_dtype.values()
+
+    def broadcast(self, *nets: nn.Module | None) -> None:
+        """Rank 0's parameters (and buffers) on every rank."""
+        if self.on:
+            for net in filter(None, nets):
+                self._broadcast([t.data for t in [*net.parameters(), *net.buffers()]])
+
+    def buffers(self, *nets: nn.Module | None) -> None:
+        """Rank 0's buffers (BatchNorm running statistics) on every rank, as DDP's broadcast_buffers."""
+        if self.on:
+            self._broadcast([b.data for net in filter(None, nets) for b in net.buffers()])
+
+    def _broadcast(self, tensors: list[torch.Tensor]) -> None:
+        from torch._utils import _unflatten_dense_tensors
+
+        tensors = [t for t in tensors if t.numel() <= 1 or 0 not in t.stride()]  # not expanded constants
+        for group in self._buckets(tensors):
+            flat = torch.cat([t.reshape(-1) for t in group])  # a copy (flatten may view a single tensor)
+            torch.distributed.broadcast(flat, 0)
+            for t, value in zip(group, _unflatten_dense_tensors(flat, group)):
+                t.copy_(value)
+
+    def grads(self, net: nn.Module) -> None:
+        """Average the gradients of `net` over the ranks (a parameter no rank used keeps grad None)."""
+        if not self.on:
+            return
+        from torch._utils import _unflatten_dense_tensors
+
+        params = [p for p in net.parameters() if p.requires_grad]
+        used = torch.tensor([float(p.grad is not None) for p in params], device=self.device)
+        torch.distributed.all_reduce(used)
+        grads = []
+        for p, u in zip(params, used.tolist()):
+            if u > 0:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                grads.append(p.grad)
+        for group in self._buckets(grads):
+            flat = torch.cat([g.reshape(-1) for g in group])
+            torch.distributed.all_reduce(flat)
+            flat /= self.world
+            for g, value in zip(group, _unflatten_dense_tensors(flat, group)):
+                g.copy_(value)
+
+    def total(self, loss: torch.Tensor) -> torch.Tensor:
+        """The sum of a loss over the ranks (non-finite when it is on any rank)."""
+        if not self.on:
+            return loss
+        total = loss.detach().float().clone()
+        torch.distributed.all_reduce(total)
+        return total
+
+    def any(self, flag: bool) -> bool:
+        if not self.on:
+            return flag
+        t = torch.tensor([float(flag)], device=self.device)
+        torch.distributed.all_reduce(t)
+        return bool(t.item() > 0)
+
+    def mean(self, values: dict[str, float]) -> dict[str, float]:
+        """Logged values averaged over the ranks (same keys on every rank)."""
+        if not self.on or not values:
+            return values
+        keys = sorted(values)
+        t = torch.tensor([float(values[k]) for k in keys], device=self.device, dtype=torch.float64)
+        torch.distributed.all_reduce(t)
+        return dict(zip(keys, (t / self.world).tolist()))
+
+
+def _batch_size(batch) -> int | None:
+    """The leading size of the first tensor of a batch (a tensor, or a tuple/list/dict holding tensors)."""
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0]) if batch.dim() else None
+    items = batch.values() if isinstance(batch, dict) else batch if isinstance(batch, (tuple, list)) else []
+    return next((n for n in map(_batch_size, items) if n is not None), None)
+
+
 class TrainingDiverged(RuntimeError):
     """A loss became NaN/inf, or the discriminator collapsed; the message says at which step."""
 
@@ -251,12 +365,22 @@ def _lr_factor(step: int, cfg: TrainConfig) -> float:
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t))
 
 
-def _update(opt: torch.optim.Optimizer, loss: torch.Tensor, net: nn.Module, clip: float) -> None:
+def _update(opt: torch.optim.Optimizer, loss: torch.Tensor, net: nn.Module, clip: float,
+            sync: _Sync | None = None, scaler: torch.amp.GradScaler | None = None) -> None:
+    """Backward, gradients averaged over the ranks, clip, step (fp16: through the gradient scaler)."""
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    (scaler.scale(loss) if scaler is not None else loss).backward()
+    if scaler is not None:
+        scaler.unscale_(opt)
+    if sync is not None:
+        sync.grads(net)
     if clip:
         nn.utils.clip_grad_norm_(net.parameters(), clip)
-    opt.step()
+    if scaler is not None:
+        scaler.step(opt)
+        scaler.update()
+    else:
+        opt.step()
 
 
 @torch.no_grad()
@@ -333,9 +457,16 @@ def fit(spec: TrainSpec, cfg: TrainConfig, state_path: str | Path | None = None,
     """Train `spec` for cfg.steps steps; resume from `state_path` when it exists and `resume` is set.
 
     With a state_path, SIGTERM/SIGINT save the state after the current step and raise KeyboardInterrupt.
+    Under torchrun: data-parallel over the ranks (see the module doc); ranks other than 0 raise
+    NotMainRank at the end.
     """
-    torch.manual_seed(cfg.seed)
     g, d = spec.generator, spec.discriminator
+    where = next(g.parameters()).device
+    sync, rt = _Sync(where), devices.current(where)
+    torch.manual_seed(cfg.seed + sync.rank)  # each rank draws its own batches
+    sync.broadcast(g, d)  # one starting point on every rank
+    g_run, d_run = rt.compiled(g), rt.compiled(d) if d is not None else None
+    scaler_g, scaler_d = rt.grad_scaler(), rt.grad_scaler()
     opt_g = torch.optim.AdamW(g.parameters(), cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     opt_d = torch.optim.AdamW(d.parameters(), cfg.lr_d, betas=cfg.betas) if d is not None else None
     ema = copy.deepcopy(g).requires_grad_(False) if cfg.ema else None
@@ -360,10 +491,12 @@ def fit(spec: TrainSpec, cfg: TrainConfig, state_path: str | Path | None = None,
             raise ValueError(f"{state_path}: unusable training state ({str(e).splitlines()[0] if str(e) else e!r}); "
                              f"{START_OVER}") from None
         seconds_before = float(state.get("seconds", 0.0))
+        if sync.rank:  # the state holds rank 0's random stream; the others start their own from here
+            torch.manual_seed(cfg.seed + sync.rank + 1_000_003 * start_step)
         log.info("resumed from %s at step %d", state_path, start_step)
 
     def save(step: int) -> None:
-        if not state_path:
+        if not state_path or sync.rank:
             return
         state = {"step": step, "g": g.state_dict(), "opt_g": opt_g.state_dict(), "history": history,
                  "rng": torch.get_rng_state(), "config": asdict(cfg), "meta": _jsonable(spec.meta),
@@ -385,20 +518,29 @@ def fit(spec: TrainSpec, cfg: TrainConfig, state_path: str | Path | None = None,
             for group in opt_g.param_groups:
                 group["lr"] = cfg.lr * factor
             batch = spec.next_batch()
-            out = spec.forward(g, batch)
+            if step == start_step and sync.world > 1:
+                n = _batch_size(batch)
+                log.info("data parallel over %d processes (%s): global batch = %s per rank x %d = %s; learning "
+                         "rates as given", sync.world, torch.distributed.get_backend(), n, sync.world,
+                         n * sync.world if n else "?")
+            with rt.autocast():
+                out = spec.forward(g_run, batch)
             logs: dict[str, float] = {}
             if d is not None:
                 for group in opt_d.param_groups:
                     group["lr"] = cfg.lr_d * factor
                 d.requires_grad_(True)
-                loss_d, logs_d = spec.d_loss(d, batch, _detach(out))
-                _check_finite(step, loss_d, "discriminator")
-                _update(opt_d, loss_d, d, cfg.grad_clip)
+                with rt.autocast():
+                    loss_d, logs_d = spec.d_loss(d_run, batch, _detach(out))
+                _check_finite(step, sync.total(loss_d), "discriminator")
+                _update(opt_d, loss_d, d, cfg.grad_clip, sync, scaler_d)
                 d.requires_grad_(False)  # G's step must not fill D's grads
                 logs |= logs_d
-            loss_g, logs_g = spec.g_loss(batch, out, d)
-            _check_finite(step, loss_g, "generator")
-            _update(opt_g, loss_g, g, cfg.grad_clip)
+            with rt.autocast():
+                loss_g, logs_g = spec.g_loss(batch, out, d_run)
+            _check_finite(step, sync.total(loss_g), "generator")
+            _update(opt_g, loss_g, g, cfg.grad_clip, sync, scaler_g)
+            sync.buffers(g, d)
             if ema is not None:
                 _ema_update(ema, g, cfg.ema if step >= cfg.warmup else 0.0)
             for k, v in (logs | logs_g).items():
@@ -406,8 +548,8 @@ def fit(spec: TrainSpec, cfg: TrainConfig, state_path: str | Path | None = None,
             count += 1
             done = step + 1
             if done % cfg.log_every == 0 or done == cfg.steps:
-                entry = {"step": done, "lr": cfg.lr * factor} | {k: v / max(1, count) for k, v in running.items()}
-                if cfg.val_every and done % cfg.val_every == 0 and done != cfg.steps:
+                entry = {"step": done, "lr": cfg.lr * factor} | sync.mean({k: v / max(1, count) for k, v in running.items()})
+                if cfg.val_every and done % cfg.val_every == 0 and done != cfg.steps and not sync.rank:
                     entry |= _validate(spec, ema or g)
                 history.append(entry)
                 running, count = {}, 0
@@ -417,11 +559,16 @@ def fit(spec: TrainSpec, cfg: TrainConfig, state_path: str | Path | None = None,
                          "  ".join(f"{k}={v:.4g}" for k, v in entry.items() if k != "step"),
                          rate, time.strftime("%H:%M:%S", time.gmtime(eta)))
             saved = done % cfg.ckpt_every == 0 or done == cfg.steps
-            if saved or stop.received is not None:
+            stopping = sync.any(stop.received is not None)  # every rank stops at the same step
+            if saved or stopping:
                 save(done)
-            if stop.received is not None:
+            if stopping:
                 log.warning("training state saved at step %d in %s; run again to resume", done, state_path)
                 raise KeyboardInterrupt
+    if sync.on:  # rank 0 validates, selects and saves, alone (as for any later training in this process)
+        distributed.leave()
+        if sync.rank:
+            raise NotMainRank(f"rank {sync.rank}: training done; rank 0 saves the results")
     final, validation = ema or g, _validate(spec, ema or g)
     if ema is not None and spec.select_by:
         raw = _validate(spec, g)

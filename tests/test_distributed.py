@@ -194,3 +194,36 @@ def test_device_option_under_torchrun_and_train_options_reach_the_loop(monkeypat
     assert res.exit_code == 0, res.output
     assert seen["rt"] == device.Runtime(torch.device("cpu"), "bf16", True)
     assert device.current("cpu") == device.Runtime(torch.device("cpu"))  # only within the command
+
+
+# ---------------------------------------------------------------- data-parallel training
+
+
+def test_torchrun_training_equals_one_process_with_the_global_batch_and_resumes_alone(tmp_path):
+    import torch
+
+    from _ddp_worker import CONFIG, regression_spec
+    from genapps.train import TrainConfig, fit
+
+    res = torchrun(ROOT / "tests" / "_ddp_worker.py", tmp_path, 10, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "global batch = 4 per rank x 2 = 8" in res.stderr
+    assert res.stderr.count("step 10/10") == 1  # rank 0 alone logs
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    for k, v in ranks[0]["raw"].items():
+        assert torch.equal(v, ranks[1]["raw"][k])  # identical on every rank
+    single = regression_spec()
+    one = fit(single, TrainConfig(steps=10, **CONFIG))
+    for k, v in single.generator.state_dict().items():
+        torch.testing.assert_close(ranks[0]["raw"][k], v, rtol=1e-5, atol=1e-6)  # = one process, global batch
+    for k, v in one.generator.state_dict().items():
+        torch.testing.assert_close(ranks[0]["final"][k], v, rtol=1e-5, atol=1e-6)  # EMA too
+    assert [round(h["mse"], 5) for h in ranks[0]["history"]] == [round(h["mse"], 5) for h in one.history]
+    # the 2-process state resumes in one process (any number of ranks) and continues as if never split
+    resumed, straight = regression_spec(), regression_spec()
+    for _ in range(10):
+        resumed.next_batch()  # the resumed run's data stream at step 10
+    fit(resumed, TrainConfig(steps=20, **CONFIG), state_path=tmp_path / "run.state.pt")
+    fit(straight, TrainConfig(steps=20, **CONFIG))
+    for k, v in straight.generator.state_dict().items():
+        torch.testing.assert_close(resumed.generator.state_dict()[k], v, rtol=1e-5, atol=1e-6)
