@@ -159,13 +159,36 @@ def test_bench_reports_peak_ratio_and_perceptual_scores():
     assert blurred["haarpsi"] < same["haarpsi"] and blurred["gmsd"] > same["gmsd"]
 
 
+def test_rep_conv_unfolds_from_a_plain_conv():
+    plain = _randomize(nn.Conv2d(6, 6, 3, padding=1))
+    for identity in (True, False):
+        rep = _randomize(RepConv3x3(6, 6, identity=identity))
+        rep.load_plain(plain)
+        x = torch.rand(1, 6, 8, 9)
+        torch.testing.assert_close(rep.forward_branches(x), plain(x), atol=1e-5, rtol=1e-5)
+        rep(x).square().mean().backward()  # every branch trains again
+        assert all(rep.get_parameter(n).grad.abs().sum() > 0 for n in ("conv1.weight", "expand3.weight", "edge_scale"))
+
+
+def test_init_from_another_scale_takes_the_body_over(tmp_path, photo_dir):
+    x4 = tmp_path / "x4.safetensors"
+    common = dict(data=str(photo_dir), arch="rep", channels=4, blocks=1, batch_size=2, patch=8, steps=1, ema=0.0)
+    training.train_sr(training.SRTrainConfig(out=str(x4), scale=4, **common), torch.device("cpu"))
+    g, config = training.build_generator(training.SRTrainConfig(out="x2.safetensors", scale=2, init=str(x4), **common))
+    plain, _ = upscale.load_model(str(x4))
+    x = torch.rand(1, 4, 6, 6)
+    torch.testing.assert_close(g.body[2](x), plain.body[2](x), atol=1e-5, rtol=1e-5)  # hidden conv: unfolded
+    assert config["deploy"] == 0 and not g.body[-1].fold().weight.any()  # x2's last conv: fresh (zero)
+
+
 def test_gan_fine_tunes_the_folded_rep_model(tmp_path, photo_dir):
     base = tmp_path / "rep.safetensors"
     common = dict(data=str(photo_dir), arch="rep", scale=2, channels=4, blocks=1, batch_size=2, patch=16)
     training.train_sr(training.SRTrainConfig(out=str(base), steps=1, **common), torch.device("cpu"))
     gan = training.SRTrainConfig(out=str(tmp_path / "gan.safetensors"), steps=1, gan=True, init=str(base), **common)
     card = training.train_sr(gan, torch.device("cpu"))
-    assert card["config"]["deploy"] == 1 and "training_form" not in card and "adv" in card["history"][-1]
+    assert card["config"]["deploy"] == 1 and card["training_form"]["config"]["deploy"] == 0
+    assert "adv" in card["history"][-1]
     other = training.SRTrainConfig(**{**gan.__dict__, "channels": 8, "out": str(tmp_path / "g2.safetensors")})
     with pytest.raises(ValueError, match="does not match"):
         training.train_sr(other, torch.device("cpu"))

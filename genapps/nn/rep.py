@@ -86,6 +86,22 @@ class RepConv3x3(nn.Module):
         return y
 
     @torch.no_grad()
+    def load_plain(self, conv: nn.Conv2d) -> None:
+        """Start from a plain 3x3 convolution (the inverse of fold): the 3x3 branch takes its
+        kernel (less the identity), the other branches start at zero output (their second
+        factors are zero, so they still receive gradients); the function is then exactly `conv`'s."""
+        k = conv.weight.detach().clone()
+        if self.identity:
+            k -= F.pad(torch.eye(self.out_ch, dtype=k.dtype, device=k.device)[:, :, None, None], (1, 1, 1, 1))
+        self.conv3.weight.copy_(k)
+        self.conv3.bias.copy_(conv.bias)
+        for t in (self.conv1.weight, self.conv1.bias, self.expand3.weight, self.expand3.bias, self.expand1.bias):
+            t.zero_()
+        if self.edge_names:
+            self.edge_scale.zero_()
+            self.edge_bias.zero_()
+
+    @torch.no_grad()
     def fold(self) -> nn.Conv2d:
         """The plain inference convolution computing the same function."""
         k, b = self.kernel_bias()

@@ -113,6 +113,23 @@ class RepSR(nn.Module):
     def forward(self, x):
         return self.upsample(self.body(x) + self.skip(x))
 
+    def load_plain(self, plain: nn.Module) -> list[str]:
+        """Start this model from a plain-form RepSR of the same width and depth (any scale):
+        each RepConv3x3 from its folded convolution (RepConv3x3.load_plain), PReLUs copied; a
+        layer of another shape (the last conv at another scale) keeps its initialisation.
+        Returns the names of the layers not taken over."""
+        skipped = []
+        for i, (mine, theirs) in enumerate(zip(self.body, plain.body)):
+            if (isinstance(mine, RepConv3x3) and isinstance(theirs, nn.Conv2d)
+                    and theirs.weight.shape == (mine.out_ch, mine.in_ch, 3, 3)):
+                mine.load_plain(theirs)
+            elif type(mine) is type(theirs) and all(a.shape == b.shape for a, b in
+                                                    zip(mine.state_dict().values(), theirs.state_dict().values())):
+                mine.load_state_dict(theirs.state_dict())
+            else:
+                skipped.append(f"body.{i}")
+        return skipped
+
     def fold(self) -> "RepSR":
         """This model in its plain inference form (deploy=1), sharing no tensors with it."""
         plain = fold_rep(copy.deepcopy(self))

@@ -176,18 +176,31 @@ def split_holdout(data: str | Path, holdout: int) -> tuple[list[Path], list[Path
 
 
 def build_generator(cfg: SRTrainConfig) -> tuple[torch.nn.Module, dict]:
-    """The generator to train and its config. `rep` trains its multi-branch form (deploy=0),
-    except from --init (the saved, folded weights: then the plain form is fine-tuned)."""
+    """The generator to train and its config. `rep` always trains its multi-branch form (deploy=0).
+
+    --init (saved weights of the same arch, width and depth; any scale) starts it: a folded rep
+    model is unfolded (RepSR.load_plain: the same function, every branch trainable again);
+    tensors of another shape (the last conv at another scale) keep their initialisation."""
     arch_config = {"scale": cfg.scale, "channels": cfg.channels, "blocks": cfg.blocks}
     if cfg.arch == "rep":
-        arch_config["deploy"] = 1 if cfg.init else 0
+        arch_config["deploy"] = 0
     g = define_G(cfg.arch, **arch_config)
     if cfg.init:
         init, info = load_model(cfg.init)
-        if info["arch"] != cfg.arch or info["config"] != arch_config:
-            raise ValueError(f"--init {cfg.init}: {info['arch']} {info.get('config')} does not match "
-                             f"{cfg.arch} {arch_config}")
-        g.load_state_dict(init.state_dict())
+        config = info.get("config") or {}
+        if info["arch"] != cfg.arch or (config.get("channels"), config.get("blocks")) != (cfg.channels, cfg.blocks):
+            raise ValueError(f"--init {cfg.init}: {info['arch']} {config} does not match {cfg.arch} with "
+                             f"channels {cfg.channels}, blocks {cfg.blocks}")
+        if cfg.arch == "rep":
+            skipped = g.load_plain(init)
+        else:
+            own = g.state_dict()
+            take = {k: v for k, v in init.state_dict().items() if k in own and own[k].shape == v.shape}
+            g.load_state_dict(take, strict=False)
+            skipped = sorted(set(own) - set(take))
+        if skipped:
+            log.info("--init %s (x%d): %s start from their initialisation (another shape)", cfg.init,
+                     info["scale"], ", ".join(skipped))
     return g, arch_config
 
 
