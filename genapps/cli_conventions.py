@@ -69,7 +69,7 @@ class Command(click.Command):
             return super().parse_args(ctx, self.translate(args))
         except click.NoSuchOption as e:
             hint = HINTS.get(e.option_name)
-            if hint is None and e.option_name in ("-i", "--input", "-o", "--output"):
+            if hint is None and e.option_name in ("-i", "--input", "-o", "--output") and not e.possibilities:
                 hint = "genapps takes the folders or files as arguments, see --help"
             if hint is None:
                 raise

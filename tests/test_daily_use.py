@@ -254,3 +254,5 @@ def test_real_esrgan_spellings_are_understood(cli, photo_dir, tmp_path):
     assert face.exit_code == 2 and "--face_enhance (face enhancement (GFPGAN) is not part of genapps)" in face.output
     ev = cli("evaluate", "-i", photo_dir, photo_dir)
     assert ev.exit_code == 2 and "takes the folders or files as arguments" in ev.output
+    run = cli("run", "x.yaml", "--output", tmp_path)  # click's own suggestion stays where it has one
+    assert run.exit_code == 2 and "--out" in run.output and "as arguments" not in run.output
