@@ -79,7 +79,7 @@ def run_method(method: str, images, mask_set: str, model=None, samples: int = 5)
             k = samples if method == "pluralistic" else 1
             gens = [torch.Generator().manual_seed(M.seed_for(0, f"{name}#{i}")) for i in range(k)]
             pre = prefill(holed, mask)
-            outs = [model_fill(model, holed, mask, generator=g, pre=pre) for g in gens]
+            outs = [model_fill(model, holed, mask, generator=g, pre=pre, tta=method == "model") for g in gens]
         seconds += (time.perf_counter() - t0) / len(outs)
         mp += im.shape[1] * im.shape[2] / 1e6
         per = [scores(torch.where(mask, o, im), im, mask) for o in outs]
@@ -152,8 +152,9 @@ def main() -> None:
     results["protocol"] = (
         "First 20 BSD68 images and Set5 (cropped to multiples of 16); seeded masks per kind and per hole-area bucket "
         "(areaN: N-10% to N% of the image); outputs composited and rounded to 8 bits; hole L1 in /255; 1 thread. "
-        "model = bundled `inpaint` (U-Net GAN over a Telea pre-fill), pluralistic = bundled `inpaint-pluralistic` "
-        "(one prior sample; best/mean of 5 samples below). Command: python scripts/bench_inpaint.py")
+        "model = bundled `inpaint` (U-Net GAN correcting mean3, averaged over 4 flips as `genapps inpaint` does), pluralistic = bundled `inpaint-pluralistic` "
+        "(one prior sample; best/mean of 5 samples below); mean3 = the mean of the Telea, NS and biharmonic fills "
+        "(the models' pre-fill). Command: python scripts/bench_inpaint.py")
     sets = results.setdefault("sets", {})
     redo = set(filter(None, args.redo.split(",")))
     cards = {}

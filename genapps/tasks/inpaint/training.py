@@ -231,7 +231,7 @@ def train_inpaint(cfg: InpaintTrainConfig, device: torch.device, resume: bool = 
              arch, _params(g), len(train_paths), len(images), len(val_paths))
     next_batch = make_batches(images, cfg)
     val = validation_set(val_paths)
-    telea_val = float(hole_l1(val[0][:, :3], val[1], val[2])) * 255
+    prefill_val = float(hole_l1(val[0][:, :3], val[1], val[2])) * 255
     pluralistic = arch == "pluralistic"
 
     def batch_on_device():
@@ -286,7 +286,7 @@ def train_inpaint(cfg: InpaintTrainConfig, device: torch.device, resume: bool = 
         l1 = float(hole_l1(pred, target, mask)) * 255
         mse = float(((pred - target) ** 2 * mask).sum() / (mask.sum() * 3))
         return {"val_hole_l1": l1, "val_hole_psnr": float(10 * np.log10(1 / max(mse, 1e-10))),
-                "val_neg_hole_l1": -l1, "val_telea_hole_l1": telea_val}
+                "val_neg_hole_l1": -l1, "val_prefill_hole_l1": prefill_val}
 
     spec = TrainSpec(g, batch_on_device, forward, g_loss, discriminator=d, d_loss=d_loss if d is not None else None,
                      validate=validate, select_by="val_neg_hole_l1", meta=meta)
