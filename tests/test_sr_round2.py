@@ -174,11 +174,13 @@ def test_init_from_another_scale_takes_the_body_over(tmp_path, photo_dir):
     x4 = tmp_path / "x4.safetensors"
     common = dict(data=str(photo_dir), arch="rep", channels=4, blocks=1, batch_size=2, patch=8, steps=1, ema=0.0)
     training.train_sr(training.SRTrainConfig(out=str(x4), scale=4, **common), torch.device("cpu"))
-    g, config = training.build_generator(training.SRTrainConfig(out="x2.safetensors", scale=2, init=str(x4), **common))
+    g, config, warmup = training.build_generator(
+        training.SRTrainConfig(out="x2.safetensors", scale=2, init=str(x4), **common))
     plain, _ = upscale.load_model(str(x4))
     x = torch.rand(1, 4, 6, 6)
     torch.testing.assert_close(g.body[2](x), plain.body[2](x), atol=1e-5, rtol=1e-5)  # hidden conv: unfolded
     assert config["deploy"] == 0 and not g.body[-1].fold().weight.any()  # x2's last conv: fresh (zero)
+    assert warmup  # new branches and a fresh layer: no full-size first steps
 
 
 def test_gan_fine_tunes_the_folded_rep_model(tmp_path, photo_dir):

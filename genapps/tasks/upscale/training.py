@@ -175,8 +175,9 @@ def split_holdout(data: str | Path, holdout: int) -> tuple[list[Path], list[Path
     return paths[:-holdout], paths[-holdout:]
 
 
-def build_generator(cfg: SRTrainConfig) -> tuple[torch.nn.Module, dict]:
-    """The generator to train and its config. `rep` always trains its multi-branch form (deploy=0).
+def build_generator(cfg: SRTrainConfig) -> tuple[torch.nn.Module, dict, bool]:
+    """The generator to train, its config, and whether it wants a learning-rate warmup (all but
+    an --init taken over tensor for tensor). `rep` always trains its multi-branch form (deploy=0).
 
     --init (saved weights of the same arch, width and depth; any scale) starts it: a folded rep
     model is unfolded (RepSR.load_plain: the same function, every branch trainable again);
@@ -185,6 +186,7 @@ def build_generator(cfg: SRTrainConfig) -> tuple[torch.nn.Module, dict]:
     if cfg.arch == "rep":
         arch_config["deploy"] = 0
     g = define_G(cfg.arch, **arch_config)
+    skipped = []
     if cfg.init:
         init, info = load_model(cfg.init)
         config = info.get("config") or {}
@@ -201,7 +203,9 @@ def build_generator(cfg: SRTrainConfig) -> tuple[torch.nn.Module, dict]:
         if skipped:
             log.info("--init %s (x%d): %s start from their initialisation (another shape)", cfg.init,
                      info["scale"], ", ".join(skipped))
-    return g, arch_config
+    # new zero branches or a fresh layer: Adam's first full-size steps would throw the start away
+    warmup = not cfg.init or cfg.arch == "rep" or bool(skipped)
+    return g, arch_config, warmup
 
 
 def inference_form(g: torch.nn.Module, arch_config: dict) -> tuple[torch.nn.Module, dict]:
@@ -230,7 +234,7 @@ def train_sr(cfg: SRTrainConfig, device: torch.device, resume: bool = True) -> d
         raise ValueError(f"--out {out} is a folder; give a .safetensors file name")
     io.check_writable(out.parent, create=False)  # before the work (created when the state is saved)
     torch.manual_seed(cfg.seed)
-    g, arch_config = build_generator(cfg)
+    g, arch_config, warmup = build_generator(cfg)
     g = g.to(device, memory_format=torch.channels_last)  # faster convolutions on CPU
     train_paths, held_out = split_holdout(cfg.data, cfg.holdout)
     meta = {"arch": cfg.arch, "config": arch_config, "gan": cfg.gan,
@@ -285,7 +289,7 @@ def train_sr(cfg: SRTrainConfig, device: torch.device, resume: bool = True) -> d
                      discriminator=d, d_loss=d_loss if cfg.gan else None, validate=validate,
                      select_by="val_psnr_y" if pairs and not cfg.gan else None, meta=meta)
     tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, lr_d=cfg.lr, betas=(0.9, 0.99), ema=cfg.ema,
-                       warmup=0 if cfg.init else 200, log_every=100, val_every=cfg.val_every,
+                       warmup=200 if warmup else 0, log_every=100, val_every=cfg.val_every,
                        ckpt_every=500, seed=cfg.seed)
     result = fit(spec, tcfg, state_path=state_path, resume=resume)
     final, saved_config = inference_form(result.generator, arch_config)
