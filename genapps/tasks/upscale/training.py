@@ -18,6 +18,7 @@ import logging
 import os
 import shlex
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -229,6 +230,7 @@ def train_sr(cfg: SRTrainConfig, device: torch.device, resume: bool = True) -> d
 
     The state `cfg.out` with .state.pt resumes only a run of the same architecture, GAN setting
     and training files (TrainSpec.meta)."""
+    started = time.perf_counter()
     out = Path(cfg.out)
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; give a .safetensors file name")
@@ -299,6 +301,7 @@ def train_sr(cfg: SRTrainConfig, device: torch.device, resume: bool = True) -> d
         "training": asdict(cfg) | {
             "device": str(device), "minutes": round(result.seconds / 60, 1),
             "threads": threads, "cpu_count": cores, "resumed_from_step": start_step,
+            "run_wall_minutes": round((time.perf_counter() - started) / 60, 1),  # this run, loading + validation included
             "note": f"this run (steps {start_step}-{cfg.steps}) used {threads} thread(s) on a {cores}-core machine"
                     + (" (all cores)" if threads >= cores else "") + "; minutes = training time over all runs"},
         "validation_split": {"holdout": cfg.holdout, "files": [p.relative_to(cfg.data).as_posix() for p in held_out],
