@@ -45,13 +45,11 @@ def select_device(spec: str = "auto") -> torch.device:
 
 
 def autocast(device: torch.device, precision: str = "fp32"):
-    """Mixed precision context: fp16/bf16 only on CUDA (fp16 on CPU is slow and crash-prone)."""
-    if precision == "fp32" or device.type != "cuda":
-        return contextlib.nullcontext()
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
-    if dtype is None:
+    """Inference's mixed precision context: fp16/bf16 only on CUDA (on CPU, callers cast bf16 models
+    themselves; fp16 there is slow and crash-prone). The Runtime's autocast on CUDA, else none."""
+    if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; use fp32, fp16 or bf16")
-    return torch.autocast("cuda", dtype=dtype)
+    return Runtime(torch.device(device), precision if torch.device(device).type == "cuda" else "fp32").autocast()
 
 
 @dataclass(frozen=True)
@@ -92,13 +90,15 @@ class Runtime:
         return torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
 
     @property
-    def memory_format(self) -> torch.memory_format:
-        last = self.cuda if self.channels_last is None else self.channels_last
-        return torch.channels_last if last else torch.contiguous_format
+    def memory_format(self) -> torch.memory_format | None:
+        """channels_last on CUDA (or when asked), contiguous when refused, None: leave it as it is."""
+        last = self.cuda or None if self.channels_last is None else self.channels_last
+        return None if last is None else torch.channels_last if last else torch.contiguous_format
 
     def module(self, net: nn.Module) -> nn.Module:
         """`net` on the device in the runtime's memory format (parameters stay fp32: autocast casts)."""
-        return net.to(self.device, memory_format=self.memory_format)
+        fmt = self.memory_format
+        return net.to(self.device) if fmt is None else net.to(self.device, memory_format=fmt)
 
     def compiled(self, net: nn.Module) -> nn.Module:
         """torch.compile(net) when asked, else `net`. The compiled module shares `net`'s parameters,
@@ -109,11 +109,11 @@ class Runtime:
         """Move a batch (tensors, or tuples/lists/dicts of them) to the device: from pinned memory
         with non_blocking copies on CUDA; 4-D tensors in the runtime's memory format."""
         if isinstance(batch, torch.Tensor):
+            fmt = {"memory_format": self.memory_format} if batch.dim() == 4 and self.memory_format else {}
             if batch.device == self.device:
-                return batch.contiguous(memory_format=self.memory_format) if batch.dim() == 4 else batch
+                return batch.contiguous(**fmt) if fmt else batch
             if self.cuda and batch.device.type == "cpu":
                 batch = batch.pin_memory()
-            fmt = {"memory_format": self.memory_format} if batch.dim() == 4 else {}
             return batch.to(self.device, non_blocking=self.cuda, **fmt)
         if isinstance(batch, (tuple, list)):
             return type(batch)(self.to(b) for b in batch)

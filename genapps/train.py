@@ -465,6 +465,8 @@ def fit(spec: TrainSpec, cfg: TrainConfig, state_path: str | Path | None = None,
     sync, rt = _Sync(where), devices.current(where)
     torch.manual_seed(cfg.seed + sync.rank)  # each rank draws its own batches
     sync.broadcast(g, d)  # one starting point on every rank
+    for net in filter(None, (g, d) if rt.cuda else ()):  # channels_last for cuDNN (CPU: the task's choice stands)
+        rt.module(net)
     g_run, d_run = rt.compiled(g), rt.compiled(d) if d is not None else None
     scaler_g, scaler_d = rt.grad_scaler(), rt.grad_scaler()
     opt_g = torch.optim.AdamW(g.parameters(), cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
@@ -517,7 +519,7 @@ def fit(spec: TrainSpec, cfg: TrainConfig, state_path: str | Path | None = None,
             factor = _lr_factor(step, cfg)
             for group in opt_g.param_groups:
                 group["lr"] = cfg.lr * factor
-            batch = spec.next_batch()
+            batch = rt.to(spec.next_batch())  # a batch made on the CPU goes pinned, non-blocking to the GPU
             if step == start_step and sync.world > 1:
                 n = _batch_size(batch)
                 log.info("data parallel over %d processes (%s): global batch = %s per rank x %d = %s; learning "

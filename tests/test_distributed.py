@@ -155,9 +155,11 @@ def test_runtime_cpu_fallbacks_and_batches(caplog):
 
     rt = device.runtime("cpu", "fp16")  # fp16 is CUDA-only: fp32 with a warning
     assert rt.precision == "fp32" and rt.amp_dtype is None and "fp16 runs on CUDA only" in caplog.text
-    assert not rt.grad_scaler().is_enabled() and rt.memory_format == torch.contiguous_format
+    assert not rt.grad_scaler().is_enabled() and rt.memory_format is None
     net = torch.nn.Conv2d(3, 4, 3)
     assert rt.compiled(net) is net and rt.module(net) is net
+    assert rt.module(net.to(memory_format=torch.channels_last)).weight.is_contiguous(
+        memory_format=torch.channels_last)  # CPU: the task's choice of memory format is kept
     batch = {"x": torch.ones(2, 3, 4, 4), "pair": (torch.zeros(3), 5)}
     moved = rt.to(batch)
     assert torch.equal(moved["x"], batch["x"]) and moved["pair"][1] == 5 and not moved["x"].is_pinned()
