@@ -133,6 +133,9 @@ def batch_options(fn):
     return fn
 
 
+REMOTE_TASKS = ("upscale", "translate", "inpaint", "downscale")  # map_images' tasks without side folders
+
+
 def run_task(task: str, input_dir: str, output_dir: str, device: str, options: dict, report_dir=None) -> None:
     """Validate options with the task's Config (as pipelines do), run it, write the report.
 
@@ -147,6 +150,8 @@ def run_task(task: str, input_dir: str, output_dir: str, device: str, options: d
 
     if not io.is_url(input_dir) and not Path(input_dir).exists():
         raise FileNotFoundError(f"input not found: {input_dir}")
+    if (io.is_url(input_dir) or io.is_url(output_dir)) and task not in REMOTE_TASKS:
+        raise ValueError(f"{task} works on local folders only (remote URLs: {', '.join(REMOTE_TASKS)})")
     module = load_task(task)
     click.get_current_context().with_resource(_sharding(options.pop("shard", None)))
     target = file_output(input_dir, output_dir)

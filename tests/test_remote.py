@@ -96,3 +96,11 @@ def test_remote_input_and_output_sharded_match_a_local_run(memory_fs, tmp_path, 
         ".genapps-manifest.shard-0-of-2.jsonl", ".genapps-manifest.shard-1-of-2.jsonl"]
     for rel in remote:
         assert torch.equal(io.read_image(f"memory://data/sr/{rel}").color, io.read_image(tmp_path / "local" / rel).color)
+
+
+def test_local_only_commands_refuse_urls(tmp_path, cli):
+    src = make_folder(tmp_path / "in", 2)
+    res = cli("pairs", src, "memory://bucket/pairs", "--kind", "gray")
+    assert res.exit_code == 2 and "pairs works on local folders only" in res.output
+    res = cli("inpaint", "memory://bucket/in", tmp_path / "o", "--masks", src, "--method", "telea", "--no-report")
+    assert res.exit_code == 2 and "remote input folder is not supported" in res.output
