@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import importlib.util
+import json
 import os
 import struct
 import warnings
@@ -314,12 +315,27 @@ def cached(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def _converted_from(path: Path, param: Path, bin_path: Path) -> bool:
+    """Whether the card beside `path` records these very ncnn files (by SHA-256)."""
+    try:
+        recorded = json.loads(path.with_suffix(".json").read_text())["source_sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return recorded == {param.name: _sha256(param), bin_path.name: _sha256(bin_path)}
+
+
 def ensure(name: str) -> Path:
-    """The genapps .safetensors of zoo model `name`, converting it from the wheel on first use."""
+    """The genapps .safetensors of zoo model `name`, converted from the wheel on first use and
+    again when the wheel's files changed (an upgrade); a cached file serves without the wheel."""
     path = cached(name)
-    if path is not None:
+    try:
+        param, bin_path = wheel_files(name)
+    except FileNotFoundError:
+        if path is not None:
+            return path
+        raise
+    if path is not None and _converted_from(path, param, bin_path):
         return path
-    param, bin_path = wheel_files(name)
     return import_ncnn(param, bin_path, name, source=f"{WHEEL}: models/{param.name}, models/{bin_path.name}",
                        license_name=f"{LICENSE} (Real-ESRGAN, Xintao Wang et al.)")
 
@@ -329,10 +345,7 @@ def resolve(name: str) -> Path | None:
     first use; None when `name` is neither."""
     if not _valid_name(name):
         return None
-    path = cached(name)
-    if path is None and name in ZOO:
-        path = ensure(name)
-    return path
+    return ensure(name) if name in ZOO else cached(name)
 
 
 def status() -> dict[str, str]:

