@@ -311,13 +311,13 @@ class _Sync:
         return bool(t.item() > 0)
 
     def mean(self, values: dict[str, float]) -> dict[str, float]:
-        """Logged values averaged over the ranks (same keys on every rank)."""
-        if not self.on or not values:
+        """Logged values averaged over the ranks that logged them (a rank may log a key others do not)."""
+        if not self.on:
             return values
-        keys = sorted(values)
-        t = torch.tensor([float(values[k]) for k in keys], device=self.device, dtype=torch.float64)
-        torch.distributed.all_reduce(t)
-        return dict(zip(keys, (t / self.world).tolist()))
+        every: list = [None] * self.world
+        torch.distributed.all_gather_object(every, values)
+        keys = list(dict.fromkeys(k for v in every for k in v))
+        return {k: sum(v[k] for v in every if k in v) / sum(k in v for v in every) for k in keys}
 
 
 def _batch_size(batch) -> int | None:

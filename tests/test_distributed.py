@@ -190,7 +190,8 @@ def test_device_option_under_torchrun_and_train_options_reach_the_loop(monkeypat
     seen = {}
     monkeypatch.setattr(training, "train_sr", lambda cfg, dev, resume: seen.update(rt=device.current(dev)) or
                         {"validation": {}})
-    monkeypatch.delenv("WORLD_SIZE")
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name)
     res = cli("train", "--precision", "bf16", "--compile", "sr", "--data", tmp_path, "--out", tmp_path / "m.safetensors",
               "--device", "cpu")
     assert res.exit_code == 0, res.output
