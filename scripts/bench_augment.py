@@ -1,6 +1,8 @@
-"""MNIST label-scarce benchmark of `genapps augment` (issue 6).
+"""Label-scarce benchmark of `genapps augment` (issues 6 and 19): MNIST, or a colour set.
 
-Pool = first 5,000 digits of MNIST's t10k file, test = last 5,000. For L labels per class (a
+Pool = first 5,000 digits of MNIST's t10k file, test = last 5,000; with --data, the pool/ and
+test/ ImageFolders of a folder made by scripts/make_color_set.py (crops of the natural photos,
+classes = source photos). For L labels per class (a
 fixed random subset of the pool, selection seed 0) the rest of the pool is the unlabeled set.
 Arms (the same small CNN, `--clf-steps` Adam steps, `--seeds` seeds): (a) real only, (b) real +
 albumentations random affine, (c) real + synthetic, (d) real + synthetic + albumentations, for
@@ -17,6 +19,9 @@ sets and generator states are cached in --cache.
 
     python scripts/bench_augment.py [--labels 10 50] [--models cvae cgan] [--seeds 3] [--workers 2]
     python scripts/bench_augment.py --quick conv:steps=1500 res:decoder=residual --seeds 1  # compare generators
+    python scripts/make_color_set.py --out runs/color_set
+    python scripts/bench_augment.py --data runs/color_set --image-size 64 --labels 10 --cache runs/bench_color \
+        --out benchmarks/augment_color.json --md benchmarks/augment_color.md
 """
 
 from __future__ import annotations
@@ -47,12 +52,30 @@ def load_mnist(folder: Path):
     return (x[:5000], y[:5000]), (x[5000:], y[5000:])
 
 
+def load_folder(folder: Path, size: int):
+    """A set as scripts/make_color_set.py writes it: FOLDER/pool and FOLDER/test ImageFolders."""
+    from genapps.tasks.augment.data import load_imagefolder
+
+    pool = load_imagefolder(folder / "pool", size)
+    test = load_imagefolder(folder / "test", size, pool.x.shape[1], classes=pool.classes)
+    return (pool.x, pool.y), (test.x, test.y)
+
+
+def load_data(args):
+    """(pool, test): MNIST (first/last 5,000 of t10k), or the --data folder's pool/ and test/."""
+    return load_folder(Path(args.data), args.image_size) if args.data else load_mnist(Path(args.mnist))
+
+
+def n_classes(y: torch.Tensor) -> int:
+    return int(y.max()) + 1
+
+
 def split_pool(pool, labels: int, seed: int = 0):
     """`labels` random images per class as the labeled set, the rest of the pool unlabeled."""
     x, y = pool
     g = torch.Generator().manual_seed(seed)
     idx = []
-    for k in range(10):
+    for k in range(n_classes(y)):
         members = torch.nonzero(y == k)[:, 0]
         idx.append(members[torch.randperm(len(members), generator=g)[:labels]])
     idx = torch.cat(idx)
@@ -68,18 +91,20 @@ _DATA = {}
 
 
 def _setup(args):
-    """One thread per worker process (small convolutions scale badly over threads); MNIST loaded once."""
+    """One thread per worker process (small convolutions scale badly over threads); data loaded once."""
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    if args.mnist not in _DATA:
-        _DATA[args.mnist] = load_mnist(Path(args.mnist))
-    return _DATA[args.mnist]
+    key = args.data or args.mnist
+    if key not in _DATA:
+        _DATA[key] = load_data(args)
+    return _DATA[key]
 
 
 def job(spec: dict) -> tuple[str, dict]:
     """One unit of work, identified by spec["key"]; returns (key, result)."""
     args = argparse.Namespace(**spec["args"])
     pool, test = _setup(args)
+    K = n_classes(pool[1])
     dev = torch.device("cpu")
     kind, t0 = spec["kind"], time.perf_counter()
     cache = Path(args.cache)
@@ -95,7 +120,7 @@ def job(spec: dict) -> tuple[str, dict]:
         (xl, yl), _ = split_pool(pool, spec["labels"])
         syn = io.load_torch(cache / f"{spec['gen']}.syn.pt") if spec.get("gen") else None
         pool_l = (syn["pool_x"], syn["pool_y"]) if syn and "pool_x" in syn else None
-        acc, per_class = run_arm(spec["arm"], (xl, yl), (syn["x"], syn["y"]) if syn else None, test, 10, spec["seed"],
+        acc, per_class = run_arm(spec["arm"], (xl, yl), (syn["x"], syn["y"]) if syn else None, test, K, spec["seed"],
                                  args.clf_steps, dev, pool=pool_l, per_class=True)
         result = {"accuracy": round(acc, 2), "per_class": [round(float(v), 2) for v in per_class]}
     elif kind == "generator":
@@ -103,20 +128,18 @@ def job(spec: dict) -> tuple[str, dict]:
         steps = args.steps_cvae if spec["model"] == "cvae" else args.steps_cgan
         batch = args.batch_cvae if spec["model"] == "cvae" else args.batch_cgan
         cfg = Config(model=spec["model"], per_class=args.per_class, steps=steps, batch_size=batch, seed=0,
-                     eval_steps=args.clf_steps, unlabeled="pool" if spec["unlabeled"] else None)
-        aug = augment_tensors(xl, yl, 10, cfg, dev, x_unl if spec["unlabeled"] else None,
+                     eval_steps=args.clf_steps, unlabeled="pool" if spec["unlabeled"] else None,
+                     image_size=args.image_size, **set_options(args))
+        aug = augment_tensors(xl, yl, K, cfg, dev, x_unl if spec["unlabeled"] else None,
                               cache / f"{spec['key'].replace('/', '_')}.state.pt")
         syn = aug.synthetic
         saved = {"x": syn.x, "y": syn.y}
         if aug.pseudo is not None:  # the pseudo-labeled pool, for arms e and f
             saved |= {"pool_x": x_unl[aug.pseudo.keep], "pool_y": aug.pseudo.labels[aug.pseudo.keep]}
         io.save_state(cache / f"{spec['key'].replace('/', '_')}.syn.pt", saved)
-        from genapps.tasks.augment.models import Classifier
-
-        oracle = Classifier()
-        oracle.load_state_dict(io.load_torch(cache / "oracle.pt"))
+        oracle = oracle_net(args, pool, test, dev)
         fidelity = (predict_proba(oracle, syn.x, dev).argmax(1) == syn.y).float().mean()
-        feat_net = aug.filter_net or train_classifier(xl, yl, 10, ClassifierConfig(steps=args.clf_steps, augment=True), dev)
+        feat_net = aug.filter_net or train_classifier(xl, yl, K, ClassifierConfig(steps=args.clf_steps, augment=True), dev)
         # copying: nearest labeled image (pixels) of each sample vs of each test digit
         d_syn = torch.cdist(syn.x.flatten(1), xl.flatten(1)).min(1).values
         d_test = torch.cdist(test[0][:1000].flatten(1), xl.flatten(1)).min(1).values
@@ -145,12 +168,13 @@ def _pseudo_accuracy(pool, labels, p) -> dict:
     x, y = pool
     g = torch.Generator().manual_seed(0)
     mask = torch.ones(len(y), dtype=torch.bool)
-    for k in range(10):
+    for k in range(n_classes(y)):
         members = torch.nonzero(y == k)[:, 0]
         mask[members[torch.randperm(len(members), generator=g)[:labels]]] = False
     truth = y[mask]
+    kept = p.labels[p.keep] == truth[p.keep]
     return {"accuracy_all": round(100 * float((p.labels == truth).float().mean()), 2),
-            "accuracy_kept": round(100 * float((p.labels[p.keep] == truth[p.keep]).float().mean()), 2)}
+            "accuracy_kept": round(100 * float(kept.float().mean()), 2) if len(kept) else None}
 
 
 # ---------------------------------------------------------------- quick generator comparison
@@ -171,34 +195,41 @@ def parse_variant(text: str) -> tuple[str, dict]:
     return name, {k: _value(v) for k, v in (kv.split("=", 1) for kv in rest.split(",") if kv)}
 
 
+def set_options(args) -> dict:
+    """--set KEY=VALUE ... as augment Config options."""
+    return parse_variant(":" + ",".join(args.set or []))[1]
+
+
 def oracle_net(args, pool, test, dev):
-    """The independent judge: the small CNN on all 5,000 pool labels (cached in --cache)."""
+    """The independent judge: the small CNN on all the pool labels (MNIST: 5,000) (cached in --cache)."""
     from genapps import io
-    from genapps.tasks.augment.models import Classifier
+    from genapps.tasks.augment.models import define_model
     from genapps.tasks.augment.training import ClassifierConfig, train_classifier
 
     path = Path(args.cache) / "oracle.pt"
     if path.is_file():
-        net = Classifier()
+        net = define_model("classifier", channels=pool[0].shape[1], num_classes=n_classes(pool[1]),
+                           image_size=pool[0].shape[-1])
         net.load_state_dict(io.load_torch(path))
         return net.eval()
-    net = train_classifier(pool[0], pool[1], 10, ClassifierConfig(steps=args.oracle_steps, augment=True,
+    net = train_classifier(pool[0], pool[1], n_classes(pool[1]), ClassifierConfig(steps=args.oracle_steps, augment=True,
                                                                  batch_size=64, seed=123), dev)
     io.save_state(path, net.state_dict())
     return net
 
 
 def quick(args) -> None:
-    """One generator per (labels, variant), one classifier seed per arm by default: a cheap way to
-    choose between generator options. Judged by the oracle (fidelity, FD/precision/recall in its
-    features vs test digits), copying, and arms (c)/(d); CPU seconds measured per part."""
+    """One generator per (labels, variant), --seeds classifier seeds per arm: a cheap way to choose
+    between generator options. Judged by the oracle (fidelity, FD/precision/recall in its features
+    vs test images), copying, and --quick-arms (with the pool also e and f); CPU seconds per part."""
     from genapps.tasks.augment import Config, augment_tensors, class_counts
     from genapps.tasks.augment.evaluate import feature_metrics, run_arm
     from genapps.tasks.augment.training import predict_proba, synthesize
 
     torch.set_num_threads(1)
     dev = torch.device("cpu")
-    pool, test = load_mnist(Path(args.mnist))
+    pool, test = load_data(args)
+    K = n_classes(pool[1])
     oracle = oracle_net(args, pool, test, dev)
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.is_file() else {}
@@ -209,10 +240,10 @@ def quick(args) -> None:
                 key = f"L{L}/{name}/{'unl' if unl else 'lab'}"
                 if key in results:
                     continue
-                cfg = Config(**({"per_class": args.per_class, "eval_steps": args.clf_steps,
+                cfg = Config(**({"per_class": args.per_class, "eval_steps": args.clf_steps, "image_size": args.image_size,
                                  "unlabeled": "pool" if unl else None} | options))
                 w0, c0 = time.perf_counter(), time.process_time()
-                aug = augment_tensors(xl, yl, 10, cfg, dev, x_unl if unl else None)
+                aug = augment_tensors(xl, yl, K, cfg, dev, x_unl if unl else None)
                 res = {"options": options, "generator_cpu_s": round(time.process_time() - c0, 1),
                        "generator_wall_s": round(time.perf_counter() - w0, 1), "seconds_parts": aug.seconds,
                        "steps": cfg.generator_config().steps, "by_temperature": {}}
@@ -220,15 +251,16 @@ def quick(args) -> None:
                 d_test = torch.cdist(test[0][:1000].flatten(1), xl.flatten(1)).min(1).values
                 for t in temps:
                     syn = aug.synthetic if t == cfg.temperature else synthesize(
-                        aug.generator.generator, class_counts(yl, 10, cfg), cfg.seed, dev, aug.filter_net,
+                        aug.generator.generator, class_counts(yl, K, cfg), cfg.seed, dev, aug.filter_net,
                         cfg.filter_confidence, temperature=t)
                     fid = (predict_proba(oracle, syn.x, dev).argmax(1) == syn.y).float().mean()
                     d_syn = torch.cdist(syn.x.flatten(1), xl.flatten(1)).min(1).values
                     r = {"oracle_fidelity": round(100 * float(fid), 2),
                          "nn_distance_ratio": round(float(d_syn.median() / d_test.median()), 3)}
                     r |= {f"oracle_{k}": v for k, v in feature_metrics(oracle, test[0], syn.x, dev).items()}
-                    for arm in "cd":
-                        accs = [run_arm(arm, (xl, yl), (syn.x, syn.y), test, 10, s, args.clf_steps, dev)
+                    pool_l = (x_unl[aug.pseudo.keep], aug.pseudo.labels[aug.pseudo.keep]) if unl else None
+                    for arm in args.quick_arms + ("ef" if unl else ""):
+                        accs = [run_arm(arm, (xl, yl), (syn.x, syn.y), test, K, s, args.clf_steps, dev, pool=pool_l)
                                 for s in range(args.seeds)]
                         r[f"arm_{arm}"] = round(statistics.fmean(accs), 2)
                     res["by_temperature"][str(t)] = r
@@ -333,6 +365,11 @@ def targets(results: dict, args) -> list[str]:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mnist", default=str(ROOT.parent / "shared/datasets/mnist"))
+    ap.add_argument("--data", help="Instead of MNIST: a folder with pool/ and test/ ImageFolders "
+                                   "(scripts/make_color_set.py); give --image-size and --cache too.")
+    ap.add_argument("--image-size", type=int, default=28)
+    ap.add_argument("--set", nargs="+", metavar="KEY=VALUE",
+                    help="Extra augment Config options for every generator, e.g. decoder=residual.")
     ap.add_argument("--labels", type=int, nargs="+", default=[10, 50])
     ap.add_argument("--models", nargs="+", default=["cvae", "cgan"])
     ap.add_argument("--unlabeled", choices=["both", "no", "yes"], default="both")
@@ -350,7 +387,8 @@ def main(argv=None) -> None:
     ap.add_argument("--cache", default=str(ROOT / "runs/bench_augment"))
     ap.add_argument("--quick", nargs="+", metavar="NAME:KEY=VALUE,...",
                     help="Instead of the benchmark: compare generator variants (augment Config options, e.g. "
-                         "'res:decoder=residual,steps=1000'), one generator each, arms c/d over --seeds seeds.")
+                         "'res:decoder=residual,steps=1000'), one generator each, --quick-arms over --seeds seeds.")
+    ap.add_argument("--quick-arms", default="cd", help="--quick: the arms to train per synthetic set (c, d).")
     ap.add_argument("--temperatures", type=float, nargs="+", default=[1.0],
                     help="--quick: also sample each generator (without the pool) at these temperatures.")
     args = ap.parse_args(argv)
@@ -360,7 +398,10 @@ def main(argv=None) -> None:
         return quick(args)
     out, cache = Path(args.out), Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    settings = {k: v for k, v in vars(args).items() if k not in ("out", "md", "cache", "workers", "mnist")}
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "md", "cache", "workers", "mnist", "quick",
+                                                                 "quick_arms", "temperatures", "data", "image_size", "set")}
+    settings |= {k: getattr(args, k) for k in ("data", "set") if getattr(args, k)}
+    settings |= {"image_size": args.image_size} if args.image_size != 28 else {}
     results = json.loads(out.read_text()) if out.is_file() else {}
     if results.get("_settings", settings) != settings:
         raise SystemExit(f"{out} holds results of other settings {results['_settings']}; move it away first")
@@ -388,30 +429,34 @@ def main(argv=None) -> None:
     results["_minutes_this_run"] = round((time.perf_counter() - t0) / 60, 1)
     _write_json(out, results)
     cmd = "python scripts/bench_augment.py " + " ".join(shlex.quote(x) for x in (argv or sys.argv[1:]))
-    md = ["# augment benchmark: label-scarce MNIST", "",
+    pool_size = len(_setup(args)[0][1])
+    data_line = (f"Data: {args.data} (scripts/make_color_set.py: classes = source photos, pool = {pool_size} crops "
+                 f"from the photos' left halves, test = crops from their right halves; {args.image_size} px)."
+                 if args.data else "Pool = first 5,000 digits of MNIST t10k, test = last 5,000.")
+    md = [f"# augment benchmark: label-scarce {'colour crops' if args.data else 'MNIST'}", "",
           f"Command: `{cmd}` (2 CPU cores, {args.workers} worker processes of 1 thread)", "",
-          f"Pool = first 5,000 digits of MNIST t10k, test = last 5,000. Test accuracy (%) of the same small CNN "
+          f"{data_line} Test accuracy (%) of the same small CNN "
           f"({args.clf_steps} Adam steps, batch 32), mean +- std over {args.seeds} seeds; {args.per_class} synthetic "
           f"images per class; generators: cvae {args.steps_cvae} steps of batch {args.batch_cvae}, cgan {args.steps_cgan} steps of "
           f"batch {args.batch_cgan}; one generator per row (seed 0), one labeled subset per labels/class "
           f"(selection seed 0): the std is over classifier seeds.", "",
           "Columns: FD = Frechet distance, precision/recall = improved precision/recall (k=3), all between the "
-          "test digits and the synthetic set in the penultimate features of the filter classifier; oracle "
-          "fidelity = % of synthetic samples an independent CNN (trained on all 5,000 pool labels) assigns to "
+          "test images and the synthetic set in the penultimate features of the filter classifier; oracle "
+          "fidelity = % of synthetic samples an independent CNN (trained on all the pool's labels) assigns to "
           "their class; NN-distance ratio = median pixel distance of a sample to its nearest labeled image / "
-          "the same for test digits (about 1: no copying; near 0: copies).", "",
+          "the same for test images (about 1: no copying; near 0: copies).", "",
           table(results, args), "", "Targets (issue 19: the best generative arm vs the best non-generative one):",
           *targets(results, args), "",
-          f"Oracle CNN (all 5,000 pool labels) test accuracy: {results.get('oracle', {}).get('test_accuracy', '-')}%.",
+          f"Oracle CNN (all {pool_size} pool labels) test accuracy: {results.get('oracle', {}).get('test_accuracy', '-')}%.",
           "",
           "Method: generators are trained with a class-consistency loss (prior samples of class k must be "
-          "classified as k by the filter classifier, trained on the real labeled digits with random affine); "
+          "classified as k by the filter classifier, trained on the real labeled images with random affine); "
           "the quality filter drops samples that classifier assigns to another class with p >= 0.9. With the "
-          "unlabeled pool: self-training pseudo-labels (a classifier on the labeled digits labels the pool; "
+          "unlabeled pool: self-training pseudo-labels (a classifier on the labeled images labels the pool; "
           "images at p >= 0.95 join its training set; two rounds), the generator trains on labeled + "
           "pseudo-labeled images, and the CVAE samples half from the prior, half as posterior variants "
           "(z ~ q(z|x, y), decoded) of its training images. The cGAN samples from the prior only. "
-          "Arm (e) is self-training without synthesis: the classifier trains on the labeled digits and the "
+          "Arm (e) is self-training without synthesis: the classifier trains on the labeled images and the "
           "pseudo-labeled pool (p >= 0.95; 3/4 of each batch) with random affine, for up to twice the steps "
           "(the pseudo-labeler's rule); arm (f) = (e) with a quarter of each batch synthetic (1/4 real, 1/2 "
           "pool, 1/4 synthetic).",

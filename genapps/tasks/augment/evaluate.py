@@ -87,7 +87,8 @@ def mean_std(values: list[float]) -> dict:
 
 
 def per_class_accuracy(net, x: torch.Tensor, y: torch.Tensor, num_classes: int, device) -> torch.Tensor:
-    """(K,) accuracy in percent of each class of the test set (NaN for a class without test images)."""
+    """(K,) accuracy in percent of each class of the test set (NaN for a class without test images;
+    evaluate_arms reports it as None)."""
     hit = (predict_proba(net, x, device).argmax(1) == y).double()
     total = torch.bincount(y, minlength=num_classes).double()
     return 100 * torch.bincount(y, weights=hit, minlength=num_classes) / total
@@ -176,7 +177,7 @@ def evaluate_arms(real, synthetic, test, num_classes: int, device: torch.device,
                 for seed in range(seeds)]
         pc = torch.stack([r[1] for r in runs]).mean(0)
         results[arm] = ({"name": ARMS[arm][0]} | mean_std([r[0] for r in runs])
-                        | {"per_class": {c: round(float(v), 2) for c, v in zip(classes, pc)}})
+                        | {"per_class": {c: round(float(v), 2) if v == v else None for c, v in zip(classes, pc)}})
         log.info("arm %s (%s): %.2f +- %.2f", arm, ARMS[arm][0], results[arm]["mean"], results[arm]["std"])
     out = {"arms": results, "seeds": seeds, "steps": steps}
     best = best_arms(results)
@@ -184,7 +185,7 @@ def evaluate_arms(real, synthetic, test, num_classes: int, device: torch.device,
     if best:
         syn, base = best
         delta = {c: round(results[syn]["per_class"][c] - results[base]["per_class"][c], 2) for c in classes
-                 if results[syn]["per_class"][c] == results[syn]["per_class"][c]}  # NaN: no test images
+                 if results[syn]["per_class"][c] is not None}  # None: no test images of the class
         out["per_class_delta"] = {"compared": f"{syn} vs {base}", "points": delta}
     out["verdict"] = verdict(results, delta, generator_minutes)
     return out
