@@ -565,7 +565,8 @@ def fit(spec: TrainSpec, cfg: TrainConfig, state_path: str | Path | None = None,
             if saved or stopping:
                 save(done)
             if stopping:
-                log.warning("training state saved at step %d in %s; run again to resume", done, state_path)
+                if not sync.rank:
+                    log.warning("training state saved at step %d in %s; run again to resume", done, state_path)
                 raise KeyboardInterrupt
     if sync.on:  # rank 0 validates, selects and saves, alone (as for any later training in this process)
         distributed.leave()
