@@ -372,11 +372,15 @@ def masks(input_dir: str, output_dir: str, **options) -> None:
 @click.option("--unlabeled", type=click.Path(file_okay=False), help="Unlabeled images that also train the generator.")
 @click.option("--image-size", type=int, default=28, show_default=True)
 @click.option("--channels", default="auto", show_default=True, help="1, 3 or auto.")
-@click.option("--steps", type=int, help="Generator training steps (default 3000).")
+@click.option("--steps", type=int, help="Generator training steps (default: cvae 1000, cgan 1500).")
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--lr", type=float)
 @click.option("--z-dim", type=int)
 @click.option("--beta", type=float, default=1.0, show_default=True, help="CVAE: KL weight.")
+@click.option("--decoder", type=click.Choice(["conv", "residual"]),
+              help="CVAE decoder (default residual: residual blocks before each upsampling).")
+@click.option("--temperature", type=float, default=1.0, show_default=True,
+              help="Sampling: z ~ N(0, T^2 I); below 1 truncates to more typical samples.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--filter/--no-filter", default=True, show_default=True,
               help="Drop samples a real-data classifier confidently assigns to another class.")

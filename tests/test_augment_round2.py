@@ -159,3 +159,14 @@ def test_run_writes_residual_generator_that_loads(tmp_path):
     tensors, meta = io.load_weights(tmp_path / "out" / "generator.safetensors")
     assert meta["config"]["decoder"] == "residual"
     define_model("cvae", **meta["config"]).load_state_dict(tensors)
+
+
+def test_cli_decoder_and_temperature(tmp_path, cli):
+    out = tmp_path / "out"
+    result = cli("augment", DIGITS / "train", out, "--decoder", "conv", "--temperature", "0.7", "--steps", 3,
+                 "--batch-size", 8, "--per-class", 1, "--image-size", 12, "--eval-steps", 3, "--no-interpolate")
+    assert result.exit_code == 0, result.output
+    _, meta = io.load_weights(out / "generator.safetensors")
+    assert "decoder" not in meta["config"] and meta["training"]["decoder"] == "conv"
+    bad = cli("augment", DIGITS / "train", tmp_path / "o2", "--model", "cgan", "--decoder", "residual")
+    assert bad.exit_code == 2 and "cvae only" in bad.output
