@@ -85,10 +85,11 @@ def test_remote_input_and_output_sharded_match_a_local_run(memory_fs, tmp_path, 
     for p in src.rglob("*.png"):
         io.upload(p, f"memory://data/lr/{p.relative_to(src).as_posix()}")
     assert cli("upscale", src, tmp_path / "local", "-m", "bicubic", "-s", "2", "--reference", f"{src}_hr").exit_code == 0
-    for i in range(2):
+    for i in range(2):  # each shard's report part in its own local folder (two machines, say)
         res = cli("upscale", "memory://data/lr", "memory://data/sr", "-m", "bicubic", "-s", "2",
-                  "--reference", f"{src}_hr", "--report", tmp_path / "r", "--shard", f"{i}/2")
-        assert res.exit_code == 0, res.output
+                  "--reference", f"{src}_hr", "--report", tmp_path / f"r{i}", "--shard", f"{i}/2")
+        assert res.exit_code == 0 and f"report.shard-{i}-of-2.json" in res.output, res.output
+    assert cli("report", "merge", tmp_path / "r0", tmp_path / "r1", "--out", tmp_path / "r").exit_code == 0
     assert totals(report(tmp_path / "r")) == totals(report(tmp_path / "local"))
     remote = sorted(p.removeprefix("/data/sr/") for p in memory_fs.find("/data/sr") if not p.split("/")[-1].startswith("."))
     assert remote == sorted(p.relative_to(src).as_posix() for p in src.rglob("*.png"))
