@@ -132,8 +132,10 @@ def test_train_pix2pix_aligned_btoa_gray_to_colour(tmp_path, cli, photos):
     # the gray->colour direction on grey inputs writes colour
     cli("pairs", photos, tmp_path / "f", "--kind", "gray")
     col = tmp_path / "col.safetensors"
-    assert cli("train", "pix2pix", "--data", tmp_path / "f", "--layout", "folders", "--steps", 1, "--out", col,
-               "--residual", *TINY_P2P).exit_code == 0
+    r = cli("train", "pix2pix", "--data", tmp_path / "f", "--layout", "folders", "--steps", 1, "--out", col,
+            "--residual", "--val-split", 1, *TINY_P2P)
+    assert r.exit_code == 0, r.output
+    assert json.loads(col.with_suffix(".json").read_text())["validation_identity"]["val_identity_psnr"] > 0  # grey vs colour
     assert cli("translate", tmp_path / "f/A", tmp_path / "o", "-m", col).exit_code == 0
     assert read(tmp_path / "o/sub/c.png").shape == (48, 64, 3)
 

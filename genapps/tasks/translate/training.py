@@ -231,6 +231,7 @@ def validation_scores(g: nn.Module, pairs: list[tuple[np.ndarray, np.ndarray]]) 
         y0, x0 = (a.shape[0] - h) // 2, (a.shape[1] - w) // 2
         ta, tb = _to_batch([a[y0:y0 + h, x0:x0 + w]]), _to_batch([b[y0:y0 + h, x0:x0 + w]])
         out = metrics.quantize(run_generator(g, ta).clamp(0, 1))
+        out = out.expand(-1, tb.shape[1], -1, -1) if out.shape[1] == 1 else out  # the grey identity of colorize
         psnrs.append(float(metrics.psnr(out, tb)[0]))
         l1s.append(float(metrics.mae(out, tb)[0]))
     return {"val_psnr": float(np.mean(psnrs)), "val_l1": float(np.mean(l1s))} if psnrs else {}
