@@ -338,7 +338,7 @@ def upscale(input_dir: str, output_dir: str, device: str, scale: str, **options)
 @click.option("--mask-threshold", type=click.IntRange(0, 255), default=127, show_default=True)
 @click.option("--invert-mask", is_flag=True, help="Masks are white where the image is kept.")
 @click.option("--skip-missing-masks", is_flag=True, help="Skip images without a mask instead of failing them.")
-@click.option("--tta/--no-tta", default=True, show_default=True, help="GAN model: average over 4 flips.")
+@click.option("--tta/--no-tta", default=True, show_default=True, help="GAN model: average over the 8 flips/transposes.")
 @click.option("--work-size", type=int, default=512, show_default=True, help="Model crops larger than this are resized down.")
 @click.option("--reference", type=click.Path(file_okay=False), help="Originals: report hole L1/PSNR per image.")
 @batch_options

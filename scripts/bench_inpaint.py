@@ -172,7 +172,7 @@ def main() -> None:
     results["protocol"] = (
         "First 20 BSD68 images and Set5 (cropped to multiples of 16); seeded masks per kind and per hole-area bucket "
         "(areaN: N-10% to N% of the image); outputs composited and rounded to 8 bits; hole L1 in /255; 1 thread. "
-        "model = bundled `inpaint` (U-Net GAN correcting mean3, averaged over 4 flips as `genapps inpaint` does), pluralistic = bundled `inpaint-pluralistic` "
+        "model = bundled `inpaint` (U-Net GAN correcting mean3, averaged over 8 flips/transposes as `genapps inpaint` does), pluralistic = bundled `inpaint-pluralistic` "
         "(one prior sample; best/mean of 5 samples below); mean3 = the mean of the Telea, NS and biharmonic fills "
         "(the models' pre-fill). Command: python scripts/bench_inpaint.py")
     sets = results.setdefault("sets", {})

@@ -287,3 +287,17 @@ def test_resume_redoes_an_image_whose_mask_changed(cli, photo_dir, tmp_path):
     assert np.array_equal(_read(out / "a.png"), _read(photo_dir / "a.png"))
     r = cli("inpaint", photo_dir, out, "--masks", masks, "--method", "ns")
     assert r.exit_code == 2 and "method" in r.output  # other settings: one line, no silent mix
+
+
+def test_tta_transforms_invert_and_keep_the_outside(tiny_models):
+    from genapps.tasks.inpaint import dihedral, load_model
+
+    x = torch.rand(1, 3, 4, 6)
+    assert all(torch.equal(dihedral(dihedral(x, k), k, inverse=True), x) for k in range(8))
+    assert len({dihedral(x, k).flatten().tolist().__repr__() for k in range(8)}) == 8
+    model, _ = load_model(str(tiny_models["unet"]))
+    rgb = torch.rand(3, 40, 72)
+    mask = torch.zeros(40, 72, dtype=torch.bool)
+    mask[10:30, 20:50] = True
+    plain, tta = model_fill(model, rgb, mask), model_fill(model, rgb, mask, tta=True)
+    assert torch.equal(tta[:, ~mask], rgb[:, ~mask]) and not torch.equal(plain, tta)

@@ -57,7 +57,7 @@ class Config:
     mask_threshold: int = 127
     invert_mask: bool = False
     skip_missing_masks: bool = False
-    tta: bool = True  # GAN model: average its correction over 4 flips (pluralistic samples: never)
+    tta: bool = True  # GAN model: average its correction over the 8 flips/transposes (pluralistic samples: never)
     work_size: int = 512  # longer side (px) of the crops the model runs on; larger crops are resized down
     margin: int = 48  # context (px) kept around each hole
     ext: str | None = None
@@ -131,6 +131,16 @@ def _pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
     return F.pad(x, (0, pw, 0, ph), mode=mode)
 
 
+def dihedral(x: torch.Tensor, k: int, inverse: bool = False) -> torch.Tensor:
+    """One of the 8 flips/transposes of (..., H, W) (k in 0..7), or its inverse."""
+    flips = ((), (-1,), (-2,), (-1, -2))[k % 4]
+    if inverse:
+        x = x.transpose(-1, -2) if k >= 4 else x
+        return x.flip(flips) if flips else x
+    x = x.flip(flips) if flips else x
+    return x.transpose(-1, -2) if k >= 4 else x
+
+
 @torch.inference_mode()
 def model_fill(model: nn.Module, rgb: torch.Tensor, mask: torch.Tensor, work_size: int = 512, margin: int = 48,
                generator: torch.Generator | None = None, device: torch.device | str = "cpu",
@@ -139,7 +149,7 @@ def model_fill(model: nn.Module, rgb: torch.Tensor, mask: torch.Tensor, work_siz
 
     `generator` seeds the pluralistic model's sample (ignored by the GAN model); `pre` is
     classical.prefill(rgb, mask) when already computed (several samples of one image); `tta`
-    averages the GAN model over horizontal, vertical and both flips (lower hole L1, 4x the network time).
+    averages the GAN model over the 8 flips and transposes (lower hole L1, 8x the network time).
     """
     if not mask.any():
         return rgb.clone()
@@ -159,8 +169,7 @@ def model_fill(model: nn.Module, rgb: torch.Tensor, mask: torch.Tensor, work_siz
         if sampling:
             pred = model(inp, generator)
         elif tta:
-            flips = ((), (-1,), (-2,), (-1, -2))
-            pred = sum(model(inp.flip(f)).flip(f) if f else model(inp) for f in flips) / len(flips)
+            pred = sum(dihedral(model(dihedral(inp, k)), k, inverse=True) for k in range(8)) / 8
         else:
             pred = model(inp)
         pred = pred[..., :sh, :sw].float().cpu()
