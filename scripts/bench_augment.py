@@ -268,6 +268,74 @@ def quick(args) -> None:
                 res["total_cpu_s"] = round(time.process_time() - c0, 1)
                 results[key] = res
                 _write_json(out, results)
+    from genapps import io
+
+    io.write_text(out.with_suffix(".md"), quick_table(results, args))
+
+
+def quick_table(results: dict, args) -> str:
+    """The --quick results as a markdown table, one row per (generator, temperature)."""
+    lines = ["# augment: quick generator comparison (scripts/bench_augment.py --quick)", "",
+             f"One generator per row (seed 0, 10 labels per class unless the key says otherwise), {args.per_class} "
+             "samples per class; judged by the oracle CNN (trained on all pool labels, never seen by the generators): "
+             "fidelity = % of samples it assigns to their class, FD / precision / recall vs the test images in "
+             "its features; NN ratio = copying measure (about 1: no copying); arms: test accuracy % with "
+             f"{args.seeds} classifier seed(s) (noise about +-1 point); CPU = seconds of one thread for the "
+             "filter/pseudo-label classifiers, the generator and sampling (measured on a loaded machine).", "",
+             "| key | options | CPU s | T | oracle fidelity % | FD | precision | recall | NN ratio | arms |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for key, r in results.items():
+        for t, m in r.get("by_temperature", {}).items():
+            arms = ", ".join(f"{k[4:]} {v}" for k, v in m.items() if k.startswith("arm_"))
+            opts = ", ".join(f"{k}={v}" for k, v in r["options"].items())
+            lines.append(f"| {key} | {opts} | {r['generator_cpu_s']} | {t} | {m['oracle_fidelity']} "
+                         f"| {m['oracle_frechet_distance']} | {m['oracle_precision']} | {m['oracle_recall']} "
+                         f"| {m['nn_distance_ratio']} | {arms} |")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- per-step costs
+
+
+def speed(args) -> None:
+    """CPU and wall milliseconds per training step of the default run's parts, back to back on the
+    embedded digits (data/digits/train, 100 images), one thread: the filter/eval classifier (plain
+    and with affine), the CVAE (guidance on the full / half batch, none, residual decoder), the cGAN,
+    and filtered sampling of 1,000 images. Written to --out as JSON."""
+    from genapps.tasks.augment.data import load_imagefolder
+    from genapps.tasks.augment.training import (ClassifierConfig, GeneratorConfig, synthesize, train_classifier,
+                                                train_generator)
+
+    torch.set_num_threads(1)
+    dev = torch.device("cpu")
+    real = load_imagefolder(ROOT / "data/digits/train", 28)
+    x, y, n = real.x, real.y, args.speed
+    out = {}
+
+    def timed(name, f, steps):
+        w, c = time.perf_counter(), time.process_time()
+        result = f()
+        cw, cc = time.perf_counter() - w, time.process_time() - c
+        out[name] = {"steps": steps, "cpu_ms_per_step": round(1000 * cc / steps, 2),
+                     "wall_ms_per_step": round(1000 * cw / steps, 2), "steps_per_s_wall": round(steps / cw, 2),
+                     "steps_per_s_cpu": round(steps / cc, 2)}
+        log.warning("%s: %s", name, out[name])
+        return result
+
+    train_classifier(x, y, 10, ClassifierConfig(steps=30, augment=True), dev)  # warm-up (imports, kernels)
+    guide = timed("classifier_affine", lambda: train_classifier(x, y, 10, ClassifierConfig(steps=n, augment=True), dev), n)
+    timed("classifier_plain", lambda: train_classifier(x, y, 10, ClassifierConfig(steps=n), dev), n)
+    cgan = {"model": "cgan", "lr": 2e-4, "z_dim": 64, "guide_weight": 0.5}
+    for name, kw in [("cvae_conv_guide_full_batch (round 1)", {"guide_fraction": 1.0}),
+                     ("cvae_conv_guide_half_batch", {"guide_fraction": 0.5}),
+                     ("cvae_conv_no_guide", {"guide_weight": 0.0}),
+                     ("cvae_residual_guide_half_batch (default)", {"decoder": "residual"}),
+                     ("cgan_guide_full_batch (round 1)", cgan | {"guide_fraction": 1.0}),
+                     ("cgan_guide_half_batch (default)", cgan)]:
+        cfg = GeneratorConfig(**({"steps": n, "guide_weight": 20.0} | kw))
+        g = timed(name, lambda: train_generator(x, y, 10, cfg, dev, guide=guide), n)
+    timed("sampling_1000_filtered", lambda: synthesize(g.generator, {k: 100 for k in range(10)}, 0, dev, guide), 1)
+    _write_json(Path(args.out), out)
 
 
 # ---------------------------------------------------------------- orchestration
@@ -376,7 +444,7 @@ def main(argv=None) -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--clf-steps", type=int, default=600)
     ap.add_argument("--oracle-steps", type=int, default=1500)
-    ap.add_argument("--steps-cvae", type=int, default=1500)
+    ap.add_argument("--steps-cvae", type=int, default=1000)
     ap.add_argument("--steps-cgan", type=int, default=1500)
     ap.add_argument("--batch-cvae", type=int, default=64)
     ap.add_argument("--batch-cgan", type=int, default=32)
@@ -388,6 +456,8 @@ def main(argv=None) -> None:
     ap.add_argument("--quick", nargs="+", metavar="NAME:KEY=VALUE,...",
                     help="Instead of the benchmark: compare generator variants (augment Config options, e.g. "
                          "'res:decoder=residual,steps=1000'), one generator each, --quick-arms over --seeds seeds.")
+    ap.add_argument("--speed", type=int, metavar="STEPS",
+                    help="Instead of the benchmark: per-step CPU/wall costs of the default run's parts (--out JSON).")
     ap.add_argument("--quick-arms", default="cd", help="--quick: the arms to train per synthetic set (c, d).")
     ap.add_argument("--temperatures", type=float, nargs="+", default=[1.0],
                     help="--quick: also sample each generator (without the pool) at these temperatures.")
@@ -396,6 +466,8 @@ def main(argv=None) -> None:
     if args.quick:
         Path(args.cache).mkdir(parents=True, exist_ok=True)
         return quick(args)
+    if args.speed:
+        return speed(args)
     out, cache = Path(args.out), Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "md", "cache", "workers", "mnist", "quick",
@@ -437,7 +509,8 @@ def main(argv=None) -> None:
           f"Command: `{cmd}` (2 CPU cores, {args.workers} worker processes of 1 thread)", "",
           f"{data_line} Test accuracy (%) of the same small CNN "
           f"({args.clf_steps} Adam steps, batch 32), mean +- std over {args.seeds} seeds; {args.per_class} synthetic "
-          f"images per class; generators: cvae {args.steps_cvae} steps of batch {args.batch_cvae}, cgan {args.steps_cgan} steps of "
+          f"images per class; generators: cvae ({set_options(args).get('decoder', 'residual')} decoder) "
+          f"{args.steps_cvae} steps of batch {args.batch_cvae}, cgan {args.steps_cgan} steps of "
           f"batch {args.batch_cgan}; one generator per row (seed 0), one labeled subset per labels/class "
           f"(selection seed 0): the std is over classifier seeds.", "",
           "Columns: FD = Frechet distance, precision/recall = improved precision/recall (k=3), all between the "

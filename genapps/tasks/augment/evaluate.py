@@ -152,7 +152,7 @@ def verdict(arms: dict, per_class_delta: dict | None = None, generator_minutes: 
         text += ("; classes it hurt: " + ", ".join(f"{k} ({v:+.1f})" for k, v in sorted(hurt.items(), key=lambda kv: kv[1]))
                  if hurt else "; no class lost accuracy")
     if generator_minutes is not None:
-        text += f"; the generator cost {generator_minutes:.1f} min"
+        text += f"; the generator cost {generator_minutes:.1f} min of wall time"
     pairs = []
     for s_arm, b_arm in (("c", "a"), ("d", "b"), ("f", "e")):
         if s_arm in arms and b_arm in arms:
