@@ -28,3 +28,32 @@ genapps train sr "${SR[@]}" --scale 4 --gan --init $W/sr-x4.safetensors --lr 2e-
 #   genapps train sr --data "$DATA" --val "$VAL" --scale 4 --gan --init $W/sr-x4.safetensors --lr 2e-4 \
 #     --batch-size 8 --steps 800 --pixel-weight 0.1 --adversarial-weight 0.02 --ema 0.99 --out $W/srgan-x4.safetensors
 #   genapps train sr --data "$DATA" --val "$VAL" --scale 2 --steps 1500 --out $W/sr-x2.safetensors
+# Inpainting (the last 8 training photos are held out for validation): the GAN model, then the
+# pluralistic (VAE-family) model fine-tuned from it. Checkpoints every 250 steps; reruns resume.
+# The bundled inpaint was initialised (--init) from 1290 steps of an earlier version of this recipe
+# (Telea-only pre-fill; see its card); from scratch, give the first command more steps (e.g. 3000).
+genapps train inpaint --data "$DATA" --holdout 8 --masks mixed --patch 160 --batch-size 6 --steps 1600 \
+  --val-every 400 --out $W/inpaint.safetensors
+genapps train inpaint --data "$DATA" --holdout 8 --masks mixed --model pluralistic --init $W/inpaint.safetensors \
+  --patch 128 --batch-size 6 --steps 1300 --val-every 500 --ema 0.99 --kl-weight 0.0005 --out $W/inpaint-pluralistic.safetensors
+# Translation (the last 8 training photos are held out for validation). Pairs are made once:
+# degrade = blur U(0, 1.5) + noise U(0, 20) + JPEG U(30, 90), seeded per file; gray = BT.601 luma.
+# Checkpoints every 200 steps to OUT.state.pt; a rerun resumes. Trained with OMP_NUM_THREADS=1.
+PAIRS=${PAIRS:-/tmp/genapps-pairs}
+genapps pairs "$DATA" $PAIRS/restore --kind degrade --seed 0
+genapps pairs "$DATA" $PAIRS/gray --kind gray
+genapps train pix2pix --data $PAIRS/restore --layout folders --val-split 8 --ngf 24 --num-downs 5 --residual \
+  --gan-weight 0.1 --preprocess crop --crop-size 128 --batch-size 8 --n-layers-d 2 --steps 2000 --lr 4e-4 \
+  --out $W/restore.safetensors
+genapps train pix2pix --data $PAIRS/gray --layout folders --val-split 8 --ngf 24 --num-downs 5 --residual \
+  --preprocess scale_and_crop --load-size 320 --crop-size 128 --batch-size 8 --n-layers-d 2 --steps 900 --lr 4e-4 \
+  --out $W/colorize.safetensors
+# restore-unpaired: degraded photos of the first 36 training images (A) and the clean photos of the
+# next 36 (B): never a pair; validated on the held-out last 8 pairs.
+U=$PAIRS/unpaired; mkdir -p $U/A $U/B $U/val/A $U/val/B
+ls $PAIRS/restore/A | sort > $U/names.txt
+head -36 $U/names.txt | while read -r n; do ln -sf "$PAIRS/restore/A/$n" "$U/A/$n"; done
+sed -n 37,72p $U/names.txt | while read -r n; do ln -sf "$PAIRS/restore/B/$n" "$U/B/$n"; done
+tail -8 $U/names.txt | while read -r n; do ln -sf "$PAIRS/restore/A/$n" "$U/val/A/$n"; ln -sf "$PAIRS/restore/B/$n" "$U/val/B/$n"; done
+genapps train cyclegan --a $U/A --b $U/B --val $U/val --ngf 12 --n-blocks 4 --residual --preprocess crop \
+  --crop-size 96 --batch-size 2 --d-norm instance --n-layers-d 3 --steps 1500 --lr 2e-4 --out $W/restore-unpaired.safetensors
