@@ -496,6 +496,8 @@ def train_sr_cmd(device: str, resume: bool, scale: str, **options) -> None:
 @click.option("--adversarial-weight", type=float, default=0.01, show_default=True)
 @click.option("--feature-weight", type=float, default=0.1, show_default=True, help="Discriminator feature matching.")
 @click.option("--kl-weight", type=float, default=0.002, show_default=True, help="Pluralistic: KL(q || prior) weight.")
+@click.option("--min-of", type=int, default=3, show_default=True,
+              help="Pluralistic: prior samples per crop; the best one's hole L1 is trained (0 = none).")
 @click.option("--ema", type=float, default=0.999, show_default=True, help="Generator EMA decay (0 = off).")
 @click.option("--val-every", type=int, default=1000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)

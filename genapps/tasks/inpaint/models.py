@@ -52,16 +52,24 @@ class PluralisticUnet(nn.Module):
     """Conditional VAE over hole fills (Pluralistic Image Completion's two paths, on the same U-Net).
 
     A learned conditional prior p(z | masked image) and, for training only, a posterior
-    q(z | full image, mask); z is added at the U-Net's bottleneck. Sampling z from the prior gives
-    different plausible fills of the same hole.
+    q(z | full image, mask). z acts twice: added at the U-Net's bottleneck, and as a coarse
+    (`grid` x `grid`) colour field added inside the hole (a direct path, so that the decoder cannot
+    learn to ignore z, the usual posterior collapse next to a strong deterministic model).
+    Sampling z from the prior gives different plausible fills of the same hole.
     """
 
-    def __init__(self, ngf: int = 16, num_downs: int = 5, dilations: tuple[int, ...] = (1, 2, 4, 8), z_dim: int = 32):
+    def __init__(self, ngf: int = 16, num_downs: int = 5, dilations: tuple[int, ...] = (1, 2, 4, 8), z_dim: int = 32,
+                 grid: int = 4):
         super().__init__()
-        self.z_dim = z_dim
+        self.z_dim, self.grid = z_dim, grid
         self.net = InpaintUnet(ngf, num_downs, dilations, z_dim)
+        self.coarse = nn.Linear(z_dim, 3 * grid * grid)
+        nn.init.zeros_(self.coarse.weight)
+        nn.init.zeros_(self.coarse.bias)
         self.prior = _encoder(4, z_dim)
         self.posterior = _encoder(4, z_dim)
+        with torch.no_grad():  # the posterior starts nearly deterministic (std 0.14): its z is information,
+            self.posterior[-1].bias[z_dim:] = -4.0  # not noise the decoder would learn to ignore
         self.input_multiple = self.net.input_multiple
 
     def prior_params(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,9 +83,12 @@ class PluralisticUnet(nn.Module):
     def decode(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         self.net.bottleneck.latent = z
         try:
-            return self.net(x)
+            out = self.net(x)
         finally:
             self.net.bottleneck.latent = None
+        field = self.coarse(z).view(-1, 3, self.grid, self.grid)
+        field = torch.nn.functional.interpolate(field, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return (out + x[:, 3:4] * field).clamp(0, 1)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """One sample: z ~ p(z | x) (B, 4, H, W) -> (B, 3, H, W)."""

@@ -62,6 +62,7 @@ class InpaintTrainConfig:
     adversarial_weight: float = 0.01
     feature_weight: float = 0.1  # discriminator feature matching
     kl_weight: float = 0.002  # pluralistic only
+    min_of: int = 3  # pluralistic only: prior samples per crop, the best of which gets the hole L1 (0 = none)
     d_channels: int = 16
     ema: float = 0.999
     val_every: int = 1000
@@ -201,6 +202,8 @@ def build_generator(cfg: InpaintTrainConfig) -> tuple[torch.nn.Module, str, dict
             missing, unexpected = g.net.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=False)
             if unexpected or any(".inject." not in k for k in missing):
                 raise ValueError(f"--init {cfg.init}: does not fit the pluralistic model's U-Net")
+            # a zero latent map would give the posterior no gradient (z unused, KL 0): start it small
+            torch.nn.init.normal_(g.net.bottleneck.inject.weight, std=0.1)
         else:
             raise ValueError(f"--init {cfg.init}: cannot start a {arch} model from {meta['arch']} weights")
     return g, arch, config
@@ -244,14 +247,14 @@ def train_inpaint(cfg: InpaintTrainConfig, device: torch.device, resume: bool = 
         mu_q, lv_q = net.posterior_params(target, mask)
         mu_p, lv_p = net.prior_params(x)
         z_q = mu_q + torch.randn_like(mu_q) * (0.5 * lv_q).exp()
-        z_p = mu_p + torch.randn_like(mu_p) * (0.5 * lv_p).exp()
-        return net.decode(x, z_q), net.decode(x, z_p), mu_q, lv_q, mu_p, lv_p
+        samples = [net.decode(x, mu_p + torch.randn_like(mu_p) * (0.5 * lv_p).exp()) for _ in range(max(1, cfg.min_of))]
+        return net.decode(x, z_q), torch.stack(samples), mu_q, lv_q, mu_p, lv_p
 
     d = PatchDiscriminator(4, cfg.d_channels, 3).to(device) if cfg.adversarial_weight > 0 else None
 
     def g_loss(batch, out, disc):
         x, target, mask = batch
-        pred, sample = (out, out) if not pluralistic else (out[0], out[1])
+        pred, sample = (out, out) if not pluralistic else (out[0], out[1][0])
         hole = hole_l1(pred, target, mask)
         valid = hole_l1(pred, target, 1 - mask)
         loss = cfg.hole_weight * hole + cfg.valid_weight * valid
@@ -260,6 +263,11 @@ def train_inpaint(cfg: InpaintTrainConfig, device: torch.device, resume: bool = 
             kl = kl_gaussians(*out[2:])
             loss = loss + cfg.kl_weight * kl
             logs |= {"kl": kl.item(), "prior_hole_l1": hole_l1(sample, target, mask).item() * 255}
+            if cfg.min_of:  # the best prior sample of each crop must match: the samples spread out (best-of-K)
+                per = ((out[1] - target).abs() * mask).flatten(2).sum(2) / (mask.flatten(1).sum(1) * 3).clamp(min=1)
+                best = per.min(0).values.mean()
+                loss = loss + cfg.hole_weight * best
+                logs["best_prior_hole_l1"] = best.item() * 255
         if disc is not None:
             comp = mask * sample + (1 - mask) * target
             fake_feats, fake_logits = _d_features(disc, torch.cat([comp, mask], 1))
@@ -273,7 +281,7 @@ def train_inpaint(cfg: InpaintTrainConfig, device: torch.device, resume: bool = 
 
     def d_loss(disc, batch, out):
         _, target, mask = batch
-        sample = out if not pluralistic else out[1]
+        sample = out if not pluralistic else out[1][0]
         comp = mask * sample + (1 - mask) * target
         loss = losses.hinge_d_loss(disc(torch.cat([target, mask], 1)), disc(torch.cat([comp, mask], 1)))
         return loss, {"d": loss.item()}
