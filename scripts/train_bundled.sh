@@ -42,8 +42,10 @@ genapps train inpaint --data "$DATA" --holdout 8 --masks mixed --model pluralist
 PAIRS=${PAIRS:-/tmp/genapps-pairs}
 genapps pairs "$DATA" $PAIRS/restore --kind degrade --seed 0
 genapps pairs "$DATA" $PAIRS/gray --kind gray
+# The bundled restore was trained in stages, each resuming the last: --steps 2400 stopped at 1682,
+# then --steps 2000, 2800 and 4400 (each a warm restart of the constant-then-linear schedule).
 genapps train pix2pix --data $PAIRS/restore --layout folders --val-split 8 --ngf 24 --num-downs 5 --residual \
-  --gan-weight 0.1 --preprocess crop --crop-size 128 --batch-size 8 --n-layers-d 2 --steps 2000 --lr 4e-4 \
+  --gan-weight 0.1 --preprocess crop --crop-size 128 --batch-size 8 --n-layers-d 2 --steps 4400 --lr 4e-4 \
   --out $W/restore.safetensors
 genapps train pix2pix --data $PAIRS/gray --layout folders --val-split 8 --ngf 24 --num-downs 5 --residual \
   --preprocess scale_and_crop --load-size 320 --crop-size 128 --batch-size 8 --n-layers-d 2 --steps 900 --lr 4e-4 \
@@ -56,4 +58,5 @@ head -36 $U/names.txt | while read -r n; do ln -sf "$PAIRS/restore/A/$n" "$U/A/$
 sed -n 37,72p $U/names.txt | while read -r n; do ln -sf "$PAIRS/restore/B/$n" "$U/B/$n"; done
 tail -8 $U/names.txt | while read -r n; do ln -sf "$PAIRS/restore/A/$n" "$U/val/A/$n"; ln -sf "$PAIRS/restore/B/$n" "$U/val/B/$n"; done
 genapps train cyclegan --a $U/A --b $U/B --val $U/val --ngf 12 --n-blocks 4 --residual --preprocess crop \
-  --crop-size 96 --batch-size 2 --d-norm instance --n-layers-d 3 --steps 1500 --lr 2e-4 --out $W/restore-unpaired.safetensors
+  --crop-size 96 --batch-size 2 --d-norm instance --n-layers-d 3 --lambda-cycle 1 --lambda-identity 1 --steps 1400 \
+  --lr 4e-4 --out $W/restore-unpaired.safetensors
