@@ -583,3 +583,25 @@ def fit(spec: TrainSpec, cfg: TrainConfig, state_path: str | Path | None = None,
     if result.validation:
         log.info("validation: %s", "  ".join(f"{k}={v}" for k, v in result.validation.items()))
     return result
+
+
+def command_line() -> str:
+    """The `genapps ...` command of this process, shell-quoted (recorded in weight cards)."""
+    import shlex
+    import sys
+
+    return "genapps " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
+
+
+def save_trained(out: str | Path, tensors: dict[str, torch.Tensor], card: dict, extra_meta: dict | None = None) -> dict:
+    """Write trained weights (safetensors: task, arch, config, validation and `extra_meta` in the
+    metadata) and their JSON card beside them (OUT.json); return the card.
+
+    Every card says the command that made it and the licence: weights genapps trains are
+    released under genapps's own MIT licence; `card["provenance"]` says on what they were trained.
+    """
+    card = {"command": command_line(), "license": "MIT"} | card
+    meta = {k: card[k] for k in ("task", "arch", "config")} | {"validation": card.get("validation", {})}
+    io.save_weights(out, tensors, meta | (extra_meta or {}))
+    io.write_json(Path(out).with_suffix(".json"), card)
+    return card

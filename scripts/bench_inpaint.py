@@ -28,7 +28,6 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from genapps import io, metrics

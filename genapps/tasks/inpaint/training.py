@@ -15,8 +15,6 @@ held-out split (the last `holdout` training photos when no --val folder is given
 from __future__ import annotations
 
 import logging
-import shlex
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,7 +28,7 @@ from genapps.nn import PatchDiscriminator
 from genapps.tasks.inpaint import masks as M
 from genapps.tasks.inpaint.classical import prefill
 from genapps.tasks.inpaint.models import define_G, kl_gaussians
-from genapps.train import TrainConfig, TrainSpec, check_resume, data_fingerprint, fit
+from genapps.train import TrainConfig, TrainSpec, check_resume, data_fingerprint, fit, save_trained
 
 log = logging.getLogger(__name__)
 
@@ -306,12 +304,9 @@ def train_inpaint(cfg: InpaintTrainConfig, device: torch.device, resume: bool = 
         "task": TASK, "arch": arch, "config": arch_config,
         "training": asdict(cfg) | {"device": str(device), "minutes": round(result.seconds / 60, 1),
                                    "threads": torch.get_num_threads()},
-        "command": "genapps " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else "",
         "validation": result.validation, "history": result.history[-5:],
         "params": _params(result.generator),
-        "provenance": "trained by genapps on ../shared/datasets/natural/train; code licence of genapps",
+        "provenance": f"trained by genapps (`genapps train inpaint`, the command above) on {cfg.data}",
     }
     state = {k: v.half() for k, v in result.generator.state_dict().items()}  # fp16 on disk, fp32 when loaded
-    io.save_weights(out, state, {k: card[k] for k in ("task", "arch", "config")} | {"validation": result.validation})
-    io.write_json(out.with_suffix(".json"), card)
-    return card
+    return save_trained(out, state, card)

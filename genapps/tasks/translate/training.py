@@ -12,9 +12,6 @@ Random jitter (optional resize, random crop, horizontal flip) is identical for A
 from __future__ import annotations
 
 import logging
-import random
-import shlex
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,7 +25,7 @@ from genapps import io, metrics
 from genapps.nn import PatchDiscriminator, PixelDiscriminator
 from genapps.tasks.translate.models import define_G
 from genapps.tasks.translate.pairs import read_folder, read_pairs
-from genapps.train import TrainConfig, TrainSpec, check_resume, data_fingerprint, fit
+from genapps.train import TrainConfig, TrainSpec, check_resume, data_fingerprint, fit, save_trained
 
 log = logging.getLogger(__name__)
 
@@ -237,23 +234,15 @@ def validation_scores(g: nn.Module, pairs: list[tuple[np.ndarray, np.ndarray]]) 
     return {"val_psnr": float(np.mean(psnrs)), "val_l1": float(np.mean(l1s))} if psnrs else {}
 
 
-def _command() -> str:
-    return "genapps " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
-
-
 def _save(out: Path, result, arch: str, arch_config: dict, cfg, extra: dict) -> dict:
     """Write OUT (safetensors with task/arch/config) and OUT.json (the card); return the card."""
     card = {"task": "translate", "arch": arch, "config": arch_config} | extra | {
         "training": asdict(cfg) | {"minutes": round(result.seconds / 60, 1)},
-        "command": _command(), "validation": result.validation, "history": result.history[-5:],
+        "validation": result.validation, "history": result.history[-5:],
         "params": sum(p.numel() for p in result.generator.parameters()),
-        "provenance": f"trained by genapps on {Path(getattr(cfg, 'data', getattr(cfg, 'a', '')))}; "
-                      f"code licence of genapps",
+        "provenance": f"trained by genapps on {Path(getattr(cfg, 'data', getattr(cfg, 'a', '')))}",
     }
-    meta = {k: card[k] for k in ("task", "arch", "config")} | extra | {"validation": result.validation}
-    io.save_weights(out, result.generator.state_dict(), meta)
-    io.write_json(out.with_suffix(".json"), card)
-    return card
+    return save_trained(out, result.generator.state_dict(), card, extra_meta=extra)
 
 
 # ---------------------------------------------------------------- pix2pix

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,7 +28,7 @@ from genapps import io, losses
 from genapps.nn import PatchDiscriminator
 from genapps.tasks.upscale import TASK, bicubic_downscale, evaluate_model, load_model
 from genapps.tasks.upscale.models import define_G
-from genapps.train import TrainConfig, TrainSpec, check_resume, data_fingerprint, fit
+from genapps.train import TrainConfig, TrainSpec, check_resume, data_fingerprint, fit, save_trained
 
 log = logging.getLogger(__name__)
 
@@ -307,8 +305,7 @@ def train_sr(cfg: SRTrainConfig, device: torch.device, resume: bool = True) -> d
         "validation_split": {"holdout": cfg.holdout, "files": [p.relative_to(cfg.data).as_posix() for p in held_out],
                              "selects": "EMA vs raw weights"}
         if held_out else {"folder": cfg.val, "selects": "EMA vs raw weights"} if cfg.val else {},
-        "command": "genapps " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else "",
-        "license": "MIT", "provenance": (f"fine-tuned from {cfg.init}" if cfg.init else "trained from scratch")
+        "provenance": (f"fine-tuned from {cfg.init}" if cfg.init else "trained from scratch")
         + f" by genapps (`genapps train sr`, the command above) on {cfg.data}",
         "validation": result.validation, "history": result.history[-5:],
         "params": sum(p.numel() for p in final.parameters()),
@@ -317,7 +314,4 @@ def train_sr(cfg: SRTrainConfig, device: torch.device, resume: bool = True) -> d
         card["training_form"] = {"config": arch_config, "params": sum(p.numel() for p in g.parameters()),
                                  "folded": "RepConv3x3 branches (3x3, 1x1, 1x1->3x3, identity, Sobel/Laplacian) "
                                            "folded into one 3x3 convolution each"}
-    io.save_weights(out, final.state_dict(), {k: card[k] for k in ("task", "arch", "config")}
-                    | {"validation": result.validation})
-    io.write_json(out.with_suffix(".json"), card)
-    return card
+    return save_trained(out, final.state_dict(), card)
