@@ -213,7 +213,7 @@ def test_torchrun_training_equals_one_process_with_the_global_batch_and_resumes_
     assert res.returncode == 0, res.stderr[-3000:]
     assert "global batch = 4 per rank x 2 = 8" in res.stderr
     assert res.stderr.count("step 10/10") == 1  # rank 0 alone logs
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     for k, v in ranks[0]["raw"].items():
         assert torch.equal(v, ranks[1]["raw"][k])  # identical on every rank
     single = regression_spec()
