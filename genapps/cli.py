@@ -366,7 +366,8 @@ def masks(input_dir: str, output_dir: str, **options) -> None:
 @main.command()
 @click.argument("data", type=click.Path())
 @click.argument("output_dir", metavar="OUTPUT", type=click.Path(file_okay=False))
-@click.option("--model", type=click.Choice(["cvae", "cgan"]), default="cvae", show_default=True)
+@click.option("--model", type=click.Choice(["cvae", "vaegan", "cgan"]), default="cvae", show_default=True,
+              help="vaegan: the CVAE plus an adversarial loss on its samples.")
 @click.option("--per-class", type=int, help="Synthetic images per class (default 100).")
 @click.option("--ratio", type=float, help="Synthetic images per real image of each class.")
 @click.option("--unlabeled", type=click.Path(file_okay=False), help="Unlabeled images that also train the generator.")
@@ -378,9 +379,13 @@ def masks(input_dir: str, output_dir: str, **options) -> None:
 @click.option("--z-dim", type=int)
 @click.option("--beta", type=float, default=1.0, show_default=True, help="CVAE: KL weight.")
 @click.option("--decoder", type=click.Choice(["conv", "residual"]),
-              help="CVAE decoder (default residual: residual blocks before each upsampling).")
+              help="CVAE/VAE-GAN decoder (default residual: residual blocks before each upsampling).")
 @click.option("--temperature", type=float, default=1.0, show_default=True,
               help="Sampling: z ~ N(0, T^2 I); below 1 truncates to more typical samples.")
+@click.option("--sampling", type=click.Choice(["auto", "prior", "mixed", "posterior"]), default="auto",
+              show_default=True, help="cvae/vaegan: z from the prior, or (mixed: half, posterior: all) from q(z|x, y) "
+              "of a training image of the class; auto: mixed with --unlabeled, else prior.")
+@click.option("--adversarial-weight", type=float, help="vaegan: weight of the adversarial loss (default 10).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--filter/--no-filter", default=True, show_default=True,
               help="Drop samples a real-data classifier confidently assigns to another class.")

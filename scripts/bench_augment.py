@@ -125,8 +125,9 @@ def job(spec: dict) -> tuple[str, dict]:
         result = {"accuracy": round(acc, 2), "per_class": [round(float(v), 2) for v in per_class]}
     elif kind == "generator":
         (xl, yl), x_unl = split_pool(pool, spec["labels"])
-        steps = args.steps_cvae if spec["model"] == "cvae" else args.steps_cgan
-        batch = args.batch_cvae if spec["model"] == "cvae" else args.batch_cgan
+        vae = spec["model"] in ("cvae", "vaegan")  # the VAE-GAN takes the CVAE's steps and batch
+        steps = args.steps_cvae if vae else args.steps_cgan
+        batch = args.batch_cvae if vae else args.batch_cgan
         cfg = Config(model=spec["model"], per_class=args.per_class, steps=steps, batch_size=batch, seed=0,
                      eval_steps=args.clf_steps, unlabeled="pool" if spec["unlabeled"] else None,
                      image_size=args.image_size, **set_options(args))
@@ -149,7 +150,7 @@ def job(spec: dict) -> tuple[str, dict]:
             "nn_distance_ratio": round(float(d_syn.median() / d_test.median()), 3),
             "near_copies": round(100 * float((d_syn < d_test.quantile(0.01)).float().mean()), 2),
             "generator_final": aug.generator.history[-1] if aug.generator.history else {}, "sampling": aug.sampling,
-            "d_collapse": aug.generator.collapse if spec["model"] == "cgan" else None,
+            "d_collapse": aug.generator.collapse if spec["model"] in ("cgan", "vaegan") else None,
             "seconds_parts": aug.seconds,
         } | feature_metrics(feat_net, test[0], syn.x, dev)
         if aug.pseudo is not None:
@@ -540,7 +541,7 @@ def main(argv=None) -> None:
               f"L{L}: {results[k]['pseudo_labels']['kept']} of {results[k]['pseudo_labels']['of']} kept, "
               f"{results[k]['pseudo_labels']['accuracy_kept']}% correct; pseudo-labeler alone on test: "
               f"{results[k]['pseudo_labeler_test_accuracy']}%"
-              for L in args.labels for k in [f"L{L}/cvae/unl"] if "pseudo_labels" in results.get(k, {})),
+              for L in args.labels for k in [f"L{L}/{args.models[0]}/unl"] if "pseudo_labels" in results.get(k, {})),
           f"Total compute of this run: {results['_minutes_this_run']} minutes wall.", ""]
     Path(args.md).parent.mkdir(parents=True, exist_ok=True)
     from genapps import io

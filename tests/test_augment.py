@@ -102,7 +102,7 @@ def test_classifier_and_factory():
     assert isinstance(c, Classifier)
     x = torch.rand(5, 1, 12, 12)
     assert c(x).shape == (5, 3) and c.features(x).shape == (5, 128)
-    with pytest.raises(ValueError, match="valid: cvae, cgan"):
+    with pytest.raises(ValueError, match="valid: cvae, vaegan, cgan"):
         define_model("vqvae")
 
 
@@ -164,7 +164,7 @@ def test_read_idx(tmp_path):
 def test_config_validation():
     with pytest.raises(ValueError, match="not both"):
         Config(per_class=3, ratio=1.0)
-    with pytest.raises(ValueError, match="cvae, cgan"):
+    with pytest.raises(ValueError, match="cvae, vaegan, cgan"):
         Config(model="diffusion")
     with pytest.raises(ValueError, match="multiple of 4"):
         Config(image_size=30)

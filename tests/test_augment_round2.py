@@ -133,7 +133,7 @@ def test_residual_decoder_shapes_training_and_weights(tmp_path):
 def test_config_decoder_temperature_guide_fraction():
     assert Config(decoder="residual").generator_config().decoder == "residual"
     assert Config(guide_fraction=0.25).generator_config().guide_fraction == 0.25
-    with pytest.raises(ValueError, match="model cvae only"):
+    with pytest.raises(ValueError, match="cvae and vaegan only"):
         Config(model="cgan", decoder="residual")
     with pytest.raises(ValueError, match="decoder must be one of"):
         Config(decoder="unet")
@@ -169,4 +169,4 @@ def test_cli_decoder_and_temperature(tmp_path, cli):
     _, meta = io.load_weights(out / "generator.safetensors")
     assert "decoder" not in meta["config"] and meta["training"]["decoder"] == "conv"
     bad = cli("augment", DIGITS / "train", tmp_path / "o2", "--model", "cgan", "--decoder", "residual")
-    assert bad.exit_code == 2 and "cvae only" in bad.output
+    assert bad.exit_code == 2 and "vaegan only" in bad.output

@@ -24,7 +24,7 @@ from genapps import io
 from genapps.batch import Record, StageResult
 from genapps.tasks.augment.data import LabeledImages, load_imagefolder, load_unlabeled
 from genapps.tasks.augment.evaluate import evaluate_arms, feature_metrics
-from genapps.tasks.augment.models import DECODERS, GENERATORS
+from genapps.tasks.augment.models import DECODERS, ENCODER_MODELS, GENERATORS
 from genapps.tasks.augment.training import (ClassifierConfig, GeneratorConfig, GeneratorResult, PseudoLabels,
                                             Synthetic, generator_meta, pseudo_label, self_training_steps, synthesize,
                                             train_classifier, train_generator)
@@ -40,6 +40,12 @@ DEFAULTS = {
     "cvae": {"steps": 1000, "lr": 1e-3, "z_dim": 16, "guide_weight": 20.0, "decoder": "residual"},
     "cgan": {"steps": 1500, "lr": 2e-4, "z_dim": 64, "guide_weight": 0.5, "decoder": "conv"},
 }
+# The VAE-GAN: the CVAE's recipe plus a projection discriminator on its decoded prior samples.
+DEFAULTS["vaegan"] = DEFAULTS["cvae"] | {"adversarial_weight": 10.0}
+# sampling -> share of the samples decoded from q(z | x, y) of a training image of their class (a
+# posterior variant) instead of the N(0, I) prior: "posterior" samples the class's aggregate posterior,
+# a learned prior with no holes (the samples stay near the training images' styles).
+POSTERIOR_FRACTION = {"prior": 0.0, "mixed": 0.5, "posterior": 1.0}
 DEFAULT_PER_CLASS = 100
 
 
@@ -47,7 +53,7 @@ DEFAULT_PER_CLASS = 100
 class Config:
     """Options of `genapps augment` and of an `augment` pipeline stage."""
 
-    model: str = "cvae"  # cvae | cgan
+    model: str = "cvae"  # cvae | vaegan | cgan
     per_class: int | None = None  # synthetic images per class (default 100 unless ratio is given)
     ratio: float | None = None  # synthetic images per real image of each class
     unlabeled: str | None = field(default=None, metadata={"path": True})  # folder of unlabeled images
@@ -62,7 +68,8 @@ class Config:
     temperature: float = 1.0  # sampling: z ~ N(0, temperature^2 I); < 1 truncates to typical samples
     guide: bool = True  # class-consistency loss: prior samples of class k must be classified as k
     guide_fraction: float = 0.5  # share of each batch decoded from the prior for that loss
-    sampling: str = "auto"  # prior | mixed (half posterior variants of training images; cvae) | auto
+    sampling: str = "auto"  # prior | mixed (half posterior variants of training images) | posterior | auto
+    adversarial_weight: float | None = None  # vaegan: weight of the adversarial loss (default 10)
     seed: int = 0
     filter: bool = True  # drop samples a classifier assigns to another class with high confidence
     filter_confidence: float = 0.9
@@ -103,14 +110,17 @@ class Config:
                 raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
         if self.decoder is not None and self.decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
-        if self.decoder not in (None, "conv") and self.model != "cvae":
-            raise ValueError("decoder applies to model cvae only")
+        if self.decoder not in (None, "conv") and self.model not in ENCODER_MODELS:
+            raise ValueError(f"decoder applies to models {' and '.join(ENCODER_MODELS)} only")
         if not 0 < self.temperature <= 2:
             raise ValueError(f"temperature must be in (0, 2], got {self.temperature}")
-        if self.sampling not in ("auto", "prior", "mixed"):
-            raise ValueError(f"sampling must be auto, prior or mixed, got {self.sampling!r}")
-        if self.sampling == "mixed" and self.model != "cvae":
-            raise ValueError("sampling 'mixed' needs an encoder: use it with model cvae")
+        if self.sampling != "auto" and self.sampling not in POSTERIOR_FRACTION:
+            raise ValueError(f"sampling must be auto, {', '.join(POSTERIOR_FRACTION)}, got {self.sampling!r}")
+        if POSTERIOR_FRACTION.get(self.sampling) and self.model not in ENCODER_MODELS:
+            raise ValueError(f"sampling {self.sampling!r} needs an encoder: use it with model "
+                             f"{' or '.join(ENCODER_MODELS)}")
+        if self.adversarial_weight is not None and (self.model != "vaegan" or not self.adversarial_weight > 0):
+            raise ValueError("adversarial_weight applies to model vaegan and must be > 0")
         if self.eval_seeds < 1 or self.eval_steps < 1:
             raise ValueError("eval_seeds and eval_steps must be >= 1")
 
@@ -119,7 +129,8 @@ class Config:
         return GeneratorConfig(model=self.model, steps=self.steps or d["steps"], batch_size=self.batch_size,
                                lr=self.lr or d["lr"], z_dim=self.z_dim or d["z_dim"], beta=self.beta,
                                guide_weight=d["guide_weight"] if self.guide else 0.0, decoder=self.decoder or d["decoder"],
-                               guide_fraction=self.guide_fraction, seed=self.seed)
+                               guide_fraction=self.guide_fraction, seed=self.seed,
+                               adversarial_weight=self.adversarial_weight or d.get("adversarial_weight", 0.0))
 
 
 @dataclass
@@ -132,7 +143,7 @@ class Augmented:
     pseudo: PseudoLabels | None
     train_size: int  # images the generator trained on (labeled + kept pseudo-labeled)
     seconds: dict = field(default_factory=dict)
-    sampling: str = "prior"  # prior, or mixed: half posterior variants of the training images
+    sampling: str = "prior"  # prior | mixed | posterior (see POSTERIOR_FRACTION)
 
 
 def class_counts(y: torch.Tensor, num_classes: int, cfg: Config) -> dict[int, int]:
@@ -174,12 +185,15 @@ def augment_tensors(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: Con
     seconds["generator"] = round(time.perf_counter() - t, 1)
     t = time.perf_counter()
     use_filter = filter_net if cfg.filter and num_classes > 1 else None
-    mixed = cfg.sampling == "mixed" or (cfg.sampling == "auto" and cfg.model == "cvae" and pseudo is not None)
+    sampling = cfg.sampling
+    if sampling == "auto":
+        sampling = "mixed" if cfg.model in ENCODER_MODELS and pseudo is not None else "prior"
+    fraction = POSTERIOR_FRACTION[sampling]
     syn = synthesize(gen.generator, class_counts(y, num_classes, cfg), cfg.seed, device, use_filter,
-                     cfg.filter_confidence, source=(xg, yg) if mixed else None, posterior_fraction=0.5 if mixed else 0.0,
+                     cfg.filter_confidence, source=(xg, yg) if fraction else None, posterior_fraction=fraction,
                      temperature=cfg.temperature)
     seconds["sampling"] = round(time.perf_counter() - t, 1)
-    return Augmented(syn, gen, filter_net, pseudo, len(xg), seconds, "mixed" if mixed else "prior")
+    return Augmented(syn, gen, filter_net, pseudo, len(xg), seconds, sampling)
 
 
 # ---------------------------------------------------------------- figures
@@ -360,8 +374,9 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
                    "dropped": int(sum(syn.dropped.values())),
                    "dropped_per_class": {real.classes[k]: v for k, v in syn.dropped.items()}},
         "training": {"steps": gen_cfg.steps, "images": aug.train_size, "final": history[-1] if history else {},
-                     "decoder": gen_cfg.decoder if cfg.model == "cvae" else None, "temperature": cfg.temperature,
-                     "discriminator": aug.generator.collapse if cfg.model == "cgan" else None},
+                     "decoder": gen_cfg.decoder if cfg.model in ENCODER_MODELS else None,
+                     "temperature": cfg.temperature,
+                     "discriminator": aug.generator.collapse if cfg.model in ("cgan", "vaegan") else None},
         "seconds": aug.seconds,
     }
     if aug.pseudo is not None:

@@ -174,8 +174,11 @@ class Classifier(nn.Module):
         return self.head(self.drop(self.features(x)))
 
 
-GENERATORS = {"cvae": CVAE, "cgan": Generator}
-MODELS = {"cvae": CVAE, "cgan": Generator, "cgan_d": ProjectionDiscriminator, "classifier": Classifier}
+# vaegan: the CVAE trained with an adversarial loss on its decoded prior samples (VAE-GAN, Larsen et
+# al. 2016); same network, so its weights load as a CVAE. ENCODER_MODELS have q(z|x, y).
+GENERATORS = {"cvae": CVAE, "vaegan": CVAE, "cgan": Generator}
+ENCODER_MODELS = ("cvae", "vaegan")
+MODELS = GENERATORS | {"cgan_d": ProjectionDiscriminator, "classifier": Classifier}
 
 
 def define_model(name: str, **config) -> nn.Module:

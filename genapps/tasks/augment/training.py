@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genapps import losses
-from genapps.tasks.augment.models import define_model, elbo_loss
+from genapps.tasks.augment.models import ENCODER_MODELS, GENERATORS, define_model, elbo_loss
 from genapps.train import TrainConfig, TrainingDiverged, TrainSpec, fit
 
 log = logging.getLogger(__name__)
@@ -175,6 +175,7 @@ class GeneratorConfig:
     guide_weight: float = 0.0  # weight of the class-consistency loss (needs a guide classifier)
     guide_fraction: float = 0.5  # share of the batch decoded from the prior for that loss (its cost)
     decoder: str = "conv"  # CVAE decoder: conv | residual (see models.CVAE)
+    adversarial_weight: float = 0.0  # vaegan: weight of the hinge loss of D on the decoded prior samples
     ema: float = 0.999
     seed: int = 0
 
@@ -229,7 +230,7 @@ class GeneratorResult:
 def generator_meta(x: torch.Tensor, num_classes: int, cfg: GeneratorConfig, data: dict | None = None) -> dict:
     """TrainSpec.meta of a generator trained on x (N, C, S, S): model, architecture, and `data`'s keys."""
     arch = {"channels": x.shape[1], "num_classes": num_classes, "image_size": x.shape[-1], "z_dim": cfg.z_dim}
-    if cfg.model == "cvae" and cfg.decoder != "conv":  # absent for the default: older states still resume
+    if cfg.model in ENCODER_MODELS and cfg.decoder != "conv":  # absent for the default: older states still resume
         arch["decoder"] = cfg.decoder
     return {"model": cfg.model, "arch": arch} | (data or {})
 
@@ -265,8 +266,11 @@ def train_generator(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: Gen
         ce = F.cross_entropy(guide(fake[:n_guide]), labels[:n_guide])
         return cfg.guide_weight * ce, {"guide_ce": ce.item()}
 
-    if cfg.model == "cvae":
+    if cfg.model in ENCODER_MODELS:
         jitter = _jitter() if cfg.jitter else None
+        adversarial = cfg.model == "vaegan"
+        d = define_model("cgan_d", channels=c, num_classes=num_classes, image_size=s).to(device) if adversarial else None
+        n_prior = n_guide if guide is not None or adversarial else 0
 
         def next_batch():
             i = torch.randint(len(x), (cfg.batch_size,), generator=rng)
@@ -275,17 +279,34 @@ def train_generator(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: Gen
                 xb = jitter(xb).clamp(0, 1)
             return xb, onehot(y[i]).to(device)
 
-        def g_loss(batch, out, _d):
+        def forward(net, b):
+            """(reconstruction logits, mu, logvar, decoded prior samples of the batch's first labels)"""
+            logits, mu, logvar = net(b[0], b[1])
+            if not n_prior:
+                return logits, mu, logvar, None
+            z = torch.randn(n_prior, cfg.z_dim, device=device)
+            return logits, mu, logvar, net.generate(z, b[1][:n_prior])
+
+        def d_loss(disc, batch, out):
+            real_logits = disc(diff_augment(batch[0]), batch[1])
+            fake_logits = disc(diff_augment(out[3]), batch[1][:n_prior])
+            monitor.update(real_logits.detach(), fake_logits.detach())
+            loss = losses.hinge_d_loss(real_logits, fake_logits)
+            return loss, {"d": loss.item()}
+
+        def g_loss(batch, out, disc):
             loss, rec, kl = elbo_loss(out[0], batch[0], out[1], out[2], cfg.beta)
             logs = {"recon": rec.item(), "kl": kl.item()}
-            if guide is not None:
-                labels = batch[1][:n_guide].argmax(1)
-                z = torch.randn(len(labels), cfg.z_dim, device=device)
-                extra, more = guidance(g.generate(z, batch[1][:n_guide]), labels)
+            if out[3] is not None:
+                labels = batch[1][:n_prior]
+                extra, more = guidance(out[3], labels.argmax(1))
                 loss, logs = loss + extra, logs | more
+                if disc is not None:
+                    adv = losses.hinge_g_loss(disc(diff_augment(out[3]), labels))
+                    loss, logs = loss + cfg.adversarial_weight * adv, logs | {"g": adv.item()}
             return loss, logs
 
-        spec = TrainSpec(g, next_batch, lambda net, b: net(b[0], b[1]), g_loss)
+        spec = TrainSpec(g, next_batch, forward, g_loss, discriminator=d, d_loss=d_loss if adversarial else None)
         betas, lr_d = (0.9, 0.999), cfg.lr
     elif cfg.model == "cgan":
         d = define_model("cgan_d", channels=c, num_classes=num_classes, image_size=s).to(device)
@@ -311,7 +332,7 @@ def train_generator(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: Gen
         spec = TrainSpec(g, next_batch, lambda net, b: net(b[2], b[3]), g_loss, discriminator=d, d_loss=d_loss)
         betas, lr_d = (0.0, 0.99), cfg.lr * 2
     else:
-        raise ValueError(f"unknown generator {cfg.model!r}; valid: cvae, cgan")
+        raise ValueError(f"unknown generator {cfg.model!r}; valid: {', '.join(GENERATORS)}")
     ema = min(cfg.ema, 1 - 10 / max(cfg.steps, 20))  # short runs still average something sensible
     tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, lr_d=lr_d, betas=betas, ema=ema, warmup=min(100, cfg.steps // 10),
                        log_every=max(1, min(200, cfg.steps // 5)), ckpt_every=250, seed=cfg.seed)
