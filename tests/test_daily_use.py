@@ -202,7 +202,7 @@ def genapps_log_level():
 def test_verbosity_flags_also_after_the_command(cli, photo_dir, tmp_path, caplog, genapps_log_level):
     src = photo_dir / "a.png"
     with caplog.at_level(logging.DEBUG):
-        assert cli("upscale", src, tmp_path / "1.png", "-s", "3").exit_code == 0  # sr-x4, resized to x3
+        assert cli("upscale", src, tmp_path / "1.png", "-s", "3", "-m", "sr-x4").exit_code == 0  # resized to x3
         assert "resized to x3" in caplog.text
         caplog.clear()
         assert cli("upscale", src, tmp_path / "2.png", "-s", "3", "-q").exit_code == 0

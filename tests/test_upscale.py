@@ -189,11 +189,17 @@ def test_bad_weights_file_is_a_one_line_error(tmp_path, cli, photo_dir):
     assert result.exit_code == 2 and result.output.startswith("error: ")
 
 
-def test_default_model_for_x3_is_sr_x4_resized(tmp_path, cli, photo_dir):
-    if "sr-x4" not in io.bundled_weights():
-        pytest.skip("sr-x4 not bundled")
+def test_default_model_for_x3_is_the_native_sr_x3(tmp_path, cli, photo_dir, monkeypatch):
+    bundled = io.bundled_weights()
+    if not {"sr-x3", "sr-x4"} <= set(bundled):
+        pytest.skip("sr-x3 / sr-x4 not bundled")
     result = cli("upscale", photo_dir / "a.png", tmp_path / "out", "-s", "3")
     assert result.exit_code == 0, result.output
     assert Image.open(tmp_path / "out" / "a.png").size == (64 * 3, 48 * 3)
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert report["stages"][0]["summary"]["model"] == "sr-x4"
+    assert report["stages"][0]["summary"]["model"] == "sr-x3"
+    # without a native x3 model, x3 is sr-x4's output resized (as Real-ESRGAN does)
+    from genapps.tasks import upscale
+
+    monkeypatch.setattr(io, "bundled_weights", lambda: {k: v for k, v in bundled.items() if k != "sr-x3"})
+    assert upscale.default_model(3) == "sr-x4" and upscale.default_model(2) == "sr-x2"
