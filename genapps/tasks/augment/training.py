@@ -266,6 +266,14 @@ def train_generator(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: Gen
         ce = F.cross_entropy(guide(fake[:n_guide]), labels[:n_guide])
         return cfg.guide_weight * ce, {"guide_ce": ce.item()}
 
+    def hinge_d_step(disc, real, real_y, fake, fake_y):
+        """The discriminator's hinge loss on DiffAugment-ed real and fake images (both GANs)."""
+        real_logits = disc(diff_augment(real), real_y)
+        fake_logits = disc(diff_augment(fake), fake_y)
+        monitor.update(real_logits.detach(), fake_logits.detach())
+        loss = losses.hinge_d_loss(real_logits, fake_logits)
+        return loss, {"d": loss.item(), "d_real": real_logits.mean().item(), "d_fake": fake_logits.mean().item()}
+
     if cfg.model in ENCODER_MODELS:
         jitter = _jitter() if cfg.jitter else None
         adversarial = cfg.model == "vaegan"
@@ -288,11 +296,7 @@ def train_generator(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: Gen
             return logits, mu, logvar, net.generate(z, b[1][:n_prior])
 
         def d_loss(disc, batch, out):
-            real_logits = disc(diff_augment(batch[0]), batch[1])
-            fake_logits = disc(diff_augment(out[3]), batch[1][:n_prior])
-            monitor.update(real_logits.detach(), fake_logits.detach())
-            loss = losses.hinge_d_loss(real_logits, fake_logits)
-            return loss, {"d": loss.item()}
+            return hinge_d_step(disc, batch[0], batch[1], out[3], batch[1][:n_prior])
 
         def g_loss(batch, out, disc):
             loss, rec, kl = elbo_loss(out[0], batch[0], out[1], out[2], cfg.beta)
@@ -318,11 +322,7 @@ def train_generator(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: Gen
             return x[i].to(device), onehot(y[i]).to(device), z.to(device), onehot(yf).to(device)
 
         def d_loss(disc, batch, fake):
-            real_logits = disc(diff_augment(batch[0]), batch[1])
-            fake_logits = disc(diff_augment(fake), batch[3])
-            monitor.update(real_logits.detach(), fake_logits.detach())
-            loss = losses.hinge_d_loss(real_logits, fake_logits)
-            return loss, {"d": loss.item(), "d_real": real_logits.mean().item(), "d_fake": fake_logits.mean().item()}
+            return hinge_d_step(disc, batch[0], batch[1], fake, batch[3])
 
         def g_loss(batch, fake, disc):
             loss = losses.hinge_g_loss(disc(diff_augment(fake), batch[3]))
