@@ -20,12 +20,7 @@ dev = torch.device("cpu")
 unl = sys.argv[1] == "unl"
 pool, test = B.load_mnist(ROOT.parent / "shared/datasets/mnist")
 (xl, yl), x_unl = B.split_pool(pool, 10)
-mask = torch.ones(len(pool[1]), dtype=torch.bool)
-g = torch.Generator().manual_seed(0)
-for k in range(10):
-    m = torch.nonzero(pool[1] == k)[:, 0]
-    mask[m[torch.randperm(len(m), generator=g)[:10]]] = False
-xv, yv = pool[0][mask][:2000], pool[1][mask][:2000]
+xv, yv = B.validation_split(pool, 10)
 oracle = B.oracle_net(type("A", (), {"cache": str(ROOT / "runs/bench_augment"), "oracle_steps": 1500})(), pool, test, dev)
 CACHE = ROOT / "runs/augment_validation"  # generator states (sampling variants share one)
 CACHE.mkdir(parents=True, exist_ok=True)

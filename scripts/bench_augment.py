@@ -70,18 +70,29 @@ def n_classes(y: torch.Tensor) -> int:
     return int(y.max()) + 1
 
 
+def _labeled_index(y: torch.Tensor, labels: int, seed: int) -> torch.Tensor:
+    """Indices of `labels` random images per class (the labeled set), class by class."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.cat([(m := torch.nonzero(y == k)[:, 0])[torch.randperm(len(m), generator=g)[:labels]]
+                      for k in range(n_classes(y))])
+
+
 def split_pool(pool, labels: int, seed: int = 0):
     """`labels` random images per class as the labeled set, the rest of the pool unlabeled."""
     x, y = pool
-    g = torch.Generator().manual_seed(seed)
-    idx = []
-    for k in range(n_classes(y)):
-        members = torch.nonzero(y == k)[:, 0]
-        idx.append(members[torch.randperm(len(members), generator=g)[:labels]])
-    idx = torch.cat(idx)
+    idx = _labeled_index(y, labels, seed)
     mask = torch.ones(len(y), dtype=torch.bool)
     mask[idx] = False
     return (x[idx], y[idx]), x[mask]
+
+
+def validation_split(pool, labels: int, n: int = 2000, seed: int = 0):
+    """The first n pool images outside split_pool's labeled set, with their true labels: the split
+    on which design experiments choose (scripts/augment_*_exp.py), never the test half."""
+    x, y = pool
+    mask = torch.ones(len(y), dtype=torch.bool)
+    mask[_labeled_index(y, labels, seed)] = False
+    return x[mask][:n], y[mask][:n]
 
 
 # ---------------------------------------------------------------- jobs (run in worker processes)
