@@ -103,6 +103,25 @@ def test_run_with_pool_reports_arms_e_f_and_per_class_deltas(tmp_path):
     assert s["eval"]["arms"]["e"]["name"].endswith("(self-training)")
 
 
+def test_run_with_pool_writes_the_pseudo_labels_of_every_readable_pool_image(tmp_path):
+    import csv
+    import shutil
+
+    pool = tmp_path / "pool"
+    shutil.copytree(DIGITS / "test", pool / "digits")
+    (pool / "digits" / "broken.png").write_bytes(b"not a png")  # skipped, so not listed
+    cfg = Config(model="cvae", steps=4, batch_size=8, per_class=1, image_size=12, unlabeled=str(pool),
+                 pseudo_threshold=0.3, interpolate=False)
+    s = run(cfg, DIGITS / "train", tmp_path / "out", CPU).summary
+    rows = list(csv.DictReader((tmp_path / "out" / "pseudo_labels.csv").open()))
+    readable = [p for p in io.list_images(pool) if p.name != "broken.png"]
+    assert [r["file"] for r in rows] == [p.relative_to(pool).as_posix() for p in readable]
+    assert {r["class"] for r in rows} <= {str(k) for k in range(10)}
+    assert sum(int(r["kept"]) for r in rows) == s["unlabeled"]["pseudo_labeled"] > 0
+    for r in rows:  # kept exactly when the confidence reaches the threshold (4 decimals written)
+        assert (int(r["kept"]) == 1) == (float(r["confidence"]) >= 0.3) or abs(float(r["confidence"]) - 0.3) < 1e-4
+
+
 # ---------------------------------------------------------------- generators
 
 

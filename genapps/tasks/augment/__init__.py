@@ -267,6 +267,17 @@ def _manifest_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
+def _pseudo_labels_csv(files: list[Path], root: Path, pseudo, classes: list[str]) -> str:
+    """One row per unlabeled image: its file (relative to the pool folder), the self-training
+    classifier's class and confidence, and whether it passed the threshold (kept = 1)."""
+    buf = _stdio.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["file", "class", "confidence", "kept"])
+    for f, k, c, kept in zip(files, pseudo.labels.tolist(), pseudo.confidence.tolist(), pseudo.keep.tolist()):
+        writer.writerow([Path(f).relative_to(root).as_posix(), classes[k], f"{c:.4f}", int(kept)])
+    return buf.getvalue()
+
+
 def check_apart(output_dir: Path, folders: dict[str, str | Path | None]) -> None:
     """ValueError unless `output_dir` is apart from every input folder: not equal, inside or around it."""
     out = output_dir.resolve()
@@ -319,7 +330,7 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
     if num_classes == 1 and (cfg.filter or cfg.eval):
         log.warning("one class only: no filter and no classifier proof are possible")
     io.check_writable(output_dir)
-    x_unl = load_unlabeled(cfg.unlabeled, cfg.image_size, channels) if cfg.unlabeled else None
+    x_unl, unl_files = load_unlabeled(cfg.unlabeled, cfg.image_size, channels) if cfg.unlabeled else (None, [])
     data_meta = {"classes": real.classes, "data": data_fingerprint(real.files, input_dir),
                  "unlabeled": data_fingerprint(io.list_images(cfg.unlabeled), cfg.unlabeled) if cfg.unlabeled else None}
     aug = augment_tensors(real.x, real.y, num_classes, cfg, device, x_unl, output_dir / "generator.state.pt",
@@ -379,10 +390,16 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
                      "discriminator": aug.generator.collapse if cfg.model in ("cgan", "vaegan") else None},
         "seconds": aug.seconds,
     }
-    if aug.pseudo is not None:
+    if aug.pseudo is None:
+        (output_dir / "pseudo_labels.csv").unlink(missing_ok=True)  # an earlier run's, with a pool
+    else:
         p = aug.pseudo
+        # the honest alternative's own product: the pool's labels, for training on them directly
+        io.write_text(output_dir / "pseudo_labels.csv", _pseudo_labels_csv(unl_files, Path(cfg.unlabeled), p,
+                                                                          real.classes))
         summary["unlabeled"] = {"images": len(p.labels), "pseudo_labeled": int(p.keep.sum()),
                                 "threshold": cfg.pseudo_threshold, "method": "self-training pseudo-labels",
+                                "file": "pseudo_labels.csv",
                                 "rounds": p.rounds}
     if cfg.eval and num_classes > 1:
         pool = (x_unl[aug.pseudo.keep], aug.pseudo.labels[aug.pseudo.keep]) if aug.pseudo is not None else None

@@ -98,14 +98,15 @@ def load_imagefolder(root: str | Path, size: int, channels: int | str = "auto",
     return LabeledImages(torch.stack(xs), torch.tensor(ys), classes, files)
 
 
-def load_unlabeled(root: str | Path, size: int, channels: int) -> torch.Tensor:
-    """Every readable image under `root` (recursively) as (N, C, S, S) in [0, 1]."""
-    xs = []
+def load_unlabeled(root: str | Path, size: int, channels: int) -> tuple[torch.Tensor, list[Path]]:
+    """Every readable image under `root` (recursively) as (N, C, S, S) in [0, 1], and its N files."""
+    xs, files = [], []
     for p in io.list_images(root):
         try:
             xs.append(to_tensor(io.read_image(p), size, channels))
+            files.append(p)
         except io.ImageError as e:
             log.warning("skipped: %s", e)
     if not xs:
         raise ValueError(f"--unlabeled {root}: no readable images")
-    return torch.stack(xs)
+    return torch.stack(xs), files
