@@ -2,9 +2,10 @@
 the classifier should train, chosen on the VALIDATION split of scripts/augment_validation_exp.py
 (2,000 pool digits outside the labeled set), never on the MNIST test half.
 usage: python scripts/augment_mix_exp.py lab|unl SAMPLING FRACTIONS STEPS
-  e.g. lab posterior 0.1,0.25,0.5 600,1200   (the cached CVAE of the validation experiment)
+  e.g. lab posterior 0.1,0.25,0.5 600,1500   (the cached CVAE of the validation experiment)
 lab: arm b (real + affine) vs arm d (+ synthetic at each fraction); unl: arm e (self-training) vs
-arm f (+ synthetic at each fraction, the pool keeping half the batch). 3 classifier seeds each."""
+arm f (+ synthetic at each fraction, the pool keeping half the batch). 3 classifier seeds each.
+Rows are appended to benchmarks/augment_r2_validation_mix.jsonl (a rerun adds rows)."""
 import sys, json, statistics
 from pathlib import Path
 import torch

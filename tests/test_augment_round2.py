@@ -108,18 +108,27 @@ def test_run_with_pool_writes_the_pseudo_labels_of_every_readable_pool_image(tmp
     import shutil
 
     pool = tmp_path / "pool"
-    shutil.copytree(DIGITS / "test", pool / "digits")
+    shutil.copytree(DIGITS / "test", pool / "digits")  # pool/digits/<true class>/*.png
     (pool / "digits" / "broken.png").write_bytes(b"not a png")  # skipped, so not listed
     cfg = Config(model="cvae", steps=4, batch_size=8, per_class=1, image_size=12, unlabeled=str(pool),
-                 pseudo_threshold=0.3, interpolate=False)
+                 pseudo_threshold=0.9, interpolate=False)
     s = run(cfg, DIGITS / "train", tmp_path / "out", CPU).summary
-    rows = list(csv.DictReader((tmp_path / "out" / "pseudo_labels.csv").open()))
+    csv_path = tmp_path / "out" / "pseudo_labels.csv"
+    rows = list(csv.DictReader(csv_path.open()))
     readable = [p for p in io.list_images(pool) if p.name != "broken.png"]
     assert [r["file"] for r in rows] == [p.relative_to(pool).as_posix() for p in readable]
-    assert {r["class"] for r in rows} <= {str(k) for k in range(10)}
-    assert sum(int(r["kept"]) for r in rows) == s["unlabeled"]["pseudo_labeled"] > 0
-    for r in rows:  # kept exactly when the confidence reaches the threshold (4 decimals written)
-        assert (int(r["kept"]) == 1) == (float(r["confidence"]) >= 0.3) or abs(float(r["confidence"]) - 0.3) < 1e-4
+    # the classes belong to their files: most agree with the folder of the true class (chance: 10%)
+    assert sum(r["class"] == r["file"].split("/")[1] for r in rows) >= 0.7 * len(rows)
+    kept = [int(r["kept"]) for r in rows]
+    assert 0 < sum(kept) == s["unlabeled"]["pseudo_labeled"] < len(rows)
+    for r, k in zip(rows, kept):  # kept exactly when the confidence reaches the threshold (4 decimals written)
+        c = float(r["confidence"])
+        assert (k == 1) == (c >= 0.9) or abs(c - 0.9) < 1e-4
+    # a later run into the same folder without a pool leaves no stale pseudo-labels behind
+    run(Config(model="cvae", steps=2, batch_size=8, per_class=1, image_size=12, eval_steps=5, interpolate=False,
+               resume=False),
+        DIGITS / "train", tmp_path / "out", CPU)
+    assert not csv_path.exists()
 
 
 # ---------------------------------------------------------------- generators

@@ -4,7 +4,8 @@ the downstream-classifier proof (--eval) that says whether the synthetic images 
 
 DATA is an ImageFolder (one subfolder per class). OUTPUT receives OUTPUT/<class>/*.png,
 OUTPUT/manifest.csv (class, file, seed, model, filter score), OUTPUT/generator.safetensors,
-the figures samples.png and interpolation.png, and generator.state.pt (resume).
+the figures samples.png and interpolation.png, generator.state.pt (resume), and with an
+unlabeled pool OUTPUT/pseudo_labels.csv (file, class, confidence, kept).
 """
 
 from __future__ import annotations
@@ -273,7 +274,8 @@ def _pseudo_labels_csv(files: list[Path], root: Path, pseudo, classes: list[str]
     buf = _stdio.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["file", "class", "confidence", "kept"])
-    for f, k, c, kept in zip(files, pseudo.labels.tolist(), pseudo.confidence.tolist(), pseudo.keep.tolist()):
+    for f, k, c, kept in zip(files, pseudo.labels.tolist(), pseudo.confidence.tolist(), pseudo.keep.tolist(),
+                              strict=True):
         writer.writerow([Path(f).relative_to(root).as_posix(), classes[k], f"{c:.4f}", int(kept)])
     return buf.getvalue()
 
