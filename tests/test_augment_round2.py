@@ -95,9 +95,10 @@ def test_verdict_names_self_training_and_the_classes_synthesis_hurt():
 
 def test_run_with_pool_reports_arms_e_f_and_per_class_deltas(tmp_path):
     cfg = Config(model="cvae", steps=6, batch_size=8, per_class=2, image_size=12, unlabeled=str(DIGITS / "test"),
-                 eval=str(DIGITS / "test"), eval_seeds=1, eval_steps=4, pseudo_threshold=0.1, interpolate=False)
+                 eval=str(DIGITS / "test"), eval_seeds=1, eval_steps=4, pseudo_threshold=0.1, interpolate=False,
+                 semigan_steps=3)
     s = run(cfg, DIGITS / "train", tmp_path / "out", CPU).summary
-    assert set(s["eval"]["arms"]) == set("abcdef")
+    assert set(s["eval"]["arms"]) == set("abcdefg")
     assert set(s["synthesis_per_class"]["points"]) <= {str(k) for k in range(10)}
     assert s["synthesis"].startswith("synthesis ") and "generator cost" in s["synthesis"]
     assert s["eval"]["arms"]["e"]["name"].endswith("(self-training)")
@@ -198,3 +199,48 @@ def test_cli_decoder_and_temperature(tmp_path, cli):
     assert "decoder" not in meta["config"] and meta["training"]["decoder"] == "conv"
     bad = cli("augment", DIGITS / "train", tmp_path / "o2", "--model", "cgan", "--decoder", "residual")
     assert bad.exit_code == 2 and "vaegan only" in bad.output
+    bad = cli("augment", DIGITS / "train", tmp_path / "o3", "--semigan-steps", 10)  # no --unlabeled/--eval
+    assert bad.exit_code == 2 and "semigan_steps" in bad.output and "Traceback" not in bad.output
+
+
+# ---------------------------------------------------------------- arm g: the semi-supervised GAN
+
+
+def test_semigan_unsupervised_loss_is_the_real_fake_log_likelihood():
+    from genapps.tasks.augment.training import semigan_unsupervised_loss
+
+    big, small = torch.full((4, 3), 20.0), torch.full((4, 3), -20.0)
+    assert semigan_unsupervised_loss(big, small) < 1e-6  # D(real) -> 1, D(fake) -> 0: nothing to learn
+    assert semigan_unsupervised_loss(small, big) > 30  # the reverse: large
+    logits_r, logits_f = torch.randn(5, 3), torch.randn(6, 3)
+    d_r = logits_r.exp().sum(1) / (logits_r.exp().sum(1) + 1)
+    d_f = logits_f.exp().sum(1) / (logits_f.exp().sum(1) + 1)
+    direct = -(d_r.log().mean() + (1 - d_f).log().mean())
+    assert torch.allclose(semigan_unsupervised_loss(logits_r, logits_f), direct, atol=1e-5)
+
+
+def test_semigan_classifier_learns_from_few_labels_and_the_pool():
+    from genapps.tasks.augment.training import train_semigan_classifier
+
+    x, y = _toy(2, size=8)  # 2 labeled images per class
+    x_unl, _ = _toy(40, size=8, seed=1)
+    xt, yt = _toy(50, size=8, seed=2)
+    net = train_semigan_classifier(x, y, x_unl, 2, ClassifierConfig(steps=60, lr=3e-4, seed=0), CPU,
+                                   unlabeled_batch=16)
+    assert not net.training
+    assert (net(xt).argmax(1) == yt).float().mean() > 0.9
+
+
+def test_arm_g_needs_the_unlabeled_images_and_joins_the_proof_and_its_verdict():
+    x, y = _toy(4, size=8)
+    x_unl, _ = _toy(20, size=8, seed=1)
+    xt, yt = _toy(10, size=8, seed=2)
+    with pytest.raises(ValueError, match="arm g needs"):
+        run_arm("g", (x, y), None, (xt, yt), 2, 0, 5, CPU)
+    out = evaluate_arms((x, y), (x, y), (xt, yt), 2, CPU, seeds=2, steps=5, pool=(x_unl, torch.zeros(len(x_unl)).long()),
+                        unlabeled=x_unl, semigan_steps=5)
+    assert set(out["arms"]) == set("abcdefg")
+    assert "arm g vs e" in out["verdict"]
+    assert ARMS["g"][1]  # counted among the generative arms
+    with pytest.raises(ValueError, match="semigan_steps"):
+        Config(semigan_steps=10)  # without unlabeled and eval

@@ -79,6 +79,7 @@ class Config:
     eval: str | None = field(default=None, metadata={"path": True})  # TEST_DIR: the downstream proof
     eval_seeds: int = 3
     eval_steps: int = 600  # classifier training steps (also the filter's and pseudo-labeler's)
+    semigan_steps: int = 0  # > 0 with unlabeled and eval: also arm g, the semi-supervised GAN, this many steps
     resume: bool = True
 
     def __post_init__(self):
@@ -124,6 +125,8 @@ class Config:
             raise ValueError("adversarial_weight applies to model vaegan and must be > 0")
         if self.eval_seeds < 1 or self.eval_steps < 1:
             raise ValueError("eval_seeds and eval_steps must be >= 1")
+        if self.semigan_steps < 0 or (self.semigan_steps and not (self.unlabeled and self.eval)):
+            raise ValueError("semigan_steps (arm g of the proof) needs unlabeled and eval, and must be >= 0")
 
     def generator_config(self) -> GeneratorConfig:
         d = DEFAULTS[self.model]
@@ -405,7 +408,7 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
                                 "rounds": p.rounds}
     if cfg.eval and num_classes > 1:
         pool = (x_unl[aug.pseudo.keep], aug.pseudo.labels[aug.pseudo.keep]) if aug.pseudo is not None else None
-        summary["eval"] = evaluate(cfg, real, syn, aug.filter_net, device, pool, aug.seconds.get("generator"))
+        summary["eval"] = evaluate(cfg, real, syn, aug.filter_net, device, pool, aug.seconds.get("generator"), x_unl)
         summary["synthesis"] = summary["eval"]["verdict"]
         if "per_class_delta" in summary["eval"]:
             summary["synthesis_per_class"] = summary["eval"]["per_class_delta"]
@@ -414,14 +417,17 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
 
 
 def evaluate(cfg: Config, real: LabeledImages, syn: Synthetic, feature_net, device: torch.device,
-             pool: tuple[torch.Tensor, torch.Tensor] | None = None, generator_seconds: float | None = None) -> dict:
-    """The --eval proof: accuracy per arm on TEST_DIR (arms e/f with the pseudo-labeled `pool`),
-    per-class deltas, FD and precision/recall in classifier features."""
+             pool: tuple[torch.Tensor, torch.Tensor] | None = None, generator_seconds: float | None = None,
+             unlabeled: torch.Tensor | None = None) -> dict:
+    """The --eval proof: accuracy per arm on TEST_DIR (arms e/f with the pseudo-labeled `pool`, arm g
+    with the `unlabeled` images when cfg.semigan_steps), per-class deltas, FD and precision/recall
+    in classifier features."""
     test = load_imagefolder(cfg.eval, cfg.image_size, real.x.shape[1], classes=real.classes)
     t = time.perf_counter()
     result = evaluate_arms((real.x, real.y), (syn.x, syn.y), (test.x, test.y), len(real.classes), device,
                            cfg.eval_seeds, cfg.eval_steps, pool=pool, classes=real.classes,
-                           generator_minutes=None if generator_seconds is None else generator_seconds / 60)
+                           generator_minutes=None if generator_seconds is None else generator_seconds / 60,
+                           unlabeled=unlabeled, semigan_steps=cfg.semigan_steps)
     if feature_net is None:
         feature_net = train_classifier(real.x, real.y, len(real.classes),
                                        ClassifierConfig(steps=cfg.eval_steps, augment=True, seed=cfg.seed), device)

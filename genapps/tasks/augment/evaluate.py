@@ -3,7 +3,8 @@ and distribution metrics between real and synthetic images in the classifier's f
 
 Arms: (a) real only, (b) real + albumentations random affine, (c) real + synthetic,
 (d) real + synthetic + albumentations; with an unlabeled pool also (e) real + pseudo-labeled pool
-+ albumentations (self-training, the honest alternative) and (f) = (e) + synthetic. Accuracy in
++ albumentations (self-training, the honest alternative), (f) = (e) + synthetic, and on request
+(g) the semi-supervised GAN (the CNN is the discriminator of a GAN on the pool). Accuracy in
 percent on a labeled test set; the verdict compares the best generative arm with the best other one.
 """
 
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from genapps.tasks.augment.training import (ClassifierConfig, accuracy, features, predict_proba, self_training_steps,
-                                            train_classifier)
+                                            train_classifier, train_semigan_classifier)
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,9 @@ ARMS = {  # name, synthetic images, albumentations affine, pseudo-labeled pool
     "d": ("real + synthetic + albumentations", True, True, False),
     "e": ("real + pseudo-labeled pool + albumentations (self-training)", False, True, True),
     "f": ("real + pseudo-labeled pool + synthetic + albumentations", True, True, True),
+    "g": ("real + albumentations, the CNN as a GAN discriminator on the pool (semi-supervised GAN)", True, True, True),
 }
+SEMIGAN_LR = 3e-4  # arm g: Adam (0.5, 0.999), chosen on the validation split (benchmarks/augment_round2.md)
 
 
 def frechet_distance(f1: torch.Tensor, f2: torch.Tensor) -> float:
@@ -97,10 +100,18 @@ def per_class_accuracy(net, x: torch.Tensor, y: torch.Tensor, num_classes: int, 
 def run_arm(arm: str, real: tuple[torch.Tensor, torch.Tensor], synthetic: tuple[torch.Tensor, torch.Tensor] | None,
             test: tuple[torch.Tensor, torch.Tensor], num_classes: int, seed: int, steps: int,
             device: torch.device, pool: tuple[torch.Tensor, torch.Tensor] | None = None,
-            per_class: bool = False):
+            per_class: bool = False, unlabeled: torch.Tensor | None = None, semigan_steps: int = 0):
     """Test accuracy (percent) of the small CNN trained on one arm with one seed; with per_class,
-    (accuracy, (K,) per-class accuracies). Arms e/f need `pool` (the pseudo-labeled images)."""
+    (accuracy, (K,) per-class accuracies). Arms e/f need `pool` (the pseudo-labeled images), arm g
+    the `unlabeled` images (M, C, S, S) and its own `semigan_steps`."""
     _, use_syn, use_aug, use_pool = ARMS[arm]
+    if arm == "g":
+        if unlabeled is None or not len(unlabeled) or semigan_steps < 1:
+            raise ValueError("arm g needs the unlabeled images and semigan_steps >= 1")
+        cfg = ClassifierConfig(steps=semigan_steps, augment=use_aug, seed=seed, lr=SEMIGAN_LR)
+        net = train_semigan_classifier(real[0], real[1], unlabeled, num_classes, cfg, device)
+        acc = 100 * accuracy(net, test[0], test[1], device)
+        return (acc, per_class_accuracy(net, test[0], test[1], num_classes, device)) if per_class else acc
     if use_pool and pool is None:
         raise ValueError(f"arm {arm} needs the pseudo-labeled pool")
     cfg = ClassifierConfig(steps=self_training_steps(steps, len(pool[0])) if use_pool else steps,
@@ -114,7 +125,7 @@ def run_arm(arm: str, real: tuple[torch.Tensor, torch.Tensor], synthetic: tuple[
     return (acc, per_class_accuracy(net, test[0], test[1], num_classes, device)) if per_class else acc
 
 
-GENERATIVE, CLASSICAL = "cdf", "abe"  # arms with synthetic images, arms without
+GENERATIVE, CLASSICAL = "cdfg", "abe"  # arms with synthetic images, arms without
 
 
 def best_arms(arms: dict) -> tuple[str, str] | None:
@@ -154,7 +165,7 @@ def verdict(arms: dict, per_class_delta: dict | None = None, generator_minutes: 
     if generator_minutes is not None:
         text += f"; the generator cost {generator_minutes:.1f} min of wall time"
     pairs = []
-    for s_arm, b_arm in (("c", "a"), ("d", "b"), ("f", "e")):
+    for s_arm, b_arm in (("c", "a"), ("d", "b"), ("f", "e"), ("g", "e")):
         if s_arm in arms and b_arm in arms:
             g, sg = _gain(arms, s_arm, b_arm)
             pairs.append(f"arm {s_arm} vs {b_arm} {g:+.1f}{' (> 2 std)' if sg else ''}")
@@ -163,18 +174,22 @@ def verdict(arms: dict, per_class_delta: dict | None = None, generator_minutes: 
 
 def evaluate_arms(real, synthetic, test, num_classes: int, device: torch.device, seeds: int = 3,
                   steps: int = 600, arms: str | None = None, pool=None, classes: list[str] | None = None,
-                  generator_minutes: float | None = None) -> dict:
+                  generator_minutes: float | None = None, unlabeled: torch.Tensor | None = None,
+                  semigan_steps: int = 0) -> dict:
     """Accuracy mean +- std (percent) per arm over `seeds` seeds, per-class accuracies, the per-class
     delta of the best generative arm over the best non-generative one, and the verdict sentence.
 
-    arms: default abcd, and ef too when `pool` (pseudo-labeled images (x, y)) is given.
+    arms: default abcd, ef too when `pool` (pseudo-labeled images (x, y)) is given, and g when the
+    `unlabeled` images and semigan_steps > 0 are given.
     """
     arms = arms or ("abcdef" if pool is not None and len(pool[0]) else "abcd")
+    if semigan_steps and unlabeled is not None and len(unlabeled) and "g" not in arms:
+        arms += "g"
     classes = classes or [str(k) for k in range(num_classes)]
     results = {}
     for arm in arms:
-        runs = [run_arm(arm, real, synthetic, test, num_classes, seed, steps, device, pool, per_class=True)
-                for seed in range(seeds)]
+        runs = [run_arm(arm, real, synthetic, test, num_classes, seed, steps, device, pool, per_class=True,
+                        unlabeled=unlabeled, semigan_steps=semigan_steps) for seed in range(seeds)]
         pc = torch.stack([r[1] for r in runs]).mean(0)
         results[arm] = ({"name": ARMS[arm][0]} | mean_std([r[0] for r in runs])
                         | {"per_class": {c: round(float(v), 2) if v == v else None for c, v in zip(classes, pc)}})

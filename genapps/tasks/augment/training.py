@@ -124,6 +124,57 @@ def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.dev
 # ---------------------------------------------------------------- pseudo-labels
 
 
+def semigan_unsupervised_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
+    """-E log D(x_unlabeled) - E log(1 - D(G(z))) with D(x) = Z / (Z + 1), Z = sum_k exp(logit_k):
+    K class logits (B, K) serve as a real/fake discriminator whose fake logit is fixed at 0.
+    log D = lse - softplus(lse) and log(1 - D) = -softplus(lse), lse = logsumexp of the logits."""
+    lse_r, lse_f = logits_real.logsumexp(1), logits_fake.logsumexp(1)
+    return -lse_r.mean() + F.softplus(lse_r).mean() + F.softplus(lse_f).mean()
+
+
+def train_semigan_classifier(x: torch.Tensor, y: torch.Tensor, x_unl: torch.Tensor, num_classes: int,
+                             cfg: ClassifierConfig, device: torch.device, unlabeled_batch: int = 64) -> nn.Module:
+    """The GAN semi-supervised classifier (Salimans et al. 2016, "Improved techniques for training
+    GANs"): the small CNN is the discriminator, with the K real classes and an implicit fake one
+    (D(x) = Z / (Z + 1), Z = sum_k exp(logit_k), so the fake logit is fixed at 0); the cGAN's
+    generator (random class inputs) is trained by feature matching on the CNN's penultimate
+    features of the unlabeled images. Its loss: cross-entropy on the labeled batch (random affine
+    when cfg.augment) + the real/fake log-likelihood of unlabeled (random affine) and generated images.
+
+    x (N, C, S, S), x_unl (M, C, S, S) in [0, 1]; returns the CNN (the classifier) in eval mode.
+    """
+    c, s = x.shape[1], x.shape[-1]
+    torch.manual_seed(cfg.seed)
+    net = define_model("classifier", channels=c, num_classes=num_classes, image_size=s).to(device)
+    gen = define_model("cgan", channels=c, num_classes=num_classes, image_size=s).to(device)
+    rng = torch.Generator().manual_seed(cfg.seed)
+    aug = affine_augmenter(cfg.seed) if cfg.augment else None
+
+    def next_batch():
+        i = torch.randint(len(x), (cfg.batch_size,), generator=rng)
+        xl, yl, xu = x[i], y[i], x_unl[torch.randint(len(x_unl), (unlabeled_batch,), generator=rng)]
+        if aug is not None:
+            xl, xu = apply_albumentations(aug, xl), apply_albumentations(aug, xu)
+        z = torch.randn(unlabeled_batch, gen.z_dim, generator=rng)
+        yz = F.one_hot(torch.randint(num_classes, (unlabeled_batch,), generator=rng), num_classes).float()
+        return xl.to(device), yl.to(device), xu.to(device), z.to(device), yz.to(device)
+
+    def d_loss(d, b, fake):
+        ce = F.cross_entropy(d(b[0]), b[1])
+        unsup = semigan_unsupervised_loss(d(b[2]), d(fake))
+        return ce + unsup, {"ce": ce.item(), "unsup": unsup.item()}
+
+    def g_loss(b, fake, d):
+        fm = (d.features(b[2]).detach().mean(0) - d.features(fake).mean(0)).pow(2).mean()
+        return fm, {"feature_matching": fm.item()}
+
+    spec = TrainSpec(gen, next_batch, lambda g, b: g(b[3], b[4]), g_loss, discriminator=net, d_loss=d_loss)
+    tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, lr_d=cfg.lr, betas=(0.5, 0.999), cosine=False, ema=0.0,
+                       log_every=max(1, cfg.steps // 10), ckpt_every=10 ** 9, seed=cfg.seed)
+    fit(spec, tcfg)
+    return net.eval()
+
+
 @dataclass
 class PseudoLabels:
     labels: torch.Tensor  # (M,) predicted class of every unlabeled image
