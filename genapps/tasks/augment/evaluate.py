@@ -30,7 +30,7 @@ ARMS = {  # name, synthetic images, albumentations affine, pseudo-labeled pool
     "f": ("real + pseudo-labeled pool + synthetic + albumentations", True, True, True),
     "g": ("real + albumentations, the CNN as a GAN discriminator on the pool (semi-supervised GAN)", True, True, True),
 }
-SEMIGAN_LR = 3e-4  # arm g: Adam (0.5, 0.999), chosen on the validation split (benchmarks/augment_round2.md)
+SEMIGAN_LR = 3e-4  # arm g: Adam (0.5, 0.999), chosen on the validation split (benchmarks/augment_semigan.md)
 
 
 def frechet_distance(f1: torch.Tensor, f2: torch.Tensor) -> float:
@@ -110,16 +110,14 @@ def run_arm(arm: str, real: tuple[torch.Tensor, torch.Tensor], synthetic: tuple[
             raise ValueError("arm g needs the unlabeled images and semigan_steps >= 1")
         cfg = ClassifierConfig(steps=semigan_steps, augment=use_aug, seed=seed, lr=SEMIGAN_LR)
         net = train_semigan_classifier(real[0], real[1], unlabeled, num_classes, cfg, device)
-        acc = 100 * accuracy(net, test[0], test[1], device)
-        return (acc, per_class_accuracy(net, test[0], test[1], num_classes, device)) if per_class else acc
-    if use_pool and pool is None:
-        raise ValueError(f"arm {arm} needs the pseudo-labeled pool")
-    cfg = ClassifierConfig(steps=self_training_steps(steps, len(pool[0])) if use_pool else steps,
-                           augment=use_aug, seed=seed)
-    if use_pool:
+    elif use_pool:
+        if pool is None:
+            raise ValueError(f"arm {arm} needs the pseudo-labeled pool")
+        cfg = ClassifierConfig(steps=self_training_steps(steps, len(pool[0])), augment=use_aug, seed=seed)
         sets = (((*pool, 0.75),) if not use_syn else ((*pool, 0.5), (*synthetic, 0.25)))
         net = train_classifier(real[0], real[1], num_classes, cfg, device, extra_sets=sets)
     else:
+        cfg = ClassifierConfig(steps=steps, augment=use_aug, seed=seed)
         net = train_classifier(real[0], real[1], num_classes, cfg, device, *(synthetic if use_syn else (None, None)))
     acc = 100 * accuracy(net, test[0], test[1], device)
     return (acc, per_class_accuracy(net, test[0], test[1], num_classes, device)) if per_class else acc
