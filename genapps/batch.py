@@ -25,6 +25,7 @@ import torch
 
 from genapps import io
 from genapps.distributed import Shard, current
+from genapps.views import View
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class StageResult:
     seconds: float
     summary: dict = field(default_factory=dict)
     figures: list[tuple[str, str]] = field(default_factory=list)
+    view: View | None = None  # how its records appear in reports: the task's (TaskSpec.view), set by its caller
 
     @property
     def failed(self) -> list[Record]:

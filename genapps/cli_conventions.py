@@ -127,3 +127,98 @@ class Group(click.Group):
 
     command_class = Command
     group_class = type
+
+
+# ---------------------------------------------------------------- options from a task's Config
+
+COMMON_FIELDS = {  # metadata of the fields many Configs share (a field's own metadata wins)
+    "ext": {"help": "Output extension (png, jpg, webp, tif); default: the input's."},
+    "suffix": {"help": "Appended to output file names."},
+    "quality": {"range": (1, 100), "help": "JPEG/WebP quality."},
+    "resume": {"invert": "--overwrite", "help": "Redo files whose output exists (default: skip them)."},
+    "fail_fast": {"help": "Stop at the first bad file."},
+    "seed": {},
+}
+PATH_TYPES = {"dir": lambda: click.Path(file_okay=False), "file": lambda: click.Path(dir_okay=False),
+              "path": lambda: click.Path()}
+
+
+def _scalar(hint) -> type | None:
+    """int/float/str/bool of a field's type hint (X | None -> X); None for anything else (str | int ...)."""
+    import types
+    import typing
+
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return args[0] if len(args) == 1 and args[0] in (int, float, str, bool) else None
+    return hint if hint in (int, float, str, bool) else None
+
+
+def config_options(cls) -> list[click.Option]:
+    """One click option per field of the Config dataclass `cls`, from its type, default and metadata.
+
+    Metadata keys (all optional): help; flags (option strings, "--x/--no-x" for a pair); choices;
+    range (lo, hi) for ints; type ("dir" | "file" | "path"); required (on the command line, where a
+    pipeline has another way); invert ("--overwrite": a flag that sets the field False);
+    flag_values ({"--half": "fp16", ...}: several flags that set one field); cli False (not an option).
+    Choices of an int field are given as strings and turned back into ints. Defaults: a field without
+    one is a required option; None leaves click's default; "" and False are not shown in --help.
+    """
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    options = []
+    for f in dataclasses.fields(cls):
+        meta = {**COMMON_FIELDS.get(f.name, {}), **f.metadata}
+        if meta.get("cli") is False:
+            continue
+        hint, default = _scalar(hints[f.name]), f.default
+        required = default is dataclasses.MISSING or bool(meta.get("required"))
+        kwargs = {"help": meta.get("help"), "required": required}
+        if "flag_values" in meta:
+            options += [click.Option([flag, f.name], flag_value=value, help=help)
+                        for flag, (value, help) in meta["flag_values"].items()]
+            continue
+        if "invert" in meta:  # e.g. --overwrite for resume; config_values turns it back
+            options.append(click.Option([meta["invert"]], is_flag=True, help=meta.get("help")))
+            continue
+        flags = list(meta.get("flags") or [f"--{f.name.replace('_', '-')}"])
+        if hint is bool:
+            if default is not True and default is not None:  # a plain flag
+                options.append(click.Option([*flags, f.name], is_flag=True, **kwargs))
+                continue
+            kwargs["is_flag"] = True
+            if "/" not in flags[-1]:
+                flags[-1] = f"{flags[-1]}/--no-{flags[-1].lstrip('-')}"
+            kwargs["default"] = default
+        elif "choices" in meta:
+            kwargs["type"] = click.Choice([str(c) for c in meta["choices"]])
+            if hint is int:
+                kwargs["callback"] = lambda ctx, param, v: None if v is None else int(v)
+        elif "range" in meta:
+            kwargs["type"] = click.IntRange(*meta["range"])
+        elif meta.get("type") in PATH_TYPES:
+            kwargs["type"] = PATH_TYPES[meta["type"]]()
+        elif hint in (int, float):
+            kwargs["type"] = hint
+        if hint is not bool and default not in (dataclasses.MISSING, None) and not meta.get("required"):
+            kwargs["default"] = str(default) if "choices" in meta else default
+        shown = kwargs.get("default")
+        kwargs["show_default"] = shown is not None and shown is not False and shown != ""
+        options.append(click.Option([*flags, f.name], **kwargs))
+    return options
+
+
+def config_values(cls, values: dict) -> dict:
+    """The Config field values of a command's parsed options: inverted flags (--overwrite) back to
+    their field (resume=False); options left at None dropped (the Config's default applies)."""
+    import dataclasses
+
+    values = dict(values)
+    for f in dataclasses.fields(cls):
+        flag = {**COMMON_FIELDS.get(f.name, {}), **f.metadata}.get("invert")
+        if flag and f.metadata.get("cli") is not False:
+            if values.pop(flag.lstrip("-").replace("-", "_"), False):
+                values[f.name] = False
+    return {k: v for k, v in values.items() if v is not None}

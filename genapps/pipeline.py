@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from genapps import io
-from genapps.tasks import TASKS, load_task, make_config
+from genapps.tasks import TASKS, load_spec, make_config
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def load_pipeline(path: str | Path, input: str | Path | None = None, out: str | 
         if bad:
             raise ValueError(f"{where}: unknown key(s) {', '.join(bad)}; valid: {', '.join(sorted(STAGE_KEYS))}")
         task = entry.get("task")
-        if task not in TASKS:
+        if not isinstance(task, str) or task not in TASKS:
             raise ValueError(f"{where}: unknown task {task!r}; valid: {', '.join(sorted(TASKS))}")
         stage_name = check_segment(str(entry.get("name") or task), f"{where}: stage name")
         if any(s.name == stage_name for s in stages):
@@ -146,7 +146,7 @@ def load_pipeline(path: str | Path, input: str | Path | None = None, out: str | 
         if not isinstance(options, dict):
             raise ValueError(f"{where} ({stage_name}): 'options' must be a mapping")
         options = options | sets.pop(stage_name, {})
-        config = make_config(load_task(task).Config, options, where=f"{path.name}: {stage_name}", base=base)
+        config = make_config(load_spec(task).load().Config, options, where=f"{path.name}: {stage_name}", base=base)
         stage_input = entry.get("input")
         if stage_input is not None:
             stage_input = str(stage_input)
@@ -189,8 +189,7 @@ def run_pipeline(pipeline: Pipeline, device) -> list:
     from genapps.report import write_part, write_report, write_sharded
 
     shard = distributed.current()
-    renaming = [s.name for s in pipeline.stages[:-1] if getattr(s.config, "suffix", "")
-                or getattr(s.config, "samples", 1) > 1]
+    renaming = [s.name for s in pipeline.stages[:-1] if load_spec(s.task).renames_outputs(s.config)]
     if shard.active and renaming:  # the next stage's split is by name: it must see the names it was given
         raise ValueError(f"stage(s) {', '.join(renaming)} rename their outputs (suffix, samples) for a later stage; "
                          f"a sharded pipeline needs the names kept (move the renaming to the last stage)")
@@ -221,7 +220,9 @@ def run_pipeline(pipeline: Pipeline, device) -> list:
         for stage in pipeline.stages:
             src = Path(outputs.get(stage.input, stage.input)) if stage.input else current
             log.info("stage %s (%s): %s -> %s", stage.name, stage.task, src, pipeline.output / stage.name)
-            result = load_task(stage.task).run(stage.config, src, pipeline.output / stage.name, device, name=stage.name)
+            spec = load_spec(stage.task)
+            result = spec.load().run(stage.config, src, pipeline.output / stage.name, device, name=stage.name)
+            result.view = spec.view
             results.append(result)
             outputs[stage.name] = current = Path(result.output_dir)
     except BaseException:

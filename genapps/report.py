@@ -11,11 +11,11 @@ Conventions:
   "output_mp" (output megapixels), its sum and output MP/s are reported too.
 * Several stages: the page opens with one table comparing the stages (main metrics' mean and
   median, images/s, ok/skipped/failed). Whenever a stage has a per-image quality metric
-  (MAIN_METRICS), a per-image table compares the stages side by side (rows: the input's path
+  (its View's main, else MAIN_METRICS), a per-image table compares the stages side by side (rows: the input's path
   relative to its stage input, without extension), worst first, sortable by clicking a header.
 * Each stage shows rows of images for an evenly spread sample of ok records (skipped ones when a
   resumed run has no ok record): input | output | reference | extra images, labelled per task
-  (VIEWS: evaluate shows prediction | reference). The reference is the stage config's
+  (the stage's View, which its task declares: evaluate shows prediction | reference). The reference is the stage config's
   ``reference`` folder (evaluate: the record's input); extra images come from the config keys
   in EXTRA_IMAGES (e.g. masks) or from ``summary["report_images"]`` ({label: folder or file});
   all pair up by relative path without extension. Beside them, crops of one CROP x CROP region
@@ -47,6 +47,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageOps
 
 from genapps.io import image_index, write_text
+from genapps.views import Metric, View
 
 log = logging.getLogger(__name__)
 
@@ -59,37 +60,36 @@ SLACK = 8        # images up to this many px larger than the output share its pi
 CLASS_REAL, CLASS_SYN, CLASS_CELL = 4, 8, 84  # by-class rows: real and synthetic images per class, cell px
 PER_IMAGE_ROWS = 5000  # per-image table: at most this many (worst) rows
 
-LABELS = {  # stats and metric keys -> what the page shows; unknown keys are shown as they are
+LABELS = {  # the report's own stats keys and genapps.metrics' metrics -> what the page shows (tasks: their View)
     "psnr_y": "PSNR (Y) dB", "ssim_y": "SSIM (Y)", "psnr": "PSNR dB", "ssim": "SSIM", "ms_ssim": "MS-SSIM",
     "lpips": "LPIPS", "mae": "MAE", "mse": "MSE", "fid": "FID",
     "output_mp": "output MP", "output_mp_per_s": "output MP/s", "mp_per_s": "output MP/s",
     "images_per_s": "images/s", "seconds": "wall s", "processing_seconds": "processing s",
-    "total": "files", "error": "failed", "filter_confidence": "filter confidence", "native_scale": "native scale",
-    "n": "n (finite)", "hole_psnr": "hole PSNR dB", "hole_l1": "hole L1 (0-255)", "input_mp": "input MP",
-    "seconds_per_mp": "s/MP", "l1": "L1",
+    "total": "files", "error": "failed", "n": "n (finite)",
 }
-MAIN_METRICS = ("psnr_y", "hole_psnr", "psnr", "ssim_y", "ssim", "ms_ssim", "lpips", "hole_l1", "l1", "mae", "mse")
-LOWER_IS_BETTER = frozenset({"lpips", "hole_l1", "l1", "mae", "mse", "fid"})  # the others: higher is better
-
-
-@dataclass(frozen=True)
-class View:
-    """How a task's records appear on the page."""
-
-    input: str = "input"  # label of Record.input
-    output: str = "output"  # label of Record.output
-    input_is_reference: bool = False  # evaluate: Record.input is the reference, shown after the output
-    by_class: bool = False  # one row per class (the output's parent folder): real | synthetic
-
-
-VIEWS = {"evaluate": View(input="reference", output="prediction", input_is_reference=True),
-         "augment": View(input="real", output="synthetic", by_class=True)}
+MAIN_METRICS = ("psnr_y", "psnr", "ssim_y", "ssim", "ms_ssim", "lpips", "mae", "mse")  # a View's main overrides
+LOWER_IS_BETTER = frozenset({"lpips", "mae", "mse", "fid"})  # the others: higher is better (tasks: Metric)
 EXTRA_IMAGES = {"masks": "mask", "mask": "mask"}  # stage config key (a folder or one file) -> column label
 
 
-def label(key: str) -> str:
-    """Human label of a stats/metric key (unknown keys as they are)."""
-    return LABELS.get(key, key)
+def metric_names(stages: list) -> dict[str, Metric]:
+    """Key -> Metric of every task-declared metric or summary key of these stages (their Views)."""
+    names: dict[str, Metric] = {}
+    for st in stages:
+        for m in _view(st).metrics:
+            names.setdefault(m.key, m)
+    return names
+
+
+def label(key: str, names: dict[str, Metric] | None = None) -> str:
+    """Human label of a stats/metric key: the stage's View, else LABELS, else the key itself."""
+    m = (names or {}).get(key)
+    return m.label if m else LABELS.get(key, key)
+
+
+def lower_is_better(key: str, names: dict[str, Metric] | None = None) -> bool:
+    m = (names or {}).get(key)
+    return m.lower_is_better if m else key in LOWER_IS_BETTER
 
 
 def summarize(stage) -> dict:
@@ -257,7 +257,7 @@ def _pre(obj: Any) -> str:
     return f"<pre>{html.escape(json.dumps(_jsonable(obj), indent=1))}</pre>"
 
 
-def _dict_html(d: Any, depth: int = 0) -> str:
+def _dict_html(d: Any, depth: int = 0, names: dict | None = None) -> str:
     if not isinstance(d, dict):
         return _pre(d)
     if not d:
@@ -265,20 +265,20 @@ def _dict_html(d: Any, depth: int = 0) -> str:
     rows = []
     for k, v in d.items():
         if isinstance(v, dict) and 0 < len(v) <= 30 and all(isinstance(x, (int, float, str)) for x in v.values()):
-            cell = html.escape(" · ".join(f"{label(str(a))} {_fmt(b)}" for a, b in v.items()))  # e.g. per class
+            cell = html.escape(" · ".join(f"{label(str(a), names)} {_fmt(b)}" for a, b in v.items()))  # e.g. per class
         elif isinstance(v, dict) and depth < 3:
-            cell = _dict_html(v, depth + 1)
+            cell = _dict_html(v, depth + 1, names)
         elif isinstance(v, (list, tuple)) and len(v) <= 20 and all(isinstance(x, (int, float, str)) for x in v):
             cell = html.escape(", ".join(_fmt(x) for x in v))
         elif isinstance(v, (dict, list, tuple)):
             cell = _pre(v)
         else:
             cell = html.escape(_fmt(v))
-        rows.append(f"<tr><th>{html.escape(label(str(k)))}</th><td>{cell}</td></tr>")
+        rows.append(f"<tr><th>{html.escape(label(str(k), names))}</th><td>{cell}</td></tr>")
     return '<table class="kv">' + "".join(rows) + "</table>"
 
 
-def _stats_html(st: dict) -> str:
+def _stats_html(st: dict, names: dict | None = None) -> str:
     keys = [k for k in ("total", "ok", "error", "skipped", "seconds", "processing_seconds",
                         "images_per_s", "output_mp", "mp_per_s") if k in st]
     out = ('<table class="grid"><tr>' + "".join(f"<th>{html.escape(label(k))}</th>" for k in keys) + "</tr><tr>"
@@ -286,7 +286,7 @@ def _stats_html(st: dict) -> str:
                      for k in keys) + "</tr></table>")
     if st["metrics"]:
         cols = ("n", "mean", "median", "inf", "nan")
-        rows = "".join(f"<tr><th>{html.escape(label(n))}</th>"
+        rows = "".join(f"<tr><th>{html.escape(label(n, names))}</th>"
                        + "".join(f"<td>{html.escape(_fmt(m[c]))}</td>" for c in cols) + "</tr>"
                        for n, m in st["metrics"].items())
         out += ('<table class="grid"><tr><th>metric</th><th>n (finite)</th><th>mean</th>'
@@ -294,16 +294,17 @@ def _stats_html(st: dict) -> str:
     return out
 
 
-def main_metric(stats: dict) -> str | None:
-    """The stage's main per-image quality metric: the first of MAIN_METRICS it measured."""
-    return next((m for m in MAIN_METRICS if m in stats["metrics"]), None)
+def main_metric(stats: dict, view: View | None = None) -> str | None:
+    """The stage's main per-image quality metric: the first its View's `main` (default MAIN_METRICS) lists
+    that it measured."""
+    return next((m for m in (view.main if view and view.main else MAIN_METRICS) if m in stats["metrics"]), None)
 
 
 # ---------------------------------------------------------------- which images a record shows
 
 
 def _view(stage) -> View:
-    return VIEWS.get(stage.task, View())
+    return getattr(stage, "view", None) or View()
 
 
 def _rel(stage, rec) -> str:
@@ -446,8 +447,8 @@ def _outline(th: Image.Image, box: tuple[int, int, int, int], out: Image.Image) 
 # ---------------------------------------------------------------- record rows
 
 
-def _metrics_line(metrics: dict) -> str:
-    return " · ".join(f"{html.escape(label(k))} {html.escape(_fmt(v))}" for k, v in metrics.items()
+def _metrics_line(metrics: dict, names: dict | None = None) -> str:
+    return " · ".join(f"{html.escape(label(k, names))} {html.escape(_fmt(v))}" for k, v in metrics.items()
                       if k != "output_mp")
 
 
@@ -490,7 +491,7 @@ def _row_html(stage, rec, sources, anchor: str = "", worst: bool = False) -> str
         parts.append(f'<div class="crops">{"".join(figs)}</div>')
         crops = (f'<p class="muted">crops: {w}×{hh} px of the {html.escape(_view(stage).output)} at ({x}, {y}), '
                  f"picked by {html.escape(how)}; shown ×{CROP_ZOOM}, outlined on the images</p>")
-    metr = _metrics_line(rec.metrics)
+    metr = _metrics_line(rec.metrics, metric_names([stage]))
     tag = '<span class="worst">worst</span> ' if worst else ""
     return (f'<div class="rec" id="{anchor}"><div class="m">{tag}<b>{html.escape(_key(stage, rec))}</b>'
             f'{" · " + metr if metr else ""}</div><div class="pair">{"".join(parts)}</div>{crops}</div>')
@@ -526,7 +527,7 @@ def _class_rows_html(stage, records: list) -> str:
     rows = []
     for cls, (real, syn) in groups.items():
         syn_show = syn[:CLASS_SYN]
-        titles = [Path(r.output).name + (f" · {_metrics_line(r.metrics)}" if r.metrics else "") for r in syn_show]
+        titles = [Path(r.output).name + (f" · {_metrics_line(r.metrics, metric_names([stage]))}" if r.metrics else "") for r in syn_show]
         rows.append(f"<tr><th>{html.escape(cls)}<div class='muted'>{n_real.get(cls, len(real))} real, "
                     f"{n_syn.get(cls, len(syn))} synthetic</div></th>"
                     f"<td>{imgs(real[:CLASS_REAL], stage.input_dir, [Path(p).name for p in real[:CLASS_REAL]])}</td>"
@@ -569,8 +570,10 @@ def _errors_html(stage) -> str:
 def _compare_html(stages: list, stats: list[dict]) -> str:
     """One table: per stage its task, main metrics' mean and median, images/s, ok/skipped/failed."""
     e = html.escape
-    metrics = [m for m in MAIN_METRICS if any(m in s["metrics"] for s in stats)]
-    head1 = "".join(f'<th colspan="2">{e(label(m))}</th>' for m in metrics)
+    names = metric_names(stages)
+    order = dict.fromkeys(m for st in stages for m in (_view(st).main or MAIN_METRICS))
+    metrics = [m for m in order if any(m in s["metrics"] for s in stats)]
+    head1 = "".join(f'<th colspan="2">{e(label(m, names))}</th>' for m in metrics)
     head2 = "<th>mean</th><th>median</th>" * len(metrics)
     rest = ("images/s", "ok", "skipped", "failed", "wall s")
     rows = []
@@ -592,15 +595,17 @@ def per_image(stages: list, stats: list[dict]) -> dict:
     {"columns": [{"stage", "metric"}], "rows": [{"file": key, "values": [float | None]}], "sorted_by": i}
     (None: not measured or failed).
     """
-    cols = [(i, st, m) for i, (st, s) in enumerate(zip(stages, stats)) if (m := main_metric(s))]
+    cols = [(i, st, m) for i, (st, s) in enumerate(zip(stages, stats)) if (m := main_metric(s, _view(st)))]
+    names = metric_names(stages)
     table: dict[str, list] = {}
     for c, (_, st, m) in enumerate(cols):
         for r in st.records:
             row = table.setdefault(_key(st, r), [None] * len(cols))
             row[c] = _value(r, m) if row[c] is None else row[c]
     last = len(cols) - 1
-    order = sorted(table.items(), key=lambda kv: (_badness(kv[1][last], cols[last][2]), kv[0])) if cols else []
-    return {"columns": [{"stage": st.name, "stage_index": i, "metric": m} for i, st, m in cols],
+    order = sorted(table.items(), key=lambda kv: (_badness(kv[1][last], cols[last][2], names), kv[0])) if cols else []
+    return {"columns": [{"stage": st.name, "stage_index": i, "metric": m, "label": label(m, names),
+                         "lower_is_better": lower_is_better(m, names)} for i, st, m in cols],
             "sorted_by": last + 1, "rows": [{"file": k, "values": v} for k, v in order]}
 
 
@@ -610,15 +615,15 @@ def _value(rec, metric: str) -> float | None:
     return float(v) if isinstance(v, numbers.Real) and not math.isnan(v) else None
 
 
-def _badness(v: float | None, metric: str) -> tuple[bool, float]:
+def _badness(v: float | None, metric: str, names: dict | None = None) -> tuple[bool, float]:
     """Sort key putting the worst value of `metric` first and missing values last."""
-    return v is None, (0.0 if v is None else -v if metric in LOWER_IS_BETTER else v)
+    return v is None, (0.0 if v is None else -v if lower_is_better(metric, names) else v)
 
 
-def _picks(ok: list, metric: str | None, k: int) -> tuple[list, set]:
+def _picks(ok: list, metric: str | None, k: int, names: dict | None = None) -> tuple[list, set]:
     """Records to show: with a metric, the k // 2 worst, the others evenly spread; (in record order, worst ids)."""
     measured = [r for r in ok if metric and _value(r, metric) is not None]
-    worst = sorted(measured, key=lambda r: _badness(_value(r, metric), metric))[:k // 2] if len(ok) > k else []
+    worst = sorted(measured, key=lambda r: _badness(_value(r, metric), metric, names))[:k // 2] if len(ok) > k else []
     ids = {id(r) for r in worst}
     spread = {id(r) for r in _sample([r for r in ok if id(r) not in ids], k - len(worst))}
     return [r for r in ok if id(r) in ids | spread], ids
@@ -640,10 +645,10 @@ def _per_image_html(table: dict, shown: dict) -> str:
         return ""
     heads = ['<th data-type="text">file</th>']
     for i, c in enumerate(cols, 1):
-        better = "low" if c["metric"] in LOWER_IS_BETTER else "high"
+        better = "low" if c["lower_is_better"] else "high"
         sort = ' aria-sort="%s"' % ("descending" if better == "low" else "ascending") if i == table["sorted_by"] else ""
         heads.append(f'<th data-better="{better}"{sort}>{e(c["stage"])}<br>'
-                     f'<span class="muted">{e(label(c["metric"]))}</span></th>')
+                     f'<span class="muted">{e(c["label"])}</span></th>')
     rows = []
     for row in table["rows"][:PER_IMAGE_ROWS]:
         vals = []
@@ -657,7 +662,7 @@ def _per_image_html(table: dict, shown: dict) -> str:
     more = len(table["rows"]) - PER_IMAGE_ROWS
     note = f"<p class='muted'>{more} better images not listed.</p>" if more > 0 else ""
     c = cols[table["sorted_by"] - 1]
-    return (f"<h2>Per image</h2><p class='muted'>Worst first by {e(c['stage'])} {e(label(c['metric']))}; "
+    return (f"<h2>Per image</h2><p class='muted'>Worst first by {e(c['stage'])} {e(c['label'])}; "
             "click a header to sort (again to reverse), a linked value to see the images. "
             "– : not measured or failed.</p>"
             f'<table class="grid sortable" id="per-image"><thead><tr>{"".join(heads)}</tr></thead>'
@@ -731,17 +736,17 @@ def write_report(out_dir: Path, stages: list, run_config: dict, *, title: str = 
     table = per_image(stages, stats)
     entries, body, shown, e = [], [], {}, html.escape
     for i, (st, s) in enumerate(zip(stages, stats)):
-        view = _view(st)
+        view, names = _view(st), metric_names([st])
         entries.append({"name": st.name, "task": st.task, "input_dir": st.input_dir,
                         "output_dir": st.output_dir, "config": st.config, "seconds": st.seconds,
-                        "summary": st.summary, "stats": s, "main_metric": main_metric(s), "figures": st.figures,
+                        "summary": st.summary, "stats": s, "main_metric": main_metric(s, view), "figures": st.figures,
                         "records": [dataclasses.asdict(r) for r in st.records]})
         body.append(f"<h2 id='stage-{i}'>{e(st.name)} <span class='muted'>({e(st.task)})</span></h2>"
                     f"<p>{e(str(st.input_dir))} → {e(str(st.output_dir))}</p>"
                     f"<details><summary>stage config</summary>{_pre(st.config)}</details>"
-                    f"<h3>Stats</h3>{_stats_html(s)}")
+                    f"<h3>Stats</h3>{_stats_html(s, names)}")
         if st.summary:
-            body.append(f"<h3>Summary</h3>{_dict_html(st.summary)}")
+            body.append(f"<h3>Summary</h3>{_dict_html(st.summary, names=names)}")
         body.append(_errors_html(st))
         if st.figures:
             body.append("<h3>Figures</h3>" + "".join(_figure_html(c, p) for c, p in st.figures))
@@ -750,13 +755,13 @@ def write_report(out_dir: Path, stages: list, run_config: dict, *, title: str = 
             body.append(f"<h3>{e(view.input.capitalize())} | {e(view.output)} per class</h3>"
                         + _class_rows_html(st, ok))
             continue
-        main = main_metric(s)
-        picks, worst = _picks(ok, main, sample)
+        main = main_metric(s, view)
+        picks, worst = _picks(ok, main, sample, names)
         if picks:
             sources = _image_sources(st)
             labels = ([view.output, view.input] if view.input_is_reference else [view.input, view.output])
             labels += [lab for lab, _, _ in sources]
-            how = f": the {len(worst)} worst by {label(main)}, the others spread" if worst else ""
+            how = f": the {len(worst)} worst by {label(main, names)}, the others spread" if worst else ""
             rows = []
             for n, r in enumerate(picks):
                 shown[(i, _key(st, r))] = anchor = f"s{i}-r{n}"
@@ -864,7 +869,7 @@ def merge_parts(parts: list[dict]) -> list:
         stages.append(StageResult(first["name"], first["task"], first["input_dir"], first["output_dir"],
                                   first["config"], records, max(float(d["seconds"]) for d in docs),
                                   _merge_summary([d.get("summary") or {} for d in docs]),
-                                  [tuple(f) for f in first.get("figures") or []]))
+                                  [tuple(f) for f in first.get("figures") or []], View.from_dict(first.get("view"))))
     return stages
 
 

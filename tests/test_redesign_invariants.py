@@ -52,9 +52,10 @@ def cli_options() -> dict[str, list[dict]]:
                         "show_default": bool(p.show_default)}
             rows.append(row)
         table[path] = sorted(rows, key=lambda r: json.dumps(r, sort_keys=True))
-        if isinstance(cmd, click.Group):
-            for name, sub in cmd.commands.items():
-                walk(sub, f"{path} {name}".strip())
+        if isinstance(cmd, click.Group):  # commands built on first use too (list_commands/get_command)
+            ctx = click.Context(cmd)
+            for name in cmd.list_commands(ctx):
+                walk(cmd.get_command(ctx, name), f"{path} {name}".strip())
 
     walk(main, "")
     return table

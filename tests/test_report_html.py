@@ -14,6 +14,7 @@ from PIL import Image
 
 from genapps.batch import Record, StageResult
 from genapps.report import CROP, failure_line, pick_region, write_report
+from genapps.tasks import load_spec
 from tests.conftest import photo
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -170,7 +171,8 @@ def test_failures_name_the_file_once(tmp_path):
     up = StageResult("up", "upscale", str(src.parent), str(tmp_path / "out"), {}, [
         Record(str(src), None, "error", f"{src}: {src}: cannot identify image", {}, 0.0)], 0.1)
     ev = StageResult("ev", "evaluate", str(pred.parent), str(pred.parent), {}, [
-        Record(str(tmp_path / "ref" / "y.png"), str(pred), "error", "sizes differ", {}, 0.0)], 0.1)
+        Record(str(tmp_path / "ref" / "y.png"), str(pred), "error", "sizes differ", {}, 0.0)], 0.1,
+        view=load_spec("evaluate").view)  # what run_task and pipelines attach
     assert failure_line(up, up.records[0]) == f"{src}: cannot identify image"
     assert failure_line(ev, ev.records[0]) == f"{pred}: sizes differ"  # evaluate: the prediction is the file
     text = write_report(tmp_path / "rep", [up, ev], {})[1].read_text()
@@ -235,7 +237,8 @@ def test_augment_rows_pair_each_class_with_its_synthetic_samples(tmp_path):
             Image.fromarray(np.full((20, 20), 200 - i, np.uint8)).save(q)
             records.append(Record(str(reals[i % 6]), str(q), "ok", None, {"filter_confidence": 0.9}, 0.01))
     stage = StageResult("augment", "augment", str(data), str(out), {"model": "cvae"}, records, 1.0,
-                        {"real_per_class": {"cat": 6, "dog": 6}, "synthetic_per_class": {"cat": 10, "dog": 10}})
+                        {"real_per_class": {"cat": 6, "dog": 6}, "synthetic_per_class": {"cat": 10, "dog": 10}},
+                        view=load_spec("augment").view)  # what run_task and pipelines attach
     _, hp = write_report(tmp_path / "rep", [stage], {})
     page = Page(hp.read_text())
     imgs = check_images(page)
@@ -329,7 +332,8 @@ def test_an_input_of_another_shape_gets_no_crop(tmp_path):
     Image.fromarray(photo((128, 256))).save(src / "ab.png")
     Image.fromarray(photo((128, 128), seed=1)).save(dst / "ab.png")
     stage = StageResult("tr", "translate", str(src), str(dst), {}, [
-        Record(str(src / "ab.png"), str(dst / "ab.png"), "ok", None, {"l1": 0.1}, 0.1)], 1.0)
+        Record(str(src / "ab.png"), str(dst / "ab.png"), "ok", None, {"l1": 0.1}, 0.1)], 1.0,
+        view=load_spec("translate").view)  # translate declares L1 (lower is better) and ranks by it
     text = write_report(tmp_path / "rep", [stage], {})[1].read_text()
     page = Page(text)
     check_images(page)

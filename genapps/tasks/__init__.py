@@ -1,13 +1,19 @@
 """The task interface every application implements, and the table of tasks.
 
-A task is a module with:
-  TASK: str                       its name
-  Config                          a frozen dataclass of its options (path-valued fields carry
-                                  metadata {"path": True}, name-or-path ones {"path": "if_exists"},
-                                  so that pipelines resolve them against the YAML's folder)
-  run(cfg, input_dir, output_dir, device, name=TASK) -> genapps.batch.StageResult
+A task is a folder under genapps/tasks/ with
+  spec.py    one light `TaskSpec` per task it provides (no torch import): its command, what the
+             core needs to know about it (remote folders, renamed outputs, its report view) and its
+             training commands; the CLI and the pipeline read it;
+  a module   (`TaskSpec.module`, imported only when used: models pull in torch) with
+    Config   a frozen dataclass of its options; field metadata makes the CLI options (see
+             genapps.cli_conventions.config_options: help, flags, choices), and path-valued
+             fields carry {"path": True} (name-or-path ones {"path": "if_exists"}) so that
+             pipelines resolve them against the YAML's folder;
+    run(cfg, input_dir, output_dir, device, name) -> genapps.records.StageResult.
 
-Tasks are imported only when used (their models pull in torch) and never import each other.
+Adding an application = its folder + one line in TASKS. Tasks never import each other.
+tests/test_fifth_task.py is the template: a tiny task registered in TASKS and run through the
+CLI and a pipeline.
 """
 
 from __future__ import annotations
@@ -16,25 +22,81 @@ import dataclasses
 import importlib
 import types
 import typing
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
-TASKS = {
-    "augment": "genapps.tasks.augment",
-    "downscale": "genapps.tasks.upscale.downscale",
-    "evaluate": "genapps.tasks.evaluate",
-    "inpaint": "genapps.tasks.inpaint",
-    "masks": "genapps.tasks.inpaint.masks",
-    "pairs": "genapps.tasks.translate.pairs",
-    "upscale": "genapps.tasks.upscale",
-    "translate": "genapps.tasks.translate",
+from genapps.views import View
+
+TASKS = {  # task name -> "module:SPEC" of its TaskSpec
+    "augment": "genapps.tasks.augment.spec:AUGMENT",
+    "downscale": "genapps.tasks.upscale.spec:DOWNSCALE",
+    "evaluate": "genapps.tasks.evaluate.spec:EVALUATE",
+    "inpaint": "genapps.tasks.inpaint.spec:INPAINT",
+    "masks": "genapps.tasks.inpaint.spec:MASKS",
+    "pairs": "genapps.tasks.translate.spec:PAIRS",
+    "upscale": "genapps.tasks.upscale.spec:UPSCALE",
+    "translate": "genapps.tasks.translate.spec:TRANSLATE",
 }
 
 
-def load_task(name: str) -> types.ModuleType:
-    """The module of task `name`; an unknown name lists the valid ones."""
-    if name not in TASKS:
+def _never(cfg) -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class TrainCommand:
+    """`genapps train NAME`: its options are the fields of `config` ("module:Class"), which
+    `function` ("module:function", called as function(cfg, device, resume=...)) trains."""
+
+    name: str
+    config: str
+    function: str
+    help: str
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What the core (CLI, pipeline, report) knows of a task, without importing it."""
+
+    name: str
+    module: str  # "genapps.tasks.upscale": its Config and run()
+    help: str  # the command's help; its first line is what `genapps --help` lists
+    command: bool = True  # a `genapps NAME` command (False: pipeline stage only, or a command of its own in cli.py)
+    arguments: tuple[str, ...] = ("input_dir", "output_dir")  # the command's arguments -> run(input, output)
+    metavars: tuple[str, ...] = ("INPUT", "OUTPUT")
+    batch: bool = True  # the folder loop's options (--ext, --suffix, ..., --report, --shard, --device)
+    device: bool = True  # a --device option (batch commands have it anyway)
+    remote: bool = False  # INPUT/OUTPUT may be fsspec URLs (s3://, memory://, ...)
+    renames_outputs: Callable[[Any], bool] = _never  # (cfg) -> a later stage cannot find outputs by input name
+    view: View = View()  # how its records appear in reports
+    train: tuple[TrainCommand, ...] = ()  # its `genapps train ...` commands
+
+    @property
+    def summary(self) -> str:
+        return self.help.strip().splitlines()[0]
+
+    def load(self) -> types.ModuleType:
+        """The task's module (Config, run): imports torch and the models."""
+        return importlib.import_module(self.module)
+
+
+def resolve(ref: str):
+    """The object named by "package.module:attribute"."""
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def load_spec(name: str) -> TaskSpec:
+    """The spec of task `name`; an unknown name lists the valid ones."""
+    if not isinstance(name, str) or name not in TASKS:
         raise ValueError(f"unknown task {name!r}; valid: {', '.join(sorted(TASKS))}")
-    return importlib.import_module(TASKS[name])
+    return resolve(TASKS[name])
+
+
+def load_task(name: str) -> types.ModuleType:
+    """The module of task `name` (its Config and run); an unknown name lists the valid ones."""
+    return load_spec(name).load()
 
 
 def _check_type(value, hint, where: str):

@@ -54,33 +54,49 @@ DEFAULT_PER_CLASS = 100
 class Config:
     """Options of `genapps augment` and of an `augment` pipeline stage."""
 
-    model: str = "cvae"  # cvae | vaegan | cgan
-    per_class: int | None = None  # synthetic images per class (default 100 unless ratio is given)
-    ratio: float | None = None  # synthetic images per real image of each class
-    unlabeled: str | None = field(default=None, metadata={"path": True})  # folder of unlabeled images
+    model: str = field(default="cvae", metadata={  # cvae | vaegan | cgan
+        "choices": tuple(GENERATORS), "help": "vaegan: the CVAE plus an adversarial loss on its samples."})
+    per_class: int | None = field(default=None, metadata={  # default 100 unless ratio is given
+        "help": "Synthetic images per class (default 100)."})
+    ratio: float | None = field(default=None, metadata={"help": "Synthetic images per real image of each class."})
+    unlabeled: str | None = field(default=None, metadata={
+        "path": True, "type": "dir", "help": "Unlabeled images that also train the generator."})
     image_size: int = 28  # px, images are resized to image_size x image_size (multiple of 4)
-    channels: int | str = "auto"  # 1, 3 or auto (1 if all images are grayscale)
-    steps: int | None = None  # generator training steps (default: 1000 cvae, 1500 cgan)
+    channels: int | str = field(default="auto", metadata={  # 1 if all images are grayscale
+        "help": "1, 3 or auto."})
+    steps: int | None = field(default=None, metadata={"help": "Generator training steps (default: cvae 1000, cgan 1500)."})
     batch_size: int = 64
     lr: float | None = None  # default: 1e-3 (cvae), 2e-4 (cgan)
     z_dim: int | None = None  # latent size, default: 16 (cvae), 64 (cgan)
-    beta: float = 1.0  # cvae: weight of the KL term in the ELBO
-    decoder: str | None = None  # cvae: conv | residual (residual blocks before each upsampling); default per model
-    temperature: float = 1.0  # sampling: z ~ N(0, temperature^2 I); < 1 truncates to typical samples
-    guide: bool = True  # class-consistency loss: prior samples of class k must be classified as k
-    guide_fraction: float = 0.5  # share of each batch decoded from the prior for that loss
-    sampling: str = "auto"  # prior | mixed (half posterior variants of training images) | posterior | auto
-    adversarial_weight: float | None = None  # vaegan: weight of the adversarial loss (default 10)
+    beta: float = field(default=1.0, metadata={"help": "CVAE: KL weight."})  # weight of the KL term in the ELBO
+    decoder: str | None = field(default=None, metadata={
+        "choices": DECODERS, "help": "CVAE/VAE-GAN decoder (default residual: residual blocks before each upsampling)."})
+    temperature: float = field(default=1.0, metadata={
+        "help": "Sampling: z ~ N(0, T^2 I); below 1 truncates to more typical samples."})
+    guide: bool = field(default=True, metadata={"cli": False})  # prior samples of class k must be classified as k
+    guide_fraction: float = field(default=0.5, metadata={"cli": False})  # share of each batch decoded from the prior
+    sampling: str = field(default="auto", metadata={
+        "choices": ("auto", *POSTERIOR_FRACTION),
+        "help": "cvae/vaegan: z from the prior, or (mixed: half, posterior: all) from q(z|x, y) of a training image "
+                "of the class; auto: mixed with --unlabeled, else prior."})
+    adversarial_weight: float | None = field(default=None, metadata={
+        "help": "vaegan: weight of the adversarial loss (default 10)."})
     seed: int = 0
-    filter: bool = True  # drop samples a classifier assigns to another class with high confidence
+    filter: bool = field(default=True, metadata={
+        "help": "Drop samples a real-data classifier confidently assigns to another class."})
     filter_confidence: float = 0.9
     pseudo_threshold: float = 0.95  # --unlabeled: confidence for a pseudo-label to be used
-    interpolate: bool = True  # write the interpolation figure
-    eval: str | None = field(default=None, metadata={"path": True})  # TEST_DIR: the downstream proof
+    interpolate: bool = field(default=True, metadata={"help": "Latent interpolation figure."})
+    eval: str | None = field(default=None, metadata={
+        "path": True, "type": "dir",
+        "help": "TEST_DIR (ImageFolder): prove with a downstream classifier whether synthesis helped."})
     eval_seeds: int = 3
     eval_steps: int = 600  # classifier training steps (also the filter's and pseudo-labeler's)
-    semigan_steps: int = 0  # > 0 with unlabeled and eval: also arm g, the semi-supervised GAN, this many steps
-    resume: bool = True
+    semigan_steps: int = field(default=0, metadata={
+        "help": "With --unlabeled and --eval: also arm g, the semi-supervised GAN classifier (Salimans et al. "
+                "2016), trained this many steps per seed (10000 measured; ~17 CPU-min each on 28 px)."})
+    resume: bool = field(default=True, metadata={"invert": "--overwrite",
+                                                 "help": "Retrain and rewrite instead of resuming."})
 
     def __post_init__(self):
         if self.model not in GENERATORS:

@@ -46,26 +46,36 @@ class Config:
     generated on the fly by `mask_kind`/`mask_seed` exactly as `genapps masks` writes them.
     """
 
-    masks: str | None = field(default=None, metadata={"path": True})
-    mask_kind: str | None = None  # instead of `masks`: generate (thin, medium, thick, box, mixed, area10..area60)
-    mask_seed: int = 0
-    method: str = "model"  # model | telea | ns | biharmonic
-    model: str | None = field(default=None, metadata={"path": "if_exists"})  # bundled name or .safetensors
-    samples: int = 1  # fills per image (pluralistic model): name_s0, name_s1, ...
-    seed: int = 0  # of the pluralistic samples
-    concat: bool = False  # write image | mask | result side by side
-    mask_threshold: int = 127
-    invert_mask: bool = False
-    skip_missing_masks: bool = False
-    tta: bool = True  # GAN model: average its correction over the 8 flips/transposes (pluralistic samples: never)
-    work_size: int = 512  # longer side (px) of the crops the model runs on; larger crops are resized down
-    margin: int = 48  # context (px) kept around each hole
+    masks: str | None = field(default=None, metadata={
+        "path": True, "type": "path", "required": True,  # on the command line; a pipeline may give mask_kind
+        "help": "Mask folder (matched by path and stem, photo.png or photo_mask.png) or one mask file for every "
+                "image; white (>= threshold) = hole."})
+    mask_kind: str | None = field(default=None, metadata={"cli": False})  # instead of `masks`: generate (M.KINDS)
+    mask_seed: int = field(default=0, metadata={"cli": False})
+    method: str = field(default="model", metadata={"choices": METHODS})
+    model: str | None = field(default=None, metadata={"path": "if_exists", "flags": ("-m", "--model"), "help":
+                              "Bundled name (genapps info) or .safetensors; default inpaint (inpaint-pluralistic "
+                              "with --samples > 1)."})
+    samples: int = field(default=1, metadata={"range": (1, 64), "help": "Fills per image from the pluralistic "
+                                              "model: NAME_s0, NAME_s1, ..."})
+    seed: int = field(default=0, metadata={"help": "Seed of the pluralistic samples."})
+    concat: bool = field(default=False, metadata={"help": "Write image | mask | result side by side."})
+    mask_threshold: int = field(default=127, metadata={"range": (0, 255)})
+    invert_mask: bool = field(default=False, metadata={"help": "Masks are white where the image is kept."})
+    skip_missing_masks: bool = field(default=False, metadata={
+        "help": "Skip images without a mask instead of failing them."})
+    tta: bool = field(default=True, metadata={  # pluralistic samples: never
+        "help": "GAN model: average over the 8 flips/transposes."})
+    work_size: int = field(default=512, metadata={  # longer side (px) of the crops the model runs on
+        "help": "Model crops larger than this are resized down."})
+    margin: int = field(default=48, metadata={"cli": False})  # context (px) kept around each hole
     ext: str | None = None
     suffix: str = ""
     quality: int = 95
     resume: bool = True
     fail_fast: bool = False
-    reference: str | None = field(default=None, metadata={"path": True})  # originals: hole L1/PSNR, PSNR/SSIM
+    reference: str | None = field(default=None, metadata={  # originals: hole L1/PSNR, PSNR/SSIM
+        "path": True, "type": "dir", "help": "Originals: report hole L1/PSNR per image."})
 
     def __post_init__(self):
         if (self.masks is None) == (self.mask_kind is None):

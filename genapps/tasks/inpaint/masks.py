@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
@@ -178,9 +178,10 @@ TASK = "masks"
 class Config:
     """Options of `genapps masks` and of a `masks` pipeline stage: one seeded mask per image."""
 
-    kind: str = "thick"
-    seed: int = 0
-    resume: bool = True
+    kind: str = field(default="thick", metadata={
+        "choices": KINDS, "help": "Brush strokes, boxes, or a hole-area bucket (area30 = 20-30% of the image)."})
+    seed: int = field(default=0, metadata={"help": "Masks depend on (seed, relative path) only."})
+    resume: bool = field(default=True, metadata={"invert": "--overwrite", "help": "Redo masks that exist."})
     fail_fast: bool = False
 
     def __post_init__(self):

@@ -15,7 +15,7 @@ held-out split (the last `holdout` training photos when no --val folder is given
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
@@ -41,28 +41,31 @@ MASK_SETS = ("thin", "medium", "thick", "mixed")
 
 @dataclass(frozen=True)
 class InpaintTrainConfig:
-    data: str
-    out: str
-    val: str | None = None  # validation folder; default: the last `holdout` images of data
-    holdout: int = 8
-    model: str = "gan"  # gan | pluralistic
-    init: str | None = None  # start from these weights (pluralistic: from a GAN model)
-    masks: str = "mixed"  # thin | medium | thick | mixed
-    ngf: int = 16
-    num_downs: int = 5
-    z_dim: int = 32  # pluralistic only
+    data: str = field(metadata={"type": "dir", "help": "Folder of training photos."})
+    out: str = field(metadata={"type": "file", "help": "Output .safetensors file."})
+    val: str | None = field(default=None, metadata={"type": "dir", "help": "Validation photos (default: the last "
+                                                    "--holdout of --data)."})
+    holdout: int = field(default=8, metadata={"help": "Photos of --data kept for validation."})
+    model: str = field(default="gan", metadata={"choices": ("gan", "pluralistic")})
+    init: str | None = field(default=None, metadata={
+        "help": "Start from these weights (pluralistic: a GAN inpainting model)."})
+    masks: str = field(default="mixed", metadata={"choices": MASK_SETS})
+    ngf: int = field(default=16, metadata={"help": "U-Net width."})
+    num_downs: int = field(default=5, metadata={"cli": False})
+    z_dim: int = field(default=32, metadata={"help": "Pluralistic: latent size."})
     steps: int = 10000
     batch_size: int = 8
-    patch: int = 128
+    patch: int = field(default=128, metadata={"help": "Crop size in px (multiple of 32)."})
     lr: float = 5e-4
-    hole_weight: float = 1.0
-    valid_weight: float = 0.1
+    hole_weight: float = field(default=1.0, metadata={"cli": False})
+    valid_weight: float = field(default=0.1, metadata={"cli": False})
     adversarial_weight: float = 0.01
-    feature_weight: float = 0.1  # discriminator feature matching
-    kl_weight: float = 0.002  # pluralistic only
-    min_of: int = 3  # pluralistic only: prior samples per crop, the best of which gets the hole L1 (0 = none)
-    d_channels: int = 16
-    ema: float = 0.999
+    feature_weight: float = field(default=0.1, metadata={"help": "Discriminator feature matching."})
+    kl_weight: float = field(default=0.002, metadata={"help": "Pluralistic: KL(q || prior) weight."})
+    min_of: int = field(default=3, metadata={  # the best of the prior samples gets the hole L1
+        "help": "Pluralistic: prior samples per crop; the best one's hole L1 is trained (0 = none)."})
+    d_channels: int = field(default=16, metadata={"cli": False})
+    ema: float = field(default=0.999, metadata={"help": "Generator EMA decay (0 = off)."})
     val_every: int = 1000
     seed: int = 0
 

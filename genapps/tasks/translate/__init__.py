@@ -33,23 +33,31 @@ DEFAULT_MODEL = "restore"
 class Config:
     """Options of `genapps translate` and of a `translate` pipeline stage."""
 
-    model: str = field(default=DEFAULT_MODEL, metadata={"path": "if_exists"})  # bundled name or file
-    direction: str = "AtoB"  # CycleGAN models: AtoB (G_A) or BtoA (G_B)
-    stochastic: bool = False  # test-time dropout (seeded per file)
+    model: str = field(default=DEFAULT_MODEL, metadata={"path": "if_exists", "flags": ("-m", "--model"), "help":
+                       "Bundled name (restore, colorize, restore-unpaired), .safetensors, or a reference "
+                       "latest_net_G*.pth."})
+    direction: str = field(default="AtoB", metadata={  # CycleGAN models: AtoB (G_A) or BtoA (G_B)
+        "choices": ("AtoB", "BtoA"), "help": "CycleGAN models: which generator runs."})
+    stochastic: bool = field(default=False, metadata={"help": "Test-time dropout, seeded per file (--seed)."})
     seed: int = 0
-    tile: int = 0  # tile size in px, 0 = whole image
+    tile: int = field(default=0, metadata={"flags": ("-t", "--tile"), "help": "Tile size in px (0 = whole image)."})
     tile_overlap: int = 32
     # reference .pth only: checked against what the keys show (None = read from the keys)
-    netg: str | None = None
-    ngf: int | None = None
-    norm: str | None = None
-    dropout: bool | None = None
+    netg: str | None = field(default=None, metadata={
+        "flags": ("--netg", "--netG"), "choices": tuple(NETG),
+        "help": "Reference .pth: checked against its keys (read from them when left out)."})
+    ngf: int | None = field(default=None, metadata={"help": "Reference .pth: checked against its keys."})
+    norm: str | None = field(default=None, metadata={"choices": ("batch", "instance", "none"),
+                                                     "help": "Reference .pth: checked against its keys."})
+    dropout: bool | None = field(default=None, metadata={
+        "help": "Reference U-Net .pth: was it trained with dropout?"})
     ext: str | None = None
     suffix: str = ""
     quality: int = 95
     resume: bool = True
     fail_fast: bool = False
-    reference: str | None = field(default=None, metadata={"path": True})  # target folder: PSNR/SSIM/L1 per output
+    reference: str | None = field(default=None, metadata={
+        "path": True, "type": "dir", "help": "Target folder: report PSNR/SSIM/L1 per image."})
 
     def __post_init__(self):
         if self.direction not in ("AtoB", "BtoA"):

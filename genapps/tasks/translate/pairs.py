@@ -15,7 +15,7 @@ photos themselves are then the targets, e.g. a --reference folder). Pairs are PN
 from __future__ import annotations
 
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
@@ -35,9 +35,13 @@ DEGRADE_RANGES = {"blur_sigma": (0.0, 1.5), "noise_sigma": (0.0, 20.0), "jpeg_qu
 class Config:
     """Options of `genapps pairs` and of a `pairs` pipeline stage."""
 
-    kind: str = "degrade"
-    layout: str = "folders"
-    seed: int = 0
+    kind: str = field(default="degrade", metadata={
+        "choices": KINDS, "required": True,  # on the command line
+        "help": "A side: Canny edges, grayscale, or blur+noise+JPEG; B side: the photo."})
+    layout: str = field(default="folders", metadata={
+        "choices": LAYOUTS,
+        "help": "folders: OUTPUT/A and OUTPUT/B; aligned: A|B side by side; input: only the A images."})
+    seed: int = field(default=0, metadata={"help": "Degradations are seeded per file."})
     resume: bool = True
     fail_fast: bool = False
 

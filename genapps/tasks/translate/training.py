@@ -12,7 +12,7 @@ Random jitter (optional resize, random crop, horizontal flip) is identical for A
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
@@ -53,18 +53,21 @@ class JitterConfig:
 class GANTrainOptions:
     """Options both trainings share: jitter, schedule, discriminator, EMA."""
 
-    out: str
-    residual: bool = False  # learn the correction over the input (restoration, colourisation)
-    ndf: int = 32
-    n_layers_d: int = 3
-    d_norm: str = "spectral"
-    preprocess: str = "resize_and_crop"
+    out: str = field(metadata={"type": "file", "help": "Output .safetensors file."})
+    residual: bool = field(default=False, metadata={  # restoration, colourisation
+        "help": "Learn the correction over the input (restoration)."})
+    ndf: int = field(default=32, metadata={"help": "Discriminator width."})
+    n_layers_d: int = field(default=3, metadata={"help": "PatchGAN depth (3 = 70x70)."})
+    d_norm: str = field(default="spectral", metadata={"choices": ("spectral", "batch", "instance", "none")})
+    preprocess: str = field(default="resize_and_crop", metadata={
+        "choices": ("resize_and_crop", "scale_and_crop", "crop"),
+        "help": "resize to a square / scale the shorter side to --load-size, or crop at native scale."})
     load_size: int = 286
     crop_size: int = 256
     steps: int = 5000
     batch_size: int = 1
-    lr: float = 2e-4
-    ema: float = 0.999
+    lr: float = field(default=2e-4, metadata={"help": "Constant, then linear decay to 0."})
+    ema: float = field(default=0.999, metadata={"help": "Generator EMA decay (0 = off)."})
     val_every: int = 0
     seed: int = 0
 
@@ -79,18 +82,20 @@ class GANTrainOptions:
 
 @dataclass(frozen=True, kw_only=True)
 class Pix2PixConfig(GANTrainOptions):
-    data: str
-    layout: str = "aligned"
-    direction: str = "AtoB"
-    val: str | None = None  # a paired folder (same layout) for validation
-    val_split: int = 0  # hold the last N pairs of `data` out for validation
+    data: str = field(metadata={"type": "dir", "help": "Paired dataset (see --layout)."})
+    layout: str = field(default="aligned", metadata={
+        "choices": ("aligned", "folders"),
+        "help": "aligned: A|B side by side; folders: A/ and B/ paired by relative path."})
+    direction: str = field(default="AtoB", metadata={"choices": ("AtoB", "BtoA")})
+    val: str | None = field(default=None, metadata={"type": "dir", "help": "Paired validation folder (same layout)."})
+    val_split: int = field(default=0, metadata={"help": "Hold the last N pairs of --data out."})
     ngf: int = 32
-    num_downs: int = 7
-    norm: str = "batch"
-    dropout: bool = False
-    netd: str = "basic"  # basic (PatchGAN) | pixel
-    gan_mode: str = "vanilla"
-    gan_weight: float = 1.0  # 0: L1 only, no discriminator
+    num_downs: int = field(default=7, metadata={"help": "U-Net depth (7 = unet_128, 8 = unet_256)."})
+    norm: str = field(default="batch", metadata={"choices": ("batch", "instance", "none")})
+    dropout: bool = field(default=False, metadata={"help": "Dropout in the inner U-Net levels (used by --stochastic)."})
+    netd: str = field(default="basic", metadata={"choices": ("basic", "pixel")})  # basic: PatchGAN
+    gan_mode: str = field(default="vanilla", metadata={"choices": ("vanilla", "lsgan")})
+    gan_weight: float = field(default=1.0, metadata={"help": "0 = L1 only."})  # no discriminator then
     l1_weight: float = 100.0
 
     def multiple(self) -> int:
@@ -110,12 +115,13 @@ class Pix2PixConfig(GANTrainOptions):
 
 @dataclass(frozen=True, kw_only=True)
 class CycleGANConfig(GANTrainOptions):
-    a: str
-    b: str
-    val: str | None = None  # a paired folder (A/ and B/) for validation: PSNR of G_A(A) against B
+    a: str = field(metadata={"type": "dir", "help": "Folder of domain A images."})
+    b: str = field(metadata={"type": "dir", "help": "Folder of domain B images (unpaired)."})
+    val: str | None = field(default=None, metadata={  # paired: A/ and B/
+        "type": "dir", "help": "Paired validation folder (A/ and B/): PSNR of A->B."})
     ngf: int = 16
-    n_blocks: int = 6
-    norm: str = "instance"
+    n_blocks: int = field(default=6, metadata={"help": "ResNet blocks (9 = resnet_9blocks)."})
+    norm: str = field(default="instance", metadata={"choices": ("instance", "batch", "none")})
     lambda_cycle: float = 10.0
     lambda_identity: float = 0.5
     pool_size: int = 50

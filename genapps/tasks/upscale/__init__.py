@@ -33,20 +33,28 @@ TASK = "upscale"
 class Config:
     """Options of `genapps upscale` and of an `upscale` pipeline stage."""
 
-    model: str | None = field(default=None, metadata={"path": "if_exists"})  # bundled name, file, "bicubic"; default sr-x{scale}
-    scale: int = 4
-    outscale: float | None = None  # final factor; default: the model's own scale
-    tile: int = 0  # LR tile size in px, 0 = whole image
+    model: str | None = field(default=None, metadata={  # bundled name, file, "bicubic"; default sr-x{scale}
+        "path": "if_exists", "flags": ("-m", "--model"),
+        "help": "Bundled or zoo name (genapps info), a genapps .safetensors or any file spandrel reads "
+                "(.pth/.pt/.ckpt/.safetensors), or 'bicubic'; default sr-x{scale}."})
+    scale: int = field(default=4, metadata={"flags": ("-s", "--scale"), "choices": (2, 3, 4)})
+    outscale: float | None = field(default=None, metadata={  # final factor; default: the model's own scale
+        "help": "Final scale; the model's output is resized to it."})
+    tile: int = field(default=0, metadata={"flags": ("-t", "--tile"),  # LR tile size in px, 0 = whole image
+                                           "help": "Tile size in input px (0 = whole image)."})
     tile_overlap: int = 16
-    precision: str = "fp32"  # fp16 / bf16 apply on CUDA only
-    batch_size: int = 4  # tiles per forward pass
-    alpha: str = "model"  # how alpha is upscaled: model | bicubic
+    precision: str = field(default="fp32", metadata={"flag_values": {  # fp16 / bf16 apply on CUDA only
+        "--half": ("fp16", "fp16 on CUDA (ignored on CPU)."),
+        "--bf16": ("bf16", "bf16 on CUDA, and on CPUs with native bf16 (about 2x faster there).")}})
+    batch_size: int = field(default=4, metadata={"help": "Tiles per forward pass."})
+    alpha: str = field(default="model", metadata={"choices": ("model", "bicubic")})  # how alpha is upscaled
     ext: str | None = None  # output extension, default: the input's
     suffix: str = ""
     quality: int = 95
     resume: bool = True
     fail_fast: bool = False
-    reference: str | None = field(default=None, metadata={"path": True})  # HR folder: Y-PSNR/SSIM per output
+    reference: str | None = field(default=None, metadata={"path": True, "type": "dir",
+                                                          "help": "HR folder: report Y-PSNR/SSIM per image."})
 
     def __post_init__(self):
         if self.scale not in (2, 3, 4):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,26 +35,34 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SRTrainConfig:
-    data: str
-    out: str
-    val: str | None = None  # validation folder; with holdout > 0 only reported (not used for selection)
-    holdout: int = 0  # the last N images of data (sorted relative paths): never trained on, validate and select
-    arch: str = "srresnet"  # srresnet | rep (blocks = number of hidden 3x3 convs; saved folded)
-    scale: int = 4
-    gan: bool = False
-    init: str | None = None  # start from these weights (a PSNR model, for --gan)
+    data: str = field(metadata={"type": "dir", "help": "Folder of HR training images."})
+    out: str = field(metadata={"type": "file", "help": "Output .safetensors file."})
+    val: str | None = field(default=None, metadata={  # with holdout > 0 only reported (not used for selection)
+        "type": "dir", "help": "Folder of HR validation images; with --holdout only reported (e.g. Set5)."})
+    holdout: int = field(default=0, metadata={  # sorted relative paths
+        "help": "The last N images of --data: never trained on, they validate and select EMA/raw weights."})
+    arch: str = field(default="srresnet", metadata={  # rep: blocks = number of hidden 3x3 convs; saved folded
+        "choices": ("srresnet", "rep"),
+        "help": "rep: a plain 3x3 stack trained with re-parameterizable branches, saved folded."})
+    scale: int = field(default=4, metadata={"choices": (2, 3, 4)})
+    gan: bool = field(default=False, metadata={"help": "GAN training (perceptual + adversarial); start it from --init."})
+    init: str | None = field(default=None, metadata={"help": "Start from these weights (a bundled name or file)."})
     channels: int = 48
-    blocks: int = 6
+    blocks: int = field(default=6, metadata={
+        "help": "srresnet: residual blocks; rep: hidden 3x3 convs (12 = REFERENCE-POINTS' plain net)."})
     steps: int = 20000
     batch_size: int = 16
-    patch: int = 32  # LR crop size
+    patch: int = field(default=32, metadata={"help": "LR crop size in px."})
     lr: float = 5e-4
-    degrade: str = "bicubic"  # bicubic | real (blur, noise, JPEG after the downscale)
-    pixel_weight: float = 1.0
+    degrade: str = field(default="bicubic", metadata={  # real: blur, noise, JPEG after the downscale
+        "choices": ("bicubic", "real")})
+    pixel_weight: float = field(default=1.0, metadata={"help": "Weight of the L1 loss."})
     perceptual_weight: float = 1.0  # GAN only
     adversarial_weight: float = 5e-3  # GAN only
-    d_channels: int = 32  # GAN only: width of the PatchGAN's first layer (2 strided layers)
-    ema: float = 0.999  # decay of the generator's EMA (GAN fine-tunes want a shorter one, e.g. 0.99)
+    d_channels: int = field(default=32, metadata={  # 2 strided layers
+        "help": "GAN: discriminator width."})
+    ema: float = field(default=0.999, metadata={  # GAN fine-tunes want a shorter one, e.g. 0.99
+        "help": "Generator EMA decay (0 = off)."})
     val_every: int = 1000
     seed: int = 0
 
@@ -228,6 +236,7 @@ def train_sr(cfg: SRTrainConfig, device: torch.device, resume: bool = True) -> d
 
     The state `cfg.out` with .state.pt resumes only a run of the same architecture, GAN setting
     and training files (TrainSpec.meta)."""
+    torch.set_float32_matmul_precision("high")
     started = time.perf_counter()
     out = Path(cfg.out)
     if out.is_dir():
