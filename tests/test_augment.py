@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from genapps import io
+from genapps.losses import elbo_loss
+from genapps.nn.discriminators import ProjectionDiscriminator
 from genapps.tasks import make_config
 from genapps.tasks.augment import Config, run
 from genapps.tasks.augment.data import load_imagefolder
@@ -19,9 +21,7 @@ from genapps.tasks.augment.models import (
     CVAE,
     Classifier,
     Generator,
-    ProjectionDiscriminator,
     define_model,
-    elbo_loss,
     reparameterize,
 )
 from genapps.tasks.augment.training import synthesize

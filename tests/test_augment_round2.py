@@ -207,7 +207,7 @@ def test_cli_decoder_and_temperature(tmp_path, cli):
 
 
 def test_semigan_unsupervised_loss_is_the_real_fake_log_likelihood():
-    from genapps.tasks.augment.training import semigan_unsupervised_loss
+    from genapps.losses import semigan_unsupervised_loss
 
     big, small = torch.full((4, 3), 20.0), torch.full((4, 3), -20.0)
     assert semigan_unsupervised_loss(big, small) < 1e-6  # D(real) -> 1, D(fake) -> 0: nothing to learn

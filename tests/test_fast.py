@@ -7,8 +7,9 @@ from PIL import Image
 
 from genapps import io
 from genapps.tasks.upscale import upscale_tensor
-from genapps.tasks.upscale.fast import FastRRDBNet, WinogradConv2d, accelerate
-from genapps.tasks.upscale.models import RRDBNet, SRResNet, SRVGGNetCompact
+from genapps.nn.sr import RRDBNet, SRVGGNetCompact
+from genapps.nn.winograd import FastRRDBNet, WinogradConv2d, accelerate
+from genapps.tasks.upscale.models import SRResNet
 from test_zoo import randomized
 
 

@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from genapps import io, zoo
+from genapps.nn.sr import RRDBNet, SRVGGNetCompact
 from genapps.tasks.upscale import load_model
-from genapps.tasks.upscale.models import RRDBNet, SRVGGNetCompact
 
 HAS_NCNN = importlib.util.find_spec("ncnn") is not None
 HAS_WHEEL = zoo.wheel_models_dir() is not None

@@ -1,9 +1,8 @@
-"""Shared blocks: residual blocks (EDSR's and CycleGAN's) and the PatchGAN / pixel discriminators."""
+"""Shared blocks: residual blocks (EDSR's and CycleGAN's) and the 3x3 convolution."""
 
 from __future__ import annotations
 
 from torch import nn
-from torch.nn.utils import spectral_norm
 
 from genapps.nn.unet import norm_layer
 
@@ -55,59 +54,3 @@ class ResnetBlock(nn.Module):
 
     def forward(self, x):
         return x + self.conv_block(x)
-
-
-D_NORMS = ("spectral", "batch", "instance", "none")
-
-
-class PatchDiscriminator(nn.Module):
-    """PatchGAN: pix2pix's NLayerDiscriminator (n_layers = `layers`, the 70x70 one at 3).
-
-    `norm`: "spectral" (default: spectral norm on every conv, no norm layers; the SR GAN's
-    layout `net.0, net.2, ...`), or the reference's "batch" / "instance" / "none" norm layers
-    after each inner conv (then `net.N` indices follow the reference's `model.N`).
-    (B, in_ch, H, W) in [0, 1] -> (B, 1, ~H/2^(layers-1)/2, ...) real/fake logits, one per patch.
-    """
-
-    def __init__(self, in_ch: int = 3, channels: int = 64, layers: int = 3, norm: str = "spectral"):
-        super().__init__()
-        if norm not in D_NORMS:
-            raise ValueError(f"unknown discriminator norm {norm!r}; valid: {', '.join(D_NORMS)}")
-        if layers < 1:
-            raise ValueError(f"layers must be >= 1, got {layers}")
-        sn = spectral_norm if norm == "spectral" else (lambda m: m)
-        make_norm = None if norm == "spectral" else norm_layer(norm)
-        use_bias = norm != "batch"
-        seq = [sn(nn.Conv2d(in_ch, channels, 4, 2, 1)), nn.LeakyReLU(0.2, True)]
-        ch = channels
-        for i in range(1, layers + 1):
-            nxt = channels * min(2 ** i, 8)
-            stride = 2 if i < layers else 1
-            seq.append(sn(nn.Conv2d(ch, nxt, 4, stride, 1, bias=use_bias)))
-            if make_norm is not None:
-                seq.append(make_norm(nxt))
-            seq.append(nn.LeakyReLU(0.2, True))
-            ch = nxt
-        seq.append(sn(nn.Conv2d(ch, 1, 4, 1, 1)))
-        self.net = nn.Sequential(*seq)
-
-    def forward(self, x):
-        return self.net(x * 2 - 1)
-
-
-class PixelDiscriminator(nn.Module):
-    """pix2pix's PixelGAN (1x1 PatchGAN): (B, in_ch, H, W) in [0, 1] -> (B, 1, H, W) logits."""
-
-    def __init__(self, in_ch: int = 3, channels: int = 64, norm: str = "batch"):
-        super().__init__()
-        if norm not in D_NORMS:
-            raise ValueError(f"unknown discriminator norm {norm!r}; valid: {', '.join(D_NORMS)}")
-        sn = spectral_norm if norm == "spectral" else (lambda m: m)
-        inner = nn.Identity() if norm == "spectral" else norm_layer(norm)(channels * 2)
-        self.net = nn.Sequential(
-            sn(nn.Conv2d(in_ch, channels, 1)), nn.LeakyReLU(0.2, True),
-            sn(nn.Conv2d(channels, channels * 2, 1, bias=norm != "batch")), inner, nn.LeakyReLU(0.2, True),
-            sn(nn.Conv2d(channels * 2, 1, 1)))
-
-    def forward(self, x):
-        return self.net(x * 2 - 1)

@@ -1,5 +1,5 @@
-"""Models of the augment task: a conditional VAE, a conditional GAN (DCGAN-style generator and
-projection discriminator with spectral norm) and the small CNN classifier used for the
+"""Models of the augment task: a conditional VAE, a conditional GAN (DCGAN-style generator; its
+projection discriminator is genapps.nn's) and the small CNN classifier used for the
 pseudo-labels, the quality filter and the downstream proof.
 
 Images are (B, C, S, S) in [0, 1] with S a multiple of 4; labels are (B, K) float tensors,
@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils import spectral_norm
 
 from genapps.nn.blocks import ResidualBlock
+from genapps.nn.discriminators import ProjectionDiscriminator
 
 DECODERS = ("conv", "residual")
 
@@ -72,24 +72,6 @@ class CVAE(nn.Module):
         return torch.sigmoid(self.decode_logits(z, y))
 
 
-def elbo_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-              beta: float = 1.0, recon: str = "bce") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Negative ELBO per image: recon (BCE or MSE summed over pixels) + beta * KL(q(z|x,y) || N(0, I)).
-
-    Returns (loss, recon, kl), each averaged over the batch.
-    """
-    from genapps.losses import kl_normal
-
-    if recon == "bce":
-        rec = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1).mean()
-    elif recon == "mse":
-        rec = F.mse_loss(torch.sigmoid(logits), x, reduction="none").flatten(1).sum(1).mean()
-    else:
-        raise ValueError(f"unknown reconstruction loss {recon!r}; valid: bce, mse")
-    kl = kl_normal(mu, logvar)
-    return rec + beta * kl, rec, kl
-
-
 class Generator(nn.Module):
     """DCGAN-style conditional generator: (z (B, z_dim), y (B, K)) -> (B, C, S, S) in [0, 1].
 
@@ -128,27 +110,6 @@ class Generator(nn.Module):
 
     def generate(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self(z, y)
-
-
-class ProjectionDiscriminator(nn.Module):
-    """Spectral-norm conv discriminator with a projection head (Miyato & Koyama 2018).
-
-    (x (B, C, S, S) in [0, 1], y (B, K)) -> (B,) logits = psi(h) + <embed(y), h>.
-    """
-
-    def __init__(self, channels: int = 1, num_classes: int = 10, image_size: int = 28, width: int = 32):
-        super().__init__()
-        w = width
-        self.net = nn.Sequential(
-            spectral_norm(nn.Conv2d(channels, w, 4, 2, 1)), nn.LeakyReLU(0.2, True),
-            spectral_norm(nn.Conv2d(w, 2 * w, 4, 2, 1)), nn.LeakyReLU(0.2, True),
-            spectral_norm(nn.Conv2d(2 * w, 4 * w, 3, 1, 1)), nn.LeakyReLU(0.2, True))
-        self.linear = spectral_norm(nn.Linear(4 * w, 1))
-        self.embed = spectral_norm(nn.Linear(num_classes, 4 * w, bias=False))
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        h = self.net(x * 2 - 1).sum((2, 3))
-        return self.linear(h).squeeze(1) + (self.embed(y) * h).sum(1)
 
 
 class Classifier(nn.Module):

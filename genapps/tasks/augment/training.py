@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genapps import losses
-from genapps.tasks.augment.models import ENCODER_MODELS, GENERATORS, define_model, elbo_loss
+from genapps.tasks.augment.models import ENCODER_MODELS, GENERATORS, define_model
 from genapps.train import TrainConfig, TrainingDiverged, TrainSpec, fit
 
 log = logging.getLogger(__name__)
@@ -124,14 +124,6 @@ def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.dev
 # ---------------------------------------------------------------- pseudo-labels
 
 
-def semigan_unsupervised_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
-    """-E log D(x_unlabeled) - E log(1 - D(G(z))) with D(x) = Z / (Z + 1), Z = sum_k exp(logit_k):
-    K class logits (B, K) serve as a real/fake discriminator whose fake logit is fixed at 0.
-    log D = lse - softplus(lse) and log(1 - D) = -softplus(lse), lse = logsumexp of the logits."""
-    lse_r, lse_f = logits_real.logsumexp(1), logits_fake.logsumexp(1)
-    return -lse_r.mean() + F.softplus(lse_r).mean() + F.softplus(lse_f).mean()
-
-
 def train_semigan_classifier(x: torch.Tensor, y: torch.Tensor, x_unl: torch.Tensor, num_classes: int,
                              cfg: ClassifierConfig, device: torch.device, unlabeled_batch: int = 64) -> nn.Module:
     """The GAN semi-supervised classifier (Salimans et al. 2016, "Improved techniques for training
@@ -161,7 +153,7 @@ def train_semigan_classifier(x: torch.Tensor, y: torch.Tensor, x_unl: torch.Tens
 
     def d_loss(d, b, fake):
         ce = F.cross_entropy(d(b[0]), b[1])
-        unsup = semigan_unsupervised_loss(d(b[2]), d(fake))
+        unsup = losses.semigan_unsupervised_loss(d(b[2]), d(fake))
         return ce + unsup, {"ce": ce.item(), "unsup": unsup.item()}
 
     def g_loss(b, fake, d):
@@ -286,6 +278,118 @@ def generator_meta(x: torch.Tensor, num_classes: int, cfg: GeneratorConfig, data
     return {"model": cfg.model, "arch": arch} | (data or {})
 
 
+@dataclass(frozen=True, kw_only=True)
+class _GeneratorTraining:
+    """What both generator families' trainings share: the data (x (N, C, S, S) in [0, 1], y (N,)
+    int64) drawn with `rng`, the guide classifier's class-consistency loss, and the
+    discriminator's hinge step (watched by `monitor`)."""
+
+    cfg: GeneratorConfig
+    x: torch.Tensor
+    y: torch.Tensor
+    num_classes: int
+    device: torch.device
+    rng: torch.Generator
+    guide: nn.Module | None  # frozen, in eval mode; None without guidance
+    monitor: CollapseMonitor
+
+    def onehot(self, labels: torch.Tensor) -> torch.Tensor:
+        return F.one_hot(labels, self.num_classes).float()
+
+    def guidance(self, fake: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """guide_weight * cross-entropy of the guide on the first n_guide fakes against their classes."""
+        if self.guide is None:
+            return fake.new_zeros(()), {}
+        n = _n_guide(self.cfg)
+        ce = F.cross_entropy(self.guide(fake[:n]), labels[:n])
+        return self.cfg.guide_weight * ce, {"guide_ce": ce.item()}
+
+    def hinge_d_step(self, disc, real, real_y, fake, fake_y):
+        """The discriminator's hinge loss on DiffAugment-ed real and fake images (both GANs)."""
+        real_logits = disc(diff_augment(real), real_y)
+        fake_logits = disc(diff_augment(fake), fake_y)
+        self.monitor.update(real_logits.detach(), fake_logits.detach())
+        loss = losses.hinge_d_loss(real_logits, fake_logits)
+        return loss, {"d": loss.item(), "d_real": real_logits.mean().item(), "d_fake": fake_logits.mean().item()}
+
+
+def _n_guide(cfg: GeneratorConfig) -> int:
+    """How many images of a batch are decoded from the prior for the guide (and the VAE-GAN's D)."""
+    return max(2, round(cfg.batch_size * cfg.guide_fraction))
+
+
+@dataclass(frozen=True, kw_only=True)
+class CVAETraining(_GeneratorTraining):
+    """cvae / vaegan: the ELBO on (jittered) real images; `n_prior` images decoded from the prior
+    with the batch's first labels for the guide and (vaegan) the hinge adversarial loss."""
+
+    jitter: nn.Module | None  # kornia's random affine on the training images
+    n_prior: int
+    betas = (0.9, 0.999)
+    lr_d_factor = 1
+
+    def next_batch(self):
+        """(images (B, C, S, S), one-hot labels (B, K)) on the device."""
+        i = torch.randint(len(self.x), (self.cfg.batch_size,), generator=self.rng)
+        xb = self.x[i].to(self.device)
+        if self.jitter is not None:
+            xb = self.jitter(xb).clamp(0, 1)
+        return xb, self.onehot(self.y[i]).to(self.device)
+
+    def forward(self, net, b):
+        """(reconstruction logits, mu, logvar, decoded prior samples of the batch's first labels)"""
+        logits, mu, logvar = net(b[0], b[1])
+        if not self.n_prior:
+            return logits, mu, logvar, None
+        z = torch.randn(self.n_prior, self.cfg.z_dim, device=self.device)
+        return logits, mu, logvar, net.generate(z, b[1][:self.n_prior])
+
+    def generator_loss(self, batch, out, disc):
+        """beta-ELBO, + guidance and (vaegan) adversarial_weight * hinge loss on the prior samples."""
+        loss, rec, kl = losses.elbo_loss(out[0], batch[0], out[1], out[2], self.cfg.beta)
+        logs = {"recon": rec.item(), "kl": kl.item()}
+        if out[3] is not None:
+            labels = batch[1][:self.n_prior]
+            extra, more = self.guidance(out[3], labels.argmax(1))
+            loss, logs = loss + extra, logs | more
+            if disc is not None:
+                adv = losses.hinge_g_loss(disc(diff_augment(out[3]), labels))
+                loss, logs = loss + self.cfg.adversarial_weight * adv, logs | {"g": adv.item()}
+        return loss, logs
+
+    def discriminator_loss(self, disc, batch, out):
+        return self.hinge_d_step(disc, batch[0], batch[1], out[3], batch[1][:self.n_prior])
+
+
+@dataclass(frozen=True, kw_only=True)
+class CGANTraining(_GeneratorTraining):
+    """cgan: hinge loss against the projection discriminator, fakes of random classes, + guidance."""
+
+    betas = (0.0, 0.99)
+    lr_d_factor = 2
+
+    def next_batch(self):
+        """(real images, their one-hot labels, z (B, z_dim), one-hot classes of the fakes) on the device."""
+        cfg, rng = self.cfg, self.rng
+        i = torch.randint(len(self.x), (cfg.batch_size,), generator=rng)
+        z = torch.randn(cfg.batch_size, cfg.z_dim, generator=rng)
+        yf = torch.randint(self.num_classes, (cfg.batch_size,), generator=rng)
+        return (self.x[i].to(self.device), self.onehot(self.y[i]).to(self.device), z.to(self.device),
+                self.onehot(yf).to(self.device))
+
+    @staticmethod
+    def forward(net, b):
+        return net(b[2], b[3])
+
+    def generator_loss(self, batch, fake, disc):
+        loss = losses.hinge_g_loss(disc(diff_augment(fake), batch[3]))
+        extra, more = self.guidance(fake, batch[3].argmax(1))
+        return loss + extra, {"g": loss.item()} | more
+
+    def discriminator_loss(self, disc, batch, fake):
+        return self.hinge_d_step(disc, batch[0], batch[1], fake, batch[3])
+
+
 def train_generator(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: GeneratorConfig,
                     device: torch.device, state_path: str | Path | None = None, resume: bool = True,
                     guide: nn.Module | None = None, meta: dict | None = None) -> GeneratorResult:
@@ -297,98 +401,33 @@ def train_generator(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: Gen
     The state at `state_path` resumes only the same model, architecture and `meta` (the caller's
     description of the data, e.g. class names and a fingerprint of the files).
     """
-    c, s = x.shape[1], x.shape[-1]
     arch = generator_meta(x, num_classes, cfg)["arch"]
+    d_config = {"channels": x.shape[1], "num_classes": num_classes, "image_size": x.shape[-1]}
     torch.manual_seed(cfg.seed)
     g = define_model(cfg.model, **arch).to(device)
-    rng = torch.Generator().manual_seed(cfg.seed)
-    onehot = lambda t: F.one_hot(t, num_classes).float()  # noqa: E731
-    monitor = CollapseMonitor()
-    if guide is not None and cfg.guide_weight > 0:
-        guide = guide.to(device).eval().requires_grad_(False)
-    else:
-        guide = None
-
-    n_guide = max(2, round(cfg.batch_size * cfg.guide_fraction))
-
-    def guidance(fake: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        if guide is None:
-            return fake.new_zeros(()), {}
-        ce = F.cross_entropy(guide(fake[:n_guide]), labels[:n_guide])
-        return cfg.guide_weight * ce, {"guide_ce": ce.item()}
-
-    def hinge_d_step(disc, real, real_y, fake, fake_y):
-        """The discriminator's hinge loss on DiffAugment-ed real and fake images (both GANs)."""
-        real_logits = disc(diff_augment(real), real_y)
-        fake_logits = disc(diff_augment(fake), fake_y)
-        monitor.update(real_logits.detach(), fake_logits.detach())
-        loss = losses.hinge_d_loss(real_logits, fake_logits)
-        return loss, {"d": loss.item(), "d_real": real_logits.mean().item(), "d_fake": fake_logits.mean().item()}
-
+    guide = guide.to(device).eval().requires_grad_(False) if guide is not None and cfg.guide_weight > 0 else None
+    common = dict(cfg=cfg, x=x, y=y, num_classes=num_classes, device=device,
+                  rng=torch.Generator().manual_seed(cfg.seed), guide=guide, monitor=CollapseMonitor())
     if cfg.model in ENCODER_MODELS:
         jitter = _jitter() if cfg.jitter else None
         adversarial = cfg.model == "vaegan"
-        d = define_model("cgan_d", channels=c, num_classes=num_classes, image_size=s).to(device) if adversarial else None
-        n_prior = n_guide if guide is not None or adversarial else 0
-
-        def next_batch():
-            i = torch.randint(len(x), (cfg.batch_size,), generator=rng)
-            xb = x[i].to(device)
-            if jitter is not None:
-                xb = jitter(xb).clamp(0, 1)
-            return xb, onehot(y[i]).to(device)
-
-        def forward(net, b):
-            """(reconstruction logits, mu, logvar, decoded prior samples of the batch's first labels)"""
-            logits, mu, logvar = net(b[0], b[1])
-            if not n_prior:
-                return logits, mu, logvar, None
-            z = torch.randn(n_prior, cfg.z_dim, device=device)
-            return logits, mu, logvar, net.generate(z, b[1][:n_prior])
-
-        def d_loss(disc, batch, out):
-            return hinge_d_step(disc, batch[0], batch[1], out[3], batch[1][:n_prior])
-
-        def g_loss(batch, out, disc):
-            loss, rec, kl = elbo_loss(out[0], batch[0], out[1], out[2], cfg.beta)
-            logs = {"recon": rec.item(), "kl": kl.item()}
-            if out[3] is not None:
-                labels = batch[1][:n_prior]
-                extra, more = guidance(out[3], labels.argmax(1))
-                loss, logs = loss + extra, logs | more
-                if disc is not None:
-                    adv = losses.hinge_g_loss(disc(diff_augment(out[3]), labels))
-                    loss, logs = loss + cfg.adversarial_weight * adv, logs | {"g": adv.item()}
-            return loss, logs
-
-        spec = TrainSpec(g, next_batch, forward, g_loss, discriminator=d, d_loss=d_loss if adversarial else None)
-        betas, lr_d = (0.9, 0.999), cfg.lr
+        d = define_model("cgan_d", **d_config).to(device) if adversarial else None
+        n_prior = _n_guide(cfg) if guide is not None or adversarial else 0  # prior samples for the guide and D
+        training = CVAETraining(**common, jitter=jitter, n_prior=n_prior)
     elif cfg.model == "cgan":
-        d = define_model("cgan_d", channels=c, num_classes=num_classes, image_size=s).to(device)
-
-        def next_batch():
-            i = torch.randint(len(x), (cfg.batch_size,), generator=rng)
-            z = torch.randn(cfg.batch_size, cfg.z_dim, generator=rng)
-            yf = torch.randint(num_classes, (cfg.batch_size,), generator=rng)
-            return x[i].to(device), onehot(y[i]).to(device), z.to(device), onehot(yf).to(device)
-
-        def d_loss(disc, batch, fake):
-            return hinge_d_step(disc, batch[0], batch[1], fake, batch[3])
-
-        def g_loss(batch, fake, disc):
-            loss = losses.hinge_g_loss(disc(diff_augment(fake), batch[3]))
-            extra, more = guidance(fake, batch[3].argmax(1))
-            return loss + extra, {"g": loss.item()} | more
-
-        spec = TrainSpec(g, next_batch, lambda net, b: net(b[2], b[3]), g_loss, discriminator=d, d_loss=d_loss)
-        betas, lr_d = (0.0, 0.99), cfg.lr * 2
+        d = define_model("cgan_d", **d_config).to(device)
+        training = CGANTraining(**common)
     else:
         raise ValueError(f"unknown generator {cfg.model!r}; valid: {', '.join(GENERATORS)}")
+    spec = TrainSpec(g, training.next_batch, training.forward, training.generator_loss, discriminator=d,
+                     d_loss=training.discriminator_loss if d is not None else None,
+                     meta=generator_meta(x, num_classes, cfg, meta))
     ema = min(cfg.ema, 1 - 10 / max(cfg.steps, 20))  # short runs still average something sensible
-    tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, lr_d=lr_d, betas=betas, ema=ema, warmup=min(100, cfg.steps // 10),
-                       log_every=max(1, min(200, cfg.steps // 5)), ckpt_every=250, seed=cfg.seed)
-    spec.meta = generator_meta(x, num_classes, cfg, meta)
+    tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, lr_d=cfg.lr * training.lr_d_factor, betas=training.betas, ema=ema,
+                       warmup=min(100, cfg.steps // 10), log_every=max(1, min(200, cfg.steps // 5)), ckpt_every=250,
+                       seed=cfg.seed)
     result = fit(spec, tcfg, state_path=state_path, resume=resume)
+    monitor = training.monitor
     collapse = {"longest_d_win_streak": monitor.steps_max, "collapse_events": monitor.events}
     if cfg.model == "cgan" and monitor.steps_max >= cfg.steps // 2 > 0:
         raise TrainingDiverged(f"the discriminator collapsed: it separated real and fake perfectly for "

@@ -72,6 +72,15 @@ class PluralisticUnet(nn.Module):
             self.posterior[-1].bias[z_dim:] = -4.0  # not noise the decoder would learn to ignore
         self.input_multiple = self.net.input_multiple
 
+    def start_from_unet(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Take over an InpaintUnet's state dict (the GAN model): the same fills as it while z is
+        ignored. The latent map starts small, not zero: at zero the posterior would get no
+        gradient (z unused, KL 0). ValueError when the tensors do not fit this model's U-Net."""
+        missing, unexpected = self.net.load_state_dict(tensors, strict=False)
+        if unexpected or any(".inject." not in k for k in missing):
+            raise ValueError("does not fit the pluralistic model's U-Net")
+        nn.init.normal_(self.net.bottleneck.inject.weight, std=0.1)
+
     def prior_params(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.prior(torch.cat([x[:, :3] * 2 - 1, x[:, 3:4]], 1)).chunk(2, 1)
         return mu, logvar.clamp(-8, 4)
@@ -106,8 +115,3 @@ def define_G(arch: str, **config) -> nn.Module:
         raise ValueError(f"unknown inpainting architecture {arch!r}; valid: {', '.join(ARCHS)}")
     return ARCHS[arch](**config)
 
-
-def kl_gaussians(mu_q, logvar_q, mu_p, logvar_p) -> torch.Tensor:
-    """KL(N(mu_q, var_q) || N(mu_p, var_p)) summed over latent dims, mean over the batch. All (B, Z)."""
-    kl = 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p).pow(2)) / logvar_p.exp() - 1)
-    return kl.sum(1).mean()

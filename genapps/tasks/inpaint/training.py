@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -27,7 +28,7 @@ from genapps import io, losses
 from genapps.nn import PatchDiscriminator
 from genapps.tasks.inpaint import masks as M
 from genapps.tasks.inpaint.classical import prefill
-from genapps.tasks.inpaint.models import define_G, kl_gaussians
+from genapps.tasks.inpaint.models import define_G
 from genapps.train import TrainConfig, TrainSpec, check_resume, data_fingerprint, fit, save_trained
 
 log = logging.getLogger(__name__)
@@ -167,21 +168,6 @@ def validation_set(paths: list[Path], size: int = 256) -> tuple[torch.Tensor, to
     return make_input(target, mask), target, mask
 
 
-def hole_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean |pred - target| over hole pixels and channels (a scalar, in [0, 1] units)."""
-    return ((pred - target).abs() * mask).sum() / (mask.sum() * pred.shape[1]).clamp(min=1)
-
-
-def _d_features(d: PatchDiscriminator, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Activations after each LeakyReLU of the PatchGAN, and its logits."""
-    feats, h = [], x * 2 - 1
-    for layer in d.net:
-        h = layer(h)
-        if isinstance(layer, torch.nn.LeakyReLU):
-            feats.append(h)
-    return feats, h
-
-
 def _params(g) -> int:
     return sum(p.numel() for p in g.parameters())
 
@@ -200,14 +186,101 @@ def build_generator(cfg: InpaintTrainConfig) -> tuple[torch.nn.Module, str, dict
         if meta["arch"] == arch:
             g.load_state_dict({k: v.float() for k, v in tensors.items()})
         elif meta["arch"] == "unet" and arch == "pluralistic":  # the VAE starts as the GAN model (z ignored)
-            missing, unexpected = g.net.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=False)
-            if unexpected or any(".inject." not in k for k in missing):
-                raise ValueError(f"--init {cfg.init}: does not fit the pluralistic model's U-Net")
-            # a zero latent map would give the posterior no gradient (z unused, KL 0): start it small
-            torch.nn.init.normal_(g.net.bottleneck.inject.weight, std=0.1)
+            try:
+                g.start_from_unet({k: v.float() for k, v in tensors.items()})
+            except ValueError as e:
+                raise ValueError(f"--init {cfg.init}: {e}") from None
         else:
             raise ValueError(f"--init {cfg.init}: cannot start a {arch} model from {meta['arch']} weights")
     return g, arch, config
+
+
+@dataclass(frozen=True)
+class InpaintTraining:
+    """The parts of `genapps train inpaint` that fit calls. Batches are (x (B, 4, p, p) pre-filled
+    input + mask, target (B, 3, p, p) in [0, 1], mask (B, 1, p, p) {0, 1}). The pluralistic model's
+    output is (posterior fill, prior fills (K, B, 3, p, p), mu_q, logvar_q, mu_p, logvar_p)."""
+
+    cfg: InpaintTrainConfig
+    device: torch.device
+    pluralistic: bool
+    batches: Callable[[], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # make_batches' function (CPU)
+    val: tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # validation_set's fixed (x, target, mask)
+    prefill_val: float  # the pre-fill's own validation hole L1 (0-255), reported beside the model's
+
+    def next_batch(self):
+        return tuple(t.to(self.device) for t in self.batches())
+
+    def forward(self, net, batch):
+        x, target, mask = batch
+        if not self.pluralistic:
+            return net(x)
+        mu_q, lv_q = net.posterior_params(target, mask)
+        mu_p, lv_p = net.prior_params(x)
+        z_q = mu_q + torch.randn_like(mu_q) * (0.5 * lv_q).exp()
+        samples = [net.decode(x, mu_p + torch.randn_like(mu_p) * (0.5 * lv_p).exp())
+                   for _ in range(max(1, self.cfg.min_of))]
+        return net.decode(x, z_q), torch.stack(samples), mu_q, lv_q, mu_p, lv_p
+
+    def _sample(self, out) -> torch.Tensor:
+        """The fill the discriminator judges: the model's, or the pluralistic model's first prior sample."""
+        return out[1][0] if self.pluralistic else out
+
+    def generator_loss(self, batch, out, disc):
+        """Hole and valid L1 (pluralistic: + KL(q || p) and the best prior sample's hole L1), then
+        the hinge adversarial loss and feature matching on the composited fill."""
+        cfg, (x, target, mask) = self.cfg, batch
+        pred, sample = out[0] if self.pluralistic else out, self._sample(out)
+        hole = losses.hole_l1(pred, target, mask)
+        valid = losses.hole_l1(pred, target, 1 - mask)
+        loss = cfg.hole_weight * hole + cfg.valid_weight * valid
+        logs = {"hole_l1": hole.item() * 255, "valid_l1": valid.item() * 255}
+        if self.pluralistic:
+            kl = losses.kl_gaussians(*out[2:])
+            loss = loss + cfg.kl_weight * kl
+            logs |= {"kl": kl.item(), "prior_hole_l1": losses.hole_l1(sample, target, mask).item() * 255}
+            if cfg.min_of:  # the best prior sample of each crop must match: the samples spread out (best-of-K)
+                best = losses.best_of_hole_l1(out[1], target, mask)
+                loss = loss + cfg.hole_weight * best
+                logs["best_prior_hole_l1"] = best.item() * 255
+        if disc is not None:
+            comp = mask * sample + (1 - mask) * target
+            fake_logits, fake_feats = disc.forward_with_features(torch.cat([comp, mask], 1))
+            with torch.no_grad():
+                _, real_feats = disc.forward_with_features(torch.cat([target, mask], 1))
+            adv = losses.hinge_g_loss(fake_logits)
+            fm = losses.feature_matching_l1(fake_feats, real_feats)
+            loss = loss + cfg.adversarial_weight * adv + cfg.feature_weight * fm
+            logs |= {"adv": adv.item(), "fm": fm.item()}
+        return loss, logs
+
+    def discriminator_loss(self, disc, batch, out):
+        _, target, mask = batch
+        comp = mask * self._sample(out) + (1 - mask) * target
+        loss = losses.hinge_d_loss(disc(torch.cat([target, mask], 1)), disc(torch.cat([comp, mask], 1)))
+        return loss, {"d": loss.item()}
+
+    def validate(self, model) -> dict[str, float]:
+        """Hole L1 (0-255, and negated: the selection metric) and hole PSNR on the fixed validation
+        crops (pluralistic: one prior sample each, from a generator seeded 0)."""
+        x, target, mask = (t.to(self.device) for t in self.val)
+        gen = torch.Generator(device=self.device).manual_seed(0)
+        preds = [model(x[i:i + 4], gen) if self.pluralistic else model(x[i:i + 4]) for i in range(0, len(x), 4)]
+        pred = torch.cat(preds)
+        l1 = float(losses.hole_l1(pred, target, mask)) * 255
+        mse = float(((pred - target) ** 2 * mask).sum() / (mask.sum() * 3))
+        return {"val_hole_l1": l1, "val_hole_psnr": float(10 * np.log10(1 / max(mse, 1e-10))),
+                "val_neg_hole_l1": -l1, "val_prefill_hole_l1": self.prefill_val}
+
+
+def split_validation(cfg: InpaintTrainConfig) -> tuple[list[Path], list[Path]]:
+    """(training photos, validation photos): --val's folder, or the last `holdout` photos of data."""
+    paths = io.list_images(cfg.data)
+    if cfg.val:
+        return paths, io.list_images(cfg.val)
+    if not 0 < cfg.holdout < len(paths):
+        raise ValueError(f"--holdout {cfg.holdout}: needs 0 < holdout < {len(paths)} images in {cfg.data}")
+    return paths[:-cfg.holdout], paths[-cfg.holdout:]
 
 
 def train_inpaint(cfg: InpaintTrainConfig, device: torch.device, resume: bool = True) -> dict:
@@ -220,85 +293,21 @@ def train_inpaint(cfg: InpaintTrainConfig, device: torch.device, resume: bool = 
     torch.manual_seed(cfg.seed)
     g, arch, arch_config = build_generator(cfg)
     g = g.to(device)
-    paths = io.list_images(cfg.data)
-    if cfg.val:
-        train_paths, val_paths = paths, io.list_images(cfg.val)
-    else:
-        if not 0 < cfg.holdout < len(paths):
-            raise ValueError(f"--holdout {cfg.holdout}: needs 0 < holdout < {len(paths)} images in {cfg.data}")
-        train_paths, val_paths = paths[:-cfg.holdout], paths[-cfg.holdout:]
-    meta = {"arch": arch, "config": arch_config, "prefill": "mean of telea, ns, biharmonic", "masks": cfg.masks, "patch": cfg.patch,
-            "batch_size": cfg.batch_size, "d_channels": cfg.d_channels, "data": data_fingerprint(train_paths, cfg.data)}
+    train_paths, val_paths = split_validation(cfg)
+    meta = {"arch": arch, "config": arch_config, "prefill": "mean of telea, ns, biharmonic", "masks": cfg.masks,
+            "patch": cfg.patch, "batch_size": cfg.batch_size, "d_channels": cfg.d_channels,
+            "data": data_fingerprint(train_paths, cfg.data)}
     check_resume(out.with_suffix(".state.pt"), meta, resume)
     images = load_photos(train_paths, cfg.patch)
     log.info("training inpaint %s (%d params) on %d photos (%d crops sources), validating on %d",
              arch, _params(g), len(train_paths), len(images), len(val_paths))
-    next_batch = make_batches(images, cfg)
     val = validation_set(val_paths)
-    prefill_val = float(hole_l1(val[0][:, :3], val[1], val[2])) * 255
-    pluralistic = arch == "pluralistic"
-
-    def batch_on_device():
-        return tuple(t.to(device) for t in next_batch())
-
-    def forward(net, batch):
-        x, target, mask = batch
-        if not pluralistic:
-            return net(x)
-        mu_q, lv_q = net.posterior_params(target, mask)
-        mu_p, lv_p = net.prior_params(x)
-        z_q = mu_q + torch.randn_like(mu_q) * (0.5 * lv_q).exp()
-        samples = [net.decode(x, mu_p + torch.randn_like(mu_p) * (0.5 * lv_p).exp()) for _ in range(max(1, cfg.min_of))]
-        return net.decode(x, z_q), torch.stack(samples), mu_q, lv_q, mu_p, lv_p
-
+    training = InpaintTraining(cfg, device, arch == "pluralistic", make_batches(images, cfg), val,
+                               float(losses.hole_l1(val[0][:, :3], val[1], val[2])) * 255)
     d = PatchDiscriminator(4, cfg.d_channels, 3).to(device) if cfg.adversarial_weight > 0 else None
-
-    def g_loss(batch, out, disc):
-        x, target, mask = batch
-        pred, sample = (out, out) if not pluralistic else (out[0], out[1][0])
-        hole = hole_l1(pred, target, mask)
-        valid = hole_l1(pred, target, 1 - mask)
-        loss = cfg.hole_weight * hole + cfg.valid_weight * valid
-        logs = {"hole_l1": hole.item() * 255, "valid_l1": valid.item() * 255}
-        if pluralistic:
-            kl = kl_gaussians(*out[2:])
-            loss = loss + cfg.kl_weight * kl
-            logs |= {"kl": kl.item(), "prior_hole_l1": hole_l1(sample, target, mask).item() * 255}
-            if cfg.min_of:  # the best prior sample of each crop must match: the samples spread out (best-of-K)
-                per = ((out[1] - target).abs() * mask).flatten(2).sum(2) / (mask.flatten(1).sum(1) * 3).clamp(min=1)
-                best = per.min(0).values.mean()
-                loss = loss + cfg.hole_weight * best
-                logs["best_prior_hole_l1"] = best.item() * 255
-        if disc is not None:
-            comp = mask * sample + (1 - mask) * target
-            fake_feats, fake_logits = _d_features(disc, torch.cat([comp, mask], 1))
-            with torch.no_grad():
-                real_feats, _ = _d_features(disc, torch.cat([target, mask], 1))
-            adv = losses.hinge_g_loss(fake_logits)
-            fm = sum(F.l1_loss(f, r) for f, r in zip(fake_feats, real_feats)) / len(fake_feats)
-            loss = loss + cfg.adversarial_weight * adv + cfg.feature_weight * fm
-            logs |= {"adv": adv.item(), "fm": fm.item()}
-        return loss, logs
-
-    def d_loss(disc, batch, out):
-        _, target, mask = batch
-        sample = out if not pluralistic else out[1][0]
-        comp = mask * sample + (1 - mask) * target
-        loss = losses.hinge_d_loss(disc(torch.cat([target, mask], 1)), disc(torch.cat([comp, mask], 1)))
-        return loss, {"d": loss.item()}
-
-    def validate(model):
-        x, target, mask = (t.to(device) for t in val)
-        gen = torch.Generator(device=device).manual_seed(0)
-        preds = [model(x[i:i + 4], gen) if pluralistic else model(x[i:i + 4]) for i in range(0, len(x), 4)]
-        pred = torch.cat(preds)
-        l1 = float(hole_l1(pred, target, mask)) * 255
-        mse = float(((pred - target) ** 2 * mask).sum() / (mask.sum() * 3))
-        return {"val_hole_l1": l1, "val_hole_psnr": float(10 * np.log10(1 / max(mse, 1e-10))),
-                "val_neg_hole_l1": -l1, "val_prefill_hole_l1": prefill_val}
-
-    spec = TrainSpec(g, batch_on_device, forward, g_loss, discriminator=d, d_loss=d_loss if d is not None else None,
-                     validate=validate, select_by="val_neg_hole_l1", meta=meta)
+    spec = TrainSpec(g, training.next_batch, training.forward, training.generator_loss, discriminator=d,
+                     d_loss=training.discriminator_loss if d is not None else None, validate=training.validate,
+                     select_by="val_neg_hole_l1", meta=meta)
     tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, lr_d=cfg.lr * 0.5, betas=(0.5, 0.99), ema=cfg.ema,
                        warmup=0 if cfg.init else 200, log_every=50, val_every=cfg.val_every, ckpt_every=250,
                        grad_clip=1.0, seed=cfg.seed)

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genapps import io, metrics
-from genapps.nn import PatchDiscriminator, PixelDiscriminator
+from genapps import io, losses, metrics
+from genapps.nn import CycleDiscriminators, ImagePool, PatchDiscriminator, PixelDiscriminator
 from genapps.tasks.translate.models import define_G
 from genapps.tasks.translate.pairs import read_folder, read_pairs
 from genapps.train import TrainConfig, TrainSpec, check_resume, data_fingerprint, fit, save_trained
@@ -30,7 +30,6 @@ from genapps.train import TrainConfig, TrainSpec, check_resume, data_fingerprint
 log = logging.getLogger(__name__)
 
 PREPROCESS = ("crop", "scale_and_crop", "resize_and_crop")
-GAN_MODES = ("vanilla", "lsgan")
 
 
 @dataclass(frozen=True)
@@ -108,8 +107,8 @@ class Pix2PixConfig(GANTrainOptions):
             raise ValueError(f"direction must be AtoB or BtoA, got {self.direction!r}")
         if self.netd not in ("basic", "pixel"):
             raise ValueError(f"netd must be basic or pixel, got {self.netd!r}")
-        if self.gan_mode not in GAN_MODES:
-            raise ValueError(f"gan_mode must be one of {', '.join(GAN_MODES)}, got {self.gan_mode!r}")
+        if self.gan_mode not in losses.GAN_MODES:
+            raise ValueError(f"gan_mode must be one of {', '.join(losses.GAN_MODES)}, got {self.gan_mode!r}")
         super().__post_init__()
 
 
@@ -203,15 +202,7 @@ def _load_paired(cfg: Pix2PixConfig, jitter: JitterConfig):
     return train, val, in_ch, out_ch
 
 
-# ---------------------------------------------------------------- losses and validation
-
-
-def gan_loss(logits: torch.Tensor, real: bool, mode: str) -> torch.Tensor:
-    """The reference's GANLoss: BCE with logits (vanilla) or MSE to 1/0 (lsgan)."""
-    target = torch.full_like(logits, 1.0 if real else 0.0)
-    if mode == "lsgan":
-        return F.mse_loss(logits, target)
-    return F.binary_cross_entropy_with_logits(logits, target)
+# ---------------------------------------------------------------- running and validating a generator
 
 
 def run_generator(g: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -254,6 +245,52 @@ def _save(out: Path, result, arch: str, arch_config: dict, cfg, extra: dict) -> 
 # ---------------------------------------------------------------- pix2pix
 
 
+def _gan_train_config(cfg: GANTrainOptions) -> TrainConfig:
+    """The reference's schedule: Adam 2e-4, beta1 0.5, constant then linear decay over the second half."""
+    return TrainConfig(steps=cfg.steps, lr=cfg.lr, lr_d=cfg.lr, betas=(0.5, 0.999), ema=cfg.ema,
+                       linear_from=max(1, cfg.steps // 2), log_every=50, val_every=cfg.val_every,
+                       ckpt_every=200, seed=cfg.seed)
+
+
+def _on_device(next_batch, device: torch.device):
+    """next_batch() -> (a, b) on the CPU  =>  a function returning them on `device`."""
+    return lambda: tuple(t.to(device) for t in next_batch())
+
+
+@dataclass(frozen=True)
+class Pix2PixLosses:
+    """pix2pix's losses on batches (a, b) in [0, 1] and the generator's fake b: the discriminator
+    judges (a, b) pairs, concatenated along channels."""
+
+    cfg: Pix2PixConfig
+
+    def generator_loss(self, batch, fake, disc):
+        """l1_weight * L1 (on the [-1, 1] scale, as the reference) + gan_weight * cGAN."""
+        cfg, (a, b) = self.cfg, batch
+        l1 = 2 * F.l1_loss(fake, b)  # the reference's L1 on [-1, 1] images
+        loss, logs = cfg.l1_weight * l1, {"l1": l1.item() / 2}
+        if disc is not None:
+            adv = losses.gan_loss(disc(torch.cat([a, fake], 1)), True, cfg.gan_mode)
+            loss = loss + cfg.gan_weight * adv
+            logs["g_gan"] = adv.item()
+        return loss, logs
+
+    def discriminator_loss(self, disc, batch, fake):
+        (a, b), mode = batch, self.cfg.gan_mode
+        loss = 0.5 * (losses.gan_loss(disc(torch.cat([a, b], 1)), True, mode)
+                      + losses.gan_loss(disc(torch.cat([a, fake], 1)), False, mode))
+        return loss, {"d": loss.item()}
+
+
+def _pix2pix_discriminator(cfg: Pix2PixConfig, in_ch: int, out_ch: int) -> nn.Module | None:
+    """The conditional PatchGAN (or PixelGAN) on in_ch + out_ch channels; None for an L1-only run."""
+    if cfg.gan_weight <= 0:
+        return None
+    if cfg.netd == "pixel":
+        return PixelDiscriminator(in_ch + out_ch, cfg.ndf, cfg.d_norm)
+    return PatchDiscriminator(in_ch + out_ch, cfg.ndf, cfg.n_layers_d, cfg.d_norm)
+
+
 def train_pix2pix(cfg: Pix2PixConfig, device: torch.device, resume: bool = True) -> dict:
     """Train, save `cfg.out` (safetensors + a JSON card beside it), return the card."""
     torch.manual_seed(cfg.seed)
@@ -271,42 +308,17 @@ def train_pix2pix(cfg: Pix2PixConfig, device: torch.device, resume: bool = True)
     if cfg.residual:  # start as the identity: the net learns the correction
         _zero_last(g)
     g = g.to(device)
-    d = None
-    if cfg.gan_weight > 0:
-        d = (PixelDiscriminator(in_ch + out_ch, cfg.ndf, cfg.d_norm) if cfg.netd == "pixel"
-             else PatchDiscriminator(in_ch + out_ch, cfg.ndf, cfg.n_layers_d, cfg.d_norm)).to(device)
+    d = _pix2pix_discriminator(cfg, in_ch, out_ch)
+    d = d.to(device) if d is not None else None
     log.info("pix2pix %s: %d training pairs, %d validation pairs, %d->%d channels, G %.2fM params",
              cfg.direction, len(train), len(val), in_ch, out_ch, sum(p.numel() for p in g.parameters()) / 1e6)
-    next_batch = paired_batches(train, jitter, cfg.batch_size)
-
-    def batch_on_device():
-        a, b = next_batch()
-        return a.to(device), b.to(device)
-
-    def g_loss(batch, fake, disc):
-        a, b = batch
-        l1 = 2 * F.l1_loss(fake, b)  # the reference's L1 on [-1, 1] images
-        loss, logs = cfg.l1_weight * l1, {"l1": l1.item() / 2}
-        if disc is not None:
-            adv = gan_loss(disc(torch.cat([a, fake], 1)), True, cfg.gan_mode)
-            loss = loss + cfg.gan_weight * adv
-            logs["g_gan"] = adv.item()
-        return loss, logs
-
-    def d_loss(disc, batch, fake):
-        a, b = batch
-        loss = 0.5 * (gan_loss(disc(torch.cat([a, b], 1)), True, cfg.gan_mode)
-                      + gan_loss(disc(torch.cat([a, fake], 1)), False, cfg.gan_mode))
-        return loss, {"d": loss.item()}
-
-    spec = TrainSpec(g, batch_on_device, lambda net, batch: run_generator(net, batch[0]), g_loss,
-                     discriminator=d, d_loss=d_loss if d is not None else None,
+    parts = Pix2PixLosses(cfg)
+    spec = TrainSpec(g, _on_device(paired_batches(train, jitter, cfg.batch_size), device),
+                     lambda net, batch: run_generator(net, batch[0]), parts.generator_loss,
+                     discriminator=d, d_loss=parts.discriminator_loss if d is not None else None,
                      validate=lambda net: validation_scores(net, val), select_by="val_psnr" if val else None,
                      meta=meta)
-    tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, lr_d=cfg.lr, betas=(0.5, 0.999), ema=cfg.ema,
-                       linear_from=max(1, cfg.steps // 2), log_every=50, val_every=cfg.val_every,
-                       ckpt_every=200, seed=cfg.seed)
-    result = fit(spec, tcfg, state_path=out.with_suffix(".state.pt"), resume=resume)
+    result = fit(spec, _gan_train_config(cfg), state_path=out.with_suffix(".state.pt"), resume=resume)
     return _save(out, result, "unet", arch_config, cfg, {"trained_direction": cfg.direction, "model": "pix2pix",
                                                           "validation_identity": identity_scores(val) if val else {}})
 
@@ -335,40 +347,6 @@ def _zero_last(g: nn.Module) -> None:
 # ---------------------------------------------------------------- CycleGAN
 
 
-class ImagePool:
-    """The reference's history of generated images: with probability 1/2 the discriminator sees
-    an older fake (which replaces it in the pool). Not saved in checkpoints: a resume refills it."""
-
-    def __init__(self, size: int):
-        self.size, self.images = size, []
-
-    def query(self, batch: torch.Tensor) -> torch.Tensor:
-        if self.size == 0:
-            return batch
-        out = []
-        for im in batch:
-            im = im[None]
-            if len(self.images) < self.size:
-                self.images.append(im)
-                out.append(im)
-            elif torch.rand(()) < 0.5:
-                i = int(torch.randint(self.size, ()))
-                out.append(self.images[i])
-                self.images[i] = im
-            else:
-                out.append(im)
-        return torch.cat(out)
-
-
-class CycleDiscriminators(nn.Module):
-    """D_A judges domain B (real B vs G_A(A)), D_B judges domain A, as in the reference."""
-
-    def __init__(self, in_ch: int, out_ch: int, ndf: int, n_layers: int, norm: str):
-        super().__init__()
-        self.D_A = PatchDiscriminator(out_ch, ndf, n_layers, norm)
-        self.D_B = PatchDiscriminator(in_ch, ndf, n_layers, norm)
-
-
 def unpaired_batches(a_images: list[np.ndarray], b_images: list[np.ndarray], jitter: JitterConfig, batch_size: int):
     """next_batch() -> (a, b): independent random crops of the two domains, (B, C, c, c) in [0, 1]."""
     aug = make_jitter(jitter)
@@ -381,6 +359,51 @@ def unpaired_batches(a_images: list[np.ndarray], b_images: list[np.ndarray], jit
                           for i in torch.randint(len(images), (batch_size,)).tolist()])
 
     return lambda: (crops(a_images), crops(b_images))
+
+
+@dataclass(frozen=True)
+class CycleGANTraining:
+    """CycleGAN's forward pass and losses (LSGAN, as the reference) on unpaired batches (a, b) in
+    [0, 1]; `net` is CycleGenerators (G_A: A -> B, G_B: B -> A), `disc` CycleDiscriminators."""
+
+    cfg: CycleGANConfig
+    pool_a: ImagePool  # past G_B(b) fakes shown to D_B
+    pool_b: ImagePool  # past G_A(a) fakes shown to D_A
+
+    def forward(self, net, batch) -> dict[str, torch.Tensor]:
+        """fake_b = G_A(a), fake_a = G_B(b), their reconstructions, and (identity loss) G_A(b), G_B(a)."""
+        a, b = batch
+        fake_b, fake_a = run_generator(net.G_A, a), run_generator(net.G_B, b)
+        out = {"fake_b": fake_b, "fake_a": fake_a,
+               "rec_a": run_generator(net.G_B, fake_b), "rec_b": run_generator(net.G_A, fake_a)}
+        if self.cfg.lambda_identity:
+            out |= {"idt_a": run_generator(net.G_A, b), "idt_b": run_generator(net.G_B, a)}
+        return out
+
+    def generator_loss(self, batch, out, disc):
+        """Both adversarial terms + lambda_cycle * cycle L1 (+ lambda_cycle * lambda_identity * identity L1),
+        the L1 terms on the [-1, 1] scale."""
+        cfg, (a, b) = self.cfg, batch
+        adv = (losses.gan_loss(disc.D_A(out["fake_b"]), True, "lsgan")
+               + losses.gan_loss(disc.D_B(out["fake_a"]), True, "lsgan"))
+        cycle = 2 * (F.l1_loss(out["rec_a"], a) + F.l1_loss(out["rec_b"], b))
+        loss = adv + cfg.lambda_cycle * cycle
+        logs = {"g_gan": adv.item(), "cycle": cycle.item()}
+        if cfg.lambda_identity:
+            idt = 2 * (F.l1_loss(out["idt_a"], b) + F.l1_loss(out["idt_b"], a))
+            loss = loss + cfg.lambda_cycle * cfg.lambda_identity * idt
+            logs["idt"] = idt.item()
+        return loss, logs
+
+    def discriminator_loss(self, disc, batch, out):
+        """Each discriminator: real of its domain vs a fake from the pool, halved."""
+        a, b = batch
+        out = {k: v.detach() for k, v in out.items()}  # fit detaches tensors and tuples, not dicts
+        loss_a = 0.5 * (losses.gan_loss(disc.D_A(b), True, "lsgan")
+                        + losses.gan_loss(disc.D_A(self.pool_b.query(out["fake_b"])), False, "lsgan"))
+        loss_b = 0.5 * (losses.gan_loss(disc.D_B(a), True, "lsgan")
+                        + losses.gan_loss(disc.D_B(self.pool_a.query(out["fake_a"])), False, "lsgan"))
+        return loss_a + loss_b, {"d_a": loss_a.item(), "d_b": loss_b.item()}
 
 
 def train_cyclegan(cfg: CycleGANConfig, device: torch.device, resume: bool = True) -> dict:
@@ -411,49 +434,11 @@ def train_cyclegan(cfg: CycleGANConfig, device: torch.device, resume: bool = Tru
     d = CycleDiscriminators(in_ch, out_ch, cfg.ndf, cfg.n_layers_d, cfg.d_norm).to(device)
     log.info("CycleGAN: %d A images, %d B images, %d validation pairs, G %.2fM params (both directions)",
              len(a_images), len(b_images), len(val), sum(p.numel() for p in g.parameters()) / 1e6)
-    next_batch = unpaired_batches(a_images, b_images, jitter, cfg.batch_size)
-    pool_a, pool_b = ImagePool(cfg.pool_size), ImagePool(cfg.pool_size)
-
-    def batch_on_device():
-        a, b = next_batch()
-        return a.to(device), b.to(device)
-
-    def forward(net, batch):
-        a, b = batch
-        fake_b, fake_a = run_generator(net.G_A, a), run_generator(net.G_B, b)
-        out = {"fake_b": fake_b, "fake_a": fake_a,
-               "rec_a": run_generator(net.G_B, fake_b), "rec_b": run_generator(net.G_A, fake_a)}
-        if cfg.lambda_identity:
-            out |= {"idt_a": run_generator(net.G_A, b), "idt_b": run_generator(net.G_B, a)}
-        return out
-
-    def g_loss(batch, out, disc):
-        a, b = batch
-        adv = gan_loss(disc.D_A(out["fake_b"]), True, "lsgan") + gan_loss(disc.D_B(out["fake_a"]), True, "lsgan")
-        cycle = 2 * (F.l1_loss(out["rec_a"], a) + F.l1_loss(out["rec_b"], b))
-        loss = adv + cfg.lambda_cycle * cycle
-        logs = {"g_gan": adv.item(), "cycle": cycle.item()}
-        if cfg.lambda_identity:
-            idt = 2 * (F.l1_loss(out["idt_a"], b) + F.l1_loss(out["idt_b"], a))
-            loss = loss + cfg.lambda_cycle * cfg.lambda_identity * idt
-            logs["idt"] = idt.item()
-        return loss, logs
-
-    def d_loss(disc, batch, out):
-        a, b = batch
-        out = {k: v.detach() for k, v in out.items()}  # fit detaches tensors and tuples, not dicts
-        loss_a = 0.5 * (gan_loss(disc.D_A(b), True, "lsgan")
-                        + gan_loss(disc.D_A(pool_b.query(out["fake_b"])), False, "lsgan"))
-        loss_b = 0.5 * (gan_loss(disc.D_B(a), True, "lsgan")
-                        + gan_loss(disc.D_B(pool_a.query(out["fake_a"])), False, "lsgan"))
-        return loss_a + loss_b, {"d_a": loss_a.item(), "d_b": loss_b.item()}
-
-    spec = TrainSpec(g, batch_on_device, forward, g_loss, discriminator=d, d_loss=d_loss,
+    training = CycleGANTraining(cfg, ImagePool(cfg.pool_size), ImagePool(cfg.pool_size))
+    spec = TrainSpec(g, _on_device(unpaired_batches(a_images, b_images, jitter, cfg.batch_size), device),
+                     training.forward, training.generator_loss, discriminator=d, d_loss=training.discriminator_loss,
                      validate=lambda net: validation_scores(net.G_A, val), select_by="val_psnr" if val else None,
                      meta=meta)
-    tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, lr_d=cfg.lr, betas=(0.5, 0.999), ema=cfg.ema,
-                       linear_from=max(1, cfg.steps // 2), log_every=50, val_every=cfg.val_every,
-                       ckpt_every=200, seed=cfg.seed)
-    result = fit(spec, tcfg, state_path=out.with_suffix(".state.pt"), resume=resume)
+    result = fit(spec, _gan_train_config(cfg), state_path=out.with_suffix(".state.pt"), resume=resume)
     return _save(out, result, "cycle", arch_config, cfg,
                  {"model": "cyclegan", "validation_identity": identity_scores(val) if val else {}})

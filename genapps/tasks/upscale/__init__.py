@@ -21,8 +21,9 @@ from torch import nn
 from genapps import io, metrics, zoo
 from genapps.batch import StageResult, map_images, progress
 from genapps.device import autocast
-from genapps.tasks.upscale.fast import accelerate
-from genapps.tasks.upscale.models import define_G, infer_public_arch
+from genapps.nn.sr import infer_public_arch
+from genapps.nn.winograd import accelerate
+from genapps.tasks.upscale.models import define_G
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -231,6 +232,55 @@ def _saved_step(state_path: Path) -> int:
         return 0
 
 
+@dataclass(frozen=True)
+class SRTraining:
+    """The parts of `genapps train sr` that fit calls: batches, generator and discriminator losses,
+    validation. Batches are (lr (B, 3, p, p) channels_last, hr (B, 3, p*s, p*s)) in [0, 1]."""
+
+    cfg: SRTrainConfig
+    device: torch.device
+    batches: Callable[[], tuple[torch.Tensor, torch.Tensor]]  # make_batches' function (CPU tensors)
+    pairs: list  # (name, LR, HR) validating and selecting (val_pairs); empty: no validation
+    reported: list  # (name, LR, HR) only reported, under `report_name`
+    report_name: str = ""
+    perceptual: losses.PerceptualLoss | None = None  # GAN only
+
+    def next_batch(self):
+        lr, hr = self.batches()
+        return lr.to(self.device, memory_format=torch.channels_last), hr.to(self.device)
+
+    @staticmethod
+    def forward(net, batch):
+        return net(batch[0])
+
+    def generator_loss(self, batch, sr, disc):
+        """pixel_weight * L1, plus (GAN) perceptual and relativistic adversarial terms."""
+        cfg, (_, hr) = self.cfg, batch
+        pix = F.l1_loss(sr, hr)
+        logs = {"l1": pix.item()}
+        loss = cfg.pixel_weight * pix
+        if disc is not None:
+            perc = self.perceptual(sr, hr)
+            adv = losses.relativistic_g_loss(disc(hr), disc(sr))
+            loss = loss + cfg.perceptual_weight * perc + cfg.adversarial_weight * adv
+            logs |= {"perc": perc.item(), "adv": adv.item()}
+        return loss, logs
+
+    @staticmethod
+    def discriminator_loss(disc, batch, sr):
+        _, hr = batch
+        loss = losses.relativistic_d_loss(disc(hr), disc(sr))
+        return loss, {"d": loss.item()}
+
+    def validate(self, model) -> dict[str, float]:
+        """val_psnr_y, val_ssim_y on `pairs`; `reported` under its folder's name (never selects)."""
+        scale, device = self.cfg.scale, self.device
+        logs = {f"val_{k}": v for k, v in evaluate_model(model, self.pairs, scale, device).items()} if self.pairs else {}
+        if self.reported:
+            logs |= {f"{self.report_name}_{k}": v for k, v in evaluate_model(model, self.reported, scale, device).items()}
+        return logs
+
+
 def train_sr(cfg: SRTrainConfig, device: torch.device, resume: bool = True) -> dict:
     """Train, save `cfg.out` (safetensors + a JSON card beside it), return the card.
 
@@ -254,61 +304,41 @@ def train_sr(cfg: SRTrainConfig, device: torch.device, resume: bool = True) -> d
     images = load_hr_images(train_paths, cfg.patch * cfg.scale, cfg.data)
     log.info("training x%d %s %s on %d images from %s (%d held out), %d threads", cfg.scale, cfg.arch,
              "GAN" if cfg.gan else "L1", len(images), cfg.data, len(held_out), torch.get_num_threads())
-    next_batch = make_batches(images, cfg, None)  # the global RNG: fit seeds it and saves it for resume
     pairs = val_pairs(held_out, cfg.scale, f"--holdout {cfg.holdout}") if held_out else \
         val_pairs(cfg.val, cfg.scale) if cfg.val else []
     reported = val_pairs(cfg.val, cfg.scale) if held_out and cfg.val else []
-    report_name = Path(cfg.val).name if reported else ""
-
-    def batch_on_device():
-        lr, hr = next_batch()
-        return lr.to(device, memory_format=torch.channels_last), hr.to(device)
-
-    d = None
-    perceptual = None
-    if cfg.gan:
-        d = PatchDiscriminator(3, cfg.d_channels, 2).to(device)
-        perceptual = losses.PerceptualLoss().to(device)
+    d = PatchDiscriminator(3, cfg.d_channels, 2).to(device) if cfg.gan else None
+    perceptual = losses.PerceptualLoss().to(device) if cfg.gan else None
+    if perceptual is not None:
         log.info("perceptual loss: %s", perceptual.backbone)
-
-    def g_loss(batch, sr, disc):
-        _, hr = batch
-        pix = F.l1_loss(sr, hr)
-        logs = {"l1": pix.item()}
-        loss = cfg.pixel_weight * pix
-        if disc is not None:
-            perc = perceptual(sr, hr)
-            adv = losses.relativistic_g_loss(disc(hr), disc(sr))
-            loss = loss + cfg.perceptual_weight * perc + cfg.adversarial_weight * adv
-            logs |= {"perc": perc.item(), "adv": adv.item()}
-        return loss, logs
-
-    def d_loss(disc, batch, sr):
-        _, hr = batch
-        loss = losses.relativistic_d_loss(disc(hr), disc(sr))
-        return loss, {"d": loss.item()}
-
-    def validate(model):
-        logs = {f"val_{k}": v for k, v in evaluate_model(model, pairs, cfg.scale, device).items()} if pairs else {}
-        if reported:  # only reported: never selects anything
-            logs |= {f"{report_name}_{k}": v for k, v in evaluate_model(model, reported, cfg.scale, device).items()}
-        return logs
-
-    spec = TrainSpec(g, batch_on_device, lambda net, batch: net(batch[0]), g_loss,
-                     discriminator=d, d_loss=d_loss if cfg.gan else None, validate=validate,
-                     select_by="val_psnr_y" if pairs and not cfg.gan else None, meta=meta)
+    training = SRTraining(cfg, device, make_batches(images, cfg, None),  # the global RNG: fit seeds and saves it
+                          pairs, reported, Path(cfg.val).name if reported else "", perceptual)
+    spec = TrainSpec(g, training.next_batch, training.forward, training.generator_loss,
+                     discriminator=d, d_loss=training.discriminator_loss if cfg.gan else None,
+                     validate=training.validate, select_by="val_psnr_y" if pairs and not cfg.gan else None, meta=meta)
     tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, lr_d=cfg.lr, betas=(0.9, 0.99), ema=cfg.ema,
                        warmup=200 if warmup else 0, log_every=100, val_every=cfg.val_every,
                        ckpt_every=500, seed=cfg.seed)
     result = fit(spec, tcfg, state_path=state_path, resume=resume)
     final, saved_config = inference_form(result.generator, arch_config)
+    card = _card(cfg, device, result, final, saved_config, held_out, start_step, time.perf_counter() - started)
+    if final is not result.generator:
+        card["training_form"] = {"config": arch_config, "params": sum(p.numel() for p in g.parameters()),
+                                 "folded": "RepConv3x3 branches (3x3, 1x1, 1x1->3x3, identity, Sobel/Laplacian) "
+                                           "folded into one 3x3 convolution each"}
+    return save_trained(out, final.state_dict(), card)
+
+
+def _card(cfg: SRTrainConfig, device: torch.device, result, final: torch.nn.Module, saved_config: dict,
+          held_out: list[Path], start_step: int, run_seconds: float) -> dict:
+    """The weights card of a finished training (save_trained adds the command and licence)."""
     threads, cores = torch.get_num_threads(), os.cpu_count() or 1
-    card = {
+    return {
         "task": TASK, "arch": cfg.arch, "config": saved_config,
         "training": asdict(cfg) | {
             "device": str(device), "minutes": round(result.seconds / 60, 1),
             "threads": threads, "cpu_count": cores, "resumed_from_step": start_step,
-            "run_wall_minutes": round((time.perf_counter() - started) / 60, 1),  # this run, loading + validation included
+            "run_wall_minutes": round(run_seconds / 60, 1),  # this run, loading + validation included
             "note": f"this run (steps {start_step}-{cfg.steps}) used {threads} thread(s) on a {cores}-core machine"
                     + (" (all cores)" if threads >= cores else "") + "; minutes = training time over all runs"},
         "validation_split": {"holdout": cfg.holdout, "files": [p.relative_to(cfg.data).as_posix() for p in held_out],
@@ -319,8 +349,3 @@ def train_sr(cfg: SRTrainConfig, device: torch.device, resume: bool = True) -> d
         "validation": result.validation, "history": result.history[-5:],
         "params": sum(p.numel() for p in final.parameters()),
     }
-    if final is not result.generator:
-        card["training_form"] = {"config": arch_config, "params": sum(p.numel() for p in g.parameters()),
-                                 "folded": "RepConv3x3 branches (3x3, 1x1, 1x1->3x3, identity, Sobel/Laplacian) "
-                                           "folded into one 3x3 convolution each"}
-    return save_trained(out, final.state_dict(), card)

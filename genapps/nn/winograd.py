@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genapps.nn.sr import RRDBNet, SRVGGNetCompact
+
 TILE = 6  # output tile; the input tile is TILE + 2
 _N = TILE + 2
 
@@ -119,7 +121,7 @@ class WinogradConv2d(nn.Module):
 
 
 class FastRRDBNet(nn.Module):
-    """genapps's RRDBNet for fp32 CPU inference; same interface (scale, input_multiple) and output."""
+    """An RRDBNet (genapps.nn.sr) for fp32 CPU inference; same interface (scale, input_multiple) and output."""
 
     def __init__(self, net: nn.Module):
         super().__init__()
@@ -179,8 +181,6 @@ def _keep_freed_memory() -> bool:
 
 def accelerate(model: nn.Module) -> nn.Module:
     """An fp32 CPU inference version of an RRDBNet or SRVGGNetCompact (other models unchanged)."""
-    from genapps.tasks.upscale.models import RRDBNet, SRVGGNetCompact
-
     if type(model) is RRDBNet:
         _keep_freed_memory()
         return FastRRDBNet(model).eval()
