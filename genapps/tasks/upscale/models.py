@@ -273,7 +273,7 @@ def infer_public_arch(state: dict[str, torch.Tensor]) -> tuple[str, dict]:
     """(arch, config) of a BasicSR/Real-ESRGAN state dict, read off its key layout and shapes.
 
     Only a guess from the keys: the caller checks every shape against the built model
-    (genapps.train.build_from_weights); a malformed dict may raise KeyError/IndexError/ValueError.
+    (genapps.weights.build_from_weights); a malformed dict may raise KeyError/IndexError/ValueError.
     """
     def count(prefix: str) -> int:
         return len({k.split(".")[1] for k in state if k.startswith(prefix)})
