@@ -318,15 +318,15 @@ def info() -> None:
     import torch
 
     import genapps
-    from genapps import io
+    from genapps import weights
 
     click.echo(f"genapps {genapps.__version__}  python {platform.python_version()}  torch {torch.__version__}")
     cuda = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
     click.echo(f"devices: cpu ({torch.get_num_threads()} threads)" + "".join(f", cuda:{i} {n}" for i, n in enumerate(cuda)))
-    weights = io.bundled_weights()
-    click.echo(f"bundled weights ({len(weights)}):")
-    for name, path in weights.items():
-        card = io.bundled_card(name)
+    bundled = weights.bundled_weights()
+    click.echo(f"bundled weights ({len(bundled)}):")
+    for name, path in bundled.items():
+        card = weights.bundled_card(name)
         bench = card.get("benchmark") or card.get("validation") or {}
         numbers = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in bench.items())
         click.echo(f"  {name:<12} {path.stat().st_size / 1e6:5.2f} MB  {card.get('arch', '?')}  {numbers}")

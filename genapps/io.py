@@ -1,15 +1,15 @@
-"""All disk I/O of genapps: images, folders, atomic writes, checkpoints, bundled weights.
+"""All disk I/O of genapps: images, folders, atomic writes, JSON(-lines), training states, torch files.
 
 Images become float32 tensors in [0, 1], shape (C, H, W) with C = 1 (grayscale) or 3 (colour);
 alpha travels beside the colour as (1, H, W) so that models never see it, and the bit depth is
-kept so that a 16-bit input is written back as 16-bit.
+kept so that a 16-bit input is written back as 16-bit. Weights files (reading, validating,
+saving, resolving names, building models) are genapps.weights, a layer above this one.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
-import functools
 import gzip
 import hashlib
 import json
@@ -31,8 +31,6 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif")
 WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP",
                  ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
 MAX_PIXELS = 178_956_970  # PIL's own decompression-bomb limit (2x its warning level)
-CHECKPOINT_FORMAT_VERSION = 1
-WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, not a grey half image
 _UMASK = os.umask(0)
@@ -476,17 +474,6 @@ def sha256_file(path: str | Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-@functools.lru_cache(maxsize=32)
-def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    return sha256_file(path)
-
-
-def weights_sha256(path: str | Path) -> str:
-    """SHA-256 of a (weights) file, hashed once per process while its size and mtime stay the same."""
-    st = os.stat(path)
-    return _sha256_cached(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
-
-
 def read_jsonl(path: str | Path) -> list[dict]:
     """The JSON objects of a JSON-lines file; a torn or foreign line (a killed writer) is skipped."""
     path = Path(path)
@@ -607,44 +594,7 @@ def upload(src: Path, url: str) -> None:
         raise
 
 
-# ---------------------------------------------------------------- checkpoints and weights
-
-
-def save_weights(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    """Safetensors file with `meta` (task, arch, config, ...) and the format version beside the weights."""
-    from safetensors.torch import save_file
-
-    header = {"genapps": json.dumps({"format_version": CHECKPOINT_FORMAT_VERSION, **meta})}
-    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    with atomic_write(path) as tmp:
-        save_file(tensors, str(tmp), metadata=header)
-
-
-def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """Inverse of save_weights: (tensors on CPU, meta). Raises ImageError-like ValueError on a foreign file."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            header = (f.metadata() or {}).get("genapps")
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:  # SafetensorError on a torn or foreign file
-        raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
-    if header is None:
-        raise ValueError(f"{path}: not a genapps checkpoint (no 'genapps' metadata)")
-    try:
-        meta = json.loads(header)
-    except ValueError:
-        meta = None
-    if not isinstance(meta, dict) or not isinstance(meta.get("config", {}), dict):
-        raise ValueError(f"{path}: damaged genapps metadata (not a JSON object with a config object)")
-    if meta.get("format_version") != CHECKPOINT_FORMAT_VERSION:
-        raise ValueError(f"{path}: checkpoint format {meta.get('format_version')} not supported "
-                         f"(this genapps reads {CHECKPOINT_FORMAT_VERSION})")
-    return tensors, meta
+# ---------------------------------------------------------------- training states and torch files
 
 
 def save_state(path: str | Path, state: dict) -> None:
@@ -677,36 +627,3 @@ def load_torch(path: str | Path):
         lines = [line for line in str(e).splitlines() if line.strip() and "weights_only" not in line]
         reason = lines[0][:200] if lines else type(e).__name__
         raise ValueError(f"{path}: not a readable torch weights file ({reason})") from None
-
-
-def bundled_weights() -> dict[str, Path]:
-    """Name -> path of the weights shipped inside the package."""
-    return {p.stem: p for p in sorted(WEIGHTS_DIR.glob("*.safetensors"))}
-
-
-def bundled_card(name: str) -> dict:
-    """The JSON card beside a bundled weight: training command, measured metrics."""
-    card = WEIGHTS_DIR / f"{name}.json"
-    if not card.is_file():
-        return {}
-    try:
-        return json.loads(card.read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise ValueError(f"{card}: not valid JSON ({e})") from None
-
-
-def resolve_weights(name_or_path: str | Path) -> Path:
-    """A bundled weight name (e.g. 'sr-x4') or a file path -> existing path; lists valid names if neither."""
-    p = Path(name_or_path)
-    if p.is_file():
-        return p
-    bundled = bundled_weights()
-    if str(name_or_path) in bundled:
-        return bundled[str(name_or_path)]
-    from genapps import zoo  # Real-ESRGAN's models and imported ncnn ones, converted on first use
-
-    converted = zoo.resolve(str(name_or_path))
-    if converted is not None:
-        return converted
-    raise FileNotFoundError(f"no weights file or bundled model named {str(name_or_path)!r}; "
-                            f"bundled: {', '.join(bundled) or 'none'}; zoo: {', '.join(zoo.ZOO)}")

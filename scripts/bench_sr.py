@@ -35,7 +35,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from genapps import io
+from genapps import io, weights
 from genapps.tasks.upscale import benchmark_pairs, load_model, sr_measure, upscale_tensor
 
 log = logging.getLogger("bench_sr")
@@ -147,7 +147,7 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
-    names = args.models or [n for n in io.bundled_weights() if n.startswith("sr")]
+    names = args.models or [n for n in weights.bundled_weights() if n.startswith("sr")]
     results = []
     for scale in args.scales:
         for dataset in args.datasets:
@@ -157,7 +157,7 @@ def main() -> None:
             log.info("%s", results[-1])
             for name in names:
                 model, info = load_model(name)
-                if info["scale"] != scale:
+                if info.scale != scale:
                     continue
                 with torch.inference_mode():
                     r = score(lambda lr: upscale_tensor(model, lr[None], scale)[0], pairs, scale)
@@ -166,7 +166,7 @@ def main() -> None:
     speeds, splits = {}, {}
     for name in names:
         model, info = load_model(name)
-        speeds[name] = speed(model, info["scale"], args.threads, args.repeat) | {"scale": info["scale"]}
+        speeds[name] = speed(model, info.scale, args.threads, args.repeat) | {"scale": info.scale}
         log.info("%s %s", name, speeds[name])
         if args.profile:
             splits[name] = time_split(model, args.threads, args.repeat)
@@ -188,9 +188,9 @@ def main() -> None:
         lines += [f"| {op} | {share:.1%} |" for op, share in split.items()]
     io.write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
-    for name in (n for n in names if n in io.bundled_weights() and not args.no_cards):
-        card_path = io.WEIGHTS_DIR / f"{name}.json"
-        card = io.bundled_card(name)
+    for name in (n for n in names if n in weights.bundled_weights() and not args.no_cards):
+        card_path = weights.WEIGHTS_DIR / f"{name}.json"
+        card = weights.bundled_card(name)
         card["benchmark"] = {f"{r['dataset']}_x{r['scale']}_psnr_y": round(r["psnr_y"], 3)
                              for r in results if r["model"] == name}
         card["benchmark"] |= {f"{r['dataset']}_x{r['scale']}_ssim_y": round(r["ssim_y"], 4)

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 import torch
 
-from genapps import io, metrics
+from genapps import io, metrics, weights
 from genapps.tasks.translate import translate_tensor
 from genapps.tasks.translate.models import load_model
 from genapps.tasks.translate.pairs import degrade, from_uint8, gray, make_a, to_uint8
@@ -129,7 +129,7 @@ def main() -> None:
         picks[name] = max(val_psnr, key=val_psnr.get)
         log.info("%s on the validation split: %s -> %s", name, val_psnr, picks[name])
 
-    bundled = io.bundled_weights()
+    bundled = weights.bundled_weights()
     restorers = {"identity": lambda x: x,
                  f"OpenCV fastNlMeansDenoisingColored (h {picks['nlm']})": nlm(picks["nlm"]),
                  f"OpenCV bilateralFilter (d 9, sigma {picks['bilateral']})": bilateral(picks["bilateral"])}
@@ -194,7 +194,7 @@ def record_in_cards(r: dict, bundled: dict) -> None:
         if name not in bundled:
             continue
         card_path = bundled[name].with_suffix(".json")
-        card = io.bundled_card(name)
+        card = weights.bundled_card(name)
         bench = {k: round(v, 4) for k, v in r[table][name].items()}
         bench |= {"identity_psnr": round(r[table][base]["psnr"], 4), "dataset": "BSD68 pairs (bench_translate.py)"}
         if name != "colorize":

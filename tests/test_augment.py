@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from genapps import io
+from genapps import io, weights
 from genapps.losses import elbo_loss
 from genapps.nn.discriminators import ProjectionDiscriminator
 from genapps.tasks import make_config
@@ -212,7 +212,7 @@ def test_run_writes_imagefolder_manifest_generator(cvae_run):
     rows = list(csv.DictReader((out / "manifest.csv").open()))
     assert len(rows) == 30 and set(rows[0]) == {"class", "file", "seed", "model", "filter_score"}
     assert all((out / r["file"]).is_file() and r["model"] == "cvae" for r in rows)
-    tensors, meta = io.load_weights(out / "generator.safetensors")
+    tensors, meta = weights.load_weights(out / "generator.safetensors")
     assert meta["task"] == "augment" and meta["arch"] == "cvae" and meta["classes"] == [str(k) for k in range(10)]
     g = define_model("cvae", **meta["config"])
     g.load_state_dict(tensors)

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from genapps import io
+from genapps import io, weights
 from genapps.tasks.augment import Config, run
 from genapps.tasks.augment.evaluate import ARMS, evaluate_arms, run_arm, verdict
 from genapps.tasks.augment.models import CVAE, define_model
@@ -185,7 +185,7 @@ def test_run_writes_residual_generator_that_loads(tmp_path):
     cfg = Config(model="cvae", decoder="residual", temperature=0.8, steps=4, batch_size=8, per_class=1,
                  image_size=12, eval_steps=3, interpolate=False)
     run(cfg, DIGITS / "train", tmp_path / "out", CPU)
-    tensors, meta = io.load_weights(tmp_path / "out" / "generator.safetensors")
+    tensors, meta = weights.load_weights(tmp_path / "out" / "generator.safetensors")
     assert meta["config"]["decoder"] == "residual"
     define_model("cvae", **meta["config"]).load_state_dict(tensors)
 
@@ -195,7 +195,7 @@ def test_cli_decoder_and_temperature(tmp_path, cli):
     result = cli("augment", DIGITS / "train", out, "--decoder", "conv", "--temperature", "0.7", "--steps", 3,
                  "--batch-size", 8, "--per-class", 1, "--image-size", 12, "--eval-steps", 3, "--no-interpolate")
     assert result.exit_code == 0, result.output
-    _, meta = io.load_weights(out / "generator.safetensors")
+    _, meta = weights.load_weights(out / "generator.safetensors")
     assert "decoder" not in meta["config"] and meta["training"]["decoder"] == "conv"
     bad = cli("augment", DIGITS / "train", tmp_path / "o2", "--model", "cgan", "--decoder", "residual")
     assert bad.exit_code == 2 and "vaegan only" in bad.output

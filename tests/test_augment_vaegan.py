@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from genapps import io
+from genapps import io, weights
 from genapps.tasks.augment import Config, run
 from genapps.tasks.augment.models import CVAE, define_model
 from genapps.tasks.augment.training import GeneratorConfig, synthesize, train_generator
@@ -81,7 +81,7 @@ def test_run_vaegan_with_posterior_sampling_from_the_cli(tmp_path, cli):
                  "--sampling", "posterior", "--steps", 3, "--batch-size", 8, "--per-class", 2, "--image-size", 12,
                  "--eval-steps", 3, "--no-interpolate")
     assert result.exit_code == 0, result.output
-    tensors, meta = io.load_weights(out / "generator.safetensors")
+    tensors, meta = weights.load_weights(out / "generator.safetensors")
     assert meta["arch"] == "vaegan"
     define_model(meta["arch"], **meta["config"]).load_state_dict(tensors)
     bad = cli("augment", DIGITS / "train", tmp_path / "o2", "--model", "cgan", "--sampling", "posterior")

@@ -78,11 +78,11 @@ def test_help_is_light():
 
 
 def test_info_lists_bundled_weights(cli):
-    from genapps import io
+    from genapps import weights
 
     result = cli("info")
     assert result.exit_code == 0 and "devices: cpu" in result.output
-    for name in io.bundled_weights():
+    for name in weights.bundled_weights():
         assert name in result.output
 
 

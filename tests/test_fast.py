@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from genapps import io
+from genapps import weights
 from genapps.tasks.upscale import upscale_tensor
 from genapps.nn.sr import RRDBNet, SRVGGNetCompact
 from genapps.nn.winograd import FastRRDBNet, WinogradConv2d, accelerate
@@ -50,7 +50,7 @@ def test_fast_srvgg_equals_srvgg_and_others_are_unchanged():
 
 def test_upscale_runs_the_fast_path_with_the_same_result(tmp_path, cli):
     net = randomized(RRDBNet(num_feat=8, num_block=1, num_grow_ch=4, scale=4), 0.05)
-    io.save_weights(tmp_path / "rrdb.safetensors", net.state_dict(),
+    weights.save_weights(tmp_path / "rrdb.safetensors", net.state_dict(),
                     {"task": "upscale", "arch": "rrdbnet",
                      "config": {"num_feat": 8, "num_block": 1, "num_grow_ch": 4, "scale": 4}})
     (tmp_path / "in").mkdir()

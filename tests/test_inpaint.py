@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from conftest import photo
-from genapps import io
+from genapps import io, weights
 from genapps.tasks.inpaint import hole_crops, model_fill
 from genapps.tasks.inpaint import masks as M
 from genapps.tasks.inpaint.classical import fill
@@ -44,7 +44,7 @@ def tiny_models(tmp_path):
                 if p.abs().sum() == 0:  # the zero-initialised output layer and latent injection
                     p.normal_(0, 0.3)
         paths[arch] = tmp_path / f"{arch}.safetensors"
-        io.save_weights(paths[arch], g.state_dict(), {"task": "inpaint", "arch": arch, "config": config})
+        weights.save_weights(paths[arch], g.state_dict(), {"task": "inpaint", "arch": arch, "config": config})
     return paths
 
 
@@ -269,7 +269,7 @@ def test_train_inpaint_resumes(cli, train_dir, tmp_path):
     r = cli("train", "inpaint", *common, "--model", "pluralistic", "--z-dim", 4, "--init", out, "--steps", 1,
             "--out", tmp_path / "p.safetensors")
     assert r.exit_code == 0, r.output
-    tensors, meta = io.load_weights(tmp_path / "p.safetensors")
+    tensors, meta = weights.load_weights(tmp_path / "p.safetensors")
     assert meta["arch"] == "pluralistic" and meta["config"]["z_dim"] == 4
 
 

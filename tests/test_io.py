@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from genapps import io
+from genapps import io, weights
 from tests.conftest import photo
 
 
@@ -108,12 +108,12 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
 
 
 def test_checkpoint_carries_config(tmp_path):
-    io.save_weights(tmp_path / "w.safetensors", {"a": torch.ones(2)}, {"task": "t", "arch": "x", "config": {"k": 1}})
-    tensors, meta = io.load_weights(tmp_path / "w.safetensors")
-    assert meta == {"format_version": io.CHECKPOINT_FORMAT_VERSION, "task": "t", "arch": "x", "config": {"k": 1}}
+    weights.save_weights(tmp_path / "w.safetensors", {"a": torch.ones(2)}, {"task": "t", "arch": "x", "config": {"k": 1}})
+    tensors, meta = weights.load_weights(tmp_path / "w.safetensors")
+    assert meta == {"format_version": weights.CHECKPOINT_FORMAT_VERSION, "task": "t", "arch": "x", "config": {"k": 1}}
     assert torch.equal(tensors["a"], torch.ones(2))
     with pytest.raises(FileNotFoundError, match="bundled"):
-        io.resolve_weights("no-such-model")
+        weights.resolve_weights("no-such-model")
 
 
 def make_bad_folder(root):

@@ -73,11 +73,11 @@ def image_dir(tmp_path):
 def test_loads_the_architecture_with_its_weights(model_dir, name):
     folder, originals = model_dir
     model, info = load_model(str(folder / name))
-    assert info["arch"] == ARCHS[name][2] and info["scale"] == ARCHS[name][3]
+    assert info.arch == ARCHS[name][2] and info.scale == ARCHS[name][3]
     x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         ours, theirs = model(x), originals[name](x).clamp(0, 1)
-    assert ours.shape == theirs.shape == (1, 3, 16 * info["scale"], 16 * info["scale"])
+    assert ours.shape == theirs.shape == (1, 3, 16 * info.scale, 16 * info.scale)
     assert torch.allclose(ours, theirs, atol=1e-5)  # the file's weights, in the right architecture
 
 

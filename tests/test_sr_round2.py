@@ -131,7 +131,7 @@ def test_rep_trains_saves_folded_and_upscales_through_the_cli(tmp_path, cli, pho
     assert card["arch"] == "rep" and card["config"]["deploy"] == 1 and card["training_form"]["config"]["deploy"] == 0
     assert card["validation_split"] == {"holdout": 1, "files": ["sub/c.png"], "selects": "EMA vs raw weights"}
     net, info = upscale.load_model(str(out))
-    assert info["arch"] == "rep" and info["scale"] == 3
+    assert info.arch == "rep" and info.scale == 3
     assert all(type(m) is nn.Conv2d for m in net.body if not isinstance(m, nn.PReLU))  # the plain form
     up = cli("upscale", photo_dir, tmp_path / "up", "-m", out, "--scale", "3")
     assert up.exit_code == 0, up.output

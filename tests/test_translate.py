@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from genapps import io
+from genapps import io, weights
 from genapps.nn import PatchDiscriminator, ResnetGenerator, UnetGenerator
 from genapps.tasks import translate
 from genapps.tasks.translate.models import infer_reference_arch
@@ -147,7 +147,7 @@ def test_cyclegan_both_directions_from_one_file(tmp_path, cli, photos):
             "--steps", 2, "--out", out, "--ngf", 4, "--n-blocks", 1, "--preprocess", "crop", "--crop-size", 32,
             "--ndf", 4, "--n-layers-d", 2, "--pool-size", 1, "--ema", 0)
     assert r.exit_code == 0, r.output
-    tensors, meta = io.load_weights(out)
+    tensors, meta = weights.load_weights(out)
     assert meta["arch"] == "cycle" and any(k.startswith("G_A.") for k in tensors) and any(k.startswith("G_B.") for k in tensors)
     outputs = {}
     for direction in ("AtoB", "BtoA"):

@@ -9,6 +9,7 @@ from PIL import Image
 from genapps import io
 from genapps.tasks import upscale
 from genapps.tasks.upscale.models import SRResNet, define_G
+from genapps.weights import bundled_weights, save_weights
 from tests.conftest import photo
 
 
@@ -21,8 +22,8 @@ def model():
 @pytest.fixture
 def weights(tmp_path, model):
     path = tmp_path / "tiny-x2.safetensors"
-    io.save_weights(path, model.state_dict(), {"task": "upscale", "arch": "srresnet",
-                                               "config": {"scale": 2, "channels": 8, "blocks": 2}})
+    save_weights(path, model.state_dict(), {"task": "upscale", "arch": "srresnet",
+                                       "config": {"scale": 2, "channels": 8, "blocks": 2}})
     return path
 
 
@@ -95,7 +96,7 @@ def test_public_weights_load_and_run(tmp_path, state, key, scale, arch):
     prefixed = {f"module.{k}": v for k, v in state.items()}
     torch.save({key: prefixed}, tmp_path / "w.pth")
     net, info = upscale.load_model(str(tmp_path / "w.pth"))
-    assert info["arch"] == arch and info["scale"] == scale
+    assert info.arch == arch and info.scale == scale
     assert {k.removeprefix("net.") for k in net.state_dict()} == set(state)
     for tile, overlap in [(8, 4), (9, 5)]:  # tiles are rounded to the model's input multiple
         out = upscale.upscale_tensor(net, torch.rand(1, 3, 13, 17), scale, tile=tile, overlap=overlap)
@@ -147,7 +148,7 @@ def test_train_sr_tiny_and_resume(tmp_path, photo_dir):
     assert out.is_file() and json.loads(out.with_suffix(".json").read_text())["config"]["scale"] == 2
     assert set(card["validation"]) == {"val_psnr_y", "val_ssim_y", "weights"}  # EMA or raw, by val PSNR
     net, info = upscale.load_model(str(out))
-    assert info["arch"] == "srresnet" and info["scale"] == 2
+    assert info.arch == "srresnet" and info.scale == 2
     state = io.load_torch(out.with_suffix(".state.pt"))
     assert state["step"] == 6
     longer = SRTrainConfig(**{**cfg.__dict__, "steps": 8, "val_every": 2})
@@ -190,7 +191,7 @@ def test_bad_weights_file_is_a_one_line_error(tmp_path, cli, photo_dir):
 
 
 def test_default_model_for_x3_is_the_native_sr_x3(tmp_path, cli, photo_dir, monkeypatch):
-    bundled = io.bundled_weights()
+    bundled = bundled_weights()
     if not {"sr-x3", "sr-x4"} <= set(bundled):
         pytest.skip("sr-x3 / sr-x4 not bundled")
     result = cli("upscale", photo_dir / "a.png", tmp_path / "out", "-s", "3")
@@ -201,5 +202,5 @@ def test_default_model_for_x3_is_the_native_sr_x3(tmp_path, cli, photo_dir, monk
     # without a native x3 model, x3 is sr-x4's output resized (as Real-ESRGAN does)
     from genapps.tasks import upscale
 
-    monkeypatch.setattr(io, "bundled_weights", lambda: {k: v for k, v in bundled.items() if k != "sr-x3"})
+    monkeypatch.setattr("genapps.weights.bundled_weights", lambda: {k: v for k, v in bundled.items() if k != "sr-x3"})
     assert upscale.default_model(3) == "sr-x4" and upscale.default_model(2) == "sr-x2"

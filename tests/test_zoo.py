@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from genapps import io, zoo
+from genapps import io, weights, zoo
 from genapps.nn.sr import RRDBNet, SRVGGNetCompact
 from genapps.tasks.upscale import load_model
 
@@ -153,14 +153,14 @@ def test_import_writes_genapps_weights_and_card(tiny, tmp_path, cli):
     result = cli("models", "import-ncnn", param, bin_path, "--name", "tiny-x2")
     assert result.exit_code == 0, result.output
     path = zoo.home() / "tiny-x2.safetensors"
-    _, meta = io.load_weights(path)
+    _, meta = weights.load_weights(path)
     assert meta["task"] == "upscale" and meta["arch"] == "srvgg"
     card = json.loads((zoo.home() / "tiny-x2.json").read_text())
     assert card["source"] == str(param.resolve()) and card["converted"][:4].isdigit()
     assert card["license"].startswith("unknown")  # an import does not know its licence
-    assert io.resolve_weights("tiny-x2") == path  # imported names resolve like bundled ones
+    assert weights.resolve_weights("tiny-x2", (zoo.RESOLVER,)) == path  # imported names resolve like bundled ones
     model, info = load_model("tiny-x2")
-    assert info["scale"] == 2 and info["arch"] == "srvgg"
+    assert info.scale == 2 and info.arch == "srvgg"
     assert "tiny-x2" in cli("info").output
 
 
@@ -200,13 +200,13 @@ def test_bad_files_are_one_line_errors(tiny, tmp_path):
 
 def test_unknown_name_lists_zoo(monkeypatch):
     with pytest.raises(FileNotFoundError, match="realesrgan-x4plus"):
-        io.resolve_weights("no-such-model")
+        weights.resolve_weights("no-such-model", (zoo.RESOLVER,))
 
 
 def test_zoo_name_without_the_extra_says_what_to_install(monkeypatch):
     monkeypatch.setattr(zoo, "wheel_models_dir", lambda: None)
     with pytest.raises(FileNotFoundError, match=r"genapps\[zoo\]"):
-        io.resolve_weights("realesrgan-x4plus")
+        weights.resolve_weights("realesrgan-x4plus", (zoo.RESOLVER,))
 
 
 @needs_zoo
@@ -215,7 +215,7 @@ def test_zoo_name_without_the_extra_says_what_to_install(monkeypatch):
 def test_parity_with_ncnn_engine(name, size):
     """Converted weights run by torch == Real-ESRGAN's ncnn files run by ncnn, away from the border."""
     model, info = load_model(name)
-    assert info["scale"] == 4 and info["source"].startswith(str(zoo.home()))
+    assert info.scale == 4 and info.source.startswith(str(zoo.home()))
     x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         ours, ref = model(x), zoo.NcnnEngine(*zoo.wheel_files(name))(x)
@@ -229,8 +229,8 @@ def test_parity_with_ncnn_engine(name, size):
 
 @needs_zoo
 def test_animevideo_x2_is_the_x4_net_with_outscale():
-    tensors_x2, meta_x2 = io.load_weights(zoo.ensure("realesr-animevideov3-x2"))
-    tensors_x4, meta_x4 = io.load_weights(zoo.ensure("realesr-animevideov3-x4"))
+    tensors_x2, meta_x2 = weights.load_weights(zoo.ensure("realesr-animevideov3-x2"))
+    tensors_x4, meta_x4 = weights.load_weights(zoo.ensure("realesr-animevideov3-x4"))
     assert meta_x2["outscale"] == 2 and "outscale" not in meta_x4
     assert meta_x2["config"] == meta_x4["config"]
     assert all(torch.equal(tensors_x2[k], tensors_x4[k]) for k in tensors_x4)
@@ -319,5 +319,5 @@ def test_a_changed_wheel_file_is_converted_again(tmp_path, monkeypatch):
     data[-4:] = struct.pack("<f", 0.5)  # another last bias: as if an upgrade changed the weights
     (upgraded / bin_path.name).write_bytes(bytes(data))
     monkeypatch.setattr(zoo, "wheel_models_dir", lambda: upgraded)
-    tensors, _ = io.load_weights(zoo.ensure("realesr-animevideov3-x4"))
+    tensors, _ = weights.load_weights(zoo.ensure("realesr-animevideov3-x4"))
     assert tensors["body.34.bias"][-1].item() == 0.5  # the last convolution (16 + 2 convolutions, 17 PReLUs)

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from genapps import io
+from genapps import io, weights
 from genapps.batch import Record, StageResult
 from genapps.tasks.augment.data import LabeledImages, load_imagefolder, load_unlabeled
 from genapps.tasks.augment.evaluate import evaluate_arms, feature_metrics
@@ -359,7 +359,7 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
     gen_cfg = cfg.generator_config()
     meta = {"task": TASK, "arch": cfg.model, "config": aug.generator.arch, "classes": real.classes,
             "training": asdict(gen_cfg)}
-    io.save_weights(output_dir / "generator.safetensors", aug.generator.generator.state_dict(), meta)
+    weights.save_weights(output_dir / "generator.safetensors", aug.generator.generator.state_dict(), meta)
 
     syn = aug.synthetic
     records, manifest = [], []

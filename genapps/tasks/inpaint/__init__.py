@@ -25,11 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genapps import io, metrics
+from genapps import io, metrics, weights
 from genapps.batch import StageResult, map_images
 from genapps.tasks.inpaint import masks as M
 from genapps.tasks.inpaint.classical import CLASSICAL, fill, prefill
-from genapps.tasks.inpaint.models import define_G
+from genapps.tasks.inpaint.models import ARCHS
 
 log = logging.getLogger(__name__)
 
@@ -100,18 +100,10 @@ class MissingMask(ValueError):
     """An image without a mask (skipped with skip_missing_masks)."""
 
 
-def load_model(name_or_path: str) -> tuple[nn.Module, dict]:
-    """A model in eval mode and its description {arch, config, source}."""
-    path = io.resolve_weights(name_or_path)
-    tensors, meta = io.load_weights(path)
-    if meta.get("task") != TASK:
-        raise ValueError(f"{path}: weights of task {meta.get('task')!r}, not {TASK!r}")
-    model = define_G(meta["arch"], **meta["config"])
-    try:
-        model.load_state_dict({k: v.float() for k, v in tensors.items()})
-    except RuntimeError as e:
-        raise ValueError(f"{path}: weights do not fit {meta['arch']} {meta['config']}: {str(e).splitlines()[0]}") from None
-    return model.eval(), {"arch": meta["arch"], "config": meta["config"], "source": str(path)}
+def load_model(name_or_path: str) -> tuple[nn.Module, weights.ModelInfo]:
+    """A model in eval mode and its ModelInfo: a bundled name or a genapps .safetensors of this task,
+    validated and built within the file's allocation budget (genapps.weights.load_model)."""
+    return weights.load_model(name_or_path, TASK, ARCHS)
 
 
 # ---------------------------------------------------------------- the model on crops around holes
@@ -245,14 +237,14 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
         name: str = TASK) -> StageResult:
     """Inpaint every image under `input_dir` into `output_dir` (mirrored tree)."""
     source = M.MaskSource(cfg.masks, cfg.mask_threshold, cfg.invert_mask) if cfg.masks else None
-    model, info = None, {"arch": cfg.method}
+    model, info, model_info = None, None, {"arch": cfg.method}
     if cfg.method == "model":
         model_name = cfg.model or DEFAULT_MODELS[cfg.samples > 1]
         model, info = load_model(model_name)
-        info["name"] = model_name
-        if cfg.samples > 1 and info["arch"] != "pluralistic":
+        model_info = info.as_report() | {"name": model_name}
+        if cfg.samples > 1 and info.arch != "pluralistic":
             raise ValueError(f"--samples {cfg.samples} needs a pluralistic model (e.g. inpaint-pluralistic); "
-                             f"{model_name} is a {info['arch']} model and gives one fill")
+                             f"{model_name} is a {info.arch} model and gives one fill")
         model = model.to(device)
     root = Path(input_dir) if Path(input_dir).is_dir() else Path(input_dir).parent
     suffixes = tuple(f"_s{k}" for k in range(cfg.samples)) if cfg.samples > 1 else None
@@ -273,8 +265,8 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
         stash.update(color=outs[0].color, mask=None if cfg.concat else mask)
         return dict(zip(suffixes, outs)) if suffixes else outs[0]
 
-    fingerprint = {"method": cfg.method, "arch": info["arch"],
-                   "model_sha256": io.weights_sha256(info["source"]) if model is not None else None,
+    fingerprint = {"method": cfg.method, "arch": model_info["arch"],
+                   "model_sha256": info.sha256 if info is not None else None,
                    "masks": "file" if source is not None else f"{cfg.mask_kind}/{cfg.mask_seed}",
                    **{k: getattr(cfg, k) for k in ("samples", "seed", "concat", "mask_threshold", "invert_mask", "tta",
                                                     "work_size", "margin", "ext", "suffix", "quality")}}
@@ -285,7 +277,7 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
 
     t0 = time.perf_counter()
     result = map_images(
-        input_dir, output_dir, process, name=name, task=TASK, config=asdict(cfg) | {"model_info": info},
+        input_dir, output_dir, process, name=name, task=TASK, config=asdict(cfg) | {"model_info": model_info},
         fingerprint=fingerprint, extra_inputs=mask_file,
         ext=cfg.ext, suffix=cfg.suffix, quality=cfg.quality, resume=cfg.resume, fail_fast=cfg.fail_fast,
         reference=cfg.reference, measure=hole_measure(stash), pass_source=True, output_suffixes=suffixes,
@@ -296,7 +288,7 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
                 r.status = "skipped"
     ok = [r for r in result.records if r.status == "ok"]
     mp = sum(r.metrics.get("output_mp", 0.0) for r in ok) / (3 if cfg.concat else 1)
-    result.summary = {"method": cfg.method, "model": info.get("name"), "arch": info["arch"],
+    result.summary = {"method": cfg.method, "model": model_info.get("name"), "arch": model_info["arch"],
                       "samples": cfg.samples, "input_mp": round(mp, 3),
                       "seconds_per_mp": round(sum(r.seconds for r in ok) / max(mp, 1e-9), 3) if ok else None,
                       "seconds": round(time.perf_counter() - t0, 2)}

@@ -24,12 +24,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genapps import io, losses
+from genapps import io, losses, weights
 from genapps.nn import PatchDiscriminator
 from genapps.tasks.inpaint import masks as M
 from genapps.tasks.inpaint.classical import prefill
 from genapps.tasks.inpaint.models import define_G
-from genapps.train import TrainConfig, TrainSpec, check_resume, data_fingerprint, fit, save_trained
+from genapps.train import TrainConfig, TrainSpec, check_resume, data_fingerprint, fit
+from genapps.weights import save_trained
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +178,7 @@ def build_generator(cfg: InpaintTrainConfig) -> tuple[torch.nn.Module, str, dict
     config = {"ngf": cfg.ngf, "num_downs": cfg.num_downs} | ({"z_dim": cfg.z_dim} if arch == "pluralistic" else {})
     g = define_G(arch, **config)
     if cfg.init:
-        tensors, meta = io.load_weights(io.resolve_weights(cfg.init))
+        tensors, meta = weights.load_weights(weights.resolve_weights(cfg.init))
         if meta.get("task") != TASK:
             raise ValueError(f"--init {cfg.init}: weights of task {meta.get('task')!r}, not {TASK!r}")
         base = {k: v for k, v in config.items() if k != "z_dim"}

@@ -180,7 +180,7 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
     g = g.to(device)
     if cfg.stochastic and not set_stochastic(g, True):
         hint = (" (a reference U-Net's dropout does not show in its keys: add --dropout if it was trained "
-                "with it, the pix2pix default)" if info.get("reference_netg", "").startswith("unet") else "")
+                "with it, the pix2pix default)" if info.extra.get("reference_netg", "").startswith("unet") else "")
         raise ValueError(f"--stochastic: model {cfg.model} has no dropout layers{hint}")
     root = Path(input_dir).parent if Path(input_dir).is_file() else Path(input_dir)
 
@@ -190,17 +190,17 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
         return translate_image(g, image, cfg, device)
 
     t0 = time.perf_counter()
-    fingerprint = {"model_sha256": io.weights_sha256(info["source"]), "arch": info["arch"], "config": info["config"],
+    fingerprint = {"model_sha256": info.sha256, "arch": info.arch, "config": info.config,
                    "direction": cfg.direction, "stochastic": cfg.stochastic, "seed": cfg.seed if cfg.stochastic else None,
                    "tile": cfg.tile, "tile_overlap": cfg.tile_overlap if cfg.tile else None,
                    "ext": cfg.ext, "suffix": cfg.suffix, "quality": cfg.quality}
     result = map_images(input_dir, output_dir, process, name=name, task=TASK, fingerprint=fingerprint,
-                        config=asdict(cfg) | {"model_info": info}, ext=cfg.ext, suffix=cfg.suffix,
+                        config=asdict(cfg) | {"model_info": info.as_report()}, ext=cfg.ext, suffix=cfg.suffix,
                         quality=cfg.quality, resume=cfg.resume, fail_fast=cfg.fail_fast, reference=cfg.reference,
                         measure=measure, pass_source=True)
     ok = [r for r in result.records if r.status == "ok"]
     mp = sum(r.metrics.get("output_mp", 0.0) for r in ok)
-    result.summary = {"model": cfg.model, "arch": info["arch"], "direction": cfg.direction,
+    result.summary = {"model": cfg.model, "arch": info.arch, "direction": cfg.direction,
                       "stochastic": cfg.stochastic, "output_mp": round(mp, 3),
                       "seconds_per_mp": round(sum(r.seconds for r in ok) / max(mp, 1e-9), 3) if mp else None,
                       "seconds": round(time.perf_counter() - t0, 2)}

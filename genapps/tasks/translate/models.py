@@ -8,12 +8,13 @@ and W multiples of `input_multiple`; the keys are the reference's, so its files 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from genapps import io
+from genapps import weights
 from genapps.nn import ResnetGenerator, UnetGenerator
 
 
@@ -143,40 +144,32 @@ def _check_flags(path: Path, arch: str, config: dict, flags: dict) -> dict:
     return config
 
 
-def load_model(name_or_path: str, direction: str = "AtoB", flags: dict | None = None) -> tuple[nn.Module, dict]:
-    """A generator ready for inference (eval mode, CPU) and its description {arch, config, source, ...}.
+def _reference(flags: dict):
+    """How a file without genapps metadata is read: the reference implementation's generator,
+    its arch and config inferred from the keys and checked against the user's flags."""
+    def infer(tensors: dict[str, torch.Tensor], where: str) -> weights.Declared:
+        arch, config = infer_reference_arch(tensors)
+        config = _check_flags(Path(where), arch, config, flags)
+        return weights.Declared(arch, config, {"reference_netg": netg_name(arch, config)})
+    return infer
+
+
+def load_model(name_or_path: str, direction: str = "AtoB", flags: dict | None = None) -> tuple[nn.Module, weights.ModelInfo]:
+    """A generator ready for inference (eval mode, CPU) and its ModelInfo (extra: direction, ...).
 
     Accepts a bundled name, a genapps .safetensors (pix2pix: one direction; cycle: both, picked
     by `direction`), or the reference implementation's latest_net_G*.pth (read with
-    weights_only=True; `flags` = {netg, ngf, norm, dropout} checked against the keys).
+    weights_only=True; `flags` = {netg, ngf, norm, dropout} checked against the keys). Either is
+    validated and built within the file's allocation budget (genapps.weights.load_model).
     """
     if direction not in ("AtoB", "BtoA"):
         raise ValueError(f"direction must be AtoB or BtoA, got {direction!r}")
-    path = io.resolve_weights(name_or_path)
-    extra: dict = {}
-    if path.suffix == ".safetensors":
-        tensors, meta = io.load_weights(path)
-        if meta.get("task") != "translate":
-            raise ValueError(f"{path}: weights of task {meta.get('task')!r}, not 'translate'")
-        arch, config = meta["arch"], dict(meta["config"])
-        extra = {k: meta[k] for k in ("kind", "trained_direction") if k in meta}
-        if arch != "cycle" and direction != "AtoB":
-            raise ValueError(f"{path}: a pix2pix model translates one way (its training input to its target); "
-                             f"--direction BtoA needs a CycleGAN model")
-    else:
-        raw = io.load_torch(path)
-        if not isinstance(raw, dict) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
-            raise ValueError(f"{path}: not a state dict of tensors")
-        tensors = {k.removeprefix("module."): v for k, v in raw.items()}
-        arch, config = infer_reference_arch(tensors)
-        config = _check_flags(path, arch, config, flags or {})
-        extra = {"reference_netg": netg_name(arch, config)}
-    model = define_G(arch, **config)
-    try:
-        model.load_state_dict(tensors)
-    except RuntimeError as e:
-        raise ValueError(f"{path}: weights do not fit {arch} {config}: {str(e).splitlines()[0]}") from None
-    if arch == "cycle":
+    model, info = weights.load_model(name_or_path, "translate", ARCHS, extra_keys=("kind", "trained_direction"),
+                                     infer=_reference(flags or {}))
+    reference = "reference_netg" in info.extra  # a latest_net_G_A/B.pth: one direction, the file's own
+    if info.arch != "cycle" and direction != "AtoB" and not reference:
+        raise ValueError(f"{info.source}: a pix2pix model translates one way (its training input to its target); "
+                         f"--direction BtoA needs a CycleGAN model")
+    if info.arch == "cycle":
         model = model.direction(direction)
-    info = {"arch": arch, "config": config, "source": str(path), "direction": direction} | extra
-    return model.eval(), info
+    return model, replace(info, extra={"direction": direction} | info.extra)

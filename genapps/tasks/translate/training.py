@@ -25,7 +25,8 @@ from genapps import io, losses, metrics
 from genapps.nn import CycleDiscriminators, ImagePool, PatchDiscriminator, PixelDiscriminator
 from genapps.tasks.translate.models import define_G
 from genapps.tasks.translate.pairs import read_folder, read_pairs
-from genapps.train import TrainConfig, TrainSpec, check_resume, data_fingerprint, fit, save_trained
+from genapps.train import TrainConfig, TrainSpec, check_resume, data_fingerprint, fit
+from genapps.weights import save_trained
 
 log = logging.getLogger(__name__)
 

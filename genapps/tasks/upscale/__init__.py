@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +18,12 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from genapps import io, metrics, zoo
+from genapps import io, metrics, weights, zoo
 from genapps.batch import StageResult, map_images, progress
 from genapps.device import autocast
 from genapps.nn.sr import infer_public_arch
 from genapps.nn.winograd import accelerate
-from genapps.tasks.upscale.models import define_G
+from genapps.tasks.upscale.models import ARCHS
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,8 @@ class Bicubic(nn.Module):
         return F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
 
 
-def load_model(name_or_path: str, scale: int = 4) -> tuple[nn.Module, dict]:
-    """A model ready for inference (eval mode, CPU) and its description {arch, scale, source}.
+def load_model(name_or_path: str, scale: int = 4) -> tuple[nn.Module, weights.ModelInfo]:
+    """A model ready for inference (eval mode, CPU) and its ModelInfo (arch, native scale, source, ...).
 
     Accepts "bicubic", a bundled or zoo name, a genapps .safetensors, or any file spandrel reads
     (.pth/.pt/.ckpt/.safetensors of ESRGAN, Compact, SwinIR, HAT, DAT, SPAN, ... read without running
@@ -100,44 +100,18 @@ def load_model(name_or_path: str, scale: int = 4) -> tuple[nn.Module, dict]:
     genapps's own key-layout detection (infer_public_arch), also the fallback for other files.
     """
     if name_or_path == "bicubic":
-        return Bicubic(scale).eval(), {"arch": "bicubic", "scale": scale, "source": "bicubic"}
-    from genapps.train import build_from_weights
-
-    path = io.resolve_weights(name_or_path)
-    if path.suffix == ".safetensors" and zoo.has_genapps_metadata(path):
-        tensors, meta = io.load_weights(path)
-        if meta.get("task") != TASK:
-            raise ValueError(f"{path}: weights of task {meta.get('task')!r}, not {TASK!r}")
-        arch, config = meta.get("arch"), meta.get("config")
-        if not isinstance(arch, str) or not isinstance(config, dict):
-            raise ValueError(f"{path}: the metadata lacks the architecture name or its config")
-        if not all(type(v) is int for v in config.values()):
-            raise ValueError(f"{path}: config values must be integers, got {config}")
-    else:
-        tensors, meta = zoo.read_state_dict(path), {}
-        try:
-            desc, refused = zoo.spandrel_model(tensors, str(path)), None
-        except ValueError as e:  # spandrel's layout, but not loadable by spandrel
-            desc, refused = None, e
-        if desc is not None:
-            return zoo.as_model(desc, str(path), ("SR", "Restoration"), TASK)
-        try:  # what spandrel lacks: MSRResNet, RRDBNet with a growth width other than 32
-            arch, config = infer_public_arch(tensors)
-        except ValueError as e:
-            raise refused or ValueError(f"{path}: {e}") from None
-        except (KeyError, IndexError, TypeError, AttributeError, ZeroDivisionError) as e:
-            raise ValueError(f"{path}: inconsistent weights ({type(e).__name__}: {e})") from None
-    model = build_from_weights(lambda: define_G(arch, **config), tensors, str(path), config)
-    native = config.get("scale", config.get("upscale", scale))
-    info = {"arch": arch, "scale": native, "source": str(path), "config": config}
-    if "outscale" in meta:  # zoo x2/x3: the x4 net, resized
-        info["outscale"] = meta["outscale"]
-    return model.eval(), info
+        return Bicubic(scale).eval(), weights.ModelInfo(arch="bicubic", source="bicubic", scale=scale)
+    model, info = weights.load_model(
+        name_or_path, TASK, ARCHS, resolvers=(zoo.RESOLVER,), extra_keys=("outscale",),  # zoo x2/x3: the x4 net, resized
+        spandrel=("SR", "Restoration"), infer=lambda tensors, where: weights.Declared(*infer_public_arch(tensors)))
+    if info.scale is None:
+        info = replace(info, scale=info.config.get("scale", info.config.get("upscale", scale)))
+    return model, info
 
 
 def default_model(scale: int) -> str:
     """sr-x{scale} when bundled, else sr-x4 (its output is then resized to x{scale}, as Real-ESRGAN does)."""
-    bundled = io.bundled_weights()
+    bundled = weights.bundled_weights()
     return f"sr-x{scale}" if f"sr-x{scale}" in bundled or "sr-x4" not in bundled else "sr-x4"
 
 
@@ -276,35 +250,35 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
         cfg = Config(**(asdict(cfg) | {"precision": "fp32"}))
     model_name = cfg.model or default_model(cfg.scale)
     model, info = load_model(model_name, cfg.scale)
-    if cfg.outscale is None and info.get("outscale"):  # a zoo x2/x3 name: its own final scale
-        cfg = Config(**(asdict(cfg) | {"outscale": float(info["outscale"])}))
+    if cfg.outscale is None and info.extra.get("outscale"):  # a zoo x2/x3 name: its own final scale
+        cfg = Config(**(asdict(cfg) | {"outscale": float(info.extra["outscale"])}))
     model = model.to(device, memory_format=torch.channels_last)
     if cfg.precision == "bf16" and device.type == "cpu":
         if getattr(model, "supports_bfloat16", True):
             model = model.to(torch.bfloat16)  # ~2x faster than fp32 on a bf16 CPU, outputs within ~2/255
         else:
-            log.warning("--bf16 ignored: %s does not support bf16", info["arch"])
+            log.warning("--bf16 ignored: %s does not support bf16", info.arch)
             cfg = Config(**(asdict(cfg) | {"precision": "fp32"}))
     if device.type == "cpu" and cfg.precision == "fp32":
         model = accelerate(model)  # Winograd convolutions for RRDBNet and SRVGGNetCompact
-    native = info["scale"]
+    native = info.scale
     if cfg.outscale is None and native != cfg.scale:
         log.info("model %s is x%d; its output is resized to x%d", model_name, native, cfg.scale)
     t0 = time.perf_counter()
-    fingerprint = {"model_sha256": "bicubic" if info["arch"] == "bicubic" else io.weights_sha256(info["source"]),
-                   "arch": info["arch"], "native_scale": native, "scale": cfg.scale, "outscale": cfg.outscale,
+    fingerprint = {"model_sha256": "bicubic" if info.arch == "bicubic" else info.sha256,
+                   "arch": info.arch, "native_scale": native, "scale": cfg.scale, "outscale": cfg.outscale,
                    "tile": cfg.tile, "tile_overlap": cfg.tile_overlap, "alpha": cfg.alpha, "precision": cfg.precision,
                    "ext": cfg.ext, "suffix": cfg.suffix, "quality": cfg.quality}
     result = map_images(
         input_dir, output_dir, lambda im: upscale_image(model, im, native, cfg, device),
-        name=name, task=TASK, config=asdict(cfg) | {"model_info": info}, fingerprint=fingerprint,
+        name=name, task=TASK, config=asdict(cfg) | {"model_info": info.as_report()}, fingerprint=fingerprint,
         ext=cfg.ext, suffix=cfg.suffix,
         quality=cfg.quality, resume=cfg.resume, fail_fast=cfg.fail_fast, reference=cfg.reference,
         measure=sr_measure(round(cfg.outscale or cfg.scale)), reference_slack=round(cfg.outscale or cfg.scale) - 1,
     )
     ok = [r for r in result.records if r.status == "ok"]
     mp = sum(r.metrics.get("output_mp", 0.0) for r in ok)
-    result.summary = {"model": model_name, "arch": info["arch"], "native_scale": native,
+    result.summary = {"model": model_name, "arch": info.arch, "native_scale": native,
                       "output_mp": round(mp, 3),
                       "output_mp_per_s": round(mp / max(1e-9, sum(r.seconds for r in ok)), 3),
                       "seconds": round(time.perf_counter() - t0, 2)}

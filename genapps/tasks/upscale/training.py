@@ -29,7 +29,8 @@ from genapps import io, losses
 from genapps.nn import PatchDiscriminator
 from genapps.tasks.upscale import TASK, bicubic_downscale, evaluate_model, load_model
 from genapps.tasks.upscale.models import define_G
-from genapps.train import TrainConfig, TrainSpec, check_resume, data_fingerprint, fit, save_trained
+from genapps.train import TrainConfig, TrainSpec, check_resume, data_fingerprint, fit
+from genapps.weights import save_trained
 
 log = logging.getLogger(__name__)
 
@@ -197,9 +198,9 @@ def build_generator(cfg: SRTrainConfig) -> tuple[torch.nn.Module, dict, bool]:
     skipped = []
     if cfg.init:
         init, info = load_model(cfg.init)
-        config = info.get("config") or {}
-        if info["arch"] != cfg.arch or (config.get("channels"), config.get("blocks")) != (cfg.channels, cfg.blocks):
-            raise ValueError(f"--init {cfg.init}: {info['arch']} {config} does not match {cfg.arch} with "
+        config = info.config or {}
+        if info.arch != cfg.arch or (config.get("channels"), config.get("blocks")) != (cfg.channels, cfg.blocks):
+            raise ValueError(f"--init {cfg.init}: {info.arch} {config} does not match {cfg.arch} with "
                              f"channels {cfg.channels}, blocks {cfg.blocks}")
         if cfg.arch == "rep":
             skipped = g.load_plain(init)
@@ -210,7 +211,7 @@ def build_generator(cfg: SRTrainConfig) -> tuple[torch.nn.Module, dict, bool]:
             skipped = sorted(set(own) - set(take))
         if skipped:
             log.info("--init %s (x%d): %s start from their initialisation (another shape)", cfg.init,
-                     info["scale"], ", ".join(skipped))
+                     info.scale, ", ".join(skipped))
     # new zero branches or a fresh layer: Adam's first full-size steps would throw the start away
     warmup = not cfg.init or cfg.arch == "rep" or bool(skipped)
     return g, arch_config, warmup
