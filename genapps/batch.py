@@ -1,4 +1,4 @@
-"""Records that every task returns, and the folder loop shared by the per-image tasks.
+"""The folder loop shared by the per-image tasks (what it returns: genapps.records).
 
 `map_images` walks an input folder, mirrors it into the output folder, resumes (skips outputs
 that its manifest shows were made by the same task, settings and model from the same input),
@@ -17,7 +17,6 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -25,39 +24,9 @@ import torch
 
 from genapps import io
 from genapps.distributed import Shard, current
+from genapps.records import Record, StageResult
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Record:
-    """One input file processed by one stage."""
-
-    input: str
-    output: str | None
-    status: str  # "ok" | "error" | "skipped"
-    error: str | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
-    seconds: float = 0.0
-
-
-@dataclass
-class StageResult:
-    """What one stage (or one batch command) did: its records plus task-specific numbers."""
-
-    name: str
-    task: str
-    input_dir: str
-    output_dir: str
-    config: dict
-    records: list[Record]
-    seconds: float
-    summary: dict = field(default_factory=dict)
-    figures: list[tuple[str, str]] = field(default_factory=list)
-
-    @property
-    def failed(self) -> list[Record]:
-        return [r for r in self.records if r.status == "error"]
 
 
 class BatchAborted(Exception):

@@ -19,8 +19,9 @@ from PIL import Image
 from torch import nn
 
 from genapps import io, metrics, zoo
-from genapps.batch import StageResult, map_images, progress
+from genapps.batch import map_images, progress
 from genapps.device import autocast
+from genapps.records import StageResult
 from genapps.tasks.upscale.fast import accelerate
 from genapps.tasks.upscale.models import define_G, infer_public_arch
 
