@@ -1,9 +1,11 @@
-"""Records that every task returns, and the folder loop shared by the per-image tasks.
+"""The folder loop shared by the per-image tasks (what it returns: genapps.records).
 
 `map_images` walks an input folder, mirrors it into the output folder, resumes (skips outputs
 that its manifest shows were made by the same task, settings and model from the same input),
 turns every bad file into an error record instead of a crash, writes atomically, and, given a
-reference folder, measures each output against its reference.
+reference folder, measures each output against its reference. It reads top to bottom as
+planning (`_plan`), resume triage (`_triage`) and the per-file step (`_FileStep`); a remote
+folder is staged through a local one (`_map_remote`, `_Staging`).
 """
 
 from __future__ import annotations
@@ -17,49 +19,17 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 from genapps import io
-from genapps.distributed import Shard, current
-from genapps.views import View
+from genapps.distributed import Shard, current, shard_key
+from genapps.records import Record, StageResult
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Record:
-    """One input file processed by one stage."""
-
-    input: str
-    output: str | None
-    status: str  # "ok" | "error" | "skipped"
-    error: str | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
-    seconds: float = 0.0
-
-
-@dataclass
-class StageResult:
-    """What one stage (or one batch command) did: its records plus task-specific numbers."""
-
-    name: str
-    task: str
-    input_dir: str
-    output_dir: str
-    config: dict
-    records: list[Record]
-    seconds: float
-    summary: dict = field(default_factory=dict)
-    figures: list[tuple[str, str]] = field(default_factory=list)
-    view: View | None = None  # how its records appear in reports: the task's (TaskSpec.view), set by its caller
-
-    @property
-    def failed(self) -> list[Record]:
-        return [r for r in self.records if r.status == "error"]
 
 
 class BatchAborted(Exception):
@@ -204,69 +174,93 @@ def output_plan(files: list[Path], input_dir: Path, output_dir: Path, ext: str |
                   for k in output_suffixes or ("",)} for src in files}
 
 
-def map_images(
-    input_dir: str | Path,
-    output_dir: str | Path,
-    process: Callable[[io.LoadedImage], io.LoadedImage],
-    *,
-    name: str,
-    task: str,
-    config: dict,
-    fingerprint: dict | None = None,
-    extra_inputs: Callable[[Path], list[Path]] | None = None,
-    ext: str | None = None,
-    suffix: str = "",
-    quality: int = 95,
-    resume: bool = True,
-    fail_fast: bool = False,
-    reference: str | Path | None = None,
-    measure: Measure | None = None,
-    reference_slack: int = 0,
-    pass_source: bool = False,
-    output_suffixes: tuple[str, ...] | None = None,
-) -> StageResult:
+def map_images(input_dir: str | Path, output_dir: str | Path, process: Callable[[io.LoadedImage], io.LoadedImage],
+               *, name: str, task: str, config: dict, fingerprint: dict | None = None,
+               extra_inputs: Callable[[Path], list[Path]] | None = None, ext: str | None = None, suffix: str = "",
+               quality: int = 95, resume: bool = True, fail_fast: bool = False, reference: str | Path | None = None,
+               measure: Measure | None = None, reference_slack: int = 0, pass_source: bool = False,
+               output_suffixes: tuple[str, ...] | None = None) -> StageResult:
     """Apply `process` to every image under `input_dir` (or to one file), mirroring the tree into `output_dir`.
 
     `process(image)` returns the output image; with `pass_source` it is called as
     `process(image, src_path)` (inpaint finds the mask of `src` by its relative path). With
     `output_suffixes` (e.g. ("_s0", "_s1")) it returns a dict {suffix: image}, and each is written
     to the mirrored name + suffix (several outputs per input); the record's output is the first.
-    Two inputs whose outputs would share a name (`a.png`, `a.jpg` with ext png) keep their
-    extension in it (`a_png.png`, `a_jpg.png`).
+    Colliding output names, one input file to a named output file, and sharding: see `_plan`.
 
-    Resume and the manifest: `fingerprint` is a JSON-able dict of everything besides the input
-    that changes the output: the result-changing options and the model's identity (e.g.
-    {"model_sha256": io.weights_sha256(path), "arch": ..., "scale": 4, "tile": 0, "ext": "png"}).
-    Default: `config` without NOT_RESULT_OPTIONS. `extra_inputs(src)` lists other files an
-    output depends on (inpaint: the mask of `src`); their hashes join the input's, so editing
-    them redoes the output. Each written file gets a line in
-    OUTPUT/.genapps-manifest.jsonl (task, fingerprint, genapps version, input hash, size and hash).
-    With `resume`, an existing output is skipped only if its line has the same task and
-    fingerprint and the file and its input still have the recorded hashes; junk, truncated or
-    outdated files are redone; an output made with another task/fingerprint (or not in the
-    manifest) makes the whole call raise ValueError before any work, naming the difference
-    (redo with resume=False, the CLI's --overwrite). Temporary files of a killed run are removed.
-    With one input file and an `output_dir` naming an image file (see `file_output`), that file
-    is written (`--suffix` does not apply) and the manifest is the hidden one of its folder.
-    A file that cannot be read, processed or written (disk full, a folder in the way) is an
-    error record, not an exception (`fail_fast` raises BatchAborted instead).
+    Resume: `fingerprint` is a JSON-able dict of everything besides the input that changes the
+    output: the result-changing options and the model's identity (e.g. {"model_sha256":
+    io.weights_sha256(path), "arch": ..., "scale": 4, "tile": 0, "ext": "png"}). Default: `config`
+    without NOT_RESULT_OPTIONS. `extra_inputs(src)` lists other files an output depends on
+    (inpaint: the mask of `src`); their hashes join the input's, so editing them redoes the
+    output. Each written file gets a line in OUTPUT/.genapps-manifest.jsonl (`Manifest`). With
+    `resume`, up-to-date outputs are skipped, junk or outdated ones redone, and an output made with
+    other settings makes the call raise ValueError before any work (`_triage`; redo with
+    resume=False, the CLI's --overwrite). Temporary files of a killed run are removed. A file that
+    cannot be read, processed or written is an error record, not an exception (`_FileStep`;
+    `fail_fast` raises BatchAborted instead).
 
     `measure(output (C,H,W), reference (C,H,W)) -> {metric: value}` runs when `reference` is a
     folder holding the image of the same relative name (or the only one of the same stem); a
-    reference up to `reference_slack` px larger is cropped to the output. Skipped outputs are measured too.
-
-    `input_dir` and `output_dir` may be fsspec URLs (s3://, gs://, az://, memory://; http(s):// for
-    input): see _map_remote.
-
-    Sharding (genapps.distributed: torchrun's rank or --shard I/N): output names are chosen over
-    all files, then only this shard's files (by relative path) are done; the shard appends to its
-    own manifest (.genapps-manifest.shard-I-of-N.jsonl) and reads every manifest on resume.
+    reference up to `reference_slack` px larger is cropped to the output. Skipped outputs are
+    measured too. `input_dir` and `output_dir` may be fsspec URLs (s3://, gs://, az://, memory://;
+    http(s):// for input): see `_map_remote`.
     """
     if io.is_url(input_dir) or io.is_url(output_dir):
         return _map_remote(input_dir, output_dir, process, name=name, task=task, config=config,
                            fingerprint=fingerprint, extra_inputs=extra_inputs, ext=ext, suffix=suffix, quality=quality,
                            resume=resume, fail_fast=fail_fast, reference=reference, measure=measure,
                            reference_slack=reference_slack, pass_source=pass_source, output_suffixes=output_suffixes)
+    plan = _plan(input_dir, output_dir, name=name, ext=ext, suffix=suffix, output_suffixes=output_suffixes)
+    if fingerprint is None:
+        fingerprint = {k: v for k, v in config.items() if k not in NOT_RESULT_OPTIONS}
+    manifest = Manifest(plan.output_dir, task, fingerprint, plan.shard)
+    input_sha = _InputHashes(extra_inputs)
+    todo = _triage(plan, manifest, input_sha, resume=resume, name=name)
+    io.check_writable(plan.output_dir)
+    io.remove_stale_temps([d for dests in plan.outputs.values() for d in dests.values()] + [manifest.path])
+    step = _FileStep(process, manifest, input_sha, plan.input_dir, pass_source=pass_source,
+                     several=bool(output_suffixes), quality=quality, fail_fast=fail_fast,
+                     refs=io.image_index(reference) if reference and measure else None, measure=measure,
+                     slack=reference_slack)
+    files = list(plan.outputs)
+    records: list[Record] = []
+    start = time.perf_counter()
+    try:
+        for src in progress(files, total=len(files), desc=name):
+            records.append(step(src, plan.outputs[src], todo[src]))
+    finally:
+        if manifest.path.exists():
+            manifest.compact()
+    return StageResult(name, task, str(plan.input_dir), str(plan.output_dir), config, records,
+                       time.perf_counter() - start)
+
+
+@dataclass
+class _Plan:
+    """What a local map_images run does: the folders (of a single file: its folder and the output
+    file's), and this shard's inputs in order, each with {output suffix: output path}."""
+
+    input_dir: Path
+    output_dir: Path
+    outputs: dict[Path, dict[str, Path]]
+    shard: Shard
+
+
+def _plan(input_dir: str | Path, output_dir: str | Path, *, name: str, ext: str | None, suffix: str,
+          output_suffixes: tuple[str, ...] | None) -> _Plan:
+    """Planning: list the inputs (one file, or a folder's images outside the output folder), name
+    their outputs, keep this shard's. ValueError when there is no image or the outputs would
+    overwrite the inputs.
+
+    Two inputs whose outputs would share a name (`a.png`, `a.jpg` with ext png) keep their
+    extension in it (`a_png.png`, `a_jpg.png`). With one input file and an `output_dir` naming an
+    image file (see `file_output`), that file is written (`suffix` does not apply) and the manifest
+    is the hidden one of its folder. Sharding (genapps.distributed: torchrun's rank or --shard
+    I/N): output names are chosen over all files, then only this shard's files (by relative path)
+    are done; the shard appends to its own manifest (.genapps-manifest.shard-I-of-N.jsonl) and
+    reads every manifest on resume.
+    """
     target, skipped = file_output(input_dir, output_dir), ""
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if target is not None:  # one image to one named file; the manifest goes beside it
@@ -298,20 +292,32 @@ def map_images(
         files = [src for src in files if shard.owns(src.relative_to(input_dir).as_posix())]
         log.info("%s: shard %s has %d of the %d file(s)", name, shard, len(files), len(plan))
         plan = {src: plan[src] for src in files}
-    if fingerprint is None:
-        fingerprint = {k: v for k, v in config.items() if k not in NOT_RESULT_OPTIONS}
-    manifest = Manifest(output_dir, task, fingerprint, shard)
-    input_shas: dict[Path, str] = {}
+    return _Plan(input_dir, output_dir, plan, shard)
 
-    def input_sha(src: Path) -> str:
-        if src not in input_shas:
-            digests = [io.sha256_file(p) for p in [src, *(extra_inputs(src) if extra_inputs else [])]]
-            input_shas[src] = digests[0] if len(digests) == 1 else hashlib.sha256(" ".join(digests).encode()).hexdigest()
-        return input_shas[src]
 
+class _InputHashes:
+    """sha256 of an input, computed once per run; with `extra_inputs(src)` (side files the output
+    depends on) the hash of the input's and their hashes together."""
+
+    def __init__(self, extra_inputs: Callable[[Path], list[Path]] | None):
+        self.extra_inputs, self.known = extra_inputs, {}
+
+    def __call__(self, src: Path) -> str:
+        if src not in self.known:
+            digests = [io.sha256_file(p) for p in [src, *(self.extra_inputs(src) if self.extra_inputs else [])]]
+            self.known[src] = digests[0] if len(digests) == 1 else hashlib.sha256(" ".join(digests).encode()).hexdigest()
+        return self.known[src]
+
+
+def _triage(plan: _Plan, manifest: Manifest, input_sha: _InputHashes, *, resume: bool, name: str) -> dict[Path, str]:
+    """Resume triage: src -> 'skip' or 'redo' (everything without `resume`). An output is skipped
+    only if its manifest line has the same task and fingerprint and the file and its input still
+    have the recorded hashes; junk, truncated or outdated files are redone (Manifest.check). An
+    output made with another task/fingerprint, or not in the manifest, is refused: ValueError
+    before any work, naming the first difference and how to redo them."""
     todo: dict[Path, str] = {}
     conflicts = []
-    for src, dests in plan.items():
+    for src, dests in plan.outputs.items():
         if not resume:
             todo[src] = "redo"
             continue
@@ -320,57 +326,69 @@ def map_images(
         todo[src] = "skip" if all(v == "skip" for v in verdicts) else "redo"
     if conflicts:
         dest, why = conflicts[0]
-        raise ValueError(f"{len(conflicts)} existing output(s) in {output_dir} were not made with these settings "
+        raise ValueError(f"{len(conflicts)} existing output(s) in {plan.output_dir} were not made with these settings "
                          f"(first: {dest.name}: {why.removeprefix('conflict: ')}); redo them with --overwrite "
                          f"(in a pipeline: --set {name}.resume=false) or choose another output folder")
-    io.check_writable(output_dir)
-    io.remove_stale_temps([d for dests in plan.values() for d in dests.values()] + [manifest.path])
-    refs = io.image_index(reference) if reference and measure else None
-    records: list[Record] = []
-    start = time.perf_counter()
-    try:
-        for src in progress(files, total=len(files), desc=name):
-            dests = plan[src]
-            dest = next(iter(dests.values()))
-            rel = src.relative_to(input_dir).as_posix()
-            ref, why = refs.find(rel) if refs is not None else (None, "")
-            if why:
-                log.warning("%s: not measured (%s)", src, why)
-            if todo[src] == "skip":
-                records.append(Record(str(src), str(dest), "skipped", None, _measure(dest, ref, measure, reference_slack)))
-                continue
-            t0 = time.perf_counter()
-            writing = None
-            try:
-                image = io.read_image(src)
-                out = process(image, src) if pass_source else process(image)
-                outputs = out if output_suffixes else {"": out}
-                if set(outputs) != set(dests):
-                    raise RuntimeError(f"expected outputs {sorted(dests)}, got {sorted(outputs)}")
-                sha = input_sha(src)
-                for key, writing in dests.items():
-                    io.write_image(writing, outputs[key], quality=quality,
-                                   before_replace=manifest.recorder(writing, rel, sha))
-                result = outputs[next(iter(dests))]
-            except (io.ImageError, ValueError, RuntimeError, OSError) as e:
-                if isinstance(e, io.ImageError):
-                    message = str(e)
-                elif isinstance(e, OSError) and e.errno is not None:
-                    message = f"{writing or e.filename or src}: cannot {'write' if writing else 'read'} ({e.strerror})"
-                else:
-                    message = f"{src}: {e}"
-                log.error("%s", message)
-                records.append(Record(str(src), None, "error", message, {}, time.perf_counter() - t0))
-                if fail_fast:
-                    raise BatchAborted(message) from None
-                continue
-            seconds = time.perf_counter() - t0
-            metrics = {"output_mp": result.size[0] * result.size[1] / 1e6} | _measure(result, ref, measure, reference_slack)
-            records.append(Record(str(src), str(dest), "ok", None, metrics, seconds))
-    finally:
-        if manifest.path.exists():
-            manifest.compact()
-    return StageResult(name, task, str(input_dir), str(output_dir), config, records, time.perf_counter() - start)
+    return todo
+
+
+@dataclass
+class _FileStep:
+    """The per-file step: read, process, write each output atomically (its manifest line appended
+    just before the rename), measure against the reference. A file that cannot be read, processed
+    or written is an error record (with `fail_fast`: BatchAborted); a skipped one is only measured."""
+
+    process: Callable
+    manifest: Manifest
+    input_sha: _InputHashes
+    input_dir: Path
+    pass_source: bool  # process(image, src)
+    several: bool  # process returns {output suffix: image}
+    quality: int
+    fail_fast: bool
+    refs: io.ImageIndex | None
+    measure: Measure | None
+    slack: int
+
+    def __call__(self, src: Path, dests: dict[str, Path], verdict: str) -> Record:
+        dest = next(iter(dests.values()))
+        rel = src.relative_to(self.input_dir).as_posix()
+        ref, why = self.refs.find(rel) if self.refs is not None else (None, "")
+        if why:
+            log.warning("%s: not measured (%s)", src, why)
+        if verdict == "skip":
+            return Record(str(src), str(dest), "skipped", None, _measure(dest, ref, self.measure, self.slack))
+        t0 = time.perf_counter()
+        writing = None
+        try:
+            image = io.read_image(src)
+            out = self.process(image, src) if self.pass_source else self.process(image)
+            outputs = out if self.several else {"": out}
+            if set(outputs) != set(dests):
+                raise RuntimeError(f"expected outputs {sorted(dests)}, got {sorted(outputs)}")
+            sha = self.input_sha(src)
+            for key, writing in dests.items():
+                io.write_image(writing, outputs[key], quality=self.quality,
+                               before_replace=self.manifest.recorder(writing, rel, sha))
+            result = outputs[next(iter(dests))]
+        except (io.ImageError, ValueError, RuntimeError, OSError) as e:
+            message = _error_message(e, src, writing)
+            log.error("%s", message)
+            if self.fail_fast:
+                raise BatchAborted(message) from None
+            return Record(str(src), None, "error", message, {}, time.perf_counter() - t0)
+        seconds = time.perf_counter() - t0
+        metrics = {"output_mp": result.size[0] * result.size[1] / 1e6} | _measure(result, ref, self.measure, self.slack)
+        return Record(str(src), str(dest), "ok", None, metrics, seconds)
+
+
+def _error_message(e: Exception, src: Path, writing: Path | None) -> str:
+    """The error record's line: the image's own message, or which file could not be read or written."""
+    if isinstance(e, io.ImageError):
+        return str(e)
+    if isinstance(e, OSError) and e.errno is not None:
+        return f"{writing or e.filename or src}: cannot {'write' if writing else 'read'} ({e.strerror})"
+    return f"{src}: {e}"
 
 
 def _measure(output: io.LoadedImage | Path, ref: Path | None, measure: Measure | None,
@@ -415,13 +433,34 @@ def _map_remote(input_dir: str | Path, output_dir: str | Path, process, *, name:
     on resume). Records name the remote files. Remote input with `pass_source` or `extra_inputs`
     (inpaint's masks) is refused: those look up side files by local path.
     """
-    from genapps.distributed import shard_key
-
-    remote_in, remote_out = io.is_url(input_dir), io.is_url(output_dir)
-    if remote_in and (pass_source or extra_inputs):
+    if io.is_url(input_dir) and (pass_source or extra_inputs):
         raise ValueError(f"{name}: a remote input folder is not supported for this task (it reads side files "
                          f"by local path); copy the input to a local folder")
-    if remote_in:
+    root, rels = _remote_inputs(input_dir)
+    shard = current()
+    chunks = _chunks(rels, shard)
+    start, records = time.perf_counter(), []
+    with tempfile.TemporaryDirectory(prefix="genapps-stage-") as tmp:
+        stage = _Staging(input_dir, output_dir, root, Path(tmp), shard)
+        inner = process
+        if pass_source:  # local input: the task sees the real path
+            def inner(image, src):
+                return process(image, stage.original(src))
+        side = (lambda src: extra_inputs(stage.original(src))) if extra_inputs else None
+        for chunk in filter(None, chunks):
+            outs = stage.fetch(chunk, options["ext"], options["suffix"], options["output_suffixes"])
+            result = map_images(stage.input, stage.output, inner, name=name, pass_source=pass_source,
+                                extra_inputs=side, **options)
+            records += stage.publish(result.records, outs)
+    return StageResult(name, options["task"], str(input_dir), str(output_dir), options["config"], records,
+                       time.perf_counter() - start)
+
+
+def _remote_inputs(input_dir: str | Path) -> tuple[Path | None, list[str]]:
+    """The input images of a remote run as relative paths, and the local input root (None for a
+    remote input). ValueError when there is none."""
+    root = None
+    if io.is_url(input_dir):
         rels = io.list_remote_images(str(input_dir))
     else:
         root = Path(input_dir)
@@ -430,9 +469,14 @@ def _map_remote(input_dir: str | Path, output_dir: str | Path, process, *, name:
         rels = [p.relative_to(root).as_posix() for p in files]
     if not rels:
         raise ValueError(f"no images in {input_dir} (extensions: {', '.join(io.IMAGE_EXTS)})")
-    shard = current()
+    return root, rels
+
+
+def _chunks(rels: list[str], shard: Shard) -> list[list[str]]:
+    """This shard's inputs in chunks of about REMOTE_CHUNK; same-stem files (a.png, a.jpg) stay in
+    one chunk: their output names depend on each other."""
     groups: dict[str, list[str]] = {}
-    for rel in rels:  # same-stem files (a.png, a.jpg) stay in one chunk: their output names depend on each other
+    for rel in rels:
         if shard.owns(rel):
             groups.setdefault(shard_key(rel), []).append(rel)
     chunks: list[list[str]] = [[]]
@@ -440,52 +484,60 @@ def _map_remote(input_dir: str | Path, output_dir: str | Path, process, *, name:
         if len(chunks[-1]) >= REMOTE_CHUNK:
             chunks.append([])
         chunks[-1] += group
-    start, records = time.perf_counter(), []
-    with tempfile.TemporaryDirectory(prefix="genapps-stage-") as tmp:
-        stage_in, stage_out = Path(tmp, "in"), Path(tmp, "out") if remote_out else Path(output_dir)
-        existing = io.remote_files(str(output_dir)) if remote_out else {}
-        for rel in existing:
+    return chunks
+
+
+class _Staging:
+    """The local side of a remote run: `input` (TMP/in) holds the current chunk's inputs, `output`
+    (TMP/out, or the local output folder) the remote manifests (fetched at the start) and the
+    chunk's outputs."""
+
+    def __init__(self, input_dir: str | Path, output_dir: str | Path, root: Path | None, tmp: Path, shard: Shard):
+        self.input_dir, self.output_dir, self.root, self.shard = str(input_dir), str(output_dir), root, shard
+        self.remote_in, self.remote_out = io.is_url(input_dir), io.is_url(output_dir)
+        self.input, self.output = Path(tmp, "in"), Path(tmp, "out") if self.remote_out else Path(output_dir)
+        self.existing = io.remote_files(self.output_dir) if self.remote_out else {}
+        for rel in self.existing:
             if MANIFEST_NAME.match(rel):
-                io.download(io.url_join(str(output_dir), rel), stage_out / rel)
+                io.download(io.url_join(self.output_dir, rel), self.output / rel)
 
-        def original(p: Path):
-            rel = p.relative_to(stage_in).as_posix()
-            return io.url_join(str(input_dir), rel) if remote_in else root / rel
+    def original(self, staged: Path):
+        """The input file (URL or local path) that `staged` stands for."""
+        rel = staged.relative_to(self.input).as_posix()
+        return io.url_join(self.input_dir, rel) if self.remote_in else self.root / rel
 
-        inner = process
-        if pass_source:  # local input: the task sees the real path
-            def inner(image, src):
-                return process(image, original(src))
-        side = (lambda src: extra_inputs(original(src))) if extra_inputs else None
-        for chunk in filter(None, chunks):
-            shutil.rmtree(stage_in, ignore_errors=True)
-            for rel in chunk:
-                (stage_in / rel).parent.mkdir(parents=True, exist_ok=True)
-                if remote_in:
-                    io.download(io.url_join(str(input_dir), rel), stage_in / rel)
-                else:
-                    os.symlink((root / rel).resolve(), stage_in / rel)
-            plan = output_plan(io.list_images(stage_in), stage_in, stage_out, options["ext"], options["suffix"],
-                               options["output_suffixes"])
-            outs = {src: [d.relative_to(stage_out).as_posix() for d in dests.values()] for src, dests in plan.items()}
-            for rel in (r for rels_ in outs.values() for r in rels_):
-                if rel in existing and not (stage_out / rel).exists():
-                    io.download(io.url_join(str(output_dir), rel), stage_out / rel)
-            result = map_images(stage_in, stage_out, inner, name=name, pass_source=pass_source, extra_inputs=side,
-                                **options)
-            if remote_out:
-                manifest = stage_out / manifest_name(shard)
-                if manifest.exists():  # the lines first: a remote output never lacks its line
-                    io.upload(manifest, io.url_join(str(output_dir), manifest.name))
-                for r in result.records:
-                    for rel in outs[Path(r.input)] if r.status == "ok" else []:
-                        io.upload(stage_out / rel, io.url_join(str(output_dir), rel))
-                for rel in (r for rels_ in outs.values() for r in rels_):
-                    (stage_out / rel).unlink(missing_ok=True)
-            for r in result.records:
-                out_rel = Path(r.output).relative_to(stage_out).as_posix() if r.output else None
-                r.input = str(original(Path(r.input)))
-                r.output = io.url_join(str(output_dir), out_rel) if out_rel and remote_out else r.output
-                records.append(r)
-    return StageResult(name, options["task"], str(input_dir), str(output_dir), options["config"], records,
-                       time.perf_counter() - start)
+    def fetch(self, chunk: list[str], ext: str | None, suffix: str,
+              output_suffixes: tuple[str, ...] | None) -> dict[Path, list[str]]:
+        """Stage the chunk's inputs and their existing remote outputs (for the resume check);
+        return staged input -> its outputs' relative paths."""
+        shutil.rmtree(self.input, ignore_errors=True)
+        for rel in chunk:
+            (self.input / rel).parent.mkdir(parents=True, exist_ok=True)
+            if self.remote_in:
+                io.download(io.url_join(self.input_dir, rel), self.input / rel)
+            else:
+                os.symlink((self.root / rel).resolve(), self.input / rel)
+        plan = output_plan(io.list_images(self.input), self.input, self.output, ext, suffix, output_suffixes)
+        outs = {src: [d.relative_to(self.output).as_posix() for d in dests.values()] for src, dests in plan.items()}
+        for rel in (r for rels in outs.values() for r in rels):
+            if rel in self.existing and not (self.output / rel).exists():
+                io.download(io.url_join(self.output_dir, rel), self.output / rel)
+        return outs
+
+    def publish(self, records: list[Record], outs: dict[Path, list[str]]) -> list[Record]:
+        """Upload this shard's manifest, then the chunk's new outputs, and drop the staged outputs
+        (remote output only); return the records renamed to the original input and remote output."""
+        if self.remote_out:
+            manifest = self.output / manifest_name(self.shard)
+            if manifest.exists():  # the lines first: a remote output never lacks its line
+                io.upload(manifest, io.url_join(self.output_dir, manifest.name))
+            for r in records:
+                for rel in outs[Path(r.input)] if r.status == "ok" else []:
+                    io.upload(self.output / rel, io.url_join(self.output_dir, rel))
+            for rel in (r for rels in outs.values() for r in rels):
+                (self.output / rel).unlink(missing_ok=True)
+        for r in records:
+            out_rel = Path(r.output).relative_to(self.output).as_posix() if r.output else None
+            r.input = str(self.original(Path(r.input)))
+            r.output = io.url_join(self.output_dir, out_rel) if out_rel and self.remote_out else r.output
+        return records

@@ -851,7 +851,7 @@ def read_parts(dirs: list) -> tuple[list[dict], int, list[int]]:
 def merge_parts(parts: list[dict]) -> list:
     """One StageResult per stage from the parts of every shard: records of all shards (sorted by
     input, as one process lists them), wall seconds of the slowest shard, summaries merged."""
-    from genapps.batch import Record, StageResult
+    from genapps.records import Record, StageResult
 
     names = [[s["name"] for s in p["stages"]] for p in parts]
     if any(n != names[0] for n in names):

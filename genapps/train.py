@@ -386,6 +386,165 @@ class _StopSignals:
             signal.signal(sig, handler)
 
 
+class _Fit:
+    """One `fit`: the networks, their optimisers (and EMA copy), the progress counters, and the
+    loop's parts in the order they run: setup (__init__), resume, begin, step, log, checkpoint,
+    finish."""
+
+    def __init__(self, spec: TrainSpec, cfg: TrainConfig, state_path: Path | None):
+        self.spec, self.cfg, self.state_path = spec, cfg, state_path
+        self.g, self.d = g, d = spec.generator, spec.discriminator
+        where = next(g.parameters()).device
+        self.sync, self.rt = _Sync(where), devices.current(where)
+        torch.manual_seed(cfg.seed + self.sync.rank)  # each rank draws its own batches
+        self.sync.broadcast(g, d)  # one starting point on every rank
+        for net in filter(None, (g, d) if self.rt.cuda else ()):  # channels_last for cuDNN (CPU: the task's choice stands)
+            self.rt.module(net)
+        self.g_run, self.d_run = self.rt.compiled(g), self.rt.compiled(d) if d is not None else None
+        self.scaler_g, self.scaler_d = self.rt.grad_scaler(), self.rt.grad_scaler()
+        self.opt_g = torch.optim.AdamW(g.parameters(), cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        self.opt_d = torch.optim.AdamW(d.parameters(), cfg.lr_d, betas=cfg.betas) if d is not None else None
+        self.ema = copy.deepcopy(g).requires_grad_(False) if cfg.ema else None
+        self.history: list[dict] = []
+        self.start_step, self.seconds_before = 0, 0.0
+        self.running, self.count = {}, 0  # sums of the logged losses since the last log entry, over `count` steps
+        self.t0 = 0.0  # perf_counter at the first step of this run
+
+    def resume(self) -> None:
+        """Continue from the state at `state_path` (checked by _load_state): ValueError if unusable."""
+        g, d, ema, state_path = self.g, self.d, self.ema, self.state_path
+        state = _load_state(state_path, self.spec, {"g": g, "d": d, "ema": ema})
+        try:
+            g.load_state_dict(state["g"])
+            self.opt_g.load_state_dict(state["opt_g"])
+            if d is not None:
+                d.load_state_dict(state["d"])
+                self.opt_d.load_state_dict(state["opt_d"])
+            if ema is not None:
+                ema.load_state_dict(state["ema"])
+            torch.set_rng_state(state["rng"])
+            self.start_step, self.history = int(state["step"]), list(state.get("history", []))
+            self.running, self.count = dict(state.get("running", {})), int(state.get("running_steps", 0))
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
+            raise ValueError(f"{state_path}: unusable training state ({str(e).splitlines()[0] if str(e) else e!r}); "
+                             f"{START_OVER}") from None
+        self.seconds_before = float(state.get("seconds", 0.0))
+        if self.sync.rank:  # the state holds rank 0's random stream; the others start their own from here
+            torch.manual_seed(self.cfg.seed + self.sync.rank + 1_000_003 * self.start_step)
+        log.info("resumed from %s at step %d", state_path, self.start_step)
+
+    def begin(self) -> None:
+        self.g.train()
+        if self.d is not None:
+            self.d.train()
+        self.t0 = time.perf_counter()
+
+    def step(self, step: int, factor: float) -> None:
+        """One step at learning-rate `factor`: a batch, the discriminator's update (GANs), the
+        generator's, rank 0's buffers, the EMA, and the running sums of the logged losses."""
+        spec, cfg, sync, rt, g, d = self.spec, self.cfg, self.sync, self.rt, self.g, self.d
+        for group in self.opt_g.param_groups:
+            group["lr"] = cfg.lr * factor
+        batch = rt.to(spec.next_batch())  # a batch made on the CPU goes pinned, non-blocking to the GPU
+        if step == self.start_step and sync.world > 1:
+            n = _batch_size(batch)
+            log.info("data parallel over %d processes (%s): global batch = %s per rank x %d = %s; learning "
+                     "rates as given", sync.world, torch.distributed.get_backend(), n, sync.world,
+                     n * sync.world if n else "?")
+        with rt.autocast():
+            out = spec.forward(self.g_run, batch)
+        logs: dict[str, float] = {}
+        if d is not None:
+            logs |= self._d_step(step, factor, batch, out)
+        with rt.autocast():
+            loss_g, logs_g = spec.g_loss(batch, out, self.d_run)
+        _check_finite(step, sync.total(loss_g), "generator")
+        _update(self.opt_g, loss_g, g, cfg.grad_clip, sync, self.scaler_g)
+        sync.buffers(g, d)
+        if self.ema is not None:
+            _ema_update(self.ema, g, cfg.ema if step >= cfg.warmup else 0.0)
+        for k, v in (logs | logs_g).items():
+            self.running[k] = self.running.get(k, 0.0) + float(v)
+        self.count += 1
+
+    def _d_step(self, step: int, factor: float, batch, out) -> dict[str, float]:
+        """The discriminator's update on the generator's detached output; its logged losses."""
+        for group in self.opt_d.param_groups:
+            group["lr"] = self.cfg.lr_d * factor
+        self.d.requires_grad_(True)
+        with self.rt.autocast():
+            loss_d, logs_d = self.spec.d_loss(self.d_run, batch, _detach(out))
+        _check_finite(step, self.sync.total(loss_d), "discriminator")
+        _update(self.opt_d, loss_d, self.d, self.cfg.grad_clip, self.sync, self.scaler_d)
+        self.d.requires_grad_(False)  # G's step must not fill D's grads
+        return logs_d
+
+    def log(self, done: int, factor: float) -> None:
+        """A history entry after `done` steps: the learning rate, the mean logged losses since the
+        last entry (over the ranks) and, every val_every steps, rank 0's validation; logged with an ETA."""
+        cfg, sync = self.cfg, self.sync
+        entry = {"step": done, "lr": cfg.lr * factor} | sync.mean({k: v / max(1, self.count)
+                                                                   for k, v in self.running.items()})
+        if cfg.val_every and done % cfg.val_every == 0 and done != cfg.steps and not sync.rank:
+            entry |= _validate(self.spec, self.ema or self.g)
+        self.history.append(entry)
+        self.running, self.count = {}, 0
+        rate = (done - self.start_step) / (time.perf_counter() - self.t0)
+        eta = (cfg.steps - done) / rate if rate else 0
+        log.info("step %d/%d  %s  (%.1f steps/s, ETA %s)", done, cfg.steps,
+                 "  ".join(f"{k}={v:.4g}" for k, v in entry.items() if k != "step"),
+                 rate, time.strftime("%H:%M:%S", time.gmtime(eta)))
+
+    def checkpoint(self, done: int, stop: _StopSignals) -> None:
+        """Save every ckpt_every steps and at the end; on a stop signal (on any rank: every rank
+        stops at the same step) save and raise KeyboardInterrupt."""
+        saved = done % self.cfg.ckpt_every == 0 or done == self.cfg.steps
+        stopping = self.sync.any(stop.received is not None)
+        if saved or stopping:
+            self.save(done)
+        if stopping:
+            if not self.sync.rank:
+                log.warning("training state saved at step %d in %s; run again to resume", done, self.state_path)
+            raise KeyboardInterrupt
+
+    def save(self, step: int) -> None:
+        """The training state after `step` steps to `state_path` (atomically; rank 0 only)."""
+        if not self.state_path or self.sync.rank:
+            return
+        g, d, ema = self.g, self.d, self.ema
+        state = {"step": step, "g": g.state_dict(), "opt_g": self.opt_g.state_dict(), "history": self.history,
+                 "rng": torch.get_rng_state(), "config": asdict(self.cfg), "meta": _jsonable(self.spec.meta),
+                 "running": self.running, "running_steps": self.count,
+                 "seconds": self.seconds_before + time.perf_counter() - self.t0}
+        if d is not None:
+            state |= {"d": d.state_dict(), "opt_d": self.opt_d.state_dict()}
+        if ema is not None:
+            state["ema"] = ema.state_dict()
+        io.save_state(self.state_path, state)
+
+    def finish(self) -> TrainResult:
+        """Leave the process group (ranks other than 0: NotMainRank); rank 0 selects the final generator."""
+        if self.sync.on:  # rank 0 validates, selects and saves, alone (as for any later training in this process)
+            distributed.leave()
+            if self.sync.rank:
+                raise NotMainRank(f"rank {self.sync.rank}: training done; rank 0 saves the results")
+        final, validation = self.select()
+        return TrainResult(final, self.history, validation, self.seconds_before + time.perf_counter() - self.t0)
+
+    def select(self) -> tuple[nn.Module, dict]:
+        """The final generator and its validation: the EMA copy (when on) unless `select_by` scores
+        the raw weights higher."""
+        spec, g, ema = self.spec, self.g, self.ema
+        final, validation = ema or g, _validate(spec, ema or g)
+        if ema is not None and spec.select_by:
+            raw = _validate(spec, g)
+            log.info("final %s: EMA %.4f, raw %.4f", spec.select_by, validation[spec.select_by], raw[spec.select_by])
+            if raw[spec.select_by] > validation[spec.select_by]:
+                final, validation = g, raw
+            validation = validation | {"weights": "ema" if final is ema else "raw"}
+        return final, validation
+
+
 def fit(spec: TrainSpec, cfg: TrainConfig, state_path: str | Path | None = None, resume: bool = True) -> TrainResult:
     """Train `spec` for cfg.steps steps; resume from `state_path` when it exists and `resume` is set.
 
@@ -393,126 +552,19 @@ def fit(spec: TrainSpec, cfg: TrainConfig, state_path: str | Path | None = None,
     Under torchrun: data-parallel over the ranks (see the module doc); ranks other than 0 raise
     NotMainRank at the end.
     """
-    g, d = spec.generator, spec.discriminator
-    where = next(g.parameters()).device
-    sync, rt = _Sync(where), devices.current(where)
-    torch.manual_seed(cfg.seed + sync.rank)  # each rank draws its own batches
-    sync.broadcast(g, d)  # one starting point on every rank
-    for net in filter(None, (g, d) if rt.cuda else ()):  # channels_last for cuDNN (CPU: the task's choice stands)
-        rt.module(net)
-    g_run, d_run = rt.compiled(g), rt.compiled(d) if d is not None else None
-    scaler_g, scaler_d = rt.grad_scaler(), rt.grad_scaler()
-    opt_g = torch.optim.AdamW(g.parameters(), cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    opt_d = torch.optim.AdamW(d.parameters(), cfg.lr_d, betas=cfg.betas) if d is not None else None
-    ema = copy.deepcopy(g).requires_grad_(False) if cfg.ema else None
-    history: list[dict] = []
-    start_step, seconds_before = 0, 0.0
-    running, count = {}, 0  # sums of the logged losses since the last log entry, over `count` steps
-    state_path = Path(state_path) if state_path else None
-    if state_path and resume and state_path.exists():
-        state = _load_state(state_path, spec, {"g": g, "d": d, "ema": ema})
-        try:
-            g.load_state_dict(state["g"])
-            opt_g.load_state_dict(state["opt_g"])
-            if d is not None:
-                d.load_state_dict(state["d"])
-                opt_d.load_state_dict(state["opt_d"])
-            if ema is not None:
-                ema.load_state_dict(state["ema"])
-            torch.set_rng_state(state["rng"])
-            start_step, history = int(state["step"]), list(state.get("history", []))
-            running, count = dict(state.get("running", {})), int(state.get("running_steps", 0))
-        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
-            raise ValueError(f"{state_path}: unusable training state ({str(e).splitlines()[0] if str(e) else e!r}); "
-                             f"{START_OVER}") from None
-        seconds_before = float(state.get("seconds", 0.0))
-        if sync.rank:  # the state holds rank 0's random stream; the others start their own from here
-            torch.manual_seed(cfg.seed + sync.rank + 1_000_003 * start_step)
-        log.info("resumed from %s at step %d", state_path, start_step)
-
-    def save(step: int) -> None:
-        if not state_path or sync.rank:
-            return
-        state = {"step": step, "g": g.state_dict(), "opt_g": opt_g.state_dict(), "history": history,
-                 "rng": torch.get_rng_state(), "config": asdict(cfg), "meta": _jsonable(spec.meta),
-                 "running": running, "running_steps": count,
-                 "seconds": seconds_before + time.perf_counter() - t0}
-        if d is not None:
-            state |= {"d": d.state_dict(), "opt_d": opt_d.state_dict()}
-        if ema is not None:
-            state["ema"] = ema.state_dict()
-        io.save_state(state_path, state)
-
-    g.train()
-    if d is not None:
-        d.train()
-    t0 = time.perf_counter()
-    with _StopSignals(state_path is not None) as stop:
-        for step in range(start_step, cfg.steps):
+    run = _Fit(spec, cfg, Path(state_path) if state_path else None)
+    if run.state_path and resume and run.state_path.exists():
+        run.resume()
+    run.begin()
+    with _StopSignals(run.state_path is not None) as stop:
+        for step in range(run.start_step, cfg.steps):
             factor = _lr_factor(step, cfg)
-            for group in opt_g.param_groups:
-                group["lr"] = cfg.lr * factor
-            batch = rt.to(spec.next_batch())  # a batch made on the CPU goes pinned, non-blocking to the GPU
-            if step == start_step and sync.world > 1:
-                n = _batch_size(batch)
-                log.info("data parallel over %d processes (%s): global batch = %s per rank x %d = %s; learning "
-                         "rates as given", sync.world, torch.distributed.get_backend(), n, sync.world,
-                         n * sync.world if n else "?")
-            with rt.autocast():
-                out = spec.forward(g_run, batch)
-            logs: dict[str, float] = {}
-            if d is not None:
-                for group in opt_d.param_groups:
-                    group["lr"] = cfg.lr_d * factor
-                d.requires_grad_(True)
-                with rt.autocast():
-                    loss_d, logs_d = spec.d_loss(d_run, batch, _detach(out))
-                _check_finite(step, sync.total(loss_d), "discriminator")
-                _update(opt_d, loss_d, d, cfg.grad_clip, sync, scaler_d)
-                d.requires_grad_(False)  # G's step must not fill D's grads
-                logs |= logs_d
-            with rt.autocast():
-                loss_g, logs_g = spec.g_loss(batch, out, d_run)
-            _check_finite(step, sync.total(loss_g), "generator")
-            _update(opt_g, loss_g, g, cfg.grad_clip, sync, scaler_g)
-            sync.buffers(g, d)
-            if ema is not None:
-                _ema_update(ema, g, cfg.ema if step >= cfg.warmup else 0.0)
-            for k, v in (logs | logs_g).items():
-                running[k] = running.get(k, 0.0) + float(v)
-            count += 1
+            run.step(step, factor)
             done = step + 1
             if done % cfg.log_every == 0 or done == cfg.steps:
-                entry = {"step": done, "lr": cfg.lr * factor} | sync.mean({k: v / max(1, count) for k, v in running.items()})
-                if cfg.val_every and done % cfg.val_every == 0 and done != cfg.steps and not sync.rank:
-                    entry |= _validate(spec, ema or g)
-                history.append(entry)
-                running, count = {}, 0
-                rate = (done - start_step) / (time.perf_counter() - t0)
-                eta = (cfg.steps - done) / rate if rate else 0
-                log.info("step %d/%d  %s  (%.1f steps/s, ETA %s)", done, cfg.steps,
-                         "  ".join(f"{k}={v:.4g}" for k, v in entry.items() if k != "step"),
-                         rate, time.strftime("%H:%M:%S", time.gmtime(eta)))
-            saved = done % cfg.ckpt_every == 0 or done == cfg.steps
-            stopping = sync.any(stop.received is not None)  # every rank stops at the same step
-            if saved or stopping:
-                save(done)
-            if stopping:
-                if not sync.rank:
-                    log.warning("training state saved at step %d in %s; run again to resume", done, state_path)
-                raise KeyboardInterrupt
-    if sync.on:  # rank 0 validates, selects and saves, alone (as for any later training in this process)
-        distributed.leave()
-        if sync.rank:
-            raise NotMainRank(f"rank {sync.rank}: training done; rank 0 saves the results")
-    final, validation = ema or g, _validate(spec, ema or g)
-    if ema is not None and spec.select_by:
-        raw = _validate(spec, g)
-        log.info("final %s: EMA %.4f, raw %.4f", spec.select_by, validation[spec.select_by], raw[spec.select_by])
-        if raw[spec.select_by] > validation[spec.select_by]:
-            final, validation = g, raw
-        validation = validation | {"weights": "ema" if final is ema else "raw"}
-    result = TrainResult(final, history, validation, seconds_before + time.perf_counter() - t0)
+                run.log(done, factor)
+            run.checkpoint(done, stop)
+    result = run.finish()
     if result.validation:
         log.info("validation: %s", "  ".join(f"{k}={v}" for k, v in result.validation.items()))
     return result

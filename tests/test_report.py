@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from genapps.batch import Record, StageResult
+from genapps.records import Record, StageResult
 from genapps.report import _sample, summarize, write_report
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from genapps.batch import Record, StageResult
+from genapps.records import Record, StageResult
 from genapps.report import CROP, failure_line, pick_region, write_report
 from genapps.tasks import load_spec
 from tests.conftest import photo

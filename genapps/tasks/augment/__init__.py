@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from genapps import io, weights
-from genapps.batch import Record, StageResult
+from genapps.records import Record, StageResult
 from genapps.tasks.augment.data import LabeledImages, load_imagefolder, load_unlabeled
 from genapps.tasks.augment.evaluate import evaluate_arms, feature_metrics
 from genapps.tasks.augment.models import DECODERS, ENCODER_MODELS, GENERATORS

@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 
 from genapps import distributed, io, metrics
-from genapps.batch import Record, StageResult, measure_pair, progress
+from genapps.batch import measure_pair, progress
+from genapps.records import Record, StageResult
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from genapps import io, metrics, weights
-from genapps.batch import StageResult, map_images
+from genapps.batch import map_images
+from genapps.records import StageResult
 from genapps.tasks.inpaint import masks as M
 from genapps.tasks.inpaint.classical import CLASSICAL, fill, prefill
 from genapps.tasks.inpaint.models import ARCHS

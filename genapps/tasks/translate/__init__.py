@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from genapps import io, metrics
-from genapps.batch import StageResult, map_images
+from genapps.batch import map_images
+from genapps.records import StageResult
 from genapps.tasks.translate.models import NETG, load_model
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from genapps import io
-from genapps.batch import StageResult, map_images
+from genapps.batch import map_images
+from genapps.records import StageResult
 
 TASK = "pairs"
 KINDS = ("edges", "gray", "degrade")

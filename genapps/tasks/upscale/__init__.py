@@ -19,10 +19,11 @@ from PIL import Image
 from torch import nn
 
 from genapps import io, metrics, weights, zoo
-from genapps.batch import StageResult, map_images, progress
+from genapps.batch import map_images, progress
 from genapps.device import autocast
 from genapps.nn.sr import infer_public_arch
 from genapps.nn.winograd import accelerate
+from genapps.records import StageResult
 from genapps.tasks.upscale.models import ARCHS
 
 log = logging.getLogger(__name__)

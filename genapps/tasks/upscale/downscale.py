@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 
 from genapps import io
-from genapps.batch import StageResult, map_images
+from genapps.batch import map_images
+from genapps.records import StageResult
 from genapps.tasks.upscale import resize
 
 TASK = "downscale"
