@@ -14,7 +14,7 @@ import torch
 
 from genapps import io
 from genapps.batch import StageResult, map_images
-from genapps.tasks.upscale import resize
+from genapps.inference import resize
 
 TASK = "downscale"
 
