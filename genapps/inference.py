@@ -94,15 +94,18 @@ def _ramp(length: int, start_fade: int, end_fade: int) -> torch.Tensor:
 
 
 def _spans(size: int, tile: int, overlap: int, req: SizeRequirements) -> list[tuple[int, int, int, int]]:
-    """(start, end, start_fade, end_fade) of the tiles along one axis of `size` px (an allowed size).
+    """(start, end, start_fade, end_fade) of the tiles along one axis of `size` px (an allowed size;
+    `tile` a multiple of the model's).
 
-    Each tile is a core of `tile` px plus `overlap` px on each side inside the image, grown
-    into the image (end first) to a size the model takes; the fades are the margins beyond the core.
+    Each tile is a core of `tile` px plus margins of at least `overlap` px inside the image,
+    rounded out to the model's multiple (tiles sit on its grid: a strided network sees every
+    tile as it sees the whole image), grown into the image to its minimum; the fades are the
+    margins beyond the core.
     """
-    spans = []
+    m, spans = req.multiple, []
     for core in range(0, size, tile):
         core_end = min(size, core + tile)
-        start, end = max(0, core - overlap), min(size, core_end + overlap)
+        start, end = max(0, (core - overlap) // m * m), min(size, -(-(core_end + overlap) // m) * m)
         grow = req.fit(end - start) - (end - start)
         later = min(grow, size - end)
         start, end = start - (grow - later), end + later
@@ -125,8 +128,8 @@ def infer(model: nn.Module, x: torch.Tensor, scale: int = 1, tile: int = 0, over
     requirements (pad_to_multiple's `context` and `centre`), cropped back; not clamped.
 
     With `tile` > 0 the padded image runs in tiles of tile + 2*overlap px (`batch_size` tiles
-    per forward pass, grown to sizes the model takes) cross-faded by linear ramps; this equals
-    the whole-image result when the model's receptive radius is below overlap / 2. `forward`
+    per forward pass; tile and margins rounded to the model's multiple) cross-faded by linear
+    ramps; this equals the whole-image result when the model's receptive radius is below overlap / 2. `forward`
     (default: the model) is what runs, e.g. a wrapper that maps [0, 1] to the model's range.
     `precision` "bf16" on CPU expects a model already cast to bf16; fp16/bf16 autocast on CUDA.
     """
