@@ -3,7 +3,7 @@
 - Size requirements: a model declares once what input sizes it takes, as attributes
   `input_multiple` (H and W must be multiples of it; default 1) and, when it has one,
   `input_minimum` (smallest H and W in px; default 0). `size_requirements` is the one reader
-  (as spandrel's SizeRequirements; IOPaint's InpaintModel pads the same way).
+  (after spandrel's SizeRequirements and IOPaint's pad-to-modulo).
 - `pad_to_multiple`: reflect padding (mirrored context, never zeros) to the requirement, with
   replicate for what a reflection cannot reach (images smaller than the padding).
 - `infer`: pad, run whole or in overlapping tiles (batched, cross-faded, at any `scale`), crop back.
