@@ -229,7 +229,7 @@ def test_evaluate_size_mismatch_names_the_file(cli, tmp_path):
 
 
 def test_progress_over_the_tiles_of_one_large_image(cli, photo_dir, tmp_path, monkeypatch):
-    import genapps.tasks.upscale as up
+    import genapps.inference as up
 
     bars = []
     monkeypatch.setattr(up, "progress", lambda it, total, desc: bars.append((total, desc)) or it)

@@ -290,7 +290,8 @@ def test_resume_redoes_an_image_whose_mask_changed(cli, photo_dir, tmp_path):
 
 
 def test_tta_transforms_invert_and_keep_the_outside(tiny_models):
-    from genapps.tasks.inpaint import dihedral, load_model
+    from genapps.inference import dihedral
+    from genapps.tasks.inpaint import load_model
 
     x = torch.rand(1, 3, 4, 6)
     assert all(torch.equal(dihedral(dihedral(x, k), k, inverse=True), x) for k in range(8))

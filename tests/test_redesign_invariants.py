@@ -14,7 +14,6 @@ from pathlib import Path
 
 import click
 import numpy as np
-import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from genapps import io, weights, zoo
+from genapps import weights, zoo
 from genapps.nn.sr import RRDBNet, SRVGGNetCompact
 from genapps.tasks.upscale import load_model
 

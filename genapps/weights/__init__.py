@@ -358,8 +358,8 @@ def describe(desc) -> str:
 
 class SpandrelModel(nn.Module):
     """A spandrel model as a genapps model: (B, 3, h, w) in [0, 1] [, mask (B, 1, h, w) for
-    inpainting] -> (B, 3, h*s, w*s) in [0, 1]; the input is padded to the architecture's size
-    requirements and the output cropped."""
+    inpainting] -> (B, 3, h*s, w*s) in [0, 1]. It declares the architecture's size requirements
+    (genapps.inference pads to them); spandrel pads what remains (square-only architectures)."""
 
     def __init__(self, desc):
         super().__init__()
@@ -367,6 +367,7 @@ class SpandrelModel(nn.Module):
         self.desc = desc
         self.scale = desc.scale
         self.supports_bfloat16 = desc.supports_bfloat16
+        self.input_multiple, self.input_minimum = desc.size_requirements.multiple_of, desc.size_requirements.minimum
 
     def forward(self, *inputs):
         return self.desc(*inputs)

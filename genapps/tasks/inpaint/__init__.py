@@ -27,6 +27,7 @@ from torch import nn
 
 from genapps import io, metrics, weights
 from genapps.batch import map_images
+from genapps.inference import dihedral_tta, pad_to_multiple, round_trip, size_requirements
 from genapps.records import StageResult
 from genapps.tasks.inpaint import masks as M
 from genapps.tasks.inpaint.classical import CLASSICAL, fill, prefill
@@ -125,25 +126,6 @@ def hole_crops(mask: torch.Tensor, margin: int) -> list[tuple[int, int, int, int
     return crops
 
 
-def _pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
-    if not ph and not pw:
-        return x
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode)
-
-
-def dihedral(x: torch.Tensor, k: int, inverse: bool = False) -> torch.Tensor:
-    """One of the 8 flips/transposes of (..., H, W) (k in 0..7), or its inverse."""
-    flips = ((), (-1,), (-2,), (-1, -2))[k % 4]
-    if inverse:
-        x = x.transpose(-1, -2) if k >= 4 else x
-        return x.flip(flips) if flips else x
-    x = x.flip(flips) if flips else x
-    return x.transpose(-1, -2) if k >= 4 else x
-
-
 @torch.inference_mode()
 def model_fill(model: nn.Module, rgb: torch.Tensor, mask: torch.Tensor, work_size: int = 512, margin: int = 48,
                generator: torch.Generator | None = None, device: torch.device | str = "cpu",
@@ -157,7 +139,7 @@ def model_fill(model: nn.Module, rgb: torch.Tensor, mask: torch.Tensor, work_siz
     if not mask.any():
         return rgb.clone()
     out = (prefill(rgb, mask) if pre is None else pre).clone()
-    multiple = getattr(model, "input_multiple", 32)
+    req = size_requirements(model)
     sampling = hasattr(model, "prior_params")
     for y, x, h, w, region in hole_crops(mask, margin):
         crop = torch.cat([out[:, y:y + h, x:x + w], mask[y:y + h, x:x + w][None].float()])[None]
@@ -168,11 +150,11 @@ def model_fill(model: nn.Module, rgb: torch.Tensor, mask: torch.Tensor, work_siz
             hole = (F.interpolate(crop[:, 3:], size=size, mode="area") > 0).float()
             crop = torch.cat([img, hole], 1)
         sh, sw = crop.shape[-2:]
-        inp = _pad_to(crop, multiple).to(device)
+        inp = pad_to_multiple(crop, req)[0].to(device)
         if sampling:
             pred = model(inp, generator)
         elif tta:
-            pred = sum(dihedral(model(dihedral(inp, k)), k, inverse=True) for k in range(8)) / 8
+            pred = dihedral_tta(model, inp)
         else:
             pred = model(inp)
         pred = pred[..., :sh, :sw].float().cpu()
@@ -196,11 +178,14 @@ def inpaint_image(image: io.LoadedImage, mask: torch.Tensor, cfg: Config, model:
         elif cfg.method != "model":
             color = fill(cfg.method, image.color, mask)
         else:
-            rgb = image.color.expand(3, -1, -1) if image.grayscale else image.color
             gen = torch.Generator(device=device).manual_seed(M.seed_for(cfg.seed, f"{name}#{k}"))
-            pre = prefill(rgb, mask) if pre is None else pre
-            filled = model_fill(model, rgb, mask, cfg.work_size, cfg.margin, gen, device, pre, cfg.tta)
-            color = filled.mean(0, keepdim=True) if image.grayscale else filled
+
+            def step(rgb: torch.Tensor) -> torch.Tensor:
+                nonlocal pre
+                pre = prefill(rgb, mask) if pre is None else pre  # the same for every sample
+                return model_fill(model, rgb, mask, cfg.work_size, cfg.margin, gen, device, pre, cfg.tta)
+
+            color = round_trip(image, step).color  # grey runs as RGB and comes back grey
         color = torch.where(mask, color, image.color)  # exactly the input outside the hole
         outs.append(io.LoadedImage(color, image.alpha, image.bit_depth))
     return outs

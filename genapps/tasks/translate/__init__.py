@@ -1,9 +1,9 @@
 """translate: image-to-image translation of folders with pix2pix (paired) and CycleGAN (unpaired) models.
 
 The pipeline: load a model (a bundled name, a genapps .safetensors, or the reference
-implementation's latest_net_G*.pth), reflect-pad the image to the network's multiple, run it
-whole or in overlapping tiles blended with linear feathers, crop back, put alpha back, write the
-same bit depth. Deterministic by default (eval mode: no dropout, batch norm's running stats);
+implementation's latest_net_G*.pth), run it through genapps.inference (reflect-padded to the
+network's multiple, whole or in cross-faded tiles, cropped back; grey and alpha round trip), write
+the same bit depth. Deterministic by default (eval mode: no dropout, batch norm's running stats);
 `stochastic` turns the dropout layers on, seeded per file, as the reference's test-time noise.
 """
 
@@ -16,11 +16,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from genapps import io, metrics
 from genapps.batch import map_images
+from genapps.inference import infer, round_trip
 from genapps.records import StageResult
 from genapps.tasks.translate.models import NETG, load_model
 
@@ -73,68 +73,14 @@ class Config:
             raise ValueError(f"ext must be one of {', '.join(sorted(io.WRITE_FORMATS))}, got {self.ext!r}")
 
 
-def _pad_to(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Pad (B, C, h, w) at both ends to multiples of `multiple`: reflect where the image is large
-    enough, then replicate for the rest. Returns the padded tensor and the (top, left) offset."""
-    h, w = x.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
-    top, left = ph // 2, pw // 2
-    pads = [left, pw - left, top, ph - top]
-    reflect = [min(p, (w if i < 2 else h) - 1) for i, p in enumerate(pads)]
-    x = F.pad(x, reflect, mode="reflect") if any(reflect) else x
-    rest = [p - r for p, r in zip(pads, reflect)]
-    return (F.pad(x, rest, mode="replicate") if any(rest) else x), (top, left)
-
-
-def _feather(length: int, fade_start: bool, fade_end: bool, overlap: int) -> torch.Tensor:
-    """1-D weights of one tile: a linear ramp over `overlap` px at each side shared with a neighbour."""
-    pos = torch.arange(length, dtype=torch.float32)
-    w = torch.ones(length)
-    if overlap:
-        ramp = ((pos + 0.5) / overlap).clamp(max=1.0)
-        w = torch.minimum(w, ramp) if fade_start else w
-        w = torch.minimum(w, ramp.flip(0)) if fade_end else w
-    return w
-
-
-def _starts(size: int, tile: int, step: int) -> list[int]:
-    """Tile origins covering [0, size) with tiles of `tile` px every `step` px (the last one flush)."""
-    if size <= tile:
-        return [0]
-    starts = list(range(0, size - tile, step))
-    return starts + [size - tile]
-
-
 def translate_tensor(g: nn.Module, x: torch.Tensor, tile: int = 0, overlap: int = 32) -> torch.Tensor:
     """(B, Cin, h, w) in [0, 1] -> (B, Cout, h, w) in [0, 1].
 
-    The image is padded to the network's multiple (reflect) and cropped back; with `tile` > 0
-    (rounded to the multiple), tiles overlapping by `overlap` px are cross-faded linearly.
+    inference.infer at scale 1: the image is padded to the network's multiple (reflect, split over
+    both ends) and cropped back; with `tile` > 0, tiles of tile + 2*overlap px are cross-faded.
     """
-    multiple = getattr(g, "input_multiple", 1)
-    h, w = x.shape[-2:]
-    if tile:
-        tile = max(multiple, tile - tile % multiple)
-        overlap = min(overlap, tile // 2)
-    if not tile or (h <= tile and w <= tile):
-        xp, (top, left) = _pad_to(x, multiple)
-        out = g(xp * 2 - 1)
-        return ((out[..., top:top + h, left:left + w] + 1) / 2).clamp(0, 1)
-    xp, (top, left) = _pad_to(x, tile) if min(h, w) < tile else _pad_to(x, multiple)
-    H, W = xp.shape[-2:]
-    out, weight = None, torch.zeros(1, 1, H, W, device=x.device)
-    ys, xs = _starts(H, tile, tile - overlap), _starts(W, tile, tile - overlap)
-    for y in ys:
-        for x0 in xs:
-            res = g(xp[..., y:y + tile, x0:x0 + tile] * 2 - 1)
-            if out is None:
-                out = torch.zeros(x.shape[0], res.shape[1], H, W, device=x.device)
-            wt = (_feather(tile, y > 0, y < ys[-1], overlap)[:, None]
-                  * _feather(tile, x0 > 0, x0 < xs[-1], overlap)[None, :]).to(x.device)
-            out[..., y:y + tile, x0:x0 + tile] += res * wt
-            weight[..., y:y + tile, x0:x0 + tile] += wt
-    out = out / weight
-    return ((out[..., top:top + h, left:left + w] + 1) / 2).clamp(0, 1)
+    y = infer(g, x, tile=tile, overlap=overlap, batch_size=1, centre=True, forward=lambda t: g(t * 2 - 1))
+    return ((y + 1) / 2).clamp(0, 1)
 
 
 def model_channels(g: nn.Module) -> tuple[int, int]:
@@ -146,16 +92,10 @@ def model_channels(g: nn.Module) -> tuple[int, int]:
 def translate_image(g: nn.Module, image: io.LoadedImage, cfg: Config, device: torch.device) -> io.LoadedImage:
     """Translate the colour planes; grey input -> grey output unless the model makes colour from grey
     (1 -> 3 channels, e.g. colorize); alpha passes through unchanged; the bit depth is kept."""
-    in_ch, out_ch = model_channels(g)
-    color = image.color
-    if color.shape[0] != in_ch:
-        color = color.expand(3, -1, -1) if in_ch == 3 else \
-            (color * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(0, keepdim=True)
-    with torch.inference_mode():
-        y = translate_tensor(g, color[None].to(device), cfg.tile, cfg.tile_overlap)[0].cpu()
-    if image.grayscale and y.shape[0] == 3 and in_ch == 3:
-        y = y.mean(0, keepdim=True)
-    return io.LoadedImage(y, image.alpha, image.bit_depth)
+    def step(planes: torch.Tensor) -> torch.Tensor:
+        return translate_tensor(g, planes[None].to(device), cfg.tile, cfg.tile_overlap)[0].cpu()
+
+    return round_trip(image, step, channels=model_channels(g)[0])
 
 
 def measure(pred: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genapps import io, losses, metrics
+from genapps.inference import size_requirements
 from genapps.nn import CycleDiscriminators, ImagePool, PatchDiscriminator, PixelDiscriminator
 from genapps.tasks.translate.models import define_G
 from genapps.tasks.translate.pairs import read_folder, read_pairs
@@ -217,7 +218,7 @@ VAL_CROP = 384
 @torch.no_grad()
 def validation_scores(g: nn.Module, pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
     """Mean PSNR/L1 (8-bit outputs) on centre crops (<= VAL_CROP px, multiples of the net's multiple)."""
-    multiple = getattr(g, "input_multiple", 1)
+    multiple = size_requirements(g).multiple
     psnrs, l1s = [], []
     for a, b in pairs:
         h, w = (min(s, VAL_CROP) // multiple * multiple for s in a.shape[:2])

@@ -1,8 +1,8 @@
 """upscale: super-resolution of image folders (x2/x3/x4) with tiling, alpha, 16-bit and grayscale.
 
 The pipeline: load a model (a bundled name, a genapps .safetensors, or a BasicSR/Real-ESRGAN .pth),
-reflect-pad the image, run it whole or in overlapping tiles blended with linear feathers, put
-the alpha channel back, resize to `outscale` if asked, write the same bit depth and colour type.
+run it through genapps.inference (reflect-padded, whole or in cross-faded tiles, alpha and grey
+round trip), resize to `outscale` if asked, write the same bit depth and colour type.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from PIL import Image
 from torch import nn
 
 from genapps import io, metrics, weights, zoo
-from genapps.batch import map_images, progress
-from genapps.device import autocast
+from genapps.batch import map_images
+from genapps.inference import infer, resize, round_trip
 from genapps.nn.sr import infer_public_arch
 from genapps.nn.winograd import accelerate
 from genapps.records import StageResult
@@ -116,100 +116,19 @@ def default_model(scale: int) -> str:
     return f"sr-x{scale}" if f"sr-x{scale}" in bundled or "sr-x4" not in bundled else "sr-x4"
 
 
-def _ramp(length: int, start_fade: int, end_fade: int) -> torch.Tensor:
-    """1-D blending weights of one tile: 0 over the outer half of a faded side's margin, then a
-    linear rise over the inner half and the neighbour's (so two neighbours sum to 1), 1 between.
-
-    `start_fade`/`end_fade` are the overlap margins (0 at the image border: nothing to blend).
-    The zero part hides the pixels that saw the tile's own zero padding.
-    """
-    w = torch.ones(length)
-    for fade, flip in ((start_fade, False), (end_fade, True)):
-        if fade:
-            half = fade // 2
-            side = torch.cat([torch.zeros(half), torch.arange(1, fade + 1) / (fade + 1)])[:length]
-            side = side.flip(0) if flip else side
-            if flip:
-                w[length - len(side):] = torch.minimum(w[length - len(side):], side)
-            else:
-                w[:len(side)] = torch.minimum(w[:len(side)], side)
-    return w
-
-
-def _tiles(size: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
-    """(start, end, start_fade, end_fade) of extended tiles along one axis, in LR pixels."""
-    spans = []
-    for core in range(0, size, tile):
-        start, end = max(0, core - overlap), min(size, core + tile + overlap)
-        spans.append((start, end, core - start, end - min(size, core + tile)))
-    return spans
-
-
 def cpu_bf16() -> bool:
     """Whether this CPU multiplies bf16 natively (AVX512-BF16/AMX): then --bf16 runs about 2x faster."""
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def _run(model: nn.Module, x: torch.Tensor, precision: str) -> torch.Tensor:
-    if precision == "bf16" and x.device.type == "cpu":  # the model was cast to bf16 (run); no autocast
-        with torch.inference_mode():
-            return model(x.to(torch.bfloat16)).float()
-    with torch.inference_mode(), autocast(x.device, precision):
-        return model(x).float()
-
-
-TILE_PROGRESS = 16  # tiles in one image from which upscale_tensor shows a progress bar
+CONTEXT = 8  # px of mirrored context around the image, so that borders are not restored from zeros
 
 
 def upscale_tensor(model: nn.Module, x: torch.Tensor, scale: int, tile: int = 0, overlap: int = 16,
                    batch_size: int = 4, precision: str = "fp32") -> torch.Tensor:
-    """(B, 3, h, w) in [0, 1] -> (B, 3, h*scale, w*scale) in [0, 1].
-
-    The image is reflect-padded (so borders see mirrored context, not zeros); with `tile` > 0
-    it runs in tiles of tile + 2*overlap px whose overlaps are cross-faded linearly; this equals
-    the whole-image result when the model's receptive radius is below overlap / 2.
-    """
-    multiple = getattr(model, "input_multiple", 1)
-    b, c, h, w = x.shape
-    pad = min(8, h - 1, w - 1)
-    extra_h, extra_w = (-(h + 2 * pad)) % multiple, (-(w + 2 * pad)) % multiple
-    reflect = min(h, w) > pad + max(extra_h, extra_w)  # reflect needs the padding smaller than the image
-    xp = F.pad(x, (pad, pad + extra_w, pad, pad + extra_h), mode="reflect" if reflect else "replicate")
-    H, W = xp.shape[-2:]
-    if not tile or (H <= tile + 2 * overlap and W <= tile + 2 * overlap):
-        out = _run(model, xp, precision)
-    else:
-        tile = max(multiple, tile - tile % multiple)
-        overlap -= overlap % multiple
-        out = torch.zeros(b, c, H * scale, W * scale, device=x.device)
-        weight = torch.zeros(1, 1, H * scale, W * scale, device=x.device)
-        jobs = [(ys, xs) for ys in _tiles(H, tile, overlap) for xs in _tiles(W, tile, overlap)]
-        by_shape: dict[tuple[int, int], list] = {}
-        for ys, xs in jobs:
-            by_shape.setdefault((ys[1] - ys[0], xs[1] - xs[0]), []).append((ys, xs))
-        step = max(1, batch_size // b)
-        chunks = [group[i:i + step] for group in by_shape.values() for i in range(0, len(group), step)]
-        if len(jobs) >= TILE_PROGRESS:  # a bar over the tiles of one large image (on a terminal)
-            chunks = progress(chunks, total=len(chunks), desc=f"{len(jobs)} tiles")
-        for chunk in chunks:
-            inp = torch.cat([xp[..., y0:y1, x0:x1] for (y0, y1, _, _), (x0, x1, _, _) in chunk])
-            res = _run(model, inp, precision).split(b)
-            for ((y0, y1, ry, fy), (x0, x1, rx, fx)), r in zip(chunk, res):
-                wy = _ramp((y1 - y0) * scale, ry * scale, fy * scale).to(x.device)
-                wx = _ramp((x1 - x0) * scale, rx * scale, fx * scale).to(x.device)
-                wt = wy[:, None] * wx[None, :]
-                out[..., y0 * scale:y1 * scale, x0 * scale:x1 * scale] += r * wt
-                weight[..., y0 * scale:y1 * scale, x0 * scale:x1 * scale] += wt
-        out = out / weight
-    out = out[..., pad * scale:(pad + h) * scale, pad * scale:(pad + w) * scale]
-    return out.clamp(0, 1)
-
-
-def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(B, C, h, w) -> (B, C, *size), bicubic with antialiasing when shrinking, clamped to [0, 1]."""
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+    """(B, 3, h, w) in [0, 1] -> (B, 3, h*scale, w*scale) in [0, 1]: inference.infer with CONTEXT px
+    of reflect padding, whole or in tiles of tile + 2*overlap px cross-faded (= whole within 2/255)."""
+    return infer(model, x, scale, tile, overlap, batch_size, precision, context=CONTEXT).clamp(0, 1)
 
 
 def upscale_image(model: nn.Module, image: io.LoadedImage, scale: int, cfg: Config,
@@ -219,18 +138,12 @@ def upscale_image(model: nn.Module, image: io.LoadedImage, scale: int, cfg: Conf
     outscale = cfg.outscale or cfg.scale
     size = (round(h * outscale), round(w * outscale))
 
-    def run(planes: torch.Tensor) -> torch.Tensor:
-        rgb = planes.expand(3, -1, -1) if planes.shape[0] == 1 else planes
-        y = upscale_tensor(model, rgb[None].to(device), scale, cfg.tile, cfg.tile_overlap,
-                           cfg.batch_size, cfg.precision)
-        y = resize(y, size)[0].cpu()
-        return y.mean(0, keepdim=True) if planes.shape[0] == 1 else y
+    def step(rgb: torch.Tensor) -> torch.Tensor:
+        y = upscale_tensor(model, rgb[None].to(device), scale, cfg.tile, cfg.tile_overlap, cfg.batch_size,
+                           cfg.precision)
+        return resize(y, size)[0].cpu()
 
-    color = run(image.color)
-    alpha = None
-    if image.alpha is not None:
-        alpha = run(image.alpha) if cfg.alpha == "model" else resize(image.alpha[None], size)[0]
-    return io.LoadedImage(color, alpha, image.bit_depth)
+    return round_trip(image, step, alpha=cfg.alpha)
 
 
 def sr_measure(scale: int):

@@ -14,8 +14,8 @@ import torch
 
 from genapps import io
 from genapps.batch import map_images
+from genapps.inference import resize
 from genapps.records import StageResult
-from genapps.tasks.upscale import resize
 
 TASK = "downscale"
 

@@ -1,0 +1,222 @@
+"""Running an image model on one image: the one home of what every task's inference shares.
+
+- Size requirements: a model declares once what input sizes it takes, as attributes
+  `input_multiple` (H and W must be multiples of it; default 1) and, when it has one,
+  `input_minimum` (smallest H and W in px; default 0). `size_requirements` is the one reader
+  (after spandrel's SizeRequirements and IOPaint's pad-to-modulo).
+- `pad_to_multiple`: reflect padding (mirrored context, never zeros) to the requirement, with
+  replicate for what a reflection cannot reach (images smaller than the padding).
+- `infer`: pad, run whole or in overlapping tiles (batched, cross-faded, at any `scale`), crop back.
+- `dihedral_tta`: the mean over the 8 flips and transposes.
+- `round_trip`: one image's planes through a task's step: colour as the model's channels
+  (grey runs as RGB and comes back grey), alpha through the step, bicubic or unchanged, bit depth kept.
+
+Tensors are float in [0, 1] unless a caller's `forward` maps them (translate's [-1, 1] models).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genapps import io
+from genapps.batch import progress
+from genapps.device import autocast
+
+TILE_PROGRESS = 16  # tiles in one image from which `infer` shows a progress bar
+LUMA = (0.299, 0.587, 0.114)  # colour -> grey for a model that reads one channel (ITU-R BT.601)
+
+
+@dataclass(frozen=True)
+class SizeRequirements:
+    """Input sizes a model takes: H and W multiples of `multiple` and at least `minimum` px."""
+
+    multiple: int = 1
+    minimum: int = 0
+
+    def __post_init__(self):
+        if self.multiple < 1 or self.minimum < 0:
+            raise ValueError(f"size requirements need multiple >= 1 and minimum >= 0, got {self}")
+
+    def fit(self, size: int) -> int:
+        """The smallest allowed size >= `size`."""
+        return max(size + -size % self.multiple, self.minimum + -self.minimum % self.multiple)
+
+
+def size_requirements(model: nn.Module) -> SizeRequirements:
+    """What `model` declares (`input_multiple`, `input_minimum`); none declared: any size."""
+    return SizeRequirements(int(getattr(model, "input_multiple", 1)), int(getattr(model, "input_minimum", 0)))
+
+
+def pad_to_multiple(x: torch.Tensor, req: SizeRequirements, context: int = 0,
+                    centre: bool = False) -> tuple[torch.Tensor, tuple[int, int]]:
+    """(B, C, h, w) -> (B, C, H, W) with H and W allowed by `req`, and the (top, left) of the image in it.
+
+    `context` px of mirrored context go on every side (at most the smaller side - 1); what the
+    requirement adds more goes at the bottom/right, or is split over both ends with `centre`.
+    Reflect where the image is large enough, replicate for the rest.
+    """
+    h, w = x.shape[-2:]
+    context = max(0, min(context, h - 1, w - 1))
+    pads = []  # left, right, top, bottom (F.pad's order)
+    for n in (w, h):
+        extra = req.fit(n + 2 * context) - n - 2 * context
+        first = extra // 2 if centre else 0
+        pads += [context + first, context + extra - first]
+    reflect = [min(p, (w if i < 2 else h) - 1) for i, p in enumerate(pads)]
+    x = F.pad(x, reflect, mode="reflect") if any(reflect) else x
+    rest = [p - r for p, r in zip(pads, reflect)]
+    return (F.pad(x, rest, mode="replicate") if any(rest) else x), (pads[2], pads[0])
+
+
+def _ramp(length: int, start_fade: int, end_fade: int) -> torch.Tensor:
+    """1-D blending weights of one tile: 0 over the outer half of a faded side's margin, then a
+    linear rise over the inner half and the neighbour's (so two neighbours sum to 1), 1 between.
+
+    `start_fade`/`end_fade` are the overlap margins (0 at the image border: nothing to blend).
+    The zero part hides the pixels that saw the tile's own zero padding.
+    """
+    w = torch.ones(length)
+    for fade, flip in ((start_fade, False), (end_fade, True)):
+        if fade:
+            half = fade // 2
+            side = torch.cat([torch.zeros(half), torch.arange(1, fade + 1) / (fade + 1)])[:length]
+            side = side.flip(0) if flip else side
+            if flip:
+                w[length - len(side):] = torch.minimum(w[length - len(side):], side)
+            else:
+                w[:len(side)] = torch.minimum(w[:len(side)], side)
+    return w
+
+
+def _spans(size: int, tile: int, overlap: int, req: SizeRequirements) -> list[tuple[int, int, int, int]]:
+    """(start, end, start_fade, end_fade) of the tiles along one axis of `size` px (an allowed size;
+    `tile` a multiple of the model's).
+
+    Each tile is a core of `tile` px plus margins of at least `overlap` px inside the image,
+    rounded out to the model's multiple (tiles sit on its grid: a strided network sees every
+    tile as it sees the whole image), grown into the image to its minimum; the fades are the
+    margins beyond the core.
+    """
+    m, spans = req.multiple, []
+    for core in range(0, size, tile):
+        core_end = min(size, core + tile)
+        start, end = max(0, (core - overlap) // m * m), min(size, -(-(core_end + overlap) // m) * m)
+        grow = req.fit(end - start) - (end - start)
+        later = min(grow, size - end)
+        start, end = start - (grow - later), end + later
+        spans.append((start, end, core - start, end - core_end))
+    return spans
+
+
+def _forward(forward: Callable, x: torch.Tensor, precision: str) -> torch.Tensor:
+    if precision == "bf16" and x.device.type == "cpu":  # the model was cast to bf16; no autocast
+        with torch.inference_mode():
+            return forward(x.to(torch.bfloat16)).float()
+    with torch.inference_mode(), autocast(x.device, precision):
+        return forward(x).float()
+
+
+def infer(model: nn.Module, x: torch.Tensor, scale: int = 1, tile: int = 0, overlap: int = 16,
+          batch_size: int = 4, precision: str = "fp32", context: int = 0, centre: bool = False,
+          forward: Callable | None = None) -> torch.Tensor:
+    """(B, C, h, w) -> (B, C', h*scale, w*scale): `model` run on `x` padded to its size
+    requirements (pad_to_multiple's `context` and `centre`), cropped back; not clamped.
+
+    With `tile` > 0 the padded image runs in tiles of tile + 2*overlap px (`batch_size` tiles
+    per forward pass; tile and margins rounded to the model's multiple) cross-faded by linear
+    ramps; this equals the whole-image result when the model's receptive radius is below overlap / 2. `forward`
+    (default: the model) is what runs, e.g. a wrapper that maps [0, 1] to the model's range.
+    `precision` "bf16" on CPU expects a model already cast to bf16; fp16/bf16 autocast on CUDA.
+    """
+    forward = model if forward is None else forward
+    req = size_requirements(model)
+    b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
+    xp, (top, left) = pad_to_multiple(x, req, context, centre)
+    H, W = xp.shape[-2:]
+    if not tile or (H <= tile + 2 * overlap and W <= tile + 2 * overlap):
+        out = _forward(forward, xp, precision)
+    else:
+        tile = max(req.multiple, tile - tile % req.multiple)
+        jobs = [(ys, xs) for ys in _spans(H, tile, overlap, req) for xs in _spans(W, tile, overlap, req)]
+        by_shape: dict[tuple[int, int], list] = {}
+        for ys, xs in jobs:
+            by_shape.setdefault((ys[1] - ys[0], xs[1] - xs[0]), []).append((ys, xs))
+        step = max(1, batch_size // b)
+        chunks = [group[i:i + step] for group in by_shape.values() for i in range(0, len(group), step)]
+        if len(jobs) >= TILE_PROGRESS:  # a bar over the tiles of one large image (on a terminal)
+            chunks = progress(chunks, total=len(chunks), desc=f"{len(jobs)} tiles")
+        out, weight = None, torch.zeros(1, 1, H * scale, W * scale, device=x.device)
+        for chunk in chunks:
+            inp = torch.cat([xp[..., y0:y1, x0:x1] for (y0, y1, _, _), (x0, x1, _, _) in chunk])
+            res = _forward(forward, inp, precision).split(b)
+            if out is None:
+                out = torch.zeros(b, res[0].shape[1], H * scale, W * scale, device=x.device)
+            for ((y0, y1, ry, fy), (x0, x1, rx, fx)), r in zip(chunk, res):
+                wy = _ramp((y1 - y0) * scale, ry * scale, fy * scale).to(x.device)
+                wx = _ramp((x1 - x0) * scale, rx * scale, fx * scale).to(x.device)
+                wt = wy[:, None] * wx[None, :]
+                out[..., y0 * scale:y1 * scale, x0 * scale:x1 * scale] += r * wt
+                weight[..., y0 * scale:y1 * scale, x0 * scale:x1 * scale] += wt
+        out = out / weight
+    return out[..., top * scale:(top + h) * scale, left * scale:(left + w) * scale]
+
+
+def dihedral(x: torch.Tensor, k: int, inverse: bool = False) -> torch.Tensor:
+    """One of the 8 flips/transposes of (..., H, W) (k in 0..7), or its inverse."""
+    flips = ((), (-1,), (-2,), (-1, -2))[k % 4]
+    if inverse:
+        x = x.transpose(-1, -2) if k >= 4 else x
+        return x.flip(flips) if flips else x
+    x = x.flip(flips) if flips else x
+    return x.transpose(-1, -2) if k >= 4 else x
+
+
+def dihedral_tta(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """Test-time augmentation: the mean of `forward` over the 8 flips/transposes of (B, C, H, W),
+    each result mapped back (8x the network time; H and W must both suit the model)."""
+    return sum(dihedral(forward(dihedral(x, k)), k, inverse=True) for k in range(8)) / 8
+
+
+def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, C, h, w) -> (B, C, *size), bicubic with antialiasing when shrinking, clamped to [0, 1]."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+
+
+def to_channels(planes: torch.Tensor, channels: int) -> torch.Tensor:
+    """(C, H, W) -> (channels, H, W): grey repeated as RGB, colour to grey by luma (BT.601)."""
+    if planes.shape[0] == channels:
+        return planes
+    if channels == 3:
+        return planes.expand(3, -1, -1)
+    return (planes * torch.tensor(LUMA)[:, None, None]).sum(0, keepdim=True)
+
+
+def round_trip(image: io.LoadedImage, step: Callable[[torch.Tensor], torch.Tensor], channels: int = 3,
+               alpha: str = "keep") -> io.LoadedImage:
+    """`image` through a task's per-image `step` ((channels, h, w) -> (C, H, W), CPU), faithfully.
+
+    Colour is given as `channels` planes (to_channels); a grey image run as RGB comes back grey
+    (the mean of the output's channels). Alpha: "model" runs it through `step` as a grey image,
+    "bicubic" resizes it to the output size, "keep" passes it unchanged. The bit depth is kept.
+    """
+    if alpha not in ("keep", "model", "bicubic"):
+        raise ValueError(f"alpha must be keep, model or bicubic, got {alpha!r}")
+
+    def run(planes: torch.Tensor) -> torch.Tensor:
+        y = step(to_channels(planes, channels))
+        return y.mean(0, keepdim=True) if planes.shape[0] == 1 and channels == 3 and y.shape[0] == 3 else y
+
+    color = run(image.color)
+    kept = image.alpha
+    if kept is not None and alpha == "model":
+        kept = run(kept)
+    elif kept is not None and alpha == "bicubic":
+        kept = resize(kept[None], tuple(color.shape[-2:]))[0]
+    return io.LoadedImage(color, kept, image.bit_depth)
