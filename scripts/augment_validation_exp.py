@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT)); sys.path.insert(0, str(ROOT / "scripts"))
 torch.set_num_threads(1)
 import bench_augment as B
-from genapps.tasks.augment import Config, augment_tensors
+from genapps.tasks.augment.task import Config, augment_tensors
 from genapps.tasks.augment.evaluate import run_arm
 from genapps.tasks.augment.training import predict_proba
 

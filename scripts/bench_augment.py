@@ -120,7 +120,7 @@ def job(spec: dict) -> tuple[str, dict]:
     kind, t0 = spec["kind"], time.perf_counter()
     cache = Path(args.cache)
     from genapps import io
-    from genapps.tasks.augment import Config, augment_tensors
+    from genapps.tasks.augment.task import Config, augment_tensors
     from genapps.tasks.augment.evaluate import feature_metrics, run_arm
     from genapps.tasks.augment.training import ClassifierConfig, accuracy, predict_proba, train_classifier
 
@@ -234,7 +234,7 @@ def quick(args) -> None:
     """One generator per (labels, variant), --seeds classifier seeds per arm: a cheap way to choose
     between generator options. Judged by the oracle (fidelity, FD/precision/recall in its features
     vs test images), copying, and --quick-arms (with the pool also e and f); CPU seconds per part."""
-    from genapps.tasks.augment import Config, augment_tensors, class_counts
+    from genapps.tasks.augment.task import Config, augment_tensors, class_counts
     from genapps.tasks.augment.evaluate import feature_metrics, run_arm
     from genapps.tasks.augment.training import predict_proba, synthesize
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from genapps import io, metrics
-from genapps.tasks.inpaint import load_model, model_fill
+from genapps.tasks.inpaint.task import load_model, model_fill
 from genapps.tasks.inpaint import masks as M
 from genapps.tasks.inpaint.classical import fill, prefill
 from genapps.weights import WEIGHTS_DIR

@@ -36,7 +36,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from genapps import io, weights
-from genapps.tasks.upscale import benchmark_pairs, load_model, sr_measure, upscale_tensor
+from genapps.tasks.upscale.task import benchmark_pairs, load_model, sr_measure, upscale_tensor
 
 log = logging.getLogger("bench_sr")
 

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from genapps import io, metrics, weights
-from genapps.tasks.translate import translate_tensor
+from genapps.tasks.translate.task import translate_tensor
 from genapps.tasks.translate.models import load_model
 from genapps.tasks.translate.pairs import degrade, from_uint8, gray, make_a, to_uint8
 

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_sr import pil_bicubic_up, score  # noqa: E402
 
 from genapps import io, zoo  # noqa: E402
-from genapps.tasks.upscale import benchmark_pairs, cpu_bf16, load_model, upscale_tensor  # noqa: E402
+from genapps.tasks.upscale.task import benchmark_pairs, cpu_bf16, load_model, upscale_tensor  # noqa: E402
 from genapps.nn.winograd import accelerate  # noqa: E402
 
 log = logging.getLogger("bench_zoo")

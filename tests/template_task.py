@@ -1,9 +1,9 @@
 """A template task: the whole contract a new application fulfils (tests/test_fifth_task.py runs it).
 
-A real task is a folder genapps/tasks/NAME/ with spec.py (the TaskSpec, light: no torch) and the
-module the spec names (Config + run; models in models.py, training in training.py); it is added
-with one line in genapps.tasks.TASKS: "NAME": "genapps.tasks.NAME.spec:SPEC". This file puts both
-in one module to stay short. `posterize` keeps `bits` bits per channel.
+A real task is a folder genapps/tasks/NAME/ whose __init__.py holds the TaskSpec (light: no torch)
+and whose task.py holds what the spec's `module` names (Config + run; models in models.py, training
+in training.py); it is added with one line in genapps.tasks.TASKS: "NAME": "genapps.tasks.NAME:SPEC".
+This file puts both in one module to stay short. `posterize` keeps `bits` bits per channel.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def run(cfg: Config, input_dir, output_dir, device, name: str = "posterize"):
 
 SPEC = TaskSpec(
     name="posterize",
-    module=__name__,  # a real task: "genapps.tasks.posterize"
+    module=__name__,  # a real task: "genapps.tasks.posterize.task"
     help="Keep a few bits per channel of every image of a folder (or one image).",
     remote=True,  # map_images without side folders: fsspec URLs work
     renames_outputs=lambda cfg: bool(cfg.suffix),

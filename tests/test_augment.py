@@ -14,7 +14,7 @@ from genapps import io, weights
 from genapps.losses import elbo_loss
 from genapps.nn.discriminators import ProjectionDiscriminator
 from genapps.tasks import make_config
-from genapps.tasks.augment import Config, run
+from genapps.tasks.augment.task import Config, run
 from genapps.tasks.augment.data import load_imagefolder
 from genapps.tasks.augment.evaluate import frechet_distance, precision_recall, verdict
 from genapps.tasks.augment.models import (

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from genapps import io, weights
-from genapps.tasks.augment import Config, run
+from genapps.tasks.augment.task import Config, run
 from genapps.tasks.augment.evaluate import ARMS, evaluate_arms, run_arm, verdict
 from genapps.tasks.augment.models import CVAE, define_model
 from genapps.tasks.augment.training import (ClassifierConfig, GeneratorConfig, generate, synthesize,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from genapps import io, weights
-from genapps.tasks.augment import Config, run
+from genapps.tasks.augment.task import Config, run
 from genapps.tasks.augment.models import CVAE, define_model
 from genapps.tasks.augment.training import GeneratorConfig, synthesize, train_generator
 from test_augment_round2 import _toy  # two classes a CNN separates at once

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from genapps import weights
-from genapps.tasks.upscale import upscale_tensor
+from genapps.tasks.upscale.task import upscale_tensor
 from genapps.nn.sr import RRDBNet, SRVGGNetCompact
 from genapps.nn.winograd import FastRRDBNet, WinogradConv2d, accelerate
 from genapps.tasks.upscale.models import SRResNet

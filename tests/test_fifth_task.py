@@ -65,3 +65,19 @@ stages:
     yaml_file.write_text(yaml_file.read_text().replace("{bits: 2}", "{bits: 2, colours: 5}"))
     refused = cli("run", yaml_file)
     assert refused.exit_code == 2 and "unknown option(s) colours" in refused.output
+
+
+def test_listing_the_commands_imports_no_task():
+    """`genapps --help` and `genapps train --help` read the specs (genapps/tasks/<task>/__init__.py),
+    not the task modules: no torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from genapps.cli import main\n"
+            "for args in (['--help'], ['train', '--help']):\n"
+            "    try: main(args)\n"
+            "    except SystemExit: pass\n"
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "upscale" in out.stdout and "pix2pix" in out.stdout

@@ -134,7 +134,7 @@ def test_each_model_class_declares_its_size_requirement():
     from genapps.nn import ResnetGenerator, UnetGenerator
     from genapps.tasks.inpaint.models import define_G as inpaint_G
     from genapps.tasks.translate.models import define_G as translate_G
-    from genapps.tasks.upscale import Bicubic
+    from genapps.tasks.upscale.task import Bicubic
     from genapps.nn.winograd import accelerate
     from genapps.tasks.upscale.models import define_G as sr_G
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from conftest import photo
 from genapps import io, weights
-from genapps.tasks.inpaint import hole_crops, model_fill
+from genapps.tasks.inpaint.task import hole_crops, model_fill
 from genapps.tasks.inpaint import masks as M
 from genapps.tasks.inpaint.classical import fill
 from genapps.tasks.inpaint.models import define_G
@@ -167,7 +167,7 @@ def test_samples_concat_and_report(cli, photo_dir, tmp_path, tiny_models):
 
 
 def test_large_image_runs_in_crops_around_each_hole(tiny_models):
-    from genapps.tasks.inpaint import load_model
+    from genapps.tasks.inpaint.task import load_model
 
     model, _ = load_model(str(tiny_models["unet"]))
     rng = np.random.default_rng(1)
@@ -291,7 +291,7 @@ def test_resume_redoes_an_image_whose_mask_changed(cli, photo_dir, tmp_path):
 
 def test_tta_transforms_invert_and_keep_the_outside(tiny_models):
     from genapps.inference import dihedral
-    from genapps.tasks.inpaint import load_model
+    from genapps.tasks.inpaint.task import load_model
 
     x = torch.rand(1, 3, 4, 6)
     assert all(torch.equal(dihedral(dihedral(x, k), k, inverse=True), x) for k in range(8))

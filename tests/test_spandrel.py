@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from genapps.tasks.upscale import load_model
+from genapps.tasks.upscale.task import load_model
 
 spandrel = pytest.importorskip("spandrel")
 from spandrel.architectures.Compact import Compact  # noqa: E402

@@ -13,7 +13,7 @@ from PIL import Image
 
 from genapps import weights, zoo
 from genapps.nn.sr import RRDBNet, SRVGGNetCompact
-from genapps.tasks.upscale import load_model
+from genapps.tasks.upscale.task import load_model
 
 HAS_NCNN = importlib.util.find_spec("ncnn") is not None
 HAS_WHEEL = zoo.wheel_models_dir() is not None

@@ -1,19 +1,20 @@
 """The task interface every application implements, and the table of tasks.
 
 A task is a folder under genapps/tasks/ with
-  spec.py    one light `TaskSpec` per task it provides (no torch import): its command, what the
-             core needs to know about it (remote folders, renamed outputs, its report view) and its
-             training commands; the CLI and the pipeline read it;
-  a module   (`TaskSpec.module`, imported only when used: models pull in torch) with
-    Config   a frozen dataclass of its options; field metadata makes the CLI options (see
-             genapps.cli_conventions.config_options: help, flags, choices), and path-valued
-             fields carry {"path": True} (name-or-path ones {"path": "if_exists"}) so that
-             pipelines resolve them against the YAML's folder;
-    run(cfg, input_dir, output_dir, device, name) -> genapps.records.StageResult.
+  __init__.py  one light `TaskSpec` per task it provides (no torch import): its command, what the
+               core needs to know about it (remote folders, renamed outputs, its report view) and
+               its training commands; the CLI and the pipeline read it;
+  task.py      (`TaskSpec.module`, imported only when used: models pull in torch) with
+    Config     a frozen dataclass of its options; field metadata makes the CLI options (see
+               genapps.cli_conventions.config_options: help, flags, choices), and path-valued
+               fields carry {"path": True} (name-or-path ones {"path": "if_exists"}) so that
+               pipelines resolve them against the YAML's folder;
+    run(cfg, input_dir, output_dir, device, name) -> genapps.records.StageResult;
+  models.py, training.py, ...  its networks (shared ones live in genapps.nn) and trainers.
 
 Adding an application = its folder + one line in TASKS. Tasks never import each other.
-tests/test_fifth_task.py is the template: a tiny task registered in TASKS and run through the
-CLI and a pipeline.
+tests/template_task.py is the template, and tests/test_fifth_task.py registers it in TASKS and runs
+it through the CLI and a pipeline.
 """
 
 from __future__ import annotations
@@ -29,14 +30,14 @@ from typing import Any, Callable
 from genapps.views import View
 
 TASKS = {  # task name -> "module:SPEC" of its TaskSpec
-    "augment": "genapps.tasks.augment.spec:AUGMENT",
-    "downscale": "genapps.tasks.upscale.spec:DOWNSCALE",
-    "evaluate": "genapps.tasks.evaluate.spec:EVALUATE",
-    "inpaint": "genapps.tasks.inpaint.spec:INPAINT",
-    "masks": "genapps.tasks.inpaint.spec:MASKS",
-    "pairs": "genapps.tasks.translate.spec:PAIRS",
-    "upscale": "genapps.tasks.upscale.spec:UPSCALE",
-    "translate": "genapps.tasks.translate.spec:TRANSLATE",
+    "augment": "genapps.tasks.augment:AUGMENT",
+    "downscale": "genapps.tasks.upscale:DOWNSCALE",
+    "evaluate": "genapps.tasks.evaluate:EVALUATE",
+    "inpaint": "genapps.tasks.inpaint:INPAINT",
+    "masks": "genapps.tasks.inpaint:MASKS",
+    "pairs": "genapps.tasks.translate:PAIRS",
+    "upscale": "genapps.tasks.upscale:UPSCALE",
+    "translate": "genapps.tasks.translate:TRANSLATE",
 }
 
 

@@ -1,148 +1,29 @@
-"""translate: image-to-image translation of folders with pix2pix (paired) and CycleGAN (unpaired) models.
+"""The translate task's specs (light: no torch): `genapps translate`, `genapps pairs`, and the
+`genapps train pix2pix` / `train cyclegan` commands."""
 
-The pipeline: load a model (a bundled name, a genapps .safetensors, or the reference
-implementation's latest_net_G*.pth), run it through genapps.inference (reflect-padded to the
-network's multiple, whole or in cross-faded tiles, cropped back; grey and alpha round trip), write
-the same bit depth. Deterministic by default (eval mode: no dropout, batch norm's running stats);
-`stochastic` turns the dropout layers on, seeded per file, as the reference's test-time noise.
-"""
+from genapps.tasks import TaskSpec, TrainCommand
+from genapps.views import Metric, View
 
-from __future__ import annotations
+TRAINING = "genapps.tasks.translate.training"
 
-import logging
-import time
-import zlib
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+TRANSLATE = TaskSpec(
+    name="translate",
+    module="genapps.tasks.translate.task",
+    help="Translate a folder (or one image) with a pix2pix or CycleGAN model (deterministic by default).",
+    remote=True,
+    renames_outputs=lambda cfg: bool(cfg.suffix),
+    view=View(metrics=(Metric("l1", "L1", lower_is_better=True), Metric("seconds_per_mp", "s/MP")),
+              main=("psnr", "ssim", "l1")),
+    train=(TrainCommand("pix2pix", f"{TRAINING}:Pix2PixConfig", f"{TRAINING}:train_pix2pix",
+                        "Train a pix2pix model (U-Net + PatchGAN) on paired images."),
+           TrainCommand("cyclegan", f"{TRAINING}:CycleGANConfig", f"{TRAINING}:train_cyclegan",
+                        "Train a CycleGAN (two ResNet generators + two PatchGANs) on two unpaired folders.")),
+)
 
-import torch
-from torch import nn
-
-from genapps import io, metrics
-from genapps.batch import map_images
-from genapps.inference import infer, round_trip
-from genapps.records import StageResult
-from genapps.tasks.translate.models import NETG, load_model
-
-log = logging.getLogger(__name__)
-
-TASK = "translate"
-DEFAULT_MODEL = "restore"
-
-
-@dataclass(frozen=True)
-class Config:
-    """Options of `genapps translate` and of a `translate` pipeline stage."""
-
-    model: str = field(default=DEFAULT_MODEL, metadata={"path": "if_exists", "flags": ("-m", "--model"), "help":
-                       "Bundled name (restore, colorize, restore-unpaired), .safetensors, or a reference "
-                       "latest_net_G*.pth."})
-    direction: str = field(default="AtoB", metadata={  # CycleGAN models: AtoB (G_A) or BtoA (G_B)
-        "choices": ("AtoB", "BtoA"), "help": "CycleGAN models: which generator runs."})
-    stochastic: bool = field(default=False, metadata={"help": "Test-time dropout, seeded per file (--seed)."})
-    seed: int = 0
-    tile: int = field(default=0, metadata={"flags": ("-t", "--tile"), "help": "Tile size in px (0 = whole image)."})
-    tile_overlap: int = 32
-    # reference .pth only: checked against what the keys show (None = read from the keys)
-    netg: str | None = field(default=None, metadata={
-        "flags": ("--netg", "--netG"), "choices": tuple(NETG),
-        "help": "Reference .pth: checked against its keys (read from them when left out)."})
-    ngf: int | None = field(default=None, metadata={"help": "Reference .pth: checked against its keys."})
-    norm: str | None = field(default=None, metadata={"choices": ("batch", "instance", "none"),
-                                                     "help": "Reference .pth: checked against its keys."})
-    dropout: bool | None = field(default=None, metadata={
-        "help": "Reference U-Net .pth: was it trained with dropout?"})
-    ext: str | None = None
-    suffix: str = ""
-    quality: int = 95
-    resume: bool = True
-    fail_fast: bool = False
-    reference: str | None = field(default=None, metadata={
-        "path": True, "type": "dir", "help": "Target folder: report PSNR/SSIM/L1 per image."})
-
-    def __post_init__(self):
-        if self.direction not in ("AtoB", "BtoA"):
-            raise ValueError(f"direction must be AtoB or BtoA, got {self.direction!r}")
-        if self.tile < 0 or self.tile_overlap < 0:
-            raise ValueError("tile and tile_overlap must be >= 0")
-        if self.netg is not None and self.netg not in NETG:
-            raise ValueError(f"netg must be one of {', '.join(NETG)}, got {self.netg!r}")
-        if self.norm is not None and self.norm not in ("batch", "instance", "none"):
-            raise ValueError(f"norm must be batch, instance or none, got {self.norm!r}")
-        if self.ext is not None and f".{self.ext.lstrip('.').lower()}" not in io.WRITE_FORMATS:
-            raise ValueError(f"ext must be one of {', '.join(sorted(io.WRITE_FORMATS))}, got {self.ext!r}")
-
-
-def translate_tensor(g: nn.Module, x: torch.Tensor, tile: int = 0, overlap: int = 32) -> torch.Tensor:
-    """(B, Cin, h, w) in [0, 1] -> (B, Cout, h, w) in [0, 1].
-
-    inference.infer at scale 1: the image is padded to the network's multiple (reflect, split over
-    both ends) and cropped back; with `tile` > 0, tiles of tile + 2*overlap px are cross-faded.
-    """
-    y = infer(g, x, tile=tile, overlap=overlap, batch_size=1, centre=True, forward=lambda t: g(t * 2 - 1))
-    return ((y + 1) / 2).clamp(0, 1)
-
-
-def model_channels(g: nn.Module) -> tuple[int, int]:
-    """(input, output) channels of a generator, from its first and last convolutions."""
-    convs = [m for m in g.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
-    return convs[0].in_channels, convs[-1].out_channels
-
-
-def translate_image(g: nn.Module, image: io.LoadedImage, cfg: Config, device: torch.device) -> io.LoadedImage:
-    """Translate the colour planes; grey input -> grey output unless the model makes colour from grey
-    (1 -> 3 channels, e.g. colorize); alpha passes through unchanged; the bit depth is kept."""
-    def step(planes: torch.Tensor) -> torch.Tensor:
-        return translate_tensor(g, planes[None].to(device), cfg.tile, cfg.tile_overlap)[0].cpu()
-
-    return round_trip(image, step, channels=model_channels(g)[0])
-
-
-def measure(pred: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
-    """PSNR (dB), SSIM and L1 (in [0, 1] units) of an 8-bit-quantized output against its target."""
-    pred, ref = metrics.quantize(pred[None]), ref[None]
-    return {"psnr": float(metrics.psnr(pred, ref)[0]), "ssim": float(metrics.ssim(pred, ref)[0]),
-            "l1": float(metrics.mae(pred, ref)[0])}
-
-
-def set_stochastic(g: nn.Module, on: bool) -> int:
-    """Put the dropout layers in train mode (on) or eval mode; returns how many there are."""
-    drops = [m for m in g.modules() if isinstance(m, nn.Dropout)]
-    for m in drops:
-        m.train(on)
-    return len(drops)
-
-
-def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torch.device,
-        name: str = TASK) -> StageResult:
-    """Translate every image under `input_dir` into `output_dir` (mirrored tree)."""
-    flags = {"netg": cfg.netg, "ngf": cfg.ngf, "norm": cfg.norm, "dropout": cfg.dropout}
-    g, info = load_model(cfg.model, cfg.direction, flags)
-    g = g.to(device)
-    if cfg.stochastic and not set_stochastic(g, True):
-        hint = (" (a reference U-Net's dropout does not show in its keys: add --dropout if it was trained "
-                "with it, the pix2pix default)" if info.extra.get("reference_netg", "").startswith("unet") else "")
-        raise ValueError(f"--stochastic: model {cfg.model} has no dropout layers{hint}")
-    root = Path(input_dir).parent if Path(input_dir).is_file() else Path(input_dir)
-
-    def process(image: io.LoadedImage, src: Path) -> io.LoadedImage:
-        if cfg.stochastic:  # reproducible noise: seeded by (seed, file), not by the order of files
-            torch.manual_seed(zlib.crc32(f"{cfg.seed}:{src.relative_to(root).as_posix()}".encode()))
-        return translate_image(g, image, cfg, device)
-
-    t0 = time.perf_counter()
-    fingerprint = {"model_sha256": info.sha256, "arch": info.arch, "config": info.config,
-                   "direction": cfg.direction, "stochastic": cfg.stochastic, "seed": cfg.seed if cfg.stochastic else None,
-                   "tile": cfg.tile, "tile_overlap": cfg.tile_overlap if cfg.tile else None,
-                   "ext": cfg.ext, "suffix": cfg.suffix, "quality": cfg.quality}
-    result = map_images(input_dir, output_dir, process, name=name, task=TASK, fingerprint=fingerprint,
-                        config=asdict(cfg) | {"model_info": info.as_report()}, ext=cfg.ext, suffix=cfg.suffix,
-                        quality=cfg.quality, resume=cfg.resume, fail_fast=cfg.fail_fast, reference=cfg.reference,
-                        measure=measure, pass_source=True)
-    ok = [r for r in result.records if r.status == "ok"]
-    mp = sum(r.metrics.get("output_mp", 0.0) for r in ok)
-    result.summary = {"model": cfg.model, "arch": info.arch, "direction": cfg.direction,
-                      "stochastic": cfg.stochastic, "output_mp": round(mp, 3),
-                      "seconds_per_mp": round(sum(r.seconds for r in ok) / max(mp, 1e-9), 3) if mp else None,
-                      "seconds": round(time.perf_counter() - t0, 2)}
-    return result
+PAIRS = TaskSpec(
+    name="pairs",
+    module="genapps.tasks.translate.pairs",
+    help="Build a paired translation dataset (A -> B) from a folder of photos.",
+    batch=False,
+    device=False,
+)

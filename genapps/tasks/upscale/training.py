@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from genapps import io, losses
 from genapps.nn import PatchDiscriminator
-from genapps.tasks.upscale import TASK, bicubic_downscale, evaluate_model, load_model
+from genapps.tasks.upscale.task import TASK, bicubic_downscale, evaluate_model, load_model
 from genapps.tasks.upscale.models import define_G
 from genapps.train import TrainConfig, TrainSpec, check_resume, data_fingerprint, fit
 from genapps.weights import save_trained

@@ -1,0 +1,455 @@
+"""augment: class-conditional generators (CVAE or cGAN) that add labeled images to a small
+ImageFolder, with an optional unlabeled pool, a quality filter, an interpolation figure, and
+the downstream-classifier proof (--eval) that says whether the synthetic images helped.
+
+DATA is an ImageFolder (one subfolder per class). OUTPUT receives OUTPUT/<class>/*.png,
+OUTPUT/manifest.csv (class, file, seed, model, filter score), OUTPUT/generator.safetensors,
+the figures samples.png and interpolation.png, generator.state.pt (resume), and with an
+unlabeled pool OUTPUT/pseudo_labels.csv (file, class, confidence, kept).
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _stdio
+import logging
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from genapps import io, weights
+from genapps.records import Record, StageResult
+from genapps.tasks.augment.data import LabeledImages, load_imagefolder, load_unlabeled
+from genapps.tasks.augment.evaluate import evaluate_arms, feature_metrics
+from genapps.tasks.augment.models import DECODERS, ENCODER_MODELS, GENERATORS
+from genapps.tasks.augment.training import (ClassifierConfig, GeneratorConfig, GeneratorResult, PseudoLabels,
+                                            Synthetic, generator_meta, pseudo_label, self_training_steps, synthesize,
+                                            train_classifier, train_generator)
+from genapps.train import check_resume, data_fingerprint
+
+log = logging.getLogger(__name__)
+
+TASK = "augment"
+# Per model: steps, learning rate, latent size, weight of the classifier guidance, decoder. The CVAE's
+# residual decoder at 1000 steps beat the conv decoder at 1500 (same CPU time) on every sample measure
+# of benchmarks/augment_quick.json; 1500 cGAN steps is the benchmarked count (was 3000, unmeasured).
+DEFAULTS = {
+    "cvae": {"steps": 1000, "lr": 1e-3, "z_dim": 16, "guide_weight": 20.0, "decoder": "residual"},
+    "cgan": {"steps": 1500, "lr": 2e-4, "z_dim": 64, "guide_weight": 0.5, "decoder": "conv"},
+}
+# The VAE-GAN: the CVAE's recipe plus a projection discriminator on its decoded prior samples.
+DEFAULTS["vaegan"] = DEFAULTS["cvae"] | {"adversarial_weight": 10.0}
+# sampling -> share of the samples decoded from q(z | x, y) of a training image of their class (a
+# posterior variant) instead of the N(0, I) prior: "posterior" samples the class's aggregate posterior,
+# a learned prior with no holes (the samples stay near the training images' styles).
+POSTERIOR_FRACTION = {"prior": 0.0, "mixed": 0.5, "posterior": 1.0}
+DEFAULT_PER_CLASS = 100
+
+
+@dataclass(frozen=True)
+class Config:
+    """Options of `genapps augment` and of an `augment` pipeline stage."""
+
+    model: str = field(default="cvae", metadata={  # cvae | vaegan | cgan
+        "choices": tuple(GENERATORS), "help": "vaegan: the CVAE plus an adversarial loss on its samples."})
+    per_class: int | None = field(default=None, metadata={  # default 100 unless ratio is given
+        "help": "Synthetic images per class (default 100)."})
+    ratio: float | None = field(default=None, metadata={"help": "Synthetic images per real image of each class."})
+    unlabeled: str | None = field(default=None, metadata={
+        "path": True, "type": "dir", "help": "Unlabeled images that also train the generator."})
+    image_size: int = 28  # px, images are resized to image_size x image_size (multiple of 4)
+    channels: int | str = field(default="auto", metadata={  # 1 if all images are grayscale
+        "help": "1, 3 or auto."})
+    steps: int | None = field(default=None, metadata={"help": "Generator training steps (default: cvae 1000, cgan 1500)."})
+    batch_size: int = 64
+    lr: float | None = None  # default: 1e-3 (cvae), 2e-4 (cgan)
+    z_dim: int | None = None  # latent size, default: 16 (cvae), 64 (cgan)
+    beta: float = field(default=1.0, metadata={"help": "CVAE: KL weight."})  # weight of the KL term in the ELBO
+    decoder: str | None = field(default=None, metadata={
+        "choices": DECODERS, "help": "CVAE/VAE-GAN decoder (default residual: residual blocks before each upsampling)."})
+    temperature: float = field(default=1.0, metadata={
+        "help": "Sampling: z ~ N(0, T^2 I); below 1 truncates to more typical samples."})
+    guide: bool = field(default=True, metadata={"cli": False})  # prior samples of class k must be classified as k
+    guide_fraction: float = field(default=0.5, metadata={"cli": False})  # share of each batch decoded from the prior
+    sampling: str = field(default="auto", metadata={
+        "choices": ("auto", *POSTERIOR_FRACTION),
+        "help": "cvae/vaegan: z from the prior, or (mixed: half, posterior: all) from q(z|x, y) of a training image "
+                "of the class; auto: mixed with --unlabeled, else prior."})
+    adversarial_weight: float | None = field(default=None, metadata={
+        "help": "vaegan: weight of the adversarial loss (default 10)."})
+    seed: int = 0
+    filter: bool = field(default=True, metadata={
+        "help": "Drop samples a real-data classifier confidently assigns to another class."})
+    filter_confidence: float = 0.9
+    pseudo_threshold: float = 0.95  # --unlabeled: confidence for a pseudo-label to be used
+    interpolate: bool = field(default=True, metadata={"help": "Latent interpolation figure."})
+    eval: str | None = field(default=None, metadata={
+        "path": True, "type": "dir",
+        "help": "TEST_DIR (ImageFolder): prove with a downstream classifier whether synthesis helped."})
+    eval_seeds: int = 3
+    eval_steps: int = 600  # classifier training steps (also the filter's and pseudo-labeler's)
+    semigan_steps: int = field(default=0, metadata={
+        "help": "With --unlabeled and --eval: also arm g, the semi-supervised GAN classifier (Salimans et al. "
+                "2016), trained this many steps per seed (10000 measured; ~17 CPU-min each on 28 px)."})
+    resume: bool = field(default=True, metadata={"invert": "--overwrite",
+                                                 "help": "Retrain and rewrite instead of resuming."})
+
+    def __post_init__(self):
+        if self.model not in GENERATORS:
+            raise ValueError(f"model must be one of {', '.join(GENERATORS)}, got {self.model!r}")
+        if self.per_class is not None and self.ratio is not None:
+            raise ValueError("give per_class or ratio, not both")
+        if self.per_class is not None and self.per_class < 1:
+            raise ValueError(f"per_class must be >= 1, got {self.per_class}")
+        if self.ratio is not None and not self.ratio > 0:
+            raise ValueError(f"ratio must be > 0, got {self.ratio}")
+        if self.image_size < 8 or self.image_size % 4 or self.image_size > 256:
+            raise ValueError(f"image_size must be a multiple of 4 between 8 and 256, got {self.image_size}")
+        channels = self.channels
+        if isinstance(channels, str) and channels.strip().isdigit():
+            channels = int(channels)
+        if channels not in (1, 3, "auto"):
+            raise ValueError(f"channels must be 1, 3 or auto, got {self.channels!r}")
+        object.__setattr__(self, "channels", channels)
+        for name in ("steps", "z_dim"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size must be >= 2, got {self.batch_size}")
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        for name in ("filter_confidence", "pseudo_threshold", "guide_fraction"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
+        if self.decoder is not None and self.decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
+        if self.decoder not in (None, "conv") and self.model not in ENCODER_MODELS:
+            raise ValueError(f"decoder applies to models {' and '.join(ENCODER_MODELS)} only")
+        if not 0 < self.temperature <= 2:
+            raise ValueError(f"temperature must be in (0, 2], got {self.temperature}")
+        if self.sampling != "auto" and self.sampling not in POSTERIOR_FRACTION:
+            raise ValueError(f"sampling must be auto, {', '.join(POSTERIOR_FRACTION)}, got {self.sampling!r}")
+        if POSTERIOR_FRACTION.get(self.sampling) and self.model not in ENCODER_MODELS:
+            raise ValueError(f"sampling {self.sampling!r} needs an encoder: use it with model "
+                             f"{' or '.join(ENCODER_MODELS)}")
+        if self.adversarial_weight is not None and (self.model != "vaegan" or not self.adversarial_weight > 0):
+            raise ValueError("adversarial_weight applies to model vaegan and must be > 0")
+        if self.eval_seeds < 1 or self.eval_steps < 1:
+            raise ValueError("eval_seeds and eval_steps must be >= 1")
+        if self.semigan_steps < 0 or (self.semigan_steps and not (self.unlabeled and self.eval)):
+            raise ValueError("semigan_steps (arm g of the proof) needs unlabeled and eval, and must be >= 0")
+
+    def generator_config(self) -> GeneratorConfig:
+        d = DEFAULTS[self.model]
+        return GeneratorConfig(model=self.model, steps=self.steps or d["steps"], batch_size=self.batch_size,
+                               lr=self.lr or d["lr"], z_dim=self.z_dim or d["z_dim"], beta=self.beta,
+                               guide_weight=d["guide_weight"] if self.guide else 0.0, decoder=self.decoder or d["decoder"],
+                               guide_fraction=self.guide_fraction, seed=self.seed,
+                               adversarial_weight=self.adversarial_weight or d.get("adversarial_weight", 0.0))
+
+
+@dataclass
+class Augmented:
+    """What `augment_tensors` made: the kept samples and how."""
+
+    synthetic: Synthetic
+    generator: GeneratorResult
+    filter_net: torch.nn.Module | None
+    pseudo: PseudoLabels | None
+    train_size: int  # images the generator trained on (labeled + kept pseudo-labeled)
+    seconds: dict = field(default_factory=dict)
+    sampling: str = "prior"  # prior | mixed | posterior (see POSTERIOR_FRACTION)
+
+
+def class_counts(y: torch.Tensor, num_classes: int, cfg: Config) -> dict[int, int]:
+    """Synthetic images to make per class: per_class, or ratio x the class's real images."""
+    real = torch.bincount(y, minlength=num_classes).tolist()
+    if cfg.ratio is not None:
+        return {k: max(1, round(cfg.ratio * n)) for k, n in enumerate(real)}
+    return {k: cfg.per_class or DEFAULT_PER_CLASS for k in range(num_classes)}
+
+
+def augment_tensors(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: Config, device: torch.device,
+                    x_unlabeled: torch.Tensor | None = None, state_path: str | Path | None = None,
+                    meta: dict | None = None) -> Augmented:
+    """The whole augmentation in memory: (pseudo-labels), generator training, (filtered) sampling.
+
+    x: (N, C, S, S) in [0, 1], y: (N,) class indices; x_unlabeled: (M, C, S, S) or None.
+    `meta` describes the data for the generator's resume check (class names, file fingerprints).
+    """
+    check_resume(state_path, generator_meta(x, num_classes, cfg.generator_config(), meta), cfg.resume)
+    seconds = {}
+    t = time.perf_counter()
+    pseudo, filter_net = None, None
+    xg, yg = x, y
+    if x_unlabeled is not None and len(x_unlabeled):
+        pseudo = pseudo_label(x, y, x_unlabeled, num_classes, device, cfg.pseudo_threshold,
+                              steps=self_training_steps(cfg.eval_steps, len(x_unlabeled)),
+                              seed=cfg.seed)
+        xg = torch.cat([x, x_unlabeled[pseudo.keep]])
+        yg = torch.cat([y, pseudo.labels[pseudo.keep]])
+        filter_net = pseudo.classifier
+        seconds["pseudo_labels"] = round(time.perf_counter() - t, 1)
+    elif (cfg.filter or cfg.guide) and num_classes > 1:
+        filter_net = train_classifier(x, y, num_classes, ClassifierConfig(steps=cfg.eval_steps, augment=True,
+                                                                          seed=cfg.seed), device)
+        seconds["filter_classifier"] = round(time.perf_counter() - t, 1)
+    t = time.perf_counter()
+    gen = train_generator(xg, yg, num_classes, cfg.generator_config(), device, state_path, cfg.resume,
+                          guide=filter_net if cfg.guide else None, meta=meta)
+    seconds["generator"] = round(time.perf_counter() - t, 1)
+    t = time.perf_counter()
+    use_filter = filter_net if cfg.filter and num_classes > 1 else None
+    sampling = cfg.sampling
+    if sampling == "auto":
+        sampling = "mixed" if cfg.model in ENCODER_MODELS and pseudo is not None else "prior"
+    fraction = POSTERIOR_FRACTION[sampling]
+    syn = synthesize(gen.generator, class_counts(y, num_classes, cfg), cfg.seed, device, use_filter,
+                     cfg.filter_confidence, source=(xg, yg) if fraction else None, posterior_fraction=fraction,
+                     temperature=cfg.temperature)
+    seconds["sampling"] = round(time.perf_counter() - t, 1)
+    return Augmented(syn, gen, filter_net, pseudo, len(xg), seconds, sampling)
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _grid(rows: list[list], zoom: int = 2, pad: int = 2) -> torch.Tensor:
+    """Rows of (C, S, S) images (None: an empty cell) -> one (C, H, W) grid on a mid-grey
+    background, nearest-zoomed."""
+    first = next(im for row in rows for im in row if im is not None)
+    c, s = first.shape[0], first.shape[-1]
+    cols = max(len(r) for r in rows)
+    cell = s * zoom + pad
+    grid = torch.full((c, pad + len(rows) * cell, pad + cols * cell), 0.5)
+    for i, row in enumerate(rows):
+        for j, im in enumerate(row):
+            if im is None:
+                continue
+            big = F.interpolate(im[None], scale_factor=zoom, mode="nearest")[0]
+            grid[:, pad + i * cell: pad + i * cell + s * zoom, pad + j * cell: pad + j * cell + s * zoom] = big
+    return grid
+
+
+def sample_grid(real: LabeledImages, syn: Synthetic, n_real: int = 3, n_syn: int = 9, max_rows: int = 20) -> torch.Tensor:
+    """One row per class: n_real real images, a gap, n_syn synthetic ones. (C, H, W) in [0, 1]."""
+    rows = []
+    for k in range(min(len(real.classes), max_rows)):
+        r = list(real.x[real.y == k][:n_real])
+        r += [None] * (n_real - len(r))
+        rows.append(r + [None] + list(syn.x[syn.y == k][:n_syn]))
+    return _grid(rows)
+
+
+@torch.no_grad()
+def interpolation_grid(g: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int, device: torch.device,
+                       steps: int = 9, max_rows: int = 10, seed: int = 0) -> torch.Tensor:
+    """Decoded latent interpolations between class prototypes, class k -> class k+1, one row each.
+
+    CVAE: a class's prototype is (mean encoder mu of its real images, its one-hot label); cGAN: (a
+    fixed random z, the one-hot label). Latent and label move linearly together. (C, H, W) in [0, 1].
+    """
+    g.eval()
+    protos = []
+    rng = torch.Generator().manual_seed(seed)
+    for k in range(num_classes):
+        onehot = F.one_hot(torch.tensor([k]), num_classes).float()
+        if hasattr(g, "encode"):
+            xs = x[y == k].to(device)
+            mu, _ = g.encode(xs, onehot.expand(len(xs), -1).to(device))
+            z = mu.mean(0, keepdim=True).cpu()
+        else:
+            z = torch.randn(1, g.z_dim, generator=rng)
+        protos.append((z, onehot))
+    rows = []
+    pairs = [(k, (k + 1) % num_classes) for k in range(min(num_classes, max_rows))] if num_classes > 1 else [(0, 0)]
+    for a, b in pairs:
+        t = torch.linspace(0, 1, steps)[:, None]
+        z = (1 - t) * protos[a][0] + t * protos[b][0]
+        lab = (1 - t) * protos[a][1] + t * protos[b][1]
+        rows.append(list(g.generate(z.to(device), lab.to(device)).cpu()))
+    return _grid(rows)
+
+
+# ---------------------------------------------------------------- the task
+
+
+def _manifest_csv(rows: list[dict]) -> str:
+    buf = _stdio.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["class", "file", "seed", "model", "filter_score"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def _pseudo_labels_csv(files: list[Path], root: Path, pseudo, classes: list[str]) -> str:
+    """One row per unlabeled image: its file (relative to the pool folder), the self-training
+    classifier's class and confidence, and whether it passed the threshold (kept = 1)."""
+    buf = _stdio.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["file", "class", "confidence", "kept"])
+    for f, k, c, kept in zip(files, pseudo.labels.tolist(), pseudo.confidence.tolist(), pseudo.keep.tolist(),
+                              strict=True):
+        writer.writerow([Path(f).relative_to(root).as_posix(), classes[k], f"{c:.4f}", int(kept)])
+    return buf.getvalue()
+
+
+def check_apart(output_dir: Path, folders: dict[str, str | Path | None]) -> None:
+    """ValueError unless `output_dir` is apart from every input folder: not equal, inside or around it."""
+    out = output_dir.resolve()
+    for what, folder in folders.items():
+        if folder is None:
+            continue
+        f = Path(folder).resolve()
+        if out == f or f in out.parents or out in f.parents:
+            raise ValueError(f"output folder {output_dir} must not be the {what} folder {folder}, inside it or "
+                             f"contain it (synthetic images would mix with the real ones)")
+
+
+def _same_image(path: Path, x: torch.Tensor) -> bool:
+    """Whether `path` already holds the 8-bit image x (C, S, S) in [0, 1]."""
+    try:
+        old = io.read_image(path).color
+    except io.ImageError:
+        return False
+    return old.shape == x.shape and torch.equal((old * 255).round(), (x * 255).round())
+
+
+def _remove_stale(output_dir: Path, keep: set[Path]) -> int:
+    """Delete the samples (names as this task writes them) an earlier run left that this run did not write."""
+    pattern = re.compile(rf"({'|'.join(GENERATORS)})_s\d+_\d{{5}}\.png")
+    stale = [f for d in output_dir.iterdir() if d.is_dir() for f in d.iterdir()
+             if f.is_file() and pattern.fullmatch(f.name) and f not in keep]
+    for f in stale:
+        f.unlink()
+        if not any(f.parent.iterdir()):
+            f.parent.rmdir()
+    if stale:
+        log.warning("removed %d samples of an earlier run that this run does not make", len(stale))
+    return len(stale)
+
+
+def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torch.device,
+        name: str = TASK) -> StageResult:
+    """Train a generator on the ImageFolder `input_dir`, write synthetic images per class to `output_dir`.
+
+    OUTPUT then holds exactly this run's samples (those of an earlier run that differ are rewritten,
+    extra ones removed); the generator's state resumes only for the same classes, data and setup.
+    """
+    start = time.perf_counter()
+    input_dir, output_dir = Path(input_dir), Path(output_dir)
+    check_apart(output_dir, {"data": input_dir, "unlabeled": cfg.unlabeled, "eval": cfg.eval})
+    real = load_imagefolder(input_dir, cfg.image_size, cfg.channels)
+    num_classes, channels = len(real.classes), real.x.shape[1]
+    log.info("augment: %d real images in %d classes (%d channel(s), %d px)", len(real.x), num_classes,
+             channels, cfg.image_size)
+    if num_classes == 1 and (cfg.filter or cfg.eval):
+        log.warning("one class only: no filter and no classifier proof are possible")
+    io.check_writable(output_dir)
+    x_unl, unl_files = load_unlabeled(cfg.unlabeled, cfg.image_size, channels) if cfg.unlabeled else (None, [])
+    data_meta = {"classes": real.classes, "data": data_fingerprint(real.files, input_dir),
+                 "unlabeled": data_fingerprint(io.list_images(cfg.unlabeled), cfg.unlabeled) if cfg.unlabeled else None}
+    aug = augment_tensors(real.x, real.y, num_classes, cfg, device, x_unl, output_dir / "generator.state.pt",
+                          data_meta)
+    gen_cfg = cfg.generator_config()
+    meta = {"task": TASK, "arch": cfg.model, "config": aug.generator.arch, "classes": real.classes,
+            "training": asdict(gen_cfg)}
+    weights.save_weights(output_dir / "generator.safetensors", aug.generator.generator.state_dict(), meta)
+
+    syn = aug.synthetic
+    records, manifest = [], []
+    index = {k: 0 for k in range(num_classes)}
+    examples = {k: [f for f, yy in zip(real.files, real.y.tolist()) if yy == k] for k in range(num_classes)}
+    for x, k, score in zip(syn.x, syn.y.tolist(), syn.score.tolist()):
+        cls = real.classes[k]
+        dest = output_dir / cls / f"{cfg.model}_s{cfg.seed}_{index[k]:05d}.png"
+        src = examples[k][index[k] % len(examples[k])]  # a real image of the class, for the report
+        index[k] += 1
+        t0 = time.perf_counter()
+        metrics = {} if score != score else {"filter_confidence": round(score, 4)}  # NaN: no filter
+        if cfg.resume and dest.exists() and _same_image(dest, x):
+            records.append(Record(src, str(dest), "skipped", None, metrics))
+        else:
+            io.write_image(dest, io.LoadedImage(x))
+            records.append(Record(src, str(dest), "ok", None, metrics, time.perf_counter() - t0))
+        manifest.append({"class": cls, "file": dest.relative_to(output_dir).as_posix(), "seed": cfg.seed,
+                         "model": cfg.model, "filter_score": "" if score != score else f"{score:.4f}"})
+    _remove_stale(output_dir, {Path(r.output) for r in records})
+    io.write_text(output_dir / "manifest.csv", _manifest_csv(manifest))
+
+    figures = []
+    path = output_dir / "samples.png"
+    io.write_image(path, io.LoadedImage(sample_grid(real, syn)))
+    figures.append(("Samples per class: 3 real images, then synthetic ones", str(path)))
+    if cfg.interpolate:
+        path = output_dir / "interpolation.png"
+        grid = interpolation_grid(aug.generator.generator, real.x, real.y, num_classes, device, seed=cfg.seed)
+        io.write_image(path, io.LoadedImage(grid))
+        figures.append(("Latent interpolation between class prototypes (class k -> k+1, left to right)", str(path)))
+
+    per_class = torch.bincount(syn.y, minlength=num_classes).tolist()
+    real_per_class = torch.bincount(real.y, minlength=num_classes).tolist()
+    history = aug.generator.history
+    summary = {
+        "model": cfg.model,
+        "classes": real.classes,
+        "real_per_class": dict(zip(real.classes, real_per_class)),
+        "synthetic_per_class": dict(zip(real.classes, per_class)),
+        "synthetic_total": int(sum(per_class)),
+        "sampling": aug.sampling,
+        "filter": {"enabled": bool(cfg.filter and num_classes > 1), "confidence": cfg.filter_confidence,
+                   "dropped": int(sum(syn.dropped.values())),
+                   "dropped_per_class": {real.classes[k]: v for k, v in syn.dropped.items()}},
+        "training": {"steps": gen_cfg.steps, "images": aug.train_size, "final": history[-1] if history else {},
+                     "decoder": gen_cfg.decoder if cfg.model in ENCODER_MODELS else None,
+                     "temperature": cfg.temperature,
+                     "discriminator": aug.generator.collapse if cfg.model in ("cgan", "vaegan") else None},
+        "seconds": aug.seconds,
+    }
+    if aug.pseudo is None:
+        (output_dir / "pseudo_labels.csv").unlink(missing_ok=True)  # an earlier run's, with a pool
+    else:
+        p = aug.pseudo
+        # the honest alternative's own product: the pool's labels, for training on them directly
+        io.write_text(output_dir / "pseudo_labels.csv", _pseudo_labels_csv(unl_files, Path(cfg.unlabeled), p,
+                                                                          real.classes))
+        summary["unlabeled"] = {"images": len(p.labels), "pseudo_labeled": int(p.keep.sum()),
+                                "threshold": cfg.pseudo_threshold, "method": "self-training pseudo-labels",
+                                "file": "pseudo_labels.csv",
+                                "rounds": p.rounds}
+    if cfg.eval and num_classes > 1:
+        pool = (x_unl[aug.pseudo.keep], aug.pseudo.labels[aug.pseudo.keep]) if aug.pseudo is not None else None
+        summary["eval"] = evaluate(cfg, real, syn, aug.filter_net, device, pool, aug.seconds.get("generator"), x_unl)
+        summary["synthesis"] = summary["eval"]["verdict"]
+        if "per_class_delta" in summary["eval"]:
+            summary["synthesis_per_class"] = summary["eval"]["per_class_delta"]
+    return StageResult(name, TASK, str(input_dir), str(output_dir), asdict(cfg), records,
+                       time.perf_counter() - start, summary, figures)
+
+
+def evaluate(cfg: Config, real: LabeledImages, syn: Synthetic, feature_net, device: torch.device,
+             pool: tuple[torch.Tensor, torch.Tensor] | None = None, generator_seconds: float | None = None,
+             unlabeled: torch.Tensor | None = None) -> dict:
+    """The --eval proof: accuracy per arm on TEST_DIR (arms e/f with the pseudo-labeled `pool`, arm g
+    with the `unlabeled` images when cfg.semigan_steps), per-class deltas, FD and precision/recall
+    in classifier features."""
+    test = load_imagefolder(cfg.eval, cfg.image_size, real.x.shape[1], classes=real.classes)
+    t = time.perf_counter()
+    result = evaluate_arms((real.x, real.y), (syn.x, syn.y), (test.x, test.y), len(real.classes), device,
+                           cfg.eval_seeds, cfg.eval_steps, pool=pool, classes=real.classes,
+                           generator_minutes=None if generator_seconds is None else generator_seconds / 60,
+                           unlabeled=unlabeled, semigan_steps=cfg.semigan_steps)
+    if feature_net is None:
+        feature_net = train_classifier(real.x, real.y, len(real.classes),
+                                       ClassifierConfig(steps=cfg.eval_steps, augment=True, seed=cfg.seed), device)
+    result["features"] = ("penultimate layer of the small CNN trained on the real labeled images"
+                          + (" and the pseudo-labeled pool" if cfg.unlabeled else "") + " (random affine)")
+    result["real_vs_synthetic"] = feature_metrics(feature_net, test.x, syn.x, device, seed=cfg.seed)
+    result["test_images"] = len(test.x)
+    result["seconds"] = round(time.perf_counter() - t, 1)
+    return result

@@ -1,0 +1,281 @@
+"""inpaint: fill the masked holes of image folders (IOPaint/LaMa mask conventions).
+
+Methods: the bundled U-Net GAN (`model`, default) or its pluralistic VAE-family variant (several
+plausible fills per image with `samples`), and the classical `telea`, `ns` (OpenCV) and
+`biharmonic` (scikit-image). Whatever the method, the output keeps the input's pixels outside the
+hole exactly (same bit depth, alpha passed through).
+
+The model path: the whole image's hole is pre-filled by the mean of the three classical fills;
+each connected hole, dilated by
+`margin` px, is cut out as a crop, resized down when its longer side exceeds `work_size`,
+reflect-padded to the network's multiple, corrected by the network and pasted back inside the
+hole only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genapps import io, metrics, weights
+from genapps.batch import map_images
+from genapps.inference import dihedral_tta, pad_to_multiple, round_trip, size_requirements
+from genapps.records import StageResult
+from genapps.tasks.inpaint import masks as M
+from genapps.tasks.inpaint.classical import CLASSICAL, fill, prefill
+from genapps.tasks.inpaint.models import ARCHS
+
+log = logging.getLogger(__name__)
+
+TASK = "inpaint"
+METHODS = ("model", *CLASSICAL)
+DEFAULT_MODELS = {False: "inpaint", True: "inpaint-pluralistic"}  # by "several samples wanted"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Options of `genapps inpaint` and of an `inpaint` pipeline stage.
+
+    Masks come from `masks` (a folder mirrored by relative path and stem, or one file), or are
+    generated on the fly by `mask_kind`/`mask_seed` exactly as `genapps masks` writes them.
+    """
+
+    masks: str | None = field(default=None, metadata={
+        "path": True, "type": "path", "required": True,  # on the command line; a pipeline may give mask_kind
+        "help": "Mask folder (matched by path and stem, photo.png or photo_mask.png) or one mask file for every "
+                "image; white (>= threshold) = hole."})
+    mask_kind: str | None = field(default=None, metadata={"cli": False})  # instead of `masks`: generate (M.KINDS)
+    mask_seed: int = field(default=0, metadata={"cli": False})
+    method: str = field(default="model", metadata={"choices": METHODS})
+    model: str | None = field(default=None, metadata={"path": "if_exists", "flags": ("-m", "--model"), "help":
+                              "Bundled name (genapps info) or .safetensors; default inpaint (inpaint-pluralistic "
+                              "with --samples > 1)."})
+    samples: int = field(default=1, metadata={"range": (1, 64), "help": "Fills per image from the pluralistic "
+                                              "model: NAME_s0, NAME_s1, ..."})
+    seed: int = field(default=0, metadata={"help": "Seed of the pluralistic samples."})
+    concat: bool = field(default=False, metadata={"help": "Write image | mask | result side by side."})
+    mask_threshold: int = field(default=127, metadata={"range": (0, 255)})
+    invert_mask: bool = field(default=False, metadata={"help": "Masks are white where the image is kept."})
+    skip_missing_masks: bool = field(default=False, metadata={
+        "help": "Skip images without a mask instead of failing them."})
+    tta: bool = field(default=True, metadata={  # pluralistic samples: never
+        "help": "GAN model: average over the 8 flips/transposes."})
+    work_size: int = field(default=512, metadata={  # longer side (px) of the crops the model runs on
+        "help": "Model crops larger than this are resized down."})
+    margin: int = field(default=48, metadata={"cli": False})  # context (px) kept around each hole
+    ext: str | None = None
+    suffix: str = ""
+    quality: int = 95
+    resume: bool = True
+    fail_fast: bool = False
+    reference: str | None = field(default=None, metadata={  # originals: hole L1/PSNR, PSNR/SSIM
+        "path": True, "type": "dir", "help": "Originals: report hole L1/PSNR per image."})
+
+    def __post_init__(self):
+        if (self.masks is None) == (self.mask_kind is None):
+            raise ValueError("give masks (a folder or one file) or mask_kind (generated masks), not both or neither")
+        if self.mask_kind is not None and self.mask_kind not in M.KINDS:
+            raise ValueError(f"mask_kind must be one of {', '.join(M.KINDS)}, got {self.mask_kind!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.samples < 1:
+            raise ValueError(f"samples must be >= 1, got {self.samples}")
+        if self.samples > 1 and self.method != "model":
+            raise ValueError(f"samples > 1 needs method 'model' (a pluralistic model), not {self.method!r}")
+        if not 0 <= self.mask_threshold <= 255:
+            raise ValueError(f"mask_threshold must be in 0..255, got {self.mask_threshold}")
+        if self.work_size < 64 or self.margin < 0:
+            raise ValueError("work_size must be >= 64 and margin >= 0")
+        if self.ext is not None and f".{self.ext.lstrip('.').lower()}" not in io.WRITE_FORMATS:
+            raise ValueError(f"ext must be one of {', '.join(sorted(io.WRITE_FORMATS))}, got {self.ext!r}")
+
+
+class MissingMask(ValueError):
+    """An image without a mask (skipped with skip_missing_masks)."""
+
+
+def load_model(name_or_path: str) -> tuple[nn.Module, weights.ModelInfo]:
+    """A model in eval mode and its ModelInfo: a bundled name or a genapps .safetensors of this task,
+    validated and built within the file's allocation budget (genapps.weights.load_model)."""
+    return weights.load_model(name_or_path, TASK, ARCHS)
+
+
+# ---------------------------------------------------------------- the model on crops around holes
+
+
+def hole_crops(mask: torch.Tensor, margin: int) -> list[tuple[int, int, int, int, torch.Tensor]]:
+    """(y, x, h, w, hole) per connected hole region, dilated by `margin`: the crop box and the hole
+    pixels (bool (h, w)) that this crop fills (each hole pixel belongs to exactly one crop)."""
+    m = mask.numpy().astype(np.uint8)
+    grown = cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * margin + 1,) * 2)) if margin else m
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(grown, connectivity=8)
+    crops = []
+    for i in range(1, count):
+        x, y, w, h = (int(v) for v in stats[i, :4])
+        region = torch.from_numpy(labels[y:y + h, x:x + w] == i) & mask[y:y + h, x:x + w]
+        if region.any():
+            crops.append((y, x, h, w, region))
+    return crops
+
+
+@torch.inference_mode()
+def model_fill(model: nn.Module, rgb: torch.Tensor, mask: torch.Tensor, work_size: int = 512, margin: int = 48,
+               generator: torch.Generator | None = None, device: torch.device | str = "cpu",
+               pre: torch.Tensor | None = None, tta: bool = False) -> torch.Tensor:
+    """(3, H, W) in [0, 1], bool (H, W) hole -> (3, H, W) filled; outside the hole equals `rgb`.
+
+    `generator` seeds the pluralistic model's sample (ignored by the GAN model); `pre` is
+    classical.prefill(rgb, mask) when already computed (several samples of one image); `tta`
+    averages the GAN model over the 8 flips and transposes (lower hole L1, 8x the network time).
+    """
+    if not mask.any():
+        return rgb.clone()
+    out = (prefill(rgb, mask) if pre is None else pre).clone()
+    req = size_requirements(model)
+    sampling = hasattr(model, "prior_params")
+    for y, x, h, w, region in hole_crops(mask, margin):
+        crop = torch.cat([out[:, y:y + h, x:x + w], mask[y:y + h, x:x + w][None].float()])[None]
+        scale = min(1.0, work_size / max(h, w))
+        if scale < 1:
+            size = (max(8, round(h * scale)), max(8, round(w * scale)))
+            img = F.interpolate(crop[:, :3], size=size, mode="area")
+            hole = (F.interpolate(crop[:, 3:], size=size, mode="area") > 0).float()
+            crop = torch.cat([img, hole], 1)
+        sh, sw = crop.shape[-2:]
+        inp = pad_to_multiple(crop, req)[0].to(device)
+        if sampling:
+            pred = model(inp, generator)
+        elif tta:
+            pred = dihedral_tta(model, inp)
+        else:
+            pred = model(inp)
+        pred = pred[..., :sh, :sw].float().cpu()
+        if scale < 1:
+            pred = F.interpolate(pred, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
+        window = out[:, y:y + h, x:x + w]
+        out[:, y:y + h, x:x + w] = torch.where(region, pred[0], window)
+    return torch.where(mask, out, rgb)
+
+
+# ---------------------------------------------------------------- one image
+
+
+def inpaint_image(image: io.LoadedImage, mask: torch.Tensor, cfg: Config, model: nn.Module | None,
+                  name: str, device: torch.device) -> list[io.LoadedImage]:
+    """`cfg.samples` filled copies of `image` (grey runs as RGB and comes back grey; alpha untouched)."""
+    outs, pre = [], None
+    for k in range(cfg.samples):
+        if not mask.any():
+            color = image.color.clone()  # nothing to fill: the image passes through
+        elif cfg.method != "model":
+            color = fill(cfg.method, image.color, mask)
+        else:
+            gen = torch.Generator(device=device).manual_seed(M.seed_for(cfg.seed, f"{name}#{k}"))
+
+            def step(rgb: torch.Tensor) -> torch.Tensor:
+                nonlocal pre
+                pre = prefill(rgb, mask) if pre is None else pre  # the same for every sample
+                return model_fill(model, rgb, mask, cfg.work_size, cfg.margin, gen, device, pre, cfg.tta)
+
+            color = round_trip(image, step).color  # grey runs as RGB and comes back grey
+        color = torch.where(mask, color, image.color)  # exactly the input outside the hole
+        outs.append(io.LoadedImage(color, image.alpha, image.bit_depth))
+    return outs
+
+
+def side_by_side(image: io.LoadedImage, mask: torch.Tensor, result: io.LoadedImage) -> io.LoadedImage:
+    """image | mask (white = hole) | result, one image three times as wide."""
+    c = image.color.shape[0]
+    white = mask.float()[None].expand(c, -1, -1)
+    color = torch.cat([image.color, white, result.color], 2)
+    alpha = None
+    if image.alpha is not None:
+        alpha = torch.cat([image.alpha, torch.ones_like(image.alpha), result.alpha], 2)
+    return io.LoadedImage(color, alpha, image.bit_depth)
+
+
+def hole_measure(stash: dict):
+    """Per-image metrics: hole L1 (/255) and PSNR inside the hole when the mask of that output is
+    known (processed in this run), and PSNR/SSIM over the whole image."""
+    def measure(pred: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
+        mask = stash.pop("mask", None) if stash.get("color") is pred else None
+        pred, ref = metrics.quantize(pred[None]), ref[None]
+        out = {"psnr": float(metrics.psnr(pred, ref)[0])}
+        if min(pred.shape[-2:]) >= 11:
+            out["ssim"] = float(metrics.ssim(pred, ref)[0])
+        if mask is not None and mask.any():
+            m = mask[None, None].float()
+            out["hole_l1"] = float(metrics.mae(pred, ref, m)[0]) * 255
+            out["hole_psnr"] = float(metrics.psnr(pred, ref, mask=m)[0])
+        return out
+    return measure
+
+
+def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torch.device,
+        name: str = TASK) -> StageResult:
+    """Inpaint every image under `input_dir` into `output_dir` (mirrored tree)."""
+    source = M.MaskSource(cfg.masks, cfg.mask_threshold, cfg.invert_mask) if cfg.masks else None
+    model, info, model_info = None, None, {"arch": cfg.method}
+    if cfg.method == "model":
+        model_name = cfg.model or DEFAULT_MODELS[cfg.samples > 1]
+        model, info = load_model(model_name)
+        model_info = info.as_report() | {"name": model_name}
+        if cfg.samples > 1 and info.arch != "pluralistic":
+            raise ValueError(f"--samples {cfg.samples} needs a pluralistic model (e.g. inpaint-pluralistic); "
+                             f"{model_name} is a {info.arch} model and gives one fill")
+        model = model.to(device)
+    root = Path(input_dir) if Path(input_dir).is_dir() else Path(input_dir).parent
+    suffixes = tuple(f"_s{k}" for k in range(cfg.samples)) if cfg.samples > 1 else None
+    stash: dict = {}
+
+    def process(image: io.LoadedImage, src: Path):
+        rel = src.relative_to(root)
+        if source is not None:
+            try:
+                mask = source.mask_for(rel, image.size)
+            except FileNotFoundError as e:
+                raise MissingMask(str(e)) from None
+        else:
+            mask = torch.from_numpy(M.generate(cfg.mask_kind, image.size, M.seed_for(cfg.mask_seed, rel.as_posix())))
+        outs = inpaint_image(image, mask, cfg, model, rel.as_posix(), device)
+        if cfg.concat:
+            outs = [side_by_side(image, mask, o) for o in outs]
+        stash.update(color=outs[0].color, mask=None if cfg.concat else mask)
+        return dict(zip(suffixes, outs)) if suffixes else outs[0]
+
+    fingerprint = {"method": cfg.method, "arch": model_info["arch"],
+                   "model_sha256": info.sha256 if info is not None else None,
+                   "masks": "file" if source is not None else f"{cfg.mask_kind}/{cfg.mask_seed}",
+                   **{k: getattr(cfg, k) for k in ("samples", "seed", "concat", "mask_threshold", "invert_mask", "tta",
+                                                    "work_size", "margin", "ext", "suffix", "quality")}}
+
+    def mask_file(src: Path) -> list[Path]:  # editing a mask redoes its image on resume
+        found = source.path_for(src.relative_to(root)) if source is not None else None
+        return [found] if found is not None else []
+
+    t0 = time.perf_counter()
+    result = map_images(
+        input_dir, output_dir, process, name=name, task=TASK, config=asdict(cfg) | {"model_info": model_info},
+        fingerprint=fingerprint, extra_inputs=mask_file,
+        ext=cfg.ext, suffix=cfg.suffix, quality=cfg.quality, resume=cfg.resume, fail_fast=cfg.fail_fast,
+        reference=cfg.reference, measure=hole_measure(stash), pass_source=True, output_suffixes=suffixes,
+    )
+    if cfg.skip_missing_masks:  # images without a mask are skipped, not failed
+        for r in result.records:
+            if r.status == "error" and r.error and "no mask for" in r.error:
+                r.status = "skipped"
+    ok = [r for r in result.records if r.status == "ok"]
+    mp = sum(r.metrics.get("output_mp", 0.0) for r in ok) / (3 if cfg.concat else 1)
+    result.summary = {"method": cfg.method, "model": model_info.get("name"), "arch": model_info["arch"],
+                      "samples": cfg.samples, "input_mp": round(mp, 3),
+                      "seconds_per_mp": round(sum(r.seconds for r in ok) / max(mp, 1e-9), 3) if ok else None,
+                      "seconds": round(time.perf_counter() - t0, 2)}
+    return result

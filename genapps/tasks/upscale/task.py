@@ -1,0 +1,232 @@
+"""upscale: super-resolution of image folders (x2/x3/x4) with tiling, alpha, 16-bit and grayscale.
+
+The pipeline: load a model (a bundled name, a genapps .safetensors, or a BasicSR/Real-ESRGAN .pth),
+run it through genapps.inference (reflect-padded, whole or in cross-faded tiles, alpha and grey
+round trip), resize to `outscale` if asked, write the same bit depth and colour type.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from genapps import io, metrics, weights, zoo
+from genapps.batch import map_images
+from genapps.inference import infer, resize, round_trip
+from genapps.nn.sr import infer_public_arch
+from genapps.nn.winograd import accelerate
+from genapps.records import StageResult
+from genapps.tasks.upscale.models import ARCHS
+
+log = logging.getLogger(__name__)
+
+TASK = "upscale"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Options of `genapps upscale` and of an `upscale` pipeline stage."""
+
+    model: str | None = field(default=None, metadata={  # bundled name, file, "bicubic"; default sr-x{scale}
+        "path": "if_exists", "flags": ("-m", "--model"),
+        "help": "Bundled or zoo name (genapps info), a genapps .safetensors or any file spandrel reads "
+                "(.pth/.pt/.ckpt/.safetensors), or 'bicubic'; default sr-x{scale}."})
+    scale: int = field(default=4, metadata={"flags": ("-s", "--scale"), "choices": (2, 3, 4)})
+    outscale: float | None = field(default=None, metadata={  # final factor; default: the model's own scale
+        "help": "Final scale; the model's output is resized to it."})
+    tile: int = field(default=0, metadata={"flags": ("-t", "--tile"),  # LR tile size in px, 0 = whole image
+                                           "help": "Tile size in input px (0 = whole image)."})
+    tile_overlap: int = 16
+    precision: str = field(default="fp32", metadata={"flag_values": {  # fp16 / bf16 apply on CUDA only
+        "--half": ("fp16", "fp16 on CUDA (ignored on CPU)."),
+        "--bf16": ("bf16", "bf16 on CUDA, and on CPUs with native bf16 (about 2x faster there).")}})
+    batch_size: int = field(default=4, metadata={"help": "Tiles per forward pass."})
+    alpha: str = field(default="model", metadata={"choices": ("model", "bicubic")})  # how alpha is upscaled
+    ext: str | None = None  # output extension, default: the input's
+    suffix: str = ""
+    quality: int = 95
+    resume: bool = True
+    fail_fast: bool = False
+    reference: str | None = field(default=None, metadata={"path": True, "type": "dir",
+                                                          "help": "HR folder: report Y-PSNR/SSIM per image."})
+
+    def __post_init__(self):
+        if self.scale not in (2, 3, 4):
+            raise ValueError(f"scale must be 2, 3 or 4, got {self.scale}")
+        if self.alpha not in ("model", "bicubic"):
+            raise ValueError(f"alpha must be 'model' or 'bicubic', got {self.alpha!r}")
+        if self.tile < 0 or self.tile_overlap < 0 or self.batch_size < 1:
+            raise ValueError("tile and tile_overlap must be >= 0 and batch_size >= 1")
+        if self.precision not in ("fp32", "fp16", "bf16"):
+            raise ValueError(f"precision must be fp32, fp16 or bf16, got {self.precision!r}")
+        if self.ext is not None and f".{self.ext.lstrip('.').lower()}" not in io.WRITE_FORMATS:
+            raise ValueError(f"ext must be one of {', '.join(sorted(io.WRITE_FORMATS))}, got {self.ext!r}")
+        if self.outscale is not None and not 1 <= self.outscale <= 16:
+            raise ValueError(f"outscale must be in [1, 16] (output size over input size; the downscale task "
+                             f"shrinks), got {self.outscale}")
+        if 0 < self.tile < 8:
+            raise ValueError(f"tile must be 0 (whole image) or >= 8 px, got {self.tile}")
+        if 0 < self.tile < 32:
+            log.warning("--tile %d is small: many tiny forward passes, several times slower than tiles of "
+                        "128-512 px", self.tile)
+        if self.tile and self.tile_overlap < 8:
+            log.warning("--tile-overlap %d px may leave visible seams between tiles (default 16)", self.tile_overlap)
+
+
+class Bicubic(nn.Module):
+    """The classical baseline as a 'model': torch's bicubic (a = -0.75; PIL/MATLAB use -0.5)."""
+
+    def __init__(self, scale: int):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x):
+        return F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+
+
+def load_model(name_or_path: str, scale: int = 4) -> tuple[nn.Module, weights.ModelInfo]:
+    """A model ready for inference (eval mode, CPU) and its ModelInfo (arch, native scale, source, ...).
+
+    Accepts "bicubic", a bundled or zoo name, a genapps .safetensors, or any file spandrel reads
+    (.pth/.pt/.ckpt/.safetensors of ESRGAN, Compact, SwinIR, HAT, DAT, SPAN, ... read without running
+    code; an SR or restoration model of any scale); BasicSR's MSRResNet, which spandrel lacks, by
+    genapps's own key-layout detection (infer_public_arch), also the fallback for other files.
+    """
+    if name_or_path == "bicubic":
+        return Bicubic(scale).eval(), weights.ModelInfo(arch="bicubic", source="bicubic", scale=scale)
+    model, info = weights.load_model(
+        name_or_path, TASK, ARCHS, resolvers=(zoo.RESOLVER,), extra_keys=("outscale",),  # zoo x2/x3: the x4 net, resized
+        spandrel=("SR", "Restoration"), infer=lambda tensors, where: weights.Declared(*infer_public_arch(tensors)))
+    if info.scale is None:
+        info = replace(info, scale=info.config.get("scale", info.config.get("upscale", scale)))
+    return model, info
+
+
+def default_model(scale: int) -> str:
+    """sr-x{scale} when bundled, else sr-x4 (its output is then resized to x{scale}, as Real-ESRGAN does)."""
+    bundled = weights.bundled_weights()
+    return f"sr-x{scale}" if f"sr-x{scale}" in bundled or "sr-x4" not in bundled else "sr-x4"
+
+
+def cpu_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16/AMX): then --bf16 runs about 2x faster."""
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+CONTEXT = 8  # px of mirrored context around the image, so that borders are not restored from zeros
+
+
+def upscale_tensor(model: nn.Module, x: torch.Tensor, scale: int, tile: int = 0, overlap: int = 16,
+                   batch_size: int = 4, precision: str = "fp32") -> torch.Tensor:
+    """(B, 3, h, w) in [0, 1] -> (B, 3, h*scale, w*scale) in [0, 1]: inference.infer with CONTEXT px
+    of reflect padding, whole or in tiles of tile + 2*overlap px cross-faded (= whole within 2/255)."""
+    return infer(model, x, scale, tile, overlap, batch_size, precision, context=CONTEXT).clamp(0, 1)
+
+
+def upscale_image(model: nn.Module, image: io.LoadedImage, scale: int, cfg: Config,
+                  device: torch.device) -> io.LoadedImage:
+    """Upscale colour (grey runs as RGB and comes back grey) and alpha; keep the bit depth."""
+    h, w = image.size
+    outscale = cfg.outscale or cfg.scale
+    size = (round(h * outscale), round(w * outscale))
+
+    def step(rgb: torch.Tensor) -> torch.Tensor:
+        y = upscale_tensor(model, rgb[None].to(device), scale, cfg.tile, cfg.tile_overlap, cfg.batch_size,
+                           cfg.precision)
+        return resize(y, size)[0].cpu()
+
+    return round_trip(image, step, alpha=cfg.alpha)
+
+
+def sr_measure(scale: int):
+    """Per-image SR protocol metrics: Y-channel PSNR/SSIM with `scale` px of border shaved."""
+    def measure(pred: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
+        pred, ref = metrics.quantize(pred[None]), ref[None]
+        return {"psnr_y": float(metrics.psnr_y(pred, ref, scale)[0]),
+                "ssim_y": float(metrics.ssim_y(pred, ref, scale)[0])}
+    return measure
+
+
+def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torch.device,
+        name: str = TASK) -> StageResult:
+    """Upscale every image under `input_dir` into `output_dir` (mirrored tree)."""
+    if cfg.precision != "fp32" and device.type != "cuda" and not (cfg.precision == "bf16" and cpu_bf16()):
+        log.warning("%s ignored on %s: used on CUDA (and bf16 on CPUs with native bf16) only",
+                    {"fp16": "--half", "bf16": "--bf16"}.get(cfg.precision, cfg.precision), device)
+        cfg = Config(**(asdict(cfg) | {"precision": "fp32"}))
+    model_name = cfg.model or default_model(cfg.scale)
+    model, info = load_model(model_name, cfg.scale)
+    if cfg.outscale is None and info.extra.get("outscale"):  # a zoo x2/x3 name: its own final scale
+        cfg = Config(**(asdict(cfg) | {"outscale": float(info.extra["outscale"])}))
+    model = model.to(device, memory_format=torch.channels_last)
+    if cfg.precision == "bf16" and device.type == "cpu":
+        if getattr(model, "supports_bfloat16", True):
+            model = model.to(torch.bfloat16)  # ~2x faster than fp32 on a bf16 CPU, outputs within ~2/255
+        else:
+            log.warning("--bf16 ignored: %s does not support bf16", info.arch)
+            cfg = Config(**(asdict(cfg) | {"precision": "fp32"}))
+    if device.type == "cpu" and cfg.precision == "fp32":
+        model = accelerate(model)  # Winograd convolutions for RRDBNet and SRVGGNetCompact
+    native = info.scale
+    if cfg.outscale is None and native != cfg.scale:
+        log.info("model %s is x%d; its output is resized to x%d", model_name, native, cfg.scale)
+    t0 = time.perf_counter()
+    fingerprint = {"model_sha256": "bicubic" if info.arch == "bicubic" else info.sha256,
+                   "arch": info.arch, "native_scale": native, "scale": cfg.scale, "outscale": cfg.outscale,
+                   "tile": cfg.tile, "tile_overlap": cfg.tile_overlap, "alpha": cfg.alpha, "precision": cfg.precision,
+                   "ext": cfg.ext, "suffix": cfg.suffix, "quality": cfg.quality}
+    result = map_images(
+        input_dir, output_dir, lambda im: upscale_image(model, im, native, cfg, device),
+        name=name, task=TASK, config=asdict(cfg) | {"model_info": info.as_report()}, fingerprint=fingerprint,
+        ext=cfg.ext, suffix=cfg.suffix,
+        quality=cfg.quality, resume=cfg.resume, fail_fast=cfg.fail_fast, reference=cfg.reference,
+        measure=sr_measure(round(cfg.outscale or cfg.scale)), reference_slack=round(cfg.outscale or cfg.scale) - 1,
+    )
+    ok = [r for r in result.records if r.status == "ok"]
+    mp = sum(r.metrics.get("output_mp", 0.0) for r in ok)
+    result.summary = {"model": model_name, "arch": info.arch, "native_scale": native,
+                      "output_mp": round(mp, 3),
+                      "output_mp_per_s": round(mp / max(1e-9, sum(r.seconds for r in ok)), 3),
+                      "seconds": round(time.perf_counter() - t0, 2)}
+    return result
+
+
+# ---------------------------------------------------------------- benchmark protocol
+
+
+def bicubic_downscale(hr: torch.Tensor, scale: int) -> torch.Tensor:
+    """(C, H, W) in [0, 1], H and W multiples of `scale` -> (C, H/scale, W/scale), 8-bit quantized.
+
+    PIL's antialiased bicubic, the usual stand-in for MATLAB's imresize in SR benchmarks.
+    """
+    arr = (hr.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    im = Image.fromarray(arr.squeeze(-1) if arr.shape[-1] == 1 else arr)
+    lr = np.asarray(im.resize((arr.shape[1] // scale, arr.shape[0] // scale), Image.BICUBIC))
+    lr = lr[:, :, None] if lr.ndim == 2 else lr
+    return torch.from_numpy(lr.copy()).permute(2, 0, 1).float() / 255
+
+
+def benchmark_pairs(folder: str | Path, scale: int) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    """(name, LR, HR) for every image of a validation folder: HR cropped to a multiple of scale, RGB."""
+    pairs = []
+    for path in io.list_images(folder):
+        hr = io.read_image(path).color.expand(3, -1, -1)
+        h, w = hr.shape[1] - hr.shape[1] % scale, hr.shape[2] - hr.shape[2] % scale
+        hr = hr[:, :h, :w].contiguous()
+        pairs.append((path.stem, bicubic_downscale(hr, scale), hr))
+    return pairs
+
+
+def evaluate_model(model: nn.Module, pairs, scale: int, device: torch.device) -> dict[str, float]:
+    """Mean Y-PSNR/SSIM (border = scale, output quantized to 8 bits) over benchmark pairs."""
+    measure = sr_measure(scale)
+    scores = [measure(upscale_tensor(model, lr[None].to(device), scale)[0].cpu(), hr) for _, lr, hr in pairs]
+    return {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
