@@ -25,7 +25,7 @@ from typing import Callable
 
 import torch
 
-from genapps import io
+from genapps import io, paths
 from genapps.distributed import Shard, current, shard_key
 from genapps.records import Record, StageResult
 
@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 
 class BatchAborted(Exception):
     """--fail-fast stopped the batch at its first bad file."""
+
+
+class InputChanged(ValueError):
+    """An input file changed while it was being processed (that file's error)."""
 
 
 def progress(iterable, total: int | None = None, desc: str = ""):
@@ -68,10 +72,15 @@ class Manifest:
     every output under its final name has a line, also after a kill. Torn lines are ignored.
     """
 
-    def __init__(self, folder: Path, task: str, fingerprint: dict, shard: Shard | None = None):
+    def __init__(self, folder: Path, task: str, fingerprint: dict, shard: Shard | None = None,
+                 fence: paths.Fence | None = None):
         from genapps import __version__
 
-        self.folder, self.path = folder, folder / manifest_name(shard)
+        self.folder, self.path, self.fence = folder, folder / manifest_name(shard), fence
+        if self.path.is_symlink():  # appending would write wherever it points
+            raise paths.OutsideOutput(f"{self.path}: refused, the manifest is a symbolic link (to "
+                                      f"{os.readlink(self.path)}); genapps writes it only as a plain file in the "
+                                      f"output folder: remove the link")
         self.task, self.fingerprint, self.version = task, _plain(fingerprint), __version__
         self.sharded = shard is not None and shard.active
         # every manifest of the folder (one per shard of a sharded run); the newest line of an output wins
@@ -127,7 +136,7 @@ class Manifest:
             entry = {"output": self.rel(dest), "input": src_rel, "input_sha256": input_sha, "task": self.task,
                      "fingerprint": self.fingerprint, "genapps": self.version,
                      "size": tmp.stat().st_size, "sha256": io.sha256_file(tmp), "time": round(time.time(), 3)}
-            io.append_jsonl(self.path, entry)
+            io.append_jsonl(self.path, entry, self.fence)
             self.entries[entry["output"]] = self.own[entry["output"]] = entry
         return record
 
@@ -135,12 +144,12 @@ class Manifest:
         """Rewrite the file with one line per output (the latest); best effort. A shard rewrites
         its own file; an unsharded run gathers every shard's lines into the one manifest."""
         try:
-            io.write_jsonl(self.path, list((self.own if self.sharded else self.entries).values()))
+            io.write_jsonl(self.path, list((self.own if self.sharded else self.entries).values()), self.fence)
             if not self.sharded:
                 for path in self.folder.glob(".genapps-manifest.shard-*.jsonl"):
                     path.unlink()
-        except OSError as e:
-            log.warning("%s: not compacted (%s)", self.path, e.strerror or e)
+        except (OSError, ValueError) as e:
+            log.warning("%s: not compacted (%s)", self.path, getattr(e, "strerror", None) or e)
 
 
 MANIFEST_NAME = re.compile(r"^\.genapps-manifest(\.shard-\d+-of-\d+)?\.jsonl$")
@@ -179,7 +188,7 @@ def map_images(input_dir: str | Path, output_dir: str | Path, process: Callable[
                extra_inputs: Callable[[Path], list[Path]] | None = None, ext: str | None = None, suffix: str = "",
                quality: int = 95, resume: bool = True, fail_fast: bool = False, reference: str | Path | None = None,
                measure: Measure | None = None, reference_slack: int = 0, pass_source: bool = False,
-               output_suffixes: tuple[str, ...] | None = None) -> StageResult:
+               output_suffixes: tuple[str, ...] | None = None, fence: paths.Fence | None = None) -> StageResult:
     """Apply `process` to every image under `input_dir` (or to one file), mirroring the tree into `output_dir`.
 
     `process(image)` returns the output image; with `pass_source` it is called as
@@ -204,34 +213,45 @@ def map_images(input_dir: str | Path, output_dir: str | Path, process: Callable[
     folder holding the image of the same relative name (or the only one of the same stem); a
     reference up to `reference_slack` px larger is cropped to the output. Skipped outputs are
     measured too. `input_dir` and `output_dir` may be fsspec URLs (s3://, gs://, az://, memory://;
-    http(s):// for input): see `_map_remote`.
+    http(s):// for input; file:// is local): see `_map_remote`.
+
+    Paths (genapps.paths): the output folder must not be the input folder nor contain it, nor
+    overlap `reference`; every output, the manifest included, must resolve (through symbolic links)
+    inside it, checked before any work and again at each write; `fence` widens it to a folder
+    holding `output_dir` (pairs writes OUT/A and OUT/B; the input listing leaves out all of it).
+    The run holds the output folder's lock (paths.output_lock): a second run on it is refused.
+    Each input is hashed before it is read and again after its outputs are made: a file (or side
+    file) that changed meanwhile is an error record, its output not written.
     """
+    input_dir, output_dir = paths.normalize(input_dir), paths.normalize(output_dir)
     if io.is_url(input_dir) or io.is_url(output_dir):
         return _map_remote(input_dir, output_dir, process, name=name, task=task, config=config,
                            fingerprint=fingerprint, extra_inputs=extra_inputs, ext=ext, suffix=suffix, quality=quality,
                            resume=resume, fail_fast=fail_fast, reference=reference, measure=measure,
                            reference_slack=reference_slack, pass_source=pass_source, output_suffixes=output_suffixes)
-    plan = _plan(input_dir, output_dir, name=name, ext=ext, suffix=suffix, output_suffixes=output_suffixes)
+    plan = _plan(input_dir, output_dir, name=name, ext=ext, suffix=suffix, output_suffixes=output_suffixes,
+                 reference=reference, fence=fence)
     if fingerprint is None:
         fingerprint = {k: v for k, v in config.items() if k not in NOT_RESULT_OPTIONS}
-    manifest = Manifest(plan.output_dir, task, fingerprint, plan.shard)
-    input_sha = _InputHashes(extra_inputs)
-    todo = _triage(plan, manifest, input_sha, resume=resume, name=name)
-    io.check_writable(plan.output_dir)
-    io.remove_stale_temps([d for dests in plan.outputs.values() for d in dests.values()] + [manifest.path])
-    step = _FileStep(process, manifest, input_sha, plan.input_dir, pass_source=pass_source,
-                     several=bool(output_suffixes), quality=quality, fail_fast=fail_fast,
-                     refs=io.image_index(reference) if reference and measure else None, measure=measure,
-                     slack=reference_slack)
-    files = list(plan.outputs)
-    records: list[Record] = []
-    start = time.perf_counter()
-    try:
-        for src in progress(files, total=len(files), desc=name):
-            records.append(step(src, plan.outputs[src], todo[src]))
-    finally:
-        if manifest.path.exists():
-            manifest.compact()
+    with paths.output_lock(plan.output_dir, plan.shard):
+        manifest = Manifest(plan.output_dir, task, fingerprint, plan.shard, plan.fence)
+        input_sha = _InputHashes(extra_inputs)
+        todo = _triage(plan, manifest, input_sha, resume=resume, name=name)
+        io.check_writable(plan.output_dir)
+        io.remove_stale_temps([d for dests in plan.outputs.values() for d in dests.values()] + [manifest.path])
+        step = _FileStep(process, manifest, input_sha, plan.input_dir, pass_source=pass_source,
+                         several=bool(output_suffixes), quality=quality, fail_fast=fail_fast,
+                         refs=io.image_index(reference) if reference and measure else None, measure=measure,
+                         slack=reference_slack, fence=plan.fence)
+        files = list(plan.outputs)
+        records: list[Record] = []
+        start = time.perf_counter()
+        try:
+            for src in progress(files, total=len(files), desc=name):
+                records.append(step(src, plan.outputs[src], todo[src]))
+        finally:
+            if manifest.path.exists():
+                manifest.compact()
     return StageResult(name, task, str(plan.input_dir), str(plan.output_dir), config, records,
                        time.perf_counter() - start)
 
@@ -245,13 +265,16 @@ class _Plan:
     output_dir: Path
     outputs: dict[Path, dict[str, Path]]
     shard: Shard
+    fence: paths.Fence  # where the run may write (genapps.paths)
 
 
 def _plan(input_dir: str | Path, output_dir: str | Path, *, name: str, ext: str | None, suffix: str,
-          output_suffixes: tuple[str, ...] | None) -> _Plan:
+          output_suffixes: tuple[str, ...] | None, reference: str | Path | None = None,
+          fence: paths.Fence | None = None) -> _Plan:
     """Planning: list the inputs (one file, or a folder's images outside the output folder), name
-    their outputs, keep this shard's. ValueError when there is no image or the outputs would
-    overwrite the inputs.
+    their outputs, keep this shard's. ValueError when there is no image, the outputs would
+    overwrite the inputs or the reference, or an output resolves outside the output folder (a
+    symbolic link in it: paths.Fence).
 
     Two inputs whose outputs would share a name (`a.png`, `a.jpg` with ext png) keep their
     extension in it (`a_png.png`, `a_jpg.png`). With one input file and an `output_dir` naming an
@@ -263,6 +286,7 @@ def _plan(input_dir: str | Path, output_dir: str | Path, *, name: str, ext: str 
     """
     target, skipped = file_output(input_dir, output_dir), ""
     input_dir, output_dir = Path(input_dir), Path(output_dir)
+    sides = {"reference": reference}
     if target is not None:  # one image to one named file; the manifest goes beside it
         if target.resolve() == input_dir.resolve():
             raise ValueError(f"output {target} is the input file (it would be overwritten)")
@@ -270,15 +294,14 @@ def _plan(input_dir: str | Path, output_dir: str | Path, *, name: str, ext: str 
             raise ValueError(f"--ext {ext} contradicts the output file name {target.name}")
         files, input_dir, output_dir = [input_dir], input_dir.parent, target.parent
         plan = {files[0]: {k: target.with_name(f"{target.stem}{k}{target.suffix}") for k in output_suffixes or ("",)}}
-    elif input_dir.is_file():  # one image: process it as a folder of one
-        files, input_dir = [input_dir], input_dir.parent
+        fence = fence or paths.check_output(output_dir, sides=sides)
     else:
-        files = [p for p in io.list_images(input_dir) if output_dir.resolve() not in p.resolve().parents]
-        skipped = io.unsupported_files(input_dir, exclude=output_dir)
-    if target is None and (output_dir.resolve() == input_dir.resolve()
-                           or output_dir.resolve() in input_dir.resolve().parents):
-        raise ValueError(f"output folder {output_dir} must not be the input folder or contain it (inputs would be "
-                         f"overwritten)")
+        fence = fence or paths.check_output(output_dir, input=input_dir, sides=sides)
+        if input_dir.is_file():  # one image: process it as a folder of one
+            files, input_dir = [input_dir], input_dir.parent
+        else:
+            files = [p for p in io.list_images(input_dir) if not fence.holds(p)]
+            skipped = io.unsupported_files(input_dir, exclude=fence.root)
     if not files:
         raise ValueError(f"no images in {input_dir}: {f'found only {skipped}' if skipped else 'the folder is empty'} "
                          f"(extensions read: {' '.join(io.IMAGE_EXTS)})")
@@ -292,7 +315,9 @@ def _plan(input_dir: str | Path, output_dir: str | Path, *, name: str, ext: str 
         files = [src for src in files if shard.owns(src.relative_to(input_dir).as_posix())]
         log.info("%s: shard %s has %d of the %d file(s)", name, shard, len(files), len(plan))
         plan = {src: plan[src] for src in files}
-    return _Plan(input_dir, output_dir, plan, shard)
+    for dest in (d for dests in plan.values() for d in dests.values()):
+        fence.check(dest)  # a symbolic link in OUTPUT: refused before any work
+    return _Plan(input_dir, output_dir, plan, shard, fence)
 
 
 class _InputHashes:
@@ -304,9 +329,13 @@ class _InputHashes:
 
     def __call__(self, src: Path) -> str:
         if src not in self.known:
-            digests = [io.sha256_file(p) for p in [src, *(self.extra_inputs(src) if self.extra_inputs else [])]]
-            self.known[src] = digests[0] if len(digests) == 1 else hashlib.sha256(" ".join(digests).encode()).hexdigest()
+            self.known[src] = self.fresh(src)
         return self.known[src]
+
+    def fresh(self, src: Path) -> str:
+        """The hash of the files as they are now (not remembered)."""
+        digests = [io.sha256_file(p) for p in [src, *(self.extra_inputs(src) if self.extra_inputs else [])]]
+        return digests[0] if len(digests) == 1 else hashlib.sha256(" ".join(digests).encode()).hexdigest()
 
 
 def _triage(plan: _Plan, manifest: Manifest, input_sha: _InputHashes, *, resume: bool, name: str) -> dict[Path, str]:
@@ -334,9 +363,11 @@ def _triage(plan: _Plan, manifest: Manifest, input_sha: _InputHashes, *, resume:
 
 @dataclass
 class _FileStep:
-    """The per-file step: read, process, write each output atomically (its manifest line appended
-    just before the rename), measure against the reference. A file that cannot be read, processed
-    or written is an error record (with `fail_fast`: BatchAborted); a skipped one is only measured."""
+    """The per-file step: hash the input (and its side files), read, process, hash again, write
+    each output atomically inside the fence (its manifest line, with the hash taken before the
+    read, appended just before the rename), measure against the reference. A file that cannot be
+    read, processed or written, or that changed while it was processed, is an error record (with
+    `fail_fast`: BatchAborted); a skipped one is only measured."""
 
     process: Callable
     manifest: Manifest
@@ -349,6 +380,7 @@ class _FileStep:
     refs: io.ImageIndex | None
     measure: Measure | None
     slack: int
+    fence: paths.Fence
 
     def __call__(self, src: Path, dests: dict[str, Path], verdict: str) -> Record:
         dest = next(iter(dests.values()))
@@ -361,15 +393,18 @@ class _FileStep:
         t0 = time.perf_counter()
         writing = None
         try:
+            sha = self.input_sha.fresh(src)  # before the read: the manifest vouches for what was processed
             image = io.read_image(src)
             out = self.process(image, src) if self.pass_source else self.process(image)
             outputs = out if self.several else {"": out}
             if set(outputs) != set(dests):
                 raise RuntimeError(f"expected outputs {sorted(dests)}, got {sorted(outputs)}")
-            sha = self.input_sha(src)
+            if self.input_sha.fresh(src) != sha:
+                raise InputChanged("the input (or a side file of it, such as its mask) changed while it was "
+                                   "processed; its output is not written (run again to redo it)")
             for key, writing in dests.items():
                 io.write_image(writing, outputs[key], quality=self.quality,
-                               before_replace=self.manifest.recorder(writing, rel, sha))
+                               before_replace=self.manifest.recorder(writing, rel, sha), fence=self.fence)
             result = outputs[next(iter(dests))]
         except (io.ImageError, ValueError, RuntimeError, OSError) as e:
             message = _error_message(e, src, writing)
@@ -440,7 +475,7 @@ def _map_remote(input_dir: str | Path, output_dir: str | Path, process, *, name:
     shard = current()
     chunks = _chunks(rels, shard)
     start, records = time.perf_counter(), []
-    with tempfile.TemporaryDirectory(prefix="genapps-stage-") as tmp:
+    with paths.output_lock(output_dir, shard), tempfile.TemporaryDirectory(prefix="genapps-stage-") as tmp:
         stage = _Staging(input_dir, output_dir, root, Path(tmp), shard)
         inner = process
         if pass_source:  # local input: the task sees the real path

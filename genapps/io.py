@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from genapps.paths import Fence, is_url, make_dirs
+
 log = logging.getLogger(__name__)
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif")  # GIF: read only (first frame)
@@ -187,15 +189,21 @@ TEMP_NAME = re.compile(r"^\.(.+)\.[a-z0-9_]{8}\.tmp$")  # atomic_write's tempora
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | Path, before_replace: Callable[[Path], None] | None = None) -> Iterator[Path]:
+def atomic_write(path: str | Path, before_replace: Callable[[Path], None] | None = None,
+                 fence: Fence | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
 
     A killed or failing writer leaves no half-written file under the final name (only a hidden
     `.NAME.XXXXXXXX.tmp`, which `remove_stale_temps` deletes). `before_replace(tmp)` runs on the
     finished temporary file just before the rename (batch records it in the output manifest);
-    if it raises, nothing is renamed.
+    if it raises, nothing is renamed. With `fence` (genapps.paths.Fence), a `path` whose folder
+    resolves (through symbolic links) outside the output folder is refused (OutsideOutput, a
+    ValueError) before anything is created, and checked again just before the rename. A final
+    name that is a symbolic link is replaced by the file, never written through.
     """
     path = Path(path)
+    if fence is not None:
+        fence.check(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -204,6 +212,8 @@ def atomic_write(path: str | Path, before_replace: Callable[[Path], None] | None
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; finished files get the usual mode
         if before_replace is not None:
             before_replace(Path(tmp))
+        if fence is not None:  # a link made while the file was written
+            fence.check(path)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -211,8 +221,8 @@ def atomic_write(path: str | Path, before_replace: Callable[[Path], None] | None
         raise
 
 
-def write_text(path: str | Path, text: str) -> None:
-    with atomic_write(path) as tmp:
+def write_text(path: str | Path, text: str, fence: Fence | None = None) -> None:
+    with atomic_write(path, fence=fence) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
@@ -229,12 +239,12 @@ def _to_uint(t: torch.Tensor, bits: int) -> np.ndarray:
 
 
 def write_image(path: str | Path, image: LoadedImage, quality: int = 95,
-                before_replace: Callable[[Path], None] | None = None) -> None:
+                before_replace: Callable[[Path], None] | None = None, fence: Fence | None = None) -> None:
     """Write atomically; the format follows the extension (PNG, JPEG, WebP, TIFF, BMP).
 
     16-bit is kept for PNG and TIFF; JPEG/WebP/BMP are 8-bit. JPEG has no alpha: it is dropped
     with a warning. A disk error (full, read-only, a folder in the way) raises OSError.
-    `before_replace`: see atomic_write. `path` may be an fsspec URL: the file is encoded locally,
+    `before_replace`, `fence`: see atomic_write. `path` may be an fsspec URL: the file is encoded locally,
     then uploaded (see upload; `before_replace` runs on the local file before the upload).
     """
     if is_url(path):
@@ -254,7 +264,7 @@ def write_image(path: str | Path, image: LoadedImage, quality: int = 95,
     bits = image.bit_depth if fmt in ("PNG", "TIFF") else 8
     planes = image.color if alpha is None else torch.cat([image.color, alpha.to(image.color)], 0)
     arr = _to_uint(planes, bits)
-    with atomic_write(path, before_replace) as tmp:
+    with atomic_write(path, before_replace, fence) as tmp:
         if bits == 16 and arr.ndim == 3:  # 16-bit colour or grey+alpha: PIL can't, OpenCV can
             import cv2
 
@@ -427,15 +437,9 @@ def check_writable(folder: str | Path, create: bool = True) -> Path:
     if is_url(folder):
         return folder  # a remote folder: the first upload proves it (object stores have no folders)
     folder = Path(folder)
-    created = []
+    created: list[Path] = []
     try:
-        for parent in [*reversed(folder.parents), folder]:
-            if not parent.is_dir():
-                try:
-                    parent.mkdir()
-                except FileExistsError:  # another process (a shard) made it meanwhile
-                    continue
-                created.append(parent)
+        make_dirs(folder, created)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".genapps-probe-"):
             pass
     except OSError as e:
@@ -488,18 +492,23 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return rows
 
 
-def append_jsonl(path: str | Path, row: dict) -> None:
-    """Append one JSON line and flush it to disk (a kill keeps every finished line)."""
+def append_jsonl(path: str | Path, row: dict, fence: Fence | None = None) -> None:
+    """Append one JSON line and flush it to disk (a kill keeps every finished line). Never through
+    a symbolic link (OSError); with `fence`, only inside the output folder (see atomic_write)."""
     line = json.dumps(row, allow_nan=False, default=str, sort_keys=True)
-    with open(path, "a", encoding="utf-8") as f:
+    if fence is not None:
+        fence.check(path)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    with open(os.open(path, flags, 0o666), "a", encoding="utf-8") as f:
         f.write(line + "\n")
         f.flush()
         os.fsync(f.fileno())
 
 
-def write_jsonl(path: str | Path, rows: list[dict]) -> None:
+def write_jsonl(path: str | Path, rows: list[dict], fence: Fence | None = None) -> None:
     """Rewrite a JSON-lines file atomically."""
-    write_text(path, "".join(json.dumps(r, allow_nan=False, default=str, sort_keys=True) + "\n" for r in rows))
+    write_text(path, "".join(json.dumps(r, allow_nan=False, default=str, sort_keys=True) + "\n" for r in rows),
+               fence)
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -521,13 +530,6 @@ def read_idx(path: str | Path) -> np.ndarray:
 # ---------------------------------------------------------------- remote folders (fsspec URLs)
 
 ATOMIC_PUT = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory"})  # a PUT is all or nothing
-
-
-def is_url(path) -> bool:
-    """An fsspec URL (s3://, gs://, az://, http(s)://, memory://, ...); plain paths and file:// are local.
-    (A URL must stay a str: pathlib would fold its '//'.)"""
-    return (isinstance(path, str) and re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", path) is not None
-            and not path.startswith("file://"))
 
 
 def url_fs(url: str):

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import html
 import io
 import json
@@ -789,18 +790,40 @@ def write_report(out_dir: Path, stages: list, run_config: dict, *, title: str = 
 
 PARTS_DIR = ".genapps-parts"  # OUT/.genapps-parts/report.shard-I-of-N.json: one per shard of a sharded run
 PART_FORMAT = 1
+REPORT_FILES = ("report.json", "report.html")
 
 
 def part_path(out_dir: Path, shard) -> Path:
     return Path(out_dir) / PARTS_DIR / f"report.shard-{shard.index}-of-{shard.count}.json"
 
 
+def _input_key(folder: Any) -> str:
+    """A stage's input folder as parts compare it: resolved through links (a URL as it is)."""
+    from genapps import paths
+
+    return folder if not isinstance(folder, str) or paths.is_url(folder) else str(paths.resolve(folder))
+
+
+def run_signature(stages: list[dict], inputs: list | None = None) -> str:
+    """What makes report parts (and a merged report) one run's: per stage its name, task, settings
+    (the stage config: options and model identity) and input folder. `stages` as report.json or a
+    part holds them; `inputs` the parts' stamped input folders (default: the stages' own)."""
+    inputs = inputs or [_input_key(s.get("input_dir")) for s in stages]
+    rows = [[s.get("name"), s.get("task"), s.get("config"), i] for s, i in zip(stages, inputs)]
+    return hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def write_part(out_dir: Path, stages: list, run_config: dict, shard, *, title: str = "genapps report") -> Path:
-    """This shard's stages and records, for a merge into one report (atomic, strict JSON)."""
-    doc = {"format": PART_FORMAT, "shard": shard.index, "count": shard.count, "title": title, "config": run_config,
-           "stages": [{f.name: getattr(st, f.name) for f in dataclasses.fields(st)} for st in stages]}
+    """This shard's stages and records, for a merge into one report (atomic, strict JSON), stamped
+    with its stages' resolved input folders and the run signature (run_signature)."""
+    from genapps import paths
+
+    doc = _jsonable({"format": PART_FORMAT, "shard": shard.index, "count": shard.count, "title": title,
+                     "config": run_config, "inputs": [_input_key(st.input_dir) for st in stages],
+                     "stages": [{f.name: getattr(st, f.name) for f in dataclasses.fields(st)} for st in stages]})
+    doc["run"] = run_signature(doc["stages"], doc["inputs"])
     path = part_path(out_dir, shard)
-    write_text(path, json.dumps(_jsonable(doc), indent=1, allow_nan=False) + "\n")
+    write_text(path, json.dumps(doc, indent=1, allow_nan=False) + "\n", fence=paths.Fence.of(out_dir))
     return path
 
 
@@ -824,22 +847,66 @@ def _merge_summary(summaries: list) -> Any:
     return first
 
 
-def read_parts(dirs: list) -> tuple[list[dict], int, list[int]]:
+RECORD_KEYS = {"input", "output", "status", "error", "metrics", "seconds"}
+
+
+def _part_problem(doc: Any) -> str:
+    """What makes `doc` no report part ('' when it is one)."""
+    if not isinstance(doc, dict):
+        return "not a JSON object"
+    if doc.get("format") != PART_FORMAT:
+        return f"report part format {doc.get('format')!r} not supported"
+    count, index = doc.get("count"), doc.get("shard")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (count, index)) or not 0 <= index < count:
+        return f"shard {index!r} of {count!r} is not a shard I of N"
+    stages = doc.get("stages")
+    if not isinstance(stages, list) or not stages:
+        return "'stages' is not a non-empty list"
+    if not isinstance(doc.get("config"), dict) or not isinstance(doc.get("inputs", []), list):
+        return "'config' or 'inputs' of the wrong type"
+    for i, st in enumerate(stages):
+        if not isinstance(st, dict):
+            return f"stage {i + 1} is not a JSON object"
+        wrong = [k for k, kind in (("name", str), ("task", str), ("input_dir", str), ("output_dir", str),
+                                   ("config", dict), ("records", list), ("seconds", (int, float)))
+                 if not isinstance(st.get(k), kind) or isinstance(st.get(k), bool)]
+        wrong += [k for k, kind in (("summary", dict), ("figures", list), ("view", dict))
+                  if st.get(k) is not None and not isinstance(st.get(k), kind)]
+        if wrong:
+            return f"stage {i + 1}: {', '.join(wrong)} missing or of the wrong type"
+        for r in st["records"]:
+            if (not isinstance(r, dict) or set(r) - RECORD_KEYS or not isinstance(r.get("status"), str)
+                    or not isinstance(r.get("metrics") or {}, dict)):
+                return f"stage {st['name']}: a record is not {{input, output, status, error, metrics, seconds}}"
+    return ""
+
+
+def read_parts(dirs: list, run: str | None = None) -> tuple[list[dict], int, list[int]]:
     """The newest complete-or-not set of parts under DIR/.genapps-parts of each of `dirs`:
-    (parts sorted by shard, their shard count N, the missing shard indices)."""
+    (parts sorted by shard, their shard count N, the missing shard indices). A malformed part is
+    a one-line ValueError naming it. With `run` (a run_signature), the parts of other runs (other
+    settings or input folders) are left out, with one log line."""
     found: dict[int, dict[int, tuple[float, dict]]] = {}
+    others = 0
     for folder in dirs:
         for path in sorted((Path(folder) / PARTS_DIR).glob("report.shard-*-of-*.json")):
             try:
                 doc = json.loads(path.read_text(encoding="utf-8"))
-                count, index = int(doc["count"]), int(doc["shard"])
-            except (OSError, ValueError, KeyError, TypeError) as e:
+            except (OSError, ValueError) as e:
                 raise ValueError(f"{path}: not a readable report part ({e})") from None
-            if doc.get("format") != PART_FORMAT:
-                raise ValueError(f"{path}: report part format {doc.get('format')} not supported")
+            problem = _part_problem(doc)
+            if problem:
+                raise ValueError(f"{path}: not a readable report part ({problem})")
+            if run is not None and _signature(doc) != run:
+                others += 1
+                continue
+            count, index = doc["count"], doc["shard"]
             mtime = path.stat().st_mtime
             if mtime >= found.setdefault(count, {}).get(index, (-1.0, None))[0]:
                 found[count][index] = (mtime, doc)
+    if others:
+        log.warning("%d report part(s) of another run (other settings, model or input folder) left out; the shards "
+                    "of this run replace them", others)
     if not found:
         raise FileNotFoundError(f"no report parts ({PARTS_DIR}/report.shard-I-of-N.json) in "
                                 f"{', '.join(map(str, dirs))}")
@@ -848,9 +915,20 @@ def read_parts(dirs: list) -> tuple[list[dict], int, list[int]]:
     return parts, count, [i for i in range(count) if i not in found[count]]
 
 
+def _signature(part: dict) -> str:
+    return run_signature(part["stages"], part.get("inputs"))
+
+
+def _differs(a: dict, b: dict) -> str:
+    """The keys whose values differ between two stage configs ("model_info, scale")."""
+    keys = [k for k in sorted(set(a) | set(b), key=str) if a.get(k) != b.get(k)]
+    return ", ".join(map(str, keys[:4])) + (", ..." if len(keys) > 4 else "")
+
+
 def merge_parts(parts: list[dict]) -> list:
     """One StageResult per stage from the parts of every shard: records of all shards (sorted by
-    input, as one process lists them), wall seconds of the slowest shard, summaries merged."""
+    input, as one process lists them), wall seconds of the slowest shard, summaries merged. Parts
+    of different stages, settings or input folders are a one-line ValueError."""
     from genapps.records import Record, StageResult
 
     names = [[s["name"] for s in p["stages"]] for p in parts]
@@ -859,54 +937,87 @@ def merge_parts(parts: list[dict]) -> list:
     stages = []
     for i, name in enumerate(names[0]):
         docs = [p["stages"][i] for p in parts]
+        inputs = [(p.get("inputs") or [None] * len(names[0]))[i] or _input_key(d["input_dir"])
+                  for p, d in zip(parts, docs)]
+        if any(x != inputs[0] for x in inputs):
+            raise ValueError(f"stage {name}: the shards read different input folders ({inputs[0]} vs "
+                             f"{next(x for x in inputs if x != inputs[0])}); merge the parts of one run only")
         configs = [d["config"] for d in docs]
-        if any(c != configs[0] for c in configs):
-            raise ValueError(f"stage {name}: the shards ran with different settings; rerun them alike")
-        records = [Record(**(r | {"metrics": {k: _unjson(v) for k, v in (r.get("metrics") or {}).items()}}))
-                   for d in docs for r in d["records"]]
-        records.sort(key=lambda r: (r.input or "", r.output or ""))
-        first = docs[0]
-        stages.append(StageResult(first["name"], first["task"], first["input_dir"], first["output_dir"],
-                                  first["config"], records, max(float(d["seconds"]) for d in docs),
-                                  _merge_summary([d.get("summary") or {} for d in docs]),
-                                  [tuple(f) for f in first.get("figures") or []], View.from_dict(first.get("view"))))
+        odd = next((c for c in configs if c != configs[0]), None)
+        if odd is not None:
+            raise ValueError(f"stage {name}: the shards ran with different settings ({_differs(configs[0], odd)}); "
+                             f"rerun them alike")
+        try:
+            records = [Record(**(r | {"metrics": {k: _unjson(v) for k, v in (r.get("metrics") or {}).items()}}))
+                       for d in docs for r in d["records"]]
+            records.sort(key=lambda r: (str(r.input or ""), str(r.output or "")))
+            first = docs[0]
+            stages.append(StageResult(first["name"], first["task"], first["input_dir"], first["output_dir"],
+                                      first["config"], records, max(float(d["seconds"]) for d in docs),
+                                      _merge_summary([d.get("summary") or {} for d in docs]),
+                                      [tuple(f) for f in first.get("figures") or []], View.from_dict(first.get("view"))))
+        except (TypeError, ValueError, KeyError, AttributeError) as e:
+            raise ValueError(f"stage {name}: a report part is malformed ({type(e).__name__}: {e})") from None
     return stages
 
 
 def merge_reports(dirs: list, out_dir: Path | None = None) -> tuple[list, Path, Path]:
     """`genapps report merge DIR...`: one report.json/html (in `out_dir`, default the first DIR)
-    from the parts of every shard: (merged stages, json path, html path). A missing shard is a
-    one-line ValueError."""
+    from the parts of every shard: (merged stages, json path, html path). A missing shard, or
+    parts of different runs (settings, model, input folder), is a one-line ValueError."""
     parts, count, missing = read_parts(dirs)
     if missing:
         raise ValueError(f"shard(s) {', '.join(f'{i}/{count}' for i in missing)} have not written their part yet "
                          f"(found {len(parts)} of {count}); run them (resume skips finished files) and merge again")
+    return _merged(parts, count, Path(out_dir or dirs[0]))
+
+
+def _merged(parts: list[dict], count: int, out_dir: Path) -> tuple[list, Path, Path]:
     stages = merge_parts(parts)
     config = parts[0]["config"] | {"shards": count}
-    return stages, *write_report(Path(out_dir or dirs[0]), stages, config, title=parts[0].get("title") or "genapps report")
+    return stages, *write_report(out_dir, stages, config, title=parts[0].get("title") or "genapps report")
+
+
+def _drop_stale_report(out_dir: Path, run: str) -> None:
+    """Remove OUT/report.json/html when they report another run (other settings, model or input):
+    they no longer describe OUTPUT once a shard of this run rewrote its files."""
+    path = Path(out_dir) / "report.json"
+    try:
+        stages = json.loads(path.read_text(encoding="utf-8")).get("stages")
+        stale = isinstance(stages, list) and all(isinstance(s, dict) for s in stages) and run_signature(stages) != run
+    except (OSError, ValueError, AttributeError):
+        return  # none, or not genapps's: left alone
+    if stale:
+        for name in REPORT_FILES:
+            (Path(out_dir) / name).unlink(missing_ok=True)
+        log.warning("%s: removed report.json/html of an earlier run with other settings, model or input folder; the "
+                    "report is merged again once every shard has run with these", out_dir)
 
 
 def write_sharded(out_dir: Path, stages: list, run_config: dict, *, title: str = "genapps report") -> Path:
-    """The report step of a sharded run (distributed.current() active): write this shard's part;
-    under torchrun wait for every rank and let rank 0 merge; an independent shard (--shard) merges
-    when it finds every part (so the last shard to finish writes the report). Returns report.html,
-    or this part's path while other shards are still missing."""
+    """The report step of a sharded run (distributed.current() active): write this shard's part
+    (removing a merged report of another run); under torchrun wait for every rank and let rank 0
+    merge; an independent shard (--shard) merges when it finds every part of its run (so the last
+    shard to finish writes the report; parts of other runs are left out). Returns report.html, or
+    this part's path while other shards are still missing."""
     from genapps import distributed
 
     shard = distributed.current()
     part = write_part(out_dir, stages, run_config, shard, title=title)
+    run = _signature(json.loads(part.read_text(encoding="utf-8")))
+    _drop_stale_report(out_dir, run)
     grouped = distributed.init_process_group(timeout=distributed.BATCH_TIMEOUT)
     distributed.barrier()  # every rank's part is written
     try:
         if grouped and not distributed.is_main():
             return part
-        _, count, missing = read_parts([out_dir])
+        parts, count, missing = read_parts([out_dir], run=run)
         if missing or count != shard.count:
             log.info("report part %s written; %d of %d shard(s) still missing: the last one to finish writes "
                      "the report, or run: genapps report merge %s", part, len(missing), count, out_dir)
             return part
         try:
-            return merge_reports([out_dir])[2]
+            return _merged(parts, count, Path(out_dir))[2]
         except ValueError as e:  # an independent shard found another run's parts: the others will merge
             if grouped:
                 raise

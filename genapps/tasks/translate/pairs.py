@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import torch
 
-from genapps import io
+from genapps import io, paths
 from genapps.batch import map_images
 from genapps.records import StageResult
 
@@ -121,12 +121,19 @@ def make_a(photo: torch.Tensor, kind: str, seed: int, key: str) -> torch.Tensor:
 
 def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torch.device,
         name: str = TASK) -> StageResult:
-    """Write the pairs of every photo under `input_dir` into `output_dir` (layout per cfg)."""
+    """Write the pairs of every photo under `input_dir` into `output_dir` (layout per cfg).
+
+    `output_dir` must not be the input folder nor contain it (genapps.paths); inside it, it is
+    left out of the input listing (A/ and B/ alike), and no pair is written outside it.
+    """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
+    fence = paths.check_output(output_dir, input=input_dir)
     root = input_dir.parent if input_dir.is_file() else input_dir
     a_dir = output_dir / "A" if cfg.layout == "folders" else output_dir
-    files = [input_dir] if input_dir.is_file() else io.list_images(input_dir)
+    files = [input_dir] if input_dir.is_file() else [p for p in io.list_images(input_dir) if not fence.holds(p)]
     b_paths = io.output_paths(files, root, output_dir / "B", ".png")  # the names map_images gives the A side
+    for b_path in b_paths.values() if cfg.layout == "folders" else ():
+        fence.check(b_path)  # a symbolic link in OUTPUT: refused before any work
 
     def process(image: io.LoadedImage, src: Path) -> io.LoadedImage:
         key = src.relative_to(root).with_suffix("").as_posix()
@@ -136,11 +143,11 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
         if cfg.layout == "aligned":
             return io.LoadedImage(torch.cat([a.expand(3, -1, -1), photo], 2))
         if cfg.layout == "folders":
-            io.write_image(b_paths[src], io.LoadedImage(photo))
+            io.write_image(b_paths[src], io.LoadedImage(photo), fence=fence)
         return io.LoadedImage(a)
 
     result = map_images(input_dir, a_dir, process, name=name, task=TASK, config=asdict(cfg), ext=".png",
-                        resume=cfg.resume, fail_fast=cfg.fail_fast, pass_source=True)
+                        resume=cfg.resume, fail_fast=cfg.fail_fast, pass_source=True, fence=fence)
     result.output_dir = str(output_dir)
     result.summary = {"kind": cfg.kind, "layout": cfg.layout}
     if cfg.kind == "degrade":
