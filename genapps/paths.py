@@ -54,7 +54,7 @@ def normalize(path):
     (None, plain paths, fsspec URLs). A str stays a str, a Path a Path. A file URL naming another
     host is a one-line ValueError."""
     text = str(path) if isinstance(path, (str, Path)) else None
-    if text is None or not text.lower().startswith("file:"):
+    if text is None or not text.lower().startswith("file:/"):  # (a Path folds file:///x to file:/x)
         return path
     parts = urlsplit(text)
     if parts.netloc not in ("", "localhost"):

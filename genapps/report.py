@@ -862,7 +862,8 @@ def _part_problem(doc: Any) -> str:
     stages = doc.get("stages")
     if not isinstance(stages, list) or not stages:
         return "'stages' is not a non-empty list"
-    if not isinstance(doc.get("config"), dict) or not isinstance(doc.get("inputs", []), list):
+    inputs = doc.get("inputs", [])
+    if not isinstance(doc.get("config"), dict) or not isinstance(inputs, list) or len(inputs) not in (0, len(stages)):
         return "'config' or 'inputs' of the wrong type"
     for i, st in enumerate(stages):
         if not isinstance(st, dict):
