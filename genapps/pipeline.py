@@ -91,14 +91,14 @@ def _yaml_load(text: str):
     return data
 
 
-def _typed(value, kind, what: str):
-    """`value` if it is a `kind` (or None), else a one-line ValueError naming `what`."""
-    if value is not None and not isinstance(value, kind):
-        name = kind.__name__ if kind is not dict else "mapping"
-        name = {"str": "string"}.get(name, name)
-        raise ValueError(f"{what} must be a {name}, got {type(value).__name__}"
-                         + (f" {value!r}" if isinstance(value, (int, float, bool)) else ""))
-    return value
+def _check_strings(mapping: dict, keys: tuple[str, ...], where: str) -> None:
+    """A one-line ValueError when one of `keys` of a YAML mapping is set to something else than a
+    string (a list as a stage name must never become a folder "['a', 'b']")."""
+    for key in keys:
+        value = mapping.get(key)
+        if value is not None and not isinstance(value, str):
+            shown = f" {value!r}" if isinstance(value, (int, float, bool)) else ""
+            raise ValueError(f"{where}'{key}' must be a string, got {type(value).__name__}{shown}")
 
 
 def _yaml_problem(e: yaml.YAMLError) -> str:
@@ -169,8 +169,7 @@ def load_pipeline(path: str | Path, input: str | Path | None = None, out: str | 
     unknown = sorted(set(map(str, raw)) - TOP_KEYS)
     if unknown:
         raise ValueError(f"{path}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(TOP_KEYS))}")
-    for key in ("name", "description", "input", "output"):
-        _typed(raw.get(key), str, f"{path}: '{key}'")
+    _check_strings(raw, ("name", "description", "input", "output"), f"{path}: ")
     entries = raw.get("stages")
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"{path}: 'stages' must be a non-empty list")
@@ -194,8 +193,7 @@ def load_pipeline(path: str | Path, input: str | Path | None = None, out: str | 
         if not isinstance(task, str) or task not in TASKS:
             shown = repr(task) if isinstance(task, str) or task is None else f"of type {type(task).__name__}"
             raise ValueError(f"{where}: unknown task {shown}; valid: {', '.join(sorted(TASKS))}")
-        for key in ("name", "input"):
-            _typed(entry.get(key), str, f"{where}: '{key}'")
+        _check_strings(entry, ("name", "input"), f"{where}: ")
         stage_name = check_segment(entry.get("name") or task, f"{where}: stage name")
         if any(s.name == stage_name for s in stages):
             raise ValueError(f"{where}: duplicate stage name {stage_name!r}; give each stage a unique 'name'")
