@@ -279,7 +279,7 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
     stale = other_samples(cfg, input_dir, output_dir)
     if stale and cfg.resume:  # fills of another --samples would stay mixed in with this run's
         first, entry = next(iter(stale.items()))
-        raise ValueError(f"{len(stale)} existing output(s) in {output_dir} were written with samples "
+        raise ValueError(f"{len(stale)} existing output(s) in {first.parent} were written with samples "
                          f"{entry['fingerprint'].get('samples')} (first: {first.name}) and this run writes samples "
                          f"{cfg.samples}; redo with --overwrite (in a pipeline: --set {name}.resume=false), which "
                          f"removes them, or choose another output folder")
