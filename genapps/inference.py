@@ -6,8 +6,8 @@
   (after spandrel's SizeRequirements and IOPaint's pad-to-modulo).
 - Receptive radius: a model may declare `receptive_radius`, the input px of context beyond
   which its output changes by less than the tiling promise of 2/255 (exact for a plain conv
-  stack, measured for deep ones); the tiled runner hides at least that much context at every tile edge
-  (`receptive_radius` is the reader).
+  stack, measured for deep ones); the tiled runner hides at least that much context at every
+  tile edge (`receptive_radius` is the reader, `margin` the reach of a tile).
 - `pad_to_multiple`: reflect padding (mirrored context, never zeros) to the requirement, with
   replicate for what a reflection cannot reach (images smaller than the padding).
 - `infer`: pad, run whole or in overlapping tiles (batched, cross-faded, at any `scale`), crop

@@ -122,7 +122,8 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> LoadedImage:
     oversized files. Values are never clipped silently: a float (F) image in [0, 1] is read as it
     is, one in 0-255 or 0-65535 is scaled by that peak (with a warning), a 32-bit integer (I)
     image in 0-65535 is 16-bit data; any other range (NaN, negative, larger) is an ImageError
-    (_float_plane, _int_plane). `path` may be an fsspec URL (see is_url): it is fetched to a temporary file first.
+    (_float_plane, _int_plane). `path` may be an fsspec URL (see is_url): it is fetched to a
+    temporary file first.
     """
     if is_url(path):
         with tempfile.TemporaryDirectory(prefix="genapps-get-") as tmp:

@@ -356,7 +356,8 @@ def ensure(name: str) -> Path:
         raise
     if path is not None and _converted_from(path, param, bin_path):
         return path
-    return _write_converted(param, bin_path, name, home(), source=f"{WHEEL}: models/{param.name}, models/{bin_path.name}",
+    return _write_converted(param, bin_path, name, home(),
+                            source=f"{WHEEL}: models/{param.name}, models/{bin_path.name}",
                             license_name=f"{LICENSE} (Real-ESRGAN, Xintao Wang et al.)")
 
 

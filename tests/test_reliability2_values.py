@@ -310,6 +310,17 @@ def test_zoo_architectures_declare_their_receptive_radius():
     assert RRDBNet(scale=2, num_feat=4, num_block=1, num_grow_ch=4).receptive_radius == 38  # unshuffled x2
 
 
+def test_esrgan_and_compact_files_read_by_spandrel_declare_the_same_radius(tmp_path):
+    pytest.importorskip("spandrel")
+    from genapps.tasks.upscale.task import load_model
+
+    torch.save(RRDBNet(num_feat=8, num_block=2).state_dict(), tmp_path / "esrgan.pth")  # growth 32: spandrel's
+    torch.save(SRVGGNetCompact(num_feat=8, num_conv=5).state_dict(), tmp_path / "compact.pth")
+    for name, arch, radius in [("esrgan.pth", "ESRGAN", 34), ("compact.pth", "Compact", 7)]:
+        model, info = load_model(str(tmp_path / name))
+        assert (info.arch, model.receptive_radius) == (arch, radius)
+
+
 def _genapps_upscale_file(path, model, arch, config):
     weights.save_weights(path, model.state_dict(), {"task": "upscale", "arch": arch, "config": config})
 

@@ -183,7 +183,7 @@ def reference_generator(path: str | Path) -> str | None:
 def _check_reference_direction(source: str, direction: str) -> str:
     """The generator a reference file holds, when it is the one `direction` runs; else a
     one-line ValueError naming the file to give (a reference file holds one direction)."""
-    name, generator = Path(source).name, reference_generator(source)
+    generator = reference_generator(source)
     if generator is None:
         if direction != "AtoB":
             raise ValueError(f"{source}: a reference checkpoint holds one generator, which runs the way it was "
@@ -192,7 +192,7 @@ def _check_reference_direction(source: str, direction: str) -> str:
         return "G"
     if GENERATORS[direction] != generator:
         own = next(d for d, g in GENERATORS.items() if g == generator)
-        other = name[::-1].replace(generator[::-1], GENERATORS[direction][::-1], 1)[::-1]
+        other = Path(source).with_stem(Path(source).stem[:-len(generator)] + GENERATORS[direction]).name
         raise ValueError(f"{source}: the {own[0]}->{own[-1]} generator ({generator}) of a CycleGAN run; for "
                          f"--direction {direction} give {other} (or run this one with --direction {own})")
     return generator
