@@ -4,9 +4,14 @@
   `input_multiple` (H and W must be multiples of it; default 1) and, when it has one,
   `input_minimum` (smallest H and W in px; default 0). `size_requirements` is the one reader
   (after spandrel's SizeRequirements and IOPaint's pad-to-modulo).
+- Receptive radius: a model may declare `receptive_radius`, the input px of context beyond
+  which its output changes by less than the tiling promise of 2/255 (exact for a plain conv
+  stack, measured for deep ones); the tiled runner hides at least that much context at every
+  tile edge (`receptive_radius` is the reader, `margin` the reach of a tile).
 - `pad_to_multiple`: reflect padding (mirrored context, never zeros) to the requirement, with
   replicate for what a reflection cannot reach (images smaller than the padding).
-- `infer`: pad, run whole or in overlapping tiles (batched, cross-faded, at any `scale`), crop back.
+- `infer`: pad, run whole or in overlapping tiles (batched, cross-faded, at any `scale`), crop
+  back, and refuse a NaN/inf output (`NonFiniteOutput`: damaged weights or an overflow).
 - `dihedral_tta`: the mean over the 8 flips and transposes.
 - `round_trip`: one image's planes through a task's step: colour as the model's channels
   (grey runs as RGB and comes back grey), alpha through the step, bicubic or unchanged, bit depth kept.
@@ -73,18 +78,21 @@ def pad_to_multiple(x: torch.Tensor, req: SizeRequirements, context: int = 0,
     return (F.pad(x, rest, mode="replicate") if any(rest) else x), (pads[2], pads[0])
 
 
-def _ramp(length: int, start_fade: int, end_fade: int) -> torch.Tensor:
-    """1-D blending weights of one tile: 0 over the outer half of a faded side's margin, then a
-    linear rise over the inner half and the neighbour's (so two neighbours sum to 1), 1 between.
+def _ramp(length: int, start_fade: int, end_fade: int, hide: int = 0) -> torch.Tensor:
+    """1-D blending weights of one tile: 0 over the outer part of a faded side's margin, then a
+    linear rise over the rest of the margin and as far into the core, 1 between.
 
     `start_fade`/`end_fade` are the overlap margins (0 at the image border: nothing to blend).
-    The zero part hides the pixels that saw the tile's own zero padding.
+    The zero part is half the margin, or `hide` px when more (at most the margin): it hides the
+    pixels that saw the tile's own zero padding, so every weighted pixel has that much real
+    context. Neighbours' ramps mirror each other; `infer` divides by the summed weights.
     """
     w = torch.ones(length)
     for fade, flip in ((start_fade, False), (end_fade, True)):
         if fade:
-            half = fade // 2
-            side = torch.cat([torch.zeros(half), torch.arange(1, fade + 1) / (fade + 1)])[:length]
+            zeros = max(fade // 2, min(fade, hide))
+            rise = fade - zeros + min(zeros, fade - zeros)  # = fade when zeros is half the margin
+            side = torch.cat([torch.zeros(zeros), torch.arange(1, rise + 1) / (rise + 1)])[:length]
             side = side.flip(0) if flip else side
             if flip:
                 w[length - len(side):] = torch.minimum(w[length - len(side):], side)
@@ -113,6 +121,36 @@ def _spans(size: int, tile: int, overlap: int, req: SizeRequirements) -> list[tu
     return spans
 
 
+def receptive_radius(model: nn.Module) -> int:
+    """What `model` declares as `receptive_radius` (input px of context its output needs to stay
+    within 2/255 of the whole-image result); 0 when it declares nothing."""
+    return max(0, int(getattr(model, "receptive_radius", 0) or 0))
+
+
+def margin(overlap: int, radius: int) -> int:
+    """Input px a tile reaches beyond its core: `overlap` (half of it hidden, half blended), or
+    the model's `radius` hidden plus half the overlap blended when the radius is larger."""
+    return overlap if radius <= overlap // 2 else radius + overlap - overlap // 2
+
+
+class NonFiniteOutput(ValueError):
+    """A model's output holds NaN or inf (damaged weights, or an overflow in fp16/bf16)."""
+
+
+def check_finite(y: torch.Tensor, name: str | None = None, precision: str = "fp32") -> torch.Tensor:
+    """`y` unchanged, or NonFiniteOutput naming the model when any value is NaN or inf: such a
+    value would be written as black or white pixels and the file reported as done."""
+    finite = torch.isfinite(y)
+    if bool(finite.all()):
+        return y
+    bad = int((~finite).sum())
+    why = ("an overflow in reduced precision (run without --half/--bf16)" if precision != "fp32"
+           else "damaged weights (NaN or inf in the file) or an overflow")
+    who = f"model {name}" if name else "the model"
+    raise NonFiniteOutput(f"{who} gave NaN or infinite values ({bad} of {y.numel()} output values): {why}; "
+                          f"nothing written")
+
+
 def _forward(forward: Callable, x: torch.Tensor, precision: str) -> torch.Tensor:
     if precision == "bf16" and x.device.type == "cpu":  # the model was cast to bf16; no autocast
         with torch.inference_mode():
@@ -123,26 +161,33 @@ def _forward(forward: Callable, x: torch.Tensor, precision: str) -> torch.Tensor
 
 def infer(model: nn.Module, x: torch.Tensor, scale: int = 1, tile: int = 0, overlap: int = 16,
           batch_size: int = 4, precision: str = "fp32", context: int = 0, centre: bool = False,
-          forward: Callable | None = None) -> torch.Tensor:
+          forward: Callable | None = None, name: str | None = None) -> torch.Tensor:
     """(B, C, h, w) -> (B, C', h*scale, w*scale): `model` run on `x` padded to its size
     requirements (pad_to_multiple's `context` and `centre`), cropped back; not clamped.
 
-    With `tile` > 0 the padded image runs in tiles of tile + 2*overlap px (`batch_size` tiles
-    per forward pass; tile and margins rounded to the model's multiple) cross-faded by linear
-    ramps; this equals the whole-image result when the model's receptive radius is below overlap / 2. `forward`
-    (default: the model) is what runs, e.g. a wrapper that maps [0, 1] to the model's range.
-    `precision` "bf16" on CPU expects a model already cast to bf16; fp16/bf16 autocast on CUDA.
+    With `tile` > 0 the padded image runs in tiles (`batch_size` tiles per forward pass; tile
+    and margins rounded to the model's multiple) cross-faded by linear ramps. A tile reaches
+    `margin(overlap, radius)` px beyond its core, radius = the model's declared
+    receptive_radius: every pixel that counts has at least max(overlap / 2, radius) px of real
+    context, so the tiles equal the whole-image result when the model's receptive radius is
+    below that (exactly for a plain conv stack; within 2/255 for the declared, measured radius
+    of deep models). `forward` (default: the model) is what runs, e.g. a wrapper that maps
+    [0, 1] to the model's range. `precision` "bf16" on CPU expects a model already cast to
+    bf16; fp16/bf16 autocast on CUDA. A NaN/inf output raises NonFiniteOutput naming the
+    model (`name`, e.g. its file).
     """
     forward = model if forward is None else forward
     req = size_requirements(model)
+    radius = receptive_radius(model)
+    reach = margin(overlap, radius)
     b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
     xp, (top, left) = pad_to_multiple(x, req, context, centre)
     H, W = xp.shape[-2:]
-    if not tile or (H <= tile + 2 * overlap and W <= tile + 2 * overlap):
+    if not tile or (H <= tile + 2 * reach and W <= tile + 2 * reach):
         out = _forward(forward, xp, precision)
     else:
         tile = max(req.multiple, tile - tile % req.multiple)
-        jobs = [(ys, xs) for ys in _spans(H, tile, overlap, req) for xs in _spans(W, tile, overlap, req)]
+        jobs = [(ys, xs) for ys in _spans(H, tile, reach, req) for xs in _spans(W, tile, reach, req)]
         by_shape: dict[tuple[int, int], list] = {}
         for ys, xs in jobs:
             by_shape.setdefault((ys[1] - ys[0], xs[1] - xs[0]), []).append((ys, xs))
@@ -157,13 +202,14 @@ def infer(model: nn.Module, x: torch.Tensor, scale: int = 1, tile: int = 0, over
             if out is None:
                 out = torch.zeros(b, res[0].shape[1], H * scale, W * scale, device=x.device)
             for ((y0, y1, ry, fy), (x0, x1, rx, fx)), r in zip(chunk, res):
-                wy = _ramp((y1 - y0) * scale, ry * scale, fy * scale).to(x.device)
-                wx = _ramp((x1 - x0) * scale, rx * scale, fx * scale).to(x.device)
+                wy = _ramp((y1 - y0) * scale, ry * scale, fy * scale, radius * scale).to(x.device)
+                wx = _ramp((x1 - x0) * scale, rx * scale, fx * scale, radius * scale).to(x.device)
                 wt = wy[:, None] * wx[None, :]
                 out[..., y0 * scale:y1 * scale, x0 * scale:x1 * scale] += r * wt
                 weight[..., y0 * scale:y1 * scale, x0 * scale:x1 * scale] += wt
         out = out / weight
-    return out[..., top * scale:(top + h) * scale, left * scale:(left + w) * scale]
+    out = out[..., top * scale:(top + h) * scale, left * scale:(left + w) * scale]
+    return check_finite(out, name, precision)
 
 
 def dihedral(x: torch.Tensor, k: int, inverse: bool = False) -> torch.Tensor:

@@ -121,7 +121,11 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> LoadedImage:
     """Read any image PIL reads (8/16-bit; 1, L, LA, P, RGB, RGBA, CMYK, I;16, I, F), EXIF-rotated.
 
     Raises ImageError with a one-line reason for corrupt, truncated, empty, non-image or
-    oversized files. `path` may be an fsspec URL (see is_url): it is fetched to a temporary file first.
+    oversized files. Values are never clipped silently: a float (F) image in [0, 1] is read as it
+    is, one in 0-255 or 0-65535 is scaled by that peak (with a warning), a 32-bit integer (I)
+    image in 0-65535 is 16-bit data; any other range (NaN, negative, larger) is an ImageError
+    (_float_plane, _int_plane). `path` may be an fsspec URL (see is_url): it is fetched to a
+    temporary file first.
     """
     if is_url(path):
         with tempfile.TemporaryDirectory(prefix="genapps-get-") as tmp:
@@ -148,7 +152,7 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> LoadedImage:
                 log.warning("%s: %d frames; only the first is used", path, im.n_frames)
             im.load()
             im = ImageOps.exif_transpose(im)
-            return _pil_to_loaded(im)
+            return _pil_to_loaded(im, path)
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -159,14 +163,44 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> LoadedImage:
         raise ImageError(f"{path}: unreadable image ({e})") from None
 
 
-def _pil_to_loaded(im: Image.Image) -> LoadedImage:
+FLOAT_SCALES = (1.0, 255.0, 65535.0)  # the value ranges a float image is read as: [0, 1], 0-255, 0-65535
+
+
+def _float_plane(arr: np.ndarray, path: Path) -> np.ndarray:
+    """A float (mode F) plane -> float32 in [0, 1]. [0, 1] is read as it is; a maximum in [2, 255]
+    or (255, 65535] is 8- or 16-bit data stored as float, scaled by that peak (with a warning
+    saying so); NaN, inf, negative values, a maximum in (1, 2) (overshoot or HDR: no scale fits)
+    or above 65535 are an ImageError: never clipped."""
+    if not np.isfinite(arr).all():
+        raise ImageError(f"{path}: float image with NaN or infinite values; genapps reads finite values in "
+                         f"[0, 1], 0-255 or 0-65535")
+    lo, hi = float(arr.min()), float(arr.max())
+    peak = next((p for p in FLOAT_SCALES if hi <= p), None)
+    if lo < 0 or peak is None or 1 < hi < 2:  # (1, 2): [0, 1] data overshooting, or HDR; not 0-255 data
+        raise ImageError(f"{path}: float image with values in [{lo:.4g}, {hi:.4g}], not within [0, 1], 0-255 or "
+                         f"0-65535; genapps does not clip or guess a scale: convert it to one of those ranges first")
+    if peak > 1:
+        log.warning("%s: float image with values up to %.4g, read as 0-%d data (divided by %d)", path, hi, peak, peak)
+    return (arr / peak).astype(np.float32)
+
+
+def _int_plane(arr: np.ndarray, path: Path) -> np.ndarray:
+    """A 32-bit integer (mode I) plane -> uint16: 0..65535 is 16-bit data; values outside it are an
+    ImageError (genapps reads up to 16 bits per channel and never clips silently)."""
+    lo, hi = int(arr.min()), int(arr.max())
+    if lo < 0 or hi > 65535:
+        raise ImageError(f"{path}: 32-bit integer image with values in [{lo}, {hi}], outside 0-65535; genapps "
+                         f"reads up to 16 bits per channel and does not clip: convert it to 16-bit first")
+    return arr.astype(np.uint16)
+
+
+def _pil_to_loaded(im: Image.Image, path: Path) -> LoadedImage:
     mode = im.mode
     if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(im)
         if mode == "F":
-            arr = np.clip(arr, 0, 1) if arr.max() <= 1.0 else np.clip(arr, 0, 65535) / 65535.0
-            return LoadedImage(torch.from_numpy(arr.astype(np.float32))[None], None, 16)
-        return LoadedImage(_from_uint(np.clip(arr, 0, 65535).astype(np.uint16)), None, 16)
+            return LoadedImage(torch.from_numpy(_float_plane(arr, path))[None], None, 16)
+        return LoadedImage(_from_uint(_int_plane(arr, path) if mode == "I" else arr.astype(np.uint16)), None, 16)
     if mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     elif mode in ("1", "L"):
@@ -369,8 +403,9 @@ class ImageIndex(dict):
             if len(paths) == 1:
                 self[key] = paths[0]
             else:
-                log.warning("%s: %s share one name; paired only by full name", self.root,
-                            ", ".join(p.name for p in paths))
+                log.warning("%s: %s share one name; each pairs only with an image of its full name (%s with "
+                            "%s), others of that name are ambiguous", self.root, ", ".join(p.name for p in paths),
+                            paths[0].name, paths[0].name)
 
     def find(self, rel: str) -> tuple[Path | None, str]:
         """The image that pairs with relative name `rel` (`sub/a.png`), and why not if none.

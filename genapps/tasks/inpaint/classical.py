@@ -1,7 +1,8 @@
 """Classical inpainting: OpenCV's Telea and Navier-Stokes, scikit-image's biharmonic.
 
 All take a (C, H, W) float image in [0, 1] and a bool (H, W) hole mask and return a (C, H, W)
-float image whose hole is filled (pixels outside the hole are returned unchanged).
+float image whose hole is filled (pixels outside the hole are returned unchanged); a hole that
+covers the whole image is a ValueError (check_fillable: nothing to fill from).
 Their mean pre-fills the hole that the learned model then corrects.
 """
 
@@ -41,12 +42,21 @@ def biharmonic(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 METHODS = {"telea": telea, "ns": navier_stokes, "biharmonic": biharmonic}
 
 
+def check_fillable(mask: torch.Tensor) -> None:
+    """A ValueError when the hole is the whole image: every method fills from the pixels outside
+    the hole (OpenCV's would return the input unchanged, biharmonic and the model fail)."""
+    if bool(mask.all()):
+        raise ValueError(f"the mask covers the whole {mask.shape[1]}x{mask.shape[0]} image: no pixel outside the "
+                         f"hole to fill it from (a mask must leave some of the image)")
+
+
 def fill(method: str, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """(C, H, W) in [0, 1], bool (H, W) -> (C, H, W), hole filled by `method`, outside untouched."""
     if method not in METHODS:
         raise ValueError(f"unknown classical method {method!r}; valid: {', '.join(METHODS)}")
     if not mask.any():
         return image.clone()
+    check_fillable(mask)
     return torch.where(mask, METHODS[method](image, mask), image)
 
 
@@ -59,6 +69,7 @@ def prefill(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """
     if not mask.any():
         return image.clone()
+    check_fillable(mask)
     holed = torch.where(mask, torch.zeros(()), image)
     mean = (telea(holed, mask) + navier_stokes(holed, mask) + biharmonic(holed, mask)) / 3
     return torch.where(mask, mean, image)

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from genapps import io, metrics, weights
-from genapps.batch import map_images
-from genapps.inference import dihedral_tta, pad_to_multiple, round_trip, size_requirements
+from genapps.batch import Manifest, file_output, map_images
+from genapps.inference import check_finite, dihedral_tta, pad_to_multiple, round_trip, size_requirements
 from genapps.records import StageResult
 from genapps.tasks.inpaint import masks as M
 from genapps.tasks.inpaint.classical import CLASSICAL, fill, prefill
@@ -129,12 +129,14 @@ def hole_crops(mask: torch.Tensor, margin: int) -> list[tuple[int, int, int, int
 @torch.inference_mode()
 def model_fill(model: nn.Module, rgb: torch.Tensor, mask: torch.Tensor, work_size: int = 512, margin: int = 48,
                generator: torch.Generator | None = None, device: torch.device | str = "cpu",
-               pre: torch.Tensor | None = None, tta: bool = False) -> torch.Tensor:
+               pre: torch.Tensor | None = None, tta: bool = False, name: str | None = None) -> torch.Tensor:
     """(3, H, W) in [0, 1], bool (H, W) hole -> (3, H, W) filled; outside the hole equals `rgb`.
 
     `generator` seeds the pluralistic model's sample (ignored by the GAN model); `pre` is
     classical.prefill(rgb, mask) when already computed (several samples of one image); `tta`
     averages the GAN model over the 8 flips and transposes (lower hole L1, 8x the network time).
+    A NaN/inf prediction is a NonFiniteOutput naming the model (`name`); a hole covering the
+    whole image a ValueError (nothing to fill from).
     """
     if not mask.any():
         return rgb.clone()
@@ -157,7 +159,7 @@ def model_fill(model: nn.Module, rgb: torch.Tensor, mask: torch.Tensor, work_siz
             pred = dihedral_tta(model, inp)
         else:
             pred = model(inp)
-        pred = pred[..., :sh, :sw].float().cpu()
+        pred = check_finite(pred[..., :sh, :sw].float().cpu(), name)
         if scale < 1:
             pred = F.interpolate(pred, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
         window = out[:, y:y + h, x:x + w]
@@ -183,7 +185,8 @@ def inpaint_image(image: io.LoadedImage, mask: torch.Tensor, cfg: Config, model:
             def step(rgb: torch.Tensor) -> torch.Tensor:
                 nonlocal pre
                 pre = prefill(rgb, mask) if pre is None else pre  # the same for every sample
-                return model_fill(model, rgb, mask, cfg.work_size, cfg.margin, gen, device, pre, cfg.tta)
+                return model_fill(model, rgb, mask, cfg.work_size, cfg.margin, gen, device, pre, cfg.tta,
+                                  cfg.model or DEFAULT_MODELS[cfg.samples > 1])
 
             color = round_trip(image, step).color  # grey runs as RGB and comes back grey
         color = torch.where(mask, color, image.color)  # exactly the input outside the hole
@@ -219,6 +222,46 @@ def hole_measure(stash: dict):
     return measure
 
 
+def other_samples(cfg: Config, input_dir: str | Path, output_dir: str | Path) -> dict[Path, dict]:
+    """{output file: its manifest line} of the outputs an earlier run of this task wrote into the
+    output folder with another `samples` (`a_s2.png` of `--samples 3`, `a.png` of `--samples 1`)
+    and otherwise the same names (suffix, ext), for inputs that still exist, unchanged since
+    written: what a run with `cfg.samples` would leave mixed in with its own fills."""
+    if io.is_url(input_dir) or io.is_url(output_dir):
+        return {}
+    target = file_output(input_dir, output_dir)
+    out_root = target.parent if target is not None else Path(output_dir)
+    in_root = Path(input_dir) if Path(input_dir).is_dir() else Path(input_dir).parent
+    if not out_root.is_dir():
+        return {}
+    found = {}
+    for rel, entry in Manifest(out_root, TASK, {}).entries.items():
+        fingerprint = entry.get("fingerprint") if isinstance(entry.get("fingerprint"), dict) else {}
+        path, source = out_root / rel, entry.get("input")
+        if (entry.get("task") == TASK and fingerprint.get("samples", cfg.samples) != cfg.samples
+                and fingerprint.get("suffix") == cfg.suffix and fingerprint.get("ext") == cfg.ext
+                and isinstance(source, str) and (in_root / source).is_file() and path.is_file()
+                and entry.get("sha256") == io.sha256_file(path)):
+            found[path] = entry
+    return found
+
+
+def remove_other_samples(result: StageResult, cfg: Config, input_dir: str | Path, output_dir: str | Path) -> list[str]:
+    """After a run: delete the outputs of `other_samples` whose input this run filled (a folder
+    never mixes the fills of two runs); returns their names."""
+    root = Path(input_dir) if Path(input_dir).is_dir() else Path(input_dir).parent
+    done = {Path(r.input).relative_to(root).as_posix() for r in result.records if r.status == "ok"}
+    removed = []
+    for path, entry in other_samples(cfg, input_dir, output_dir).items():
+        if entry.get("input") in done:
+            path.unlink()
+            removed.append(path.relative_to(result.output_dir).as_posix())
+    if removed:
+        log.warning("%s: removed %d output(s) an earlier run wrote with other samples for the same inputs (%s)",
+                    result.output_dir, len(removed), ", ".join(removed[:5]) + (" ..." if len(removed) > 5 else ""))
+    return removed
+
+
 def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torch.device,
         name: str = TASK) -> StageResult:
     """Inpaint every image under `input_dir` into `output_dir` (mirrored tree)."""
@@ -233,6 +276,13 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
                              f"{model_name} is a {info.arch} model and gives one fill")
         model = model.to(device)
     root = Path(input_dir) if Path(input_dir).is_dir() else Path(input_dir).parent
+    stale = other_samples(cfg, input_dir, output_dir)
+    if stale and cfg.resume:  # fills of another --samples would stay mixed in with this run's
+        first, entry = next(iter(stale.items()))
+        raise ValueError(f"{len(stale)} existing output(s) in {first.parent} were written with samples "
+                         f"{entry['fingerprint'].get('samples')} (first: {first.name}) and this run writes samples "
+                         f"{cfg.samples}; redo with --overwrite (in a pipeline: --set {name}.resume=false), which "
+                         f"removes them, or choose another output folder")
     suffixes = tuple(f"_s{k}" for k in range(cfg.samples)) if cfg.samples > 1 else None
     stash: dict = {}
 
@@ -268,6 +318,7 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
         ext=cfg.ext, suffix=cfg.suffix, quality=cfg.quality, resume=cfg.resume, fail_fast=cfg.fail_fast,
         reference=cfg.reference, measure=hole_measure(stash), pass_source=True, output_suffixes=suffixes,
     )
+    stale = remove_other_samples(result, cfg, input_dir, output_dir)
     if cfg.skip_missing_masks:  # images without a mask are skipped, not failed
         for r in result.records:
             if r.status == "error" and r.error and "no mask for" in r.error:
@@ -276,6 +327,7 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
     mp = sum(r.metrics.get("output_mp", 0.0) for r in ok) / (3 if cfg.concat else 1)
     result.summary = {"method": cfg.method, "model": model_info.get("name"), "arch": model_info["arch"],
                       "samples": cfg.samples, "input_mp": round(mp, 3),
+                      **({"removed_stale_outputs": stale} if stale else {}),
                       "seconds_per_mp": round(sum(r.seconds for r in ok) / max(mp, 1e-9), 3) if ok else None,
                       "seconds": round(time.perf_counter() - t0, 2)}
     return result

@@ -51,6 +51,8 @@ class Config:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
+        if self.seed < 0:  # numpy's generators take seeds >= 0 (file_rng)
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
 
 
 def to_uint8(t: torch.Tensor) -> np.ndarray:

@@ -73,13 +73,16 @@ class Config:
             raise ValueError(f"ext must be one of {', '.join(sorted(io.WRITE_FORMATS))}, got {self.ext!r}")
 
 
-def translate_tensor(g: nn.Module, x: torch.Tensor, tile: int = 0, overlap: int = 32) -> torch.Tensor:
+def translate_tensor(g: nn.Module, x: torch.Tensor, tile: int = 0, overlap: int = 32,
+                     name: str | None = None) -> torch.Tensor:
     """(B, Cin, h, w) in [0, 1] -> (B, Cout, h, w) in [0, 1].
 
     inference.infer at scale 1: the image is padded to the network's multiple (reflect, split over
     both ends) and cropped back; with `tile` > 0, tiles of tile + 2*overlap px are cross-faded.
+    A NaN/inf output is a NonFiniteOutput naming the model (`name`).
     """
-    y = infer(g, x, tile=tile, overlap=overlap, batch_size=1, centre=True, forward=lambda t: g(t * 2 - 1))
+    y = infer(g, x, tile=tile, overlap=overlap, batch_size=1, centre=True, forward=lambda t: g(t * 2 - 1),
+              name=name)
     return ((y + 1) / 2).clamp(0, 1)
 
 
@@ -93,7 +96,7 @@ def translate_image(g: nn.Module, image: io.LoadedImage, cfg: Config, device: to
     """Translate the colour planes; grey input -> grey output unless the model makes colour from grey
     (1 -> 3 channels, e.g. colorize); alpha passes through unchanged; the bit depth is kept."""
     def step(planes: torch.Tensor) -> torch.Tensor:
-        return translate_tensor(g, planes[None].to(device), cfg.tile, cfg.tile_overlap)[0].cpu()
+        return translate_tensor(g, planes[None].to(device), cfg.tile, cfg.tile_overlap, cfg.model)[0].cpu()
 
     return round_trip(image, step, channels=model_channels(g)[0])
 

@@ -125,10 +125,11 @@ CONTEXT = 8  # px of mirrored context around the image, so that borders are not 
 
 
 def upscale_tensor(model: nn.Module, x: torch.Tensor, scale: int, tile: int = 0, overlap: int = 16,
-                   batch_size: int = 4, precision: str = "fp32") -> torch.Tensor:
+                   batch_size: int = 4, precision: str = "fp32", name: str | None = None) -> torch.Tensor:
     """(B, 3, h, w) in [0, 1] -> (B, 3, h*scale, w*scale) in [0, 1]: inference.infer with CONTEXT px
-    of reflect padding, whole or in tiles of tile + 2*overlap px cross-faded (= whole within 2/255)."""
-    return infer(model, x, scale, tile, overlap, batch_size, precision, context=CONTEXT).clamp(0, 1)
+    of reflect padding, whole or in cross-faded tiles (= whole within 2/255); NaN/inf output is an
+    error naming the model (`name`)."""
+    return infer(model, x, scale, tile, overlap, batch_size, precision, context=CONTEXT, name=name).clamp(0, 1)
 
 
 def upscale_image(model: nn.Module, image: io.LoadedImage, scale: int, cfg: Config,
@@ -140,7 +141,7 @@ def upscale_image(model: nn.Module, image: io.LoadedImage, scale: int, cfg: Conf
 
     def step(rgb: torch.Tensor) -> torch.Tensor:
         y = upscale_tensor(model, rgb[None].to(device), scale, cfg.tile, cfg.tile_overlap, cfg.batch_size,
-                           cfg.precision)
+                           cfg.precision, cfg.model or default_model(cfg.scale))
         return resize(y, size)[0].cpu()
 
     return round_trip(image, step, alpha=cfg.alpha)
