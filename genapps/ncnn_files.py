@@ -171,6 +171,10 @@ class WheelModel:
     purpose: str
 
 
+def _span(path: str, scale: int, what: str) -> WheelModel:
+    return WheelModel("span", path, "span", scale, f"x{scale}, {what}")
+
+
 def _cugan(scale: int, kind: str, flavour: str) -> WheelModel:
     what = {"conservative": "keeps more texture", "no-denoise": "no denoising",
             "denoise1x": "light denoise", "denoise2x": "medium denoise", "denoise3x": "strong denoise"}[kind]
@@ -184,7 +188,7 @@ def _cugan(scale: int, kind: str, flavour: str) -> WheelModel:
 def _waifu2x(style: str, noise: int | None, scale: int) -> WheelModel:
     folder = {"cunet": "models-cunet", "photo": "models-upconv_7_photo",
               "anime": "models-upconv_7_anime_style_art_rgb"}[style]
-    name = ("scale2.0x_model" if noise is None else f"noise{noise}_scale2.0x_model") if scale == 2 else f"noise{noise}_model"
+    name = f"noise{noise}_model" if scale == 1 else "scale2.0x_model" if noise is None else f"noise{noise}_scale2.0x_model"
     what = {"cunet": "art (CUNet)", "photo": "photos (UpConv7)", "anime": "anime art (UpConv7)"}[style]
     denoise = "no denoise" if noise is None else f"JPEG denoise level {noise}"
     family = "waifu2x-cunet-x1" if style == "cunet" and scale == 1 else "waifu2x-cunet" if style == "cunet" \
@@ -193,19 +197,21 @@ def _waifu2x(style: str, noise: int | None, scale: int) -> WheelModel:
 
 
 MODELS: dict[str, WheelModel] = {
-    "span-x2": WheelModel("span", "models/spanx2_ch48", "span", 2, "x2, clean downscaled photos (SPAN, NTIRE 2024 efficient-SR winner, 48 ch)"),
-    "span-x2-ch52": WheelModel("span", "models/spanx2_ch52", "span", 2, "x2, clean downscaled photos (SPAN, 52 ch)"),
-    "span-x4": WheelModel("span", "models/spanx4_ch48", "span", 4, "x4, clean downscaled photos (SPAN, NTIRE 2024 efficient-SR winner, 48 ch)"),
-    "span-x4-ch52": WheelModel("span", "models/spanx4_ch52", "span", 4, "x4, clean downscaled photos (SPAN, 52 ch)"),
-    "span-x4-clearreality": WheelModel("span", "models/ClearReality4x", "span", 4, "x4, real photos, community SPAN (Kim2091's ClearRealityV1)"),
-    "span-x4-kendata": WheelModel("span", "models/4xSPANkendata", "span", 4, "x4, real photos, community SPAN (terrainer's SPANkendata)"),
-    "span-x2-hfa2k": WheelModel("span", "models/2xHFA2kSPAN_27k", "span", 2, "x2, anime, community SPAN (Phhofm's 2xHFA2kSPAN)"),
-    "span-x2-anime": WheelModel("span", "custom_models/2x_span_anime_pretrain", "span", 2, "x2, anime, community SPAN (Kim2091's 2x-span-anime-pretrain)"),
+    "span-x2": _span("models/spanx2_ch48", 2, "clean downscaled photos (SPAN, NTIRE 2024 efficient-SR winner, 48 ch)"),
+    "span-x2-ch52": _span("models/spanx2_ch52", 2, "clean downscaled photos (SPAN, 52 ch)"),
+    "span-x4": _span("models/spanx4_ch48", 4, "clean downscaled photos (SPAN, NTIRE 2024 efficient-SR winner, 48 ch)"),
+    "span-x4-ch52": _span("models/spanx4_ch52", 4, "clean downscaled photos (SPAN, 52 ch)"),
+    "span-x4-clearreality": _span("models/ClearReality4x", 4, "real photos, community SPAN (Kim2091's ClearRealityV1)"),
+    "span-x4-kendata": _span("models/4xSPANkendata", 4, "real photos, community SPAN (terrainer's SPANkendata)"),
+    "span-x2-hfa2k": _span("models/2xHFA2kSPAN_27k", 2, "anime, community SPAN (Phhofm's 2xHFA2kSPAN)"),
+    "span-x2-anime": _span("custom_models/2x_span_anime_pretrain", 2,
+                           "anime, community SPAN (Kim2091's 2x-span-anime-pretrain)"),
     **{f"realcugan-x{s}-{k}": _cugan(s, k, "se") for s, kinds in
        ((2, ("conservative", "no-denoise", "denoise1x", "denoise2x", "denoise3x")),
         (3, ("conservative", "no-denoise", "denoise3x")), (4, ("conservative", "no-denoise", "denoise3x")))
        for k in kinds},
-    **{f"realcugan-pro-x{s}-{k}": _cugan(s, k, "pro") for s in (2, 3) for k in ("conservative", "no-denoise", "denoise3x")},
+    **{f"realcugan-pro-x{s}-{k}": _cugan(s, k, "pro")
+       for s in (2, 3) for k in ("conservative", "no-denoise", "denoise3x")},
     "realcugan-nose-x2": _cugan(2, "no-denoise", "nose"),
     **{f"waifu2x-cunet-noise{n}-x1": _waifu2x("cunet", n, 1) for n in range(4)},
     "waifu2x-cunet-x2": _waifu2x("cunet", None, 2),
@@ -220,8 +226,9 @@ MODELS: dict[str, WheelModel] = {
                                     "x4, real-world photos (RRDBNet, 23 blocks; slow)"),
     "realesrgan-x4plus-anime": WheelModel("realesrgan", "models/realesrgan-x4plus-anime", "realesrgan", 4,
                                           "x4, anime illustrations (RRDBNet, 6 blocks)"),
-    **{f"realesr-animevideov3-x{s}": WheelModel("realesrgan", f"models/realesr-animevideov3-x{s}", "realesrgan", s,
-                                                f"x{s}, anime video frames, fast (SRVGGNetCompact)") for s in (2, 3, 4)},
+    **{f"realesr-animevideov3-x{s}": WheelModel("realesrgan", f"models/realesr-animevideov3-x{s}", "realesrgan",
+                                                s, f"x{s}, anime video frames, fast (SRVGGNetCompact)")
+       for s in (2, 3, 4)},
 }
 """model name -> its files in a zoo wheel (the names genapps would list)."""
 

@@ -74,8 +74,9 @@ def run_ncnn(param, bin_path, inputs: dict, output: str) -> np.ndarray:
     net.opt.use_bf16_storage = False  # ncnn's x86 InnerProduct would keep fp16 weights (errors ~3e-4)
     assert net.load_param(str(param)) == 0 and net.load_model(str(bin_path)) == 0
     ex = net.create_extractor()
-    for name, x in inputs.items():  # cloned: an in-place first layer would write to (and crash on) numpy's memory
-        ex.input(name, ncnn.Mat(np.ascontiguousarray(x, dtype=np.float32)).clone())
+    arrays = {name: np.ascontiguousarray(x, dtype=np.float32) for name, x in inputs.items()}  # ncnn.Mat keeps no reference
+    for name, x in arrays.items():  # cloned: an in-place first layer would write to (and crash on) numpy's memory
+        ex.input(name, ncnn.Mat(x).clone())
     ret, out = ex.extract(output)
     assert ret == 0, f"ncnn extract failed ({ret})"
     return np.array(out, copy=True)

@@ -178,15 +178,6 @@ class Activation(nn.Module):
 ACTIVATION_LAYERS = ("ReLU", "Clip", "HardSigmoid", "HardSwish", "ELU", "Sigmoid", "Swish", "TanH", "Mish")
 
 
-class _ActivationLayer(nn.Module):
-    def __init__(self, act: Activation):
-        super().__init__()
-        self.act = act
-
-    def forward(self, x):
-        return self.act(x)
-
-
 # ---------------------------------------------------------------- helpers
 
 
@@ -226,6 +217,22 @@ def _spatial(x: torch.Tensor, where: str) -> None:
 # ---------------------------------------------------------------- layers with weights
 
 
+def _geometry(layer: NcnnLayer, depthwise: str):
+    """(out_ch, in_ch, groups, weight size, (kh, kw), (sh, sw), (dh, dw)) of a (de)convolution's
+    parameters: 0 outputs, 1/11 kernel, 2/12 dilation, 3/13 stride, 6 weight size, 7 groups."""
+    p = layer.params
+    out_ch, kw = int(p.get(0, 0)), int(p.get(1, 0))
+    kh = int(p.get(11, kw))
+    dw, sw = int(p.get(2, 1)), int(p.get(3, 1))
+    groups = int(p.get(7, 1)) if layer.type == depthwise else 1
+    size = int(p.get(6, 0))
+    if not out_ch or not kw or size % (out_ch * kw * kh) or out_ch % groups:
+        raise ValueError(f"{layer.type} {layer.name}: weight size {size} does not fit {out_ch} outputs, "
+                         f"{kh}x{kw} kernel, {groups} groups")
+    in_ch = size // (out_ch * kw * kh) * groups
+    return out_ch, in_ch, groups, size, (kh, kw), (int(p.get(13, sw)), sw), (int(p.get(12, dw)), dw)
+
+
 class Convolution(nn.Module):
     """Convolution / ConvolutionDepthWise (group 7): zero or pad_value padding (incl. -233/-234 'same'),
     stride, dilation, groups, bias, fused activation. The convolution is an nn.Conv2d (`self.conv`)
@@ -234,16 +241,7 @@ class Convolution(nn.Module):
     def __init__(self, layer: NcnnLayer):
         super().__init__()
         p = layer.params
-        out_ch, kw = int(p.get(0, 0)), int(p.get(1, 0))
-        kh = int(p.get(11, kw))
-        dw, sw = int(p.get(2, 1)), int(p.get(3, 1))
-        dh, sh = int(p.get(12, dw)), int(p.get(13, sw))
-        groups = int(p.get(7, 1)) if layer.type == "ConvolutionDepthWise" else 1
-        size = int(p.get(6, 0))
-        if not out_ch or not kw or size % (out_ch * kw * kh) or out_ch % groups:
-            raise ValueError(f"{layer.type} {layer.name}: weight size {size} does not fit {out_ch} outputs, "
-                             f"{kh}x{kw} kernel, {groups} groups")
-        in_ch = size // (out_ch * kw * kh) * groups
+        out_ch, in_ch, groups, size, kernel, stride, dilation = _geometry(layer, "ConvolutionDepthWise")
         pads = _pads(p, 4, 15, 14, 16)
         self.pad_value = float(p.get(18, 0.0))
         self.same = 0
@@ -257,12 +255,13 @@ class Convolution(nn.Module):
                 padding = (pt, pl)
             else:
                 self.explicit = (pl, pr, pt, pb)
-        self.conv = nn.utils.skip_init(nn.Conv2d, in_ch, out_ch, (kh, kw), (sh, sw), padding, (dh, dw), groups,
+        self.conv = nn.utils.skip_init(nn.Conv2d, in_ch, out_ch, kernel, stride, padding, dilation, groups,
                                        bias=bool(p.get(5, 0)))
         with torch.no_grad():
             self.conv.weight.copy_(_tensor(layer, "weight", size, tuple(self.conv.weight.shape)))
             if self.conv.bias is not None:
                 self.conv.bias.copy_(_tensor(layer, "bias", out_ch, (out_ch,)))
+        self.conv.requires_grad_(False)
         self.act = Activation.fused(int(p.get(9, 0)), p.get(10))
 
     def forward(self, x):
@@ -286,16 +285,8 @@ class Deconvolution(nn.Module):
     def __init__(self, layer: NcnnLayer):
         super().__init__()
         p = layer.params
-        out_ch, kw = int(p.get(0, 0)), int(p.get(1, 0))
-        kh = int(p.get(11, kw))
-        dw, sw = int(p.get(2, 1)), int(p.get(3, 1))
-        self.dilation, self.stride = (int(p.get(12, dw)), dw), (int(p.get(13, sw)), sw)
-        self.groups = int(p.get(7, 1)) if layer.type == "DeconvolutionDepthWise" else 1
-        size = int(p.get(6, 0))
-        if not out_ch or not kw or size % (out_ch * kw * kh) or out_ch % self.groups:
-            raise ValueError(f"{layer.type} {layer.name}: weight size {size} does not fit {out_ch} outputs, "
-                             f"{kh}x{kw} kernel, {self.groups} groups")
-        in_ch = size // (out_ch * kw * kh) * self.groups
+        geometry = _geometry(layer, "DeconvolutionDepthWise")
+        out_ch, in_ch, self.groups, size, (kh, kw), self.stride, self.dilation = geometry
         g, og, ig = self.groups, out_ch // self.groups, in_ch // self.groups
         # ncnn: per group (out_g, in_g, kh, kw); torch: (in, out_g, kh, kw)
         w = _tensor(layer, "weight", size, (g, og, ig, kh, kw)).transpose(1, 2).reshape(in_ch, og, kh, kw)
@@ -366,8 +357,7 @@ class PReLU(nn.Module):
         self.slope = nn.Parameter(_tensor(layer, "slope", n, (n,)), requires_grad=False)
 
     def forward(self, x):
-        slope = self.slope if self.slope.numel() == 1 else _per_channel(self.slope, x)
-        return torch.where(x < 0, x * slope, x)
+        return F.prelu(x, self.slope)  # slopes along axis 1: c of (c, h, w), h of (h, w), w of (w)
 
 
 class Scale(nn.Module):
@@ -817,7 +807,7 @@ def _build(layer: NcnnLayer) -> nn.Module:
         raise ValueError(f"ncnn layer type {layer.type} ({layer.name}) is not supported; "
                          f"supported: {', '.join(sorted(SUPPORTED))}")
     cls = LAYERS[layer.type]
-    return _ActivationLayer(Activation.of_layer(layer)) if cls is None else cls(layer)
+    return Activation.of_layer(layer) if cls is None else cls(layer)
 
 
 def _fuse_activations(layers: list[NcnnLayer], keep: set[str]) -> list[tuple[NcnnLayer, Activation | None]]:
@@ -847,23 +837,25 @@ class NcnnGraph(nn.Module):
     """An ncnn layer list as a torch module: forward(*inputs) with one (B, ...) tensor per Input
     layer (file order) -> the output blob (or a tuple, for several `outputs`; default: the last
     layer's first top). Weights come from the layers' arrays, or, for layers without arrays, from
-    load_state_dict (keys 'ops.<layer index>.<weight>'). `spec()` is the weight-free layer list
-    (JSON-able) that rebuilds the module."""
+    load_state_dict (keys 'ops.<op index>.<weight>', ops in run order). `spec()` is the weight-free
+    layer list (JSON-able) that rebuilds the module (`from_spec`). A standalone activation layer
+    that follows a convolution runs in place on its output (`fuse`)."""
 
     def __init__(self, layers: list[NcnnLayer], outputs: list[str] | None = None, fuse: bool = True):
         super().__init__()
         if not layers:
             raise ValueError("empty ncnn graph")
-        self.layers_spec = [{"type": l.type, "name": l.name, "bottoms": list(l.bottoms), "tops": list(l.tops),
-                             "params": {str(k): v for k, v in l.params.items()}} for l in layers]
-        self.inputs = [l.tops[0] for l in layers if l.type == "Input"]
+        self.layers_spec = [{"type": layer.type, "name": layer.name, "bottoms": list(layer.bottoms),
+                             "tops": list(layer.tops), "params": {str(k): v for k, v in layer.params.items()}}
+                            for layer in layers]
+        self.inputs = [layer.tops[0] for layer in layers if layer.type == "Input"]
         self.outputs = list(outputs) if outputs else [layers[-1].tops[0]]
-        produced = {t for l in layers for t in l.tops}
+        produced = {t for layer in layers for t in layer.tops}
         missing = [o for o in self.outputs if o not in produced]
         if missing:
             raise ValueError(f"no layer produces the output blob(s) {', '.join(missing)}")
-        plan = _fuse_activations([l for l in layers if l.type != "Input"], set(self.outputs)) if fuse else \
-            [(l, None) for l in layers if l.type != "Input"]
+        body = [layer for layer in layers if layer.type != "Input"]
+        plan = _fuse_activations(body, set(self.outputs)) if fuse else [(layer, None) for layer in body]
         self.ops = nn.ModuleList()
         self._steps: list[tuple[int, list[str], list[str], bool]] = []
         available = set(self.inputs)
@@ -995,7 +987,8 @@ class NcnnModel(nn.Module):
         self.noise = float(noise)
         self.caller_pad = self.family.caller_pad
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def graph_input(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, h, w) image -> what the graph takes: padded, aligned, with constant channels."""
         fam, s = self.family, self.scale
         h, w = x.shape[-2:]
         p, m = fam.pad.get(s, 0), fam.multiple.get(s, 1)
@@ -1005,7 +998,13 @@ class NcnnModel(nn.Module):
             values = list(fam.constants) + ([self.noise / 255.0] if fam.noise_channel else [])
             maps = torch.tensor(values, dtype=xp.dtype, device=xp.device).view(1, -1, 1, 1)
             xp = torch.cat([xp, maps.expand(xp.shape[0], -1, *xp.shape[2:])], dim=1)
-        y = self.graph(xp)
+        return xp
+
+    def image_output(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The graph's output for graph_input(x) -> the (B, 3, h*s, w*s) image."""
+        fam, s = self.family, self.scale
+        h, w = x.shape[-2:]
+        p = fam.pad.get(s, 0)
         if fam.graph_crops:
             y = y[..., :h * s, :w * s]
         elif p:
@@ -1013,3 +1012,6 @@ class NcnnModel(nn.Module):
         if fam.add_nearest.get(s):
             y = y + F.interpolate(x, scale_factor=s, mode="nearest")
         return y
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.image_output(self.graph(self.graph_input(x)), x)
