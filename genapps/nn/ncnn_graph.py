@@ -925,7 +925,7 @@ class Family:
     constants: tuple[float, ...] = ()  # constant input channels after RGB (SRMD's degradation vector)
     noise_channel: bool = False  # one more channel: the noise level sigma / 255 (SRMD)
     global_context: bool = False  # SE blocks average the whole input: tiles change the result (unlike ncnn's syncgap)
-    caller_pad: bool = False  # the caller reflect-pads the image first (False: borders as the model was trained)
+    caller_pad: bool = False  # the caller should reflect-pad the image first (upscale_tensor's 8 px): Set5 says which
     note: str = ""
 
 
@@ -941,18 +941,21 @@ FAMILIES = {
     "realesrgan": Family(caller_pad=True, note="input [0, 1]; animevideov3 x2/x3 end with a bicubic resize inside the graph"),
     "realcugan": Family(**_CUGAN, global_context=True,
                         note="reflect 18/14/19 px (x2/x3/x4), aligned to 2/4/2; x4 adds the nearest-upsampled input; "
-                             "pro files run alike (realcugan-ncnn-vulkan applies no 0.7/0.15 affine to them either)"),
+                             "pro files run alike (realcugan-ncnn-vulkan applies no 0.7/0.15 affine to them either); "
+                             "a caller's reflect pad costs 0.07 dB on Set5 x2"),
     "realcugan-nose": Family(**_CUGAN, note="as realcugan, without SE blocks (tiles exactly)"),
     "waifu2x-cunet": Family(pad={2: 18}, pad_mode="replicate", multiple={2: 2}, graph_crops=True, global_context=True,
-                            note="replicate 18 px, aligned to 2"),
+                            caller_pad=True, note="replicate 18 px, aligned to 2 (a caller's reflect pad first: "
+                                                  "+0.03 dB on Set5 x2)"),
     "waifu2x-cunet-x1": Family(pad={1: 28}, pad_mode="replicate", multiple={1: 4}, graph_crops=True,
-                               global_context=True, note="replicate 28 px, aligned to 4"),
-    "waifu2x-upconv7": Family(pad={2: 7}, pad_mode="replicate", multiple={2: 2}, graph_crops=True,
-                              note="replicate 7 px, aligned to 2"),
+                               global_context=True, caller_pad=True, note="replicate 28 px, aligned to 4"),
+    "waifu2x-upconv7": Family(pad={2: 7}, pad_mode="replicate", multiple={2: 2}, graph_crops=True, caller_pad=True,
+                              note="replicate 7 px, aligned to 2 (a caller's reflect pad first: +0.05 dB on Set5 x2)"),
     "srmd": Family(pad={2: 12, 3: 12, 4: 12}, pad_mode="replicate", constants=SRMD_DEGRADATION, noise_channel=True,
-                   note="replicate 12 px; input RGB + 15 degradation channels + noise sigma/255; output cropped"),
-    "srmdnf": Family(pad={2: 12, 3: 12, 4: 12}, pad_mode="replicate", constants=SRMD_DEGRADATION,
-                     note="as srmd, without the noise channel"),
+                   caller_pad=True, note="replicate 12 px; input RGB + 15 degradation channels + noise sigma/255; "
+                                         "output cropped (a caller's reflect pad first: +0.02/+0.03 dB on Set5 x2/x4)"),
+    "srmdnf": Family(pad={2: 12, 3: 12, 4: 12}, pad_mode="replicate", constants=SRMD_DEGRADATION, caller_pad=True,
+                     note="as srmd, without the noise channel (a caller's reflect pad first: +0.10 dB on Set5 x4)"),
 }
 """family -> its pre/post steps (the graph itself is generic)."""
 
