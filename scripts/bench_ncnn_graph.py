@@ -325,9 +325,12 @@ def main() -> None:
     header = ["# NcnnGraph: genapps's generic ncnn importer against the ncnn engine", "",
               f"torch {torch.__version__}, {os.cpu_count()} CPUs (shared with other jobs), native bf16: {cpu_bf16()}; "
               "each section says the command line and load it ran with", ""]
+    order = list(SECTIONS)
     for name in args.sections:
-        blocks[name] = [f"<!-- section: {name} -->", f"`{' '.join(sys.argv)}`", ""] + SECTIONS[name](args) + [""]
-        io.write_text(path, "\n".join(header + [ln for key in SECTIONS if key in blocks for ln in blocks[key]]) + "\n")
+        key = f"{name}@{args.size}px" if name in ("speed", "realesrgan") else name  # one block per speed input size
+        blocks[key] = [f"<!-- section: {key} -->", f"`{' '.join(sys.argv)}`", ""] + SECTIONS[name](args) + [""]
+        keys = sorted(blocks, key=lambda k: (order.index(k.split("@")[0]) if k.split("@")[0] in order else 99, k))
+        io.write_text(path, "\n".join(header + [ln for k in keys for ln in blocks[k]]) + "\n")
     print(f"wrote {path}")
 
 
