@@ -7,7 +7,9 @@ every run sees the same inputs (written to CACHE/lr/). Every model runs as `gena
 it on the CPU (fp32, Winograd-accelerated, CONTEXT px of reflect padding); bicubic is PIL's.
 
 Figures (mean over the images): Y-PSNR and Y-SSIM against HR (BT.601, 4 px border shaved, output
-rounded to 8 bits); BRISQUE (piq, no reference, lower = more natural; the bench extra);
+rounded to 8 bits); blockiness, a no-reference figure of the JPEG blocks left in the output (the
+mean step of Y across the LR's 8x8 block boundaries over the mean step elsewhere, 1 = none; piq's
+BRISQUE would be the usual choice but downloads its SVR weights at first use, so is not offline);
 hf_ratio = the output's mean squared Laplacian of Y over the HR's (1 = as much fine detail as
 the original; bench_sr.hf_energy); hf_vs_teacher = hf_ratio over the teacher's; psnr_teacher =
 Y-PSNR against the teacher's outputs (fidelity to the teacher). Speed: output MP/s on a 64x64 LR
@@ -102,12 +104,17 @@ def outputs(name: str, images, cache: Path) -> tuple[dict[str, torch.Tensor], fl
     return result, sum(seconds[k] for k, _, _ in images), tag
 
 
-def brisque(img: torch.Tensor) -> float | None:
-    try:
-        import piq
-    except ImportError:
-        return None
-    return float(piq.brisque(img[None].clamp(0, 1), data_range=1.0))
+def blockiness(img: torch.Tensor, period: int = 8 * SCALE) -> float:
+    """No-reference JPEG blockiness of an x4 output: the mean absolute step of Y across the LR's
+    8x8 block boundaries (every 32 output px) over the mean step elsewhere, both directions
+    (1 = no blocks; the LR's own JPEG blocks, magnified, score above 1)."""
+    y = metrics.rgb_to_y(img[None])[0, 0]
+    steps = []
+    for d in (y.diff(dim=1).abs().mean(0), y.diff(dim=0).abs().mean(1)):
+        on = torch.zeros_like(d, dtype=torch.bool)
+        on[period - 1::period] = True
+        steps.append(float(d[on].mean() / d[~on].mean()))
+    return statistics.fmean(steps)
 
 
 def speed(names: list[str], repeat: int, size: int = 64) -> dict[str, float]:
@@ -150,7 +157,7 @@ def main() -> None:
         per = []
         for key, lr, hr in images:
             sr = outs[key]
-            r = measure(sr, hr) | {"hf_ratio": hf_energy(sr) / hf_energy(hr), "brisque": brisque(sr)}
+            r = measure(sr, hr) | {"hf_ratio": hf_energy(sr) / hf_energy(hr), "blockiness": blockiness(sr)}
             if teacher_out is not None:
                 r["psnr_teacher"] = float(metrics.psnr_y(sr[None], teacher_out[key][None], SCALE)[0]) \
                     if name != TEACHER else None
@@ -181,11 +188,11 @@ def table(rows: dict, n: int, args) -> str:
         return "-" if v is None else format(v, fmt)
     lines = [f"Real-world x4 ({n} images: the first {args.bsd} BSD68 + Set5, centre {args.crop} px HR, LR by "
              f"Real-ESRGAN's second-order degradation, seed {args.seed}; 1 thread)", "",
-             "| model | Y-PSNR | Y-SSIM | BRISQUE (lower better) | HF energy / HR | HF / teacher's | "
+             "| model | Y-PSNR | Y-SSIM | blockiness (1 = none) | HF energy / HR | HF / teacher's | "
              "Y-PSNR vs teacher | output MP/s | x teacher's speed |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
-        lines.append(f"| {name} | {f(r['psnr_y'], '.2f')} | {f(r['ssim_y'], '.4f')} | {f(r['brisque'], '.1f')} | "
+        lines.append(f"| {name} | {f(r['psnr_y'], '.2f')} | {f(r['ssim_y'], '.4f')} | {f(r['blockiness'], '.3f')} | "
                      f"{f(r['hf_ratio'], '.2f')} | {f(r.get('hf_vs_teacher'), '.2f')} | "
                      f"{f(r.get('psnr_teacher'), '.2f')} | {f(r.get('mp_per_s'), '.3f')} | {f(r.get('speedup'), '.1f')} |")
     return "\n".join(lines)

@@ -134,3 +134,17 @@ def test_teacher_through_the_cli_is_a_model_upscale_loads(tmp_path, cli, data):
     x4 = cli("train", "sr", "--data", data, "--out", tmp_path / "s4.safetensors", "--scale", "4", "--channels", "4",
              "--blocks", "1", "--steps", "1", "--patch", "8", "--teacher", teacher, "--teacher-crop", "8")
     assert x4.exit_code != 0 and "x2 model" in x4.output
+
+
+def test_no_branches_fine_tunes_the_folded_form_of_its_init(tmp_path, data):
+    """--no-branches: a folded rep --init is taken over as is (the same function), trained and saved plain."""
+    first = training.train_sr(_cfg(data, tmp_path / "a.safetensors", teacher=None, degrade="bicubic", steps=1),
+                              torch.device("cpu"))
+    assert first["config"]["deploy"] == 1
+    cfg = _cfg(data, tmp_path / "b.safetensors", teacher=None, branches=False, init=str(tmp_path / "a.safetensors"))
+    g, arch_config, warmup = training.build_generator(cfg)
+    init, _ = upscale.load_model(str(tmp_path / "a.safetensors"))
+    x = torch.rand(1, 3, 10, 10)
+    assert arch_config["deploy"] == 1 and not warmup and torch.equal(g.eval()(x), init(x))
+    card = training.train_sr(cfg, torch.device("cpu"))
+    assert card["config"]["deploy"] == 1 and "training_form" not in card

@@ -58,6 +58,9 @@ class SRTrainConfig:
     arch: str = field(default="srresnet", metadata={  # rep: blocks = number of hidden 3x3 convs; saved folded
         "choices": ("srresnet", "rep"),
         "help": "rep: a plain 3x3 stack trained with re-parameterizable branches, saved folded."})
+    branches: bool = field(default=True, metadata={
+        "help": "rep: train the multi-branch form; --no-branches: the plain (folded) form itself, about 3x "
+                "faster per step, to fine-tune a folded --init."})
     scale: int = field(default=4, metadata={"choices": (2, 3, 4)})
     gan: bool = field(default=False, metadata={"help": "GAN training (perceptual + adversarial); start it from --init."})
     init: str | None = field(default=None, metadata={"help": "Start from these weights (a bundled name or file)."})
@@ -368,14 +371,15 @@ def split_holdout(data: str | Path, holdout: int) -> tuple[list[Path], list[Path
 
 def build_generator(cfg: SRTrainConfig) -> tuple[torch.nn.Module, dict, bool]:
     """The generator to train, its config, and whether it wants a learning-rate warmup (all but
-    an --init taken over tensor for tensor). `rep` always trains its multi-branch form (deploy=0).
+    an --init taken over tensor for tensor). `rep` trains its multi-branch form (deploy=0), or with
+    branches=False its plain form (deploy=1, what is saved).
 
     --init (saved weights of the same arch, width and depth; any scale) starts it: a folded rep
     model is unfolded (RepSR.load_plain: the same function, every branch trainable again);
     tensors of another shape (the last conv at another scale) keep their initialisation."""
     arch_config = {"scale": cfg.scale, "channels": cfg.channels, "blocks": cfg.blocks}
     if cfg.arch == "rep":
-        arch_config["deploy"] = 0
+        arch_config["deploy"] = 0 if cfg.branches else 1
     g = define_G(cfg.arch, **arch_config)
     skipped = []
     if cfg.init:
@@ -384,7 +388,7 @@ def build_generator(cfg: SRTrainConfig) -> tuple[torch.nn.Module, dict, bool]:
         if info.arch != cfg.arch or (config.get("channels"), config.get("blocks")) != (cfg.channels, cfg.blocks):
             raise ValueError(f"--init {cfg.init}: {info.arch} {config} does not match {cfg.arch} with "
                              f"channels {cfg.channels}, blocks {cfg.blocks}")
-        if cfg.arch == "rep":
+        if arch_config.get("deploy") == 0:
             skipped = g.load_plain(init)
         else:
             own = g.state_dict()
@@ -395,7 +399,7 @@ def build_generator(cfg: SRTrainConfig) -> tuple[torch.nn.Module, dict, bool]:
             log.info("--init %s (x%d): %s start from their initialisation (another shape)", cfg.init,
                      info.scale, ", ".join(skipped))
     # new zero branches or a fresh layer: Adam's first full-size steps would throw the start away
-    warmup = not cfg.init or cfg.arch == "rep" or bool(skipped)
+    warmup = not cfg.init or arch_config.get("deploy") == 0 or bool(skipped)
     return g, arch_config, warmup
 
 
