@@ -112,14 +112,14 @@ def gaussian_kernel(size: int, sigma_x: float, sigma_y: float | None = None, the
 def sinc_kernel(size: int, omega_c: float, pad_to: int = 0) -> np.ndarray:
     """(size, size) float32 circular low-pass (2-D sinc, cutoff omega_c in (0, pi]) summing to 1,
     zero-padded to (pad_to, pad_to) if larger: ringing and overshoot artefacts."""
-    from scipy.special import j1
+    import torch  # its Bessel J1 (scipy is not a dependency)
 
     if size % 2 == 0:
         raise ValueError(f"kernel size must be odd, got {size}")
     xx, yy = _grid(size)
     r = np.hypot(xx, yy)
     with np.errstate(divide="ignore", invalid="ignore"):
-        k = omega_c * j1(omega_c * r) / (2 * np.pi * r)
+        k = omega_c * torch.special.bessel_j1(torch.from_numpy(omega_c * r)).numpy() / (2 * np.pi * r)
     k[(size - 1) // 2, (size - 1) // 2] = omega_c ** 2 / (4 * np.pi)
     k = k / k.sum()
     if pad_to > size:

@@ -77,4 +77,11 @@ OMP_NUM_THREADS=1 genapps train sr --data "$RD" --holdout 6 --arch rep --no-bran
   --init sr-x4 --scale 4 --degrade realworld --teacher realesrgan-x4plus --teacher-patches 156 \
   --teacher-crop 64 --patch 32 --batch-size 16 --lr 2e-4 --ema 0.99 --steps 800 --val-every 400 \
   --out $RS/realsr-x4.safetensors
-cp $RS/realsr-x4.safetensors $RS/realsr-x4.json $W/
+# Stage 2: a GAN fine-tune against the teacher's outputs (Sobel-gradient perceptual loss without VGG
+# weights on disk); the same cache (a symlink: the teacher does not run again). This is the bundled one.
+ln -sfn $RS/realsr-x4.teacher-cache $RS/realsr-x4-gan.teacher-cache
+OMP_NUM_THREADS=1 genapps train sr --data "$RD" --holdout 6 --arch rep --no-branches --channels 48 --blocks 12 \
+  --init $RS/realsr-x4.safetensors --scale 4 --degrade realworld --teacher realesrgan-x4plus --teacher-patches 156 \
+  --teacher-crop 64 --patch 32 --batch-size 8 --gan --lr 1e-4 --pixel-weight 0.1 --adversarial-weight 0.05 \
+  --ema 0.99 --steps 400 --val-every 200 --out $RS/realsr-x4-gan.safetensors
+cp $RS/realsr-x4-gan.safetensors $W/realsr-x4.safetensors   # the card (realsr-x4.json) adds both stages' records
