@@ -92,6 +92,9 @@ class Bicubic(nn.Module):
         return F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
 
 
+CLASSICAL = weights.Resolver("classical", ("bicubic",), lambda name: None)  # listed; load_model builds it
+
+
 def load_model(name_or_path: str, scale: int = 4) -> tuple[nn.Module, weights.ModelInfo]:
     """A model ready for inference (eval mode, CPU) and its ModelInfo (arch, native scale, source, ...).
 
@@ -102,8 +105,11 @@ def load_model(name_or_path: str, scale: int = 4) -> tuple[nn.Module, weights.Mo
     """
     if name_or_path == "bicubic":
         return Bicubic(scale).eval(), weights.ModelInfo(arch="bicubic", source="bicubic", scale=scale)
+    if not Path(name_or_path).is_file():  # Real-ESRGAN's names: realesr-animevideov3 -s 2 is the -x2 file
+        name_or_path = zoo.zoo_name(str(name_or_path), scale) or name_or_path
     model, info = weights.load_model(
-        name_or_path, TASK, ARCHS, resolvers=(zoo.RESOLVER,), extra_keys=("outscale",),  # zoo x2/x3: the x4 net, resized
+        name_or_path, TASK, ARCHS, resolvers=(zoo.RESOLVER, CLASSICAL),
+        extra_keys=("outscale",),  # zoo x2/x3: the x4 net, resized
         spandrel=("SR", "Restoration"), infer=lambda tensors, where: weights.Declared(*infer_public_arch(tensors)))
     if info.scale is None:
         info = replace(info, scale=info.config.get("scale", info.config.get("upscale", scale)))
