@@ -47,7 +47,7 @@ Measure = Callable[[torch.Tensor, torch.Tensor], dict[str, float]]
 
 
 MANIFEST = ".genapps-manifest.jsonl"
-NOT_RESULT_OPTIONS = ("resume", "fail_fast", "reference", "overwrite", "batch_size")
+NOT_RESULT_OPTIONS = ("resume", "fail_fast", "reference", "overwrite", "batch_size", "max_memory")
 
 
 def _plain(obj):

@@ -89,3 +89,90 @@ def test_real_esrgan_names_run_the_zoo_models(cli, one_photo, tmp_path, genapps_
     x4 = cli("upscale", one_photo, tmp_path / "out4", "-n", "RealESRGAN_x4plus_anime_6B", "--no-report")
     assert x4.exit_code == 0, x4.output
     assert Image.open(tmp_path / "out4" / "a.png").size == (96, 80)
+
+
+# ---------------------------------------------------------------- tiles by a memory budget
+
+
+def test_tile_choice_is_the_largest_that_fits_the_budget():
+    from genapps.inference import MIN_TILE, TILE_GRID, MemoryProfile, choose_tile
+
+    prof = MemoryProfile(per_px=50_000, baseline=10**9, out_channels=3)
+    assert choose_tile(prof, (100, 100), 4, 16, 4, 2 * 10**9).tile == 0  # 0.5 GB pass: whole
+    out_bytes = 4 * 3 * 1000 * 1000 * 16
+    for budget in (3 * 10**9, 4 * 10**9, 8 * 10**9):
+        plan = choose_tile(prof, (1000, 1000), 4, 16, 4, budget)
+        assert plan.fits and plan.tile % TILE_GRID == 0 and plan.per_pass >= 1
+        pass_bytes = lambda t: prof.per_px * (t + 32) ** 2  # noqa: E731
+        assert prof.baseline + 4 * out_bytes + plan.per_pass * pass_bytes(plan.tile) <= budget
+        assert prof.baseline + 4 * out_bytes + pass_bytes(plan.tile + TILE_GRID) > budget  # the largest
+    tiles = [choose_tile(prof, (1000, 1000), 4, 16, 4, b * 10**9).tile for b in (3, 4, 8)]
+    assert tiles == sorted(tiles) and tiles[0] < tiles[-1]
+    on_grid = choose_tile(prof, (1000, 1000), 4, 16, 4, 4 * 10**9, multiple=24)
+    assert on_grid.tile % 48 == 0  # multiples of the model's and of TILE_GRID
+    starved = choose_tile(prof, (1000, 1000), 4, 16, 4, 10**9)
+    assert starved.tile == MIN_TILE and not starved.fits and starved.per_pass == 1
+
+
+def test_memory_profile_counts_the_tensors_alive_at_once():
+    import torch
+    from torch import nn
+
+    from genapps.inference import HIDDEN, PROBE, memory_profile
+
+    calls = []
+
+    class Net(nn.Sequential):
+        def forward(self, x):
+            calls.append(x.shape)
+            return super().forward(x)
+
+    net = Net(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 3, 3, padding=1)).eval()
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    prof = memory_profile(net, 3, torch.device("cpu"))
+    assert torch.equal(torch.rand(3), expected)  # the probe leaves the random stream alone
+    # the first conv's and the ReLU's outputs (32 float32 each per px) are alive together at the peak
+    assert prof.per_px == pytest.approx(HIDDEN * 2 * 32 * 4, rel=0.05)
+    assert prof.out_channels == 3 and prof.baseline > 0 and calls == [(1, 3, PROBE, PROBE)]
+    assert memory_profile(net, 3, torch.device("cpu")) is prof and len(calls) == 1  # measured once per model
+
+
+def test_upscale_tiles_within_max_memory_and_matches_the_whole_image(cli, tmp_path, caplog):
+    import logging
+
+    (tmp_path / "in").mkdir()
+    Image.fromarray(photo((120, 150), seed=3)).save(tmp_path / "in" / "p.png")
+    with caplog.at_level(logging.INFO):
+        tiled = cli("upscale", tmp_path / "in", tmp_path / "tiled", "-m", "sr-x2", "-s", "2", "--max-memory", "0.001",
+                    "--no-report")
+    assert tiled.exit_code == 0, tiled.output
+    assert "tiles of 64 px for a 0.02-MP image: sr-x2 needs" in caplog.text
+    assert "too small for sr-x2 even in 64-px tiles" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        whole = cli("upscale", tmp_path / "in", tmp_path / "whole", "-m", "sr-x2", "-s", "2", "--max-memory", "0",
+                    "--no-report")
+        default = cli("upscale", tmp_path / "in", tmp_path / "default", "-m", "sr-x2", "-s", "2", "--no-report")
+    assert whole.exit_code == 0 and default.exit_code == 0 and "tiles of" not in caplog.text
+    a, b = (np.asarray(Image.open(tmp_path / d / "p.png"), np.int16) for d in ("tiled", "whole"))
+    assert a.shape == (240, 300, 3) and np.abs(a - b).max() <= 2
+    assert (tmp_path / "whole" / "p.png").read_bytes() == (tmp_path / "default" / "p.png").read_bytes()
+    # the budget is not a setting of the result: a rerun with another budget resumes
+    again = cli("upscale", tmp_path / "in", tmp_path / "tiled", "-m", "sr-x2", "-s", "2", "--no-report")
+    assert again.exit_code == 0 and "0 ok, 1 skipped" in again.output
+    bad = cli("upscale", tmp_path / "in", tmp_path / "bad", "-m", "sr-x2", "--max-memory", "-1")
+    assert bad.exit_code == 2 and "max_memory must be >= 0" in bad.output
+
+
+def test_translate_tiles_within_max_memory(cli, tmp_path, caplog):
+    import logging
+
+    (tmp_path / "in").mkdir()
+    Image.fromarray(photo((330, 360), seed=4)).save(tmp_path / "in" / "p.png")
+    with caplog.at_level(logging.INFO):
+        result = cli("translate", tmp_path / "in", tmp_path / "out", "--max-memory", "0.001", "--no-report")
+    assert result.exit_code == 0, result.output
+    assert "tiles of 64 px for a 0.12-MP image: restore needs ~" in caplog.text  # its multiple: 32 px
+    assert Image.open(tmp_path / "out" / "p.png").size == (360, 330)

@@ -20,7 +20,7 @@ from torch import nn
 
 from genapps import io, metrics, weights, zoo
 from genapps.batch import map_images
-from genapps.inference import infer, resize, round_trip
+from genapps.inference import auto_tile, infer, resize, round_trip
 from genapps.nn.sr import infer_public_arch
 from genapps.nn.winograd import accelerate
 from genapps.records import StageResult
@@ -43,8 +43,12 @@ class Config:
     outscale: float | None = field(default=None, metadata={  # final factor; default: the model's own scale
         "help": "Final scale; the model's output is resized to it."})
     tile: int = field(default=0, metadata={"flags": ("-t", "--tile"),  # LR tile size in px, 0 = whole image
-                                           "help": "Tile size in input px (0 = whole image)."})
+                                           "help": "Tile size in input px (0 = whole image when it fits "
+                                                   "--max-memory, else the largest tile that does)."})
     tile_overlap: int = 16
+    max_memory: float | None = field(default=None, metadata={  # GB of process memory the tile choice aims at
+        "help": "GB of memory (RAM; GPU memory on CUDA) that -t 0 fits its tiles in; default a quarter of RAM, "
+                "at most 4 GB (CUDA: half the free GPU memory); 0 = no limit."})
     precision: str = field(default="fp32", metadata={"flag_values": {  # fp16 / bf16 apply on CUDA only
         "--half": ("fp16", "fp16 on CUDA (ignored on CPU)."),
         "--bf16": ("bf16", "bf16 on CUDA, and on CPUs with native bf16 (about 2x faster there).")}})
@@ -65,6 +69,8 @@ class Config:
             raise ValueError(f"alpha must be 'model' or 'bicubic', got {self.alpha!r}")
         if self.tile < 0 or self.tile_overlap < 0 or self.batch_size < 1:
             raise ValueError("tile and tile_overlap must be >= 0 and batch_size >= 1")
+        if self.max_memory is not None and self.max_memory < 0:
+            raise ValueError(f"max_memory must be >= 0 GB (0 = no limit), got {self.max_memory}")
         if self.precision not in ("fp32", "fp16", "bf16"):
             raise ValueError(f"precision must be fp32, fp16 or bf16, got {self.precision!r}")
         if self.ext is not None and f".{self.ext.lstrip('.').lower()}" not in io.WRITE_FORMATS:
@@ -145,8 +151,12 @@ def upscale_image(model: nn.Module, image: io.LoadedImage, scale: int, cfg: Conf
     size = (round(h * outscale), round(w * outscale))
 
     def step(rgb: torch.Tensor) -> torch.Tensor:
-        y = upscale_tensor(model, rgb[None].to(device), scale, cfg.tile, cfg.tile_overlap, cfg.batch_size,
-                           cfg.precision)
+        x = rgb[None].to(device)
+        tile, batch_size = cfg.tile, cfg.batch_size
+        if not tile:  # the whole image when it fits the memory budget, else the largest tile that does
+            tile, batch_size = auto_tile(model, x, scale, cfg.tile_overlap, batch_size, cfg.precision, CONTEXT,
+                                         cfg.max_memory, label=cfg.model or "the model")
+        y = upscale_tensor(model, x, scale, tile, cfg.tile_overlap, batch_size, cfg.precision)
         return resize(y, size)[0].cpu()
 
     return round_trip(image, step, alpha=cfg.alpha)
