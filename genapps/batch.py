@@ -36,11 +36,85 @@ class BatchAborted(Exception):
     """--fail-fast stopped the batch at its first bad file."""
 
 
-def progress(iterable, total: int | None = None, desc: str = ""):
-    """A tqdm bar on a terminal; silent in CI and pipes (records and logs say what happened)."""
-    from tqdm import tqdm
+PROGRESS_EVERY = 5.0  # s: the least time between two progress lines in pipes and logs (the last always shows)
 
-    return tqdm(iterable, total=total, desc=desc, disable=not sys.stderr.isatty(), leave=False)
+
+def _duration(seconds: float) -> str:
+    """'40 s', '3 min', '1 h 5 min': an ETA as people read it."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
+
+
+class Progress:
+    """Progress over `total` items: a tqdm bar on a terminal; elsewhere (pipes, log files, CI) an
+    INFO line per finished item, `DESC: done 12/40 img.png 3.1 s, ETA 2 min`, at most every
+    PROGRESS_EVERY s and always for the last item. Nothing shows before `delay` s have passed
+    (a tile bar only for images that take a while).
+
+    The ETA is the mean time of the items that did work (not skipped) times the items left;
+    with `work` (how many of the `total` will do work: the rest are resumed skips) it counts only those.
+    """
+
+    def __init__(self, total: int, desc: str = "", delay: float = 0.0, work: int | None = None,
+                 unit: str = "it", tty: bool | None = None):
+        self.total, self.desc, self.delay, self.work = total, desc, delay, work
+        self.tty = sys.stderr.isatty() if tty is None else tty
+        self.done = self.worked = 0
+        self.busy = 0.0  # seconds of the items that did work
+        self.start = self.shown = time.perf_counter()
+        self.bar = None
+        if self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, delay=delay, leave=False, unit=unit)
+
+    def eta(self) -> float | None:
+        """Seconds left (None before any item did work)."""
+        if not self.worked:
+            return None
+        left = (self.work - self.worked) if self.work is not None else (self.total - self.done)
+        return max(0, left) * self.busy / self.worked
+
+    def update(self, label: str = "", seconds: float | None = None, status: str = "ok") -> None:
+        """One item finished: `label` (a file name), its `seconds`, `status` ok / skipped / error."""
+        self.done += 1
+        if status != "skipped":
+            self.worked += 1
+            self.busy += seconds if seconds is not None else 0.0
+        if self.bar is not None:
+            self.bar.update(1)
+            return
+        now = time.perf_counter()
+        last = self.done >= self.total
+        if now - self.start < self.delay or (now - self.shown < PROGRESS_EVERY and not last):
+            return  # a quick run says nothing; a long one at most every PROGRESS_EVERY s, and its end
+        self.shown = now
+        what = {"skipped": " skipped", "error": " failed"}.get(status, f" {seconds:.1f} s" if seconds is not None else "")
+        eta = self.eta()
+        tail = f", ETA {_duration(eta)}" if eta is not None and not last else ""
+        log.info("%sdone %d/%d%s%s%s", f"{self.desc}: " if self.desc else "", self.done, self.total,
+                 f" {label}" if label else "", what, tail)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def progress(iterable, total: int | None = None, desc: str = "", delay: float = 0.0, unit: str = "it"):
+    """Iterate `iterable` with a Progress: a bar on a terminal, lines in pipes and logs (each item
+    counts as finished when the next one is asked for)."""
+    items = list(iterable) if total is None else iterable
+    bar = Progress(len(items) if total is None else total, desc, delay=delay, unit=unit)
+    try:
+        t0 = time.perf_counter()
+        for item in items:
+            yield item
+            bar.update(seconds=time.perf_counter() - t0)
+            t0 = time.perf_counter()
+    finally:
+        bar.close()
 
 
 Measure = Callable[[torch.Tensor, torch.Tensor], dict[str, float]]
@@ -226,10 +300,13 @@ def map_images(input_dir: str | Path, output_dir: str | Path, process: Callable[
     files = list(plan.outputs)
     records: list[Record] = []
     start = time.perf_counter()
+    bar = Progress(len(files), name, work=sum(v != "skip" for v in todo.values()), unit="file")
     try:
-        for src in progress(files, total=len(files), desc=name):
+        for src in files:
             records.append(step(src, plan.outputs[src], todo[src]))
+            bar.update(src.name, records[-1].seconds, records[-1].status)
     finally:
+        bar.close()
         if manifest.path.exists():
             manifest.compact()
     return StageResult(name, task, str(plan.input_dir), str(plan.output_dir), config, records,

@@ -30,17 +30,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.multiprocessing.reductions import StorageWeakRef
-from torch.utils._python_dispatch import TorchDispatchMode
+from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 
 from genapps import io
-from genapps.batch import progress
+from genapps.batch import progress as batch_progress
 from genapps.device import autocast
 
 log = logging.getLogger(__name__)
 
-TILE_PROGRESS = 16  # tiles in one image from which `infer` shows a progress bar
+TILE_PROGRESS = 2  # forward passes over one image's tiles from which `infer` shows their progress...
+TILE_DELAY = 3.0  # ...once they have taken this many seconds (a bar on a terminal, log lines elsewhere)
+
 LUMA = (0.299, 0.587, 0.114)  # colour -> grey for a model that reads one channel (ITU-R BT.601)
+
+
+def progress(chunks, total: int, desc: str):
+    """The progress over one image's tile passes: nothing for TILE_DELAY s, then genapps.batch's."""
+    return batch_progress(chunks, total=total, desc=desc, delay=TILE_DELAY, unit="pass")
 
 
 @dataclass(frozen=True)
@@ -160,7 +167,7 @@ def infer(model: nn.Module, x: torch.Tensor, scale: int = 1, tile: int = 0, over
             by_shape.setdefault((ys[1] - ys[0], xs[1] - xs[0]), []).append((ys, xs))
         step = max(1, batch_size // b)
         chunks = [group[i:i + step] for group in by_shape.values() for i in range(0, len(group), step)]
-        if len(jobs) >= TILE_PROGRESS:  # a bar over the tiles of one large image (on a terminal)
+        if len(chunks) >= TILE_PROGRESS:  # a bar (terminal) or lines (pipes, logs) once the image takes TILE_DELAY s
             chunks = progress(chunks, total=len(chunks), desc=f"{len(jobs)} tiles")
         out, weight = None, torch.zeros(1, 1, H * scale, W * scale, device=x.device)
         for chunk in chunks:
@@ -195,15 +202,17 @@ MIN_TILE = 64  # px: below this, tiles would be mostly overlap; a budget that sm
 GB = 1e9
 
 
-class _LiveTensorBytes(TorchDispatchMode):
-    """While active: `peak`, the largest total of tensor storages alive at once that ops allocated."""
+class _LiveTensorBytes(TorchFunctionMode):
+    """While active: `peak`, the largest total of tensor storages alive at once that torch
+    functions returned (a TorchFunctionMode: what a composite function allocates inside is not
+    seen; a TorchDispatchMode would see it but costs seconds of imports on first use)."""
 
     def __init__(self):
         super().__init__()
         self.live: dict[tuple[int, int], tuple[StorageWeakRef, int]] = {}
         self.now = self.peak = 0
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         for key in [k for k, (ref, _) in self.live.items() if ref.expired()]:
             self.now -= self.live.pop(key)[1]

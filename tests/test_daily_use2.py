@@ -176,3 +176,76 @@ def test_translate_tiles_within_max_memory(cli, tmp_path, caplog):
     assert result.exit_code == 0, result.output
     assert "tiles of 64 px for a 0.12-MP image: restore needs ~" in caplog.text  # its multiple: 32 px
     assert Image.open(tmp_path / "out" / "p.png").size == (360, 330)
+
+
+# ---------------------------------------------------------------- progress in pipes and logs
+
+
+def _done_lines(text: str) -> list[str]:
+    return [line.split("INFO", 1)[-1] for line in text.splitlines() if ": done " in line]
+
+
+def test_per_file_progress_lines_when_not_on_a_terminal(cli, photo_dir, tmp_path, caplog, monkeypatch):
+    import logging
+
+    from genapps import batch
+
+    with caplog.at_level(logging.INFO, logger="genapps"):
+        assert cli("upscale", photo_dir, tmp_path / "out", "-m", "bicubic", "-s", "2", "--no-report").exit_code == 0
+    lines = _done_lines(caplog.text)  # quick files: only the last one is said
+    assert len(lines) == 1 and "upscale: done 3/3 c.png" in lines[0] and "ETA" not in lines[0]
+    monkeypatch.setattr(batch, "PROGRESS_EVERY", 0.0)  # every file
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="genapps"):
+        assert cli("upscale", photo_dir, tmp_path / "out2", "-m", "bicubic", "-s", "2", "--no-report").exit_code == 0
+    lines = _done_lines(caplog.text)
+    assert len(lines) == 3 and all(f"done {i}/3" in line for i, line in enumerate(lines, 1))
+    assert "a.png" in lines[0] and " s, ETA " in lines[0] and "ETA" not in lines[2]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="genapps"):
+        assert cli("upscale", photo_dir, tmp_path / "out2", "-m", "bicubic", "-s", "2", "--no-report").exit_code == 0
+    assert all(line.endswith("skipped") for line in _done_lines(caplog.text))
+
+
+def test_progress_eta_counts_the_files_that_do_work(monkeypatch, caplog):
+    import logging
+
+    from genapps import batch
+
+    clock = iter(range(0, 1000, 10))  # every call: 10 s later
+    monkeypatch.setattr(batch.time, "perf_counter", lambda: next(clock))
+    bar = batch.Progress(5, "up", work=3, tty=False)
+    with caplog.at_level(logging.INFO, logger="genapps"):
+        bar.update("a.png", 0.0, "skipped")
+        bar.update("b.png", 60.0)
+        bar.update("c.png", 30.0, "error")
+    lines = _done_lines(caplog.text)
+    assert lines[0].endswith("up: done 1/5 a.png skipped")  # no work yet: no ETA
+    assert lines[1].endswith("up: done 2/5 b.png 60.0 s, ETA 2 min")  # 2 files to do, 60 s each
+    assert lines[2].endswith("up: done 3/5 c.png failed, ETA 45 s")  # 1 file left, 45 s each
+    assert batch._duration(3900) == "1 h 5 min"
+
+
+def test_tile_progress_for_an_image_that_takes_a_while(monkeypatch, caplog):
+    import logging
+    import time
+
+    import torch
+
+    from genapps import batch, inference
+
+    def slow(x):
+        time.sleep(0.05)
+        return x
+
+    x = torch.rand(1, 3, 40, 40)
+    monkeypatch.setattr(batch, "PROGRESS_EVERY", 0.0)
+    with caplog.at_level(logging.INFO, logger="genapps"):
+        inference.infer(torch.nn.Identity(), x, tile=8, overlap=4, batch_size=1, forward=slow)
+    assert not _done_lines(caplog.text)  # 25 passes in ~1.3 s: below TILE_DELAY, nothing said
+    monkeypatch.setattr(inference, "TILE_DELAY", 0.2)
+    with caplog.at_level(logging.INFO, logger="genapps"):
+        y = inference.infer(torch.nn.Identity(), x, tile=8, overlap=4, batch_size=1, forward=slow)
+    lines = _done_lines(caplog.text)
+    assert torch.allclose(y, x) and 10 < len(lines) < 25 and lines[-1].endswith("25 tiles: done 25/25 0.1 s")
+    assert "ETA" in lines[0]
