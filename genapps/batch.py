@@ -118,6 +118,7 @@ def progress(iterable, total: int | None = None, desc: str = "", delay: float = 
 
 
 Measure = Callable[[torch.Tensor, torch.Tensor], dict[str, float]]
+Baseline = Callable[[torch.Tensor, tuple[int, int]], torch.Tensor]  # input (C, h, w), output (H, W) -> (C, H, W)
 
 
 MANIFEST = ".genapps-manifest.jsonl"
@@ -148,11 +149,7 @@ class Manifest:
         self.folder, self.path = folder, folder / manifest_name(shard)
         self.task, self.fingerprint, self.version = task, _plain(fingerprint), __version__
         self.sharded = shard is not None and shard.active
-        # every manifest of the folder (one per shard of a sharded run); the newest line of an output wins
-        rows = [row for path in sorted(folder.glob(".genapps-manifest*.jsonl")) if MANIFEST_NAME.match(path.name)
-                for row in io.read_jsonl(path) if isinstance(row.get("output"), str)]
-        rows.sort(key=lambda row: row.get("time") if isinstance(row.get("time"), (int, float)) else 0)
-        self.entries = {row["output"]: row for row in rows}
+        self.entries = manifest_entries(folder)
         self.own = {row["output"]: row for row in io.read_jsonl(self.path) if isinstance(row.get("output"), str)}
 
     def rel(self, dest: Path) -> str:
@@ -220,6 +217,46 @@ class Manifest:
 MANIFEST_NAME = re.compile(r"^\.genapps-manifest(\.shard-\d+-of-\d+)?\.jsonl$")
 
 
+def manifest_entries(folder: str | Path) -> dict[str, dict]:
+    """Output (relative path) -> its manifest line, from every manifest of `folder` (one per shard
+    of a sharded run); the newest line of an output wins. {} without a manifest."""
+    folder = Path(folder)
+    rows = [row for path in sorted(folder.glob(".genapps-manifest*.jsonl")) if MANIFEST_NAME.match(path.name)
+            for row in io.read_jsonl(path) if isinstance(row.get("output"), str)]
+    rows.sort(key=lambda row: row.get("time") if isinstance(row.get("time"), (int, float)) else 0)
+    return {row["output"]: row for row in rows}
+
+
+def folder_outputs(output_dir: str | Path, outputs: list[str]) -> tuple[dict[str, list[str]], list[dict]]:
+    """What the manifest of `output_dir` knows beside a run's `outputs` (paths of its records):
+    ({output: every output of the same input, e.g. inpaint's NAME_s0, NAME_s1, ...}, the lines of
+    the folder's other outputs made by the same task with the same settings, still on disk).
+    The settings are those of the manifest lines of `outputs`; ({}, []) when none has one."""
+    folder = Path(output_dir)
+    if io.is_url(output_dir) or not folder.is_dir():
+        return {}, []
+    entries = manifest_entries(folder)
+    rel = {}
+    for out in outputs:
+        try:
+            rel[out] = Path(out).relative_to(folder).as_posix()
+        except ValueError:
+            continue
+    mine = [entries[r] for r in rel.values() if r in entries]
+    if not mine:
+        return {}, []
+    same = [e for e in entries.values() if e.get("task") == mine[0].get("task")
+            and e.get("fingerprint") == mine[0].get("fingerprint")]
+    by_input: dict[str, list[str]] = {}
+    for e in same:
+        by_input.setdefault(str(e.get("input")), []).append(e["output"])
+    siblings = {out: [str(folder / o) for o in sorted(by_input.get(str(entries[r].get("input")), [r]))]
+                for out, r in rel.items() if r in entries}
+    inputs = {str(entries[r].get("input")) for r in rel.values() if r in entries}
+    others = [e for e in same if str(e.get("input")) not in inputs and (folder / e["output"]).is_file()]
+    return siblings, others
+
+
 def manifest_name(shard: Shard | None = None) -> str:
     """The manifest file of a shard: one file per shard, so concurrent shards never append to one file."""
     if shard is None or not shard.active:
@@ -253,7 +290,7 @@ def map_images(input_dir: str | Path, output_dir: str | Path, process: Callable[
                extra_inputs: Callable[[Path], list[Path]] | None = None, ext: str | None = None, suffix: str = "",
                quality: int = 95, resume: bool = True, fail_fast: bool = False, reference: str | Path | None = None,
                measure: Measure | None = None, reference_slack: int = 0, pass_source: bool = False,
-               output_suffixes: tuple[str, ...] | None = None) -> StageResult:
+               output_suffixes: tuple[str, ...] | None = None, baseline: Baseline | None = None) -> StageResult:
     """Apply `process` to every image under `input_dir` (or to one file), mirroring the tree into `output_dir`.
 
     `process(image)` returns the output image; with `pass_source` it is called as
@@ -277,14 +314,18 @@ def map_images(input_dir: str | Path, output_dir: str | Path, process: Callable[
     `measure(output (C,H,W), reference (C,H,W)) -> {metric: value}` runs when `reference` is a
     folder holding the image of the same relative name (or the only one of the same stem); a
     reference up to `reference_slack` px larger is cropped to the output. Skipped outputs are
-    measured too. `input_dir` and `output_dir` may be fsspec URLs (s3://, gs://, az://, memory://;
+    measured too. With `baseline(input planes (C, h, w), output (H, W)) -> (C, H, W)` (upscale:
+    the input resized bicubic; translate: the input itself), every measured record also gets
+    `baseline_<metric>`: that baseline against the same reference (the report's baseline column).
+    `input_dir` and `output_dir` may be fsspec URLs (s3://, gs://, az://, memory://;
     http(s):// for input): see `_map_remote`.
     """
     if io.is_url(input_dir) or io.is_url(output_dir):
         return _map_remote(input_dir, output_dir, process, name=name, task=task, config=config,
                            fingerprint=fingerprint, extra_inputs=extra_inputs, ext=ext, suffix=suffix, quality=quality,
                            resume=resume, fail_fast=fail_fast, reference=reference, measure=measure,
-                           reference_slack=reference_slack, pass_source=pass_source, output_suffixes=output_suffixes)
+                           reference_slack=reference_slack, pass_source=pass_source, output_suffixes=output_suffixes,
+                           baseline=baseline)
     plan = _plan(input_dir, output_dir, name=name, ext=ext, suffix=suffix, output_suffixes=output_suffixes)
     if fingerprint is None:
         fingerprint = {k: v for k, v in config.items() if k not in NOT_RESULT_OPTIONS}
@@ -309,6 +350,8 @@ def map_images(input_dir: str | Path, output_dir: str | Path, process: Callable[
         bar.close()
         if manifest.path.exists():
             manifest.compact()
+    if baseline is not None and step.refs is not None:
+        _measure_baselines(records, plan.input_dir, step.refs, measure, reference_slack, baseline)
     return StageResult(name, task, str(plan.input_dir), str(plan.output_dir), config, records,
                        time.perf_counter() - start)
 
@@ -479,6 +522,28 @@ def _measure(output: io.LoadedImage | Path, ref: Path | None, measure: Measure |
     except (io.ImageError, ValueError) as e:
         log.warning("not measured against %s: %s", ref, e)
         return {}
+
+
+def _measure_baselines(records: list[Record], input_dir: Path, refs: io.ImageIndex, measure: Measure, slack: int,
+                       baseline: Baseline) -> None:
+    """Add baseline_<metric> to every record measured against a reference: the task's baseline of
+    its input at the output's size, measured as the output was. A failure only leaves it out."""
+    from PIL import Image
+
+    for rec in records:
+        if rec.status == "error" or not rec.metrics or not rec.output:
+            continue
+        ref, _ = refs.find(Path(rec.input).relative_to(input_dir).as_posix())
+        if ref is None:
+            continue
+        try:
+            with Image.open(rec.output) as out:
+                size = (out.height, out.width)
+            base = baseline(io.read_image(rec.input).color, size)
+            rec.metrics |= {f"baseline_{k}": v for k, v in measure_pair(base, io.read_image(ref).color, measure,
+                                                                         slack).items()}
+        except (io.ImageError, ValueError, OSError) as e:
+            log.warning("%s: baseline not measured (%s)", rec.input, e)
 
 
 def measure_pair(pred: torch.Tensor, ref: torch.Tensor, measure: Measure, slack: int = 0) -> dict[str, float]:

@@ -3,6 +3,7 @@ pipes and logs, reports that cover the whole folder and compare."""
 
 import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -249,3 +250,115 @@ def test_tile_progress_for_an_image_that_takes_a_while(monkeypatch, caplog):
     lines = _done_lines(caplog.text)
     assert torch.allclose(y, x) and 10 < len(lines) < 25 and lines[-1].endswith("25 tiles: done 25/25 0.1 s")
     assert "ETA" in lines[0]
+
+
+# ---------------------------------------------------------------- reports that cover the folder and compare
+
+
+def _lr_hr(tmp_path, names=("a", "b", "c"), size=(64, 80)):
+    """HR photos and their x2 LR versions (PIL bicubic), as SR benchmarks make them."""
+    hr, lr = tmp_path / "hr", tmp_path / "lr"
+    hr.mkdir()
+    lr.mkdir()
+    for i, n in enumerate(names):
+        im = Image.fromarray(photo(size, seed=i))
+        im.save(hr / f"{n}.png")
+        im.resize((size[1] // 2, size[0] // 2), Image.BICUBIC).save(lr / f"{n}.png")
+    return lr, hr
+
+
+def test_a_partial_rerun_reports_every_output_of_the_folder(cli, tmp_path):
+    from tests.test_report_html import Page, check_images
+
+    lr, hr = _lr_hr(tmp_path)
+    out = tmp_path / "out"
+    args = ("upscale", lr, out, "-m", "bicubic", "-s", "2", "--reference", hr)
+    assert cli(*args).exit_code == 0
+    Image.fromarray(photo((32, 40), seed=9)).save(lr / "b.png")  # one input changed
+    again = cli(*args)
+    assert again.exit_code == 0 and "1 ok, 2 skipped" in again.output
+    page = Page((out / "report.html").read_text())
+    check_images(page)
+    assert "Input | output | reference (3 of 3; 1 made by this run, 2 resumed)" in page.headings
+    assert len(page.body_rows("per-image")) == 3
+    doc = json.loads((out / "report.json").read_text())
+    stage = doc["stages"][0]
+    assert stage["stats"]["metrics"]["psnr_y"]["n"] == 3  # the means cover the folder, not the one redone
+    assert (stage["stats"]["ok"], stage["stats"]["skipped"]) == (1, 2)  # the counts say what this run did
+    # a baseline: the input bicubic-resized by PIL's antialiased resize, measured like the output
+    assert stage["stats"]["metrics"]["baseline_psnr_y"]["n"] == 3
+    assert stage["metric_labels"]["psnr_y"] == "PSNR (Y) dB"
+    assert stage["metric_labels"]["baseline_psnr_y"] == "baseline PSNR (Y) dB"
+    heads = [c["text"] for c in page.tables["per-image"]["rows"][0]]
+    assert heads[1] == "upscalePSNR (Y) dB" and heads[2] == "upscalebaseline PSNR (Y) dB"
+    assert [c["stage"] for c in doc["per_image"]["baseline_columns"]] == ["upscale"]
+    assert all(row["baselines"][0] is not None for row in doc["per_image"]["rows"])
+    # one file into the same folder: the folder's report still shows its other outputs
+    single = cli("upscale", lr / "a.png", out, "-m", "bicubic", "-s", "2", "--reference", hr)
+    assert single.exit_code == 0 and "0 ok, 1 skipped" in single.output
+    page = Page((out / "report.html").read_text())
+    assert "Input | output | reference (3 of 3; 1 resumed, 2 from earlier runs)" in page.headings
+    doc = json.loads((out / "report.json").read_text())
+    assert sorted(Path(p).name for p in doc["stages"][0]["earlier_outputs"]) == ["b.png", "c.png"]
+
+
+def test_every_sample_is_in_the_report(cli, tmp_path):
+    from tests.test_report_html import Page, check_images
+
+    (tmp_path / "in").mkdir()
+    Image.fromarray(photo((48, 48), seed=1)).save(tmp_path / "in" / "x.png")
+    mask = np.zeros((48, 48), np.uint8)
+    mask[16:30, 12:36] = 255
+    Image.fromarray(mask).save(tmp_path / "hole.png")
+    result = cli("inpaint", tmp_path / "in", tmp_path / "out", "--masks", tmp_path / "hole.png", "--samples", "3")
+    assert result.exit_code == 0, result.output
+    page = Page((tmp_path / "out" / "report.html").read_text())
+    check_images(page)
+    assert "Input | output (all 3 samples) | mask (1 of 1)" in page.headings
+    assert [c.split(":")[0] for c in page.captions[:5]] == ["input", "output s0", "output s1", "output s2", "mask"]
+    doc = json.loads((tmp_path / "out" / "report.json").read_text())
+    [(first, samples)] = doc["stages"][0]["samples"].items()
+    assert first.endswith("x_s0.png") and [Path(p).name for p in samples] == ["x_s0.png", "x_s1.png", "x_s2.png"]
+
+
+def test_a_pipeline_report_names_colour_spaces_and_follows_each_image(cli, tmp_path):
+    from tests.test_report_html import Page, check_images
+
+    _, hr = _lr_hr(tmp_path, size=(96, 96))
+    yaml = tmp_path / "p.yaml"
+    yaml.write_text(f"""name: compare
+input: {hr}
+output: {tmp_path / 'run'}
+stages:
+  - name: lr
+    task: downscale
+    options: {{scale: 2}}
+  - name: sr
+    task: upscale
+    options: {{model: bicubic, scale: 2, reference: {hr}}}
+  - name: clean
+    task: translate
+    options: {{model: restore, reference: {hr}}}
+  - name: eval
+    task: evaluate
+    options: {{reference: {hr}, y_channel: true, crop_border: 2}}
+""")
+    result = cli("run", yaml)
+    assert result.exit_code == 0, result.output
+    page = Page((tmp_path / "run" / "report.html").read_text())
+    check_images(page)
+    heads = [c["text"] for c in page.tables["grid compare"]["rows"][0]]
+    assert "PSNR (Y) dB" in heads and "PSNR dB (RGB)" in heads and "PSNR dB (Y)" in heads  # never one column
+    rows = {r[0]["text"]: r for r in page.body_rows("grid compare")}
+    sub = [c["text"] for c in page.tables["grid compare"]["rows"][1]]
+    y_col = heads.index("PSNR (Y) dB") - 2  # the rowspan'd stage/task cells come first
+    assert sub[3 * y_col: 3 * y_col + 3] == ["mean", "median", "baseline"]
+    assert rows["clean"][2 + 3 * y_col]["text"] == ""  # RGB PSNR is not under the Y header
+    per = json.loads((tmp_path / "run" / "report.json").read_text())["per_image"]
+    assert [(c["stage"], c["space"]) for c in per["columns"]] == [("sr", "Y"), ("clean", "RGB"), ("eval", "Y")]
+    assert per["stages"] == ["lr", "sr", "clean", "eval"]
+    assert all(row["status"] == ["ok", "ok", "ok", "ok"] for row in per["rows"])
+    assert "Through the stages" in page.headings
+    through = [c for c in page.captions if c.split(" ·")[0] in ("input", "lr", "sr", "clean", "eval", "reference")]
+    assert [c.split(" ·")[0] for c in through[:6]] == ["input", "lr", "sr", "clean", "eval", "reference"]
+    assert any(c.startswith("clean · PSNR dB (RGB) ") for c in page.captions)

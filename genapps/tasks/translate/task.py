@@ -148,7 +148,7 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
     result = map_images(input_dir, output_dir, process, name=name, task=TASK, fingerprint=fingerprint,
                         config=asdict(cfg) | {"model_info": info.as_report()}, ext=cfg.ext, suffix=cfg.suffix,
                         quality=cfg.quality, resume=cfg.resume, fail_fast=cfg.fail_fast, reference=cfg.reference,
-                        measure=measure, pass_source=True)
+                        measure=measure, pass_source=True, baseline=lambda planes, size: planes)  # the input as it is
     ok = [r for r in result.records if r.status == "ok"]
     mp = sum(r.metrics.get("output_mp", 0.0) for r in ok)
     result.summary = {"model": cfg.model, "arch": info.arch, "direction": cfg.direction,

@@ -205,6 +205,7 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
         ext=cfg.ext, suffix=cfg.suffix,
         quality=cfg.quality, resume=cfg.resume, fail_fast=cfg.fail_fast, reference=cfg.reference,
         measure=sr_measure(round(cfg.outscale or cfg.scale)), reference_slack=round(cfg.outscale or cfg.scale) - 1,
+        baseline=lambda planes, size: resize(planes[None], size)[0],  # the input, bicubic to the output's size
     )
     ok = [r for r in result.records if r.status == "ok"]
     mp = sum(r.metrics.get("output_mp", 0.0) for r in ok)
