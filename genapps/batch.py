@@ -122,6 +122,8 @@ Baseline = Callable[[torch.Tensor, tuple[int, int]], torch.Tensor]  # input (C, 
 
 
 MANIFEST = ".genapps-manifest.jsonl"
+RACY_SECONDS = 1.0  # an input modified this close before its output was recorded is hashed anyway (the
+# file system's clock ticks coarsely: a same-size rewrite within one tick keeps the mtime; git's "racy clean")
 NOT_RESULT_OPTIONS = ("resume", "fail_fast", "reference", "overwrite", "batch_size", "max_memory")
 
 
@@ -138,17 +140,22 @@ def _short(value) -> str:
 class Manifest:
     """OUT/.genapps-manifest.jsonl: one JSON line per output written, the last line of a name wins.
 
-    A line is {output, input, input_sha256, task, fingerprint, genapps, size, sha256}; it is
-    appended (and flushed) before the output's temporary file is renamed to its final name, so
-    every output under its final name has a line, also after a kill. Torn lines are ignored.
+    A line is {output, input, input_sha256, task, fingerprint, genapps, size, sha256, mtime_ns,
+    input_stat}; it is appended (and flushed) before the output's temporary file is renamed to its
+    final name, so every output under its final name has a line, also after a kill. Torn lines
+    are ignored. `mtime_ns` (the output's) and `input_stat` ([size, mtime_ns] of the input and its
+    side files, given `sources`) make the resume check cheap: a file whose size and modification
+    time are those recorded is not hashed again; any other is, and its hash decides.
     """
 
-    def __init__(self, folder: Path, task: str, fingerprint: dict, shard: Shard | None = None):
+    def __init__(self, folder: Path, task: str, fingerprint: dict, shard: Shard | None = None,
+                 sources: Callable[[str], list[Path]] | None = None):
         from genapps import __version__
 
         self.folder, self.path = folder, folder / manifest_name(shard)
         self.task, self.fingerprint, self.version = task, _plain(fingerprint), __version__
         self.sharded = shard is not None and shard.active
+        self.sources = sources  # an input's relative path -> the files its output depends on (it first)
         self.entries = manifest_entries(folder)
         self.own = {row["output"]: row for row in io.read_jsonl(self.path) if isinstance(row.get("output"), str)}
 
@@ -163,9 +170,22 @@ class Manifest:
         keys = [k for k in sorted(set(old) | set(self.fingerprint)) if old.get(k) != self.fingerprint.get(k)]
         return ", ".join(f"{k} {_short(old.get(k))} -> {_short(self.fingerprint.get(k))}" for k in keys)
 
-    def check(self, dest: Path, input_sha: Callable[[], str]) -> str:
+    def input_stat(self, src_rel: str) -> list[list[int]] | None:
+        """[size, mtime_ns] of the files the output of input `src_rel` depends on (None: unknown)."""
+        if self.sources is None:
+            return None
+        try:
+            return [[st.st_size, st.st_mtime_ns] for st in (os.stat(p) for p in self.sources(src_rel))]
+        except (OSError, ValueError):
+            return None
+
+    def check(self, dest: Path, input_sha: Callable[[], str], src_rel: str | None = None) -> str:
         """What to do with an existing output: 'skip', 'redo' (junk, or its input changed) or
-        'conflict: WHY' (made with other settings, or not by genapps)."""
+        'conflict: WHY' (made with other settings, or not by genapps).
+
+        The output and the input (`src_rel`, with `sources`) are hashed only when their size or
+        modification time differ from the recorded ones; an equal hash then refreshes the record.
+        """
         if not dest.exists():
             return "redo"
         if not dest.is_file():
@@ -180,9 +200,17 @@ class Manifest:
         why = self.differs(entry)
         if why:
             return f"conflict: {why}"
-        if entry.get("size") != dest.stat().st_size or entry.get("sha256") != io.sha256_file(dest):
+        st = dest.stat()
+        if entry.get("size") != st.st_size or (entry.get("mtime_ns") != st.st_mtime_ns
+                                               and entry.get("sha256") != io.sha256_file(dest)):
             log.info("%s: not the file genapps wrote (truncated or replaced); redoing it", dest)
             return "redo"
+        entry["mtime_ns"] = st.st_mtime_ns  # the same bytes (hashed, if touched): no hash next time
+        stat = self.input_stat(src_rel) if src_rel is not None else None
+        recorded = entry.get("time") if isinstance(entry.get("time"), (int, float)) else 0
+        if stat is not None and entry.get("input_stat") == stat and \
+                all(mtime < (recorded - RACY_SECONDS) * 1e9 for _, mtime in stat):
+            return "skip"  # the input and its side files untouched since the output was made
         try:
             changed = entry.get("input_sha256") != input_sha()
         except (OSError, ValueError):
@@ -190,14 +218,21 @@ class Manifest:
         if changed:
             log.info("%s: its input changed since it was written; redoing it", dest)
             return "redo"
+        if stat is not None:
+            entry["input_stat"] = stat
         return "skip"
 
     def recorder(self, dest: Path, src_rel: str, input_sha: str) -> Callable[[Path], None]:
         """The before_replace hook of io.write_image: append the finished file's line."""
         def record(tmp: Path) -> None:
+            st = tmp.stat()  # the rename keeps size and mtime: those of the final file
             entry = {"output": self.rel(dest), "input": src_rel, "input_sha256": input_sha, "task": self.task,
                      "fingerprint": self.fingerprint, "genapps": self.version,
-                     "size": tmp.stat().st_size, "sha256": io.sha256_file(tmp), "time": round(time.time(), 3)}
+                     "size": st.st_size, "sha256": io.sha256_file(tmp), "time": round(time.time(), 3),
+                     "mtime_ns": st.st_mtime_ns}
+            stat = self.input_stat(src_rel)
+            if stat is not None:
+                entry["input_stat"] = stat
             io.append_jsonl(self.path, entry)
             self.entries[entry["output"]] = self.own[entry["output"]] = entry
         return record
@@ -329,7 +364,11 @@ def map_images(input_dir: str | Path, output_dir: str | Path, process: Callable[
     plan = _plan(input_dir, output_dir, name=name, ext=ext, suffix=suffix, output_suffixes=output_suffixes)
     if fingerprint is None:
         fingerprint = {k: v for k, v in config.items() if k not in NOT_RESULT_OPTIONS}
-    manifest = Manifest(plan.output_dir, task, fingerprint, plan.shard)
+    def sources(src_rel: str) -> list[Path]:  # the files an output depends on: its input, side files (masks)
+        src = plan.input_dir / src_rel
+        return [src, *(extra_inputs(src) if extra_inputs else [])]
+
+    manifest = Manifest(plan.output_dir, task, fingerprint, plan.shard, sources)
     input_sha = _InputHashes(extra_inputs)
     todo = _triage(plan, manifest, input_sha, resume=resume, name=name)
     io.check_writable(plan.output_dir)
@@ -441,7 +480,8 @@ def _triage(plan: _Plan, manifest: Manifest, input_sha: _InputHashes, *, resume:
         if not resume:
             todo[src] = "redo"
             continue
-        verdicts = [manifest.check(d, lambda: input_sha(src)) for d in dests.values()]
+        rel = src.relative_to(plan.input_dir).as_posix()
+        verdicts = [manifest.check(d, lambda: input_sha(src), rel) for d in dests.values()]
         conflicts += [(d, v) for d, v in zip(dests.values(), verdicts) if v.startswith("conflict")]
         todo[src] = "skip" if all(v == "skip" for v in verdicts) else "redo"
     if conflicts:

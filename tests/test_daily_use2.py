@@ -362,3 +362,48 @@ stages:
     through = [c for c in page.captions if c.split(" ·")[0] in ("input", "lr", "sr", "clean", "eval", "reference")]
     assert [c.split(" ·")[0] for c in through[:6]] == ["input", "lr", "sr", "clean", "eval", "reference"]
     assert any(c.startswith("clean · PSNR dB (RGB) ") for c in page.captions)
+
+
+# ---------------------------------------------------------------- cheap "already done" checks
+
+
+def test_a_rerun_hashes_only_files_whose_size_or_mtime_changed(cli, photo_dir, tmp_path, monkeypatch):
+    import os
+    import time
+
+    from genapps import io
+
+    old = time.time() - 3600
+    for p in photo_dir.rglob("*.*"):
+        os.utime(p, (old, old))  # inputs made an hour ago
+    out = tmp_path / "out"
+    args = ("upscale", photo_dir, out, "-m", "bicubic", "-s", "2", "--no-report")
+    assert cli(*args).exit_code == 0
+    hashed = []
+    real = io.sha256_file
+    monkeypatch.setattr(io, "sha256_file", lambda p: hashed.append(Path(p).name) or real(p))
+    again = cli(*args)
+    assert again.exit_code == 0 and "0 ok, 3 skipped" in again.output and hashed == []  # nothing hashed
+    os.utime(out / "a.png")  # touched, the same bytes: hashed once, kept, and its new mtime recorded
+    again = cli(*args)
+    assert "0 ok, 3 skipped" in again.output and hashed == ["a.png"]
+    hashed.clear()
+    assert "0 ok, 3 skipped" in cli(*args).output and hashed == []
+    # an input rewritten (other bytes, a new mtime): hashed, and its output redone
+    Image.fromarray(photo(seed=7)).save(photo_dir / "a.png")
+    assert "1 ok, 2 skipped" in cli(*args).output
+
+
+def test_an_input_modified_just_before_its_output_is_always_hashed(cli, tmp_path, monkeypatch):
+    from genapps import io
+
+    (tmp_path / "in").mkdir()
+    Image.fromarray(photo(seed=1)).save(tmp_path / "in" / "x.png")  # written now: "racy"
+    args = ("upscale", tmp_path / "in", tmp_path / "out", "-m", "bicubic", "-s", "2", "--no-report")
+    assert cli(*args).exit_code == 0
+    hashed = []
+    real = io.sha256_file
+    monkeypatch.setattr(io, "sha256_file", lambda p: hashed.append(Path(p).name) or real(p))
+    assert "0 ok, 1 skipped" in cli(*args).output and hashed == ["x.png"]
+    entry = json.loads((tmp_path / "out" / ".genapps-manifest.jsonl").read_text().splitlines()[0])
+    assert {"mtime_ns", "input_stat", "sha256", "input_sha256"} <= set(entry)
