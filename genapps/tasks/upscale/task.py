@@ -20,7 +20,7 @@ from torch import nn
 
 from genapps import io, metrics, ncnn_files, weights, zoo
 from genapps.batch import map_images
-from genapps.inference import infer, resize, round_trip
+from genapps.inference import auto_tile, infer, resize, round_trip
 from genapps.nn.ncnn_graph import NcnnGraph, NcnnModel
 from genapps.nn.sr import infer_public_arch
 from genapps.nn.winograd import accelerate
@@ -44,8 +44,12 @@ class Config:
     outscale: float | None = field(default=None, metadata={  # final factor; default: the model's own scale
         "help": "Final scale; the model's output is resized to it."})
     tile: int = field(default=0, metadata={"flags": ("-t", "--tile"),  # LR tile size in px, 0 = whole image
-                                           "help": "Tile size in input px (0 = whole image)."})
+                                           "help": "Tile size in input px (0 = whole image when it fits "
+                                                   "--max-memory, else the largest tile that does)."})
     tile_overlap: int = 16
+    max_memory: float | None = field(default=None, metadata={  # GB of process memory the tile choice aims at
+        "help": "GB of memory (RAM; GPU memory on CUDA) that -t 0 fits its tiles in; default a quarter of RAM, "
+                "at most 4 GB (CUDA: half the free GPU memory); 0 = no limit."})
     precision: str = field(default="fp32", metadata={"flag_values": {  # fp16 / bf16 apply on CUDA only
         "--half": ("fp16", "fp16 on CUDA (ignored on CPU)."),
         "--bf16": ("bf16", "bf16 on CUDA, and on CPUs with native bf16 (about 2x faster there).")}})
@@ -66,6 +70,8 @@ class Config:
             raise ValueError(f"alpha must be 'model' or 'bicubic', got {self.alpha!r}")
         if self.tile < 0 or self.tile_overlap < 0 or self.batch_size < 1:
             raise ValueError("tile and tile_overlap must be >= 0 and batch_size >= 1")
+        if self.max_memory is not None and self.max_memory < 0:
+            raise ValueError(f"max_memory must be >= 0 GB (0 = no limit), got {self.max_memory}")
         if self.precision not in ("fp32", "fp16", "bf16"):
             raise ValueError(f"precision must be fp32, fp16 or bf16, got {self.precision!r}")
         if self.ext is not None and f".{self.ext.lstrip('.').lower()}" not in io.WRITE_FORMATS:
@@ -93,6 +99,9 @@ class Bicubic(nn.Module):
         return F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
 
 
+CLASSICAL = weights.Resolver("classical", ("bicubic",), lambda name: None)  # listed; load_model builds it
+
+
 def load_model(name_or_path: str, scale: int = 4) -> tuple[nn.Module, weights.ModelInfo]:
     """A model ready for inference (eval mode, CPU) and its ModelInfo (arch, native scale, source, ...).
 
@@ -103,10 +112,13 @@ def load_model(name_or_path: str, scale: int = 4) -> tuple[nn.Module, weights.Mo
     """
     if name_or_path == "bicubic":
         return Bicubic(scale).eval(), weights.ModelInfo(arch="bicubic", source="bicubic", scale=scale)
+    if not Path(name_or_path).is_file():  # Real-ESRGAN's names: realesr-animevideov3 -s 2 is the -x2 file
+        name_or_path = zoo.zoo_name(str(name_or_path), scale) or name_or_path
     if name_or_path in ncnn_files.MODELS and name_or_path not in zoo.ZOO and not Path(name_or_path).exists():
         return load_wheel_model(name_or_path)
     model, info = weights.load_model(
-        name_or_path, TASK, ARCHS, resolvers=(zoo.RESOLVER,), extra_keys=("outscale",),  # zoo x2/x3: the x4 net, resized
+        name_or_path, TASK, ARCHS, resolvers=(zoo.RESOLVER, CLASSICAL),
+        extra_keys=("outscale",),  # zoo x2/x3: the x4 net, resized
         spandrel=("SR", "Restoration"), infer=lambda tensors, where: weights.Declared(*infer_public_arch(tensors)))
     if info.scale is None:
         info = replace(info, scale=info.config.get("scale", info.config.get("upscale", scale)))
@@ -157,8 +169,13 @@ def upscale_image(model: nn.Module, image: io.LoadedImage, scale: int, cfg: Conf
     size = (round(h * outscale), round(w * outscale))
 
     def step(rgb: torch.Tensor) -> torch.Tensor:
-        y = upscale_tensor(model, rgb[None].to(device), scale, cfg.tile, cfg.tile_overlap, cfg.batch_size,
-                           cfg.precision, cfg.model or default_model(cfg.scale))
+        x = rgb[None].to(device)
+        tile, batch_size = cfg.tile, cfg.batch_size
+        if not tile:  # the whole image when it fits the memory budget, else the largest tile that does
+            tile, batch_size = auto_tile(model, x, scale, cfg.tile_overlap, batch_size, cfg.precision, CONTEXT,
+                                         cfg.max_memory, label=cfg.model or "the model")
+        y = upscale_tensor(model, x, scale, tile, cfg.tile_overlap, batch_size, cfg.precision,
+                           cfg.model or default_model(cfg.scale))
         return resize(y, size)[0].cpu()
 
     return round_trip(image, step, alpha=cfg.alpha)
@@ -207,6 +224,7 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
         ext=cfg.ext, suffix=cfg.suffix,
         quality=cfg.quality, resume=cfg.resume, fail_fast=cfg.fail_fast, reference=cfg.reference,
         measure=sr_measure(round(cfg.outscale or cfg.scale)), reference_slack=round(cfg.outscale or cfg.scale) - 1,
+        baseline=lambda planes, size: resize(planes[None], size)[0],  # the input, bicubic to the output's size
     )
     ok = [r for r in result.records if r.status == "ok"]
     mp = sum(r.metrics.get("output_mp", 0.0) for r in ok)
