@@ -104,8 +104,24 @@ class MissingMask(ValueError):
 
 def load_model(name_or_path: str) -> tuple[nn.Module, weights.ModelInfo]:
     """A model in eval mode and its ModelInfo: a bundled name or a genapps .safetensors of this task,
+    or a community inpainting model spandrel reads (LaMa, MAT, ...: purpose "Inpainting"),
     validated and built within the file's allocation budget (genapps.weights.load_model)."""
-    return weights.load_model(name_or_path, TASK, ARCHS)
+    return weights.load_model(name_or_path, TASK, ARCHS, spandrel=("Inpainting",))
+
+
+def needs_prefill(model: nn.Module) -> bool:
+    """Whether the model's input hole holds classical.prefill (the round-1 U-Nets); the FFC model and
+    spandrel's models take the image with its hole zeroed and fill it themselves."""
+    return bool(getattr(model, "classical_prefill", False))
+
+
+def _run_model(model: nn.Module, inp: torch.Tensor, generator, tta: bool) -> torch.Tensor:
+    """One crop (1, 4, h, w) = [RGB, mask] through the model: spandrel's take (image, mask)."""
+    if isinstance(model, weights.SpandrelModel):
+        return model(inp[:, :3], inp[:, 3:])
+    if hasattr(model, "prior_params"):
+        return model(inp, generator)
+    return dihedral_tta(model, inp) if tta else model(inp)
 
 
 # ---------------------------------------------------------------- the model on crops around holes
@@ -138,9 +154,11 @@ def model_fill(model: nn.Module, rgb: torch.Tensor, mask: torch.Tensor, work_siz
     """
     if not mask.any():
         return rgb.clone()
-    out = (prefill(rgb, mask) if pre is None else pre).clone()
+    if needs_prefill(model):
+        out = (prefill(rgb, mask) if pre is None else pre).clone()
+    else:  # nothing of the hole's content reaches the model
+        out = torch.where(mask, torch.zeros(()), rgb)
     req = size_requirements(model)
-    sampling = hasattr(model, "prior_params")
     for y, x, h, w, region in hole_crops(mask, margin):
         crop = torch.cat([out[:, y:y + h, x:x + w], mask[y:y + h, x:x + w][None].float()])[None]
         scale = min(1.0, work_size / max(h, w))
@@ -151,13 +169,7 @@ def model_fill(model: nn.Module, rgb: torch.Tensor, mask: torch.Tensor, work_siz
             crop = torch.cat([img, hole], 1)
         sh, sw = crop.shape[-2:]
         inp = pad_to_multiple(crop, req)[0].to(device)
-        if sampling:
-            pred = model(inp, generator)
-        elif tta:
-            pred = dihedral_tta(model, inp)
-        else:
-            pred = model(inp)
-        pred = pred[..., :sh, :sw].float().cpu()
+        pred = _run_model(model, inp, generator, tta)[..., :sh, :sw].float().cpu()
         if scale < 1:
             pred = F.interpolate(pred, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
         window = out[:, y:y + h, x:x + w]
@@ -182,7 +194,8 @@ def inpaint_image(image: io.LoadedImage, mask: torch.Tensor, cfg: Config, model:
 
             def step(rgb: torch.Tensor) -> torch.Tensor:
                 nonlocal pre
-                pre = prefill(rgb, mask) if pre is None else pre  # the same for every sample
+                if pre is None and needs_prefill(model):
+                    pre = prefill(rgb, mask)  # the same for every sample
                 return model_fill(model, rgb, mask, cfg.work_size, cfg.margin, gen, device, pre, cfg.tta)
 
             color = round_trip(image, step).color  # grey runs as RGB and comes back grey
