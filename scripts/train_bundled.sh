@@ -43,7 +43,7 @@ genapps train inpaint --data "$DATA" --holdout 8 --masks mixed --model pluralist
 # resumes; a later stage continues with --init <the weights> (the card lists every stage).
 EXTRA=${EXTRA:-../shared/datasets/natural/extra}
 OMP_NUM_THREADS=1 genapps train inpaint --data "$DATA" --extra "$EXTRA" --holdout 8 --model ffc --masks lama \
-  --ngf 16 --downs 3 --blocks 4 --patch 128 --batch-size 6 --steps 2000 --val-every 100 --ema 0.99 \
+  --ngf 16 --downs 3 --blocks 4 --patch 128 --batch-size 6 --steps 900 --val-every 100 --ema 0.99 \
   --out ${FFC_OUT:-/work/runs/inpaint-ffc/inpaint-ffc.safetensors}
 # Translation (the last 8 training photos are held out for validation). Pairs are made once:
 # degrade = blur U(0, 1.5) + noise U(0, 20) + JPEG U(30, 90), seeded per file; gray = BT.601 luma.

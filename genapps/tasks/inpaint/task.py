@@ -1,11 +1,14 @@
 """inpaint: fill the masked holes of image folders (IOPaint/LaMa mask conventions).
 
-Methods: the bundled U-Net GAN (`model`, default) or its pluralistic VAE-family variant (several
-plausible fills per image with `samples`), and the classical `telea`, `ns` (OpenCV) and
-`biharmonic` (scikit-image). Whatever the method, the output keeps the input's pixels outside the
-hole exactly (same bit depth, alpha passed through).
+Methods: the bundled model (`model`, default), the pluralistic VAE-family variant (several
+plausible fills per image with `samples`), a community inpainting model spandrel reads (`-m
+big-lama.pt`: LaMa, MAT, ...), and the classical `telea`, `ns` (OpenCV), `biharmonic`
+(scikit-image), `fsr-fast` and `fsr-best` (OpenCV-contrib). `grow` dilates the masks first.
+Whatever the method, the output keeps the input's pixels outside the hole exactly (same bit
+depth, alpha passed through).
 
-The model path: the whole image's hole is pre-filled by the mean of the three classical fills;
+The model path: the round-1 U-Nets get the whole image's hole pre-filled by the mean of Telea, NS
+and biharmonic (the FFC model and spandrel's models fill it themselves from the zeroed hole);
 each connected hole, dilated by
 `margin` px, is cut out as a crop, resized down when its longer side exceeds `work_size`,
 reflect-padded to the network's multiple, corrected by the network and pasted back inside the
@@ -63,6 +66,8 @@ class Config:
     seed: int = field(default=0, metadata={"help": "Seed of the pluralistic samples."})
     concat: bool = field(default=False, metadata={"help": "Write image | mask | result side by side."})
     mask_threshold: int = field(default=127, metadata={"range": (0, 255)})
+    grow: int = field(default=0, metadata={"range": (0, 256), "help": "Dilate every mask by N px before filling "
+                                           "(hand-drawn masks miss edge pixels)."})
     invert_mask: bool = field(default=False, metadata={"help": "Masks are white where the image is kept."})
     skip_missing_masks: bool = field(default=False, metadata={
         "help": "Skip images without a mask instead of failing them."})
@@ -92,6 +97,8 @@ class Config:
             raise ValueError(f"samples > 1 needs method 'model' (a pluralistic model), not {self.method!r}")
         if not 0 <= self.mask_threshold <= 255:
             raise ValueError(f"mask_threshold must be in 0..255, got {self.mask_threshold}")
+        if not 0 <= self.grow <= 256:
+            raise ValueError(f"grow must be in 0..256, got {self.grow}")
         if self.work_size < 64 or self.margin < 0:
             raise ValueError("work_size must be >= 64 and margin >= 0")
         if self.ext is not None and f".{self.ext.lstrip('.').lower()}" not in io.WRITE_FORMATS:
@@ -258,6 +265,7 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
                 raise MissingMask(str(e)) from None
         else:
             mask = torch.from_numpy(M.generate(cfg.mask_kind, image.size, M.seed_for(cfg.mask_seed, rel.as_posix())))
+        mask = M.grow(mask, cfg.grow)
         outs = inpaint_image(image, mask, cfg, model, rel.as_posix(), device)
         if cfg.concat:
             outs = [side_by_side(image, mask, o) for o in outs]
@@ -267,6 +275,7 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
     fingerprint = {"method": cfg.method, "arch": model_info["arch"],
                    "model_sha256": info.sha256 if info is not None else None,
                    "masks": "file" if source is not None else f"{cfg.mask_kind}/{cfg.mask_seed}",
+                   **({"grow": cfg.grow} if cfg.grow else {}),  # (absent at 0: earlier runs still resume)
                    **{k: getattr(cfg, k) for k in ("samples", "seed", "concat", "mask_threshold", "invert_mask", "tta",
                                                     "work_size", "margin", "ext", "suffix", "quality")}}
 
