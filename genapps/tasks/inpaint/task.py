@@ -113,7 +113,14 @@ def load_model(name_or_path: str) -> tuple[nn.Module, weights.ModelInfo]:
     """A model in eval mode and its ModelInfo: a bundled name or a genapps .safetensors of this task,
     or a community inpainting model spandrel reads (LaMa, MAT, ...: purpose "Inpainting"),
     validated and built within the file's allocation budget (genapps.weights.load_model)."""
-    return weights.load_model(name_or_path, TASK, ARCHS, spandrel=("Inpainting",))
+    return weights.load_model(name_or_path, TASK, ARCHS, spandrel=("Inpainting",), infer=_refuse_foreign)
+
+
+def _refuse_foreign(tensors: dict, where: str) -> weights.Declared:
+    """A file that is neither genapps's nor spandrel's: inpaint reads no other key layout (ValueError)."""
+    what = ("not a genapps checkpoint (no genapps metadata)" if where.endswith(".safetensors")
+            else "not a readable safetensors file (genapps's format)")
+    raise ValueError(f"{where}: {what}, nor inpainting weights spandrel reads (LaMa, MAT, ...)")
 
 
 def needs_prefill(model: nn.Module) -> bool:

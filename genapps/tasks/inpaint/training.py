@@ -445,6 +445,7 @@ def train_inpaint(cfg: InpaintTrainConfig, device: torch.device, resume: bool = 
         raise ValueError(f"--out {out} is a folder; give a .safetensors file name")
     io.check_writable(out.parent)  # before the work, not after it
     cv2.setNumThreads(1)
+    cpu0 = time.process_time()
     torch.manual_seed(cfg.seed)
     g, arch, arch_config = build_generator(cfg)
     g = g.to(device)
@@ -501,8 +502,9 @@ def train_inpaint(cfg: InpaintTrainConfig, device: torch.device, resume: bool = 
     if ffc:
         card["stages"] = previous_stages(cfg.init) + [{
             "command": weights.command_line(), "steps": cfg.steps, "init": cfg.init,
-            "minutes": round(minutes, 1), "cpu_hours": round(minutes * torch.get_num_threads() / 60, 2),
-            "threads": torch.get_num_threads(), "data": meta["data"], "extra": meta["extra"],
+            "minutes": round(minutes, 1), "threads": torch.get_num_threads(),
+            # the CPU time this process used (data loading included; a part interrupted and resumed is not counted)
+            "cpu_hours": round((time.process_time() - cpu0) / 3600, 3), "data": meta["data"], "extra": meta["extra"],
             "validation": f"held-out: {'--val ' + cfg.val if cfg.val else f'the last {cfg.holdout} photos of --data'}; "
                           f"final {result.validation.get('weights', '')} val_hole_l1 "
                           f"{result.validation.get('val_hole_l1', float('nan')):.3f}"}]
