@@ -294,7 +294,7 @@ def speed_12mp(args) -> None:
 
 
 VISUAL_METHODS = ("telea", "fsr-fast", "patchmatch", "model", "ffc")
-VISUAL_IMAGES = 6  # BSD68 images on the page, each with its area40 and area50 mask
+VISUAL_IMAGES = 4  # BSD68 images on the page, each with its area40 and area50 mask
 
 
 def visual_page(args) -> None:
@@ -317,7 +317,8 @@ def visual_page(args) -> None:
         fill("fsr-fast", torch.zeros(3, 4, 4), torch.ones(4, 4, dtype=torch.bool))
     except RuntimeError:
         methods.remove("fsr-fast")
-    size, lines = 192, ["# Inpainting: large holes side by side", "",
+    size = 192
+    lines = ["# Inpainting: large holes side by side", "",
                         "First BSD68 images with their benchmark area40 and area50 masks (30-50% of the image), "
                         f"1:1 crops of {size} px around the largest hole. Columns: input (hole in magenta) | "
                         + " | ".join(methods) + " | original. model = round-1 `inpaint` (with TTA), ffc = the "
