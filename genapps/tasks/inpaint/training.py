@@ -197,12 +197,13 @@ def lama_mask(patch: int, seed: int) -> np.ndarray:
     kind = str(rng.choice(names, p=probs))
     if kind == "benchmark":
         return train_mask("mixed", patch, int(rng.integers(2 ** 62)))
+    if kind == "scratches":
+        return M.generate("thin", (patch, patch), int(rng.integers(2 ** 62)))
     lo, hi = (0.1, 0.5) if kind in ("wide", "boxes") else (0.01, 0.6)
     best = None
     for _ in range(20):
         mask = np.zeros((patch, patch), np.uint8)
-        {"wide": _lama_strokes, "boxes": _lama_boxes, "text": _text,
-         "scratches": lambda m, r: M._strokes(m, r, "thin")}[kind](mask, rng)
+        {"wide": _lama_strokes, "boxes": _lama_boxes, "text": _text}[kind](mask, rng)
         if lo <= mask.mean() <= hi:
             return mask.astype(bool)
         if best is None or abs(mask.mean() - 0.25) < abs(best.mean() - 0.25):
@@ -456,8 +457,9 @@ def train_inpaint(cfg: InpaintTrainConfig, device: torch.device, resume: bool = 
             "patch": cfg.patch, "batch_size": cfg.batch_size, "d_channels": cfg.d_channels,
             "data": data_fingerprint(train_paths, cfg.data)}
     if ffc:
-        meta |= {"prefill": "push-pull (in the model)" if cfg.prefill else "none",
-                 "extra": data_fingerprint(extra_paths, cfg.extra) if cfg.extra else None}
+        meta |= {"prefill": "push-pull (in the model)" if cfg.prefill else "none"}
+    if ffc or cfg.extra:  # (absent for the round-1 models without --extra: their states still resume)
+        meta["extra"] = data_fingerprint(extra_paths, cfg.extra) if cfg.extra else None
     check_resume(out.with_suffix(".state.pt"), meta, resume)
     images = load_photos(train_paths + extra_paths, cfg.patch, FULL_SIZE_UP_TO if ffc else 0)
     log.info("training inpaint %s (%d params) on %d photos (%d crops sources), validating on %d",
