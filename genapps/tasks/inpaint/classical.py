@@ -1,6 +1,6 @@
 """Classical inpainting: OpenCV's Telea and Navier-Stokes, scikit-image's biharmonic, and OpenCV-contrib's
 frequency-selective reconstruction (FSR, `cv2.xphoto.inpaint`, fast and best; needs the contrib build of
-OpenCV, opencv-contrib-python-headless).
+OpenCV: pyproject's `fsr` extra, opencv-contrib-python-headless, installed over opencv-python-headless).
 
 All take a (C, H, W) float image in [0, 1] and a bool (H, W) hole mask and return a (C, H, W)
 float image whose hole is filled (pixels outside the hole are returned unchanged).
@@ -40,8 +40,8 @@ def biharmonic(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(out).permute(2, 0, 1).float().clamp(0, 1)
 
 
-FSR_MISSING = ("the fsr methods need OpenCV's contrib modules (cv2.xphoto): install opencv-contrib-python-headless "
-               "in place of opencv-python-headless (both provide cv2; keep one)")
+FSR_MISSING = ("the fsr methods need OpenCV's contrib modules (cv2.xphoto): pip install --force-reinstall --no-deps "
+               "opencv-contrib-python-headless==<the installed opencv-python-headless version> (both provide cv2)")
 
 
 def _fsr(image: torch.Tensor, mask: torch.Tensor, fast: bool) -> torch.Tensor:
