@@ -35,6 +35,16 @@ genapps train inpaint --data "$DATA" --holdout 8 --masks mixed --patch 160 --bat
   --val-every 400 --out $W/inpaint.safetensors
 genapps train inpaint --data "$DATA" --holdout 8 --masks mixed --model pluralistic --init $W/inpaint.safetensors \
   --patch 128 --batch-size 6 --steps 1300 --val-every 500 --ema 0.99 --kl-weight 0.0005 --out $W/inpaint-pluralistic.safetensors
+# Inpainting round 2 (issue 28): the LaMa-style FFC model (genapps/nn/ffc.py), stage 1, run on 2026-12-03
+# with ONE thread (OMP_NUM_THREADS=1; the other core served other work) on natural/train + natural/extra
+# (BSD200, BSDS500-test, T91: 490 photos), LaMa-style masks; the last 8 photos of natural/train are held out:
+# every --val-every steps the EMA weights are validated on them and the best so far is written to
+# OUT's .best.safetensors (the bundled weights are that file). It checkpoints every 250 steps; a rerun
+# resumes; a later stage continues with --init <the weights> (the card lists every stage).
+EXTRA=${EXTRA:-../shared/datasets/natural/extra}
+OMP_NUM_THREADS=1 genapps train inpaint --data "$DATA" --extra "$EXTRA" --holdout 8 --model ffc --masks lama \
+  --ngf 16 --downs 3 --blocks 4 --patch 128 --batch-size 6 --steps 900 --val-every 100 --ema 0.99 \
+  --out ${FFC_OUT:-/work/runs/inpaint-ffc/inpaint-ffc.safetensors}
 # Translation (the last 8 training photos are held out for validation). Pairs are made once:
 # degrade = blur U(0, 1.5) + noise U(0, 20) + JPEG U(30, 90), seeded per file; gray = BT.601 luma.
 # Checkpoints every 200 steps to OUT.state.pt; a rerun resumes. Trained with OMP_NUM_THREADS=1.

@@ -250,7 +250,7 @@ def test_a_reference_pth_with_a_0_dim_or_missing_tensor_is_one_sentence(tmp_path
 def test_inpaint_with_a_pth_says_what_inpaint_runs(tmp_path, cli, src):
     torch.save(UnetGenerator(3, 3, num_downs=5, ngf=4).state_dict(), tmp_path / "x.pth")
     line = one_line_error(cli("inpaint", src, tmp_path / "o", "--masks", box_mask(tmp_path / "m.png"), "-m",
-                              tmp_path / "x.pth"), "x.pth", "inpaint runs genapps inpaint models only", "not .pth")
+                              tmp_path / "x.pth"), "x.pth", "genapps's format", "nor inpainting weights spandrel reads")
     assert "header" not in line
 
 

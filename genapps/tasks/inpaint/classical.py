@@ -1,4 +1,6 @@
-"""Classical inpainting: OpenCV's Telea and Navier-Stokes, scikit-image's biharmonic.
+"""Classical inpainting: OpenCV's Telea and Navier-Stokes, scikit-image's biharmonic, and OpenCV-contrib's
+frequency-selective reconstruction (FSR, `cv2.xphoto.inpaint`, fast and best; needs the contrib build of
+OpenCV: pyproject's `fsr` extra, opencv-contrib-python-headless, installed over opencv-python-headless).
 
 All take a (C, H, W) float image in [0, 1] and a bool (H, W) hole mask and return a (C, H, W)
 float image whose hole is filled (pixels outside the hole are returned unchanged); a hole that
@@ -13,7 +15,7 @@ import numpy as np
 import torch
 
 RADIUS = 5  # px, the radius of OpenCV's methods (as IOPaint's cv2 model and REFERENCE-POINTS)
-CLASSICAL = ("telea", "ns", "biharmonic")
+CLASSICAL = ("telea", "ns", "biharmonic", "fsr-fast", "fsr-best")
 
 
 def _opencv(image: torch.Tensor, mask: torch.Tensor, flag: int) -> torch.Tensor:
@@ -39,7 +41,38 @@ def biharmonic(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(out).permute(2, 0, 1).float().clamp(0, 1)
 
 
-METHODS = {"telea": telea, "ns": navier_stokes, "biharmonic": biharmonic}
+FSR_MISSING = ("the fsr methods need OpenCV's contrib modules (cv2.xphoto): pip install --force-reinstall --no-deps "
+               "opencv-contrib-python-headless==<the installed opencv-python-headless version> (both provide cv2)")
+
+
+def _fsr(image: torch.Tensor, mask: torch.Tensor, fast: bool) -> torch.Tensor:
+    """cv2.xphoto.inpaint's frequency-selective reconstruction on the 8-bit image (FSR runs on 8-bit
+    1- or 3-channel images; the channels as they are: RGB measured lower hole L1 than CIELab on
+    held-out photos, 13.7 vs 14.6 with FSR fast)."""
+    xphoto = getattr(cv2, "xphoto", None)
+    if xphoto is None:
+        raise RuntimeError(FSR_MISSING)
+    hole = mask.numpy()
+    src = np.ascontiguousarray((image.permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8))
+    src[hole] = 0  # the hole's content is ignored
+    if src.shape[2] == 1:
+        src = src[..., 0]
+    dst = np.zeros_like(src)
+    xphoto.inpaint(src, np.where(hole, 0, 255).astype(np.uint8), dst,  # FSR's mask: non-zero = known
+                   xphoto.INPAINT_FSR_FAST if fast else xphoto.INPAINT_FSR_BEST)
+    out = torch.from_numpy(dst.reshape(*dst.shape[:2], -1)).permute(2, 0, 1).float() / 255
+    return out
+
+
+def fsr_fast(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return _fsr(image, mask, fast=True)
+
+
+def fsr_best(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return _fsr(image, mask, fast=False)
+
+
+METHODS = {"telea": telea, "ns": navier_stokes, "biharmonic": biharmonic, "fsr-fast": fsr_fast, "fsr-best": fsr_best}
 
 
 def check_fillable(mask: torch.Tensor) -> None:

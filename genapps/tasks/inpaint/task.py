@@ -1,11 +1,14 @@
 """inpaint: fill the masked holes of image folders (IOPaint/LaMa mask conventions).
 
-Methods: the bundled U-Net GAN (`model`, default) or its pluralistic VAE-family variant (several
-plausible fills per image with `samples`), and the classical `telea`, `ns` (OpenCV) and
-`biharmonic` (scikit-image). Whatever the method, the output keeps the input's pixels outside the
-hole exactly (same bit depth, alpha passed through).
+Methods: the bundled model (`model`, default), the pluralistic VAE-family variant (several
+plausible fills per image with `samples`), a community inpainting model spandrel reads (`-m
+big-lama.pt`: LaMa, MAT, ...), and the classical `telea`, `ns` (OpenCV), `biharmonic`
+(scikit-image), `fsr-fast` and `fsr-best` (OpenCV-contrib). `grow` dilates the masks first.
+Whatever the method, the output keeps the input's pixels outside the hole exactly (same bit
+depth, alpha passed through).
 
-The model path: the whole image's hole is pre-filled by the mean of the three classical fills;
+The model path: the round-1 U-Nets get the whole image's hole pre-filled by the mean of Telea, NS
+and biharmonic (the FFC model and spandrel's models fill it themselves from the zeroed hole);
 each connected hole, dilated by
 `margin` px, is cut out as a crop, resized down when its longer side exceeds `work_size`,
 reflect-padded to the network's multiple, corrected by the network and pasted back inside the
@@ -63,6 +66,8 @@ class Config:
     seed: int = field(default=0, metadata={"help": "Seed of the pluralistic samples."})
     concat: bool = field(default=False, metadata={"help": "Write image | mask | result side by side."})
     mask_threshold: int = field(default=127, metadata={"range": (0, 255)})
+    grow: int = field(default=0, metadata={"range": (0, 256), "help": "Dilate every mask by N px before filling "
+                                           "(hand-drawn masks miss edge pixels)."})
     invert_mask: bool = field(default=False, metadata={"help": "Masks are white where the image is kept."})
     skip_missing_masks: bool = field(default=False, metadata={
         "help": "Skip images without a mask instead of failing them."})
@@ -92,6 +97,8 @@ class Config:
             raise ValueError(f"samples > 1 needs method 'model' (a pluralistic model), not {self.method!r}")
         if not 0 <= self.mask_threshold <= 255:
             raise ValueError(f"mask_threshold must be in 0..255, got {self.mask_threshold}")
+        if not 0 <= self.grow <= 256:
+            raise ValueError(f"grow must be in 0..256, got {self.grow}")
         if self.work_size < 64 or self.margin < 0:
             raise ValueError("work_size must be >= 64 and margin >= 0")
         if self.ext is not None and f".{self.ext.lstrip('.').lower()}" not in io.WRITE_FORMATS:
@@ -104,8 +111,31 @@ class MissingMask(ValueError):
 
 def load_model(name_or_path: str) -> tuple[nn.Module, weights.ModelInfo]:
     """A model in eval mode and its ModelInfo: a bundled name or a genapps .safetensors of this task,
+    or a community inpainting model spandrel reads (LaMa, MAT, ...: purpose "Inpainting"),
     validated and built within the file's allocation budget (genapps.weights.load_model)."""
-    return weights.load_model(name_or_path, TASK, ARCHS)
+    return weights.load_model(name_or_path, TASK, ARCHS, spandrel=("Inpainting",), infer=_refuse_foreign)
+
+
+def _refuse_foreign(tensors: dict, where: str) -> weights.Declared:
+    """A file that is neither genapps's nor spandrel's: inpaint reads no other key layout (ValueError)."""
+    what = ("not a genapps checkpoint (no genapps metadata)" if where.endswith(".safetensors")
+            else "not a readable safetensors file (genapps's format)")
+    raise ValueError(f"{where}: {what}, nor inpainting weights spandrel reads (LaMa, MAT, ...)")
+
+
+def needs_prefill(model: nn.Module) -> bool:
+    """Whether the model's input hole holds classical.prefill (the round-1 U-Nets); the FFC model and
+    spandrel's models take the image with its hole zeroed and fill it themselves."""
+    return bool(getattr(model, "classical_prefill", False))
+
+
+def _run_model(model: nn.Module, inp: torch.Tensor, generator, tta: bool) -> torch.Tensor:
+    """One crop (1, 4, h, w) = [RGB, mask] through the model: spandrel's take (image, mask)."""
+    if isinstance(model, weights.SpandrelModel):
+        return model(inp[:, :3], inp[:, 3:])
+    if hasattr(model, "prior_params"):
+        return model(inp, generator)
+    return dihedral_tta(model, inp) if tta else model(inp)
 
 
 # ---------------------------------------------------------------- the model on crops around holes
@@ -140,9 +170,11 @@ def model_fill(model: nn.Module, rgb: torch.Tensor, mask: torch.Tensor, work_siz
     """
     if not mask.any():
         return rgb.clone()
-    out = (prefill(rgb, mask) if pre is None else pre).clone()
+    if needs_prefill(model):
+        out = (prefill(rgb, mask) if pre is None else pre).clone()
+    else:  # nothing of the hole's content reaches the model
+        out = torch.where(mask, torch.zeros(()), rgb)
     req = size_requirements(model)
-    sampling = hasattr(model, "prior_params")
     for y, x, h, w, region in hole_crops(mask, margin):
         crop = torch.cat([out[:, y:y + h, x:x + w], mask[y:y + h, x:x + w][None].float()])[None]
         scale = min(1.0, work_size / max(h, w))
@@ -153,13 +185,7 @@ def model_fill(model: nn.Module, rgb: torch.Tensor, mask: torch.Tensor, work_siz
             crop = torch.cat([img, hole], 1)
         sh, sw = crop.shape[-2:]
         inp = pad_to_multiple(crop, req)[0].to(device)
-        if sampling:
-            pred = model(inp, generator)
-        elif tta:
-            pred = dihedral_tta(model, inp)
-        else:
-            pred = model(inp)
-        pred = check_finite(pred[..., :sh, :sw].float().cpu(), name)
+        pred = check_finite(_run_model(model, inp, generator, tta)[..., :sh, :sw].float().cpu(), name)
         if scale < 1:
             pred = F.interpolate(pred, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
         window = out[:, y:y + h, x:x + w]
@@ -184,7 +210,8 @@ def inpaint_image(image: io.LoadedImage, mask: torch.Tensor, cfg: Config, model:
 
             def step(rgb: torch.Tensor) -> torch.Tensor:
                 nonlocal pre
-                pre = prefill(rgb, mask) if pre is None else pre  # the same for every sample
+                if pre is None and needs_prefill(model):
+                    pre = prefill(rgb, mask)  # the same for every sample
                 return model_fill(model, rgb, mask, cfg.work_size, cfg.margin, gen, device, pre, cfg.tta,
                                   cfg.model or DEFAULT_MODELS[cfg.samples > 1])
 
@@ -295,6 +322,7 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
                 raise MissingMask(str(e)) from None
         else:
             mask = torch.from_numpy(M.generate(cfg.mask_kind, image.size, M.seed_for(cfg.mask_seed, rel.as_posix())))
+        mask = M.grow(mask, cfg.grow)
         outs = inpaint_image(image, mask, cfg, model, rel.as_posix(), device)
         if cfg.concat:
             outs = [side_by_side(image, mask, o) for o in outs]
@@ -304,6 +332,7 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
     fingerprint = {"method": cfg.method, "arch": model_info["arch"],
                    "model_sha256": info.sha256 if info is not None else None,
                    "masks": "file" if source is not None else f"{cfg.mask_kind}/{cfg.mask_seed}",
+                   **({"grow": cfg.grow} if cfg.grow else {}),  # (absent at 0: earlier runs still resume)
                    **{k: getattr(cfg, k) for k in ("samples", "seed", "concat", "mask_threshold", "invert_mask", "tta",
                                                     "work_size", "margin", "ext", "suffix", "quality")}}
 
