@@ -235,11 +235,12 @@ def infer(model: nn.Module, x: torch.Tensor, scale: int = 1, tile: int = 0, over
 #
 # A model's activation memory grows with its input's pixels (convolutions keep per-pixel feature
 # maps), so it is measured once per model on a small probe and extrapolated: the peak of the tensor
-# storages alive at once during one forward pass (every aten op's outputs, freed with their last
-# reference), per input px. What that count cannot see (convolution workspaces, the allocator's
-# slack) made the real peak RSS 1.1x (sr-x4), 1.6x (realesr-animevideov3) and 1.5x
-# (realesrgan-x4plus, Winograd path) the tracked peak at 128-256 px: HIDDEN covers it. On CUDA
-# the allocator's own peak is exact.
+# storages alive at once during one forward pass (every torch function's outputs, freed with their
+# last reference), per input px. What that count cannot see (convolution workspaces, the
+# allocator's slack) made the real peak RSS 1.1x (sr-x4), 1.3x (realesr-animevideov3) and 1.5x
+# (realesrgan-x4plus, Winograd path) the tracked peak at 128-256 px: HIDDEN covers it (x4plus on
+# a 1-MP photo with the default 4 GB budget: 128-px tiles, peak RSS 3.5 GB). On CUDA the
+# allocator's own peak is exact.
 
 PROBE = 32  # px: side of the probe input (rounded up to the model's requirement)
 HIDDEN = 2.0  # real peak / tracked tensor bytes (measured 1.1-1.6, see above), with margin
