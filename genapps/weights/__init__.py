@@ -571,3 +571,14 @@ def load_model(name_or_path: str | Path, task: str, builders: Mapping[str, Calla
     info = ModelInfo(arch=declared.arch, source=where, config=declared.config, sha256=weights_sha256(path),
                      extra=declared.extra)
     return model.eval(), info
+
+
+def previous_stages(init: str | None) -> list[dict]:
+    """The stages recorded in the card of the --init weights (JSON beside them), [] without one."""
+    if not init:
+        return []
+    card_path = resolve_weights(init).with_suffix(".json")
+    if not card_path.is_file():
+        return []
+    card = json.loads(card_path.read_text())
+    return list(card.get("stages") or [])

@@ -29,7 +29,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import json
 import string
 import time
 
@@ -405,17 +404,6 @@ def split_validation(cfg: InpaintTrainConfig) -> tuple[list[Path], list[Path]]:
     return paths[:-cfg.holdout], paths[-cfg.holdout:]
 
 
-def previous_stages(init: str | None) -> list[dict]:
-    """The stages recorded in the card of the --init weights (JSON beside them), [] without one."""
-    if not init:
-        return []
-    card_path = weights.resolve_weights(init).with_suffix(".json")
-    if not card_path.is_file():
-        return []
-    card = json.loads(card_path.read_text())
-    return list(card.get("stages") or [])
-
-
 class BestKeeper:
     """Writes the generator to `path` (safetensors + card) whenever a validation's hole L1 is the
     lowest so far (also across resumes: the best file's own validation is the bar)."""
@@ -502,7 +490,7 @@ def train_inpaint(cfg: InpaintTrainConfig, device: torch.device, resume: bool = 
                       + (f" and {cfg.extra}" if cfg.extra else ""),
     }
     if ffc:
-        card["stages"] = previous_stages(cfg.init) + [{
+        card["stages"] = weights.previous_stages(cfg.init) + [{
             "command": weights.command_line(), "steps": cfg.steps, "init": cfg.init,
             "minutes": round(minutes, 1), "threads": torch.get_num_threads(),
             # the CPU time this process used (data loading included; a part interrupted and resumed is not counted)

@@ -16,6 +16,7 @@ from torch import nn
 
 from genapps import weights
 from genapps.nn import ResnetGenerator, UnetGenerator
+from genapps.nn.nafnet import NAFNet
 
 
 class _ResidualOutput:
@@ -71,7 +72,19 @@ class CycleGenerators(nn.Module):
         return self.G_A(x)
 
 
-ARCHS = {"unet": UnetTranslator, "resnet": ResnetTranslator, "cycle": CycleGenerators}
+class NAFNetTranslator(NAFNet):
+    """NAFNet for restoration (genapps.nn.nafnet): always residual (input + correction), clamped
+    to [-1, 1] like the tanh generators; `local_window` (TLC) keeps tiles equal to the whole."""
+
+    def __init__(self, in_ch: int = 3, out_ch: int = 3, width: int = 16, enc_blocks=(1, 1, 1, 2),
+                 middle_blocks: int = 4, dec_blocks=(1, 1, 1, 1), local_window: int = 0):
+        super().__init__(in_ch, out_ch, width, tuple(enc_blocks), middle_blocks, tuple(dec_blocks), local_window)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x).clamp(-1, 1)
+
+
+ARCHS = {"unet": UnetTranslator, "resnet": ResnetTranslator, "cycle": CycleGenerators, "nafnet": NAFNetTranslator}
 
 # The reference's --netG names and the arguments they stand for.
 NETG = {"unet_128": ("unet", {"num_downs": 7}), "unet_256": ("unet", {"num_downs": 8}),
@@ -79,7 +92,7 @@ NETG = {"unet_128": ("unet", {"num_downs": 7}), "unet_256": ("unet", {"num_downs
 
 
 def define_G(arch: str, **config) -> nn.Module:
-    """Build a generator by architecture name (unet | resnet | cycle); unknown names list the valid ones."""
+    """Build a generator by architecture name (unet | resnet | cycle | nafnet); unknown names list the valid ones."""
     if arch not in ARCHS:
         raise ValueError(f"unknown translation architecture {arch!r}; valid: {', '.join(ARCHS)}")
     return ARCHS[arch](**config)

@@ -12,6 +12,7 @@ Random jitter (optional resize, random crop, horizontal flip) is identical for A
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,17 +22,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genapps import io, losses, metrics
+from genapps import io, losses, metrics, weights
 from genapps.inference import size_requirements
 from genapps.nn import CycleDiscriminators, ImagePool, PatchDiscriminator, PixelDiscriminator
 from genapps.tasks.translate.models import define_G
-from genapps.tasks.translate.pairs import read_folder, read_pairs
+from genapps.tasks.translate.pairs import from_uint8, make_a, read_folder, read_pairs, to_uint8
 from genapps.train import TrainConfig, TrainSpec, check_resume, data_fingerprint, fit
 from genapps.weights import save_trained
 
 log = logging.getLogger(__name__)
 
 PREPROCESS = ("crop", "scale_and_crop", "resize_and_crop")
+SYNTHESIZE = ("degrade", "realworld", "mixed")  # `genapps pairs` kinds made on the fly (mixed: either, at random)
+NETG_ARCHS = ("unet", "nafnet")
 
 
 @dataclass(frozen=True)
@@ -90,14 +93,27 @@ class Pix2PixConfig(GANTrainOptions):
     direction: str = field(default="AtoB", metadata={"choices": ("AtoB", "BtoA")})
     val: str | None = field(default=None, metadata={"type": "dir", "help": "Paired validation folder (same layout)."})
     val_split: int = field(default=0, metadata={"help": "Hold the last N pairs of --data out."})
+    netg: str = field(default="unet", metadata={
+        "choices": NETG_ARCHS, "help": "Generator: the pix2pix U-Net, or NAFNet (restoration; always residual, "
+                                       "--ngf its width, --num-downs its levels, --blocks its middle blocks)."})
     ngf: int = 32
     num_downs: int = field(default=7, metadata={"help": "U-Net depth (7 = unet_128, 8 = unet_256)."})
+    blocks: int = field(default=4, metadata={"help": "nafnet: NAF blocks at the lowest resolution."})
     norm: str = field(default="batch", metadata={"choices": ("batch", "instance", "none")})
     dropout: bool = field(default=False, metadata={"help": "Dropout in the inner U-Net levels (used by --stochastic)."})
     netd: str = field(default="basic", metadata={"choices": ("basic", "pixel")})  # basic: PatchGAN
     gan_mode: str = field(default="vanilla", metadata={"choices": ("vanilla", "lsgan")})
     gan_weight: float = field(default=1.0, metadata={"help": "0 = L1 only."})  # no discriminator then
     l1_weight: float = 100.0
+    beta1: float = field(default=0.5, metadata={"help": "Adam's beta1 (the reference's 0.5)."})
+    synthesize: str | None = field(default=None, metadata={
+        "choices": SYNTHESIZE,
+        "help": "Make A from each B crop on the fly with `genapps pairs --kind` (mixed: degrade or realworld at "
+                "random): --data (and --extra) are then folders of photos, and a fresh degradation every step."})
+    extra: str | None = field(default=None, metadata={
+        "type": "dir", "help": "With --synthesize: a folder of more training photos (never validated on)."})
+    init: str | None = field(default=None, metadata={
+        "type": "file", "help": "Start from these weights (same generator and config): the next stage of a training."})
 
     def multiple(self) -> int:
         return 2 ** self.num_downs
@@ -111,7 +127,26 @@ class Pix2PixConfig(GANTrainOptions):
             raise ValueError(f"netd must be basic or pixel, got {self.netd!r}")
         if self.gan_mode not in losses.GAN_MODES:
             raise ValueError(f"gan_mode must be one of {', '.join(losses.GAN_MODES)}, got {self.gan_mode!r}")
+        if self.netg not in NETG_ARCHS:
+            raise ValueError(f"netg must be one of {', '.join(NETG_ARCHS)}, got {self.netg!r}")
+        if self.synthesize is not None and self.synthesize not in SYNTHESIZE:
+            raise ValueError(f"synthesize must be one of {', '.join(SYNTHESIZE)}, got {self.synthesize!r}")
+        if self.extra and not self.synthesize:
+            raise ValueError("--extra is a folder of photos: it needs --synthesize")
+        if self.netg == "nafnet" and (self.blocks < 1 or self.num_downs < 1):
+            raise ValueError(f"nafnet needs --blocks >= 1 and --num-downs >= 1, got {self.blocks}, {self.num_downs}")
+        if not 0 <= self.beta1 < 1:
+            raise ValueError(f"beta1 must be in [0, 1), got {self.beta1}")
         super().__post_init__()
+
+    def generator_config(self, in_ch: int, out_ch: int) -> dict:
+        """The generator's arch config (what its checkpoint carries)."""
+        if self.netg == "nafnet":  # TLC window: 1.5x the training crop (Chu et al. 2022)
+            return {"in_ch": in_ch, "out_ch": out_ch, "width": self.ngf, "enc_blocks": [1] * (self.num_downs - 1) + [2],
+                    "middle_blocks": self.blocks, "dec_blocks": [1] * self.num_downs,
+                    "local_window": self.crop_size * 3 // 2}
+        return {"in_ch": in_ch, "out_ch": out_ch, "num_downs": self.num_downs, "ngf": self.ngf,
+                "norm": self.norm, "dropout": self.dropout, "residual": self.residual}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -159,12 +194,12 @@ def _prepare(im: np.ndarray, ch: int, jitter: JitterConfig) -> np.ndarray:
     return out.reshape(*out.shape[:2], ch)
 
 
-def make_jitter(jitter: JitterConfig):
-    """Random crop + flip, the same for A and B (albumentations additional_targets)."""
+def make_jitter(jitter: JitterConfig, seed: int | None = None):
+    """Random crop + flip, the same for A and B (albumentations additional_targets); seeded when given."""
     import albumentations as A
 
     ops = [A.RandomCrop(jitter.crop_size, jitter.crop_size)] + ([A.HorizontalFlip(p=0.5)] if jitter.flip else [])
-    return A.Compose(ops, additional_targets={"target": "image"})
+    return A.Compose(ops, additional_targets={"target": "image"}, seed=seed)
 
 
 def _to_batch(arrays: list[np.ndarray]) -> torch.Tensor:
@@ -188,6 +223,67 @@ def paired_batches(pairs: list[tuple[np.ndarray, np.ndarray]], jitter: JitterCon
         return _to_batch(a_list), _to_batch(b_list)
 
     return next_batch
+
+
+SYNTH_SCALES = (1.0, 0.5)  # photos also at half size: sharper, benchmark-like (BSD68-sized) detail per crop
+
+
+def synthesized_batches(photos: list[np.ndarray], jitter: JitterConfig, batch_size: int, kind: str, seed: int):
+    """next_batch() -> (a, b) like paired_batches, where b is a random crop of a photo and a is
+    `genapps pairs --kind` applied to that crop with a fresh random degradation every time."""
+    aug = make_jitter(jitter, seed)
+    rng = np.random.default_rng(seed)
+
+    def next_batch():
+        a_list, b_list = [], []
+        for i in rng.integers(len(photos), size=batch_size):
+            b = aug(image=photos[i], target=photos[i])["image"]
+            k = kind if kind != "mixed" else ("degrade", "realworld")[int(rng.integers(2))]
+            a_list.append(to_uint8(make_a(from_uint8(b), k, int(rng.integers(2 ** 31)), "crop")))
+            b_list.append(b)
+        return _to_batch(a_list), _to_batch(b_list)
+
+    return next_batch
+
+
+def _load_photos(paths: list[Path], crop: int) -> list[np.ndarray]:
+    """(H, W, 3) uint8 photos at every scale of SYNTH_SCALES that still holds a crop."""
+    out = []
+    for path in paths:
+        im = _read_photo(path)
+        im = np.repeat(im, 3, axis=2) if im.shape[2] == 1 else im
+        for s in SYNTH_SCALES:
+            size = (round(im.shape[1] * s), round(im.shape[0] * s))
+            if min(size) >= crop:
+                out.append(im if s == 1 else cv2.resize(im, size, interpolation=cv2.INTER_AREA))
+    if not out:
+        raise ValueError(f"no training photo holds a {crop} px crop")
+    return out
+
+
+def _read_photo(path: Path) -> np.ndarray:
+    return to_uint8(io.read_image(path).color)
+
+
+def _load_synthesized(cfg: Pix2PixConfig):
+    """(photos, val pairs, 3, 3) for --synthesize: the last --val-split photos of --data become
+    fixed validation pairs (the A side seeded per file, as `genapps pairs --seed` makes them; kind
+    degrade unless realworld is asked), the rest and --extra the training photos."""
+    paths = io.list_images(cfg.data)
+    if not 0 <= cfg.val_split < len(paths):
+        raise ValueError(f"--val-split {cfg.val_split} leaves no training photos of {len(paths)}")
+    train_paths, val_paths = paths[:len(paths) - cfg.val_split], paths[len(paths) - cfg.val_split:]
+    photos = _load_photos(train_paths + (io.list_images(cfg.extra) if cfg.extra else []), cfg.crop_size)
+    val_kind = "realworld" if cfg.synthesize == "realworld" else "degrade"
+    val = []
+    for path in val_paths:
+        b = _read_photo(path)
+        b = np.repeat(b, 3, axis=2) if b.shape[2] == 1 else b
+        key = path.relative_to(cfg.data).with_suffix("").as_posix()
+        val.append((to_uint8(make_a(from_uint8(b), val_kind, cfg.seed, key)), b))
+    if cfg.val:
+        val += [(a, b) for _, a, b in read_pairs(cfg.val, cfg.layout, cfg.direction)]
+    return photos, val, 3, 3
 
 
 def _load_paired(cfg: Pix2PixConfig, jitter: JitterConfig):
@@ -249,7 +345,7 @@ def _save(out: Path, result, arch: str, arch_config: dict, cfg, extra: dict) -> 
 
 def _gan_train_config(cfg: GANTrainOptions) -> TrainConfig:
     """The reference's schedule: Adam 2e-4, beta1 0.5, constant then linear decay over the second half."""
-    return TrainConfig(steps=cfg.steps, lr=cfg.lr, lr_d=cfg.lr, betas=(0.5, 0.999), ema=cfg.ema,
+    return TrainConfig(steps=cfg.steps, lr=cfg.lr, lr_d=cfg.lr, betas=(getattr(cfg, "beta1", 0.5), 0.999), ema=cfg.ema,
                        linear_from=max(1, cfg.steps // 2), log_every=50, val_every=cfg.val_every,
                        ckpt_every=200, seed=cfg.seed)
 
@@ -299,30 +395,55 @@ def train_pix2pix(cfg: Pix2PixConfig, device: torch.device, resume: bool = True)
     out = Path(cfg.out)
     io.check_writable(out.parent, create=False)  # before the work (created when the state is saved)
     jitter = JitterConfig(cfg.preprocess, cfg.load_size, cfg.crop_size)
-    train, val, in_ch, out_ch = _load_paired(cfg, jitter)
-    arch_config = {"in_ch": in_ch, "out_ch": out_ch, "num_downs": cfg.num_downs, "ngf": cfg.ngf,
-                   "norm": cfg.norm, "dropout": cfg.dropout, "residual": cfg.residual}
-    meta = {"arch": "unet", "config": arch_config, "direction": cfg.direction, "layout": cfg.layout,
+    if cfg.synthesize:
+        photos, val, in_ch, out_ch = _load_synthesized(cfg)
+        batches = synthesized_batches(photos, jitter, cfg.batch_size, cfg.synthesize, cfg.seed)
+    else:
+        train, val, in_ch, out_ch = _load_paired(cfg, jitter)
+        batches = paired_batches(train, jitter, cfg.batch_size)
+    arch_config = cfg.generator_config(in_ch, out_ch)
+    meta = {"arch": cfg.netg, "config": arch_config, "direction": cfg.direction, "layout": cfg.layout,
             "val_split": cfg.val_split, "data": data_fingerprint(io.list_images(cfg.data), cfg.data),
             "discriminator": [cfg.netd, cfg.ndf, cfg.n_layers_d, cfg.d_norm] if cfg.gan_weight > 0 else None}
+    if cfg.synthesize or cfg.init:  # (absent for the earlier runs: their states still resume)
+        meta |= {"synthesize": cfg.synthesize, "init": cfg.init,
+                 "extra": data_fingerprint(io.list_images(cfg.extra), cfg.extra) if cfg.extra else None}
     check_resume(out.with_suffix(".state.pt"), meta, resume)
-    g = define_G("unet", **arch_config)
-    if cfg.residual:  # start as the identity: the net learns the correction
+    g = define_G(cfg.netg, **arch_config)
+    if cfg.init:
+        _start_from(g, cfg.init, cfg.netg, arch_config)
+    elif cfg.residual or cfg.netg == "nafnet":  # start as the identity: the net learns the correction
         _zero_last(g)
     g = g.to(device)
     d = _pix2pix_discriminator(cfg, in_ch, out_ch)
     d = d.to(device) if d is not None else None
-    log.info("pix2pix %s: %d training pairs, %d validation pairs, %d->%d channels, G %.2fM params",
-             cfg.direction, len(train), len(val), in_ch, out_ch, sum(p.numel() for p in g.parameters()) / 1e6)
+    log.info("pix2pix %s (%s): %s, %d validation pairs, %d->%d channels, G %.2fM params", cfg.direction, cfg.netg,
+             f"{len(photos)} photos, A made on the fly ({cfg.synthesize})" if cfg.synthesize
+             else f"{len(train)} training pairs", len(val), in_ch, out_ch, sum(p.numel() for p in g.parameters()) / 1e6)
     parts = Pix2PixLosses(cfg)
-    spec = TrainSpec(g, _on_device(paired_batches(train, jitter, cfg.batch_size), device),
+    spec = TrainSpec(g, _on_device(batches, device),
                      lambda net, batch: run_generator(net, batch[0]), parts.generator_loss,
                      discriminator=d, d_loss=parts.discriminator_loss if d is not None else None,
                      validate=lambda net: validation_scores(net, val), select_by="val_psnr" if val else None,
                      meta=meta)
+    cpu0 = time.process_time()
     result = fit(spec, _gan_train_config(cfg), state_path=out.with_suffix(".state.pt"), resume=resume)
-    return _save(out, result, "unet", arch_config, cfg, {"trained_direction": cfg.direction, "model": "pix2pix",
-                                                          "validation_identity": identity_scores(val) if val else {}})
+    stage = {"command": weights.command_line(), "steps": cfg.steps, "init": cfg.init,
+             "cpu_hours": round((time.process_time() - cpu0) / 3600, 3), "validation": result.validation,
+             "data": cfg.data, "extra": cfg.extra, "synthesize": cfg.synthesize}
+    return _save(out, result, cfg.netg, arch_config, cfg, {
+        "trained_direction": cfg.direction, "model": "pix2pix",
+        "validation_identity": identity_scores(val) if val else {},
+        "stages": weights.previous_stages(cfg.init) + [stage]})
+
+
+def _start_from(g: nn.Module, init: str, arch: str, config: dict) -> None:
+    """Load --init's weights into g: they must be translate weights of the same arch and config."""
+    tensors, meta = weights.load_weights(weights.resolve_weights(init))
+    if meta.get("task") != "translate" or meta.get("arch") != arch or meta.get("config") != config:
+        raise ValueError(f"--init {init}: {meta.get('task')} {meta.get('arch')} {meta.get('config')} does not match "
+                         f"translate {arch} {config}")
+    g.load_state_dict({k: v.float() for k, v in tensors.items()})
 
 
 def identity_scores(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
@@ -339,8 +460,8 @@ class _Identity(nn.Module):
 
 
 def _zero_last(g: nn.Module) -> None:
-    """Zero the output conv of a residual generator: it starts as the identity."""
-    last = [m for m in g.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))][-1]
+    """Zero the output conv of a residual generator (NAFNet's `ending`): it starts as the identity."""
+    last = getattr(g, "ending", None) or [m for m in g.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))][-1]
     nn.init.zeros_(last.weight)
     if last.bias is not None:
         nn.init.zeros_(last.bias)

@@ -1,0 +1,157 @@
+"""NAFNet (Chen et al. 2022, "Simple Baselines for Image Restoration"): a U-Net of NAF blocks,
+restoration's strong baseline at low compute. A NAF block is LayerNorm -> 1x1 -> depthwise 3x3
+-> SimpleGate (x1 * x2) -> simplified channel attention -> 1x1, plus a gated feed-forward part;
+no nonlinear activation at all. Keys follow the official implementation (intro, encoders, downs,
+middle_blks, ups, decoders, ending), so its checkpoints' tensors map by name.
+
+Tiling: the channel attention pools each feature map globally, which makes every output pixel
+depend on the whole image, so tiles could never equal the whole. At inference genapps uses TLC
+(Chu et al. 2022, "Improving Image Restoration by Revisiting Global Information Aggregation"):
+the pool becomes a local mean over a window of `local_window` input px (1.5x the training crop
+in the paper), which is also what the network saw in training. `receptive_radius` declares it,
+so genapps.inference's tiled runner gives tiles that much context.
+
+(B, C, H, W) in any range -> (B, C, H, W) = input + correction; H and W multiples of
+`input_multiple` = 2 ** len(enc_blocks).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class LayerNorm2d(nn.Module):
+    """Layer norm over channels at each pixel (no spatial statistics: tiles stay exact)."""
+
+    def __init__(self, channels: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mu = x.mean(1, keepdim=True)
+        var = (x - mu).pow(2).mean(1, keepdim=True)
+        y = (x - mu) / (var + self.eps).sqrt()
+        return self.weight.view(1, -1, 1, 1) * y + self.bias.view(1, -1, 1, 1)
+
+
+def _box_mean_1d(x: torch.Tensor, dim: int, window: int) -> torch.Tensor:
+    """Mean over [i - window // 2, i + window - window // 2) along `dim`, clipped at the ends."""
+    n = x.shape[dim]
+    shape = [1] * x.ndim
+    shape[dim] = n + 1
+    c = torch.cat([torch.zeros_like(x.narrow(dim, 0, 1)), x.cumsum(dim)], dim)  # c[i] = sum of x[:i]
+    i = torch.arange(n, device=x.device)
+    lo, hi = (i - window // 2).clamp(0, n), (i + window - window // 2).clamp(0, n)
+    total = c.index_select(dim, hi) - c.index_select(dim, lo)
+    shape[dim] = n
+    return total / (hi - lo).to(x.dtype).view(shape)
+
+
+def local_mean(x: torch.Tensor, window: int) -> torch.Tensor:
+    """Mean of x over a window x window box around each pixel (clipped at the borders), O(1) per
+    pixel by running sums (separable); the global mean when the map is no larger than the window.
+
+    x: (B, C, H, W) -> (B, C, H, W), or (B, C, 1, 1) for the global case.
+    """
+    h, w = x.shape[-2:]
+    if h <= window and w <= window:
+        return x.mean((2, 3), keepdim=True)
+    return _box_mean_1d(_box_mean_1d(x, 2, window), 3, window)
+
+
+class ChannelAttention(nn.Module):
+    """Simplified channel attention: x * conv1x1(mean of x), the mean global in training and over
+    `window` px of this level at inference (TLC; 0 = global)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 1)
+        self.window = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = local_mean(x, self.window) if self.window and not self.training else x.mean((2, 3), keepdim=True)
+        return x * self.conv(pooled)
+
+
+class NAFBlock(nn.Module):
+    def __init__(self, c: int, dw_expand: int = 2, ffn_expand: int = 2):
+        super().__init__()
+        dw, ffn = c * dw_expand, c * ffn_expand
+        self.conv1 = nn.Conv2d(c, dw, 1)
+        self.conv2 = nn.Conv2d(dw, dw, 3, padding=1, groups=dw)
+        self.conv3 = nn.Conv2d(dw // 2, c, 1)
+        self.sca = ChannelAttention(dw // 2)
+        self.conv4 = nn.Conv2d(c, ffn, 1)
+        self.conv5 = nn.Conv2d(ffn // 2, c, 1)
+        self.norm1, self.norm2 = LayerNorm2d(c), LayerNorm2d(c)
+        self.beta = nn.Parameter(torch.zeros(1, c, 1, 1))  # both branches start closed: the block is the identity
+        self.gamma = nn.Parameter(torch.zeros(1, c, 1, 1))
+
+    def forward(self, inp: torch.Tensor) -> torch.Tensor:
+        x = self.conv2(self.conv1(self.norm1(inp)))
+        x1, x2 = x.chunk(2, 1)  # SimpleGate
+        x = self.conv3(self.sca(x1 * x2))
+        y = inp + x * self.beta
+        x1, x2 = self.conv4(self.norm2(y)).chunk(2, 1)
+        return y + self.conv5(x1 * x2) * self.gamma
+
+
+class NAFNet(nn.Module):
+    """The NAFNet U-Net. width: channels at full resolution (doubled per level); enc_blocks /
+    dec_blocks: NAF blocks per level (same length = number of levels); middle_blocks at the bottom.
+
+    local_window: TLC's pooling window in input px at inference (0 = global pooling, the
+    official behaviour); genapps sets it to 1.5x the training crop.
+    """
+
+    def __init__(self, in_ch: int = 3, out_ch: int = 3, width: int = 16, enc_blocks=(1, 1, 1, 2),
+                 middle_blocks: int = 4, dec_blocks=(1, 1, 1, 1), local_window: int = 0):
+        super().__init__()
+        if len(enc_blocks) != len(dec_blocks):
+            raise ValueError(f"enc_blocks {list(enc_blocks)} and dec_blocks {list(dec_blocks)} need the same length")
+        if out_ch != in_ch and in_ch != 1:
+            raise ValueError(f"NAFNet adds its input to its output: in_ch must be 1 or {out_ch}, got {in_ch}")
+        self.intro = nn.Conv2d(in_ch, width, 3, padding=1)
+        self.ending = nn.Conv2d(width, out_ch, 3, padding=1)
+        self.encoders, self.downs, self.ups, self.decoders = (nn.ModuleList() for _ in range(4))
+        chan = width
+        for n in enc_blocks:
+            self.encoders.append(nn.Sequential(*(NAFBlock(chan) for _ in range(n))))
+            self.downs.append(nn.Conv2d(chan, 2 * chan, 2, 2))
+            chan *= 2
+        self.middle_blks = nn.Sequential(*(NAFBlock(chan) for _ in range(middle_blocks)))
+        for n in dec_blocks:
+            self.ups.append(nn.Sequential(nn.Conv2d(chan, chan * 2, 1, bias=False), nn.PixelShuffle(2)))
+            chan //= 2
+            self.decoders.append(nn.Sequential(*(NAFBlock(chan) for _ in range(n))))
+        self.input_multiple = 2 ** len(enc_blocks)
+        self.set_local_window(local_window)
+
+    def set_local_window(self, window: int) -> None:
+        """TLC: pool channel attention over `window` input px at inference (0 = globally)."""
+        self.local_window = int(window)
+        # 3x3 convs at every level + the pooling window: what a tile needs around the pixels it keeps
+        levels = len(self.encoders)
+        self.receptive_radius = self.local_window // 2 + 2 * sum(2 ** i for i in range(levels + 1)) + 2 if window else 0
+        for level, blocks in enumerate(list(self.encoders) + [self.middle_blks]):
+            for block in blocks:
+                block.sca.window = max(1, window // 2 ** level) if window else 0
+        for i, blocks in enumerate(self.decoders):
+            level = len(self.decoders) - 1 - i
+            for block in blocks:
+                block.sca.window = max(1, window // 2 ** level) if window else 0
+
+    def forward(self, inp: torch.Tensor) -> torch.Tensor:
+        x = self.intro(inp)
+        skips = []
+        for encoder, down in zip(self.encoders, self.downs):
+            x = encoder(x)
+            skips.append(x)
+            x = down(x)
+        x = self.middle_blks(x)
+        for decoder, up, skip in zip(self.decoders, self.ups, reversed(skips)):
+            x = decoder(up(x) + skip)
+        return inp + self.ending(x)
