@@ -1,12 +1,15 @@
 """augment round 3 (issue 31): the filter's judge is trained on labeled images the generator never
-sees, and the filter asks it."""
+sees, the filter asks it, and arm g's classifier is written to OUTPUT with a card and loads."""
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
+from genapps import weights
 from genapps.tasks.augment import task as augment_task
+from genapps.tasks.augment.models import MODELS
 from genapps.tasks.augment.task import Config, augment_tensors, run
 from genapps.tasks.augment.training import judge_split
 
@@ -117,6 +120,32 @@ def test_run_reports_which_judge_filtered(tmp_path):
     assert s["filter"]["judge"].startswith("the guide classifier")
     with pytest.raises(ValueError, match="judge_holdout"):
         Config(judge_holdout=1.0)
+
+
+def test_semigan_classifier_is_written_with_its_card_and_loads(tmp_path):
+    cfg = Config(model="cvae", steps=3, batch_size=8, per_class=1, image_size=12, unlabeled=str(DIGITS / "test"),
+                 eval=str(DIGITS / "test"), eval_seeds=1, eval_steps=3, pseudo_threshold=0.1, interpolate=False,
+                 semigan_steps=3)
+    out = tmp_path / "out"
+    s = run(cfg, DIGITS / "train", out, CPU).summary
+    path = out / "semigan_classifier.safetensors"
+    assert s["semigan_classifier"]["file"] == path.name
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["task"] == "augment" and card["arch"] == "classifier" and card["classes"] == [str(k) for k in range(10)]
+    assert card["training"]["steps"] == 3 and "Salimans" in card["training"]["method"]
+    assert card["data"]["labeled_images"] == 100 and card["data"]["unlabeled"] == str(DIGITS / "test")
+    assert card["validation"]["accuracy"] == s["eval"]["arms"]["g"]["runs"][0]
+    net, info = weights.load_model(path, "augment", MODELS)
+    assert info.arch == "classifier"
+    from genapps.tasks.augment.data import load_imagefolder
+
+    test = load_imagefolder(DIGITS / "test", 12, 1)
+    acc = 100 * float((net(test.x).argmax(1) == test.y).float().mean())
+    assert acc == pytest.approx(card["validation"]["accuracy"], abs=0.01)  # the card's number is this file's
+    # a later run without arm g leaves no stale classifier behind
+    run(Config(steps=2, batch_size=8, per_class=1, image_size=12, eval_steps=2, interpolate=False, resume=False),
+        DIGITS / "train", out, CPU)
+    assert not path.exists() and not path.with_suffix(".json").exists()
 
 
 def test_posterior_variants_spread_by_their_own_temperature_and_are_the_default():

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from genapps import io, weights
 from genapps.records import Record, StageResult
 from genapps.tasks.augment.data import LabeledImages, load_imagefolder, load_unlabeled
-from genapps.tasks.augment.evaluate import evaluate_arms, feature_metrics
+from genapps.tasks.augment.evaluate import SEMIGAN_LR, evaluate_arms, feature_metrics, per_class_accuracy
 from genapps.tasks.augment.models import DECODERS, ENCODER_MODELS, GENERATORS
 from genapps.tasks.augment.training import (ClassifierConfig, GeneratorConfig, GeneratorResult, PseudoLabels,
                                             Synthetic, generator_meta, judge_split, judge_steps, pseudo_label,
@@ -473,15 +473,61 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
                                 "threshold": cfg.pseudo_threshold, "method": "self-training pseudo-labels",
                                 "file": "pseudo_labels.csv",
                                 "rounds": p.rounds}
+    (output_dir / SEMIGAN_FILE).unlink(missing_ok=True)  # an earlier run's, never left beside other samples
+    (output_dir / SEMIGAN_FILE).with_suffix(".json").unlink(missing_ok=True)
     if cfg.eval and num_classes > 1:
         pool = (x_unl[aug.pseudo.keep], aug.pseudo.labels[aug.pseudo.keep]) if aug.pseudo is not None else None
         summary["eval"] = evaluate(cfg, real, syn, aug.guide_net, device, pool, aug.seconds.get("generator"), x_unl,
                                    feature_images=len(real.y) if aug.pseudo is not None else len(aug.generator_index))
+        semigan = summary["eval"].pop("semigan_net", None)
+        if semigan is not None:
+            summary["semigan_classifier"] = write_semigan_classifier(output_dir / SEMIGAN_FILE, semigan, cfg, real,
+                                                                     summary["eval"], data_meta, input_dir)
         summary["synthesis"] = summary["eval"]["verdict"]
         if "per_class_delta" in summary["eval"]:
             summary["synthesis_per_class"] = summary["eval"]["per_class_delta"]
     return StageResult(name, TASK, str(input_dir), str(output_dir), asdict(cfg), records,
                        time.perf_counter() - start, summary, figures)
+
+
+SEMIGAN_FILE = "semigan_classifier.safetensors"
+
+
+def write_semigan_classifier(path: Path, trained: tuple[torch.nn.Module, dict], cfg: Config, real: LabeledImages,
+                             result: dict, data_meta: dict, input_dir: Path) -> dict:
+    """Write arm g's classifier (seed 0) to `path` (safetensors) with its card (`path` .json): how it
+    was trained, on what, and its accuracy on the --eval folder; returns what the report records.
+
+    It loads with `weights.load_model(path, "augment", MODELS)` (arch "classifier") or
+    define_model("classifier", **card["config"]); input (B, C, S, S) in [0, 1] resized like DATA,
+    output logits over card["classes"].
+    """
+    net, score = trained
+    arms = result["arms"]
+    config = {"channels": int(real.x.shape[1]), "num_classes": len(real.classes), "image_size": cfg.image_size}
+    card = {
+        "task": TASK, "arch": "classifier", "config": config, "classes": real.classes,
+        "what": "the semi-supervised GAN classifier of `genapps augment --semigan-steps` (arm g of the proof): "
+                "input (B, C, S, S) in [0, 1] resized to image_size, output logits over the classes",
+        "training": {"method": "semi-supervised GAN (Salimans et al. 2016): the small CNN is the discriminator, "
+                               "cross-entropy on the labeled images + real/fake log-likelihood of the unlabeled images "
+                               "and of a generator trained by feature matching",
+                     "steps": cfg.semigan_steps, "lr": SEMIGAN_LR, "betas": [0.5, 0.999],
+                     "labeled_batch": ClassifierConfig.batch_size, "unlabeled_batch": 64,
+                     "augmentation": "albumentations random affine (labeled and unlabeled)",
+                     "seed": 0},
+        "data": {"labeled": str(input_dir), "labeled_images": len(real.y),
+                 "labeled_fingerprint": data_meta.get("data"), "unlabeled": cfg.unlabeled,
+                 "unlabeled_fingerprint": data_meta.get("unlabeled"), "image_size": cfg.image_size},
+        "validation": {"test": cfg.eval, "test_images": score["test_images"], "accuracy": score["accuracy"],
+                       "per_class": score["per_class"],
+                       "arm_g_all_seeds": {k: arms["g"][k] for k in ("mean", "std", "runs")},
+                       "compared_with": {a: {k: arms[a][k] for k in ("name", "mean", "std")} for a in "abe"
+                                         if a in arms}},
+        "provenance": "trained by genapps augment on the user's DATA and --unlabeled images",
+    }
+    weights.save_trained(path, net.state_dict(), card)
+    return {"file": path.name, "card": path.with_suffix(".json").name, "seed": 0, "accuracy": score["accuracy"]}
 
 
 def evaluate(cfg: Config, real: LabeledImages, syn: Synthetic, feature_net, device: torch.device,
@@ -496,7 +542,15 @@ def evaluate(cfg: Config, real: LabeledImages, syn: Synthetic, feature_net, devi
     result = evaluate_arms((real.x, real.y), (syn.x, syn.y), (test.x, test.y), len(real.classes), device,
                            cfg.eval_seeds, cfg.eval_steps, pool=pool, classes=real.classes,
                            generator_minutes=None if generator_seconds is None else generator_seconds / 60,
-                           unlabeled=unlabeled, semigan_steps=cfg.semigan_steps)
+                           unlabeled=unlabeled, semigan_steps=cfg.semigan_steps, keep="g")
+    nets = result.pop("classifiers", {})
+    if nets.get("g"):  # arm g's seed-0 classifier is the one written to OUTPUT (never chosen by its test score)
+        net = nets["g"][0]
+        per_class = per_class_accuracy(net, test.x, test.y, len(real.classes), device)
+        result["semigan_net"] = (net, {"accuracy": result["arms"]["g"]["runs"][0],
+                                       "per_class": {c: round(float(v), 2) if v == v else None
+                                                     for c, v in zip(real.classes, per_class)},
+                                       "test_images": len(test.x)})
     if feature_net is None:
         feature_net = train_classifier(real.x, real.y, len(real.classes),
                                        ClassifierConfig(steps=cfg.eval_steps, augment=True, seed=cfg.seed), device)
