@@ -1,7 +1,9 @@
 """augment round 3 (issue 31): the filter's judge is trained on labeled images the generator never
-sees, the filter asks it, and arm g's classifier is written to OUTPUT with a card and loads."""
+sees, the filter asks it, the benchmark's outside judge is disjoint from every generator's data,
+and arm g's classifier is written to OUTPUT with a card and loads."""
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -120,6 +122,36 @@ def test_run_reports_which_judge_filtered(tmp_path):
     assert s["filter"]["judge"].startswith("the guide classifier")
     with pytest.raises(ValueError, match="judge_holdout"):
         Config(judge_holdout=1.0)
+
+
+def test_the_outside_benchmark_judge_is_disjoint_from_every_generator_and_the_test_half():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import bench_augment_judge as bench
+
+    d = bench.default_indices()
+    assert len(d) == 100 and int(d.max()) < 5000  # data/digits/train: pool digits only
+    y = torch.randint(10, (5000,), generator=torch.Generator().manual_seed(0))
+    for k in range(10):  # the embedded digits' true classes (their folders)
+        y[d[10 * k:10 * (k + 1)]] = k
+    split = bench.splits(y)
+    assert torch.equal(split["D"], d)
+    parts = {k: set(v.tolist()) for k, v in split.items()}
+    for a in parts:
+        for b in parts:
+            assert a == b or not parts[a] & parts[b], (a, b)
+    assert set().union(*parts.values()) == set(range(5000))  # the pool only: no test digit anywhere
+    assert len(parts["J"]) == 3800 and torch.bincount(y[split["V"]], minlength=10).tolist() == [10] * 10
+
+
+def test_near_copies_are_found_under_small_shifts():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import bench_augment_judge as bench
+
+    x, _ = _distinct(size=28)
+    moved = torch.roll(x[:3], shifts=(2, -1), dims=(2, 3))
+    d = bench.shifted_nn_distance(moved, x)
+    assert torch.all(d < 0.5 * torch.cdist(moved.flatten(1), x.flatten(1)).min(1).values + 1e-6)
+    assert bench.shifted_nn_distance(x[:3], x).max() < 1e-5
 
 
 def test_semigan_classifier_is_written_with_its_card_and_loads(tmp_path):
