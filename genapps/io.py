@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from genapps.paths import Fence, is_url, make_dirs
+
 log = logging.getLogger(__name__)
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif")  # GIF: read only (first frame)
@@ -119,7 +121,11 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> LoadedImage:
     """Read any image PIL reads (8/16-bit; 1, L, LA, P, RGB, RGBA, CMYK, I;16, I, F), EXIF-rotated.
 
     Raises ImageError with a one-line reason for corrupt, truncated, empty, non-image or
-    oversized files. `path` may be an fsspec URL (see is_url): it is fetched to a temporary file first.
+    oversized files. Values are never clipped silently: a float (F) image in [0, 1] is read as it
+    is, one in 0-255 or 0-65535 is scaled by that peak (with a warning), a 32-bit integer (I)
+    image in 0-65535 is 16-bit data; any other range (NaN, negative, larger) is an ImageError
+    (_float_plane, _int_plane). `path` may be an fsspec URL (see is_url): it is fetched to a
+    temporary file first.
     """
     if is_url(path):
         with tempfile.TemporaryDirectory(prefix="genapps-get-") as tmp:
@@ -146,7 +152,7 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> LoadedImage:
                 log.warning("%s: %d frames; only the first is used", path, im.n_frames)
             im.load()
             im = ImageOps.exif_transpose(im)
-            return _pil_to_loaded(im)
+            return _pil_to_loaded(im, path)
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -157,14 +163,44 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> LoadedImage:
         raise ImageError(f"{path}: unreadable image ({e})") from None
 
 
-def _pil_to_loaded(im: Image.Image) -> LoadedImage:
+FLOAT_SCALES = (1.0, 255.0, 65535.0)  # the value ranges a float image is read as: [0, 1], 0-255, 0-65535
+
+
+def _float_plane(arr: np.ndarray, path: Path) -> np.ndarray:
+    """A float (mode F) plane -> float32 in [0, 1]. [0, 1] is read as it is; a maximum in [2, 255]
+    or (255, 65535] is 8- or 16-bit data stored as float, scaled by that peak (with a warning
+    saying so); NaN, inf, negative values, a maximum in (1, 2) (overshoot or HDR: no scale fits)
+    or above 65535 are an ImageError: never clipped."""
+    if not np.isfinite(arr).all():
+        raise ImageError(f"{path}: float image with NaN or infinite values; genapps reads finite values in "
+                         f"[0, 1], 0-255 or 0-65535")
+    lo, hi = float(arr.min()), float(arr.max())
+    peak = next((p for p in FLOAT_SCALES if hi <= p), None)
+    if lo < 0 or peak is None or 1 < hi < 2:  # (1, 2): [0, 1] data overshooting, or HDR; not 0-255 data
+        raise ImageError(f"{path}: float image with values in [{lo:.4g}, {hi:.4g}], not within [0, 1], 0-255 or "
+                         f"0-65535; genapps does not clip or guess a scale: convert it to one of those ranges first")
+    if peak > 1:
+        log.warning("%s: float image with values up to %.4g, read as 0-%d data (divided by %d)", path, hi, peak, peak)
+    return (arr / peak).astype(np.float32)
+
+
+def _int_plane(arr: np.ndarray, path: Path) -> np.ndarray:
+    """A 32-bit integer (mode I) plane -> uint16: 0..65535 is 16-bit data; values outside it are an
+    ImageError (genapps reads up to 16 bits per channel and never clips silently)."""
+    lo, hi = int(arr.min()), int(arr.max())
+    if lo < 0 or hi > 65535:
+        raise ImageError(f"{path}: 32-bit integer image with values in [{lo}, {hi}], outside 0-65535; genapps "
+                         f"reads up to 16 bits per channel and does not clip: convert it to 16-bit first")
+    return arr.astype(np.uint16)
+
+
+def _pil_to_loaded(im: Image.Image, path: Path) -> LoadedImage:
     mode = im.mode
     if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(im)
         if mode == "F":
-            arr = np.clip(arr, 0, 1) if arr.max() <= 1.0 else np.clip(arr, 0, 65535) / 65535.0
-            return LoadedImage(torch.from_numpy(arr.astype(np.float32))[None], None, 16)
-        return LoadedImage(_from_uint(np.clip(arr, 0, 65535).astype(np.uint16)), None, 16)
+            return LoadedImage(torch.from_numpy(_float_plane(arr, path))[None], None, 16)
+        return LoadedImage(_from_uint(_int_plane(arr, path) if mode == "I" else arr.astype(np.uint16)), None, 16)
     if mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     elif mode in ("1", "L"):
@@ -187,15 +223,21 @@ TEMP_NAME = re.compile(r"^\.(.+)\.[a-z0-9_]{8}\.tmp$")  # atomic_write's tempora
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | Path, before_replace: Callable[[Path], None] | None = None) -> Iterator[Path]:
+def atomic_write(path: str | Path, before_replace: Callable[[Path], None] | None = None,
+                 fence: Fence | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
 
     A killed or failing writer leaves no half-written file under the final name (only a hidden
     `.NAME.XXXXXXXX.tmp`, which `remove_stale_temps` deletes). `before_replace(tmp)` runs on the
     finished temporary file just before the rename (batch records it in the output manifest);
-    if it raises, nothing is renamed.
+    if it raises, nothing is renamed. With `fence` (genapps.paths.Fence), a `path` whose folder
+    resolves (through symbolic links) outside the output folder is refused (OutsideOutput, a
+    ValueError) before anything is created, and checked again just before the rename. A final
+    name that is a symbolic link is replaced by the file, never written through.
     """
     path = Path(path)
+    if fence is not None:
+        fence.check(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -204,6 +246,8 @@ def atomic_write(path: str | Path, before_replace: Callable[[Path], None] | None
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; finished files get the usual mode
         if before_replace is not None:
             before_replace(Path(tmp))
+        if fence is not None:  # a link made while the file was written
+            fence.check(path)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -211,8 +255,8 @@ def atomic_write(path: str | Path, before_replace: Callable[[Path], None] | None
         raise
 
 
-def write_text(path: str | Path, text: str) -> None:
-    with atomic_write(path) as tmp:
+def write_text(path: str | Path, text: str, fence: Fence | None = None) -> None:
+    with atomic_write(path, fence=fence) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
@@ -229,12 +273,12 @@ def _to_uint(t: torch.Tensor, bits: int) -> np.ndarray:
 
 
 def write_image(path: str | Path, image: LoadedImage, quality: int = 95,
-                before_replace: Callable[[Path], None] | None = None) -> None:
+                before_replace: Callable[[Path], None] | None = None, fence: Fence | None = None) -> None:
     """Write atomically; the format follows the extension (PNG, JPEG, WebP, TIFF, BMP).
 
     16-bit is kept for PNG and TIFF; JPEG/WebP/BMP are 8-bit. JPEG has no alpha: it is dropped
     with a warning. A disk error (full, read-only, a folder in the way) raises OSError.
-    `before_replace`: see atomic_write. `path` may be an fsspec URL: the file is encoded locally,
+    `before_replace`, `fence`: see atomic_write. `path` may be an fsspec URL: the file is encoded locally,
     then uploaded (see upload; `before_replace` runs on the local file before the upload).
     """
     if is_url(path):
@@ -254,7 +298,7 @@ def write_image(path: str | Path, image: LoadedImage, quality: int = 95,
     bits = image.bit_depth if fmt in ("PNG", "TIFF") else 8
     planes = image.color if alpha is None else torch.cat([image.color, alpha.to(image.color)], 0)
     arr = _to_uint(planes, bits)
-    with atomic_write(path, before_replace) as tmp:
+    with atomic_write(path, before_replace, fence) as tmp:
         if bits == 16 and arr.ndim == 3:  # 16-bit colour or grey+alpha: PIL can't, OpenCV can
             import cv2
 
@@ -359,8 +403,9 @@ class ImageIndex(dict):
             if len(paths) == 1:
                 self[key] = paths[0]
             else:
-                log.warning("%s: %s share one name; paired only by full name", self.root,
-                            ", ".join(p.name for p in paths))
+                log.warning("%s: %s share one name; each pairs only with an image of its full name (%s with "
+                            "%s), others of that name are ambiguous", self.root, ", ".join(p.name for p in paths),
+                            paths[0].name, paths[0].name)
 
     def find(self, rel: str) -> tuple[Path | None, str]:
         """The image that pairs with relative name `rel` (`sub/a.png`), and why not if none.
@@ -427,15 +472,9 @@ def check_writable(folder: str | Path, create: bool = True) -> Path:
     if is_url(folder):
         return folder  # a remote folder: the first upload proves it (object stores have no folders)
     folder = Path(folder)
-    created = []
+    created: list[Path] = []
     try:
-        for parent in [*reversed(folder.parents), folder]:
-            if not parent.is_dir():
-                try:
-                    parent.mkdir()
-                except FileExistsError:  # another process (a shard) made it meanwhile
-                    continue
-                created.append(parent)
+        make_dirs(folder, created)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".genapps-probe-"):
             pass
     except OSError as e:
@@ -488,18 +527,23 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return rows
 
 
-def append_jsonl(path: str | Path, row: dict) -> None:
-    """Append one JSON line and flush it to disk (a kill keeps every finished line)."""
+def append_jsonl(path: str | Path, row: dict, fence: Fence | None = None) -> None:
+    """Append one JSON line and flush it to disk (a kill keeps every finished line). Never through
+    a symbolic link (OSError); with `fence`, only inside the output folder (see atomic_write)."""
     line = json.dumps(row, allow_nan=False, default=str, sort_keys=True)
-    with open(path, "a", encoding="utf-8") as f:
+    if fence is not None:
+        fence.check(path)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    with open(os.open(path, flags, 0o666), "a", encoding="utf-8") as f:
         f.write(line + "\n")
         f.flush()
         os.fsync(f.fileno())
 
 
-def write_jsonl(path: str | Path, rows: list[dict]) -> None:
+def write_jsonl(path: str | Path, rows: list[dict], fence: Fence | None = None) -> None:
     """Rewrite a JSON-lines file atomically."""
-    write_text(path, "".join(json.dumps(r, allow_nan=False, default=str, sort_keys=True) + "\n" for r in rows))
+    write_text(path, "".join(json.dumps(r, allow_nan=False, default=str, sort_keys=True) + "\n" for r in rows),
+               fence)
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -521,13 +565,6 @@ def read_idx(path: str | Path) -> np.ndarray:
 # ---------------------------------------------------------------- remote folders (fsspec URLs)
 
 ATOMIC_PUT = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory"})  # a PUT is all or nothing
-
-
-def is_url(path) -> bool:
-    """An fsspec URL (s3://, gs://, az://, http(s)://, memory://, ...); plain paths and file:// are local.
-    (A URL must stay a str: pathlib would fold its '//'.)"""
-    return (isinstance(path, str) and re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", path) is not None
-            and not path.startswith("file://"))
 
 
 def url_fs(url: str):

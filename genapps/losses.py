@@ -1,7 +1,7 @@
 """Every loss of genapps's trainings: adversarial (relativistic average, non-saturating, hinge,
 pix2pix's vanilla/LSGAN, the semi-supervised GAN's), discriminator feature matching, the VAE
-terms (ELBO, KL to N(0, I) or between two Gaussians), masked (hole) L1, and perceptual (VGG19
-features or a documented fallback).
+terms (ELBO, KL to N(0, I) or between two Gaussians), masked (hole) L1, the Laplacian-pyramid
+structure L1, and perceptual (VGG19 features or a documented fallback).
 
 Images are (B, C, H, W) in [0, 1]; discriminator outputs are raw logits of any shape.
 """
@@ -126,6 +126,27 @@ def best_of_hole_l1(samples: torch.Tensor, target: torch.Tensor, mask: torch.Ten
     pushed towards the target, so the K samples may spread over plausible fills."""
     per = ((samples - target).abs() * mask).flatten(2).sum(2) / (mask.flatten(1).sum(1) * 3).clamp(min=1)
     return per.min(0).values.mean()
+
+
+def laplacian_pyramid_l1(pred: torch.Tensor, target: torch.Tensor, levels: int = 5) -> torch.Tensor:
+    """Structure loss with a receptive field as large as the image and no downloaded weights: the
+    L1 between the Laplacian pyramids (2x2 average pooling, bilinear upsampling) of pred and target,
+    band by band, each band's L1 weighted 2^level (a coarse band's pixel stands for 4^level pixels;
+    2^level keeps fine edges and large-scale structure alike), plus the L1 of the coarsest residual
+    at 2^levels, divided by the sum of the weights. On an inpainted (composited) image it is
+    nonzero only around the hole, and its coarse bands judge the fill's shading across the whole hole.
+    pred, target (B, C, H, W); a scalar in the units of the images."""
+    total, weights, level = pred.new_zeros(()), 0.0, 0
+    while level < levels and min(pred.shape[-2:]) >= 2:
+        p_low, t_low = F.avg_pool2d(pred, 2, ceil_mode=True), F.avg_pool2d(target, 2, ceil_mode=True)
+        size = pred.shape[-2:]
+        p_band = pred - F.interpolate(p_low, size=size, mode="bilinear", align_corners=False)
+        t_band = target - F.interpolate(t_low, size=size, mode="bilinear", align_corners=False)
+        total = total + 2 ** level * F.l1_loss(p_band, t_band)
+        weights += 2 ** level
+        pred, target, level = p_low, t_low, level + 1
+    weight = 2.0 ** level
+    return (total + weight * F.l1_loss(pred, target)) / (weights + weight)
 
 
 # ---------------------------------------------------------------- perceptual

@@ -12,7 +12,14 @@
         options: {model: sr-x4, reference: ../data/photos}
 
 Each stage writes to OUTPUT/<stage name>/ and, unless it names its input, reads what the
-previous stage produced. Path options resolve against the YAML's folder.
+previous stage produced. Path options resolve against the YAML's folder (`file://` URLs are local
+paths). No stage folder may be, contain or lie inside a folder the pipeline reads (its input, a
+stage's input folder, a --reference, masks, ...): refused when the file is loaded, whatever
+`resume` says.
+
+The YAML is read with a safe loader that refuses duplicate keys, more than MAX_ALIASES aliases
+(`*name`) and documents that expand to more than MAX_VALUES values (an alias bomb); merge keys
+(`<<: *defaults`) are supported. Every field is typed: a wrong type is one line.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from genapps import io
+from genapps import io, paths
 from genapps.tasks import TASKS, load_spec, make_config
 
 log = logging.getLogger(__name__)
@@ -33,25 +40,65 @@ log = logging.getLogger(__name__)
 TOP_KEYS = {"name", "description", "input", "output", "stages"}
 STAGE_KEYS = {"name", "task", "input", "options"}
 RESERVED_NAMES = {"report.json", "report.html"}  # the run's report files live beside the stage folders
+MAX_ALIASES = 100  # `*name` references in one YAML document
+MAX_VALUES = 100_000  # values of a YAML document with every alias expanded
+MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that rejects a mapping with the same key twice (YAML itself keeps the last)."""
+    """yaml.SafeLoader that rejects a mapping with the same key twice (YAML itself keeps the last)
+    and more than MAX_ALIASES aliases; merge keys (`<<`) merge, the mapping's own keys winning."""
+
+    aliases = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.events.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                raise yaml.composer.ComposerError(None, None, f"more than {MAX_ALIASES} aliases (*name)",
+                                                  self.peek_event().start_mark)
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, (str, int, float, bool)) or key is None:
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key!r}", key_node.start_mark)
-                seen.add(key)
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == MERGE_TAG:
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                if isinstance(key, (str, int, float, bool)) or key is None:
+                    if key in seen:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"duplicate key {key!r}", key_node.start_mark)
+                    seen.add(key)
+            self.flatten_mapping(node)  # `<<: *x` / `<<: [*x, *y]`: their keys first, the mapping's own after
         return super().construct_mapping(node, deep=deep)
 
 
 def _yaml_load(text: str):
-    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    """The document of `text`, bounded (see the module doc); a yaml.YAMLError or a one-line ValueError."""
+    data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    stack, count = [data], 0
+    while stack:  # every alias expanded, as str() or a walk of it would: stop at the bound
+        count += 1
+        if count > MAX_VALUES:
+            raise ValueError(f"the YAML expands to more than {MAX_VALUES} values (an alias bomb?)")
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack += [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            stack += item
+    return data
+
+
+def _check_strings(mapping: dict, keys: tuple[str, ...], where: str) -> None:
+    """A one-line ValueError when one of `keys` of a YAML mapping is set to something else than a
+    string (a list as a stage name must never become a folder "['a', 'b']")."""
+    for key in keys:
+        value = mapping.get(key)
+        if value is not None and not isinstance(value, str):
+            shown = f" {value!r}" if isinstance(value, (int, float, bool)) else ""
+            raise ValueError(f"{where}'{key}' must be a string, got {type(value).__name__}{shown}")
 
 
 def _yaml_problem(e: yaml.YAMLError) -> str:
@@ -98,12 +145,15 @@ def _parse_set(item: str) -> tuple[str, str, Any]:
         return stage, option, _yaml_load(value)
     except yaml.YAMLError as e:
         raise ValueError(f"--set {item!r}: invalid value ({_yaml_problem(e)})") from None
+    except ValueError as e:
+        raise ValueError(f"--set {item!r}: {e}") from None
 
 
 def load_pipeline(path: str | Path, input: str | Path | None = None, out: str | Path | None = None,
                   overrides: tuple[str, ...] = ()) -> Pipeline:
-    """Read and validate a pipeline file (tasks, options, types, inputs) without running anything."""
-    path = Path(path)
+    """Read and validate a pipeline file (tasks, options, types, inputs, the folders it reads and
+    writes) without running anything."""
+    path, input, out = Path(paths.normalize(path)), paths.normalize(input), paths.normalize(out)
     if not path.is_file():
         raise FileNotFoundError(f"pipeline file not found: {path}")
     try:
@@ -112,16 +162,19 @@ def load_pipeline(path: str | Path, input: str | Path | None = None, out: str | 
         raise ValueError(f"{path}: invalid YAML ({_yaml_problem(e)})") from None
     except UnicodeDecodeError as e:
         raise ValueError(f"{path}: not UTF-8 text ({e.reason})") from None
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a mapping with a 'stages' list")
-    unknown = sorted(set(raw) - TOP_KEYS)
+    unknown = sorted(set(map(str, raw)) - TOP_KEYS)
     if unknown:
         raise ValueError(f"{path}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(TOP_KEYS))}")
+    _check_strings(raw, ("name", "description", "input", "output"), f"{path}: ")
     entries = raw.get("stages")
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"{path}: 'stages' must be a non-empty list")
     base = path.parent.resolve()
-    name = str(raw.get("name") or path.stem)
+    name = raw.get("name") or path.stem
 
     sets: dict[str, dict] = {}
     for item in overrides:
@@ -133,23 +186,26 @@ def load_pipeline(path: str | Path, input: str | Path | None = None, out: str | 
         where = f"{path.name}: stage {i + 1}"
         if not isinstance(entry, dict):
             raise ValueError(f"{where}: expected a mapping with 'task' and 'options'")
-        bad = sorted(set(entry) - STAGE_KEYS)
+        bad = sorted(set(map(str, entry)) - STAGE_KEYS)
         if bad:
             raise ValueError(f"{where}: unknown key(s) {', '.join(bad)}; valid: {', '.join(sorted(STAGE_KEYS))}")
         task = entry.get("task")
         if not isinstance(task, str) or task not in TASKS:
-            raise ValueError(f"{where}: unknown task {task!r}; valid: {', '.join(sorted(TASKS))}")
-        stage_name = check_segment(str(entry.get("name") or task), f"{where}: stage name")
+            shown = repr(task) if isinstance(task, str) or task is None else f"of type {type(task).__name__}"
+            raise ValueError(f"{where}: unknown task {shown}; valid: {', '.join(sorted(TASKS))}")
+        _check_strings(entry, ("name", "input"), f"{where}: ")
+        stage_name = check_segment(entry.get("name") or task, f"{where}: stage name")
         if any(s.name == stage_name for s in stages):
             raise ValueError(f"{where}: duplicate stage name {stage_name!r}; give each stage a unique 'name'")
         options = entry.get("options") or {}
         if not isinstance(options, dict):
             raise ValueError(f"{where} ({stage_name}): 'options' must be a mapping")
         options = options | sets.pop(stage_name, {})
-        config = make_config(load_spec(task).load().Config, options, where=f"{path.name}: {stage_name}", base=base)
-        stage_input = entry.get("input")
+        config_class = load_spec(task).load().Config
+        options = paths.normalize_options(config_class, {str(k): v for k, v in options.items()})
+        config = make_config(config_class, options, where=f"{path.name}: {stage_name}", base=base)
+        stage_input = paths.normalize(entry.get("input"))
         if stage_input is not None:
-            stage_input = str(stage_input)
             if not any(s.name == stage_input for s in stages):
                 folder = (base / stage_input).resolve()
                 if not folder.is_dir():
@@ -160,15 +216,34 @@ def load_pipeline(path: str | Path, input: str | Path | None = None, out: str | 
     if sets:
         raise ValueError(f"--set: no stage named {', '.join(sets)}; stages: {', '.join(s.name for s in stages)}")
 
-    first_input = Path(input) if input else (base / raw["input"]).resolve() if raw.get("input") else None
+    raw_input, raw_output = paths.normalize(raw.get("input")), paths.normalize(raw.get("output"))
+    first_input = Path(input) if input else (base / raw_input).resolve() if raw_input else None
     if stages[0].input is None:
         if first_input is None:
             raise ValueError(f"{path}: no input: give 'input:' in the file or --input")
         if not first_input.is_dir():
             raise FileNotFoundError(f"input folder not found: {first_input}")
-    output = (Path(out) if out else (base / raw["output"]).resolve() if raw.get("output")
+    output = (Path(out) if out else (base / raw_output).resolve() if raw_output
               else Path("runs") / check_segment(name, f"{path.name}: pipeline name (the default output runs/NAME)"))
+    _check_folders(path, output, first_input if stages[0].input is None else None, stages)
     return Pipeline(path, name, first_input or Path(stages[0].input), output, tuple(stages), raw)
+
+
+def _check_folders(path: Path, output: Path, first_input: Path | None, stages: list[Stage]) -> None:
+    """One-line ValueError when a stage's folder OUTPUT/<stage> is, contains or lies inside a folder
+    the pipeline reads (its input, a stage's input folder, a stage's reference, masks, ...): its
+    outputs would overwrite (or, on a rerun, be read as) those files, whatever resume says."""
+    names = {s.name for s in stages}
+    reads = {"pipeline's input": first_input}
+    for s in stages:
+        if s.input is not None and s.input not in names:
+            reads[f"stage {s.name!r} input"] = s.input
+        reads |= {f"stage {s.name!r} {key}": value for key, value in paths.side_inputs(s.config).items()}
+    for s in stages:
+        try:
+            paths.check_output(output / s.name, sides=reads, why="rename the stage or choose another output folder")
+        except ValueError as e:
+            raise ValueError(f"{path.name}: stage {s.name!r}: {e}") from None
 
 
 class ReportNotWritten(Exception):
@@ -186,7 +261,6 @@ def run_pipeline(pipeline: Pipeline, device) -> list:
     the stages, or is logged when a stage raised (that error is the one reported).
     """
     from genapps import distributed
-    from genapps.report import write_part, write_report, write_sharded
 
     shard = distributed.current()
     renaming = [s.name for s in pipeline.stages[:-1] if load_spec(s.task).renames_outputs(s.config)]
@@ -194,6 +268,14 @@ def run_pipeline(pipeline: Pipeline, device) -> list:
         raise ValueError(f"stage(s) {', '.join(renaming)} rename their outputs (suffix, samples) for a later stage; "
                          f"a sharded pipeline needs the names kept (move the renaming to the last stage)")
     io.check_writable(pipeline.output, create=False)
+    with paths.output_lock(pipeline.output, shard):  # a second run on OUTPUT is refused
+        return _run_stages(pipeline, device, shard)
+
+
+def _run_stages(pipeline: Pipeline, device, shard) -> list:
+    """run_pipeline's stages and report, under the output folder's lock."""
+    from genapps.report import write_part, write_report, write_sharded
+
     io.remove_stale_temps(pipeline.output / n for n in RESERVED_NAMES)  # a killed run's half reports
     results, outputs = [], {}
     current = pipeline.input
@@ -212,8 +294,8 @@ def run_pipeline(pipeline: Pipeline, device) -> list:
                 write_part(pipeline.output, results, run_config, shard, title=title)
             elif results:
                 write_report(pipeline.output, results, run_config, title=title)
-        except OSError as e:
-            return f"report not written to {pipeline.output} ({e.strerror or e})"
+        except (OSError, paths.OutsideOutput) as e:
+            return f"report not written to {pipeline.output} ({getattr(e, 'strerror', None) or e})"
         return ""
 
     try:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import html
 import io
 import json
@@ -70,6 +71,8 @@ LABELS = {  # the report's own stats keys and genapps.metrics' metrics -> what t
 MAIN_METRICS = ("psnr_y", "psnr", "ssim_y", "ssim", "ms_ssim", "lpips", "mae", "mse")  # a View's main overrides
 LOWER_IS_BETTER = frozenset({"lpips", "mae", "mse", "fid"})  # the others: higher is better (tasks: Metric)
 EXTRA_IMAGES = {"masks": "mask", "mask": "mask"}  # stage config key (a folder or one file) -> column label
+PIXEL_METRICS = frozenset({"psnr", "ssim", "ms_ssim", "mae", "mse", "l1", "hole_psnr", "hole_l1"})  # per colour plane
+BASELINE = "baseline_"  # a record's baseline_<metric>: its input (the task's baseline) against the same reference
 
 
 def metric_names(stages: list) -> dict[str, Metric]:
@@ -88,19 +91,44 @@ def label(key: str, names: dict[str, Metric] | None = None) -> str:
 
 
 def lower_is_better(key: str, names: dict[str, Metric] | None = None) -> bool:
+    key = key.removeprefix(BASELINE)
     m = (names or {}).get(key)
     return m.lower_is_better if m else key in LOWER_IS_BETTER
 
 
+def colour_space(stage, key: str) -> str | None:
+    """'Y' or 'RGB': the planes a stage's pixel metric `key` was measured on (keys ending in _y:
+    BT.601 luma; evaluate's with y_channel too), None for metrics that have no colour space."""
+    key = key.removeprefix(BASELINE)
+    if key.endswith("_y"):
+        return "Y"
+    if key in PIXEL_METRICS:
+        cfg = stage.config if isinstance(stage.config, dict) else {}
+        return "Y" if cfg.get("y_channel") else "RGB"
+    return None
+
+
+def stage_label(stage, key: str, names: dict[str, Metric] | None = None) -> str:
+    """label() saying the colour space of a pixel metric: PSNR (Y) dB, PSNR dB (RGB), SSIM (RGB),
+    hole L1 (0-255) (RGB), ...; a baseline key: "baseline " and its metric's label."""
+    base = key.removeprefix(BASELINE)
+    text, space = label(base, names), colour_space(stage, key)
+    text = text if not space or f"({space})" in text else f"{text} ({space})"
+    return f"baseline {text}" if key.startswith(BASELINE) else text
+
+
 def summarize(stage) -> dict:
-    """Counts, per-metric mean/median (finite ok values), seconds and throughput."""
+    """Counts, per-metric mean/median (finite values of every output there: ok and skipped
+    records, so a resumed run's report covers the folder), seconds and throughput (ok records)."""
     recs = stage.records
     ok = [r for r in recs if r.status == "ok"]
+    there = [r for r in recs if r.status in ("ok", "skipped")]
     stats: dict[str, Any] = {"total": len(recs)}
     stats.update({s: sum(r.status == s for r in recs) for s in ("ok", "error", "skipped")})
     metrics, finite = {}, {}
-    for name in sorted({k for r in ok for k in r.metrics}):
-        vals = [float(r.metrics[name]) for r in ok if isinstance(r.metrics.get(name), numbers.Real)]
+    for name in sorted({k for r in there for k in r.metrics}):
+        vals = [float(r.metrics[name]) for r in (ok if name == "output_mp" else there)
+                if isinstance(r.metrics.get(name), numbers.Real)]
         fin = finite[name] = [v for v in vals if math.isfinite(v)]
         metrics[name] = {"n": len(fin), "mean": statistics.fmean(fin) if fin else None,
                          "median": statistics.median(fin) if fin else None,
@@ -278,7 +306,7 @@ def _dict_html(d: Any, depth: int = 0, names: dict | None = None) -> str:
     return '<table class="kv">' + "".join(rows) + "</table>"
 
 
-def _stats_html(st: dict, names: dict | None = None) -> str:
+def _stats_html(st: dict, names: dict | None = None, stage=None) -> str:
     keys = [k for k in ("total", "ok", "error", "skipped", "seconds", "processing_seconds",
                         "images_per_s", "output_mp", "mp_per_s") if k in st]
     out = ('<table class="grid"><tr>' + "".join(f"<th>{html.escape(label(k))}</th>" for k in keys) + "</tr><tr>"
@@ -286,7 +314,7 @@ def _stats_html(st: dict, names: dict | None = None) -> str:
                      for k in keys) + "</tr></table>")
     if st["metrics"]:
         cols = ("n", "mean", "median", "inf", "nan")
-        rows = "".join(f"<tr><th>{html.escape(label(n, names))}</th>"
+        rows = "".join(f"<tr><th>{html.escape(stage_label(stage, n, names) if stage else label(n, names))}</th>"
                        + "".join(f"<td>{html.escape(_fmt(m[c]))}</td>" for c in cols) + "</tr>"
                        for n, m in st["metrics"].items())
         out += ('<table class="grid"><tr><th>metric</th><th>n (finite)</th><th>mean</th>'
@@ -370,11 +398,21 @@ class _Cell:
     image: Image.Image | None = None
 
 
-def _cells(stage, rec, sources) -> list[_Cell]:
+def _sample_name(path: str) -> str:
+    """'s1' of NAME_s1.png: how a record's several outputs (inpaint --samples) are told apart."""
+    return Path(path).stem.rsplit("_", 1)[-1]
+
+
+def _cells(stage, rec, sources, siblings: dict | None = None) -> list[_Cell]:
     view = _view(stage)
     inp = _Cell(view.input, _resolve(rec.input, stage.input_dir), "reference" if view.input_is_reference else "input")
-    out = _Cell(view.output, _resolve(rec.output, stage.output_dir), "output")
-    cells = [out, inp] if view.input_is_reference else [inp, out]
+    outs = (siblings or {}).get(rec.output) or [rec.output]
+    if len(outs) > 1:  # every sample of the input: output s0, output s1, ...
+        outputs = [_Cell(f"{view.output} {_sample_name(o)}", _resolve(o, stage.output_dir), "output" if o == rec.output
+                         else "sample") for o in outs]
+    else:
+        outputs = [_Cell(view.output, _resolve(rec.output, stage.output_dir), "output")]
+    cells = [*outputs, inp] if view.input_is_reference else [inp, *outputs]
     rel = _rel(stage, rec)
     cells += [_Cell(lab, src if isinstance(src, Path) else _find(src, rel), role) for lab, role, src in sources]
     for c in cells:
@@ -447,14 +485,14 @@ def _outline(th: Image.Image, box: tuple[int, int, int, int], out: Image.Image) 
 # ---------------------------------------------------------------- record rows
 
 
-def _metrics_line(metrics: dict, names: dict | None = None) -> str:
-    return " · ".join(f"{html.escape(label(k, names))} {html.escape(_fmt(v))}" for k, v in metrics.items()
-                      if k != "output_mp")
+def _metrics_line(metrics: dict, names: dict | None = None, stage=None) -> str:
+    return " · ".join(f"{html.escape(stage_label(stage, k, names) if stage else label(k, names))} "
+                      f"{html.escape(_fmt(v))}" for k, v in metrics.items() if k != "output_mp")
 
 
-def _row_html(stage, rec, sources, anchor: str = "", worst: bool = False) -> str:
+def _row_html(stage, rec, sources, anchor: str = "", worst: bool = False, siblings: dict | None = None) -> str:
     """One record: its images at a common height, then crops of one region of each at output resolution."""
-    cells = _cells(stage, rec, sources)
+    cells = _cells(stage, rec, sources, siblings)
     out = next((c.image for c in cells if c.role == "output"), None)
     ref = next((c.image for c in cells if c.role == "reference"), None)
     box, how = pick_region(out, ref) if out is not None and max(out.size) > CROP else (None, "")
@@ -491,8 +529,10 @@ def _row_html(stage, rec, sources, anchor: str = "", worst: bool = False) -> str
         parts.append(f'<div class="crops">{"".join(figs)}</div>')
         crops = (f'<p class="muted">crops: {w}×{hh} px of the {html.escape(_view(stage).output)} at ({x}, {y}), '
                  f"picked by {html.escape(how)}; shown ×{CROP_ZOOM}, outlined on the images</p>")
-    metr = _metrics_line(rec.metrics, metric_names([stage]))
+    metr = _metrics_line(rec.metrics, metric_names([stage]), stage)
     tag = '<span class="worst">worst</span> ' if worst else ""
+    tag += {"skipped": '<span class="muted">resumed</span> ', "earlier": '<span class="muted">earlier run</span> '}.get(
+        rec.status, "")
     return (f'<div class="rec" id="{anchor}"><div class="m">{tag}<b>{html.escape(_key(stage, rec))}</b>'
             f'{" · " + metr if metr else ""}</div><div class="pair">{"".join(parts)}</div>{crops}</div>')
 
@@ -567,46 +607,146 @@ def _errors_html(stage) -> str:
 # ---------------------------------------------------------------- stage comparison
 
 
-def _compare_html(stages: list, stats: list[dict]) -> str:
-    """One table: per stage its task, main metrics' mean and median, images/s, ok/skipped/failed."""
-    e = html.escape
+def _columns(stages: list, stats: list[dict]) -> list[tuple[str, bool, dict[int, str]]]:
+    """The comparison's metric columns: (label with colour space, lower is better, {stage index:
+    metric key}), in main-metric order; a Y PSNR and an RGB PSNR never share a column."""
     names = metric_names(stages)
     order = dict.fromkeys(m for st in stages for m in (_view(st).main or MAIN_METRICS))
-    metrics = [m for m in order if any(m in s["metrics"] for s in stats)]
-    head1 = "".join(f'<th colspan="2">{e(label(m, names))}</th>' for m in metrics)
-    head2 = "<th>mean</th><th>median</th>" * len(metrics)
+    cols: dict[str, tuple[str, bool, dict[int, str]]] = {}
+    for m in order:
+        for i, (st, s) in enumerate(zip(stages, stats)):
+            if m in s["metrics"]:
+                text = stage_label(st, m, names)
+                cols.setdefault(text, (text, lower_is_better(m, names), {}))[2].setdefault(i, m)
+    return list(cols.values())
+
+
+def _compare_html(stages: list, stats: list[dict]) -> str:
+    """One table: per stage its task, main metrics' mean and median (and the baseline's mean,
+    the input against the same reference, when measured), images/s, ok/skipped/failed."""
+    e = html.escape
+    cols = _columns(stages, stats)
+    based = [any(BASELINE + key in stats[i]["metrics"] for i, key in keys.items()) for _, _, keys in cols]
+    head1 = "".join(f'<th colspan="{3 if b else 2}">{e(text)}</th>' for (text, _, _), b in zip(cols, based))
+    head2 = "".join("<th>mean</th><th>median</th>" + ("<th>baseline</th>" if b else "") for b in based)
     rest = ("images/s", "ok", "skipped", "failed", "wall s")
     rows = []
     for i, (st, s) in enumerate(zip(stages, stats)):
-        vals = "".join(f"<td>{e(_fmt(s['metrics'].get(m, {}).get(k)))}</td>"
-                       for m in metrics for k in ("mean", "median"))
+        vals = ""
+        for (_, _, keys), b in zip(cols, based):
+            m = keys.get(i)
+            vals += "".join(f"<td>{e(_fmt(s['metrics'].get(m, {}).get(k)))}</td>" for k in ("mean", "median"))
+            if b:
+                vals += f"<td class='muted'>{e(_fmt(s['metrics'].get(BASELINE + (m or ''), {}).get('mean')))}</td>"
         failed = f"<td class='err'>{s['error']}</td>" if s["error"] else "<td>0</td>"
         rows.append(f"<tr><th><a href='#stage-{i}'>{e(st.name)}</a></th><td>{e(st.task)}</td>{vals}"
                     f"<td>{e(_fmt(s['images_per_s']))}</td><td>{s['ok']}</td><td>{s['skipped']}</td>{failed}"
                     f"<td>{e(_fmt(st.seconds))}</td></tr>")
+    note = ("<p class='muted'>baseline: the stage's input measured against the same reference "
+            "(upscale: resized bicubic to the output's size; translate: as it is).</p>" if any(based) else "")
     return ('<h2>Stages</h2><table class="grid compare"><thead><tr><th rowspan="2">stage</th><th rowspan="2">task</th>'
             + head1 + "".join(f'<th rowspan="2">{r}</th>' for r in rest) + f"</tr><tr>{head2}</tr></thead>"
-            + "<tbody>" + "".join(rows) + "</tbody></table>")
+            + "<tbody>" + "".join(rows) + "</tbody></table>" + note)
 
 
 def per_image(stages: list, stats: list[dict]) -> dict:
     """Per-image main metric of every stage that has one, worst first by the last such stage.
 
-    {"columns": [{"stage", "metric"}], "rows": [{"file": key, "values": [float | None]}], "sorted_by": i}
-    (None: not measured or failed).
+    {"columns": [{"stage", "metric", "label", "space", ...}], "rows": [{"file": key, "values":
+    [float | None], "baselines": [...], "status": [...]}], "sorted_by": i, "baseline_columns": [...],
+    "stages": [names]} (None: not measured or failed). `baseline_columns` are the columns' stages
+    that measured their input against the reference too (rows' "baselines", in that order);
+    "status" is the image's record status in every stage ("" where it has none): one row follows an
+    image through the whole pipeline.
     """
     cols = [(i, st, m) for i, (st, s) in enumerate(zip(stages, stats)) if (m := main_metric(s, _view(st)))]
     names = metric_names(stages)
+    bases = [(c, i, st, BASELINE + m) for c, (i, st, m) in enumerate(cols) if BASELINE + m in stats[i]["metrics"]]
     table: dict[str, list] = {}
+    baselines: dict[str, list] = {}
+    status: dict[str, list] = {}
     for c, (_, st, m) in enumerate(cols):
         for r in st.records:
             row = table.setdefault(_key(st, r), [None] * len(cols))
             row[c] = _value(r, m) if row[c] is None else row[c]
+    for b, (_, _, st, m) in enumerate(bases):
+        for r in st.records:
+            row = baselines.setdefault(_key(st, r), [None] * len(bases))
+            row[b] = _value(r, m) if row[b] is None else row[b]
+    for i, st in enumerate(stages):
+        for r in st.records:
+            status.setdefault(_key(st, r), [""] * len(stages))[i] = r.status
     last = len(cols) - 1
     order = sorted(table.items(), key=lambda kv: (_badness(kv[1][last], cols[last][2], names), kv[0])) if cols else []
     return {"columns": [{"stage": st.name, "stage_index": i, "metric": m, "label": label(m, names),
-                         "lower_is_better": lower_is_better(m, names)} for i, st, m in cols],
-            "sorted_by": last + 1, "rows": [{"file": k, "values": v} for k, v in order]}
+                         "space": colour_space(st, m), "lower_is_better": lower_is_better(m, names)}
+                        for i, st, m in cols],
+            "baseline_columns": [{"stage": st.name, "stage_index": i, "column": c, "metric": m,
+                                  "label": stage_label(st, m, names)} for c, i, st, m in bases],
+            "stages": [st.name for st in stages],
+            "sorted_by": last + 1, "rows": [{"file": k, "values": v, "baselines": baselines.get(k, [None] * len(bases)),
+                                             "status": status.get(k, [""] * len(stages))} for k, v in order]}
+
+
+def _folder_outputs(stage) -> tuple[dict[str, list[str]], list]:
+    """({record output: every output of its input (inpaint's samples)}, records of the folder's
+    other outputs that its manifest lists with the same task and settings: status "earlier", no
+    metrics): what the folder holds beyond this run's records (genapps.batch.folder_outputs)."""
+    from genapps.batch import folder_outputs  # lazy: batch imports torch; reports are read without it
+    from genapps.records import Record
+
+    outputs = [r.output for r in stage.records if r.output and r.status in ("ok", "skipped")]
+    if not outputs or _view(stage).input_is_reference or _view(stage).by_class:
+        return {}, []
+    try:
+        siblings, others = folder_outputs(stage.output_dir, outputs)
+    except OSError as e:
+        log.warning("report: cannot read the manifest of %s: %s", stage.output_dir, e)
+        return {}, []
+    earlier = [Record(str(Path(stage.input_dir) / str(o.get("input"))), str(Path(stage.output_dir) / o["output"]),
+                      "earlier") for o in others]
+    return siblings, earlier
+
+
+def _through_html(stages: list, table: dict, sample: int) -> str:
+    """A pipeline's images through every stage, one row each: the first stage's input, each
+    stage's output (with its main metric), the last reference; for the first `sample` images of
+    the per-image table (worst first), else of the first stage."""
+    e = html.escape
+    by_stage = [{_key(st, r): r for r in st.records if r.output and r.status != "error"} for st in stages]
+    keys = [row["file"] for row in table["rows"]] or list(by_stage[0])
+    keys = [k for k in keys if sum(k in recs for recs in by_stage) > 1][:sample]
+    if not keys:
+        return ""
+    names = metric_names(stages)
+    rows = []
+    for k in keys:
+        figs, first = [], next(i for i, recs in enumerate(by_stage) if k in recs)
+        rec = by_stage[first][k]
+        cells = [(_view(stages[first]).input, _resolve(rec.input, stages[first].input_dir), "")]
+        ref = None
+        for i, (st, recs) in enumerate(zip(stages, by_stage)):
+            r = recs.get(k)
+            if r is None:
+                continue
+            m = main_metric({"metrics": r.metrics}, _view(st))
+            value = f"{stage_label(st, m, names)} {_fmt(r.metrics[m])}" if m else ""
+            cells.append((st.name, _resolve(r.output, st.output_dir), value))
+            found = next((src for lab, role, src in _image_sources(st) if role == "reference"), None)
+            ref = (found if isinstance(found, Path) else _find(found, _rel(st, r))) if found is not None else ref
+        if ref is not None:
+            cells.append(("reference", ref, ""))
+        for lab, path, value in cells:
+            im = _load(path) if path else None
+            if im is None:
+                figs.append(f'<figure><div class="ph">{e(lab)}: missing</div></figure>')
+                continue
+            th, tiny = _small(im, THUMB // 2), max(im.size) <= TINY
+            figs.append(f'<figure><img{" class=px" if tiny else ""} src="{_data_uri(th, png=tiny)}" alt="{e(lab)}">'
+                        f"<figcaption><b>{e(lab)}</b>{' · ' + e(value) if value else ''}</figcaption></figure>")
+        rows.append(f'<div class="rec"><div class="m"><b>{e(k)}</b></div><div class="pair">{"".join(figs)}</div></div>')
+    return (f"<h2>Through the stages</h2><p class='muted'>{len(keys)} image(s), worst first: each stage's output "
+            "of the same image, with its main metric.</p>" + "".join(rows))
 
 
 def _value(rec, metric: str) -> float | None:
@@ -647,8 +787,12 @@ def _per_image_html(table: dict, shown: dict) -> str:
     for i, c in enumerate(cols, 1):
         better = "low" if c["lower_is_better"] else "high"
         sort = ' aria-sort="%s"' % ("descending" if better == "low" else "ascending") if i == table["sorted_by"] else ""
+        text = c["label"] if not c.get("space") or f"({c['space']})" in c["label"] else f"{c['label']} ({c['space']})"
         heads.append(f'<th data-better="{better}"{sort}>{e(c["stage"])}<br>'
-                     f'<span class="muted">{e(c["label"])}</span></th>')
+                     f'<span class="muted">{e(text)}</span></th>')
+    for b in table.get("baseline_columns", []):  # after the stages' columns: the input against the reference
+        better = "low" if cols[b["column"]]["lower_is_better"] else "high"
+        heads.append(f'<th data-better="{better}">{e(b["stage"])}<br><span class="muted">{e(b["label"])}</span></th>')
     rows = []
     for row in table["rows"][:PER_IMAGE_ROWS]:
         vals = []
@@ -657,6 +801,8 @@ def _per_image_html(table: dict, shown: dict) -> str:
             anchor = shown.get((c["stage_index"], row["file"]))
             vals.append(f'<td data-v="{_sort_value(v)}">'
                         + (f'<a href="#{anchor}">{text}</a>' if anchor else text) + "</td>")
+        vals += [f'<td data-v="{_sort_value(v)}" class="muted">{e(_fmt(v)) if v is not None else "–"}</td>'
+                 for v in row.get("baselines", [])]
         vals = "".join(vals)
         rows.append(f'<tr><td data-v="{e(row["file"])}">{e(row["file"])}</td>{vals}</tr>')
     more = len(table["rows"]) - PER_IMAGE_ROWS
@@ -737,14 +883,18 @@ def write_report(out_dir: Path, stages: list, run_config: dict, *, title: str = 
     entries, body, shown, e = [], [], {}, html.escape
     for i, (st, s) in enumerate(zip(stages, stats)):
         view, names = _view(st), metric_names([st])
+        siblings, earlier = _folder_outputs(st)
         entries.append({"name": st.name, "task": st.task, "input_dir": st.input_dir,
                         "output_dir": st.output_dir, "config": st.config, "seconds": st.seconds,
                         "summary": st.summary, "stats": s, "main_metric": main_metric(s, view), "figures": st.figures,
-                        "records": [dataclasses.asdict(r) for r in st.records]})
+                        "records": [dataclasses.asdict(r) for r in st.records],
+                        "metric_labels": {k: stage_label(st, k, names) for k in s["metrics"]},
+                        "earlier_outputs": [r.output for r in earlier],
+                        "samples": {k: v for k, v in siblings.items() if len(v) > 1}})
         body.append(f"<h2 id='stage-{i}'>{e(st.name)} <span class='muted'>({e(st.task)})</span></h2>"
                     f"<p>{e(str(st.input_dir))} → {e(str(st.output_dir))}</p>"
                     f"<details><summary>stage config</summary>{_pre(st.config)}</details>"
-                    f"<h3>Stats</h3>{_stats_html(s, names)}")
+                    f"<h3>Stats</h3>{_stats_html(s, names, st)}")
         if st.summary:
             body.append(f"<h3>Summary</h3>{_dict_html(st.summary, names=names)}")
         body.append(_errors_html(st))
@@ -756,24 +906,32 @@ def write_report(out_dir: Path, stages: list, run_config: dict, *, title: str = 
                         + _class_rows_html(st, ok))
             continue
         main = main_metric(s, view)
-        picks, worst = _picks(ok, main, sample, names)
+        covered = [r for r in st.records if r.status in ("ok", "skipped")] + earlier  # every output there
+        picks, worst = _picks(covered, main, sample, names)
         if picks:
             sources = _image_sources(st)
-            labels = ([view.output, view.input] if view.input_is_reference else [view.input, view.output])
+            several = max((len(v) for v in siblings.values()), default=1)
+            outs = f"{view.output} (all {several} samples)" if several > 1 else view.output
+            labels = ([outs, view.input] if view.input_is_reference else [view.input, outs])
             labels += [lab for lab, _, _ in sources]
             how = f": the {len(worst)} worst by {label(main, names)}, the others spread" if worst else ""
+            made = {k: sum(r.status == k for r in covered) for k in ("ok", "skipped", "earlier")}
+            origin = "" if made["ok"] == len(covered) else "; " + ", ".join(
+                f"{n} {what}" for what, n in (("made by this run", made["ok"]), ("resumed", made["skipped"]),
+                                              ("from earlier runs", made["earlier"])) if n)
             rows = []
             for n, r in enumerate(picks):
                 shown[(i, _key(st, r))] = anchor = f"s{i}-r{n}"
-                rows.append(_row_html(st, r, sources, anchor, id(r) in worst))
-            body.append(f"<h3>{e(' | '.join(labels)).capitalize()} ({len(picks)} of {len(ok)}{e(how)})</h3>"
-                        + "".join(rows))
+                rows.append(_row_html(st, r, sources, anchor, id(r) in worst, siblings))
+            body.append(f"<h3>{e(' | '.join(labels)).capitalize()} ({len(picks)} of {len(covered)}{e(how)}{e(origin)})"
+                        "</h3>" + "".join(rows))
     doc = {"title": title, "created": created, "versions": versions, "config": run_config, "stages": entries,
            "per_image": table}
     json_path, html_path = out_dir / "report.json", out_dir / "report.html"
     write_text(json_path, json.dumps(_jsonable(doc), indent=1, allow_nan=False) + "\n")
     vers = " · ".join(f"{e(k)} {e(v)}" for k, v in versions.items())
-    top = (_compare_html(stages, stats) if len(stages) > 1 else "") + _per_image_html(table, shown)
+    top = ((_compare_html(stages, stats) if len(stages) > 1 else "") + _per_image_html(table, shown)
+           + (_through_html(stages, table, sample) if len(stages) > 1 else ""))
     script = f"<script>{SORT_JS}</script>" if 'class="grid sortable"' in top else ""
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(title)}</title>"
             f"<style>{CSS}</style></head><body><h1>{e(title)}</h1>"
@@ -789,18 +947,40 @@ def write_report(out_dir: Path, stages: list, run_config: dict, *, title: str = 
 
 PARTS_DIR = ".genapps-parts"  # OUT/.genapps-parts/report.shard-I-of-N.json: one per shard of a sharded run
 PART_FORMAT = 1
+REPORT_FILES = ("report.json", "report.html")
 
 
 def part_path(out_dir: Path, shard) -> Path:
     return Path(out_dir) / PARTS_DIR / f"report.shard-{shard.index}-of-{shard.count}.json"
 
 
+def _input_key(folder: Any) -> str:
+    """A stage's input folder as parts compare it: resolved through links (a URL as it is)."""
+    from genapps import paths
+
+    return folder if not isinstance(folder, str) or paths.is_url(folder) else str(paths.resolve(folder))
+
+
+def run_signature(stages: list[dict], inputs: list | None = None) -> str:
+    """What makes report parts (and a merged report) one run's: per stage its name, task, settings
+    (the stage config: options and model identity) and input folder. `stages` as report.json or a
+    part holds them; `inputs` the parts' stamped input folders (default: the stages' own)."""
+    inputs = inputs or [_input_key(s.get("input_dir")) for s in stages]
+    rows = [[s.get("name"), s.get("task"), s.get("config"), i] for s, i in zip(stages, inputs)]
+    return hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def write_part(out_dir: Path, stages: list, run_config: dict, shard, *, title: str = "genapps report") -> Path:
-    """This shard's stages and records, for a merge into one report (atomic, strict JSON)."""
-    doc = {"format": PART_FORMAT, "shard": shard.index, "count": shard.count, "title": title, "config": run_config,
-           "stages": [{f.name: getattr(st, f.name) for f in dataclasses.fields(st)} for st in stages]}
+    """This shard's stages and records, for a merge into one report (atomic, strict JSON), stamped
+    with its stages' resolved input folders and the run signature (run_signature)."""
+    from genapps import paths
+
+    doc = _jsonable({"format": PART_FORMAT, "shard": shard.index, "count": shard.count, "title": title,
+                     "config": run_config, "inputs": [_input_key(st.input_dir) for st in stages],
+                     "stages": [{f.name: getattr(st, f.name) for f in dataclasses.fields(st)} for st in stages]})
+    doc["run"] = run_signature(doc["stages"], doc["inputs"])
     path = part_path(out_dir, shard)
-    write_text(path, json.dumps(_jsonable(doc), indent=1, allow_nan=False) + "\n")
+    write_text(path, json.dumps(doc, indent=1, allow_nan=False) + "\n", fence=paths.Fence.of(out_dir))
     return path
 
 
@@ -824,22 +1004,67 @@ def _merge_summary(summaries: list) -> Any:
     return first
 
 
-def read_parts(dirs: list) -> tuple[list[dict], int, list[int]]:
+RECORD_KEYS = {"input", "output", "status", "error", "metrics", "seconds"}
+
+
+def _part_problem(doc: Any) -> str:
+    """What makes `doc` no report part ('' when it is one)."""
+    if not isinstance(doc, dict):
+        return "not a JSON object"
+    if doc.get("format") != PART_FORMAT:
+        return f"report part format {doc.get('format')!r} not supported"
+    count, index = doc.get("count"), doc.get("shard")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (count, index)) or not 0 <= index < count:
+        return f"shard {index!r} of {count!r} is not a shard I of N"
+    stages = doc.get("stages")
+    if not isinstance(stages, list) or not stages:
+        return "'stages' is not a non-empty list"
+    inputs = doc.get("inputs", [])
+    if not isinstance(doc.get("config"), dict) or not isinstance(inputs, list) or len(inputs) not in (0, len(stages)):
+        return "'config' or 'inputs' of the wrong type"
+    for i, st in enumerate(stages):
+        if not isinstance(st, dict):
+            return f"stage {i + 1} is not a JSON object"
+        wrong = [k for k, kind in (("name", str), ("task", str), ("input_dir", str), ("output_dir", str),
+                                   ("config", dict), ("records", list), ("seconds", (int, float)))
+                 if not isinstance(st.get(k), kind) or isinstance(st.get(k), bool)]
+        wrong += [k for k, kind in (("summary", dict), ("figures", list), ("view", dict))
+                  if st.get(k) is not None and not isinstance(st.get(k), kind)]
+        if wrong:
+            return f"stage {i + 1}: {', '.join(wrong)} missing or of the wrong type"
+        for r in st["records"]:
+            if (not isinstance(r, dict) or set(r) - RECORD_KEYS or not isinstance(r.get("status"), str)
+                    or not isinstance(r.get("metrics") or {}, dict)):
+                return f"stage {st['name']}: a record is not {{input, output, status, error, metrics, seconds}}"
+    return ""
+
+
+def read_parts(dirs: list, run: str | None = None) -> tuple[list[dict], int, list[int]]:
     """The newest complete-or-not set of parts under DIR/.genapps-parts of each of `dirs`:
-    (parts sorted by shard, their shard count N, the missing shard indices)."""
+    (parts sorted by shard, their shard count N, the missing shard indices). A malformed part is
+    a one-line ValueError naming it. With `run` (a run_signature), the parts of other runs (other
+    settings or input folders) are left out, with one log line."""
     found: dict[int, dict[int, tuple[float, dict]]] = {}
+    others = 0
     for folder in dirs:
         for path in sorted((Path(folder) / PARTS_DIR).glob("report.shard-*-of-*.json")):
             try:
                 doc = json.loads(path.read_text(encoding="utf-8"))
-                count, index = int(doc["count"]), int(doc["shard"])
-            except (OSError, ValueError, KeyError, TypeError) as e:
+            except (OSError, ValueError) as e:
                 raise ValueError(f"{path}: not a readable report part ({e})") from None
-            if doc.get("format") != PART_FORMAT:
-                raise ValueError(f"{path}: report part format {doc.get('format')} not supported")
+            problem = _part_problem(doc)
+            if problem:
+                raise ValueError(f"{path}: not a readable report part ({problem})")
+            if run is not None and _signature(doc) != run:
+                others += 1
+                continue
+            count, index = doc["count"], doc["shard"]
             mtime = path.stat().st_mtime
             if mtime >= found.setdefault(count, {}).get(index, (-1.0, None))[0]:
                 found[count][index] = (mtime, doc)
+    if others:
+        log.warning("%d report part(s) of another run (other settings, model or input folder) left out; the shards "
+                    "of this run replace them", others)
     if not found:
         raise FileNotFoundError(f"no report parts ({PARTS_DIR}/report.shard-I-of-N.json) in "
                                 f"{', '.join(map(str, dirs))}")
@@ -848,9 +1073,20 @@ def read_parts(dirs: list) -> tuple[list[dict], int, list[int]]:
     return parts, count, [i for i in range(count) if i not in found[count]]
 
 
+def _signature(part: dict) -> str:
+    return run_signature(part["stages"], part.get("inputs"))
+
+
+def _differs(a: dict, b: dict) -> str:
+    """The keys whose values differ between two stage configs ("model_info, scale")."""
+    keys = [k for k in sorted(set(a) | set(b), key=str) if a.get(k) != b.get(k)]
+    return ", ".join(map(str, keys[:4])) + (", ..." if len(keys) > 4 else "")
+
+
 def merge_parts(parts: list[dict]) -> list:
     """One StageResult per stage from the parts of every shard: records of all shards (sorted by
-    input, as one process lists them), wall seconds of the slowest shard, summaries merged."""
+    input, as one process lists them), wall seconds of the slowest shard, summaries merged. Parts
+    of different stages, settings or input folders are a one-line ValueError."""
     from genapps.records import Record, StageResult
 
     names = [[s["name"] for s in p["stages"]] for p in parts]
@@ -859,54 +1095,87 @@ def merge_parts(parts: list[dict]) -> list:
     stages = []
     for i, name in enumerate(names[0]):
         docs = [p["stages"][i] for p in parts]
+        inputs = [(p.get("inputs") or [None] * len(names[0]))[i] or _input_key(d["input_dir"])
+                  for p, d in zip(parts, docs)]
+        if any(x != inputs[0] for x in inputs):
+            raise ValueError(f"stage {name}: the shards read different input folders ({inputs[0]} vs "
+                             f"{next(x for x in inputs if x != inputs[0])}); merge the parts of one run only")
         configs = [d["config"] for d in docs]
-        if any(c != configs[0] for c in configs):
-            raise ValueError(f"stage {name}: the shards ran with different settings; rerun them alike")
-        records = [Record(**(r | {"metrics": {k: _unjson(v) for k, v in (r.get("metrics") or {}).items()}}))
-                   for d in docs for r in d["records"]]
-        records.sort(key=lambda r: (r.input or "", r.output or ""))
-        first = docs[0]
-        stages.append(StageResult(first["name"], first["task"], first["input_dir"], first["output_dir"],
-                                  first["config"], records, max(float(d["seconds"]) for d in docs),
-                                  _merge_summary([d.get("summary") or {} for d in docs]),
-                                  [tuple(f) for f in first.get("figures") or []], View.from_dict(first.get("view"))))
+        odd = next((c for c in configs if c != configs[0]), None)
+        if odd is not None:
+            raise ValueError(f"stage {name}: the shards ran with different settings ({_differs(configs[0], odd)}); "
+                             f"rerun them alike")
+        try:
+            records = [Record(**(r | {"metrics": {k: _unjson(v) for k, v in (r.get("metrics") or {}).items()}}))
+                       for d in docs for r in d["records"]]
+            records.sort(key=lambda r: (str(r.input or ""), str(r.output or "")))
+            first = docs[0]
+            stages.append(StageResult(first["name"], first["task"], first["input_dir"], first["output_dir"],
+                                      first["config"], records, max(float(d["seconds"]) for d in docs),
+                                      _merge_summary([d.get("summary") or {} for d in docs]),
+                                      [tuple(f) for f in first.get("figures") or []], View.from_dict(first.get("view"))))
+        except (TypeError, ValueError, KeyError, AttributeError) as e:
+            raise ValueError(f"stage {name}: a report part is malformed ({type(e).__name__}: {e})") from None
     return stages
 
 
 def merge_reports(dirs: list, out_dir: Path | None = None) -> tuple[list, Path, Path]:
     """`genapps report merge DIR...`: one report.json/html (in `out_dir`, default the first DIR)
-    from the parts of every shard: (merged stages, json path, html path). A missing shard is a
-    one-line ValueError."""
+    from the parts of every shard: (merged stages, json path, html path). A missing shard, or
+    parts of different runs (settings, model, input folder), is a one-line ValueError."""
     parts, count, missing = read_parts(dirs)
     if missing:
         raise ValueError(f"shard(s) {', '.join(f'{i}/{count}' for i in missing)} have not written their part yet "
                          f"(found {len(parts)} of {count}); run them (resume skips finished files) and merge again")
+    return _merged(parts, count, Path(out_dir or dirs[0]))
+
+
+def _merged(parts: list[dict], count: int, out_dir: Path) -> tuple[list, Path, Path]:
     stages = merge_parts(parts)
     config = parts[0]["config"] | {"shards": count}
-    return stages, *write_report(Path(out_dir or dirs[0]), stages, config, title=parts[0].get("title") or "genapps report")
+    return stages, *write_report(out_dir, stages, config, title=parts[0].get("title") or "genapps report")
+
+
+def _drop_stale_report(out_dir: Path, run: str) -> None:
+    """Remove OUT/report.json/html when they report another run (other settings, model or input):
+    they no longer describe OUTPUT once a shard of this run rewrote its files."""
+    path = Path(out_dir) / "report.json"
+    try:
+        stages = json.loads(path.read_text(encoding="utf-8")).get("stages")
+        stale = isinstance(stages, list) and all(isinstance(s, dict) for s in stages) and run_signature(stages) != run
+    except (OSError, ValueError, AttributeError):
+        return  # none, or not genapps's: left alone
+    if stale:
+        for name in REPORT_FILES:
+            (Path(out_dir) / name).unlink(missing_ok=True)
+        log.warning("%s: removed report.json/html of an earlier run with other settings, model or input folder; the "
+                    "report is merged again once every shard has run with these", out_dir)
 
 
 def write_sharded(out_dir: Path, stages: list, run_config: dict, *, title: str = "genapps report") -> Path:
-    """The report step of a sharded run (distributed.current() active): write this shard's part;
-    under torchrun wait for every rank and let rank 0 merge; an independent shard (--shard) merges
-    when it finds every part (so the last shard to finish writes the report). Returns report.html,
-    or this part's path while other shards are still missing."""
+    """The report step of a sharded run (distributed.current() active): write this shard's part
+    (removing a merged report of another run); under torchrun wait for every rank and let rank 0
+    merge; an independent shard (--shard) merges when it finds every part of its run (so the last
+    shard to finish writes the report; parts of other runs are left out). Returns report.html, or
+    this part's path while other shards are still missing."""
     from genapps import distributed
 
     shard = distributed.current()
     part = write_part(out_dir, stages, run_config, shard, title=title)
+    run = _signature(json.loads(part.read_text(encoding="utf-8")))
+    _drop_stale_report(out_dir, run)
     grouped = distributed.init_process_group(timeout=distributed.BATCH_TIMEOUT)
     distributed.barrier()  # every rank's part is written
     try:
         if grouped and not distributed.is_main():
             return part
-        _, count, missing = read_parts([out_dir])
+        parts, count, missing = read_parts([out_dir], run=run)
         if missing or count != shard.count:
             log.info("report part %s written; %d of %d shard(s) still missing: the last one to finish writes "
                      "the report, or run: genapps report merge %s", part, len(missing), count, out_dir)
             return part
         try:
-            return merge_reports([out_dir])[2]
+            return _merged(parts, count, Path(out_dir))[2]
         except ValueError as e:  # an independent shard found another run's parts: the others will merge
             if grouped:
                 raise

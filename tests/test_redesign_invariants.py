@@ -70,6 +70,7 @@ def _photo(h=24, w=32, seed=0) -> np.ndarray:
 RUNS = {  # name -> genapps arguments after INPUT OUTPUT
     "sr-x2": ["upscale", "-s", "2"], "sr-x3": ["upscale", "-s", "3"], "sr-x4": ["upscale"],
     "srgan-x4": ["upscale", "-m", "srgan-x4"], "bicubic": ["upscale", "-m", "bicubic"],
+    "realsr-x4": ["upscale", "-m", "realsr-x4"],
     "sr-x4-tiled": ["upscale", "-t", "8", "--tile-overlap", "8"],
     "inpaint": ["inpaint", "--masks", "MASK"], "inpaint-notta": ["inpaint", "--masks", "MASK", "--no-tta"],
     "inpaint-pluralistic": ["inpaint", "--masks", "MASK", "--samples", "2", "--seed", "3"],

@@ -13,7 +13,7 @@ from torch import nn
 
 from conftest import photo
 from genapps.nn.rep import RepConv3x3, fold_rep
-from genapps.tasks import upscale
+from genapps.tasks.upscale import task as upscale
 from genapps.tasks.upscale import models, training
 
 

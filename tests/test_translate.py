@@ -10,8 +10,8 @@ from PIL import Image
 
 from genapps import io, weights
 from genapps.nn import PatchDiscriminator, ResnetGenerator, UnetGenerator
-from genapps.tasks import translate
-from genapps.tasks.translate.models import infer_reference_arch
+from genapps.tasks.translate import task as translate
+from genapps.tasks.translate.models import define_G, infer_reference_arch
 from genapps.tasks.translate.pairs import read_pairs
 from tests.conftest import photo
 
@@ -160,7 +160,7 @@ def test_cyclegan_both_directions_from_one_file(tmp_path, cli, photos):
 
 def test_tiles_alpha_16bit_and_grey(tmp_path):
     torch.manual_seed(0)
-    g = translate.models.define_G("resnet", ngf=4, n_blocks=1, norm="batch").eval()  # instance norm: per-tile stats
+    g = define_G("resnet", ngf=4, n_blocks=1, norm="batch").eval()  # instance norm: per-tile stats
     x = torch.rand(1, 3, 90, 70)
     with torch.no_grad():
         whole, tiled = translate.translate_tensor(g, x), translate.translate_tensor(g, x, tile=40, overlap=16)

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from genapps import io
-from genapps.tasks import upscale
+from genapps.tasks.upscale import task as upscale
 from genapps.tasks.upscale.models import SRResNet, define_G
 from genapps.weights import bundled_weights, save_weights
 from tests.conftest import photo
@@ -200,7 +200,7 @@ def test_default_model_for_x3_is_the_native_sr_x3(tmp_path, cli, photo_dir, monk
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["stages"][0]["summary"]["model"] == "sr-x3"
     # without a native x3 model, x3 is sr-x4's output resized (as Real-ESRGAN does)
-    from genapps.tasks import upscale
+    from genapps.tasks.upscale import task as upscale
 
     monkeypatch.setattr("genapps.weights.bundled_weights", lambda: {k: v for k, v in bundled.items() if k != "sr-x3"})
     assert upscale.default_model(3) == "sr-x4" and upscale.default_model(2) == "sr-x2"

@@ -5,6 +5,9 @@ All map (B, in_ch, h, w) in [0, 1] to (B, out_ch, h*scale, w*scale) (not clamped
 keep the exact parameter names of BasicSR / Real-ESRGAN, so their `.pth` files and the zoo's
 ncnn conversions load unchanged. genapps's own SR nets (SRResNet, RepSR) live with the upscale
 task; genapps.nn.winograd runs RRDBNet and SRVGGNetCompact fast on CPU.
+
+RRDBNet and SRVGGNetCompact declare `receptive_radius` (input px of context their output needs
+to stay within 2/255 of the whole-image result; genapps.inference sizes tile margins by it).
 """
 
 from __future__ import annotations
@@ -90,6 +93,16 @@ class _RRDB(nn.Module):
         return self.rdb3(self.rdb2(self.rdb1(x))) * 0.2 + x
 
 
+def rrdb_receptive_radius(num_block: int, unshuffle: int = 1) -> int:
+    """Input px of context an RRDBNet of `num_block` blocks needs for its output to stay within
+    2/255 of the whole-image result: its exact receptive radius (15 3x3 convolutions per block,
+    conv_first, conv_body, the upsampling convolutions: 15 * num_block + 4 feature px) capped by
+    what trained weights need, measured on Real-ESRGAN's x4plus (23 blocks: max 1.1/255 from 64
+    px on) and x4plus-anime (6 blocks: max 0.3/255 from 48 px on): 42 + num_block feature px.
+    A feature px is `unshuffle` input px (the x2/x1 variants' pixel-unshuffled input)."""
+    return min(15 * num_block + 4, 42 + num_block) * unshuffle
+
+
 class RRDBNet(nn.Module):
     """ESRGAN / Real-ESRGAN generator, names as in basicsr/archs/rrdbnet_arch.py (x1, x2 via unshuffle, x4)."""
 
@@ -97,6 +110,7 @@ class RRDBNet(nn.Module):
         super().__init__()
         self.scale = scale
         self.input_multiple = {1: 4, 2: 2}.get(scale, 1)
+        self.receptive_radius = rrdb_receptive_radius(num_block, self.input_multiple)
         self.conv_first = nn.Conv2d(num_in_ch * self.input_multiple ** 2, num_feat, 3, 1, 1)
         self.body = nn.Sequential(*[_RRDB(num_feat, num_grow_ch) for _ in range(num_block)])
         self.conv_body = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
@@ -121,6 +135,7 @@ class SRVGGNetCompact(nn.Module):
     def __init__(self, num_in_ch=3, num_out_ch=3, num_feat=64, num_conv=16, upscale=4):
         super().__init__()
         self.upscale = upscale
+        self.receptive_radius = num_conv + 2  # exact: num_conv + 2 3x3 convolutions, a nearest skip
         layers = [nn.Conv2d(num_in_ch, num_feat, 3, 1, 1), nn.PReLU(num_feat)]
         for _ in range(num_conv):
             layers += [nn.Conv2d(num_feat, num_feat, 3, 1, 1), nn.PReLU(num_feat)]

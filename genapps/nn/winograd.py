@@ -121,11 +121,12 @@ class WinogradConv2d(nn.Module):
 
 
 class FastRRDBNet(nn.Module):
-    """An RRDBNet (genapps.nn.sr) for fp32 CPU inference; same interface (scale, input_multiple) and output."""
+    """An RRDBNet (genapps.nn.sr) for fp32 CPU inference; same interface (scale, input_multiple,
+    receptive_radius) and output."""
 
     def __init__(self, net: nn.Module):
         super().__init__()
-        self.scale, self.input_multiple = net.scale, net.input_multiple
+        self.scale, self.input_multiple, self.receptive_radius = net.scale, net.input_multiple, net.receptive_radius
         self.conv_first, self.conv_last = net.conv_first, net.conv_last  # 3/12/48 or 3 channels: direct
         self.convs = {name: _Conv(m) for name, m in net.named_modules()
                       if isinstance(m, nn.Conv2d) and m not in (net.conv_first, net.conv_last)}

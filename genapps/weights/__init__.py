@@ -15,8 +15,9 @@ module is everything between a weights file and a model ready for inference:
   budget), so that every file a user can hand in fails in one line before a crafted declaration
   allocates memory. It returns one `ModelInfo` for every task.
 
-Layers: this module imports genapps.io (disk) only. Other name sources (genapps.zoo's
-Real-ESRGAN models and ncnn imports) sit above it and are not imported here: a source is a
+Layers: this module imports genapps.io (disk) only, and genapps.nn.sr for one measured number
+(ESRGAN's receptive radius). Other name sources (genapps.zoo's Real-ESRGAN models and ncnn
+imports) sit above it and are not imported here: a source is a
 `Resolver` value, and the code above both (a task's load function) passes it to
 `resolve_weights`/`load_model`, e.g. `load_model(name, ..., resolvers=(zoo.RESOLVER,))`. No
 import-time registry and no import cycle, lazy imports included.
@@ -184,11 +185,18 @@ class Resolver:
     label: str
     names: tuple[str, ...]
     find: Callable[[str], Path | None]
+    hint: Callable[[str], str] | None = None  # a sentence for a name found nowhere ('' for none)
 
 
-def resolve_weights(name_or_path: str | Path, resolvers: Iterable[Resolver] = ()) -> Path:
+def bundled_names(task: str | None = None) -> list[str]:
+    """The bundled weight names, only those whose card says `task` when one is given."""
+    return [n for n in bundled_weights() if task is None or bundled_card(n).get("task") == task]
+
+
+def resolve_weights(name_or_path: str | Path, resolvers: Iterable[Resolver] = (), task: str | None = None) -> Path:
     """A file path, a bundled weight name (e.g. 'sr-x4') or a name one of `resolvers` knows ->
-    an existing path; FileNotFoundError listing the valid names otherwise."""
+    an existing path; FileNotFoundError listing the valid names otherwise (with `task`, only the
+    bundled names made for that task: their cards carry it)."""
     p = Path(name_or_path)
     if p.is_file():
         return p
@@ -200,9 +208,11 @@ def resolve_weights(name_or_path: str | Path, resolvers: Iterable[Resolver] = ()
         found = resolver.find(str(name_or_path))
         if found is not None:
             return found
+    fits = bundled_names(task)
     others = "".join(f"; {r.label}: {', '.join(r.names)}" for r in resolvers)
-    raise FileNotFoundError(f"no weights file or bundled model named {str(name_or_path)!r}; "
-                            f"bundled: {', '.join(bundled) or 'none'}{others}")
+    hints = "".join(f"; {h}" for h in (r.hint(str(name_or_path)) for r in resolvers if r.hint) if h)
+    raise FileNotFoundError(f"no weights file or {task + ' ' if task else ''}model named {str(name_or_path)!r}; "
+                            f"bundled: {', '.join(fits) or 'none'}{others}{hints}")
 
 
 # ---------------------------------------------------------------- building within a budget
@@ -368,9 +378,27 @@ class SpandrelModel(nn.Module):
         self.scale = desc.scale
         self.supports_bfloat16 = desc.supports_bfloat16
         self.input_multiple, self.input_minimum = desc.size_requirements.multiple_of, desc.size_requirements.minimum
+        self.receptive_radius = spandrel_receptive_radius(desc)
 
     def forward(self, *inputs):
         return self.desc(*inputs)
+
+
+def spandrel_receptive_radius(desc) -> int:
+    """The receptive radius (input px, see genapps.inference) of the spandrel architectures
+    genapps knows it for: ESRGAN (RRDBNet, measured; genapps.nn.sr.rrdb_receptive_radius) and
+    Compact (SRVGGNetCompact, exact); 0 (undeclared) for the others."""
+    net = desc.model
+    try:
+        if desc.architecture.id == "ESRGAN":
+            from genapps.nn.sr import rrdb_receptive_radius
+
+            return rrdb_receptive_radius(len(net.model[1].sub) - 1, int(net.shuffle_factor or 1))
+        if desc.architecture.id == "Compact":
+            return int(net.num_conv) + 2
+    except (AttributeError, IndexError, TypeError):  # another spandrel version's layout
+        pass
+    return 0
 
 
 def as_model(desc, where: str, purposes: tuple[str, ...], task: str) -> tuple[SpandrelModel, ModelInfo]:
@@ -478,9 +506,16 @@ def _declared_by_meta(meta: dict, task: str, where: str, extra_keys: tuple[str, 
 
 
 def _one_line(e: Exception, where: str) -> ValueError:
+    """A task's key-layout reader failed on a file: one sentence naming the file."""
     text = str(e).splitlines()[0] if str(e) else type(e).__name__
     if isinstance(e, ValueError):
         return ValueError(text if text.startswith(where) else f"{where}: {text}")
+    if isinstance(e, KeyError):
+        return ValueError(f"{where}: the weights lack the tensor {e.args[0] if e.args else text} (an incomplete "
+                          f"file, or weights of another model)")
+    if isinstance(e, IndexError):
+        return ValueError(f"{where}: a tensor has fewer dimensions than its layer needs (a damaged file, or "
+                          f"weights of another model)")
     return ValueError(f"{where}: inconsistent weights ({type(e).__name__}: {text})")
 
 
@@ -500,11 +535,20 @@ def load_model(name_or_path: str | Path, task: str, builders: Mapping[str, Calla
     under the allocation budget (build_from_weights); every failure is a one-line ValueError
     starting with the file's path (FileNotFoundError for an unknown name).
     """
-    path = resolve_weights(name_or_path, resolvers)
+    path = resolve_weights(name_or_path, resolvers, task)
     where = str(path)
     genapps_file = path.suffix == ".safetensors" and has_genapps_metadata(path)
     if genapps_file or not (spandrel or infer):  # load_weights says why a foreign file is refused
-        tensors, meta = load_weights(path)
+        try:
+            tensors, meta = load_weights(path)
+        except ValueError as e:
+            if genapps_file:
+                raise
+            runs = f"{task} runs genapps {task} models only (a bundled name, or a .safetensors file written by genapps)"
+            if path.suffix.lower() == ".safetensors":
+                raise ValueError(f"{e}: {runs}") from None
+            raise ValueError(f"{where}: not a readable safetensors file: {runs}, not {path.suffix or 'other'} "
+                             f"files") from None
         declared = _declared_by_meta(meta, task, where, extra_keys)
     else:
         tensors, refused = read_state_dict(path), None

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from genapps import io, weights
+from genapps import io, paths, weights
 from genapps.records import Record, StageResult
 from genapps.tasks.augment.data import LabeledImages, load_imagefolder, load_unlabeled
 from genapps.tasks.augment.evaluate import SEMIGAN_LR, evaluate_arms, feature_metrics, per_class_accuracy
@@ -332,18 +332,6 @@ def _pseudo_labels_csv(files: list[Path], root: Path, pseudo, classes: list[str]
     return buf.getvalue()
 
 
-def check_apart(output_dir: Path, folders: dict[str, str | Path | None]) -> None:
-    """ValueError unless `output_dir` is apart from every input folder: not equal, inside or around it."""
-    out = output_dir.resolve()
-    for what, folder in folders.items():
-        if folder is None:
-            continue
-        f = Path(folder).resolve()
-        if out == f or f in out.parents or out in f.parents:
-            raise ValueError(f"output folder {output_dir} must not be the {what} folder {folder}, inside it or "
-                             f"contain it (synthetic images would mix with the real ones)")
-
-
 def _same_image(path: Path, x: torch.Tensor) -> bool:
     """Whether `path` already holds the 8-bit image x (C, S, S) in [0, 1]."""
     try:
@@ -391,7 +379,8 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
     """
     start = time.perf_counter()
     input_dir, output_dir = Path(input_dir), Path(output_dir)
-    check_apart(output_dir, {"data": input_dir, "unlabeled": cfg.unlabeled, "eval": cfg.eval})
+    paths.check_output(output_dir, sides={"data": input_dir, "unlabeled": cfg.unlabeled, "eval": cfg.eval},
+                       why="synthetic images would mix with the real ones")
     real = load_imagefolder(input_dir, cfg.image_size, cfg.channels)
     num_classes, channels = len(real.classes), real.x.shape[1]
     log.info("augment: %d real images in %d classes (%d channel(s), %d px)", len(real.x), num_classes,

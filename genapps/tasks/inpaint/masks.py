@@ -50,26 +50,40 @@ def to_mask(image: io.LoadedImage, threshold: int = 127, invert: bool = False) -
 
 
 class MaskSource:
-    """Finds the mask of each image: a folder mirrored by relative path and stem, or one file for all."""
+    """Finds the mask of each image: a folder mirrored by relative path and stem, or one file for all.
+
+    Pairing is io.ImageIndex's rule (the one the report shows masks by): the mask of the image's
+    full relative name wins (`a.png` for `a.png`), else the only mask of its stem (`a.png` for
+    `a.jpg`), else `<stem>_mask.*` the same way; two masks of the stem and neither of the full
+    name are ambiguous (a per-file error, never a silent pick). One mask file is read at once, so
+    an unreadable one is a setup error, not an error per image.
+    """
 
     def __init__(self, masks: str | Path, threshold: int = 127, invert: bool = False):
         self.root = Path(masks)
         if not self.root.exists():
             raise FileNotFoundError(f"masks not found: {masks}")
         self.threshold, self.invert = threshold, invert
-        self._single: torch.Tensor | None = None
-        self._index: dict[str, Path] = {}
-        if self.root.is_dir():
-            for p in io.list_images(self.root):
-                key = p.relative_to(self.root).with_suffix("").as_posix()
-                self._index.setdefault(key, p)
+        self._index = io.ImageIndex(self.root) if self.root.is_dir() else None
+        if self._index is None:
+            try:
+                io.read_image(self.root)
+            except io.ImageError as e:
+                raise io.ImageError(f"the mask file is unreadable: {e}") from None
 
     def path_for(self, rel: str | Path) -> Path | None:
-        """The mask file of the image at relative path `rel` (None when there is none)."""
-        if self.root.is_file():
+        """The mask file of the image at relative path `rel` (None when there is none); a
+        ValueError when two masks could be its (ambiguous)."""
+        if self._index is None:
             return self.root
-        stem = Path(rel).with_suffix("").as_posix()
-        return self._index.get(stem) or self._index.get(stem + "_mask")
+        rel = Path(rel)
+        for candidate in (rel, rel.with_name(f"{rel.stem}_mask{rel.suffix}")):
+            found, why = self._index.find(candidate.as_posix())
+            if found is not None:
+                return found
+            if why.startswith("ambiguous"):
+                raise ValueError(f"the mask of {rel.as_posix()} is {why} (keep one of them)")
+        return None
 
     def mask_for(self, rel: str | Path, size: tuple[int, int]) -> torch.Tensor:
         """bool (H, W) for the image at `rel` of `size` (H, W); FileNotFoundError when it has none."""
@@ -77,12 +91,7 @@ class MaskSource:
         if path is None:
             raise FileNotFoundError(f"no mask for {rel} in {self.root} (looked for {Path(rel).stem}.* and "
                                     f"{Path(rel).stem}_mask.*)")
-        if self.root.is_file() and self._single is not None:
-            mask = self._single
-        else:
-            mask = to_mask(io.read_image(path), self.threshold, self.invert)
-            if self.root.is_file():
-                self._single = mask
+        mask = to_mask(io.read_image(path), self.threshold, self.invert)  # read each time: an edit is seen
         if tuple(mask.shape) != tuple(size):
             log.warning("%s: mask %s is %dx%d, image is %dx%d; resized (nearest)", rel, path.name,
                         mask.shape[1], mask.shape[0], size[1], size[0])
@@ -166,6 +175,15 @@ def generate(kind: str, size: tuple[int, int], seed: int) -> np.ndarray:
         if rng.random() < 0.5:
             _mixed(mask, rng)
     return mask.astype(bool)
+
+
+def grow(mask: torch.Tensor, px: int) -> torch.Tensor:
+    """bool (H, W) hole dilated by `px` pixels (a disc): hand-drawn masks miss the edge pixels of what
+    they cover, and every method then smears those into the fill. px = 0 returns the mask."""
+    if px <= 0 or not mask.any():
+        return mask
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * px + 1, 2 * px + 1))
+    return torch.from_numpy(cv2.dilate(mask.numpy().astype(np.uint8), disc) > 0)
 
 
 # ---------------------------------------------------------------- the `masks` task

@@ -1,24 +1,31 @@
-"""Inpainting generators: a U-Net GAN generator and its VAE-family (pluralistic) variant.
+"""Inpainting generators: a U-Net GAN generator and its VAE-family (pluralistic) variant (round 1),
+and the LaMa-style FFC generator (round 2).
 
-Both see an image whose hole is pre-filled classically (classical.prefill: the mean of Telea,
+The U-Net models see an image whose hole is pre-filled classically (classical.prefill: the mean of Telea,
 Navier-Stokes and biharmonic) plus the mask, and predict a correction:
 input (B, 4, H, W) = [pre-filled RGB in [0, 1], mask {0, 1}], output (B, 3, H, W) in [0, 1]
 (clamped, not composited: the caller keeps the pixels outside the hole). H and W must be
 multiples of `input_multiple`. The last layer starts at zero, so an untrained model returns
-the pre-fill, and training only has to improve on it.
+the pre-fill, and training only has to improve on it (`classical_prefill = True`: the caller
+pre-fills). The FFC model takes the image with its hole (content ignored) and the mask, and makes
+its own fast push-pull pre-fill (`classical_prefill = False`).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from genapps.nn import UnetGenerator
 from genapps.nn.dilated import DilatedBottleneck
+from genapps.nn.ffc import FFCResnetBlock, merge_pair, split_pair
 
 
 class InpaintUnet(nn.Module):
     """UnetGenerator (norm none) with a dilated-residual bottleneck, predicting a residual over the pre-fill."""
+
+    classical_prefill = True  # its input's hole holds classical.prefill
 
     def __init__(self, ngf: int = 16, num_downs: int = 5, dilations: tuple[int, ...] = (1, 2, 4, 8), z_dim: int = 0):
         super().__init__()
@@ -57,6 +64,8 @@ class PluralisticUnet(nn.Module):
     learn to ignore z, the usual posterior collapse next to a strong deterministic model).
     Sampling z from the prior gives different plausible fills of the same hole.
     """
+
+    classical_prefill = True
 
     def __init__(self, ngf: int = 16, num_downs: int = 5, dilations: tuple[int, ...] = (1, 2, 4, 8), z_dim: int = 32,
                  grid: int = 4):
@@ -106,7 +115,92 @@ class PluralisticUnet(nn.Module):
         return self.decode(x, mu + eps * (0.5 * logvar).exp())
 
 
-ARCHS = {"unet": InpaintUnet, "pluralistic": PluralisticUnet}
+def push_pull_fill(image: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """A fast smooth fill of the unknown pixels: push-pull over an image pyramid (Gortler et al.'s
+    lumigraph fill), O(pixels).
+
+    image (B, C, H, W), known (B, 1, H, W) in [0, 1] (1 = known) -> (B, C, H, W): known pixels kept.
+    Push: each coarser cell holds the weighted mean of its 2x2 children and the weight
+    min(1, sum of theirs) (a cell with one known child already counts as known: the fill stays
+    local). Pull, coarse to fine: a cell's colour is its own mean blended by its weight with the
+    bilinear upsampled coarser colour. Milliseconds per megapixel (classical.prefill's
+    biharmonic part costs seconds). A crop with no known pixel comes back grey (0.5).
+    """
+    levels = [(image, known)]
+    while min(levels[-1][1].shape[-2:]) > 1 and not bool((levels[-1][1] > 0).all()):
+        c, w = levels[-1]
+        w_sum = F.avg_pool2d(w, 2, ceil_mode=True)
+        c_next = F.avg_pool2d(c * w, 2, ceil_mode=True) / w_sum.clamp(min=1e-8)
+        levels.append((c_next, (4 * w_sum).clamp(max=1)))
+    c, w = levels[-1]
+    fill = torch.where(w > 0, c, torch.full_like(c, 0.5))
+    for c, w in reversed(levels[:-1]):
+        up = F.interpolate(fill, size=c.shape[-2:], mode="bilinear", align_corners=False)
+        fill = c * w + up * (1 - w)
+    return image * known + fill * (1 - known)
+
+
+def _conv(i: int, o: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(i, o, 3, stride, 1, padding_mode="reflect")
+
+
+class FFCInpaint(nn.Module):
+    """LaMa-style inpainting generator sized for the CPU.
+
+    (B, 4, H, W) = [RGB in [0, 1] (the hole's content is ignored), mask {0, 1}] -> (B, 3, H, W) in
+    [0, 1] (clamped, not composited). The hole is pre-filled by push_pull_fill (`prefill`; else left
+    at 0); a 3x3 conv stem and `downs` stride-2 convs (widths channels * 2^i) bring it to 1/2^downs
+    resolution, where `blocks` FFC residual blocks (global fraction `ratio`: a receptive field
+    spanning the whole crop) work; nearest upsampling + 3x3 convs come back, each level adding
+    the encoder's features of its size (U-Net-like additive skips, for sharp hole borders); the
+    last conv, zero at start, predicts a correction of the pre-fill. H and W must be multiples
+    of `input_multiple` = 2^downs.
+    """
+
+    classical_prefill = False  # it fills the hole itself (push-pull): give it the holed image
+
+    def __init__(self, channels: int = 24, downs: int = 3, blocks: int = 6, ratio: float = 0.75,
+                 prefill: bool = True):
+        super().__init__()
+        if downs < 1 or blocks < 0 or channels < 4:
+            raise ValueError(f"need downs >= 1, blocks >= 0, channels >= 4; got {downs}, {blocks}, {channels}")
+        self.prefill, self.ratio = prefill, ratio
+        widths = [channels * 2 ** i for i in range(downs + 1)]
+        self.stem = nn.Sequential(_conv(4, widths[0]), nn.ReLU(inplace=True))
+        self.down = nn.ModuleList(nn.Sequential(_conv(widths[i], widths[i + 1], 2), nn.ReLU(inplace=True))
+                                  for i in range(downs))
+        self.blocks = nn.ModuleList(FFCResnetBlock(widths[-1], ratio) for _ in range(blocks))
+        self.up = nn.ModuleList(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+                                              _conv(widths[i + 1], widths[i]), nn.ReLU(inplace=True))
+                                for i in reversed(range(downs)))
+        self.head = _conv(widths[0], 3)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+        self.input_multiple = 2 ** downs
+
+    def base(self, x: torch.Tensor) -> torch.Tensor:
+        """The starting fill: (B, 3, H, W), the known pixels of x and the pre-fill (or 0) in the hole."""
+        mask = x[:, 3:4]
+        return push_pull_fill(x[:, :3], 1 - mask) if self.prefill else x[:, :3] * (1 - mask)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = x[:, 3:4]
+        base = self.base(x)
+        h = self.stem(torch.cat([base * 2 - 1, mask], 1))
+        skips = [h]
+        for down in self.down:
+            h = down(h)
+            skips.append(h)
+        pair = split_pair(h, self.ratio)
+        for block in self.blocks:
+            pair = block(pair)
+        h = merge_pair(pair)
+        for up, skip in zip(self.up, reversed(skips[:-1])):
+            h = up(h) + skip
+        return (base + self.head(h)).clamp(0, 1)
+
+
+ARCHS = {"unet": InpaintUnet, "pluralistic": PluralisticUnet, "ffc": FFCInpaint}
 
 
 def define_G(arch: str, **config) -> nn.Module:

@@ -1,11 +1,14 @@
 """inpaint: fill the masked holes of image folders (IOPaint/LaMa mask conventions).
 
-Methods: the bundled U-Net GAN (`model`, default) or its pluralistic VAE-family variant (several
-plausible fills per image with `samples`), and the classical `telea`, `ns` (OpenCV) and
-`biharmonic` (scikit-image). Whatever the method, the output keeps the input's pixels outside the
-hole exactly (same bit depth, alpha passed through).
+Methods: the bundled model (`model`, default), the pluralistic VAE-family variant (several
+plausible fills per image with `samples`), a community inpainting model spandrel reads (`-m
+big-lama.pt`: LaMa, MAT, ...), and the classical `telea`, `ns` (OpenCV), `biharmonic`
+(scikit-image), `fsr-fast` and `fsr-best` (OpenCV-contrib). `grow` dilates the masks first.
+Whatever the method, the output keeps the input's pixels outside the hole exactly (same bit
+depth, alpha passed through).
 
-The model path: the whole image's hole is pre-filled by the mean of the three classical fills;
+The model path: the round-1 U-Nets get the whole image's hole pre-filled by the mean of Telea, NS
+and biharmonic (the FFC model and spandrel's models fill it themselves from the zeroed hole);
 each connected hole, dilated by
 `margin` px, is cut out as a crop, resized down when its longer side exceeds `work_size`,
 reflect-padded to the network's multiple, corrected by the network and pasted back inside the
@@ -26,8 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from genapps import io, metrics, weights
-from genapps.batch import map_images
-from genapps.inference import dihedral_tta, pad_to_multiple, round_trip, size_requirements
+from genapps.batch import Manifest, file_output, map_images
+from genapps.inference import check_finite, dihedral_tta, pad_to_multiple, round_trip, size_requirements
 from genapps.records import StageResult
 from genapps.tasks.inpaint import masks as M
 from genapps.tasks.inpaint.classical import CLASSICAL, fill, prefill
@@ -63,6 +66,8 @@ class Config:
     seed: int = field(default=0, metadata={"help": "Seed of the pluralistic samples."})
     concat: bool = field(default=False, metadata={"help": "Write image | mask | result side by side."})
     mask_threshold: int = field(default=127, metadata={"range": (0, 255)})
+    grow: int = field(default=0, metadata={"range": (0, 256), "help": "Dilate every mask by N px before filling "
+                                           "(hand-drawn masks miss edge pixels)."})
     invert_mask: bool = field(default=False, metadata={"help": "Masks are white where the image is kept."})
     skip_missing_masks: bool = field(default=False, metadata={
         "help": "Skip images without a mask instead of failing them."})
@@ -92,6 +97,8 @@ class Config:
             raise ValueError(f"samples > 1 needs method 'model' (a pluralistic model), not {self.method!r}")
         if not 0 <= self.mask_threshold <= 255:
             raise ValueError(f"mask_threshold must be in 0..255, got {self.mask_threshold}")
+        if not 0 <= self.grow <= 256:
+            raise ValueError(f"grow must be in 0..256, got {self.grow}")
         if self.work_size < 64 or self.margin < 0:
             raise ValueError("work_size must be >= 64 and margin >= 0")
         if self.ext is not None and f".{self.ext.lstrip('.').lower()}" not in io.WRITE_FORMATS:
@@ -104,8 +111,31 @@ class MissingMask(ValueError):
 
 def load_model(name_or_path: str) -> tuple[nn.Module, weights.ModelInfo]:
     """A model in eval mode and its ModelInfo: a bundled name or a genapps .safetensors of this task,
+    or a community inpainting model spandrel reads (LaMa, MAT, ...: purpose "Inpainting"),
     validated and built within the file's allocation budget (genapps.weights.load_model)."""
-    return weights.load_model(name_or_path, TASK, ARCHS)
+    return weights.load_model(name_or_path, TASK, ARCHS, spandrel=("Inpainting",), infer=_refuse_foreign)
+
+
+def _refuse_foreign(tensors: dict, where: str) -> weights.Declared:
+    """A file that is neither genapps's nor spandrel's: inpaint reads no other key layout (ValueError)."""
+    what = ("not a genapps checkpoint (no genapps metadata)" if where.endswith(".safetensors")
+            else "not a readable safetensors file (genapps's format)")
+    raise ValueError(f"{where}: {what}, nor inpainting weights spandrel reads (LaMa, MAT, ...)")
+
+
+def needs_prefill(model: nn.Module) -> bool:
+    """Whether the model's input hole holds classical.prefill (the round-1 U-Nets); the FFC model and
+    spandrel's models take the image with its hole zeroed and fill it themselves."""
+    return bool(getattr(model, "classical_prefill", False))
+
+
+def _run_model(model: nn.Module, inp: torch.Tensor, generator, tta: bool) -> torch.Tensor:
+    """One crop (1, 4, h, w) = [RGB, mask] through the model: spandrel's take (image, mask)."""
+    if isinstance(model, weights.SpandrelModel):
+        return model(inp[:, :3], inp[:, 3:])
+    if hasattr(model, "prior_params"):
+        return model(inp, generator)
+    return dihedral_tta(model, inp) if tta else model(inp)
 
 
 # ---------------------------------------------------------------- the model on crops around holes
@@ -129,18 +159,22 @@ def hole_crops(mask: torch.Tensor, margin: int) -> list[tuple[int, int, int, int
 @torch.inference_mode()
 def model_fill(model: nn.Module, rgb: torch.Tensor, mask: torch.Tensor, work_size: int = 512, margin: int = 48,
                generator: torch.Generator | None = None, device: torch.device | str = "cpu",
-               pre: torch.Tensor | None = None, tta: bool = False) -> torch.Tensor:
+               pre: torch.Tensor | None = None, tta: bool = False, name: str | None = None) -> torch.Tensor:
     """(3, H, W) in [0, 1], bool (H, W) hole -> (3, H, W) filled; outside the hole equals `rgb`.
 
     `generator` seeds the pluralistic model's sample (ignored by the GAN model); `pre` is
     classical.prefill(rgb, mask) when already computed (several samples of one image); `tta`
     averages the GAN model over the 8 flips and transposes (lower hole L1, 8x the network time).
+    A NaN/inf prediction is a NonFiniteOutput naming the model (`name`); a hole covering the
+    whole image a ValueError (nothing to fill from).
     """
     if not mask.any():
         return rgb.clone()
-    out = (prefill(rgb, mask) if pre is None else pre).clone()
+    if needs_prefill(model):
+        out = (prefill(rgb, mask) if pre is None else pre).clone()
+    else:  # nothing of the hole's content reaches the model
+        out = torch.where(mask, torch.zeros(()), rgb)
     req = size_requirements(model)
-    sampling = hasattr(model, "prior_params")
     for y, x, h, w, region in hole_crops(mask, margin):
         crop = torch.cat([out[:, y:y + h, x:x + w], mask[y:y + h, x:x + w][None].float()])[None]
         scale = min(1.0, work_size / max(h, w))
@@ -151,13 +185,7 @@ def model_fill(model: nn.Module, rgb: torch.Tensor, mask: torch.Tensor, work_siz
             crop = torch.cat([img, hole], 1)
         sh, sw = crop.shape[-2:]
         inp = pad_to_multiple(crop, req)[0].to(device)
-        if sampling:
-            pred = model(inp, generator)
-        elif tta:
-            pred = dihedral_tta(model, inp)
-        else:
-            pred = model(inp)
-        pred = pred[..., :sh, :sw].float().cpu()
+        pred = check_finite(_run_model(model, inp, generator, tta)[..., :sh, :sw].float().cpu(), name)
         if scale < 1:
             pred = F.interpolate(pred, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
         window = out[:, y:y + h, x:x + w]
@@ -182,8 +210,10 @@ def inpaint_image(image: io.LoadedImage, mask: torch.Tensor, cfg: Config, model:
 
             def step(rgb: torch.Tensor) -> torch.Tensor:
                 nonlocal pre
-                pre = prefill(rgb, mask) if pre is None else pre  # the same for every sample
-                return model_fill(model, rgb, mask, cfg.work_size, cfg.margin, gen, device, pre, cfg.tta)
+                if pre is None and needs_prefill(model):
+                    pre = prefill(rgb, mask)  # the same for every sample
+                return model_fill(model, rgb, mask, cfg.work_size, cfg.margin, gen, device, pre, cfg.tta,
+                                  cfg.model or DEFAULT_MODELS[cfg.samples > 1])
 
             color = round_trip(image, step).color  # grey runs as RGB and comes back grey
         color = torch.where(mask, color, image.color)  # exactly the input outside the hole
@@ -219,6 +249,46 @@ def hole_measure(stash: dict):
     return measure
 
 
+def other_samples(cfg: Config, input_dir: str | Path, output_dir: str | Path) -> dict[Path, dict]:
+    """{output file: its manifest line} of the outputs an earlier run of this task wrote into the
+    output folder with another `samples` (`a_s2.png` of `--samples 3`, `a.png` of `--samples 1`)
+    and otherwise the same names (suffix, ext), for inputs that still exist, unchanged since
+    written: what a run with `cfg.samples` would leave mixed in with its own fills."""
+    if io.is_url(input_dir) or io.is_url(output_dir):
+        return {}
+    target = file_output(input_dir, output_dir)
+    out_root = target.parent if target is not None else Path(output_dir)
+    in_root = Path(input_dir) if Path(input_dir).is_dir() else Path(input_dir).parent
+    if not out_root.is_dir():
+        return {}
+    found = {}
+    for rel, entry in Manifest(out_root, TASK, {}).entries.items():
+        fingerprint = entry.get("fingerprint") if isinstance(entry.get("fingerprint"), dict) else {}
+        path, source = out_root / rel, entry.get("input")
+        if (entry.get("task") == TASK and fingerprint.get("samples", cfg.samples) != cfg.samples
+                and fingerprint.get("suffix") == cfg.suffix and fingerprint.get("ext") == cfg.ext
+                and isinstance(source, str) and (in_root / source).is_file() and path.is_file()
+                and entry.get("sha256") == io.sha256_file(path)):
+            found[path] = entry
+    return found
+
+
+def remove_other_samples(result: StageResult, cfg: Config, input_dir: str | Path, output_dir: str | Path) -> list[str]:
+    """After a run: delete the outputs of `other_samples` whose input this run filled (a folder
+    never mixes the fills of two runs); returns their names."""
+    root = Path(input_dir) if Path(input_dir).is_dir() else Path(input_dir).parent
+    done = {Path(r.input).relative_to(root).as_posix() for r in result.records if r.status == "ok"}
+    removed = []
+    for path, entry in other_samples(cfg, input_dir, output_dir).items():
+        if entry.get("input") in done:
+            path.unlink()
+            removed.append(path.relative_to(result.output_dir).as_posix())
+    if removed:
+        log.warning("%s: removed %d output(s) an earlier run wrote with other samples for the same inputs (%s)",
+                    result.output_dir, len(removed), ", ".join(removed[:5]) + (" ..." if len(removed) > 5 else ""))
+    return removed
+
+
 def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torch.device,
         name: str = TASK) -> StageResult:
     """Inpaint every image under `input_dir` into `output_dir` (mirrored tree)."""
@@ -233,6 +303,13 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
                              f"{model_name} is a {info.arch} model and gives one fill")
         model = model.to(device)
     root = Path(input_dir) if Path(input_dir).is_dir() else Path(input_dir).parent
+    stale = other_samples(cfg, input_dir, output_dir)
+    if stale and cfg.resume:  # fills of another --samples would stay mixed in with this run's
+        first, entry = next(iter(stale.items()))
+        raise ValueError(f"{len(stale)} existing output(s) in {first.parent} were written with samples "
+                         f"{entry['fingerprint'].get('samples')} (first: {first.name}) and this run writes samples "
+                         f"{cfg.samples}; redo with --overwrite (in a pipeline: --set {name}.resume=false), which "
+                         f"removes them, or choose another output folder")
     suffixes = tuple(f"_s{k}" for k in range(cfg.samples)) if cfg.samples > 1 else None
     stash: dict = {}
 
@@ -245,6 +322,7 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
                 raise MissingMask(str(e)) from None
         else:
             mask = torch.from_numpy(M.generate(cfg.mask_kind, image.size, M.seed_for(cfg.mask_seed, rel.as_posix())))
+        mask = M.grow(mask, cfg.grow)
         outs = inpaint_image(image, mask, cfg, model, rel.as_posix(), device)
         if cfg.concat:
             outs = [side_by_side(image, mask, o) for o in outs]
@@ -254,6 +332,7 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
     fingerprint = {"method": cfg.method, "arch": model_info["arch"],
                    "model_sha256": info.sha256 if info is not None else None,
                    "masks": "file" if source is not None else f"{cfg.mask_kind}/{cfg.mask_seed}",
+                   **({"grow": cfg.grow} if cfg.grow else {}),  # (absent at 0: earlier runs still resume)
                    **{k: getattr(cfg, k) for k in ("samples", "seed", "concat", "mask_threshold", "invert_mask", "tta",
                                                     "work_size", "margin", "ext", "suffix", "quality")}}
 
@@ -268,6 +347,7 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
         ext=cfg.ext, suffix=cfg.suffix, quality=cfg.quality, resume=cfg.resume, fail_fast=cfg.fail_fast,
         reference=cfg.reference, measure=hole_measure(stash), pass_source=True, output_suffixes=suffixes,
     )
+    stale = remove_other_samples(result, cfg, input_dir, output_dir)
     if cfg.skip_missing_masks:  # images without a mask are skipped, not failed
         for r in result.records:
             if r.status == "error" and r.error and "no mask for" in r.error:
@@ -276,6 +356,7 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
     mp = sum(r.metrics.get("output_mp", 0.0) for r in ok) / (3 if cfg.concat else 1)
     result.summary = {"method": cfg.method, "model": model_info.get("name"), "arch": model_info["arch"],
                       "samples": cfg.samples, "input_mp": round(mp, 3),
+                      **({"removed_stale_outputs": stale} if stale else {}),
                       "seconds_per_mp": round(sum(r.seconds for r in ok) / max(mp, 1e-9), 3) if ok else None,
                       "seconds": round(time.perf_counter() - t0, 2)}
     return result

@@ -1,4 +1,5 @@
-"""`genapps train inpaint`: the U-Net GAN inpainter, or its pluralistic (conditional VAE) variant.
+"""`genapps train inpaint`: the U-Net GAN inpainter, its pluralistic (conditional VAE) variant, or
+the LaMa-style FFC model (`--model ffc`).
 
 Crops of the training photos (downscaled at random to 0.45-0.8 of their size, so that 1 MP
 photos look like the 0.15 MP benchmark images), flipped, are cut with a seeded mask drawn on a
@@ -10,6 +11,15 @@ the composited image and the mask. The pluralistic variant adds a posterior q(z 
 a learned conditional prior p(z | masked crop) and KL(q || p); its adversarial terms apply to a
 fill sampled from the prior. Validation: hole L1 and PSNR on fixed crops and masks of a
 held-out split (the last `holdout` training photos when no --val folder is given).
+
+The FFC model (round 2): no classical pre-fill (the model fills the hole itself, push-pull); photos
+of --data and --extra (benchmark-sized ones, e.g. BSD's 481x321, kept at full size only); LaMa-style
+masks (`--masks lama`: wide irregular strokes and boxes over 10-50% of the crop, the benchmark's
+kinds, thin scratches and text); losses: hole L1, a Laplacian-pyramid L1 of the composited crop
+(`structure_weight`, a receptive field as large as the crop with no downloaded weights), and the
+PatchGAN's hinge + feature matching terms. Every validation that improves on the best so far
+writes OUT's `.best.safetensors` (the held-out selection); a card records every stage of the
+weights (an --init's stages, then this one).
 """
 
 from __future__ import annotations
@@ -18,6 +28,10 @@ import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
+
+import json
+import string
+import time
 
 import cv2
 import numpy as np
@@ -38,7 +52,9 @@ TASK = "inpaint"
 SCALES = (0.45, 0.6, 0.8)  # training photos are kept at these sizes
 CANVAS = (320, 480)  # masks are drawn at benchmark size, then cropped with the image
 MIXED = (("thick", 0.4), ("medium", 0.2), ("thin", 0.1), ("box", 0.15), ("area", 0.15))
-MASK_SETS = ("thin", "medium", "thick", "mixed")
+MASK_SETS = ("thin", "medium", "thick", "mixed", "lama")
+MODELS = {"gan": "unet", "pluralistic": "pluralistic", "ffc": "ffc"}  # --model -> architecture
+FULL_SIZE_UP_TO = 640  # px: photos no longer than this are benchmark-sized already (kept at scale 1 only)
 
 
 @dataclass(frozen=True)
@@ -48,11 +64,18 @@ class InpaintTrainConfig:
     val: str | None = field(default=None, metadata={"type": "dir", "help": "Validation photos (default: the last "
                                                     "--holdout of --data)."})
     holdout: int = field(default=8, metadata={"help": "Photos of --data kept for validation."})
-    model: str = field(default="gan", metadata={"choices": ("gan", "pluralistic")})
+    extra: str | None = field(default=None, metadata={"type": "dir", "help": "A folder of more training photos "
+                                                      "(searched recursively; never validated on)."})
+    model: str = field(default="gan", metadata={"choices": tuple(MODELS)})
     init: str | None = field(default=None, metadata={
-        "help": "Start from these weights (pluralistic: a GAN inpainting model)."})
+        "help": "Start from these weights (pluralistic: a GAN inpainting model; ffc: an ffc model, to continue)."})
     masks: str = field(default="mixed", metadata={"choices": MASK_SETS})
-    ngf: int = field(default=16, metadata={"help": "U-Net width."})
+    ngf: int = field(default=16, metadata={"help": "U-Net width (ffc: the stem's width, doubled per level)."})
+    blocks: int = field(default=6, metadata={"help": "FFC: residual blocks at the lowest resolution."})
+    downs: int = field(default=3, metadata={"help": "FFC: stride-2 levels (the blocks run at 1/2^downs)."})
+    prefill: bool = field(default=True, metadata={"help": "FFC: start from a push-pull pre-fill of the hole."})
+    structure_weight: float = field(default=1.0, metadata={
+        "help": "FFC: weight of the Laplacian-pyramid L1 of the composited crop."})
     num_downs: int = field(default=5, metadata={"cli": False})
     z_dim: int = field(default=32, metadata={"help": "Pluralistic: latent size."})
     steps: int = 10000
@@ -72,16 +95,18 @@ class InpaintTrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.model not in ("gan", "pluralistic"):
-            raise ValueError(f"model must be 'gan' or 'pluralistic', got {self.model!r}")
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
         if self.masks not in MASK_SETS:
             raise ValueError(f"masks must be one of {', '.join(MASK_SETS)}, got {self.masks!r}")
-        if self.patch % 2 ** self.num_downs:
-            raise ValueError(f"patch must be a multiple of {2 ** self.num_downs}, got {self.patch}")
+        multiple = 2 ** (self.downs if self.model == "ffc" else self.num_downs)
+        if self.patch % multiple:
+            raise ValueError(f"patch must be a multiple of {multiple}, got {self.patch}")
 
 
-def load_photos(paths: list[Path], min_size: int) -> list[torch.Tensor]:
-    """uint8 (3, H, W) copies of the photos at every scale of SCALES (those at least min_size px)."""
+def load_photos(paths: list[Path], min_size: int, full_size_up_to: int = 0) -> list[torch.Tensor]:
+    """uint8 (3, H, W) copies of the photos at every scale of SCALES (those at least min_size px);
+    photos whose longer side is at most `full_size_up_to` px at full size only."""
     out = []
     for path in paths:
         try:
@@ -89,7 +114,7 @@ def load_photos(paths: list[Path], min_size: int) -> list[torch.Tensor]:
         except io.ImageError as e:
             log.warning("skipped: %s", e)
             continue
-        for s in SCALES:
+        for s in (1.0,) if max(im.shape[1:]) <= full_size_up_to else SCALES:
             size = (round(im.shape[1] * s), round(im.shape[2] * s))
             if min(size) >= min_size:
                 small = F.interpolate(im[None], size=size, mode="bicubic", antialias=True, align_corners=False)[0]
@@ -121,15 +146,92 @@ def train_mask(kind: str, patch: int, seed: int) -> np.ndarray:
     return best
 
 
-def make_input(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) in [0, 1] and (B, 1, H, W) {0, 1} -> the model input (B, 4, H, W): classical pre-fill + mask."""
-    filled = torch.stack([prefill(im, m[0] > 0.5) for im, m in zip(image, mask)])
+def _lama_strokes(mask: np.ndarray, rng: np.random.Generator) -> None:
+    """LaMa's wide irregular strokes: 1-5 polylines of 2-8 segments, 8-28% of the side wide."""
+    side = max(mask.shape)
+    for _ in range(int(rng.integers(1, 6))):
+        x, y = float(rng.uniform(0, mask.shape[1])), float(rng.uniform(0, mask.shape[0]))
+        width = max(3, int(rng.uniform(0.08, 0.28) * side))
+        for _ in range(int(rng.integers(2, 9))):
+            angle = float(rng.uniform(0, 2 * np.pi))
+            length = float(rng.uniform(0.1, 0.5)) * side
+            nx = float(np.clip(x + length * np.cos(angle), 0, mask.shape[1] - 1))
+            ny = float(np.clip(y + length * np.sin(angle), 0, mask.shape[0] - 1))
+            cv2.line(mask, (round(x), round(y)), (round(nx), round(ny)), 1, width)
+            cv2.circle(mask, (round(nx), round(ny)), width // 2, 1, -1)
+            x, y = nx, ny
+
+
+def _lama_boxes(mask: np.ndarray, rng: np.random.Generator) -> None:
+    """LaMa's boxes: 1-4 rectangles of 12-60% of the side."""
+    h, w = mask.shape
+    for _ in range(int(rng.integers(1, 5))):
+        bh, bw = int(rng.uniform(0.12, 0.6) * h), int(rng.uniform(0.12, 0.6) * w)
+        y, x = int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1))
+        mask[y:y + bh, x:x + bw] = 1
+
+
+def _text(mask: np.ndarray, rng: np.random.Generator) -> None:
+    """Text to remove: 1-4 lines of random letters (Hershey fonts, 2-7 px strokes), as captions and watermarks."""
+    h, w = mask.shape
+    letters = string.ascii_letters + string.digits
+    for _ in range(int(rng.integers(1, 5))):
+        text = "".join(rng.choice(list(letters), int(rng.integers(3, 14))))
+        scale = float(rng.uniform(0.5, 2.0))
+        thick = int(rng.integers(2, 8))
+        font = int(rng.choice([cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_TRIPLEX]))
+        org = (int(rng.integers(-w // 4, w - 10)), int(rng.integers(10, h + 10)))
+        cv2.putText(mask, text, org, font, scale, 1, thick, cv2.LINE_8)
+
+
+LAMA = (("wide", 0.3), ("boxes", 0.15), ("benchmark", 0.35), ("text", 0.1), ("scratches", 0.1))
+
+
+def lama_mask(patch: int, seed: int) -> np.ndarray:
+    """A bool (patch, patch) hole drawn like LaMa's training masks, plus the real uses: wide strokes
+    (30%), boxes (15%), the benchmark's kinds on a benchmark-sized canvas (mixed/area buckets, 35%),
+    text (10%) and thin scratches (10%); wide strokes and boxes are redrawn until they cover 10-50%
+    of the crop, the others 1-60%."""
+    rng = np.random.default_rng(seed)
+    names, probs = zip(*LAMA)
+    kind = str(rng.choice(names, p=probs))
+    if kind == "benchmark":
+        return train_mask("mixed", patch, int(rng.integers(2 ** 62)))
+    if kind == "scratches":
+        return M.generate("thin", (patch, patch), int(rng.integers(2 ** 62)))
+    lo, hi = (0.1, 0.5) if kind in ("wide", "boxes") else (0.01, 0.6)
+    best = None
+    for _ in range(20):
+        mask = np.zeros((patch, patch), np.uint8)
+        {"wide": _lama_strokes, "boxes": _lama_boxes, "text": _text}[kind](mask, rng)
+        if lo <= mask.mean() <= hi:
+            return mask.astype(bool)
+        if best is None or abs(mask.mean() - 0.25) < abs(best.mean() - 0.25):
+            best = mask
+    if best.mean() < 0.005:
+        _lama_boxes(best, rng)
+    return best.astype(bool)
+
+
+def draw_mask(kind: str, patch: int, seed: int) -> np.ndarray:
+    """A training hole of mask set `kind` (MASK_SETS)."""
+    return lama_mask(patch, seed) if kind == "lama" else train_mask(kind, patch, seed)
+
+
+def make_input(image: torch.Tensor, mask: torch.Tensor, classical: bool = True) -> torch.Tensor:
+    """(B, 3, H, W) in [0, 1] and (B, 1, H, W) {0, 1} -> the model input (B, 4, H, W): the image with its hole
+    pre-filled classically (`classical`; else zeroed: the FFC model fills it itself) + the mask."""
+    if classical:
+        filled = torch.stack([prefill(im, m[0] > 0.5) for im, m in zip(image, mask)])
+    else:
+        filled = image * (1 - mask)
     return torch.cat([filled, mask], 1)
 
 
 def make_batches(images: list[torch.Tensor], cfg: InpaintTrainConfig):
     """A function returning (x (B,4,p,p), target (B,3,p,p), mask (B,1,p,p)); uses torch's global RNG."""
     p = cfg.patch
+    classical = cfg.model != "ffc"
 
     def next_batch():
         crops, holes = [], []
@@ -142,16 +244,18 @@ def make_batches(images: list[torch.Tensor], cfg: InpaintTrainConfig):
             crop = crop.flip(2) if flips[0] else crop
             crop = crop.transpose(1, 2) if flips[1] else crop
             crops.append(crop)
-            holes.append(torch.from_numpy(train_mask(cfg.masks, p, int(torch.randint(2 ** 62, (1,))))))
+            holes.append(torch.from_numpy(draw_mask(cfg.masks, p, int(torch.randint(2 ** 62, (1,))))))
         target = torch.stack(crops).float() / 255
         mask = torch.stack(holes)[:, None].float()
-        return make_input(target, mask), target, mask
+        return make_input(target, mask, classical), target, mask
 
     return next_batch
 
 
-def validation_set(paths: list[Path], size: int = 256) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Fixed (x, target, mask) crops: each photo at half size, centre crop, one thick and one mixed mask."""
+def validation_set(paths: list[Path], size: int = 256,
+                   classical: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fixed (x, target, mask) crops: each photo at half size, centre crop, one thick and one mixed mask
+    (the same crops and masks for every model; `classical` as make_input)."""
     targets, holes = [], []
     for path in paths:
         im = io.read_image(path).color.expand(3, -1, -1)
@@ -166,7 +270,7 @@ def validation_set(paths: list[Path], size: int = 256) -> tuple[torch.Tensor, to
         raise ValueError("validation images must be at least 64 px and give crops of one size")
     target = torch.stack(targets)
     mask = torch.stack(holes)[:, None].float()
-    return make_input(target, mask), target, mask
+    return make_input(target, mask, classical), target, mask
 
 
 def _params(g) -> int:
@@ -174,13 +278,22 @@ def _params(g) -> int:
 
 
 def build_generator(cfg: InpaintTrainConfig) -> tuple[torch.nn.Module, str, dict]:
-    arch = "unet" if cfg.model == "gan" else "pluralistic"
-    config = {"ngf": cfg.ngf, "num_downs": cfg.num_downs} | ({"z_dim": cfg.z_dim} if arch == "pluralistic" else {})
+    arch = MODELS[cfg.model]
+    if arch == "ffc":
+        config = {"channels": cfg.ngf, "downs": cfg.downs, "blocks": cfg.blocks, "prefill": cfg.prefill}
+    else:
+        config = {"ngf": cfg.ngf, "num_downs": cfg.num_downs} | ({"z_dim": cfg.z_dim} if arch == "pluralistic" else {})
     g = define_G(arch, **config)
     if cfg.init:
         tensors, meta = weights.load_weights(weights.resolve_weights(cfg.init))
         if meta.get("task") != TASK:
             raise ValueError(f"--init {cfg.init}: weights of task {meta.get('task')!r}, not {TASK!r}")
+        if arch == "ffc" or meta.get("arch") == "ffc":  # continue an FFC model (the next stage of its training)
+            if meta.get("arch") != arch or meta.get("config") != config:
+                raise ValueError(f"--init {cfg.init}: {meta.get('arch')} {meta.get('config')} does not match "
+                                 f"{arch} {config}")
+            g.load_state_dict({k: v.float() for k, v in tensors.items()})
+            return g, arch, config
         base = {k: v for k, v in config.items() if k != "z_dim"}
         if {k: v for k, v in meta["config"].items() if k != "z_dim"} != base:
             raise ValueError(f"--init {cfg.init}: {meta['arch']} {meta['config']} does not match {arch} {config}")
@@ -208,6 +321,7 @@ class InpaintTraining:
     batches: Callable[[], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # make_batches' function (CPU)
     val: tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # validation_set's fixed (x, target, mask)
     prefill_val: float  # the pre-fill's own validation hole L1 (0-255), reported beside the model's
+    keep_best: Callable[[torch.nn.Module, dict], None] | None = None  # called with every validation
 
     def next_batch(self):
         return tuple(t.to(self.device) for t in self.batches())
@@ -244,6 +358,10 @@ class InpaintTraining:
                 best = losses.best_of_hole_l1(out[1], target, mask)
                 loss = loss + cfg.hole_weight * best
                 logs["best_prior_hole_l1"] = best.item() * 255
+        if cfg.model == "ffc" and cfg.structure_weight:  # the structure of the composited crop, coarse to fine
+            structure = losses.laplacian_pyramid_l1(mask * pred + (1 - mask) * target, target)
+            loss = loss + cfg.structure_weight * structure
+            logs["structure"] = structure.item() * 255
         if disc is not None:
             comp = mask * sample + (1 - mask) * target
             fake_logits, fake_feats = disc.forward_with_features(torch.cat([comp, mask], 1))
@@ -270,8 +388,11 @@ class InpaintTraining:
         pred = torch.cat(preds)
         l1 = float(losses.hole_l1(pred, target, mask)) * 255
         mse = float(((pred - target) ** 2 * mask).sum() / (mask.sum() * 3))
-        return {"val_hole_l1": l1, "val_hole_psnr": float(10 * np.log10(1 / max(mse, 1e-10))),
-                "val_neg_hole_l1": -l1, "val_prefill_hole_l1": self.prefill_val}
+        result = {"val_hole_l1": l1, "val_hole_psnr": float(10 * np.log10(1 / max(mse, 1e-10))),
+                  "val_neg_hole_l1": -l1, "val_prefill_hole_l1": self.prefill_val}
+        if self.keep_best is not None:
+            self.keep_best(model, result)
+        return result
 
 
 def split_validation(cfg: InpaintTrainConfig) -> tuple[list[Path], list[Path]]:
@@ -284,6 +405,40 @@ def split_validation(cfg: InpaintTrainConfig) -> tuple[list[Path], list[Path]]:
     return paths[:-cfg.holdout], paths[-cfg.holdout:]
 
 
+def previous_stages(init: str | None) -> list[dict]:
+    """The stages recorded in the card of the --init weights (JSON beside them), [] without one."""
+    if not init:
+        return []
+    card_path = weights.resolve_weights(init).with_suffix(".json")
+    if not card_path.is_file():
+        return []
+    card = json.loads(card_path.read_text())
+    return list(card.get("stages") or [])
+
+
+class BestKeeper:
+    """Writes the generator to `path` (safetensors + card) whenever a validation's hole L1 is the
+    lowest so far (also across resumes: the best file's own validation is the bar)."""
+
+    def __init__(self, path: Path, card: dict):
+        self.path, self.card, self.best = path, card, float("inf")
+        if path.is_file():
+            try:
+                self.best = float(weights.load_weights(path)[1].get("validation", {}).get("val_hole_l1", self.best))
+            except ValueError:
+                pass
+        self.step = 0  # the training's step (counted by the batches drawn)
+
+    def __call__(self, model: torch.nn.Module, result: dict) -> None:
+        if result["val_hole_l1"] < self.best:
+            self.best = result["val_hole_l1"]
+            state = {k: v.detach().half().cpu().contiguous() for k, v in model.state_dict().items()}
+            card = self.card | {"validation": result, "selected": {"step": self.step, "written": time.strftime(
+                "%Y-%m-%d %H:%M:%S UTC", time.gmtime())}}
+            save_trained(self.path, state, card)
+            log.info("best validation so far (hole L1 %.3f): %s", result["val_hole_l1"], self.path)
+
+
 def train_inpaint(cfg: InpaintTrainConfig, device: torch.device, resume: bool = True) -> dict:
     """Train, save `cfg.out` (safetensors, fp16 + a JSON card beside it), return the card."""
     out = Path(cfg.out)
@@ -291,20 +446,43 @@ def train_inpaint(cfg: InpaintTrainConfig, device: torch.device, resume: bool = 
         raise ValueError(f"--out {out} is a folder; give a .safetensors file name")
     io.check_writable(out.parent)  # before the work, not after it
     cv2.setNumThreads(1)
+    cpu0 = time.process_time()
     torch.manual_seed(cfg.seed)
     g, arch, arch_config = build_generator(cfg)
     g = g.to(device)
     train_paths, val_paths = split_validation(cfg)
+    ffc = arch == "ffc"
+    extra_paths = io.list_images(cfg.extra) if cfg.extra else []
     meta = {"arch": arch, "config": arch_config, "prefill": "mean of telea, ns, biharmonic", "masks": cfg.masks,
             "patch": cfg.patch, "batch_size": cfg.batch_size, "d_channels": cfg.d_channels,
             "data": data_fingerprint(train_paths, cfg.data)}
+    if ffc:
+        meta |= {"prefill": "push-pull (in the model)" if cfg.prefill else "none"}
+    if ffc or cfg.extra:  # (absent for the round-1 models without --extra: their states still resume)
+        meta["extra"] = data_fingerprint(extra_paths, cfg.extra) if cfg.extra else None
     check_resume(out.with_suffix(".state.pt"), meta, resume)
-    images = load_photos(train_paths, cfg.patch)
+    images = load_photos(train_paths + extra_paths, cfg.patch, FULL_SIZE_UP_TO if ffc else 0)
     log.info("training inpaint %s (%d params) on %d photos (%d crops sources), validating on %d",
-             arch, _params(g), len(train_paths), len(images), len(val_paths))
-    val = validation_set(val_paths)
-    training = InpaintTraining(cfg, device, arch == "pluralistic", make_batches(images, cfg), val,
-                               float(losses.hole_l1(val[0][:, :3], val[1], val[2])) * 255)
+             arch, _params(g), len(train_paths) + len(extra_paths), len(images), len(val_paths))
+    val = validation_set(val_paths, classical=not ffc)
+    prefill_val = g.base(val[0]) if ffc else val[0][:, :3]
+    keeper = None
+    if ffc:
+        keeper = BestKeeper(out.with_suffix(".best.safetensors"), {
+            "task": TASK, "arch": arch, "config": arch_config, "training": asdict(cfg),
+            "provenance": f"trained by genapps (`genapps train inpaint`) on {cfg.data}"
+                          + (f" and {cfg.extra}" if cfg.extra else "") + "; the best held-out validation so far"})
+    batches = make_batches(images, cfg)
+    if keeper is not None:  # the step of each validation, for the best file's card
+        state_path = out.with_suffix(".state.pt")
+        keeper.step = int(io.load_torch(state_path).get("step", 0)) if resume and state_path.is_file() else 0
+        counted = batches
+
+        def batches():
+            keeper.step += 1
+            return counted()
+    training = InpaintTraining(cfg, device, arch == "pluralistic", batches, val,
+                               float(losses.hole_l1(prefill_val, val[1], val[2])) * 255, keeper)
     d = PatchDiscriminator(4, cfg.d_channels, 3).to(device) if cfg.adversarial_weight > 0 else None
     spec = TrainSpec(g, training.next_batch, training.forward, training.generator_loss, discriminator=d,
                      d_loss=training.discriminator_loss if d is not None else None, validate=training.validate,
@@ -313,13 +491,24 @@ def train_inpaint(cfg: InpaintTrainConfig, device: torch.device, resume: bool = 
                        warmup=0 if cfg.init else 200, log_every=50, val_every=cfg.val_every, ckpt_every=250,
                        grad_clip=1.0, seed=cfg.seed)
     result = fit(spec, tcfg, state_path=out.with_suffix(".state.pt"), resume=resume)
+    minutes = result.seconds / 60
     card = {
         "task": TASK, "arch": arch, "config": arch_config,
-        "training": asdict(cfg) | {"device": str(device), "minutes": round(result.seconds / 60, 1),
+        "training": asdict(cfg) | {"device": str(device), "minutes": round(minutes, 1),
                                    "threads": torch.get_num_threads()},
         "validation": result.validation, "history": result.history[-5:],
         "params": _params(result.generator),
-        "provenance": f"trained by genapps (`genapps train inpaint`, the command above) on {cfg.data}",
+        "provenance": f"trained by genapps (`genapps train inpaint`, the command above) on {cfg.data}"
+                      + (f" and {cfg.extra}" if cfg.extra else ""),
     }
+    if ffc:
+        card["stages"] = previous_stages(cfg.init) + [{
+            "command": weights.command_line(), "steps": cfg.steps, "init": cfg.init,
+            "minutes": round(minutes, 1), "threads": torch.get_num_threads(),
+            # the CPU time this process used (data loading included; a part interrupted and resumed is not counted)
+            "cpu_hours": round((time.process_time() - cpu0) / 3600, 3), "data": meta["data"], "extra": meta["extra"],
+            "validation": f"held-out: {'--val ' + cfg.val if cfg.val else f'the last {cfg.holdout} photos of --data'}; "
+                          f"final {result.validation.get('weights', '')} val_hole_l1 "
+                          f"{result.validation.get('val_hole_l1', float('nan')):.3f}"}]
     state = {k: v.half() for k, v in result.generator.state_dict().items()}  # fp16 on disk, fp32 when loaded
     return save_trained(out, state, card)

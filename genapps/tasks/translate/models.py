@@ -92,25 +92,40 @@ def netg_name(arch: str, config: dict) -> str:
     return f"resnet_{config['n_blocks']}blocks"
 
 
+def _conv_weight(state: dict[str, torch.Tensor], key: str, generator: str) -> torch.Tensor:
+    """state[key], a convolution weight (4 dims), or a ValueError saying what is wrong with the file."""
+    t = state.get(key)
+    if t is None:
+        raise ValueError(f"not a complete reference {generator}: the tensor {key} is missing (an incomplete file, "
+                         f"or weights of another model)")
+    if not isinstance(t, torch.Tensor) or t.ndim != 4:
+        raise ValueError(f"{key} has shape {tuple(getattr(t, 'shape', ()))}, a convolution weight has 4 dimensions "
+                         f"(a damaged file, or weights of another model)")
+    return t
+
+
 def infer_reference_arch(state: dict[str, torch.Tensor]) -> tuple[str, dict]:
     """(arch, config) of a reference `UnetGenerator` / `ResnetGenerator` state dict, read off its keys.
 
     Batch norm shows as running_mean; instance norm (affine=False) as conv biases with no norm
     parameters. U-Net dropout leaves no key (only --dropout can say it); ResNet dropout shifts
-    each block's second conv from conv_block.5 to conv_block.6.
+    each block's second conv from conv_block.5 to conv_block.6. A missing or misshapen tensor
+    the reading needs is a ValueError naming it.
     """
     batch = any(k.endswith("running_mean") for k in state)
     if "model.model.0.weight" in state:
-        first = state["model.model.0.weight"]
+        first = _conv_weight(state, "model.model.0.weight", "U-Net generator")
+        last = _conv_weight(state, "model.model.3.weight", "U-Net generator")
         convs = [k for k, v in state.items() if k.endswith("weight") and v.ndim == 4]
-        return "unet", {"in_ch": first.shape[1], "out_ch": state["model.model.3.weight"].shape[1],
+        return "unet", {"in_ch": first.shape[1], "out_ch": last.shape[1],
                         "num_downs": len(convs) // 2, "ngf": first.shape[0],
                         "norm": "batch" if batch else "instance", "dropout": False}
-    if "model.1.weight" in state and state["model.1.weight"].shape[-1] == 7:
+    if "model.1.weight" in state and _conv_weight(state, "model.1.weight", "ResNet generator").shape[-1] == 7:
         first = state["model.1.weight"]
         blocks = {int(m.group(1)) for k in state if (m := re.match(r"model\.(\d+)\.conv_block\.", k))}
         last = max(int(m.group(1)) for k in state if (m := re.match(r"model\.(\d+)\.weight$", k)))
-        return "resnet", {"in_ch": first.shape[1], "out_ch": state[f"model.{last}.weight"].shape[0],
+        return "resnet", {"in_ch": first.shape[1],
+                          "out_ch": _conv_weight(state, f"model.{last}.weight", "ResNet generator").shape[0],
                           "ngf": first.shape[0], "n_blocks": len(blocks), "norm": "batch" if batch else "instance",
                           "dropout": any(".conv_block.6." in k for k in state)}
     raise ValueError("unrecognised weights: not a pix2pix/CycleGAN UnetGenerator or ResnetGenerator state dict "
@@ -154,22 +169,57 @@ def _reference(flags: dict):
     return infer
 
 
+GENERATORS = {"AtoB": "G_A", "BtoA": "G_B"}  # CycleGAN's generator of each direction
+
+
+def reference_generator(path: str | Path) -> str | None:
+    """Which CycleGAN generator a reference checkpoint is, by its file name as the reference saves
+    it (`latest_net_G_A.pth`, `200_net_G_B.pth`): "G_A" (A->B), "G_B" (B->A), or None
+    (`latest_net_G.pth`: pix2pix's generator, or a pretrained CycleGAN's one direction)."""
+    found = re.search(r"(?:^|_)(G_[AB])$", Path(path).stem)
+    return found.group(1) if found else None
+
+
+def _check_reference_direction(source: str, direction: str) -> str:
+    """The generator a reference file holds, when it is the one `direction` runs; else a
+    one-line ValueError naming the file to give (a reference file holds one direction)."""
+    generator = reference_generator(source)
+    if generator is None:
+        if direction != "AtoB":
+            raise ValueError(f"{source}: a reference checkpoint holds one generator, which runs the way it was "
+                             f"trained, and its name does not say it is G_B (B->A); for --direction BtoA give "
+                             f"latest_net_G_B.pth of a CycleGAN run")
+        return "G"
+    if GENERATORS[direction] != generator:
+        own = next(d for d, g in GENERATORS.items() if g == generator)
+        other = Path(source).with_stem(Path(source).stem[:-len(generator)] + GENERATORS[direction]).name
+        raise ValueError(f"{source}: the {own[0]}->{own[-1]} generator ({generator}) of a CycleGAN run; for "
+                         f"--direction {direction} give {other} (or run this one with --direction {own})")
+    return generator
+
+
 def load_model(name_or_path: str, direction: str = "AtoB", flags: dict | None = None) -> tuple[nn.Module, weights.ModelInfo]:
-    """A generator ready for inference (eval mode, CPU) and its ModelInfo (extra: direction, ...).
+    """A generator ready for inference (eval mode, CPU) and its ModelInfo (extra: direction,
+    generator, ...: what runs).
 
     Accepts a bundled name, a genapps .safetensors (pix2pix: one direction; cycle: both, picked
     by `direction`), or the reference implementation's latest_net_G*.pth (read with
-    weights_only=True; `flags` = {netg, ngf, norm, dropout} checked against the keys). Either is
-    validated and built within the file's allocation budget (genapps.weights.load_model).
+    weights_only=True; `flags` = {netg, ngf, norm, dropout} checked against the keys; one
+    direction: `latest_net_G_A.pth` is AtoB, `latest_net_G_B.pth` BtoA, `latest_net_G.pth` its
+    own, AtoB). Either is validated and built within the file's allocation budget
+    (genapps.weights.load_model); a direction the file does not hold is a one-line ValueError.
     """
     if direction not in ("AtoB", "BtoA"):
         raise ValueError(f"direction must be AtoB or BtoA, got {direction!r}")
     model, info = weights.load_model(name_or_path, "translate", ARCHS, extra_keys=("kind", "trained_direction"),
                                      infer=_reference(flags or {}))
-    reference = "reference_netg" in info.extra  # a latest_net_G_A/B.pth: one direction, the file's own
-    if info.arch != "cycle" and direction != "AtoB" and not reference:
+    if "reference_netg" in info.extra:  # a latest_net_G*.pth: one direction, the file's own
+        generator = _check_reference_direction(info.source, direction)
+    elif info.arch == "cycle":
+        model, generator = model.direction(direction), GENERATORS[direction]
+    elif direction != "AtoB":
         raise ValueError(f"{info.source}: a pix2pix model translates one way (its training input to its target); "
                          f"--direction BtoA needs a CycleGAN model")
-    if info.arch == "cycle":
-        model = model.direction(direction)
-    return model, replace(info, extra={"direction": direction} | info.extra)
+    else:
+        generator = "G"
+    return model, replace(info, extra={"direction": direction, "generator": generator} | info.extra)

