@@ -151,7 +151,7 @@ def job(spec: dict) -> tuple[str, dict]:
         io.save_state(cache / f"{spec['key'].replace('/', '_')}.syn.pt", saved)
         oracle = oracle_net(args, pool, test, dev)
         fidelity = (predict_proba(oracle, syn.x, dev).argmax(1) == syn.y).float().mean()
-        feat_net = aug.filter_net or train_classifier(xl, yl, K, ClassifierConfig(steps=args.clf_steps, augment=True), dev)
+        feat_net = aug.guide_net or train_classifier(xl, yl, K, ClassifierConfig(steps=args.clf_steps, augment=True), dev)
         # copying: nearest labeled image (pixels) of each sample vs of each test digit
         d_syn = torch.cdist(syn.x.flatten(1), xl.flatten(1)).min(1).values
         d_test = torch.cdist(test[0][:1000].flatten(1), xl.flatten(1)).min(1).values
@@ -192,19 +192,20 @@ def _pseudo_accuracy(pool, labels, p) -> dict:
 # ---------------------------------------------------------------- quick generator comparison
 
 
-def _value(text: str):
+def parse_value(text: str):
+    """A command-line KEY=VALUE value: int, float, true/false, none, else the text."""
     for kind in (int, float):
         try:
             return kind(text)
         except ValueError:
             pass
-    return {"true": True, "false": False}.get(text.lower(), text)
+    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
 
 
 def parse_variant(text: str) -> tuple[str, dict]:
     """'name:key=value,key=value' -> (name, {key: value}) of augment Config options."""
     name, _, rest = text.partition(":")
-    return name, {k: _value(v) for k, v in (kv.split("=", 1) for kv in rest.split(",") if kv)}
+    return name, {k: parse_value(v) for k, v in (kv.split("=", 1) for kv in rest.split(",") if kv)}
 
 
 def set_options(args) -> dict:
@@ -259,10 +260,10 @@ def quick(args) -> None:
                 res = {"options": options, "generator_cpu_s": round(time.process_time() - c0, 1),
                        "generator_wall_s": round(time.perf_counter() - w0, 1), "seconds_parts": aug.seconds,
                        "steps": cfg.generator_config().steps, "by_temperature": {}}
-                temps = [cfg.temperature] if unl else sorted(set(args.temperatures) | {cfg.temperature})
+                temps = [cfg.temperature or 1.0] if unl else sorted(set(args.temperatures) | {cfg.temperature or 1.0})
                 d_test = torch.cdist(test[0][:1000].flatten(1), xl.flatten(1)).min(1).values
                 for t in temps:
-                    syn = aug.synthetic if t == cfg.temperature else synthesize(
+                    syn = aug.synthetic if t == (cfg.temperature or 1.0) else synthesize(
                         aug.generator.generator, class_counts(yl, K, cfg), cfg.seed, dev, aug.filter_net,
                         cfg.filter_confidence, temperature=t)
                     fid = (predict_proba(oracle, syn.x, dev).argmax(1) == syn.y).float().mean()

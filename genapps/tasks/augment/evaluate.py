@@ -100,10 +100,12 @@ def per_class_accuracy(net, x: torch.Tensor, y: torch.Tensor, num_classes: int, 
 def run_arm(arm: str, real: tuple[torch.Tensor, torch.Tensor], synthetic: tuple[torch.Tensor, torch.Tensor] | None,
             test: tuple[torch.Tensor, torch.Tensor], num_classes: int, seed: int, steps: int,
             device: torch.device, pool: tuple[torch.Tensor, torch.Tensor] | None = None,
-            per_class: bool = False, unlabeled: torch.Tensor | None = None, semigan_steps: int = 0):
+            per_class: bool = False, unlabeled: torch.Tensor | None = None, semigan_steps: int = 0,
+            return_net: bool = False):
     """Test accuracy (percent) of the small CNN trained on one arm with one seed; with per_class,
-    (accuracy, (K,) per-class accuracies). Arms e/f need `pool` (the pseudo-labeled images), arm g
-    the `unlabeled` images (M, C, S, S) and its own `semigan_steps`."""
+    (accuracy, (K,) per-class accuracies), with return_net also the trained CNN last. Arms e/f need
+    `pool` (the pseudo-labeled images), arm g the `unlabeled` images (M, C, S, S) and its own
+    `semigan_steps`."""
     _, use_syn, use_aug, use_pool = ARMS[arm]
     if arm == "g":
         if unlabeled is None or not len(unlabeled) or semigan_steps < 1:
@@ -120,7 +122,9 @@ def run_arm(arm: str, real: tuple[torch.Tensor, torch.Tensor], synthetic: tuple[
         cfg = ClassifierConfig(steps=steps, augment=use_aug, seed=seed)
         net = train_classifier(real[0], real[1], num_classes, cfg, device, *(synthetic if use_syn else (None, None)))
     acc = 100 * accuracy(net, test[0], test[1], device)
-    return (acc, per_class_accuracy(net, test[0], test[1], num_classes, device)) if per_class else acc
+    out = (acc, per_class_accuracy(net, test[0], test[1], num_classes, device)) if per_class else (acc,)
+    out += (net,) if return_net else ()
+    return out if len(out) > 1 else out[0]
 
 
 GENERATIVE, CLASSICAL = "cdfg", "abe"  # arms with synthetic images, arms without
@@ -173,21 +177,24 @@ def verdict(arms: dict, per_class_delta: dict | None = None, generator_minutes: 
 def evaluate_arms(real, synthetic, test, num_classes: int, device: torch.device, seeds: int = 3,
                   steps: int = 600, arms: str | None = None, pool=None, classes: list[str] | None = None,
                   generator_minutes: float | None = None, unlabeled: torch.Tensor | None = None,
-                  semigan_steps: int = 0) -> dict:
+                  semigan_steps: int = 0, keep: str = "") -> dict:
     """Accuracy mean +- std (percent) per arm over `seeds` seeds, per-class accuracies, the per-class
     delta of the best generative arm over the best non-generative one, and the verdict sentence.
 
     arms: default abcd, ef too when `pool` (pseudo-labeled images (x, y)) is given, and g when the
-    `unlabeled` images and semigan_steps > 0 are given.
+    `unlabeled` images and semigan_steps > 0 are given. The trained CNNs of the arms in `keep` are
+    returned under "classifiers" ({arm: [CNN of seed 0, seed 1, ...]}; not JSON: pop it before saving).
     """
     arms = arms or ("abcdef" if pool is not None and len(pool[0]) else "abcd")
     if semigan_steps and unlabeled is not None and len(unlabeled) and "g" not in arms:
         arms += "g"
     classes = classes or [str(k) for k in range(num_classes)]
-    results = {}
+    results, nets = {}, {}
     for arm in arms:
         runs = [run_arm(arm, real, synthetic, test, num_classes, seed, steps, device, pool, per_class=True,
-                        unlabeled=unlabeled, semigan_steps=semigan_steps) for seed in range(seeds)]
+                        unlabeled=unlabeled, semigan_steps=semigan_steps, return_net=True) for seed in range(seeds)]
+        if arm in keep:
+            nets[arm] = [r[2] for r in runs]
         pc = torch.stack([r[1] for r in runs]).mean(0)
         results[arm] = ({"name": ARMS[arm][0]} | mean_std([r[0] for r in runs])
                         | {"per_class": {c: round(float(v), 2) if v == v else None for c, v in zip(classes, pc)}})
@@ -201,4 +208,4 @@ def evaluate_arms(real, synthetic, test, num_classes: int, device: torch.device,
                  if results[syn]["per_class"][c] is not None}  # None: no test images of the class
         out["per_class_delta"] = {"compared": f"{syn} vs {base}", "points": delta}
     out["verdict"] = verdict(results, delta, generator_minutes)
-    return out
+    return out | ({"classifiers": nets} if keep else {})

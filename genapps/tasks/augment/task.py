@@ -24,11 +24,12 @@ import torch.nn.functional as F
 from genapps import io, paths, weights
 from genapps.records import Record, StageResult
 from genapps.tasks.augment.data import LabeledImages, load_imagefolder, load_unlabeled
-from genapps.tasks.augment.evaluate import evaluate_arms, feature_metrics
+from genapps.tasks.augment.evaluate import SEMIGAN_LR, evaluate_arms, feature_metrics, per_class_accuracy
 from genapps.tasks.augment.models import DECODERS, ENCODER_MODELS, GENERATORS
 from genapps.tasks.augment.training import (ClassifierConfig, GeneratorConfig, GeneratorResult, PseudoLabels,
-                                            Synthetic, generator_meta, pseudo_label, self_training_steps, synthesize,
-                                            train_classifier, train_generator)
+                                            Synthetic, generator_meta, judge_split, judge_steps, pseudo_label,
+                                            self_training_steps, synthesize, train_classifier, train_generator,
+                                            train_judge)
 from genapps.train import check_resume, data_fingerprint
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,9 @@ DEFAULTS["vaegan"] = DEFAULTS["cvae"] | {"adversarial_weight": 10.0}
 # posterior variant) instead of the N(0, I) prior: "posterior" samples the class's aggregate posterior,
 # a learned prior with no holes (the samples stay near the training images' styles).
 POSTERIOR_FRACTION = {"prior": 0.0, "mixed": 0.5, "posterior": 1.0}
+# A posterior variant's z = mu + T sigma eps: at T = 2 the variants leave their source images (near-copies 2-5%
+# instead of 62% at T = 1 on the validation split) and the outside judge still recognises 97-98% of them.
+POSTERIOR_TEMPERATURE = 2.0
 DEFAULT_PER_CLASS = 100
 
 
@@ -71,27 +75,32 @@ class Config:
     beta: float = field(default=1.0, metadata={"help": "CVAE: KL weight."})  # weight of the KL term in the ELBO
     decoder: str | None = field(default=None, metadata={
         "choices": DECODERS, "help": "CVAE/VAE-GAN decoder (default residual: residual blocks before each upsampling)."})
-    temperature: float = field(default=1.0, metadata={
-        "help": "Sampling: z ~ N(0, T^2 I); below 1 truncates to more typical samples."})
+    temperature: float | None = field(default=None, metadata={
+        "help": "Sampling: prior draws z ~ N(0, T^2 I) (default 1; below 1: more typical samples), posterior "
+                "draws z = mu + T sigma eps (default 2: variants further from their source image)."})
     guide: bool = field(default=True, metadata={"cli": False})  # prior samples of class k must be classified as k
     guide_fraction: float = field(default=0.5, metadata={"cli": False})  # share of each batch decoded from the prior
     sampling: str = field(default="auto", metadata={
         "choices": ("auto", *POSTERIOR_FRACTION),
         "help": "cvae/vaegan: z from the prior, or (mixed: half, posterior: all) from q(z|x, y) of a training image "
-                "of the class; auto: mixed with --unlabeled, else prior."})
+                "of the class; auto: posterior (cgan: prior)."})
     adversarial_weight: float | None = field(default=None, metadata={
         "help": "vaegan: weight of the adversarial loss (default 10)."})
     seed: int = 0
     filter: bool = field(default=True, metadata={
         "help": "Drop samples a real-data classifier confidently assigns to another class."})
-    filter_confidence: float = 0.9
+    filter_confidence: float = field(default=0.5, metadata={
+        "help": "The filter drops a sample its judge assigns to another class with at least this probability."})
+    judge_holdout: float = field(default=0.5, metadata={
+        "help": "Share of each class's labeled images held out from the generator to train the filter's judge "
+                "(0: the filter uses the generator's guide classifier)."})
     pseudo_threshold: float = 0.95  # --unlabeled: confidence for a pseudo-label to be used
     interpolate: bool = field(default=True, metadata={"help": "Latent interpolation figure."})
     eval: str | None = field(default=None, metadata={
         "path": True, "type": "dir",
         "help": "TEST_DIR (ImageFolder): prove with a downstream classifier whether synthesis helped."})
     eval_seeds: int = 3
-    eval_steps: int = 600  # classifier training steps (also the filter's and pseudo-labeler's)
+    eval_steps: int = 600  # classifier training steps (also the guide's and pseudo-labeler's; the judge's x 2.5)
     semigan_steps: int = field(default=0, metadata={
         "help": "With --unlabeled and --eval: also arm g, the semi-supervised GAN classifier (Salimans et al. "
                 "2016), trained this many steps per seed (10000 measured; ~17 CPU-min each on 28 px)."})
@@ -123,6 +132,8 @@ class Config:
             raise ValueError(f"batch_size must be >= 2, got {self.batch_size}")
         if self.lr is not None and not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.judge_holdout < 1:
+            raise ValueError(f"judge_holdout must be in [0, 1), got {self.judge_holdout}")
         for name in ("filter_confidence", "pseudo_threshold", "guide_fraction"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
@@ -130,7 +141,7 @@ class Config:
             raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
         if self.decoder not in (None, "conv") and self.model not in ENCODER_MODELS:
             raise ValueError(f"decoder applies to models {' and '.join(ENCODER_MODELS)} only")
-        if not 0 < self.temperature <= 2:
+        if self.temperature is not None and not 0 < self.temperature <= 2:
             raise ValueError(f"temperature must be in (0, 2], got {self.temperature}")
         if self.sampling != "auto" and self.sampling not in POSTERIOR_FRACTION:
             raise ValueError(f"sampling must be auto, {', '.join(POSTERIOR_FRACTION)}, got {self.sampling!r}")
@@ -159,11 +170,21 @@ class Augmented:
 
     synthetic: Synthetic
     generator: GeneratorResult
-    filter_net: torch.nn.Module | None
+    guide_net: torch.nn.Module | None  # the real-data classifier that guided the generator
+    judge: torch.nn.Module | None  # the filter's judge, trained on judge_index only (None: the filter used guide_net)
     pseudo: PseudoLabels | None
     train_size: int  # images the generator trained on (labeled + kept pseudo-labeled)
+    # labeled images (indices into x) the generator trained on, and its guide without a pool (with one, the guide is
+    # the self-training classifier of every labeled image)
+    generator_index: torch.Tensor
+    judge_index: torch.Tensor  # labeled images the judge trained on: disjoint from generator_index
     seconds: dict = field(default_factory=dict)
     sampling: str = "prior"  # prior | mixed | posterior (see POSTERIOR_FRACTION)
+
+    @property
+    def filter_net(self) -> torch.nn.Module | None:
+        """The classifier the filter used: the judge, or the guide without one."""
+        return self.judge if self.judge is not None else self.guide_net
 
 
 def class_counts(y: torch.Tensor, num_classes: int, cfg: Config) -> dict[int, int]:
@@ -182,38 +203,50 @@ def augment_tensors(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: Con
     x: (N, C, S, S) in [0, 1], y: (N,) class indices; x_unlabeled: (M, C, S, S) or None.
     `meta` describes the data for the generator's resume check (class names, file fingerprints).
     """
+    gen_index, judge_index = judge_split(y, num_classes, cfg.judge_holdout if cfg.filter else 0.0, cfg.seed)
+    if cfg.filter and cfg.judge_holdout > 0 and not len(judge_index) and num_classes > 1:
+        log.warning("a class has a single labeled image: no held-out judge, the filter uses the guide classifier")
+    if len(judge_index):  # the generator trains on the rest only: a resume must hold out the same images
+        meta = (meta or {}) | {"judge_holdout": cfg.judge_holdout, "judge_split_seed": cfg.seed}
     check_resume(state_path, generator_meta(x, num_classes, cfg.generator_config(), meta), cfg.resume)
     seconds = {}
     t = time.perf_counter()
-    pseudo, filter_net = None, None
-    xg, yg = x, y
+    pseudo, guide_net, judge = None, None, None
+    xa, ya = x[gen_index], y[gen_index]  # the generator's labeled images (and its guide's)
+    xg, yg = xa, ya
     if x_unlabeled is not None and len(x_unlabeled):
+        # self-training on every labeled image: its labels are a product of their own (pseudo_labels.csv, arms e/f)
         pseudo = pseudo_label(x, y, x_unlabeled, num_classes, device, cfg.pseudo_threshold,
                               steps=self_training_steps(cfg.eval_steps, len(x_unlabeled)),
                               seed=cfg.seed)
-        xg = torch.cat([x, x_unlabeled[pseudo.keep]])
-        yg = torch.cat([y, pseudo.labels[pseudo.keep]])
-        filter_net = pseudo.classifier
+        xg = torch.cat([xa, x_unlabeled[pseudo.keep]])
+        yg = torch.cat([ya, pseudo.labels[pseudo.keep]])
+        guide_net = pseudo.classifier
         seconds["pseudo_labels"] = round(time.perf_counter() - t, 1)
     elif (cfg.filter or cfg.guide) and num_classes > 1:
-        filter_net = train_classifier(x, y, num_classes, ClassifierConfig(steps=cfg.eval_steps, augment=True,
-                                                                          seed=cfg.seed), device)
-        seconds["filter_classifier"] = round(time.perf_counter() - t, 1)
+        guide_net = train_classifier(xa, ya, num_classes, ClassifierConfig(steps=cfg.eval_steps, augment=True,
+                                                                           seed=cfg.seed), device)
+        seconds["guide_classifier"] = round(time.perf_counter() - t, 1)
+    if len(judge_index):
+        t = time.perf_counter()
+        judge = train_judge(x[judge_index], y[judge_index], num_classes, device, cfg.seed, judge_steps(cfg.eval_steps))
+        seconds["judge"] = round(time.perf_counter() - t, 1)
     t = time.perf_counter()
     gen = train_generator(xg, yg, num_classes, cfg.generator_config(), device, state_path, cfg.resume,
-                          guide=filter_net if cfg.guide else None, meta=meta)
+                          guide=guide_net if cfg.guide else None, meta=meta)
     seconds["generator"] = round(time.perf_counter() - t, 1)
     t = time.perf_counter()
-    use_filter = filter_net if cfg.filter and num_classes > 1 else None
+    use_filter = (judge if judge is not None else guide_net) if cfg.filter and num_classes > 1 else None
     sampling = cfg.sampling
-    if sampling == "auto":
-        sampling = "mixed" if cfg.model in ENCODER_MODELS and pseudo is not None else "prior"
+    if sampling == "auto":  # posterior variants: 96-99% recognised by an outside judge, prior draws 83-93%
+        sampling = "posterior" if cfg.model in ENCODER_MODELS else "prior"
     fraction = POSTERIOR_FRACTION[sampling]
     syn = synthesize(gen.generator, class_counts(y, num_classes, cfg), cfg.seed, device, use_filter,
                      cfg.filter_confidence, source=(xg, yg) if fraction else None, posterior_fraction=fraction,
-                     temperature=cfg.temperature)
+                     temperature=cfg.temperature or 1.0, posterior_temperature=cfg.temperature or POSTERIOR_TEMPERATURE,
+                     fill_short=True)
     seconds["sampling"] = round(time.perf_counter() - t, 1)
-    return Augmented(syn, gen, filter_net, pseudo, len(xg), seconds, sampling)
+    return Augmented(syn, gen, guide_net, judge, pseudo, len(xg), gen_index, judge_index, seconds, sampling)
 
 
 # ---------------------------------------------------------------- figures
@@ -322,6 +355,21 @@ def _remove_stale(output_dir: Path, keep: set[Path]) -> int:
     return len(stale)
 
 
+def _judge_text(aug: Augmented, cfg: Config, real: LabeledImages) -> str:
+    """Which classifier the filter asked, on which images: the report's answer to "who judged?"."""
+    if not cfg.filter or len(real.classes) < 2:
+        return "none (no filter)"
+    if aug.judge is None:
+        return "the guide classifier (the one the generator was trained to satisfy; no held-out judge)"
+    never = "the generator never trained on" if aug.pseudo is not None else "the generator and its guide never saw"
+    text = (f"a held-out judge: the small CNN trained with strong augmentation on {len(aug.judge_index)} labeled "
+            f"images ({cfg.judge_holdout:.0%} of each class) that {never}; the generator trained on the other "
+            f"{len(aug.generator_index)}")
+    if aug.pseudo is not None:
+        text += " and the pseudo-labeled pool (labeled by the self-training classifier of every labeled image)"
+    return text
+
+
 def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torch.device,
         name: str = TASK) -> StageResult:
     """Train a generator on the ImageFolder `input_dir`, write synthetic images per class to `output_dir`.
@@ -392,11 +440,14 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
         "synthetic_total": int(sum(per_class)),
         "sampling": aug.sampling,
         "filter": {"enabled": bool(cfg.filter and num_classes > 1), "confidence": cfg.filter_confidence,
-                   "dropped": int(sum(syn.dropped.values())),
-                   "dropped_per_class": {real.classes[k]: v for k, v in syn.dropped.items()}},
+                   "judge": _judge_text(aug, cfg, real), "dropped": int(sum(syn.dropped.values())),
+                   "dropped_per_class": {real.classes[k]: v for k, v in syn.dropped.items()},
+                   # a class the filter would have left short gets its best-scored dropped samples back
+                   "taken_back_per_class": {real.classes[k]: v for k, v in syn.topped_up.items()}},
         "training": {"steps": gen_cfg.steps, "images": aug.train_size, "final": history[-1] if history else {},
                      "decoder": gen_cfg.decoder if cfg.model in ENCODER_MODELS else None,
-                     "temperature": cfg.temperature,
+                     "temperature": {"prior": cfg.temperature or 1.0,
+                                     "posterior": cfg.temperature or POSTERIOR_TEMPERATURE},
                      "discriminator": aug.generator.collapse if cfg.model in ("cgan", "vaegan") else None},
         "seconds": aug.seconds,
     }
@@ -411,9 +462,16 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
                                 "threshold": cfg.pseudo_threshold, "method": "self-training pseudo-labels",
                                 "file": "pseudo_labels.csv",
                                 "rounds": p.rounds}
+    (output_dir / SEMIGAN_FILE).unlink(missing_ok=True)  # an earlier run's, never left beside other samples
+    (output_dir / SEMIGAN_FILE).with_suffix(".json").unlink(missing_ok=True)
     if cfg.eval and num_classes > 1:
         pool = (x_unl[aug.pseudo.keep], aug.pseudo.labels[aug.pseudo.keep]) if aug.pseudo is not None else None
-        summary["eval"] = evaluate(cfg, real, syn, aug.filter_net, device, pool, aug.seconds.get("generator"), x_unl)
+        summary["eval"] = evaluate(cfg, real, syn, aug.guide_net, device, pool, aug.seconds.get("generator"), x_unl,
+                                   feature_images=len(real.y) if aug.pseudo is not None else len(aug.generator_index))
+        semigan = summary["eval"].pop("semigan_net", None)
+        if semigan is not None:
+            summary["semigan_classifier"] = write_semigan_classifier(output_dir / SEMIGAN_FILE, semigan, cfg, real,
+                                                                     summary["eval"], data_meta, input_dir)
         summary["synthesis"] = summary["eval"]["verdict"]
         if "per_class_delta" in summary["eval"]:
             summary["synthesis_per_class"] = summary["eval"]["per_class_delta"]
@@ -421,22 +479,74 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
                        time.perf_counter() - start, summary, figures)
 
 
+SEMIGAN_FILE = "semigan_classifier.safetensors"
+
+
+def write_semigan_classifier(path: Path, trained: tuple[torch.nn.Module, dict], cfg: Config, real: LabeledImages,
+                             result: dict, data_meta: dict, input_dir: Path) -> dict:
+    """Write arm g's classifier (seed 0) to `path` (safetensors) with its card (`path` .json): how it
+    was trained, on what, and its accuracy on the --eval folder; returns what the report records.
+
+    It loads with `weights.load_model(path, "augment", MODELS)` (arch "classifier") or
+    define_model("classifier", **card["config"]); input (B, C, S, S) in [0, 1] resized like DATA,
+    output logits over card["classes"].
+    """
+    net, score = trained
+    arms = result["arms"]
+    config = {"channels": int(real.x.shape[1]), "num_classes": len(real.classes), "image_size": cfg.image_size}
+    card = {
+        "task": TASK, "arch": "classifier", "config": config, "classes": real.classes,
+        "what": "the semi-supervised GAN classifier of `genapps augment --semigan-steps` (arm g of the proof): "
+                "input (B, C, S, S) in [0, 1] resized to image_size, output logits over the classes",
+        "training": {"method": "semi-supervised GAN (Salimans et al. 2016): the small CNN is the discriminator, "
+                               "cross-entropy on the labeled images + real/fake log-likelihood of the unlabeled images "
+                               "and of a generator trained by feature matching",
+                     "steps": cfg.semigan_steps, "lr": SEMIGAN_LR, "betas": [0.5, 0.999],
+                     "labeled_batch": ClassifierConfig.batch_size, "unlabeled_batch": 64,
+                     "augmentation": "albumentations random affine (labeled and unlabeled)",
+                     "seed": 0},
+        "data": {"labeled": str(input_dir), "labeled_images": len(real.y),
+                 "labeled_fingerprint": data_meta.get("data"), "unlabeled": cfg.unlabeled,
+                 "unlabeled_fingerprint": data_meta.get("unlabeled"), "image_size": cfg.image_size},
+        "validation": {"test": cfg.eval, "test_images": score["test_images"], "accuracy": score["accuracy"],
+                       "per_class": score["per_class"],
+                       "arm_g_all_seeds": {k: arms["g"][k] for k in ("mean", "std", "runs")},
+                       "compared_with": {a: {k: arms[a][k] for k in ("name", "mean", "std")} for a in "abe"
+                                         if a in arms}},
+        "provenance": "trained by genapps augment on the user's DATA and --unlabeled images",
+    }
+    weights.save_trained(path, net.state_dict(), card)
+    return {"file": path.name, "card": path.with_suffix(".json").name, "seed": 0, "accuracy": score["accuracy"]}
+
+
 def evaluate(cfg: Config, real: LabeledImages, syn: Synthetic, feature_net, device: torch.device,
              pool: tuple[torch.Tensor, torch.Tensor] | None = None, generator_seconds: float | None = None,
-             unlabeled: torch.Tensor | None = None) -> dict:
+             unlabeled: torch.Tensor | None = None, feature_images: int | None = None) -> dict:
     """The --eval proof: accuracy per arm on TEST_DIR (arms e/f with the pseudo-labeled `pool`, arm g
     with the `unlabeled` images when cfg.semigan_steps), per-class deltas, FD and precision/recall
-    in classifier features."""
+    in the features of `feature_net` (trained on `feature_images` labeled images; None: one is
+    trained on all of them)."""
     test = load_imagefolder(cfg.eval, cfg.image_size, real.x.shape[1], classes=real.classes)
     t = time.perf_counter()
     result = evaluate_arms((real.x, real.y), (syn.x, syn.y), (test.x, test.y), len(real.classes), device,
                            cfg.eval_seeds, cfg.eval_steps, pool=pool, classes=real.classes,
                            generator_minutes=None if generator_seconds is None else generator_seconds / 60,
-                           unlabeled=unlabeled, semigan_steps=cfg.semigan_steps)
+                           unlabeled=unlabeled, semigan_steps=cfg.semigan_steps, keep="g")
+    nets = result.pop("classifiers", {})
+    if nets.get("g"):  # arm g's seed-0 classifier is the one written to OUTPUT (never chosen by its test score)
+        net = nets["g"][0]
+        per_class = per_class_accuracy(net, test.x, test.y, len(real.classes), device)
+        result["semigan_net"] = (net, {"accuracy": result["arms"]["g"]["runs"][0],
+                                       "per_class": {c: round(float(v), 2) if v == v else None
+                                                     for c, v in zip(real.classes, per_class)},
+                                       "test_images": len(test.x)})
     if feature_net is None:
         feature_net = train_classifier(real.x, real.y, len(real.classes),
                                        ClassifierConfig(steps=cfg.eval_steps, augment=True, seed=cfg.seed), device)
-    result["features"] = ("penultimate layer of the small CNN trained on the real labeled images"
+        feature_images = len(real.y)
+    labeled = ("real labeled images" if feature_images in (None, len(real.y)) else
+               f"{feature_images} real labeled images the generator trained on")
+    result["features"] = (f"penultimate layer of the small CNN trained on the {labeled}"
                           + (" and the pseudo-labeled pool" if cfg.unlabeled else "") + " (random affine)")
     result["real_vs_synthetic"] = feature_metrics(feature_net, test.x, syn.x, device, seed=cfg.seed)
     result["test_images"] = len(test.x)
