@@ -4,7 +4,8 @@
 that its manifest shows were made by the same task, settings and model from the same input),
 turns every bad file into an error record instead of a crash, writes atomically, and, given a
 reference folder, measures each output against its reference. It reads top to bottom as
-planning (`_plan`), resume triage (`_triage`) and the per-file step (`_FileStep`); a remote
+planning (`_plan`), resume triage (`_triage`) and the per-file step (`_FileStep`, its read, compute
+and write overlapped across files by `_run_files`); a remote
 folder is staged through a local one (`_map_remote`, `_Staging`).
 """
 
@@ -402,10 +403,12 @@ def map_images(input_dir: str | Path, output_dir: str | Path, process: Callable[
         records: list[Record] = []
         start = time.perf_counter()
         bar = Progress(len(files), name, work=sum(v != "skip" for v in todo.values()), unit="file")
+        def on_record(record: Record) -> None:
+            records.append(record)
+            bar.update(Path(record.input).name, record.seconds, record.status)
+
         try:
-            for src in files:
-                records.append(step(src, plan.outputs[src], todo[src]))
-                bar.update(src.name, records[-1].seconds, records[-1].status)
+            _run_files(step, files, plan.outputs, todo, on_record)
         finally:
             bar.close()
             if manifest.path.exists():
@@ -523,12 +526,30 @@ def _triage(plan: _Plan, manifest: Manifest, input_sha: _InputHashes, *, resume:
 
 
 @dataclass
+class _Loaded:
+    """What the reader hands on: the input's hash taken before the read, and the image."""
+
+    sha: str
+    image: io.LoadedImage
+    t0: float  # when the reader started on the file (the record's seconds count from it)
+
+
+@dataclass
+class _Computed:
+    sha: str
+    outputs: dict  # {output suffix: LoadedImage}
+    t0: float
+
+
+@dataclass
 class _FileStep:
-    """The per-file step: hash the input (and its side files), read, process, hash again, write
-    each output atomically inside the fence (its manifest line, with the hash taken before the
-    read, appended just before the rename), measure against the reference. A file that cannot be
-    read, processed or written, or that changed while it was processed, is an error record (with
-    `fail_fast`: BatchAborted); a skipped one is only measured."""
+    """The per-file step in three parts that `_run_files` overlaps (file i+1 read while file i is
+    processed and file i-1 written): `read` hashes the input (and its side files) and reads it;
+    `compute` runs `process`; `write` hashes the input again, writes each output atomically inside
+    the fence (its manifest line, with the hash taken before the read, appended just before the
+    rename) and measures it against the reference. A file that cannot be read, processed or
+    written, or that changed while it was processed, is an error record (with `fail_fast`:
+    BatchAborted, and nothing after it is written); a skipped one is only measured."""
 
     process: Callable
     manifest: Manifest
@@ -544,38 +565,115 @@ class _FileStep:
     fence: paths.Fence
 
     def __call__(self, src: Path, dests: dict[str, Path], verdict: str) -> Record:
+        """The three parts one after the other."""
+        return self.write(src, dests, self.compute(src, dests, self.read(src, verdict)))
+
+    def read(self, src: Path, verdict: str) -> _Loaded | Record | None:
+        """None for a skipped file (nothing to read)."""
+        if verdict == "skip":
+            return None
+        t0 = time.perf_counter()
+        try:
+            sha = self.input_sha.fresh(src)  # before the read: the manifest vouches for what was processed
+            return _Loaded(sha, io.read_image(src), t0)
+        except (io.ImageError, ValueError, RuntimeError, OSError) as e:
+            return self._error(e, src, None, t0)
+
+    def compute(self, src: Path, dests: dict[str, Path], loaded: _Loaded | Record | None) -> _Computed | Record | None:
+        if not isinstance(loaded, _Loaded):
+            return loaded
+        try:
+            out = self.process(loaded.image, src) if self.pass_source else self.process(loaded.image)
+            outputs = out if self.several else {"": out}
+            if set(outputs) != set(dests):
+                raise RuntimeError(f"expected outputs {sorted(dests)}, got {sorted(outputs)}")
+            return _Computed(loaded.sha, outputs, loaded.t0)
+        except (io.ImageError, ValueError, RuntimeError, OSError) as e:
+            return self._error(e, src, None, loaded.t0)
+
+    def write(self, src: Path, dests: dict[str, Path], computed: _Computed | Record | None) -> Record:
         dest = next(iter(dests.values()))
         rel = src.relative_to(self.input_dir).as_posix()
         ref, why = self.refs.find(rel) if self.refs is not None else (None, "")
         if why:
             log.warning("%s: not measured (%s)", src, why)
-        if verdict == "skip":
+        if isinstance(computed, Record):
+            return computed
+        if computed is None:
             return Record(str(src), str(dest), "skipped", None, _measure(dest, ref, self.measure, self.slack))
-        t0 = time.perf_counter()
         writing = None
         try:
-            sha = self.input_sha.fresh(src)  # before the read: the manifest vouches for what was processed
-            image = io.read_image(src)
-            out = self.process(image, src) if self.pass_source else self.process(image)
-            outputs = out if self.several else {"": out}
-            if set(outputs) != set(dests):
-                raise RuntimeError(f"expected outputs {sorted(dests)}, got {sorted(outputs)}")
-            if self.input_sha.fresh(src) != sha:
+            if self.input_sha.fresh(src) != computed.sha:
                 raise InputChanged("the input (or a side file of it, such as its mask) changed while it was "
                                    "processed; its output is not written (run again to redo it)")
             for key, writing in dests.items():
-                io.write_image(writing, outputs[key], quality=self.quality,
-                               before_replace=self.manifest.recorder(writing, rel, sha), fence=self.fence)
-            result = outputs[next(iter(dests))]
+                io.write_image(writing, computed.outputs[key], quality=self.quality,
+                               before_replace=self.manifest.recorder(writing, rel, computed.sha), fence=self.fence)
+            result = computed.outputs[next(iter(dests))]
         except (io.ImageError, ValueError, RuntimeError, OSError) as e:
-            message = _error_message(e, src, writing)
-            log.error("%s", message)
-            if self.fail_fast:
-                raise BatchAborted(message) from None
-            return Record(str(src), None, "error", message, {}, time.perf_counter() - t0)
-        seconds = time.perf_counter() - t0
+            return self._error(e, src, writing, computed.t0)
+        seconds = time.perf_counter() - computed.t0
         metrics = {"output_mp": result.size[0] * result.size[1] / 1e6} | _measure(result, ref, self.measure, self.slack)
         return Record(str(src), str(dest), "ok", None, metrics, seconds)
+
+    def _error(self, e: Exception, src: Path, writing: Path | None, t0: float) -> Record:
+        message = _error_message(e, src, writing)
+        log.error("%s", message)
+        if self.fail_fast:
+            raise BatchAborted(message) from None
+        return Record(str(src), None, "error", message, {}, time.perf_counter() - t0)
+
+
+PIPELINE_DEPTH = 2  # files read ahead of the model, and written behind it: memory stays flat
+
+
+def _run_files(step: _FileStep, files: list[Path], outputs: dict[Path, dict[str, Path]], todo: dict[Path, str],
+               on_record: Callable[[Record], None]) -> None:
+    """Run `step` over `files` in order, the reading of the next files and the writing of the
+    previous ones in two worker threads beside the model's compute (PIL's decode and encode, the
+    hashing and torch all release the GIL). Records arrive in file order. After a failed write
+    with `fail_fast`, nothing later is written: the writer refuses work once `abort` is set."""
+    if len(files) < 2:
+        for src in files:
+            on_record(step(src, outputs[src], todo[src]))
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Event
+
+    abort = Event()
+
+    def write(src, computed):
+        if abort.is_set():
+            raise BatchAborted("aborted")
+        try:
+            return step.write(src, outputs[src], computed)
+        except BaseException:
+            abort.set()
+            raise
+
+    reader = ThreadPoolExecutor(1, thread_name_prefix="genapps-read")
+    writer = ThreadPoolExecutor(1, thread_name_prefix="genapps-write")
+    pending_files, reads, writes = iter(files), deque(), deque()
+
+    def read_ahead():
+        while len(reads) < PIPELINE_DEPTH and (src := next(pending_files, None)) is not None:
+            reads.append((src, reader.submit(step.read, src, todo[src])))
+
+    try:
+        read_ahead()
+        while reads:
+            src, loaded = reads.popleft()
+            read_ahead()
+            computed = step.compute(src, outputs[src], loaded.result())
+            writes.append(writer.submit(write, src, computed))
+            while writes and (len(writes) > PIPELINE_DEPTH or writes[0].done()):
+                on_record(writes.popleft().result())
+        while writes:
+            on_record(writes.popleft().result())
+    finally:  # on an exception (a read or the model failing, Ctrl-C): reads ahead are dropped, and the
+        reader.shutdown(wait=True, cancel_futures=True)  # outputs of the earlier files already made still
+        writer.shutdown(wait=True)  # get written, as in a file-by-file loop (unless a write failed: abort)
 
 
 def _error_message(e: Exception, src: Path, writing: Path | None) -> str:
