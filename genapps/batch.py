@@ -19,6 +19,7 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,6 +167,7 @@ class Manifest:
         self.sharded = shard is not None and shard.active
         self.sources = sources  # an input's relative path -> the files its output depends on (it first)
         self.entries = manifest_entries(folder)
+        self.lock = threading.Lock()
         self.own = {row["output"]: row for row in io.read_jsonl(self.path) if isinstance(row.get("output"), str)}
 
     def rel(self, dest: Path) -> str:
@@ -242,8 +244,9 @@ class Manifest:
             stat = self.input_stat(src_rel)
             if stat is not None:
                 entry["input_stat"] = stat
-            io.append_jsonl(self.path, entry, self.fence)
-            self.entries[entry["output"]] = self.own[entry["output"]] = entry
+            with self.lock:  # the writer threads of _run_files append one line at a time
+                io.append_jsonl(self.path, entry, self.fence)
+                self.entries[entry["output"]] = self.own[entry["output"]] = entry
         return record
 
     def compact(self) -> None:
@@ -625,23 +628,23 @@ class _FileStep:
 
 
 PIPELINE_DEPTH = 2  # files read ahead of the model, and written behind it: memory stays flat
+WRITERS = 2  # threads encoding outputs (PNG encoding is most of a cheap model's file time); 1 with fail_fast
 
 
 def _run_files(step: _FileStep, files: list[Path], outputs: dict[Path, dict[str, Path]], todo: dict[Path, str],
                on_record: Callable[[Record], None]) -> None:
     """Run `step` over `files` in order, the reading of the next files and the writing of the
     previous ones in two worker threads beside the model's compute (PIL's decode and encode, the
-    hashing and torch all release the GIL). Records arrive in file order. After a failed write
-    with `fail_fast`, nothing later is written: the writer refuses work once `abort` is set."""
+    hashing and torch all release the GIL); WRITERS threads encode, one with `fail_fast`. Records
+    arrive in file order. After a failed write with `fail_fast`, nothing later is written: the
+    writer refuses work once `abort` is set."""
     if len(files) < 2:
         for src in files:
             on_record(step(src, outputs[src], todo[src]))
         return
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
-    from threading import Event
-
-    abort = Event()
+    abort = threading.Event()
 
     def write(src, computed):
         if abort.is_set():
@@ -653,7 +656,8 @@ def _run_files(step: _FileStep, files: list[Path], outputs: dict[Path, dict[str,
             raise
 
     reader = ThreadPoolExecutor(1, thread_name_prefix="genapps-read")
-    writer = ThreadPoolExecutor(1, thread_name_prefix="genapps-write")
+    writers = 1 if step.fail_fast else max(1, min(WRITERS, os.cpu_count() or 1))
+    writer = ThreadPoolExecutor(writers, thread_name_prefix="genapps-write")
     pending_files, reads, writes = iter(files), deque(), deque()
 
     def read_ahead():
@@ -667,7 +671,7 @@ def _run_files(step: _FileStep, files: list[Path], outputs: dict[Path, dict[str,
             read_ahead()
             computed = step.compute(src, outputs[src], loaded.result())
             writes.append(writer.submit(write, src, computed))
-            while writes and (len(writes) > PIPELINE_DEPTH or writes[0].done()):
+            while writes and (len(writes) > PIPELINE_DEPTH + writers - 1 or writes[0].done()):
                 on_record(writes.popleft().result())
         while writes:
             on_record(writes.popleft().result())

@@ -110,3 +110,14 @@ def test_the_model_failing_keeps_the_earlier_outputs_and_a_rerun_resumes(tmp_pat
     assert done == ["f00.png", "f01.png", "f02.png"]  # the writes queued before the kill were finished
     result = _map(src, tmp_path / "out", lambda im: im)
     assert [r.status for r in result.records] == ["skipped"] * 3 + ["ok"] * 3
+
+
+def test_parallel_writers_keep_the_manifest_whole(tmp_path):
+    src = _folder(tmp_path / "in", 12)
+    assert batch.WRITERS >= 2
+    _map(src, tmp_path / "out", lambda im: im)
+    entries = batch.manifest_entries(tmp_path / "out")
+    assert sorted(entries) == [f"f{i:02d}.png" for i in range(12)]
+    assert all(e["sha256"] == io.sha256_file(tmp_path / "out" / name) for name, e in entries.items())
+    result = _map(src, tmp_path / "out", lambda im: im)
+    assert [r.status for r in result.records] == ["skipped"] * 12
