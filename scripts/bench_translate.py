@@ -102,6 +102,41 @@ def speed(fn, x: torch.Tensor) -> float:
     return statistics.median(times) / (x.shape[1] * x.shape[2] / 1e6)
 
 
+def zoo_model(name: str, noise: float | None = None):
+    """A zoo upscaler as an x1 restorer: x1 models as they are, x2 models followed by an antialiased
+    bicubic x1/2 (how a user gets a same-size result from them); SRMD with its noise level."""
+    import torch.nn.functional as F
+
+    from genapps.tasks.upscale.task import load_model as load_upscaler, upscale_tensor
+
+    model, info = load_upscaler(name)
+    if noise is not None:
+        model.noise = float(noise)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            y = upscale_tensor(model, x[None], info.scale)
+            if info.scale != 1:
+                y = F.interpolate(y, size=x.shape[-2:], mode="bicubic", antialias=True, align_corners=False)
+            return y[0].clamp(0, 1)
+    return run
+
+
+def zoo_peers(val) -> dict:
+    """The offline peers of issue 29: waifu2x CUNet x1 denoise, waifu2x UpConv7 photo x2 denoise and
+    SRMD x2 (each + a x1/2 resize), the level picked on the validation split."""
+    peers = {}
+    for label, names in (("waifu2x CUNet x1 (noise {})", {f"{n}": (f"waifu2x-cunet-noise{n}-x1", None) for n in range(4)}),
+                         ("waifu2x photo x2 + resize (noise {})",
+                          {f"{n}": (f"waifu2x-photo-noise{n}-x2", None) for n in range(4)}),
+                         ("SRMD x2 + resize (noise {})", {f"{n}": ("srmd-x2", n) for n in (5, 10, 15, 25)})):
+        val_psnr = {level: evaluate(zoo_model(*spec), val)["psnr"] for level, spec in names.items()}
+        best = max(val_psnr, key=val_psnr.get)
+        log.info("%s on the validation split: %s -> %s", label.format("?"), val_psnr, best)
+        peers[label.format(best)] = zoo_model(*names[best])
+    return peers
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bsd68", default="../shared/datasets/natural/val/BSD68")
@@ -110,6 +145,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=0, help="only the first N BSD68 images (quick runs)")
+    ap.add_argument("--restorer", action="append", default=[], metavar="NAME=WEIGHTS",
+                    help="also a translate model file (e.g. a candidate before it is bundled); repeatable")
+    ap.add_argument("--zoo-peers", action="store_true", help="also the zoo's x1/x2 denoisers (waifu2x, SRMD), "
+                                                             "their noise level picked on the validation split")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
@@ -136,6 +175,11 @@ def main() -> None:
     for name in ("restore", "restore-unpaired"):
         if name in bundled:
             restorers[name] = model_fn(load_model(name)[0])
+    for item in args.restorer:
+        name, _, path = item.partition("=")
+        restorers[name] = model_fn(load_model(path)[0])
+    if args.zoo_peers:
+        restorers |= zoo_peers(val)
     results = {"protocol": __doc__.split("\n\n")[1:4], "threads": args.threads, "filters_picked_on_val": picks,
                "restore": {}, "restore_fixed": {}, "colorize": {}}
     for name, fn in restorers.items():

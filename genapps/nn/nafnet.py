@@ -18,6 +18,7 @@ so genapps.inference's tiled runner gives tiles that much context.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -38,16 +39,18 @@ class LayerNorm2d(nn.Module):
 
 
 def _box_mean_1d(x: torch.Tensor, dim: int, window: int) -> torch.Tensor:
-    """Mean over [i - window // 2, i + window - window // 2) along `dim`, clipped at the ends."""
-    n = x.shape[dim]
-    shape = [1] * x.ndim
-    shape[dim] = n + 1
-    c = torch.cat([torch.zeros_like(x.narrow(dim, 0, 1)), x.cumsum(dim)], dim)  # c[i] = sum of x[:i]
+    """Mean over [i - window // 2, i + window - window // 2) along `dim` (2 or 3), clipped at the
+    ends: running sums, read at the two ends of each box by slicing (no gather)."""
+    n, r0, r1 = x.shape[dim], window // 2, window - window // 2
+    c = F.pad(x.cumsum(dim), (0, 0, 1, 0) if dim == 2 else (1, 0))  # c[i] = sum of x[:i], length n + 1
+    # replicate c at both ends: c_pad[j + r0] = c[clamp(j, 0, n)], so the box ends are plain slices
+    c = F.pad(c, (0, 0, r0, r1) if dim == 2 else (r0, r1, 0, 0), mode="replicate")
+    total = c.narrow(dim, r0 + r1, n) - c.narrow(dim, 0, n)
     i = torch.arange(n, device=x.device)
-    lo, hi = (i - window // 2).clamp(0, n), (i + window - window // 2).clamp(0, n)
-    total = c.index_select(dim, hi) - c.index_select(dim, lo)
+    count = (i + r1).clamp(max=n) - (i - r0).clamp(min=0)
+    shape = [1] * x.ndim
     shape[dim] = n
-    return total / (hi - lo).to(x.dtype).view(shape)
+    return total / count.to(x.dtype).view(shape)
 
 
 def local_mean(x: torch.Tensor, window: int) -> torch.Tensor:
