@@ -39,7 +39,7 @@ stages:
   - name: sr-x2
     task: upscale
     input: lr
-    options: {{model: sr-x2, reference: {input}}}
+    options: {{model: sr-x2, scale: 2, reference: {input}}}
 """
 
 
