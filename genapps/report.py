@@ -533,8 +533,9 @@ def _row_html(stage, rec, sources, anchor: str = "", worst: bool = False, siblin
     tag = '<span class="worst">worst</span> ' if worst else ""
     tag += {"skipped": '<span class="muted">resumed</span> ', "earlier": '<span class="muted">earlier run</span> '}.get(
         rec.status, "")
+    warning = f'<p class="warn">warning: {html.escape(rec.warning)}</p>' if rec.warning else ""
     return (f'<div class="rec" id="{anchor}"><div class="m">{tag}<b>{html.escape(_key(stage, rec))}</b>'
-            f'{" · " + metr if metr else ""}</div><div class="pair">{"".join(parts)}</div>{crops}</div>')
+            f'{" · " + metr if metr else ""}</div>{warning}<div class="pair">{"".join(parts)}</div>{crops}</div>')
 
 
 def _class_rows_html(stage, records: list) -> str:
@@ -862,7 +863,7 @@ pre{background:#f7f7f7;padding:.5em;overflow:auto;max-height:30em}.muted{color:#
 figure{margin:0}figcaption{font-size:12px;color:#555}img.px{image-rendering:pixelated}
 .ph{width:128px;height:128px;border:1px dashed #aaa;color:#888;font-size:12px;padding:4px}
 .ph.sm{display:inline-block;width:60px;height:60px}
-.worst{background:#b00;color:#fff;padding:0 4px;border-radius:3px}.rec:target{background:#fffbe6}
+.worst{background:#b00;color:#fff;padding:0 4px;border-radius:3px}.warn{color:#a60}.rec:target{background:#fffbe6}
 .m{font-family:monospace;font-size:12px}
 table.cls img{margin:1px;vertical-align:middle}table.cls td{white-space:nowrap}
 table.compare td,table.sortable td{font-variant-numeric:tabular-nums}

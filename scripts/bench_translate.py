@@ -39,9 +39,7 @@ log = logging.getLogger("bench_translate")
 
 def colourfulness(img: torch.Tensor) -> float:
     """Hasler & Suesstrunk (2003) colourfulness of a (3, H, W) [0, 1] image, 0-255 scale."""
-    r, g, b = (img * 255).double()
-    rg, yb = r - g, 0.5 * (r + g) - b
-    return float(torch.sqrt(rg.std() ** 2 + yb.std() ** 2) + 0.3 * torch.sqrt(rg.mean() ** 2 + yb.mean() ** 2))
+    return float(metrics.colourfulness(img)[0])
 
 
 def scores(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
