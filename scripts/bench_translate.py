@@ -216,7 +216,7 @@ def visual_page(args) -> None:
         f' --colorize-extra "{e}"' for e in args.colorize_extra)
     lines = ["# Colourisation: held-out photos side by side", "",
              f"The first {VISUAL_PHOTOS} photos of the validation split (the last 8 of natural/train, never trained "
-             f"on), whole, shown {VISUAL_HEIGHT} px high. Columns: " + " | ".join(labels) + ". The colourisers see "
+             f"on), whole, shown {VISUAL_HEIGHT} px high. Columns: " + " | ".join(labels) + " (colorize: the bundled model). The colourisers see "
              "only the BT.601 luma. Colourfulness (Hasler-Suesstrunk, 0-255) of each panel in its caption.",
              "", f"Command: `{command}`", ""]
     for key, truth in photos(Path(args.val))[-8:][:VISUAL_PHOTOS]:
