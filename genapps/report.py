@@ -48,6 +48,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageOps
 
 from genapps.io import image_index, write_text
+from genapps.records import Record
 from genapps.views import Metric, View
 
 log = logging.getLogger(__name__)
@@ -694,7 +695,6 @@ def _folder_outputs(stage) -> tuple[dict[str, list[str]], list]:
     other outputs that its manifest lists with the same task and settings: status "earlier", no
     metrics): what the folder holds beyond this run's records (genapps.batch.folder_outputs)."""
     from genapps.batch import folder_outputs  # lazy: batch imports torch; reports are read without it
-    from genapps.records import Record
 
     outputs = [r.output for r in stage.records if r.output and r.status in ("ok", "skipped")]
     if not outputs or _view(stage).input_is_reference or _view(stage).by_class:
@@ -1005,7 +1005,7 @@ def _merge_summary(summaries: list) -> Any:
     return first
 
 
-RECORD_KEYS = {"input", "output", "status", "error", "metrics", "seconds"}
+RECORD_KEYS = {f.name for f in dataclasses.fields(Record)}  # input, output, status, error, metrics, seconds, warning
 
 
 def _part_problem(doc: Any) -> str:
@@ -1035,8 +1035,8 @@ def _part_problem(doc: Any) -> str:
             return f"stage {i + 1}: {', '.join(wrong)} missing or of the wrong type"
         for r in st["records"]:
             if (not isinstance(r, dict) or set(r) - RECORD_KEYS or not isinstance(r.get("status"), str)
-                    or not isinstance(r.get("metrics") or {}, dict)):
-                return f"stage {st['name']}: a record is not {{input, output, status, error, metrics, seconds}}"
+                    or not isinstance(r.get("metrics") or {}, dict) or not isinstance(r.get("warning") or "", str)):
+                return f"stage {st['name']}: a record is not {{{', '.join(f.name for f in dataclasses.fields(Record))}}}"
     return ""
 
 
@@ -1088,7 +1088,7 @@ def merge_parts(parts: list[dict]) -> list:
     """One StageResult per stage from the parts of every shard: records of all shards (sorted by
     input, as one process lists them), wall seconds of the slowest shard, summaries merged. Parts
     of different stages, settings or input folders are a one-line ValueError."""
-    from genapps.records import Record, StageResult
+    from genapps.records import StageResult
 
     names = [[s["name"] for s in p["stages"]] for p in parts]
     if any(n != names[0] for n in names):
