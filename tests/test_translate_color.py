@@ -162,6 +162,11 @@ def test_train_classification_then_colour_input_warns(tmp_path, cli, photo_dir, 
     curve = card["temperature"]["curve"]
     assert card["config"]["temperature"] == card["temperature"]["chosen"] in [c["temperature"] for c in curve]
     assert all({"val_psnr", "val_colourfulness"} <= set(c) for c in curve) and card["stages"][-1]["steps"] == 3
+    gan = tmp_path / "gan.safetensors"  # with a discriminator on the decoded colours, from the first model
+    r = cli("train", "pix2pix", "--data", tmp_path / "pairs", "--layout", "folders", "--val-split", 1, "--steps", 2,
+            "--out", gan, *TINY_AB, "--gan-weight", 0.1, "--ndf", 4, "--n-layers-d", 2, "--init", out)
+    assert r.exit_code == 0, r.output
+    assert {"d", "g_gan", "ce"} <= set(json.loads(gan.with_suffix(".json").read_text())["history"][-1])
     r = cli("train", "pix2pix", "--data", tmp_path / "pairs", "--layout", "folders", "--steps", 1, "--out",
             tmp_path / "bad.safetensors", *TINY_AB, "--residual")
     assert r.exit_code == 2 and "--residual" in r.output
