@@ -1,7 +1,8 @@
 """Every loss of genapps's trainings: adversarial (relativistic average, non-saturating, hinge,
 pix2pix's vanilla/LSGAN, the semi-supervised GAN's), discriminator feature matching, the VAE
 terms (ELBO, KL to N(0, I) or between two Gaussians), masked (hole) L1, the Laplacian-pyramid
-structure L1, and perceptual (VGG19 features or a documented fallback).
+structure L1, perceptual (VGG19 features or a documented fallback), and colour as classes
+(Zhang et al. 2016: soft-encoded ab targets, class-rebalancing weights, the weighted cross-entropy).
 
 Images are (B, C, H, W) in [0, 1]; discriminator outputs are raw logits of any shape.
 """
@@ -147,6 +148,47 @@ def laplacian_pyramid_l1(pred: torch.Tensor, target: torch.Tensor, levels: int =
         pred, target, level = p_low, t_low, level + 1
     weight = 2.0 ** level
     return (total + weight * F.l1_loss(pred, target)) / (weights + weight)
+
+
+# ---------------------------------------------------------------- colour classes (Zhang et al. 2016)
+
+
+def soft_encode_ab(ab: torch.Tensor, bins: torch.Tensor, neighbours: int = 5, sigma: float = 5.0) -> torch.Tensor:
+    """(B, 2, H, W) ab -> (B, Q, H, W) target distributions over the (Q, 2) bins: each pixel's
+    `neighbours` nearest bins weighted by a Gaussian of their distance (sigma in ab units), summing
+    to 1; the rest 0 (the paper's soft-encoding: 5 neighbours, sigma 5)."""
+    b, _, h, w = ab.shape
+    d2 = torch.cdist(ab.permute(0, 2, 3, 1).reshape(-1, 2).float(), bins.float()).square()  # (B*H*W, Q)
+    near, idx = d2.topk(min(neighbours, bins.shape[0]), dim=1, largest=False)
+    weight = torch.exp(-(near - near[:, :1]) / (2 * sigma ** 2))  # relative to the nearest: no underflow
+    target = torch.zeros_like(d2).scatter_(1, idx, weight / weight.sum(1, keepdim=True))
+    return target.reshape(b, h, w, -1).permute(0, 3, 1, 2)
+
+
+def smoothed_prior(prior: torch.Tensor, bins: torch.Tensor, sigma: float = 5.0) -> torch.Tensor:
+    """(Q,) the empirical prior of the (Q, 2) bins smoothed by a Gaussian of `sigma` ab units over
+    the bins, renormalised to sum 1 (float64)."""
+    kernel = torch.exp(-torch.cdist(bins.double(), bins.double()).square() / (2 * sigma ** 2))
+    smooth = kernel @ prior.double()
+    return smooth / smooth.sum()
+
+
+def rebalancing_weights(prior: torch.Tensor, bins: torch.Tensor, mix: float = 0.5, sigma: float = 5.0) -> torch.Tensor:
+    """(Q,) class-rebalancing weights w of the (Q, 2) bins (the paper's eq. 4): the smoothed prior
+    p~ (smoothed_prior) mixed with the uniform by `mix` (lambda; 0.5 in the paper), inverted and
+    normalised so that the expected weight sum_q p~_q w_q is 1: w = ((1 - mix) p~ + mix / Q)^-1
+    / E_p~[...]. Rare (saturated) colours weigh more; mix 1 gives all ones."""
+    smooth = smoothed_prior(prior, bins, sigma)
+    w = 1 / ((1 - mix) * smooth + mix / prior.numel())
+    return (w / (smooth * w).sum()).float()
+
+
+def rebalanced_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """The multinomial cross-entropy of (B, Q, H, W) logits against soft targets of the same shape,
+    each pixel weighted by the (Q,) rebalancing weight of its target's most likely bin, mean over
+    pixels (a scalar; with weights all 1, the plain cross-entropy in nats)."""
+    ce = -(target * torch.log_softmax(logits.float(), dim=1)).sum(1)
+    return (ce * weights.to(ce.device)[target.argmax(1)]).mean()
 
 
 # ---------------------------------------------------------------- perceptual

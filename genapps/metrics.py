@@ -38,6 +38,7 @@ __all__ = [
     "psnr_y",
     "ssim_y",
     "quantize",
+    "colourfulness",
     "image_metrics",
     "MS_SSIM_WEIGHTS",
 ]
@@ -389,6 +390,19 @@ def ssim_y(pred: torch.Tensor, target: torch.Tensor, crop_border: int = 0) -> to
     """SSIM on the BT.601 Y channel after shaving ``crop_border`` px (SR protocol), shape (B,)."""
     pred, target = _check_pair(pred, target)
     return ssim(shave(rgb_to_y(pred), crop_border), shave(rgb_to_y(target), crop_border))
+
+
+def colourfulness(img: torch.Tensor) -> torch.Tensor:
+    """Hasler & Suesstrunk (2003) colourfulness of RGB images on the 0-255 scale, shape (B,):
+    sqrt(std(rg)^2 + std(yb)^2) + 0.3 sqrt(mean(rg)^2 + mean(yb)^2), rg = R - G,
+    yb = (R + G) / 2 - B, over each image's pixels (sample std); 0 for grey. Computed in float64."""
+    img = img[None] if img.dim() == 3 else img
+    if img.dim() != 4 or img.shape[1] != 3:
+        raise ValueError(f"colourfulness needs (B, 3, H, W) or (3, H, W) RGB images, got {tuple(img.shape)}")
+    r, g, b = (img.double() * 255).flatten(2).unbind(1)
+    rg, yb = r - g, 0.5 * (r + g) - b
+    std = torch.sqrt(rg.std(1) ** 2 + yb.std(1) ** 2)
+    return std + 0.3 * torch.sqrt(rg.mean(1) ** 2 + yb.mean(1) ** 2)
 
 
 # --------------------------------------------------------------------------

@@ -21,6 +21,7 @@ class Record:
     error: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    warning: str | None = None  # an "ok" output the user should look at (e.g. a colour input to a colouriser)
 
 
 @dataclass

@@ -48,6 +48,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageOps
 
 from genapps.io import image_index, write_text
+from genapps.records import Record
 from genapps.views import Metric, View
 
 log = logging.getLogger(__name__)
@@ -533,8 +534,9 @@ def _row_html(stage, rec, sources, anchor: str = "", worst: bool = False, siblin
     tag = '<span class="worst">worst</span> ' if worst else ""
     tag += {"skipped": '<span class="muted">resumed</span> ', "earlier": '<span class="muted">earlier run</span> '}.get(
         rec.status, "")
+    warning = f'<p class="warn">warning: {html.escape(rec.warning)}</p>' if rec.warning else ""
     return (f'<div class="rec" id="{anchor}"><div class="m">{tag}<b>{html.escape(_key(stage, rec))}</b>'
-            f'{" · " + metr if metr else ""}</div><div class="pair">{"".join(parts)}</div>{crops}</div>')
+            f'{" · " + metr if metr else ""}</div>{warning}<div class="pair">{"".join(parts)}</div>{crops}</div>')
 
 
 def _class_rows_html(stage, records: list) -> str:
@@ -693,7 +695,6 @@ def _folder_outputs(stage) -> tuple[dict[str, list[str]], list]:
     other outputs that its manifest lists with the same task and settings: status "earlier", no
     metrics): what the folder holds beyond this run's records (genapps.batch.folder_outputs)."""
     from genapps.batch import folder_outputs  # lazy: batch imports torch; reports are read without it
-    from genapps.records import Record
 
     outputs = [r.output for r in stage.records if r.output and r.status in ("ok", "skipped")]
     if not outputs or _view(stage).input_is_reference or _view(stage).by_class:
@@ -862,7 +863,7 @@ pre{background:#f7f7f7;padding:.5em;overflow:auto;max-height:30em}.muted{color:#
 figure{margin:0}figcaption{font-size:12px;color:#555}img.px{image-rendering:pixelated}
 .ph{width:128px;height:128px;border:1px dashed #aaa;color:#888;font-size:12px;padding:4px}
 .ph.sm{display:inline-block;width:60px;height:60px}
-.worst{background:#b00;color:#fff;padding:0 4px;border-radius:3px}.rec:target{background:#fffbe6}
+.worst{background:#b00;color:#fff;padding:0 4px;border-radius:3px}.warn{color:#a60}.rec:target{background:#fffbe6}
 .m{font-family:monospace;font-size:12px}
 table.cls img{margin:1px;vertical-align:middle}table.cls td{white-space:nowrap}
 table.compare td,table.sortable td{font-variant-numeric:tabular-nums}
@@ -1004,7 +1005,7 @@ def _merge_summary(summaries: list) -> Any:
     return first
 
 
-RECORD_KEYS = {"input", "output", "status", "error", "metrics", "seconds"}
+RECORD_KEYS = {f.name for f in dataclasses.fields(Record)}  # input, output, status, error, metrics, seconds, warning
 
 
 def _part_problem(doc: Any) -> str:
@@ -1034,8 +1035,8 @@ def _part_problem(doc: Any) -> str:
             return f"stage {i + 1}: {', '.join(wrong)} missing or of the wrong type"
         for r in st["records"]:
             if (not isinstance(r, dict) or set(r) - RECORD_KEYS or not isinstance(r.get("status"), str)
-                    or not isinstance(r.get("metrics") or {}, dict)):
-                return f"stage {st['name']}: a record is not {{input, output, status, error, metrics, seconds}}"
+                    or not isinstance(r.get("metrics") or {}, dict) or not isinstance(r.get("warning") or "", str)):
+                return f"stage {st['name']}: a record is not {{{', '.join(f.name for f in dataclasses.fields(Record))}}}"
     return ""
 
 
@@ -1087,7 +1088,7 @@ def merge_parts(parts: list[dict]) -> list:
     """One StageResult per stage from the parts of every shard: records of all shards (sorted by
     input, as one process lists them), wall seconds of the slowest shard, summaries merged. Parts
     of different stages, settings or input folders are a one-line ValueError."""
-    from genapps.records import Record, StageResult
+    from genapps.records import StageResult
 
     names = [[s["name"] for s in p["stages"]] for p in parts]
     if any(n != names[0] for n in names):

@@ -15,6 +15,14 @@ natural/train, never BSD68).
         --val ../shared/datasets/natural/train --out benchmarks/translate
 
 Writes OUT.json and OUT.md, and records each bundled model's numbers in its weights card.
+`--part colorize` runs only the colourisation tables (BSD68 and the validation split, whose 8
+photos are used whole), e.g. with an earlier colouriser beside the bundled one:
+
+    python scripts/bench_translate.py --part colorize --out benchmarks/translate_colorize \
+        --colorize-extra "colorize round 1 (pix2pix L1+GAN)=/tmp/colorize-round1.safetensors"
+
+`--visual DIR` writes DIR.md instead: held-out photos (the validation split) side by side, grey |
+each colouriser | truth, as small JPEGs in DIR/.
 """
 
 from __future__ import annotations
@@ -39,9 +47,7 @@ log = logging.getLogger("bench_translate")
 
 def colourfulness(img: torch.Tensor) -> float:
     """Hasler & Suesstrunk (2003) colourfulness of a (3, H, W) [0, 1] image, 0-255 scale."""
-    r, g, b = (img * 255).double()
-    rg, yb = r - g, 0.5 * (r + g) - b
-    return float(torch.sqrt(rg.std() ** 2 + yb.std() ** 2) + 0.3 * torch.sqrt(rg.mean() ** 2 + yb.mean() ** 2))
+    return float(metrics.colourfulness(img)[0])
 
 
 def scores(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
@@ -137,6 +143,45 @@ def zoo_peers(val) -> dict:
     return peers
 
 
+def restoration(results: dict, bundled: dict, restore_pairs, fixed_pairs, val, extra: list[str] = (),
+                with_zoo: bool = False) -> dict:
+    """The restoration tables (BSD68, the fixed degradation) into `results`; the filter strengths
+    picked on the validation split are returned. `extra`: NAME=WEIGHTS translate models (candidates);
+    `with_zoo`: the zoo's denoisers too (zoo_peers)."""
+    picks = {}
+    for name, make, grid in (("nlm", nlm, (3, 5, 7, 10, 15)), ("bilateral", bilateral, (10, 25, 50, 75))):
+        val_psnr = {p: evaluate(make(p), val)["psnr"] for p in grid}
+        picks[name] = max(val_psnr, key=val_psnr.get)
+        log.info("%s on the validation split: %s -> %s", name, val_psnr, picks[name])
+    restorers = {"identity": lambda x: x,
+                 f"OpenCV fastNlMeansDenoisingColored (h {picks['nlm']})": nlm(picks["nlm"]),
+                 f"OpenCV bilateralFilter (d 9, sigma {picks['bilateral']})": bilateral(picks["bilateral"])}
+    for name in ("restore", "restore-unpaired"):
+        if name in bundled:
+            restorers[name] = model_fn(load_model(name)[0])
+    for item in extra:
+        name, _, path = item.partition("=")
+        restorers[name] = model_fn(load_model(path)[0])
+    if with_zoo:
+        restorers |= zoo_peers(val)
+    for name, fn in restorers.items():
+        results["restore"][name] = evaluate(fn, restore_pairs)
+        results["restore_fixed"][name] = evaluate(fn, fixed_pairs)
+        log.info("restore %s: %s  fixed: %s", name, results["restore"][name], results["restore_fixed"][name])
+    return picks
+
+
+def colorization(results: dict, gray_pairs, val_gray, extra: list[str]) -> None:
+    """The colourisation tables: BSD68 (`colorize`) and the validation split (`colorize_val`)."""
+    colorizers = {"identity (grey)": lambda x: x} | {k: model_fn(g) for k, g in colorizers_named(extra).items()}
+    for table, pairs in (("colorize", gray_pairs), ("colorize_val", val_gray)):
+        results[table] = {}
+        for name, fn in colorizers.items():
+            results[table][name] = evaluate(fn, pairs, colour=True)
+            log.info("%s %s: %s", table, name, results[table][name])
+        results[table]["target"] = {"colourfulness": float(np.mean([colourfulness(b) for _, _, b in pairs]))}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bsd68", default="../shared/datasets/natural/val/BSD68")
@@ -145,14 +190,20 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=0, help="only the first N BSD68 images (quick runs)")
+    ap.add_argument("--part", choices=("all", "restore", "colorize"), default="all")
     ap.add_argument("--restorer", action="append", default=[], metavar="NAME=WEIGHTS",
                     help="also a translate model file (e.g. a candidate before it is bundled); repeatable")
     ap.add_argument("--zoo-peers", action="store_true", help="also the zoo's x1/x2 denoisers (waifu2x, SRMD), "
                                                              "their noise level picked on the validation split")
+    ap.add_argument("--colorize-extra", action="append", default=[], metavar="NAME=WEIGHTS",
+                    help="another colouriser to measure beside the bundled one (repeatable)")
+    ap.add_argument("--visual", default=None, help="write the side-by-side page of held-out photos to VISUAL.md")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
+    if args.visual:
+        return visual_page(args)
 
     bsd = photos(Path(args.bsd68))[:args.limit or None]
     restore_pairs = [(k, make_a(b, "degrade", args.seed, k), b) for k, b in bsd]
@@ -161,41 +212,18 @@ def main() -> None:
     fixed_pairs = [(k, from_uint8(degrade(to_uint8(b), 1.2, 6.0, 35, rng)), b) for k, b in photos(Path(args.bsd68), 256)[:20]]
     val = [(k, make_a(b, "degrade", args.seed, k), b) for k, b in photos(Path(args.val), 384)[-8:]]
 
-    # classical filters: strengths picked on the validation split
-    picks = {}
-    for name, make, grid in (("nlm", nlm, (3, 5, 7, 10, 15)), ("bilateral", bilateral, (10, 25, 50, 75))):
-        val_psnr = {p: evaluate(make(p), val)["psnr"] for p in grid}
-        picks[name] = max(val_psnr, key=val_psnr.get)
-        log.info("%s on the validation split: %s -> %s", name, val_psnr, picks[name])
-
     bundled = weights.bundled_weights()
-    restorers = {"identity": lambda x: x,
-                 f"OpenCV fastNlMeansDenoisingColored (h {picks['nlm']})": nlm(picks["nlm"]),
-                 f"OpenCV bilateralFilter (d 9, sigma {picks['bilateral']})": bilateral(picks["bilateral"])}
-    for name in ("restore", "restore-unpaired"):
-        if name in bundled:
-            restorers[name] = model_fn(load_model(name)[0])
-    for item in args.restorer:
-        name, _, path = item.partition("=")
-        restorers[name] = model_fn(load_model(path)[0])
-    if args.zoo_peers:
-        restorers |= zoo_peers(val)
-    results = {"protocol": __doc__.split("\n\n")[1:4], "threads": args.threads, "filters_picked_on_val": picks,
+    results = {"protocol": __doc__.split("\n\n")[1:4], "threads": args.threads, "part": args.part,
                "restore": {}, "restore_fixed": {}, "colorize": {}}
-    for name, fn in restorers.items():
-        results["restore"][name] = evaluate(fn, restore_pairs)
-        results["restore_fixed"][name] = evaluate(fn, fixed_pairs)
-        log.info("restore %s: %s  fixed: %s", name, results["restore"][name], results["restore_fixed"][name])
-    colorizers = {"identity (grey)": lambda x: x}
-    if "colorize" in bundled:
-        colorizers["colorize"] = model_fn(load_model("colorize")[0])
-    for name, fn in colorizers.items():
-        results["colorize"][name] = evaluate(fn, gray_pairs, colour=True)
-        log.info("colorize %s: %s", name, results["colorize"][name])
-    results["colorize"]["target"] = {"colourfulness": float(np.mean([colourfulness(b) for _, _, b in gray_pairs]))}
+    if args.part != "colorize":
+        results["filters_picked_on_val"] = restoration(results, bundled, restore_pairs, fixed_pairs, val,
+                                                               args.restorer, args.zoo_peers)
+    if args.part != "restore":
+        val_gray = [(k, gray(b), b) for k, b in photos(Path(args.val))[-8:]]
+        colorization(results, gray_pairs, val_gray, args.colorize_extra)
     x = restore_pairs[0][1]
     for name in ("restore", "restore-unpaired", "colorize"):
-        if name in bundled:
+        if name in bundled and (args.part == "all" or (name == "colorize") == (args.part == "colorize")):
             g = load_model(name)[0]
             inp = gray(x) if name == "colorize" else x
             results.setdefault("speed_seconds_per_mp", {})[name] = speed(model_fn(g), inp)
@@ -208,7 +236,74 @@ def main() -> None:
     print(markdown(results, len(bsd)))
 
 
+VISUAL_PHOTOS = 6  # of the validation split's 8
+VISUAL_HEIGHT = 200  # px of each panel
+
+
+def colorizers_named(extra: list[str]) -> dict:
+    """{label: generator} of the --colorize-extra models and the bundled colorize."""
+    models = {}
+    for spec in extra:
+        name, _, path = spec.partition("=")
+        models[name] = load_model(path)[0]
+    if "colorize" in weights.bundled_weights():
+        models["colorize"] = load_model("colorize")[0]
+    return models
+
+
+def visual_page(args) -> None:
+    """grey | each colouriser | truth of VISUAL_PHOTOS held-out photos, one JPEG strip each."""
+    from PIL import Image, ImageDraw
+
+    out_dir = Path(args.visual)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    models = colorizers_named(args.colorize_extra)
+    labels = ["grey (input)", *models, "truth"]
+    command = "python scripts/bench_translate.py --visual " + args.visual + "".join(
+        f' --colorize-extra "{e}"' for e in args.colorize_extra)
+    lines = ["# Colourisation: held-out photos side by side", "",
+             f"The first {VISUAL_PHOTOS} photos of the validation split (the last 8 of natural/train, never trained "
+             f"on), whole, shown {VISUAL_HEIGHT} px high. Columns: " + " | ".join(labels) + " (colorize: the bundled model). The colourisers see "
+             "only the BT.601 luma. Colourfulness (Hasler-Suesstrunk, 0-255) of each panel in its caption.",
+             "", f"Command: `{command}`", ""]
+    for key, truth in photos(Path(args.val))[-8:][:VISUAL_PHOTOS]:
+        grey = gray(truth)
+        panels = [grey.expand(3, -1, -1)] + [model_fn(g)(grey).expand(3, -1, -1) for g in models.values()] + [truth]
+        w = round(truth.shape[2] * VISUAL_HEIGHT / truth.shape[1])
+        tiles = [Image.fromarray(to_uint8(p)).resize((w, VISUAL_HEIGHT), Image.LANCZOS) for p in panels]
+        strip = Image.new("RGB", (w * len(tiles) + 4 * (len(tiles) - 1), VISUAL_HEIGHT + 16), "white")
+        draw = ImageDraw.Draw(strip)
+        for i, (tile, label, p) in enumerate(zip(tiles, labels, panels)):
+            strip.paste(tile, (i * (w + 4), 16))
+            draw.text((i * (w + 4) + 2, 2), f"{label}  C {colourfulness(p):.0f}", fill="black")
+        name = Path(key).name
+        strip.save(out_dir / f"{name}.jpg", quality=85, optimize=True)
+        lines += [f"## {name}", "", f"![{name}]({out_dir.name}/{name}.jpg)", ""]
+    io.write_text(out_dir.with_suffix(".md"), "\n".join(lines))
+    print(f"wrote {out_dir.with_suffix('.md')} and {VISUAL_PHOTOS} images in {out_dir}")
+
+
 def markdown(r: dict, n: int) -> str:
+    lines = []
+    if r["restore"]:
+        lines += restoration_markdown(r, n)
+    for table, title in (("colorize", f"Colourisation on BSD68 ({n} images, input = BT.601 luma):"),
+                         ("colorize_val", "Colourisation on the validation split (the last 8 photos of natural/train, "
+                                          "whole; input = BT.601 luma):")):
+        if r.get(table):
+            lines += ["", title, "", "| method | PSNR | SSIM | L1 | colourfulness | s/MP |", "|---|---|---|---|---|---|"]
+            for name, v in r[table].items():
+                if name == "target":
+                    lines.append(f"| target (the colour photos) | | | | {v['colourfulness']:.1f} | |")
+                else:
+                    lines.append(f"| {name} | {v['psnr']:.2f} | {v['ssim']:.4f} | {v['l1']:.4f} | "
+                                 f"{v['colourfulness']:.1f} | {v['seconds_per_mp']:.2f} |")
+    lines += ["", f"Speed: whole-image forward, {r['threads']} thread(s), median of 3 (s/MP): "
+              + ", ".join(f"{k} {v:.2f}" for k, v in r.get("speed_seconds_per_mp", {}).items())]
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def restoration_markdown(r: dict, n: int) -> list[str]:
     lines = [f"Restoration on BSD68 ({n} images, degradation per file: blur U(0, 1.5), noise U(0, 20), "
              "JPEG U(30, 90)):", "", "| method | PSNR | SSIM | L1 | s/MP |", "|---|---|---|---|---|"]
     for name, v in r["restore"].items():
@@ -218,24 +313,14 @@ def markdown(r: dict, n: int) -> str:
               "| method | PSNR | SSIM | L1 |", "|---|---|---|---|"]
     for name, v in r["restore_fixed"].items():
         lines.append(f"| {name} | {v['psnr']:.2f} | {v['ssim']:.4f} | {v['l1']:.4f} |")
-    lines += ["", f"Colourisation on BSD68 ({n} images, input = BT.601 luma):", "",
-              "| method | PSNR | SSIM | L1 | colourfulness | s/MP |", "|---|---|---|---|---|---|"]
-    for name, v in r["colorize"].items():
-        if name == "target":
-            lines.append(f"| target (the colour photos) | | | | {v['colourfulness']:.1f} | |")
-        else:
-            lines.append(f"| {name} | {v['psnr']:.2f} | {v['ssim']:.4f} | {v['l1']:.4f} | {v['colourfulness']:.1f} "
-                         f"| {v['seconds_per_mp']:.2f} |")
-    lines += ["", f"Speed: whole-image forward, {r['threads']} thread(s), median of 3 (s/MP): "
-              + ", ".join(f"{k} {v:.2f}" for k, v in r.get("speed_seconds_per_mp", {}).items())]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def record_in_cards(r: dict, bundled: dict) -> None:
     """Put each bundled model's benchmark numbers (and the identity's) into its weights card."""
     for name, table, base in (("restore", "restore", "identity"), ("restore-unpaired", "restore", "identity"),
                               ("colorize", "colorize", "identity (grey)")):
-        if name not in bundled:
+        if name not in bundled or name not in r[table]:
             continue
         card_path = bundled[name].with_suffix(".json")
         card = weights.bundled_card(name)
@@ -246,6 +331,11 @@ def record_in_cards(r: dict, bundled: dict) -> None:
             bench |= {"fixed_psnr": round(fixed[name]["psnr"], 4), "fixed_identity_psnr": round(fixed["identity"]["psnr"], 4)}
         else:
             bench["target_colourfulness"] = round(r["colorize"]["target"]["colourfulness"], 2)
+            val = r["colorize_val"]
+            bench["validation_split"] = {k: round(v, 4) for k, v in val[name].items()} | {
+                "identity_psnr": round(val[base]["psnr"], 4),
+                "target_colourfulness": round(val["target"]["colourfulness"], 2),
+                "dataset": "the last 8 photos of natural/train, whole (bench_translate.py)"}
         card["benchmark"] = bench
         io.write_json(card_path, card)
 

@@ -573,12 +573,20 @@ def load_model(name_or_path: str | Path, task: str, builders: Mapping[str, Calla
     return model.eval(), info
 
 
-def previous_stages(init: str | None) -> list[dict]:
-    """The stages recorded in the card of the --init weights (JSON beside them), [] without one."""
+def previous_stages(init: str | None, task: str | None = None) -> list[dict]:
+    """The training stages of the --init weights, from the card beside them: its `stages`, or its
+    one training (command, steps, minutes, data); [] without an init or a card."""
     if not init:
         return []
-    card_path = resolve_weights(init).with_suffix(".json")
+    card_path = resolve_weights(init, task=task).with_suffix(".json")
     if not card_path.is_file():
         return []
     card = json.loads(card_path.read_text())
-    return list(card.get("stages") or [])
+    if card.get("stages"):
+        return list(card["stages"])
+    training = card.get("training") or {}
+    if not training:
+        return []
+    return [{"command": card.get("command"), "steps": training.get("steps"), "minutes": training.get("minutes"),
+             "data": card.get("provenance"), "arch": card.get("arch"), "validation": card.get("validation"),
+             "note": card.get("note")}]

@@ -1,5 +1,6 @@
 """Translation generators: pix2pix's U-Net, CycleGAN's ResNet (both directions in one module),
-and loading of genapps files and of the reference implementation's `.pth` checkpoints.
+the U-Net colouriser that classifies ab colours (Zhang et al. 2016), and loading of genapps files
+and of the reference implementation's `.pth` checkpoints.
 
 All generators map (B, in_ch, H, W) in [-1, 1] to (B, out_ch, H, W) in [-1, 1] (tanh), with H
 and W multiples of `input_multiple`; the keys are the reference's, so its files load unchanged.
@@ -16,6 +17,7 @@ from torch import nn
 
 from genapps import weights
 from genapps.nn import ResnetGenerator, UnetGenerator
+from genapps.nn.color import annealed_mean, colour_from_ab
 from genapps.nn.nafnet import NAFNet
 
 
@@ -84,7 +86,50 @@ class NAFNetTranslator(NAFNet):
         return super().forward(x).clamp(-1, 1)
 
 
-ARCHS = {"unet": UnetTranslator, "resnet": ResnetTranslator, "cycle": CycleGenerators, "nafnet": NAFNetTranslator}
+class UnetAbClassifier(UnetGenerator):
+    """Grey -> colour as classification (Zhang et al. 2016) on pix2pix's U-Net: the network predicts,
+    at half resolution, a distribution over the Q quantized ab colours `bins` (a flat list a0, b0,
+    a1, b1, ...: the config stays plain JSON); the annealed mean at `temperature` gives ab, which is
+    upsampled (bilinear, x2; colour is smooth) and joined to the input's lightness, keeping its
+    BT.601 luma (genapps.nn.color.colour_from_ab).
+
+    The body is the U-Net of `unet` with in_ch 1 and the same keys; only the outermost
+    up-convolution (to full resolution, tanh) is replaced by a per-pixel classifier of its input
+    (model.model.3 and .5: 1x1 convolutions 2*ngf -> 4*ngf -> ReLU -> Q), so a pix2pix
+    colouriser's body can start it. forward:
+    (B, 1, H, W) in [-1, 1] -> (B, 3, H, W) in [-1, 1]; `logits` gives the (B, Q, H/2, W/2) scores.
+    Per pixel and deterministic: tiles join as the U-Net's do.
+    """
+
+    def __init__(self, bins: tuple[int, ...] = (), temperature: float = 0.38, ngf: int = 24, num_downs: int = 5,
+                 norm: str = "batch"):
+        if len(bins) < 4 or len(bins) % 2:
+            raise ValueError(f"bins must be a flat list of at least 2 (a, b) pairs, got {len(bins)} numbers")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        super().__init__(1, 2, num_downs, ngf, norm, dropout=False)
+        outer = self.model.model  # [downconv, inner levels, ReLU, up-conv, tanh]
+        self.model.model = nn.Sequential(outer[0], outer[1], nn.ReLU(True), nn.Conv2d(2 * ngf, 4 * ngf, 1),
+                                         nn.ReLU(True), nn.Conv2d(4 * ngf, len(bins) // 2, 1))
+        self.register_buffer("bins", torch.tensor(bins, dtype=torch.float32).reshape(-1, 2), persistent=False)
+        self.temperature = float(temperature)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W) in [-1, 1] -> (B, Q, H/2, W/2) unnormalised log-probabilities of the bins."""
+        return self.model(x)
+
+    def decode(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The colour image (B, 3, H, W) in [-1, 1] of `logits` over the grey input `x` (B, 1, H, W)."""
+        ab = annealed_mean(logits, self.bins, self.temperature)
+        ab = nn.functional.interpolate(ab, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return colour_from_ab((x.float() + 1) / 2, ab) * 2 - 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.logits(x), x)
+
+
+ARCHS = {"unet": UnetTranslator, "resnet": ResnetTranslator, "cycle": CycleGenerators, "unet-ab": UnetAbClassifier,
+         "nafnet": NAFNetTranslator}
 
 # The reference's --netG names and the arguments they stand for.
 NETG = {"unet_128": ("unet", {"num_downs": 7}), "unet_256": ("unet", {"num_downs": 8}),
@@ -92,7 +137,7 @@ NETG = {"unet_128": ("unet", {"num_downs": 7}), "unet_256": ("unet", {"num_downs
 
 
 def define_G(arch: str, **config) -> nn.Module:
-    """Build a generator by architecture name (unet | resnet | cycle | nafnet); unknown names list the valid ones."""
+    """Build a generator by architecture name (unet | resnet | cycle | nafnet | unet-ab); unknown names list the valid ones."""
     if arch not in ARCHS:
         raise ValueError(f"unknown translation architecture {arch!r}; valid: {', '.join(ARCHS)}")
     return ARCHS[arch](**config)

@@ -22,7 +22,7 @@ from genapps import io, metrics
 from genapps.batch import map_images
 from genapps.inference import auto_tile, infer, round_trip
 from genapps.records import StageResult
-from genapps.tasks.translate.models import NETG, load_model
+from genapps.tasks.translate.models import NETG, UnetAbClassifier, load_model
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +94,33 @@ def translate_tensor(g: nn.Module, x: torch.Tensor, tile: int = 0, overlap: int 
 
 
 def model_channels(g: nn.Module) -> tuple[int, int]:
-    """(input, output) channels of a generator, from its first and last convolutions."""
+    """(input, output) channels of a generator, from its first and last convolutions (a colouriser
+    that classifies colours, unet-ab, makes 3 channels from its last layer's Q scores)."""
     convs = [m for m in g.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
-    return convs[0].in_channels, convs[-1].out_channels
+    return convs[0].in_channels, 3 if isinstance(g, UnetAbClassifier) else convs[-1].out_channels
+
+
+COLOUR_CHROMA = 0.02  # mean max(R, G, B) - min(R, G, B) above which an input counts as colour (5/255)
+
+
+def mean_chroma(planes: torch.Tensor) -> float:
+    """The mean chroma (max - min over R, G, B, in [0, 1]) of (C, H, W) planes; 0 for grey (C = 1)."""
+    if planes.shape[0] < 3:
+        return 0.0
+    rgb = planes[:3].float()
+    return float((rgb.amax(0) - rgb.amin(0)).mean())
+
+
+def colour_input_warning(planes: torch.Tensor, channels: tuple[int, int]) -> str | None:
+    """The warning for a colour image given to a colouriser (a model reading 1 channel and writing
+    3): it runs on the image's BT.601 luma and the output's colours are the model's, not the
+    input's. None for grey input, a grey-looking RGB file (mean chroma <= COLOUR_CHROMA) or
+    another model."""
+    chroma = mean_chroma(planes)
+    if channels != (1, 3) or chroma <= COLOUR_CHROMA:
+        return None
+    return (f"colour input (mean chroma {chroma * 255:.0f}/255): the colouriser ran on its luma only, so its own "
+            f"colours were replaced by the model's; give grey images")
 
 
 def translate_image(g: nn.Module, image: io.LoadedImage, cfg: Config, device: torch.device) -> io.LoadedImage:
@@ -137,8 +161,13 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
                 "with it, the pix2pix default)" if info.extra.get("reference_netg", "").startswith("unet") else "")
         raise ValueError(f"--stochastic: model {cfg.model} has no dropout layers{hint}")
     root = Path(input_dir).parent if Path(input_dir).is_file() else Path(input_dir)
+    channels, warnings = model_channels(g), {}
 
     def process(image: io.LoadedImage, src: Path) -> io.LoadedImage:
+        warning = colour_input_warning(image.color, channels)
+        if warning:
+            log.warning("%s: %s", src, warning)
+            warnings[str(src)] = warning
         if cfg.stochastic:  # reproducible noise: seeded by (seed, file), not by the order of files
             torch.manual_seed(zlib.crc32(f"{cfg.seed}:{src.relative_to(root).as_posix()}".encode()))
         return translate_image(g, image, cfg, device)
@@ -152,10 +181,15 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
                         config=asdict(cfg) | {"model_info": info.as_report()}, ext=cfg.ext, suffix=cfg.suffix,
                         quality=cfg.quality, resume=cfg.resume, fail_fast=cfg.fail_fast, reference=cfg.reference,
                         measure=measure, pass_source=True, baseline=lambda planes, size: planes)  # the input as it is
+    for rec in result.records:
+        rec.warning = warnings.get(rec.input) if rec.status == "ok" else rec.warning
     ok = [r for r in result.records if r.status == "ok"]
     mp = sum(r.metrics.get("output_mp", 0.0) for r in ok)
     result.summary = {"model": cfg.model, "arch": info.arch, "direction": cfg.direction,
                       "stochastic": cfg.stochastic, "output_mp": round(mp, 3),
                       "seconds_per_mp": round(sum(r.seconds for r in ok) / max(mp, 1e-9), 3) if mp else None,
                       "seconds": round(time.perf_counter() - t0, 2)}
+    if warnings:
+        result.summary["colour_inputs"] = (f"{len(warnings)} colour image(s) colourised from their luma only "
+                                           f"(their colours replaced; see each record's warning)")
     return result

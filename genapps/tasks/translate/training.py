@@ -2,7 +2,10 @@
 
 pix2pix: a U-Net generator and a conditional PatchGAN (or pixel) discriminator on (A, B) pairs;
 loss = gan_weight * cGAN (vanilla or LSGAN) + l1_weight * L1 (on the [-1, 1] scale, as the
-reference; lambda 100). CycleGAN: two ResNet generators and two PatchGANs, wrapped into one
+reference; lambda 100). With --color-loss classification (grey -> colour, Zhang et al. 2016) the
+generator is the unet-ab colouriser: the L1 term is replaced by the class-rebalanced cross-entropy
+over the quantized ab colours of the training photos, and after training the annealed-mean
+temperature is chosen on the validation pairs (the most colourful with PSNR not below the grey input). CycleGAN: two ResNet generators and two PatchGANs, wrapped into one
 generator module and one discriminator module so that fit's loop, EMA and checkpoints work
 unchanged; LSGAN + cycle (lambda 10) + identity (0.5 * lambda) losses, a history pool of 50 fakes.
 Adam 2e-4, beta1 0.5, constant then linear decay over the second half (the reference's schedule).
@@ -25,7 +28,8 @@ from torch import nn
 from genapps import io, losses, metrics, weights
 from genapps.inference import size_requirements
 from genapps.nn import CycleDiscriminators, ImagePool, PatchDiscriminator, PixelDiscriminator
-from genapps.tasks.translate.models import define_G
+from genapps.nn.color import AB_GRID, ab_histogram, bins_from_histogram, rgb_to_ab
+from genapps.tasks.translate.models import UnetAbClassifier, define_G
 from genapps.tasks.translate.pairs import from_uint8, make_a, read_folder, read_pairs, to_uint8
 from genapps.train import TrainConfig, TrainSpec, check_resume, data_fingerprint, fit
 from genapps.weights import save_trained
@@ -35,6 +39,9 @@ log = logging.getLogger(__name__)
 PREPROCESS = ("crop", "scale_and_crop", "resize_and_crop")
 SYNTHESIZE = ("degrade", "realworld", "mixed")  # `genapps pairs` kinds made on the fly (mixed: either, at random)
 NETG_ARCHS = ("unet", "nafnet")
+COLOR_LOSSES = ("l1", "classification")
+# annealed-mean temperatures tried on the validation pairs after a classification training
+TEMPERATURES = (0.1, 0.2, 0.3, 0.38, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8, 0.9, 1.0)
 
 
 @dataclass(frozen=True)
@@ -112,13 +119,25 @@ class Pix2PixConfig(GANTrainOptions):
                 "random): --data (and --extra) are then folders of photos, and a fresh degradation every step."})
     extra: str | None = field(default=None, metadata={
         "type": "dir", "help": "With --synthesize: a folder of more training photos (never validated on)."})
+    color_loss: str = field(default="l1", metadata={
+        "choices": COLOR_LOSSES,
+        "help": "Grey -> colour: classification predicts a distribution over quantized ab colours with the "
+                "class-rebalanced cross-entropy (Zhang et al. 2016; arch unet-ab; replaces the L1 term)."})
+    rebalance: float = field(default=0.5, metadata={
+        "help": "--color-loss classification: the uniform's share in the rebalancing prior (lambda)."})
     init: str | None = field(default=None, metadata={
-        "type": "file", "help": "Start from these weights (same generator and config): the next stage of a training."})
+        "help": "Start from these weights (a bundled name or file): every tensor of the same name and shape."})
 
     def multiple(self) -> int:
         return 2 ** self.num_downs
 
     def __post_init__(self):
+        if self.color_loss not in COLOR_LOSSES:
+            raise ValueError(f"color_loss must be one of {', '.join(COLOR_LOSSES)}, got {self.color_loss!r}")
+        if not 0 <= self.rebalance <= 1:
+            raise ValueError(f"rebalance must be in [0, 1], got {self.rebalance}")
+        if self.color_loss == "classification" and (self.residual or self.dropout):
+            raise ValueError("--color-loss classification predicts colour classes: drop --residual and --dropout")
         if self.layout not in ("aligned", "folders"):
             raise ValueError(f"layout must be aligned or folders, got {self.layout!r}")
         if self.direction not in ("AtoB", "BtoA"):
@@ -133,6 +152,9 @@ class Pix2PixConfig(GANTrainOptions):
             raise ValueError(f"synthesize must be one of {', '.join(SYNTHESIZE)}, got {self.synthesize!r}")
         if self.extra and not self.synthesize:
             raise ValueError("--extra is a folder of photos: it needs --synthesize")
+        if self.synthesize and self.color_loss != "l1":
+            raise ValueError("--synthesize makes degraded inputs (restoration); --color-loss classification "
+                             "trains on grey -> colour pairs: use one or the other")
         if self.netg == "nafnet" and (self.blocks < 1 or self.num_downs < 1):
             raise ValueError(f"nafnet needs --blocks >= 1 and --num-downs >= 1, got {self.blocks}, {self.num_downs}")
         if not 0 <= self.beta1 < 1:
@@ -312,10 +334,11 @@ VAL_CROP = 384
 
 
 @torch.no_grad()
-def validation_scores(g: nn.Module, pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
-    """Mean PSNR/L1 (8-bit outputs) on centre crops (<= VAL_CROP px, multiples of the net's multiple)."""
+def validation_scores(g: nn.Module, pairs: list[tuple[np.ndarray, np.ndarray]], colour: bool = False) -> dict[str, float]:
+    """Mean PSNR/L1 (8-bit outputs) on centre crops (<= VAL_CROP px, multiples of the net's multiple);
+    with `colour`, also the outputs' mean colourfulness (Hasler-Suesstrunk, 0-255)."""
     multiple = size_requirements(g).multiple
-    psnrs, l1s = [], []
+    psnrs, l1s, colours = [], [], []
     for a, b in pairs:
         h, w = (min(s, VAL_CROP) // multiple * multiple for s in a.shape[:2])
         if not h or not w:
@@ -326,7 +349,12 @@ def validation_scores(g: nn.Module, pairs: list[tuple[np.ndarray, np.ndarray]]) 
         out = out.expand(-1, tb.shape[1], -1, -1) if out.shape[1] == 1 else out  # the grey identity of colorize
         psnrs.append(float(metrics.psnr(out, tb)[0]))
         l1s.append(float(metrics.mae(out, tb)[0]))
-    return {"val_psnr": float(np.mean(psnrs)), "val_l1": float(np.mean(l1s))} if psnrs else {}
+        if colour:
+            colours.append(float(metrics.colourfulness(out.expand(-1, 3, -1, -1))[0]))
+    if not psnrs:
+        return {}
+    return {"val_psnr": float(np.mean(psnrs)), "val_l1": float(np.mean(l1s))} | (
+        {"val_colourfulness": float(np.mean(colours))} if colour else {})
 
 
 def _save(out: Path, result, arch: str, arch_config: dict, cfg, extra: dict) -> dict:
@@ -392,58 +420,174 @@ def _pix2pix_discriminator(cfg: Pix2PixConfig, in_ch: int, out_ch: int) -> nn.Mo
 def train_pix2pix(cfg: Pix2PixConfig, device: torch.device, resume: bool = True) -> dict:
     """Train, save `cfg.out` (safetensors + a JSON card beside it), return the card."""
     torch.manual_seed(cfg.seed)
+    cpu0 = time.process_time()
     out = Path(cfg.out)
     io.check_writable(out.parent, create=False)  # before the work (created when the state is saved)
     jitter = JitterConfig(cfg.preprocess, cfg.load_size, cfg.crop_size)
     if cfg.synthesize:
-        photos, val, in_ch, out_ch = _load_synthesized(cfg)
-        batches = synthesized_batches(photos, jitter, cfg.batch_size, cfg.synthesize, cfg.seed)
+        train, val, in_ch, out_ch = _load_synthesized(cfg)  # train: photos (A is made from each crop)
+        batches = synthesized_batches(train, jitter, cfg.batch_size, cfg.synthesize, cfg.seed)
     else:
         train, val, in_ch, out_ch = _load_paired(cfg, jitter)
         batches = paired_batches(train, jitter, cfg.batch_size)
-    arch_config = cfg.generator_config(in_ch, out_ch)
-    meta = {"arch": cfg.netg, "config": arch_config, "direction": cfg.direction, "layout": cfg.layout,
+    classes = ColourClasses.of(train, cfg) if cfg.color_loss == "classification" else None
+    if classes is None:
+        arch, arch_config = cfg.netg, cfg.generator_config(in_ch, out_ch)
+    else:
+        if (in_ch, out_ch) != (1, 3):
+            raise ValueError(f"--color-loss classification colours grey images: A must be grey and B colour, "
+                             f"got {in_ch} -> {out_ch} channels")
+        arch, arch_config = "unet-ab", {"bins": classes.flat_bins(), "temperature": 0.38, "ngf": cfg.ngf,
+                                        "num_downs": cfg.num_downs, "norm": cfg.norm}
+    meta = {"arch": arch, "config": arch_config, "direction": cfg.direction, "layout": cfg.layout,
             "val_split": cfg.val_split, "data": data_fingerprint(io.list_images(cfg.data), cfg.data),
             "discriminator": [cfg.netd, cfg.ndf, cfg.n_layers_d, cfg.d_norm] if cfg.gan_weight > 0 else None}
-    if cfg.synthesize or cfg.init:  # (absent for the earlier runs: their states still resume)
-        meta |= {"synthesize": cfg.synthesize, "init": cfg.init,
+    if classes is not None:
+        meta |= {"rebalance": cfg.rebalance}
+    if cfg.synthesize:  # (absent for the earlier runs: their states still resume)
+        meta |= {"synthesize": cfg.synthesize,
                  "extra": data_fingerprint(io.list_images(cfg.extra), cfg.extra) if cfg.extra else None}
     check_resume(out.with_suffix(".state.pt"), meta, resume)
-    g = define_G(cfg.netg, **arch_config)
-    if cfg.init:
-        _start_from(g, cfg.init, cfg.netg, arch_config)
-    elif cfg.residual or cfg.netg == "nafnet":  # start as the identity: the net learns the correction
+    g = define_G(arch, **arch_config)
+    if cfg.residual or arch == "nafnet":  # start as the identity: the net learns the correction
         _zero_last(g)
+    if classes is not None:
+        classes.start_head(g)
+    if cfg.init:
+        start_from(g, cfg.init)
     g = g.to(device)
     d = _pix2pix_discriminator(cfg, in_ch, out_ch)
     d = d.to(device) if d is not None else None
-    log.info("pix2pix %s (%s): %s, %d validation pairs, %d->%d channels, G %.2fM params", cfg.direction, cfg.netg,
-             f"{len(photos)} photos, A made on the fly ({cfg.synthesize})" if cfg.synthesize
+    log.info("pix2pix %s (%s): %s, %d validation pairs, %d->%d channels, G %.2fM params", cfg.direction, arch,
+             f"{len(train)} photos, A made on the fly ({cfg.synthesize})" if cfg.synthesize
              else f"{len(train)} training pairs", len(val), in_ch, out_ch, sum(p.numel() for p in g.parameters()) / 1e6)
-    parts = Pix2PixLosses(cfg)
+    parts = Pix2PixLosses(cfg) if classes is None else ColourClassLosses(cfg, classes)
     spec = TrainSpec(g, _on_device(batches, device),
-                     lambda net, batch: run_generator(net, batch[0]), parts.generator_loss,
-                     discriminator=d, d_loss=parts.discriminator_loss if d is not None else None,
+                     parts.forward if classes is not None else lambda net, batch: run_generator(net, batch[0]),
+                     parts.generator_loss, discriminator=d, d_loss=parts.discriminator_loss if d is not None else None,
                      validate=lambda net: validation_scores(net, val), select_by="val_psnr" if val else None,
                      meta=meta)
-    cpu0 = time.process_time()
     result = fit(spec, _gan_train_config(cfg), state_path=out.with_suffix(".state.pt"), resume=resume)
-    stage = {"command": weights.command_line(), "steps": cfg.steps, "init": cfg.init,
-             "cpu_hours": round((time.process_time() - cpu0) / 3600, 3), "validation": result.validation,
-             "data": cfg.data, "extra": cfg.extra, "synthesize": cfg.synthesize}
-    return _save(out, result, cfg.netg, arch_config, cfg, {
-        "trained_direction": cfg.direction, "model": "pix2pix",
-        "validation_identity": identity_scores(val) if val else {},
-        "stages": weights.previous_stages(cfg.init) + [stage]})
+    extra = {"trained_direction": cfg.direction, "model": "pix2pix",
+             "validation_identity": identity_scores(val) if val else {}}
+    if classes is not None:
+        extra |= classes.finish(result, val, extra["validation_identity"], arch_config)
+    extra["stages"] = weights.previous_stages(cfg.init, task="translate") + [{
+        "command": weights.command_line(), "steps": cfg.steps, "init": cfg.init,
+        "minutes": round(result.seconds / 60, 1), "threads": torch.get_num_threads(),
+        # the CPU time this process used (data loading and the temperature sweep included; a part
+        # interrupted and resumed is not counted)
+        "cpu_minutes": round((time.process_time() - cpu0) / 60, 1), "data": meta["data"],
+        "extra": meta.get("extra"), "synthesize": cfg.synthesize, "validation": result.validation}]
+    return _save(out, result, arch, arch_config, cfg, extra)
 
 
-def _start_from(g: nn.Module, init: str, arch: str, config: dict) -> None:
-    """Load --init's weights into g: they must be translate weights of the same arch and config."""
-    tensors, meta = weights.load_weights(weights.resolve_weights(init))
-    if meta.get("task") != "translate" or meta.get("arch") != arch or meta.get("config") != config:
-        raise ValueError(f"--init {init}: {meta.get('task')} {meta.get('arch')} {meta.get('config')} does not match "
-                         f"translate {arch} {config}")
-    g.load_state_dict({k: v.float() for k, v in tensors.items()})
+def start_from(g: nn.Module, init: str) -> None:
+    """Load every tensor of the `init` weights (a bundled name or a file of task translate) whose
+    name and shape match `g`'s (e.g. a pix2pix colouriser's U-Net body into unet-ab); the others
+    keep their initialisation (logged). A file sharing no tensor with `g` is a ValueError."""
+    tensors, meta = weights.load_weights(weights.resolve_weights(init, task="translate"))
+    if meta.get("task") != "translate":
+        raise ValueError(f"--init {init}: weights of task {meta.get('task')!r}, not 'translate'")
+    own = g.state_dict()
+    take = {k: v.float() for k, v in tensors.items() if k in own and own[k].shape == v.shape}
+    if not take:
+        raise ValueError(f"--init {init}: no tensor of it fits this model ({meta.get('arch')} {meta.get('config')})")
+    g.load_state_dict(take, strict=False)
+    fresh = sorted(set(own) - set(take))
+    log.info("--init %s: %d tensors loaded%s", init, len(take),
+             f"; {len(fresh)} keep their initialisation ({', '.join(fresh[:4])}{', ...' if len(fresh) > 4 else ''})"
+             if fresh else "")
+
+
+@dataclass(frozen=True)
+class ColourClasses:
+    """The colour classes of a classification training: the (Q, 2) ab bins the training photos'
+    colours fall in (genapps.nn.color's grid), their empirical prior (Q,) and the rebalancing
+    weights (Q,) of losses.rebalancing_weights. Colours are read at half resolution, where the
+    unet-ab head predicts them (the mean ab of each 2x2 block)."""
+
+    bins: torch.Tensor
+    prior: torch.Tensor
+    weights: torch.Tensor
+    rebalance: float
+
+    @classmethod
+    def of(cls, train: list[tuple[np.ndarray, np.ndarray]], cfg: Pix2PixConfig) -> ColourClasses:
+        counts = sum(ab_histogram(half_res_ab(_to_batch([b]))) for _, b in train)
+        bins, prior = bins_from_histogram(counts)
+        w = losses.rebalancing_weights(prior, bins, cfg.rebalance)
+        log.info("colour classes: %d ab bins (grid %d) from %d training photos; rebalancing weights %.2f-%.2f",
+                 len(bins), AB_GRID, len(train), float(w.min()), float(w.max()))
+        return cls(bins, prior, w, cfg.rebalance)
+
+    def flat_bins(self) -> list[int]:
+        return [int(v) for v in self.bins.round().long().flatten()]
+
+    def start_head(self, g: UnetAbClassifier) -> None:
+        """The classifier starts at the prior: zero weights, biases log p (an --init may replace them)."""
+        head = g.model.model[-1]
+        nn.init.zeros_(head.weight)
+        with torch.no_grad():
+            head.bias.copy_(self.prior.clamp_min(1e-8).log())
+
+    def finish(self, result, val: list, identity: dict, arch_config: dict) -> dict:
+        """Choose the annealed-mean temperature on the validation pairs: the most colourful whose
+        PSNR is not below the grey input's (none: the highest PSNR); set it on the generator and in
+        `arch_config`; the card's entries (the curve, the choice, the classes)."""
+        g, curve = result.generator.eval(), []  # eval: batch norm's running statistics, left unchanged
+        for t in TEMPERATURES:
+            g.temperature = t
+            curve.append({"temperature": t} | {k: round(v, 4) for k, v in validation_scores(g, val, True).items()})
+        floor = identity.get("val_identity_psnr", float("-inf"))
+        ok = [c for c in curve if c.get("val_psnr", float("-inf")) >= floor]
+        pick = max(ok, key=lambda c: c["val_colourfulness"]) if ok else max(curve, key=lambda c: c.get("val_psnr", 0))
+        g.temperature = arch_config["temperature"] = pick["temperature"]
+        why = ("the most colourful with val PSNR >= the grey input's" if ok else
+               "no temperature reached the grey input's val PSNR: the highest PSNR")
+        log.info("annealed-mean temperature %.2f (%s): val PSNR %.2f (grey %.2f), colourfulness %.1f",
+                 pick["temperature"], why, pick.get("val_psnr", float("nan")), floor, pick.get("val_colourfulness", 0))
+        return {"color_loss": {"kind": "classification (Zhang et al. 2016)", "bins": len(self.bins), "grid": AB_GRID,
+                               "rebalance_lambda": self.rebalance, "smoothing_sigma": 5.0, "soft_encoding": "5 nearest, sigma 5",
+                               "weights_min_max": [round(float(self.weights.min()), 3), round(float(self.weights.max()), 3)]},
+                "temperature": {"chosen": pick["temperature"], "rule": why, "curve": curve,
+                                "grey_input_val_psnr": round(floor, 4)}}
+
+
+def half_res_ab(rgb: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) in [0, 1] -> (B, 2, H/2, W/2): the mean ab of each 2x2 block (unet-ab's targets)."""
+    return F.avg_pool2d(rgb_to_ab(rgb), 2)
+
+
+@dataclass(frozen=True)
+class ColourClassLosses:
+    """The unet-ab colouriser's losses on batches (a grey, b colour) in [0, 1]: the class-rebalanced
+    cross-entropy of its half-resolution logits against b's soft-encoded ab, plus gan_weight * cGAN
+    of its decoded colours (only when a discriminator is on)."""
+
+    cfg: Pix2PixConfig
+    classes: ColourClasses
+
+    def forward(self, net: UnetAbClassifier, batch):
+        """(logits (B, Q, H/2, W/2), the decoded colours in [0, 1] or None without a discriminator)."""
+        x = batch[0] * 2 - 1
+        logits = net.logits(x)
+        return logits, (net.decode(logits, x) + 1) / 2 if self.cfg.gan_weight > 0 else None
+
+    def generator_loss(self, batch, out, disc):
+        (a, b), (logits, fake) = batch, out
+        bins = self.classes.bins.to(logits.device)
+        target = losses.soft_encode_ab(half_res_ab(b), bins)
+        ce = losses.rebalanced_cross_entropy(logits, target, self.classes.weights)
+        loss, logs = ce, {"ce": ce.item()}
+        if disc is not None:
+            adv = losses.gan_loss(disc(torch.cat([a, fake], 1)), True, self.cfg.gan_mode)
+            loss = loss + self.cfg.gan_weight * adv
+            logs["g_gan"] = adv.item()
+        return loss, logs
+
+    def discriminator_loss(self, disc, batch, out):
+        return Pix2PixLosses(self.cfg).discriminator_loss(disc, batch, out[1])
 
 
 def identity_scores(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
