@@ -51,11 +51,21 @@ OMP_NUM_THREADS=1 genapps train inpaint --data "$DATA" --extra "$EXTRA" --holdou
 PAIRS=${PAIRS:-/tmp/genapps-pairs}
 genapps pairs "$DATA" $PAIRS/restore --kind degrade --seed 0
 genapps pairs "$DATA" $PAIRS/gray --kind gray
-# The bundled restore was trained in stages, each resuming the last: --steps 2400 stopped at 1682,
-# then --steps 2000, 2800 and 4400 (each a warm restart of the constant-then-linear schedule).
+# restore round 1 (pix2pix U-Net, replaced by round 2 below): trained in stages, each resuming the last:
+# --steps 2400 stopped at 1682, then --steps 2000, 2800 and 4400 (warm restarts of the schedule).
 genapps train pix2pix --data $PAIRS/restore --layout folders --val-split 8 --ngf 24 --num-downs 5 --residual \
   --gan-weight 0.1 --preprocess crop --crop-size 128 --batch-size 8 --n-layers-d 2 --steps 4400 --lr 4e-4 \
-  --out $W/restore.safetensors
+  --out ${RESTORE_ROUND1:-/tmp/restore-round1.safetensors}
+# restore round 2 (issue 29): NAFNet (width 16, 4 levels, 4 middle blocks; TLC pooling at inference), L1 only,
+# on natural/train (the last 8 photos held out: validation, the degrade pairs of `genapps pairs --seed 0`) and
+# natural/extra, the input of each 128-px crop degraded afresh every step (--synthesize mixed: half `degrade`
+# (blur, noise, JPEG), half `realworld` (Real-ESRGAN's second order at scale 1: blur, resize, Gaussian/Poisson
+# colour/grey noise, JPEG, twice)). Run on 2026-12-03 from 12:57 to ~14:55 in one stage, resumed after restarts:
+# the first 91 steps with 2 threads and --steps 4500, then --steps 3000 and (from step ~350) --steps 4000, one
+# thread (2 threads beside other jobs ran at a quarter of the speed); all restarts before the linear decay.
+OMP_NUM_THREADS=1 genapps train pix2pix --data "$DATA" --extra "${EXTRA:-../shared/datasets/natural/extra}" \
+  --synthesize mixed --val-split 8 --netg nafnet --ngf 16 --num-downs 4 --blocks 4 --gan-weight 0 --preprocess crop \
+  --crop-size 128 --batch-size 8 --lr 1e-3 --beta1 0.9 --steps 4000 --val-every 250 --out $W/restore.safetensors
 # colorize round 1 (pix2pix L1 + GAN, arch unet; replaced by round 2 below, whose body it starts):
 C1=${COLORIZE_ROUND1:-/tmp/colorize-round1.safetensors}
 genapps train pix2pix --data $PAIRS/gray --layout folders --val-split 8 --ngf 24 --num-downs 5 --residual \
