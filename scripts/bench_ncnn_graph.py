@@ -31,16 +31,19 @@ import collections
 import importlib.util
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from genapps import io, ncnn_files, zoo
-from genapps.nn.ncnn_graph import NcnnGraph, NcnnModel
-from genapps.nn.winograd import WinogradConv2d, accelerate, nnpack
+from genapps.nn import winograd
+from genapps.nn.ncnn_graph import Deconvolution, NcnnGraph, NcnnLayer, NcnnModel, contiguous_nchw
+from genapps.nn.winograd import WinogradConv2d, _keep_freed_memory, accelerate, nnpack, worth_it
 from genapps.tasks.upscale.task import benchmark_pairs, cpu_bf16, evaluate_model, load_model, sr_measure, upscale_tensor
 
 SPEED_MODELS = ["span-x4", "realcugan-x2-conservative", "waifu2x-cunet-noise2-x2", "waifu2x-photo-noise2-x2",
@@ -248,6 +251,77 @@ def tools(args) -> list[str]:
                         "program for Linux; both are checked at graph level (tests/test_ncnn_graph.py)."]
 
 
+def single_conv_engine(conv: nn.Conv2d, folder: Path) -> zoo.NcnnEngine:
+    """The ncnn engine running one Convolution layer with `conv`'s weights (fp32 file)."""
+    w, b = conv.weight.detach().numpy().astype("<f4"), conv.bias.detach().numpy().astype("<f4")
+    param, bin_path = folder / "conv.param", folder / "conv.bin"
+    io.write_text(param, f"7767517\n2 2\nInput in 0 1 data\nConvolution conv 1 1 data out 0={w.shape[0]} 1=3 "
+                         f"4={conv.padding[0]} 5=1 6={w.size}\n")
+    bin_path.write_bytes(b"\0\0\0\0" + w.tobytes() + b.tobytes())
+    return zoo.NcnnEngine(param, bin_path)
+
+
+def layers(args) -> list[str]:
+    """Per layer shape: what genapps.nn.winograd.worth_it and Deconvolution._transposed choose from."""
+    _keep_freed_memory()
+    size = args.size
+    lines = ["## Layers: 3x3 convolutions, deconvolutions, layout copies (1 thread, CPU ms, best of "
+             f"{args.repeats}, alternating)", "", f"load average before: {load_avg()}; {size} x {size} px input", "",
+             "| 3x3 conv, padding 1 | oneDNN NCHW | oneDNN channels_last | NNPACK | genapps matmul Winograd | ncnn layer "
+             "| worth_it |", "|---|---|---|---|---|---|---|"]
+    folder = Path(tempfile.mkdtemp())
+    for cin, cout in [(3, 64), (16, 32), (19, 128), (32, 32), (32, 64), (64, 32), (48, 48), (64, 64), (64, 3),
+                      (128, 128), (128, 256), (256, 3)]:
+        conv = nn.Conv2d(cin, cout, 3, padding=1).eval()
+        x = torch.randn(1, cin, size, size)
+        xc = x.to(memory_format=torch.channels_last)
+        nnp, engine = WinogradConv2d(conv), single_conv_engine(conv, folder)
+        fns = {"nchw": lambda: conv(x), "cl": lambda: conv(xc), "nnpack": lambda: nnp(x), "ncnn": lambda: engine(x)}
+        with torch.inference_mode():
+            if nnpack():
+                t = alternating(fns, args.repeats)
+                winograd.nnpack, on = (lambda: False), winograd.nnpack  # the matmul path: NNPACK off for a moment
+                try:
+                    t |= alternating({"matmul": lambda: WinogradConv2d(conv)(xc)}, args.repeats)
+                finally:
+                    winograd.nnpack = on
+            else:
+                t = alternating({k: f for k, f in fns.items() if k != "nnpack"} | {"matmul": lambda: nnp(xc)}, args.repeats)
+        ms = {k: f"{v[0] * 1000:.1f}" for k, v in t.items()}
+        lines.append(f"| {cin} -> {cout} | {ms['nchw']} | {ms['cl']} | {ms.get('nnpack', '-')} | {ms['matmul']} | "
+                     f"{ms['ncnn']} | {worth_it(conv)} |")
+        print(lines[-1], flush=True)
+    lines += ["", "| deconvolution (C_in -> C_out, kernel, stride; input px) | oneDNN NCHW | oneDNN channels_last, "
+                  "incl. the copies in and out | matrix product + col2im | genapps (Deconvolution) |",
+              "|---|---|---|---|---|"]
+    for cin, cout, k, stride, px in [(256, 3, 4, 2, size), (64, 3, 4, 2, size), (64, 64, 2, 2, size), (128, 128, 2, 2, size // 2)]:
+        x, w, b = torch.randn(1, cin, px, px), torch.randn(cin, cout, k, k) * 0.1, torch.randn(cout)
+        out = (px - 1) * stride + k
+
+        def cl():
+            return contiguous_nchw(F.conv_transpose2d(x.contiguous(memory_format=torch.channels_last), w, b, stride))
+
+        def fold():
+            cols = torch.matmul(w.reshape(cin, -1).t(), x.reshape(1, cin, px * px))
+            return F.fold(cols, (out, out), k, stride=stride).add_(b.view(1, -1, 1, 1))
+        layer = NcnnLayer("Deconvolution", "d", ["x"], ["y"], {0: cout, 1: k, 3: stride, 5: 1, 6: w.numel()},
+                          {"weight": w.transpose(0, 1).contiguous().numpy().ravel(), "bias": b.numpy()})  # ncnn: (out, in, k, k)
+        ours = Deconvolution(layer)
+        with torch.inference_mode():
+            t = alternating({"nchw": lambda: F.conv_transpose2d(x, w, b, stride), "cl": cl, "fold": fold,
+                             "ours": lambda: ours(x)}, args.repeats)
+        ms = {k2: f"{v[0] * 1000:.1f}" for k2, v in t.items()}
+        lines.append(f"| {cin} -> {cout}, {k}, {stride}; {px} | {ms['nchw']} | {ms['cl']} | {ms['fold']} | {ms['ours']} |")
+        print(lines[-1], flush=True)
+    lines += ["", "| channels_last -> NCHW copy (C, px) | x.contiguous() | contiguous_nchw (2-D transposes) |", "|---|---|---|"]
+    for c, px in [(64, size), (128, size), (64, 2 * size)]:
+        y = torch.randn(1, c, px, px).contiguous(memory_format=torch.channels_last)
+        t = alternating({"plain": lambda: y.contiguous(), "ours": lambda: contiguous_nchw(y)}, args.repeats)
+        lines.append(f"| {c}, {px} | {t['plain'][0] * 1000:.1f} | {t['ours'][0] * 1000:.1f} |")
+        print(lines[-1], flush=True)
+    return lines + ["", f"load average after: {load_avg()}"]
+
+
 def inventory(args) -> list[str]:
     lines = ["## Inventory: the model files of the five wheels", "",
              "| model | wheel file | bytes (.param / .bin) | SHA-256 .param | SHA-256 .bin |", "|---|---|---|---|---|"]
@@ -279,21 +353,23 @@ def _sections(text: str) -> dict[str, list[str]]:
     return blocks
 
 
-SECTIONS = {"quality": quality, "table": table, "speed": speed, "realesrgan": realesrgan, "tools": tools,
-            "inventory": inventory}
+SECTIONS = {"quality": quality, "table": table, "speed": speed, "realesrgan": realesrgan, "layers": layers,
+            "tools": tools, "inventory": inventory}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--val", default="../shared/datasets/natural/val")
     ap.add_argument("--out", default="benchmarks/ncnn_graph")
-    ap.add_argument("--sections", nargs="*", default=[k for k in SECTIONS if k != "table"], choices=list(SECTIONS))
+    ap.add_argument("--sections", nargs="*", default=[k for k in SECTIONS if k not in ("table", "layers")],
+                    choices=list(SECTIONS))
     ap.add_argument("--quality-models", nargs="*", default=QUALITY_MODELS)
     ap.add_argument("--speed-models", nargs="*", default=SPEED_MODELS)
     ap.add_argument("--table-models", nargs="*", default=TABLE_MODELS)
     ap.add_argument("--bsd68", type=int, default=20, help="the table's first N BSD68 images")
     ap.add_argument("--size", type=int, default=128, help="LR px of the speed input")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--tag", default="", help="appended to the speed sections' names: a rerun beside the first")
     args = ap.parse_args()
     torch.set_num_threads(1)
     missing = [w.distribution for k, w in ncnn_files.WHEELS.items() if importlib.util.find_spec(w.module) is None]
@@ -306,7 +382,7 @@ def main() -> None:
               "each section says the command line and load it ran with", ""]
     order = list(SECTIONS)
     for name in args.sections:
-        key = f"{name}@{args.size}px" if name in ("speed", "realesrgan") else name  # one block per speed input size
+        key = f"{name}@{args.size}px{args.tag}" if name in ("speed", "realesrgan", "layers") else name  # a block per input size (and tag)
         blocks[key] = [f"<!-- section: {key} -->", f"`{' '.join(sys.argv)}`", ""] + SECTIONS[name](args) + [""]
         keys = sorted(blocks, key=lambda k: (order.index(k.split("@")[0]) if k.split("@")[0] in order else 99, k))
         io.write_text(path, "\n".join(header + [ln for k in keys for ln in blocks[k]]) + "\n")

@@ -327,9 +327,10 @@ class Deconvolution(nn.Module):
 
     def _transposed(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         """F.conv_transpose2d(x, weight, bias, stride) without padding, the fastest way measured on one
-        CPU thread (benchmarks/zoo2.md): overlapping kernels with few outputs (waifu2x's and Real-CUGAN's
-        last layer, 48 of C_out x kh x kw) as one matrix product and col2im (F.fold), 2-4x oneDNN's;
-        the others through oneDNN on channels_last input (2-4x on NCHW input)."""
+        CPU thread (benchmarks/zoo2.md, section layers): overlapping kernels with few outputs (waifu2x's
+        and Real-CUGAN's last layer: C_out x kh x kw = 48) as one matrix product and col2im (F.fold),
+        1.1-2.4x oneDNN's speed; the others through oneDNN on channels_last input, 2x its speed on NCHW
+        input even with the copies in and out."""
         (kh, kw), (sh, sw) = self.weight.shape[2:], self.stride
         if x.device.type != "cpu" or self.groups != 1 or self.dilation != (1, 1):
             return F.conv_transpose2d(x, self.weight, bias, self.stride, 0, 0, self.groups, self.dilation)

@@ -127,12 +127,13 @@ def nnpack() -> bool:
 
 def worth_it(conv: nn.Module) -> bool:
     """Whether WinogradConv2d runs `conv` faster than PyTorch's own convolution on this CPU, one
-    thread, on NCHW input, measured per layer shape (benchmarks/zoo2.md): with NNPACK from 32 input and
-    output channels (not 32 -> 32); with the batched-matrix-product path from 64. Narrow layers stay."""
+    thread, on NCHW input, measured per layer shape (benchmarks/zoo2.md, section layers): with NNPACK
+    from 16 input and output channels and 2048 channel pairs (19 -> 128: 0.65x the time; 32 -> 32 and
+    narrower: no gain; 3 -> 64: 2x slower); with the batched-matrix-product path from 64 and 64."""
     if not winograd_ok(conv):
         return False
     if nnpack():
-        return min(conv.in_channels, conv.out_channels) >= 32 and conv.in_channels * conv.out_channels >= 2048
+        return min(conv.in_channels, conv.out_channels) >= 16 and conv.in_channels * conv.out_channels >= 2048
     return min(conv.in_channels, conv.out_channels) >= 64
 
 
