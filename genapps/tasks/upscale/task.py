@@ -42,6 +42,8 @@ class Config:
     scale: int = field(default=4, metadata={"flags": ("-s", "--scale"), "choices": (2, 3, 4)})
     outscale: float | None = field(default=None, metadata={  # final factor; default: the model's own scale
         "help": "Final scale; the model's output is resized to it."})
+    noise: float | None = field(default=None, metadata={  # SRMD's noise map input (non-blind models)
+        "help": "SRMD models (srmd-x2/x3/x4): the input's noise level, sigma on the 0-255 scale (default 3)."})
     tile: int = field(default=0, metadata={"flags": ("-t", "--tile"),  # LR tile size in px, 0 = whole image
                                            "help": "Tile size in input px (0 = whole image when it fits "
                                                    "--max-memory, else the largest tile that does)."})
@@ -75,6 +77,8 @@ class Config:
             raise ValueError(f"precision must be fp32, fp16 or bf16, got {self.precision!r}")
         if self.ext is not None and f".{self.ext.lstrip('.').lower()}" not in io.WRITE_FORMATS:
             raise ValueError(f"ext must be one of {', '.join(sorted(io.WRITE_FORMATS))}, got {self.ext!r}")
+        if self.noise is not None and not 0 <= self.noise <= 75:
+            raise ValueError(f"noise must be in [0, 75] (sigma on the 0-255 scale), got {self.noise}")
         if self.outscale is not None and not 1 <= self.outscale <= 16:
             raise ValueError(f"outscale must be in [1, 16] (output size over input size; the downscale task "
                              f"shrinks), got {self.outscale}")
@@ -187,6 +191,10 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
     model, info = load_model(model_name, cfg.scale)
     if cfg.outscale is None and info.extra.get("outscale"):  # a zoo x2/x3 name: its own final scale
         cfg = Config(**(asdict(cfg) | {"outscale": float(info.extra["outscale"])}))
+    if cfg.noise is not None:  # only non-blind models take it: SRMD's noise channel
+        if not getattr(getattr(model, "family", None), "noise_channel", False):
+            raise ValueError(f"--noise applies to SRMD models (srmd-x2, srmd-x3, srmd-x4), not {model_name}")
+        model.noise = float(cfg.noise)
     model = model.to(device, memory_format=torch.channels_last)
     if cfg.precision == "bf16" and device.type == "cpu":
         if getattr(model, "supports_bfloat16", True):
@@ -203,7 +211,7 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
     fingerprint = {"model_sha256": "bicubic" if info.arch == "bicubic" else info.sha256,
                    "arch": info.arch, "native_scale": native, "scale": cfg.scale, "outscale": cfg.outscale,
                    "tile": cfg.tile, "tile_overlap": cfg.tile_overlap, "alpha": cfg.alpha, "precision": cfg.precision,
-                   "ext": cfg.ext, "suffix": cfg.suffix, "quality": cfg.quality}
+                   "ext": cfg.ext, "suffix": cfg.suffix, "quality": cfg.quality, "noise": cfg.noise}
     result = map_images(
         input_dir, output_dir, lambda im: upscale_image(model, im, native, cfg, device),
         name=name, task=TASK, config=asdict(cfg) | {"model_info": info.as_report()}, fingerprint=fingerprint,
