@@ -81,6 +81,45 @@ def bicubic_vs_pil(bsd68: Path, tmp: Path, n: int, repeat: int) -> dict:
     return runs | {"wall_ratio": [round(r, 3) for r in ratio], "cpu_ratio": [round(r, 3) for r in cpu]}
 
 
+MINIMAL_SR = """
+import sys
+from pathlib import Path
+import numpy as np, torch
+from PIL import Image
+from genapps.tasks.upscale.task import load_model
+src, dst = Path(sys.argv[1]), Path(sys.argv[2])
+dst.mkdir(parents=True, exist_ok=True)
+model, _ = load_model("sr-x4")
+with torch.inference_mode():
+    for p in sorted(src.iterdir()):
+        x = torch.from_numpy(np.asarray(Image.open(p).convert("RGB"))).permute(2, 0, 1)[None].float() / 255
+        y = model(x).clamp(0, 1)[0].mul(255).round().byte().permute(1, 2, 0).numpy()
+        Image.fromarray(y).save(dst / (p.stem + ".png"))
+"""
+
+
+def bundled_vs_minimal(bsd68: Path, tmp: Path, n: int, repeat: int) -> dict:
+    """`genapps upscale -m sr-x4 --no-report` over n x4-downscaled BSD68 photos vs a minimal script
+    running the same net (load, forward, save: no tiling, hashing, manifest), fresh processes."""
+    from PIL import Image
+
+    src = tmp / "lr"
+    src.mkdir()
+    for p in sorted(bsd68.iterdir())[:n]:
+        im = Image.open(p).convert("RGB")
+        im.resize((im.width // 4, im.height // 4), Image.BICUBIC).save(src / (p.stem + ".png"))
+    runs = {"minimal": [], "genapps": []}
+    for _ in range(repeat):
+        for side in ("minimal", "genapps"):
+            out = tmp / f"sr_{side}"
+            shutil.rmtree(out, ignore_errors=True)
+            cmd = [PY, "-c", MINIMAL_SR, str(src), str(out)] if side == "minimal" else \
+                genapps("upscale", src, out, "-m", "sr-x4", "--no-report")
+            runs[side].append(timed(cmd, env()))
+    speed = [m["wall_s"] / g["wall_s"] for m, g in zip(runs["minimal"], runs["genapps"])]
+    return runs | {"speed_vs_minimal": [round(r, 3) for r in speed]}
+
+
 def rerun_nothing_to_do(tmp: Path, n: int, repeat: int) -> dict:
     """A rerun over n small files (64x48 PNG) whose outputs are all done, with and without a report."""
     import numpy as np
@@ -110,6 +149,7 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=20)
     ap.add_argument("--small", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--only-minimal", action="store_true", help="only the bundled-model vs minimal-script runs")
     ap.add_argument("--x4plus-image", type=Path, help="also run realesrgan-x4plus on this image (slow)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/daily_use.json")
     args = ap.parse_args()
@@ -117,6 +157,11 @@ def main() -> None:
               "uptime_before": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()}
     with tempfile.TemporaryDirectory(prefix="bench-daily-") as tmp:
         tmp = Path(tmp)
+        result["bundled_vs_minimal"] = bundled_vs_minimal(args.bsd68, tmp, args.photos, args.repeat)
+        print(json.dumps(result["bundled_vs_minimal"], indent=1), flush=True)
+        if args.only_minimal:
+            args.out.write_text(json.dumps(result, indent=1) + "\n")
+            return
         result["bicubic_vs_pil"] = bicubic_vs_pil(args.bsd68, tmp, args.photos, args.repeat)
         print(json.dumps(result["bicubic_vs_pil"], indent=1), flush=True)
         result["rerun_nothing_to_do"] = rerun_nothing_to_do(tmp, args.small, args.repeat + 1)
