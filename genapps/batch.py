@@ -594,7 +594,10 @@ class _FileStep:
         except (io.ImageError, ValueError, RuntimeError, OSError) as e:
             return self._error(e, src, None, loaded.t0)
 
-    def write(self, src: Path, dests: dict[str, Path], computed: _Computed | Record | None) -> Record:
+    def write(self, src: Path, dests: dict[str, Path], computed: _Computed | Record | None,
+              gate: Callable[[], None] | None = None) -> Record:
+        """`gate()` runs before each output is committed (its manifest line, then the rename): the
+        pool's writers wait there for the files before this one, so commits keep file order."""
         dest = next(iter(dests.values()))
         rel = src.relative_to(self.input_dir).as_posix()
         ref, why = self.refs.find(rel) if self.refs is not None else (None, "")
@@ -610,8 +613,10 @@ class _FileStep:
                 raise InputChanged("the input (or a side file of it, such as its mask) changed while it was "
                                    "processed; its output is not written (run again to redo it)")
             for key, writing in dests.items():
-                io.write_image(writing, computed.outputs[key], quality=self.quality,
-                               before_replace=self.manifest.recorder(writing, rel, computed.sha), fence=self.fence)
+                record = self.manifest.recorder(writing, rel, computed.sha)
+                commit = record if gate is None else (lambda tmp, record=record: (gate(), record(tmp)))
+                io.write_image(writing, computed.outputs[key], quality=self.quality, before_replace=commit,
+                               fence=self.fence)
             result = computed.outputs[next(iter(dests))]
         except (io.ImageError, ValueError, RuntimeError, OSError) as e:
             return self._error(e, src, writing, computed.t0)
@@ -635,30 +640,42 @@ def _run_files(step: _FileStep, files: list[Path], outputs: dict[Path, dict[str,
                on_record: Callable[[Record], None]) -> None:
     """Run `step` over `files` in order, the reading of the next files and the writing of the
     previous ones in two worker threads beside the model's compute (PIL's decode and encode, the
-    hashing and torch all release the GIL); WRITERS threads encode, one with `fail_fast`. Records
-    arrive in file order. After a failed write with `fail_fast`, nothing later is written: the
-    writer refuses work once `abort` is set."""
+    hashing and torch all release the GIL); WRITERS threads encode, one with `fail_fast`. Commits
+    (manifest line, rename) go one file at a time in file order; records arrive in file order.
+    After a failed write (or a kill inside one), nothing later is committed: `abort` refuses it."""
     if len(files) < 2:
         for src in files:
             on_record(step(src, outputs[src], todo[src]))
         return
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
-    abort = threading.Event()
+    abort, turn, finished = threading.Event(), threading.Condition(), [0]  # files whose write is over, in order
 
-    def write(src, computed):
+    def wait_turn(i: int) -> None:
+        """Block until files 0..i-1 are written (or one failed: then refuse)."""
+        with turn:
+            turn.wait_for(lambda: finished[0] == i or abort.is_set())
         if abort.is_set():
             raise BatchAborted("aborted")
+
+    def write(i, src, computed):  # encodes in parallel; commits (manifest line + rename) one at a time, in order
         try:
-            return step.write(src, outputs[src], computed)
+            if abort.is_set():
+                raise BatchAborted("aborted")
+            return step.write(src, outputs[src], computed, gate=lambda: wait_turn(i))
         except BaseException:
             abort.set()
             raise
+        finally:
+            with turn:
+                turn.wait_for(lambda: finished[0] == i or abort.is_set())
+                finished[0] = max(finished[0], i + 1)
+                turn.notify_all()
 
     reader = ThreadPoolExecutor(1, thread_name_prefix="genapps-read")
     writers = 1 if step.fail_fast else max(1, min(WRITERS, os.cpu_count() or 1))
     writer = ThreadPoolExecutor(writers, thread_name_prefix="genapps-write")
-    pending_files, reads, writes = iter(files), deque(), deque()
+    pending_files, reads, writes, count = iter(files), deque(), deque(), 0
 
     def read_ahead():
         while len(reads) < PIPELINE_DEPTH and (src := next(pending_files, None)) is not None:
@@ -670,7 +687,8 @@ def _run_files(step: _FileStep, files: list[Path], outputs: dict[Path, dict[str,
             src, loaded = reads.popleft()
             read_ahead()
             computed = step.compute(src, outputs[src], loaded.result())
-            writes.append(writer.submit(write, src, computed))
+            writes.append(writer.submit(write, count, src, computed))
+            count += 1
             while writes and (len(writes) > PIPELINE_DEPTH + writers - 1 or writes[0].done()):
                 on_record(writes.popleft().result())
         while writes:

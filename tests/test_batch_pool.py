@@ -121,3 +121,25 @@ def test_parallel_writers_keep_the_manifest_whole(tmp_path):
     assert all(e["sha256"] == io.sha256_file(tmp_path / "out" / name) for name, e in entries.items())
     result = _map(src, tmp_path / "out", lambda im: im)
     assert [r.status for r in result.records] == ["skipped"] * 12
+
+
+def test_a_kill_inside_one_write_commits_nothing_after_it(tmp_path, monkeypatch):
+    """Writers encode in parallel but commit in file order: the next file's finished encode waits,
+    and after a kill in the rename of f02 neither f03 nor anything later gets a line or a file."""
+    import os
+
+    src = _folder(tmp_path / "in", 6)
+    replace = os.replace
+
+    def killed_at_f02(a, b):
+        if str(b).endswith("f02.png"):
+            time.sleep(0.3)  # f03's writer has encoded meanwhile and waits for its turn
+            raise KeyboardInterrupt
+        return replace(a, b)
+
+    monkeypatch.setattr(io.os, "replace", killed_at_f02)
+    with pytest.raises(KeyboardInterrupt):
+        _map(src, tmp_path / "out", lambda im: im)
+    monkeypatch.setattr(io.os, "replace", replace)
+    assert sorted(batch.manifest_entries(tmp_path / "out")) == ["f00.png", "f01.png", "f02.png"]  # f02: line, no file
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["f00.png", "f01.png"]
