@@ -28,6 +28,7 @@ from typing import Callable
 import torch
 
 from genapps import io, paths
+from genapps.paths import file_output
 from genapps.distributed import Shard, current, shard_key
 from genapps.records import Record, StageResult
 
@@ -309,18 +310,6 @@ def manifest_name(shard: Shard | None = None) -> str:
     if shard is None or not shard.active:
         return MANIFEST
     return f".genapps-manifest.shard-{shard.index}-of-{shard.count}.jsonl"
-
-
-def file_output(input_path: str | Path, output: str | Path) -> Path | None:
-    """`output` as one image file, or None for an output folder.
-
-    A file when `input_path` is a file and `output` ends with an image extension genapps writes
-    (`genapps upscale a.png result.png`) and is not an existing folder.
-    """
-    output = Path(output)
-    if Path(input_path).is_file() and output.suffix.lower() in io.WRITE_FORMATS and not output.is_dir():
-        return output
-    return None
 
 
 def output_plan(files: list[Path], input_dir: Path, output_dir: Path, ext: str | None, suffix: str,

@@ -23,33 +23,37 @@ SHARD = click.option("--shard", metavar="I/N", help="Do only shard I of N of the
                      "each rank takes its own shard without it.")
 
 
+def _raised(e: Exception, module: str, name: str) -> bool:
+    """Whether `e` is genapps's module.name error, without importing `module` (a command that never
+    imported it cannot have raised it; a rerun with nothing to do imports no torch)."""
+    cls = getattr(sys.modules.get(module), name, None)
+    return cls is not None and isinstance(e, cls)
+
+
 def user_errors(fn):
     """Turn the errors a user can fix into one line on stderr and exit 2."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from genapps.batch import BatchAborted
-        from genapps.io import ImageError
-        from genapps.train import NotMainRank, TrainingDiverged
-
         try:
             return fn(*args, **kwargs)
-        except NotMainRank:  # torchrun: this rank's share of the training is done; rank 0 saves
-            return None
-        except BatchAborted as e:
-            click.secho(f"error: stopped at the first bad file (--fail-fast): {e}", fg="red", err=True)
-            sys.exit(1)
-        except (FileNotFoundError, NotADirectoryError, ValueError, ImageError, KeyError, TrainingDiverged) as e:
-            msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-            click.secho(f"error: {msg}", fg="red", err=True)
-            sys.exit(2)
-        except OSError as e:  # permissions, a full disk, ... outside the per-file loop
-            where = f"{e.filename}: " if e.filename else ""
-            click.secho(f"error: {where}{e.strerror or e}", fg="red", err=True)
-            sys.exit(2)
         except KeyboardInterrupt:
             click.secho("interrupted; finished files are kept, run again to resume", fg="yellow", err=True)
             sys.exit(130)
+        except Exception as e:
+            if _raised(e, "genapps.train", "NotMainRank"):  # torchrun: this rank's share is done; rank 0 saves
+                return None
+            if _raised(e, "genapps.batch", "BatchAborted"):
+                click.secho(f"error: stopped at the first bad file (--fail-fast): {e}", fg="red", err=True)
+                sys.exit(1)
+            if (isinstance(e, (FileNotFoundError, NotADirectoryError, ValueError, KeyError))
+                    or _raised(e, "genapps.io", "ImageError") or _raised(e, "genapps.train", "TrainingDiverged")):
+                click.secho(f"error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", fg="red", err=True)
+                sys.exit(2)
+            if isinstance(e, OSError):  # permissions, a full disk, ... outside the per-file loop
+                click.secho(f"error: {f'{e.filename}: ' if e.filename else ''}{e.strerror or e}", fg="red", err=True)
+                sys.exit(2)
+            raise
 
     return wrapper
 
@@ -160,7 +164,7 @@ def task_command(spec) -> click.Command:
     (genapps.cli_conventions.config_options), the batch options, then run_task."""
     from genapps.cli_conventions import config_options, config_values
 
-    config = spec.load().Config
+    config = spec.config_class()
     params = [click.Argument([arg], metavar=metavar, type=click.Path() if spec.batch or i == 0
                              else click.Path(file_okay=False))
               for i, (arg, metavar) in enumerate(zip(spec.arguments, spec.metavars))]
@@ -184,28 +188,27 @@ def run_task(task: str, input_dir: str, output_dir: str, device: str, options: d
     The report goes to `report_dir` (or options' `report`), else to OUTPUT when it is a folder;
     options' `no_report` (or OUTPUT one image file, `genapps upscale a.png b.png`) writes none.
     Paths (genapps.paths): `file://` URLs are local paths; OUTPUT must not be INPUT nor contain
-    it, nor overlap a side input of the task (--reference, --masks, ...), checked before any work;
-    the run holds OUTPUT's lock (the report folder's when it writes no OUTPUT: evaluate).
+    it, nor overlap a side input (--reference, --masks, ...), checked before any work; the run holds
+    OUTPUT's lock (evaluate: the report's). Nothing to do (genapps.stamps): done before torch loads.
     """
     import contextlib
     from dataclasses import asdict
 
-    from genapps import io, paths
-    from genapps.batch import file_output
+    from genapps import paths, stamps
     from genapps.distributed import current
     from genapps.tasks import TASKS, load_spec, make_config
 
     input_dir, output_dir = paths.normalize(input_dir), paths.normalize(output_dir)
-    if not io.is_url(input_dir) and not Path(input_dir).exists():
+    if not paths.is_url(input_dir) and not Path(input_dir).exists():
         raise FileNotFoundError(f"input not found: {input_dir}")
     spec = load_spec(task)
-    if (io.is_url(input_dir) or io.is_url(output_dir)) and not spec.remote:
+    if (paths.is_url(input_dir) or paths.is_url(output_dir)) and not spec.remote:
         remote = ", ".join(n for n in TASKS if load_spec(n).remote)
         raise ValueError(f"{task} works on local folders only (remote URLs: {remote})")
-    module = spec.load()
+    config_class = spec.config_class()  # light: a rerun with nothing to do imports no torch
     click.get_current_context().with_resource(_sharding(options.pop("shard", None)))
-    target = file_output(input_dir, output_dir)
-    if target is None and Path(output_dir).suffix.lower() in io.WRITE_FORMATS and not Path(output_dir).exists():
+    target = paths.file_output(input_dir, output_dir)
+    if target is None and Path(output_dir).suffix.lower() in paths.WRITE_FORMATS and not Path(output_dir).exists():
         log.warning("OUTPUT %s is a folder of that name: INPUT is a folder (an image file name needs one input "
                     "image)", output_dir)
     no_report, report_dir = options.pop("no_report", False), paths.normalize(options.pop("report", None) or report_dir)
@@ -213,15 +216,19 @@ def run_task(task: str, input_dir: str, output_dir: str, device: str, options: d
         report_dir = None
     elif report_dir is None and target is None:
         report_dir = output_dir
-    options = paths.normalize_options(module.Config, {k: v for k, v in options.items() if v is not None})
-    if report_dir is not None and io.is_url(report_dir):
+    options = paths.normalize_options(config_class, {k: v for k, v in options.items() if v is not None})
+    if report_dir is not None and paths.is_url(report_dir):
         raise ValueError(f"the report is written to a local folder: give --report DIR (or --no-report) with {report_dir}")
-    cfg = make_config(module.Config, options, where=task)
-    local_output = writes_output and not io.is_url(output_dir)
+    cfg = make_config(config_class, options, where=task)
+    local_output = writes_output and not paths.is_url(output_dir)
     if local_output:  # before the model loads: OUTPUT apart from what the task reads
         paths.check_output(target.parent if target else output_dir, input=None if target else input_dir,
                            sides=paths.side_inputs(cfg), input_name=spec.arguments[0].removesuffix("_dir"))
-    dev = _device(device)
+    stamp = stamps.for_task(task, cfg, input_dir, output_dir, device, report_dir, local_output and target is None)
+    if stamp and (done := stamp.current()):
+        return click.echo(f"{task}: nothing to do, {done['done']} file(s) up to date in {output_dir}")
+    from genapps import io
+    module, dev = spec.load(), _device(device)
     io.check_writable(report_dir or (target.parent if target else output_dir), create=False)  # leaves no empty folder
     lock_dir = (target.parent if target else output_dir) if local_output else report_dir
     with paths.output_lock(lock_dir, current()) if lock_dir is not None else contextlib.nullcontext():
@@ -229,10 +236,11 @@ def run_task(task: str, input_dir: str, output_dir: str, device: str, options: d
             io.remove_stale_temps(Path(report_dir) / n for n in ("report.json", "report.html"))
         result = module.run(cfg, input_dir, output_dir, dev)
         result.view = spec.view
-        if report_dir is None:
-            return _finish([result], None, report_wanted=False)
         run_config = {"command": " ".join(sys.argv), "task": task, "options": asdict(cfg), "device": str(dev)}
-        _finish([result], _write_report(report_dir, [result], run_config, f"genapps {task}"))
+        html = _write_report(report_dir, [result], run_config, f"genapps {task}") if report_dir else None
+        if stamp and not result.failed and (html or not report_dir):
+            stamp.write(len(result.records))
+        _finish([result], html, report_wanted=report_dir is not None)
 
 
 @main.command()
@@ -251,11 +259,13 @@ def run(pipeline: str, input_dir: str | None, out: str | None, overrides: tuple[
 
 
 def _run_pipeline(pipeline, input_dir, out, overrides, device) -> None:
-    from genapps.pipeline import ReportNotWritten, load_pipeline, run_pipeline
+    from genapps.pipeline import ReportNotWritten, load_pipeline, pipeline_stamp, run_pipeline
 
     p = load_pipeline(pipeline, input=input_dir, out=out, overrides=overrides)
+    if (stamp := pipeline_stamp(p, device)) and (done := stamp.current()):
+        return click.echo(f"{p.name}: nothing to do, {done['done']} file(s) up to date\nreport: {p.output / 'report.html'}")
     try:
-        _finish(run_pipeline(p, _device(device)), p.output / "report.html")
+        _finish(run_pipeline(p, _device(device), stamp), p.output / "report.html")
     except ReportNotWritten as e:
         click.secho(f"error: {e}", fg="red", err=True)
         _finish(e.results, None)
@@ -267,19 +277,9 @@ def _run_pipeline(pipeline, input_dir, out, overrides, device) -> None:
 @user_errors
 def demo(out: str, device: str) -> None:
     """Run pipelines/demo.yaml on the embedded data (a few minutes on 2 CPU cores)."""
+    from genapps.pipeline import demo_pipeline
+
     _run_pipeline(str(demo_pipeline()), None, out, (), device)
-
-
-def demo_pipeline() -> Path:
-    """The demo's YAML: genapps/demo/ of an installed wheel (setup.py copies it there), else the
-    checkout's pipelines/demo.yaml (an editable install); its ../data paths hold in both."""
-    here = Path(__file__).resolve().parent
-    candidates = [here / "demo" / "pipelines" / "demo.yaml", here.parent / "pipelines" / "demo.yaml"]
-    path = next((c for c in candidates if c.is_file()), None)
-    if path is None:
-        raise FileNotFoundError(f"the demo files are not installed (looked for {candidates[0]} and {candidates[1]}): "
-                                f"install genapps from a wheel or the checkout, or run `genapps run YOUR.yaml`")
-    return path
 
 
 @main.command()

@@ -25,13 +25,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from genapps.paths import Fence, is_url, make_dirs
+from genapps.paths import WRITE_FORMATS, Fence, is_url, make_dirs
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif")  # GIF: read only (first frame)
-WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP",
-                 ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
 MAX_PIXELS = 178_956_970  # PIL's own decompression-bomb limit (2x its warning level)
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, not a grey half image

@@ -11,6 +11,8 @@
   (--overwrite, resume=false): these are not settings.
 - `output_lock`: an advisory lock per output folder, so that two runs never write one folder at
   the same time (the shards of one sharded run do, each with its own manifest).
+- `WRITE_FORMATS`, `check_ext`, `file_output`: which output extensions genapps writes, and whether
+  OUTPUT names one image file; task configs validate with them without importing torch.
 
 This module is below io (io uses it) and imports no other genapps module.
 """
@@ -36,6 +38,28 @@ except ImportError:  # Windows: no advisory locks (documented)
     fcntl = None
 
 log = logging.getLogger(__name__)
+
+WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP",  # extension -> PIL format
+                 ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
+
+
+def check_ext(ext: str | None) -> None:
+    """A ValueError unless `ext` (an output extension, with or without its dot; None = the input's) is one
+    genapps writes."""
+    if ext is not None and f".{ext.lstrip('.').lower()}" not in WRITE_FORMATS:
+        raise ValueError(f"ext must be one of {', '.join(sorted(WRITE_FORMATS))}, got {ext!r}")
+
+
+def file_output(input_path: str | Path, output: str | Path) -> Path | None:
+    """`output` as one image file, or None for an output folder.
+
+    A file when `input_path` is a file and `output` ends with an image extension genapps writes
+    (`genapps upscale a.png result.png`) and is not an existing folder.
+    """
+    output = Path(output)
+    if Path(input_path).is_file() and output.suffix.lower() in WRITE_FORMATS and not output.is_dir():
+        return output
+    return None
 
 
 # ---------------------------------------------------------------- URLs and local paths

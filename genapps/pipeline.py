@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from genapps import io, paths
+from genapps import paths, stamps
 from genapps.tasks import TASKS, load_spec, make_config
 
 log = logging.getLogger(__name__)
@@ -201,7 +201,7 @@ def load_pipeline(path: str | Path, input: str | Path | None = None, out: str | 
         if not isinstance(options, dict):
             raise ValueError(f"{where} ({stage_name}): 'options' must be a mapping")
         options = options | sets.pop(stage_name, {})
-        config_class = load_spec(task).load().Config
+        config_class = load_spec(task).config_class()  # light: no torch before a stage runs
         options = paths.normalize_options(config_class, {str(k): v for k, v in options.items()})
         config = make_config(config_class, options, where=f"{path.name}: {stage_name}", base=base)
         stage_input = paths.normalize(entry.get("input"))
@@ -254,8 +254,23 @@ class ReportNotWritten(Exception):
         self.results = results
 
 
-def run_pipeline(pipeline: Pipeline, device) -> list:
-    """Run every stage; write OUTPUT/report.json and report.html (also when a stage raises).
+def pipeline_stamp(pipeline: Pipeline, device: str) -> stamps.Stamp | None:
+    """The "nothing to do" stamp of a pipeline run (genapps.stamps), or None where it does not apply:
+    a sharded run, or a stage with resume off."""
+    from genapps.distributed import current
+
+    if current().active or any(getattr(s.config, "resume", True) is False for s in pipeline.stages):
+        return None
+    what = {"pipeline": [{"name": s.name, "task": s.task, "input": s.input, "options": asdict(s.config)}
+                         for s in pipeline.stages], "input": str(pipeline.input), "device": device}
+    reads = [pipeline.input, *(s.input for s in pipeline.stages if s.input and Path(s.input).is_absolute()),
+             *(p for s in pipeline.stages for p in stamps.option_paths(s.config))]
+    return stamps.Stamp.of(pipeline.output, what, reads)
+
+
+def run_pipeline(pipeline: Pipeline, device, stamp: stamps.Stamp | None = None) -> list:
+    """Run every stage; write OUTPUT/report.json and report.html (also when a stage raises), then
+    `stamp` (pipeline_stamp) when no file failed.
 
     A report that cannot be written raises ReportNotWritten (carrying the stages' results) after
     the stages, or is logged when a stage raised (that error is the one reported).
@@ -267,13 +282,19 @@ def run_pipeline(pipeline: Pipeline, device) -> list:
     if shard.active and renaming:  # the next stage's split is by name: it must see the names it was given
         raise ValueError(f"stage(s) {', '.join(renaming)} rename their outputs (suffix, samples) for a later stage; "
                          f"a sharded pipeline needs the names kept (move the renaming to the last stage)")
+    from genapps import io
+
     io.check_writable(pipeline.output, create=False)
     with paths.output_lock(pipeline.output, shard):  # a second run on OUTPUT is refused
-        return _run_stages(pipeline, device, shard)
+        results = _run_stages(pipeline, device, shard)
+        if stamp is not None and not any(r.failed for r in results):
+            stamp.write(sum(len(r.records) for r in results))
+        return results
 
 
 def _run_stages(pipeline: Pipeline, device, shard) -> list:
     """run_pipeline's stages and report, under the output folder's lock."""
+    from genapps import io
     from genapps.report import write_part, write_report, write_sharded
 
     io.remove_stale_temps(pipeline.output / n for n in RESERVED_NAMES)  # a killed run's half reports
@@ -316,3 +337,15 @@ def _run_stages(pipeline: Pipeline, device, shard) -> list:
     if problem:
         raise ReportNotWritten(problem, results)
     return results
+
+
+def demo_pipeline() -> Path:
+    """The demo's YAML: genapps/demo/ of an installed wheel (setup.py copies it there), else the
+    checkout's pipelines/demo.yaml (an editable install); its ../data paths hold in both."""
+    here = Path(__file__).resolve().parent
+    candidates = [here / "demo" / "pipelines" / "demo.yaml", here.parent / "pipelines" / "demo.yaml"]
+    path = next((c for c in candidates if c.is_file()), None)
+    if path is None:
+        raise FileNotFoundError(f"the demo files are not installed (looked for {candidates[0]} and {candidates[1]}): "
+                                f"install genapps from a wheel or the checkout, or run `genapps run YOUR.yaml`")
+    return path

@@ -11,6 +11,17 @@ def _one_thread():
     torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _reruns_reach_the_resume_check(request, monkeypatch):
+    """A rerun in these tests reaches the per-file resume check (genapps.batch) they test; the whole-run
+    "nothing to do" stamp in front of it (genapps.stamps) is tested, with that check behind it, in
+    tests/test_stamps.py."""
+    if request.path.name != "test_stamps.py":
+        from genapps import stamps
+
+        monkeypatch.setattr(stamps.Stamp, "current", lambda self: None)
+
+
 @pytest.fixture
 def cli():
     """Invoke the real `genapps` click group; returns the click Result."""

@@ -130,7 +130,7 @@ def wheel(tmp_path_factory):
 
 def test_demo_ships_in_the_wheel_and_is_found_there(wheel, tmp_path):
     path, site = wheel
-    code = ("import genapps.cli as c; from genapps.pipeline import load_pipeline; p = c.demo_pipeline(); "
+    code = ("import genapps.pipeline as c; from genapps.pipeline import load_pipeline; p = c.demo_pipeline(); "
             "print(c.__file__); print(p); load_pipeline(p, out='o')")
     run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(site)})
@@ -143,9 +143,9 @@ def test_demo_ships_in_the_wheel_and_is_found_there(wheel, tmp_path):
 
 
 def test_demo_without_its_files_is_one_clear_line(cli, tmp_path, monkeypatch):
-    import genapps.cli
+    import genapps.pipeline
 
-    monkeypatch.setattr(genapps.cli, "__file__", str(tmp_path / "site" / "genapps" / "cli.py"))
+    monkeypatch.setattr(genapps.pipeline, "__file__", str(tmp_path / "site" / "genapps" / "pipeline.py"))
     result = cli("demo", "--out", tmp_path / "o")
     assert result.exit_code == 2 and "the demo files are not installed" in result.output
     assert len(result.output.strip().splitlines()) == 1

@@ -6,7 +6,8 @@ import torch
 from PIL import Image
 
 from genapps.tasks.inpaint import masks as M
-from genapps.tasks.inpaint.classical import CLASSICAL, FSR_MISSING, fill
+from genapps.tasks.inpaint.classical import FSR_MISSING, fill
+from genapps.tasks.inpaint.config import CLASSICAL
 
 try:
     import cv2

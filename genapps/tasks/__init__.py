@@ -4,11 +4,14 @@ A task is a folder under genapps/tasks/ with
   __init__.py  one light `TaskSpec` per task it provides (no torch import): its command, what the
                core needs to know about it (remote folders, renamed outputs, its report view) and
                its training commands; the CLI and the pipeline read it;
+  config.py    (`TaskSpec.config`, light: no torch) its Config, a frozen dataclass of its options;
+               field metadata makes the CLI options (see genapps.cli_conventions.config_options:
+               help, flags, choices), and path-valued fields carry {"path": True} (name-or-path
+               ones {"path": "if_exists"}) so that pipelines resolve them against the YAML's
+               folder. Light, so that options, --help and a rerun with nothing to do
+               (genapps.stamps) never import torch;
   task.py      (`TaskSpec.module`, imported only when used: models pull in torch) with
-    Config     a frozen dataclass of its options; field metadata makes the CLI options (see
-               genapps.cli_conventions.config_options: help, flags, choices), and path-valued
-               fields carry {"path": True} (name-or-path ones {"path": "if_exists"}) so that
-               pipelines resolve them against the YAML's folder;
+    Config     the same class (imported from config.py);
     run(cfg, input_dir, output_dir, device, name) -> genapps.records.StageResult;
   models.py, training.py, ...  its networks (shared ones live in genapps.nn) and trainers.
 
@@ -61,7 +64,7 @@ class TaskSpec:
     """What the core (CLI, pipeline, report) knows of a task, without importing it."""
 
     name: str
-    module: str  # "genapps.tasks.upscale": its Config and run()
+    module: str  # "genapps.tasks.upscale.task": its Config and run()
     help: str  # the command's help; its first line is what `genapps --help` lists
     command: bool = True  # a `genapps NAME` command (False: pipeline stage only, or a command of its own in cli.py)
     arguments: tuple[str, ...] = ("input_dir", "output_dir")  # the command's arguments -> run(input, output)
@@ -72,10 +75,15 @@ class TaskSpec:
     renames_outputs: Callable[[Any], bool] = _never  # (cfg) -> a later stage cannot find outputs by input name
     view: View = View()  # how its records appear in reports
     train: tuple[TrainCommand, ...] = ()  # its `genapps train ...` commands
+    config: str = ""  # "module:Class" of its Config in a light module (default: `module`'s Config)
 
     @property
     def summary(self) -> str:
         return self.help.strip().splitlines()[0]
+
+    def config_class(self) -> type:
+        """The task's Config class, without importing torch when `config` names a light module."""
+        return resolve(self.config) if self.config else self.load().Config
 
     def load(self) -> types.ModuleType:
         """The task's module (Config, run): imports torch and the models."""

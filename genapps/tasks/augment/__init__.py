@@ -6,6 +6,7 @@ from genapps.views import Metric, View
 AUGMENT = TaskSpec(
     name="augment",
     module="genapps.tasks.augment.task",
+    config="genapps.tasks.augment.config:Config",
     help="Train a class-conditional generator on an ImageFolder and write synthetic labeled images.",
     arguments=("data", "output_dir"),
     metavars=("DATA", "OUTPUT"),

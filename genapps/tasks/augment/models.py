@@ -14,8 +14,8 @@ from torch import nn
 
 from genapps.nn.blocks import ResidualBlock
 from genapps.nn.discriminators import ProjectionDiscriminator
+from genapps.tasks.augment.config import DECODERS
 
-DECODERS = ("conv", "residual")
 
 
 def reparameterize(mu: torch.Tensor, sigma: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -138,7 +138,6 @@ class Classifier(nn.Module):
 # vaegan: the CVAE trained with an adversarial loss on its decoded prior samples (VAE-GAN, Larsen et
 # al. 2016); same network, so its weights load as a CVAE. ENCODER_MODELS have q(z|x, y).
 GENERATORS = {"cvae": CVAE, "vaegan": CVAE, "cgan": Generator}
-ENCODER_MODELS = ("cvae", "vaegan")
 MODELS = GENERATORS | {"cgan_d": ProjectionDiscriminator, "classifier": Classifier}
 
 

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from genapps import losses
-from genapps.tasks.augment.models import ENCODER_MODELS, GENERATORS, define_model
+from genapps.tasks.augment.config import ENCODER_MODELS, GeneratorConfig
+from genapps.tasks.augment.models import GENERATORS, define_model
 from genapps.train import TrainConfig, TrainingDiverged, TrainSpec, fit
 
 log = logging.getLogger(__name__)
@@ -253,23 +254,6 @@ def pseudo_label(x: torch.Tensor, y: torch.Tensor, x_unl: torch.Tensor, num_clas
 
 
 # ---------------------------------------------------------------- generators
-
-
-@dataclass(frozen=True)
-class GeneratorConfig:
-    model: str = "cvae"
-    steps: int = 2000
-    batch_size: int = 64
-    lr: float = 1e-3
-    z_dim: int = 16
-    beta: float = 1.0  # CVAE: weight of the KL term
-    jitter: bool = True  # CVAE: kornia random affine on training images
-    guide_weight: float = 0.0  # weight of the class-consistency loss (needs a guide classifier)
-    guide_fraction: float = 0.5  # share of the batch decoded from the prior for that loss (its cost)
-    decoder: str = "conv"  # CVAE decoder: conv | residual (see models.CVAE)
-    adversarial_weight: float = 0.0  # vaegan: weight of the hinge loss of D on the decoded prior samples
-    ema: float = 0.999
-    seed: int = 0
 
 
 def _jitter():

@@ -7,6 +7,7 @@ from genapps.views import View
 EVALUATE = TaskSpec(
     name="evaluate",
     module="genapps.tasks.evaluate.task",
+    config="genapps.tasks.evaluate.config:Config",
     help="PSNR/SSIM of predictions against references, paired by relative path and stem.",
     command=False,
     view=View(input="reference", output="prediction", input_is_reference=True),

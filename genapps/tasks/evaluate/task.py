@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -18,23 +18,11 @@ import torch
 from genapps import distributed, io, metrics
 from genapps.batch import measure_pair, progress
 from genapps.records import Record, StageResult
+from genapps.tasks.evaluate.config import Config
 
 log = logging.getLogger(__name__)
 
 TASK = "evaluate"
-
-
-@dataclass(frozen=True)
-class Config:
-    reference: str = field(metadata={"path": True})
-    y_channel: bool = False  # BT.601 luma (MATLAB rgb2ycbcr), the SR protocol
-    crop_border: int = 0  # pixels shaved each side, the SR protocol uses the scale
-    masks: str | None = field(default=None, metadata={"path": True})
-    quantize: bool = True  # round predictions to 8 bits first, as saved files are
-
-    def __post_init__(self):
-        if self.crop_border < 0:
-            raise ValueError(f"crop_border must be >= 0, got {self.crop_border}")
 
 
 def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torch.device,

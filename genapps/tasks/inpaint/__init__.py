@@ -6,6 +6,7 @@ from genapps.views import Metric, View
 INPAINT = TaskSpec(
     name="inpaint",
     module="genapps.tasks.inpaint.task",
+    config="genapps.tasks.inpaint.config:Config",
     help="Fill the masked holes of a folder (or one image): remove objects, scratches, text.",
     remote=True,
     renames_outputs=lambda cfg: bool(cfg.suffix) or cfg.samples > 1,
@@ -20,6 +21,7 @@ INPAINT = TaskSpec(
 MASKS = TaskSpec(
     name="masks",
     module="genapps.tasks.inpaint.masks",
+    config="genapps.tasks.inpaint.config:MasksConfig",
     help="Write a seeded inpainting mask (PNG, white = hole) for every image of a folder.",
     batch=False,
     device=False,

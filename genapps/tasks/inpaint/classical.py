@@ -15,7 +15,6 @@ import numpy as np
 import torch
 
 RADIUS = 5  # px, the radius of OpenCV's methods (as IOPaint's cv2 model and REFERENCE-POINTS)
-CLASSICAL = ("telea", "ns", "biharmonic", "fsr-fast", "fsr-best")
 
 
 def _opencv(image: torch.Tensor, mask: torch.Tensor, flag: int) -> torch.Tensor:

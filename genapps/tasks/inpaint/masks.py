@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -25,18 +25,11 @@ import torch
 import torch.nn.functional as F
 
 from genapps import io
+from genapps.tasks.inpaint.config import BUCKETS, KINDS, STROKES  # the tables live with the options
+from genapps.tasks.inpaint.config import MasksConfig as Config
 
 log = logging.getLogger(__name__)
 
-# kind -> (strokes (min, max), segments per stroke (min, max), width px (min, max), segment length as a
-# fraction of the image's longer side (min, max)). `thick` is REFERENCE-POINTS' benchmark protocol.
-STROKES = {
-    "thin": ((4, 8), (2, 5), (3, 8), (0.05, 0.25)),
-    "medium": ((4, 6), (2, 4), (8, 16), (0.08, 0.3)),
-    "thick": ((4, 4), (2, 4), (14, 31), (0.1, 0.35)),
-}
-BUCKETS = {f"area{hi}": (hi / 100 - 0.1, hi / 100) for hi in range(10, 70, 10)}
-KINDS = (*STROKES, "box", "mixed", *BUCKETS)
 
 
 # ---------------------------------------------------------------- files
@@ -190,21 +183,6 @@ def grow(mask: torch.Tensor, px: int) -> torch.Tensor:
 
 
 TASK = "masks"
-
-
-@dataclass(frozen=True)
-class Config:
-    """Options of `genapps masks` and of a `masks` pipeline stage: one seeded mask per image."""
-
-    kind: str = field(default="thick", metadata={
-        "choices": KINDS, "help": "Brush strokes, boxes, or a hole-area bucket (area30 = 20-30% of the image)."})
-    seed: int = field(default=0, metadata={"help": "Masks depend on (seed, relative path) only."})
-    resume: bool = field(default=True, metadata={"invert": "--overwrite", "help": "Redo masks that exist."})
-    fail_fast: bool = False
-
-    def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
 
 
 def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device=None, name: str = TASK):

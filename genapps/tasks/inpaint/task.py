@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -33,76 +33,14 @@ from genapps.batch import Manifest, file_output, map_images
 from genapps.inference import check_finite, dihedral_tta, pad_to_multiple, round_trip, size_requirements
 from genapps.records import StageResult
 from genapps.tasks.inpaint import masks as M
-from genapps.tasks.inpaint.classical import CLASSICAL, fill, prefill
+from genapps.tasks.inpaint.classical import fill, prefill
+from genapps.tasks.inpaint.config import Config
 from genapps.tasks.inpaint.models import ARCHS
 
 log = logging.getLogger(__name__)
 
 TASK = "inpaint"
-METHODS = ("model", *CLASSICAL)
 DEFAULT_MODELS = {False: "inpaint", True: "inpaint-pluralistic"}  # by "several samples wanted"
-
-
-@dataclass(frozen=True)
-class Config:
-    """Options of `genapps inpaint` and of an `inpaint` pipeline stage.
-
-    Masks come from `masks` (a folder mirrored by relative path and stem, or one file), or are
-    generated on the fly by `mask_kind`/`mask_seed` exactly as `genapps masks` writes them.
-    """
-
-    masks: str | None = field(default=None, metadata={
-        "path": True, "type": "path", "required": True,  # on the command line; a pipeline may give mask_kind
-        "help": "Mask folder (matched by path and stem, photo.png or photo_mask.png) or one mask file for every "
-                "image; white (>= threshold) = hole."})
-    mask_kind: str | None = field(default=None, metadata={"cli": False})  # instead of `masks`: generate (M.KINDS)
-    mask_seed: int = field(default=0, metadata={"cli": False})
-    method: str = field(default="model", metadata={"choices": METHODS})
-    model: str | None = field(default=None, metadata={"path": "if_exists", "flags": ("-m", "--model"), "help":
-                              "Bundled name (genapps info) or .safetensors; default inpaint (inpaint-pluralistic "
-                              "with --samples > 1)."})
-    samples: int = field(default=1, metadata={"range": (1, 64), "help": "Fills per image from the pluralistic "
-                                              "model: NAME_s0, NAME_s1, ..."})
-    seed: int = field(default=0, metadata={"help": "Seed of the pluralistic samples."})
-    concat: bool = field(default=False, metadata={"help": "Write image | mask | result side by side."})
-    mask_threshold: int = field(default=127, metadata={"range": (0, 255)})
-    grow: int = field(default=0, metadata={"range": (0, 256), "help": "Dilate every mask by N px before filling "
-                                           "(hand-drawn masks miss edge pixels)."})
-    invert_mask: bool = field(default=False, metadata={"help": "Masks are white where the image is kept."})
-    skip_missing_masks: bool = field(default=False, metadata={
-        "help": "Skip images without a mask instead of failing them."})
-    tta: bool = field(default=True, metadata={  # pluralistic samples: never
-        "help": "GAN model: average over the 8 flips/transposes."})
-    work_size: int = field(default=512, metadata={  # longer side (px) of the crops the model runs on
-        "help": "Model crops larger than this are resized down."})
-    margin: int = field(default=48, metadata={"cli": False})  # context (px) kept around each hole
-    ext: str | None = None
-    suffix: str = ""
-    quality: int = 95
-    resume: bool = True
-    fail_fast: bool = False
-    reference: str | None = field(default=None, metadata={  # originals: hole L1/PSNR, PSNR/SSIM
-        "path": True, "type": "dir", "help": "Originals: report hole L1/PSNR per image."})
-
-    def __post_init__(self):
-        if (self.masks is None) == (self.mask_kind is None):
-            raise ValueError("give masks (a folder or one file) or mask_kind (generated masks), not both or neither")
-        if self.mask_kind is not None and self.mask_kind not in M.KINDS:
-            raise ValueError(f"mask_kind must be one of {', '.join(M.KINDS)}, got {self.mask_kind!r}")
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        if self.samples < 1:
-            raise ValueError(f"samples must be >= 1, got {self.samples}")
-        if self.samples > 1 and self.method != "model":
-            raise ValueError(f"samples > 1 needs method 'model' (a pluralistic model), not {self.method!r}")
-        if not 0 <= self.mask_threshold <= 255:
-            raise ValueError(f"mask_threshold must be in 0..255, got {self.mask_threshold}")
-        if not 0 <= self.grow <= 256:
-            raise ValueError(f"grow must be in 0..256, got {self.grow}")
-        if self.work_size < 64 or self.margin < 0:
-            raise ValueError("work_size must be >= 64 and margin >= 0")
-        if self.ext is not None and f".{self.ext.lstrip('.').lower()}" not in io.WRITE_FORMATS:
-            raise ValueError(f"ext must be one of {', '.join(sorted(io.WRITE_FORMATS))}, got {self.ext!r}")
 
 
 class MissingMask(ValueError):

@@ -19,6 +19,7 @@ from genapps import weights
 from genapps.nn import ResnetGenerator, UnetGenerator
 from genapps.nn.color import annealed_mean, colour_from_ab
 from genapps.nn.nafnet import NAFNet
+from genapps.tasks.translate.config import NETG
 
 
 class _ResidualOutput:
@@ -132,10 +133,6 @@ ARCHS = {"unet": UnetTranslator, "resnet": ResnetTranslator, "cycle": CycleGener
          "nafnet": NAFNetTranslator}
 
 # The reference's --netG names and the arguments they stand for.
-NETG = {"unet_128": ("unet", {"num_downs": 7}), "unet_256": ("unet", {"num_downs": 8}),
-        "resnet_9blocks": ("resnet", {"n_blocks": 9}), "resnet_6blocks": ("resnet", {"n_blocks": 6})}
-
-
 def define_G(arch: str, **config) -> nn.Module:
     """Build a generator by architecture name (unet | resnet | cycle | nafnet | unet-ab); unknown names list the valid ones."""
     if arch not in ARCHS:

@@ -17,7 +17,7 @@ photos themselves are then the targets, e.g. a --reference folder). Pairs are PN
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import cv2
@@ -28,34 +28,10 @@ from genapps import io, paths
 from genapps.batch import map_images
 from genapps.degradations import DEGRADE_RANGES, REALESRGAN, degrade, file_rng, random_degradation, realworld
 from genapps.records import StageResult
+from genapps.tasks.translate.config import PairsConfig as Config
 
 TASK = "pairs"
-KINDS = ("edges", "gray", "degrade", "realworld")
-LAYOUTS = ("folders", "aligned", "input")
 REALWORLD_SAME_SIZE = replace(REALESRGAN, scale=1)  # A and B of a pair have the same size
-
-
-@dataclass(frozen=True)
-class Config:
-    """Options of `genapps pairs` and of a `pairs` pipeline stage."""
-
-    kind: str = field(default="degrade", metadata={
-        "choices": KINDS, "required": True,  # on the command line
-        "help": "A side: Canny edges, grayscale, blur+noise+JPEG, or Real-ESRGAN's second-order degradation; B side: the photo."})
-    layout: str = field(default="folders", metadata={
-        "choices": LAYOUTS,
-        "help": "folders: OUTPUT/A and OUTPUT/B; aligned: A|B side by side; input: only the A images."})
-    seed: int = field(default=0, metadata={"help": "Degradations are seeded per file."})
-    resume: bool = True
-    fail_fast: bool = False
-
-    def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
-        if self.layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
-        if self.seed < 0:  # numpy's generators take seeds >= 0 (file_rng)
-            raise ValueError(f"seed must be >= 0, got {self.seed}")
 
 
 def to_uint8(t: torch.Tensor) -> np.ndarray:

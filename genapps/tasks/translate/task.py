@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -22,62 +22,12 @@ from genapps import io, metrics
 from genapps.batch import map_images
 from genapps.inference import auto_tile, infer, round_trip
 from genapps.records import StageResult
-from genapps.tasks.translate.models import NETG, UnetAbClassifier, load_model
+from genapps.tasks.translate.config import Config
+from genapps.tasks.translate.models import UnetAbClassifier, load_model
 
 log = logging.getLogger(__name__)
 
 TASK = "translate"
-DEFAULT_MODEL = "restore"
-
-
-@dataclass(frozen=True)
-class Config:
-    """Options of `genapps translate` and of a `translate` pipeline stage."""
-
-    model: str = field(default=DEFAULT_MODEL, metadata={"path": "if_exists", "flags": ("-m", "--model"), "help":
-                       "Bundled name (restore, colorize, restore-unpaired), .safetensors, or a reference "
-                       "latest_net_G*.pth."})
-    direction: str = field(default="AtoB", metadata={  # CycleGAN models: AtoB (G_A) or BtoA (G_B)
-        "choices": ("AtoB", "BtoA"), "help": "CycleGAN models: which generator runs."})
-    stochastic: bool = field(default=False, metadata={"help": "Test-time dropout, seeded per file (--seed)."})
-    seed: int = 0
-    tile: int = field(default=0, metadata={"flags": ("-t", "--tile"), "help": "Tile size in px (0 = whole image "
-                                                                             "when it fits --max-memory, else the "
-                                                                             "largest tile that does)."})
-    tile_overlap: int = 32
-    max_memory: float | None = field(default=None, metadata={  # GB of process memory the tile choice aims at
-        "help": "GB of memory (RAM; GPU memory on CUDA) that -t 0 fits its tiles in; default a quarter of RAM, "
-                "at most 4 GB (CUDA: half the free GPU memory); 0 = no limit."})
-    # reference .pth only: checked against what the keys show (None = read from the keys)
-    netg: str | None = field(default=None, metadata={
-        "flags": ("--netg", "--netG"), "choices": tuple(NETG),
-        "help": "Reference .pth: checked against its keys (read from them when left out)."})
-    ngf: int | None = field(default=None, metadata={"help": "Reference .pth: checked against its keys."})
-    norm: str | None = field(default=None, metadata={"choices": ("batch", "instance", "none"),
-                                                     "help": "Reference .pth: checked against its keys."})
-    dropout: bool | None = field(default=None, metadata={
-        "help": "Reference U-Net .pth: was it trained with dropout?"})
-    ext: str | None = None
-    suffix: str = ""
-    quality: int = 95
-    resume: bool = True
-    fail_fast: bool = False
-    reference: str | None = field(default=None, metadata={
-        "path": True, "type": "dir", "help": "Target folder: report PSNR/SSIM/L1 per image."})
-
-    def __post_init__(self):
-        if self.direction not in ("AtoB", "BtoA"):
-            raise ValueError(f"direction must be AtoB or BtoA, got {self.direction!r}")
-        if self.tile < 0 or self.tile_overlap < 0:
-            raise ValueError("tile and tile_overlap must be >= 0")
-        if self.max_memory is not None and self.max_memory < 0:
-            raise ValueError(f"max_memory must be >= 0 GB (0 = no limit), got {self.max_memory}")
-        if self.netg is not None and self.netg not in NETG:
-            raise ValueError(f"netg must be one of {', '.join(NETG)}, got {self.netg!r}")
-        if self.norm is not None and self.norm not in ("batch", "instance", "none"):
-            raise ValueError(f"norm must be batch, instance or none, got {self.norm!r}")
-        if self.ext is not None and f".{self.ext.lstrip('.').lower()}" not in io.WRITE_FORMATS:
-            raise ValueError(f"ext must be one of {', '.join(sorted(io.WRITE_FORMATS))}, got {self.ext!r}")
 
 
 def translate_tensor(g: nn.Module, x: torch.Tensor, tile: int = 0, overlap: int = 32,

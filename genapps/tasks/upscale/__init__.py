@@ -6,6 +6,7 @@ from genapps.views import Metric, View
 UPSCALE = TaskSpec(
     name="upscale",
     module="genapps.tasks.upscale.task",
+    config="genapps.tasks.upscale.config:Config",
     help="""Super-resolve a folder (or one image) of photos or scans x2/x3/x4.
 
     OUTPUT is a folder (the input tree is mirrored into it), or for one input image a file name
@@ -22,6 +23,7 @@ UPSCALE = TaskSpec(
 DOWNSCALE = TaskSpec(
     name="downscale",
     module="genapps.tasks.upscale.downscale",
+    config="genapps.tasks.upscale.config:DownscaleConfig",
     help="Shrink every image by an integer factor (antialiased bicubic): LR inputs for an SR stage.",
     command=False,
     remote=True,

@@ -7,7 +7,7 @@ upscaling gives back the HR size exactly. Alpha, grayscale and 16-bit are kept.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -16,20 +16,9 @@ from genapps import io
 from genapps.batch import map_images
 from genapps.inference import resize
 from genapps.records import StageResult
+from genapps.tasks.upscale.config import DownscaleConfig as Config
 
 TASK = "downscale"
-
-
-@dataclass(frozen=True)
-class Config:
-    scale: int = 4
-    ext: str | None = None
-    resume: bool = True
-    fail_fast: bool = False
-
-    def __post_init__(self):
-        if self.scale not in (2, 3, 4):
-            raise ValueError(f"scale must be 2, 3 or 4, got {self.scale}")
 
 
 def downscale_image(image: io.LoadedImage, scale: int) -> io.LoadedImage:
