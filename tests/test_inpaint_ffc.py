@@ -55,6 +55,36 @@ def test_ffc_model_shapes_multiple_and_untrained_output_is_the_prefill():
     assert torch.allclose(FFCInpaint(channels=8, prefill=False).base(x), x[:, :3] * (1 - x[:, 3:]))
 
 
+@pytest.mark.parametrize("act, alive", [("relu", False), ("lrelu", True)])
+def test_ffc_trunk_with_negative_biases_still_learns_only_when_leaky(act, alive):
+    """Round 2's stage 1 (relu) came back with 38-62% of its deep channels dead and 5% of the units before
+    the head active: trained on hole L1 with no normalisation, the trunk's biases drift negative and a
+    ReLU unit that is off everywhere never gets a gradient again. Biases pushed negative as there: a leaky
+    trunk still passes gradients to the stem and the FFC blocks, a ReLU one passes none."""
+    torch.manual_seed(0)
+    model = _randomised(FFCInpaint(channels=8, downs=2, blocks=1, act=act), std=0.05)
+    with torch.no_grad():
+        for seq in [model.stem, *model.down, *(u[1:] for u in model.up)]:
+            seq[0].bias.fill_(-5.0)  # every pre-activation of the trunk below 0
+    model(_x()).sum().backward()
+    stem_grad, block_grad = model.stem[0].weight.grad.abs().sum(), model.blocks[0].gain.grad.abs()
+    assert (stem_grad > 0 and block_grad > 0) if alive else (stem_grad == 0 and block_grad == 0)
+
+
+def test_ffc_activation_in_the_config_and_stage_one_weights_unchanged():
+    from genapps.tasks.inpaint.training import InpaintTrainConfig, build_generator
+
+    cfg = dict(data=".", out="x.safetensors", model="ffc", ngf=8, downs=2, blocks=1, patch=32)
+    _, _, config = build_generator(InpaintTrainConfig(**cfg))
+    assert config["act"] == "lrelu"  # the default for new trainings
+    _, _, old = build_generator(InpaintTrainConfig(**cfg, act="relu"))
+    assert "act" not in old  # stage 1's config: --init with its weights still matches
+    assert isinstance(define_G("ffc", **old).stem[1], torch.nn.ReLU)
+    assert isinstance(define_G("ffc", **config).stem[1], torch.nn.LeakyReLU)
+    with pytest.raises(ValueError, match="unknown activation"):
+        FFCInpaint(channels=8, act="gelu")
+
+
 def test_ffc_model_ignores_the_hole_content_and_sees_far():
     torch.manual_seed(0)
     model = _randomised(FFCInpaint(channels=8, downs=2, blocks=2), std=0.05).eval()
@@ -145,7 +175,8 @@ def test_train_ffc_resumes_keeps_the_best_and_continues_with_init(cli, train_dir
     assert r.exit_code == 0, r.output
     assert io.load_torch(out.with_suffix(".state.pt"))["step"] == 3
     card = json.loads(out.with_suffix(".json").read_text())
-    assert card["arch"] == "ffc" and card["config"] == {"channels": 4, "downs": 2, "blocks": 1, "prefill": True}
+    assert card["arch"] == "ffc" and card["config"] == {"channels": 4, "downs": 2, "blocks": 1, "prefill": True,
+                                                       "act": "lrelu"}
     assert len(card["stages"]) == 1 and card["stages"][0]["steps"] == 3 and card["stages"][0]["extra"]
     assert "structure" in card["history"][-1]
     best = out.with_suffix(".best.safetensors")

@@ -96,14 +96,25 @@ class FFC(nn.Module):
         return out_l, out_g
 
 
+def activation(name: str) -> nn.Module:
+    """'relu' (LaMa's) or 'lrelu' (LeakyReLU 0.2: without a normalisation in front of it a ReLU unit whose
+    bias drifts negative is dead for good, no gradient reaches it again; a leaky one recovers)."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; valid: {', '.join(ACTIVATIONS)}")
+    return nn.ReLU() if name == "relu" else nn.LeakyReLU(0.2)
+
+
+ACTIVATIONS = ("relu", "lrelu")
+
+
 class FFCAct(nn.Module):
     """FFC followed by an activation on each part (LaMa's FFC_BN_ACT without the BatchNorm)."""
 
     def __init__(self, in_ch: int, out_ch: int, ratio_gin: float = 0.75, ratio_gout: float = 0.75,
-                 act: bool = True):
+                 act: bool = True, kind: str = "relu"):
         super().__init__()
         self.ffc = FFC(in_ch, out_ch, ratio_gin, ratio_gout)
-        self.act = nn.ReLU(inplace=False) if act else nn.Identity()
+        self.act = activation(kind) if act else nn.Identity()
 
     def forward(self, x: Pair) -> Pair:
         out_l, out_g = self.ffc(x)
@@ -112,11 +123,12 @@ class FFCAct(nn.Module):
 
 class FFCResnetBlock(nn.Module):
     """LaMa's FFC residual block: two FFCs (channels and ratio kept), added to the input part by
-    part; the branch is scaled by a learnable gain starting at 0 (the block starts as the identity)."""
+    part; the branch is scaled by a learnable gain starting at 0 (the block starts as the identity).
+    `act`: the activation between the two FFCs (`activation`)."""
 
-    def __init__(self, channels: int, ratio: float = 0.75):
+    def __init__(self, channels: int, ratio: float = 0.75, act: str = "relu"):
         super().__init__()
-        self.conv1 = FFCAct(channels, channels, ratio, ratio)
+        self.conv1 = FFCAct(channels, channels, ratio, ratio, kind=act)
         self.conv2 = FFCAct(channels, channels, ratio, ratio, act=False)
         self.gain = nn.Parameter(torch.zeros(()))
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from genapps.nn import UnetGenerator
 from genapps.nn.dilated import DilatedBottleneck
-from genapps.nn.ffc import FFCResnetBlock, merge_pair, split_pair
+from genapps.nn.ffc import FFCResnetBlock, activation, merge_pair, split_pair
 
 
 class InpaintUnet(nn.Module):
@@ -154,24 +154,27 @@ class FFCInpaint(nn.Module):
     spanning the whole crop) work; nearest upsampling + 3x3 convs come back, each level adding
     the encoder's features of its size (U-Net-like additive skips, for sharp hole borders); the
     last conv, zero at start, predicts a correction of the pre-fill. H and W must be multiples
-    of `input_multiple` = 2^downs.
+    of `input_multiple` = 2^downs. `act`: the trunk's and the FFC blocks' activation ('relu', the
+    weights of round 2's stage 1; 'lrelu' trains: with no normalisation, the ReLU trunk's units die
+    under the hole L1 (their biases drift negative while the correction is still noise) and the
+    correction stays ~0, the pre-fill's).
     """
 
     classical_prefill = False  # it fills the hole itself (push-pull): give it the holed image
 
     def __init__(self, channels: int = 24, downs: int = 3, blocks: int = 6, ratio: float = 0.75,
-                 prefill: bool = True):
+                 prefill: bool = True, act: str = "relu"):
         super().__init__()
         if downs < 1 or blocks < 0 or channels < 4:
             raise ValueError(f"need downs >= 1, blocks >= 0, channels >= 4; got {downs}, {blocks}, {channels}")
         self.prefill, self.ratio = prefill, ratio
         widths = [channels * 2 ** i for i in range(downs + 1)]
-        self.stem = nn.Sequential(_conv(4, widths[0]), nn.ReLU(inplace=True))
-        self.down = nn.ModuleList(nn.Sequential(_conv(widths[i], widths[i + 1], 2), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(_conv(4, widths[0]), activation(act))
+        self.down = nn.ModuleList(nn.Sequential(_conv(widths[i], widths[i + 1], 2), activation(act))
                                   for i in range(downs))
-        self.blocks = nn.ModuleList(FFCResnetBlock(widths[-1], ratio) for _ in range(blocks))
+        self.blocks = nn.ModuleList(FFCResnetBlock(widths[-1], ratio, act) for _ in range(blocks))
         self.up = nn.ModuleList(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
-                                              _conv(widths[i + 1], widths[i]), nn.ReLU(inplace=True))
+                                              _conv(widths[i + 1], widths[i]), activation(act))
                                 for i in reversed(range(downs)))
         self.head = _conv(widths[0], 3)
         nn.init.zeros_(self.head.weight)

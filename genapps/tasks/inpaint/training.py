@@ -73,6 +73,8 @@ class InpaintTrainConfig:
     blocks: int = field(default=6, metadata={"help": "FFC: residual blocks at the lowest resolution."})
     downs: int = field(default=3, metadata={"help": "FFC: stride-2 levels (the blocks run at 1/2^downs)."})
     prefill: bool = field(default=True, metadata={"help": "FFC: start from a push-pull pre-fill of the hole."})
+    act: str = field(default="lrelu", metadata={"choices": ("relu", "lrelu"), "help": (
+        "FFC: activation (relu: round 2's stage 1; its unnormalised trunk dies, the correction stays ~0).")})
     structure_weight: float = field(default=1.0, metadata={
         "help": "FFC: weight of the Laplacian-pyramid L1 of the composited crop."})
     num_downs: int = field(default=5, metadata={"cli": False})
@@ -280,6 +282,7 @@ def build_generator(cfg: InpaintTrainConfig) -> tuple[torch.nn.Module, str, dict
     arch = MODELS[cfg.model]
     if arch == "ffc":
         config = {"channels": cfg.ngf, "downs": cfg.downs, "blocks": cfg.blocks, "prefill": cfg.prefill}
+        config |= {"act": cfg.act} if cfg.act != "relu" else {}  # (stage 1's weights: relu, no key)
     else:
         config = {"ngf": cfg.ngf, "num_downs": cfg.num_downs} | ({"z_dim": cfg.z_dim} if arch == "pluralistic" else {})
     g = define_G(arch, **config)
