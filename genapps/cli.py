@@ -323,7 +323,7 @@ def info() -> None:
     import torch
 
     import genapps
-    from genapps import ncnn_files, weights
+    from genapps import ncnn_files, weights, zoo
 
     click.echo(f"genapps {genapps.__version__}  python {platform.python_version()}  torch {torch.__version__}")
     cuda = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
@@ -335,8 +335,6 @@ def info() -> None:
         bench = card.get("benchmark") or card.get("validation") or {}
         numbers = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in bench.items())
         click.echo(f"  {name:<12} {path.stat().st_size / 1e6:5.2f} MB  {card.get('arch', '?')}  {numbers}")
-    from genapps import zoo
-
     click.echo(f"model zoo and imported models ({zoo.home()}):")
     for name, state in zoo.status().items():
         click.echo(f"  {name:<24} {zoo.ZOO.get(name, '')}\n  {'':<24} {state}")
@@ -361,13 +359,15 @@ def models() -> None:
 @click.argument("bin_path", metavar="BIN", type=click.Path(dir_okay=False))
 @click.option("--name", help="Name for -m (default: PARAM's file name without extension).")
 @click.option("--out", type=click.Path(file_okay=False), help="Folder (default: $GENAPPS_HOME/models).")
+@click.option("--range", "value_range", type=click.Choice(["1", "255"]), default="1", help="Graph values 0-1 or 0-255.")
+@click.option("--license", "license_name", help="The model's licence, for its card (default: not declared).")
 @user_errors
-def models_import_ncnn(param: str, bin_path: str, name: str | None, out: str | None) -> None:
-    """Convert an ncnn RRDBNet or SRVGGNetCompact (.param + .bin) into a genapps .safetensors."""
+def models_import_ncnn(param, bin_path, name, out, value_range, license_name) -> None:
+    """Convert an ncnn model (.param + .bin, any graph of the layer types genapps runs) to .safetensors."""
     from genapps import zoo
 
-    path = zoo.import_ncnn(param, bin_path, name, out)
-    click.echo(f"saved {path}; use it with: genapps upscale INPUT OUTPUT -m {path.stem if out is None else path}")
+    path = zoo.import_ncnn(param, bin_path, name, out, license_name=license_name, value_range=int(value_range))
+    click.echo(zoo.import_usage(path, by_name=out is None))
 
 
 # ---------------------------------------------------------------- train

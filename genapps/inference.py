@@ -23,6 +23,8 @@ Tensors are float in [0, 1] unless a caller's `forward` maps them (translate's [
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import logging
 import math
 import os
@@ -152,6 +154,24 @@ def margin(overlap: int, radius: int) -> int:
     return overlap if radius <= overlap // 2 else radius + overlap - overlap // 2
 
 
+@functools.cache
+def _libc():
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
+
+def release_freed_memory(device: torch.device) -> None:
+    """Give the memory freed by a tile pass back to the system (glibc malloc_trim; CPU only): a
+    model that keeps freed memory (genapps.nn.winograd) would otherwise grow its heap pass after
+    pass with the fragments of differently shaped tiles (realesrgan-x4plus: 7.3 GB peak RSS in
+    a 4 GB budget)."""
+    libc = _libc() if device.type == "cpu" else None
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+
+
 class NonFiniteOutput(ValueError):
     """A model's output holds NaN or inf (damaged weights, or an overflow in fp16/bf16)."""
 
@@ -226,6 +246,8 @@ def infer(model: nn.Module, x: torch.Tensor, scale: int = 1, tile: int = 0, over
                 wt = wy[:, None] * wx[None, :]
                 out[..., y0 * scale:y1 * scale, x0 * scale:x1 * scale] += r * wt
                 weight[..., y0 * scale:y1 * scale, x0 * scale:x1 * scale] += wt
+            del res
+            release_freed_memory(x.device)
         out = out / weight
     out = out[..., top * scale:(top + h) * scale, left * scale:(left + w) * scale]
     return check_finite(out, name, precision)
@@ -237,12 +259,16 @@ def infer(model: nn.Module, x: torch.Tensor, scale: int = 1, tile: int = 0, over
 # maps), so it is measured once per model on a small probe and extrapolated: the peak of the tensor
 # storages alive at once during one forward pass (every torch function's outputs, freed with their
 # last reference), per input px. What that count cannot see (convolution workspaces, the
-# allocator's slack) made the real peak RSS 1.1x (sr-x4), 1.3x (realesr-animevideov3) and 1.5x
-# (realesrgan-x4plus, Winograd path) the tracked peak at 128-256 px: HIDDEN covers it (x4plus on
-# a 1-MP photo with the default 4 GB budget: 128-px tiles, peak RSS 3.5 GB). On CUDA the
-# allocator's own peak is exact.
+# allocator's slack) made the real peak RSS 1.0-1.5x the tracked peak for plain models: HIDDEN
+# covers it. A model may declare its own factor as `hidden_memory`: genapps.nn.winograd.accelerate's
+# models keep freed memory (glibc) and run NNPACK with its own workspaces, 2.4-4.4x the tracked peak
+# (benchmarks/ncnn_graph.md, "Memory-safe tiling per family"). A model that pads its input itself
+# (an ncnn family's context) needs memory for more px than it is given: two probes (PROBE and
+# PROBE + PROBE_STEP px) fit peak = per_px * (side + 2 * context)^2, and every pass is counted on its
+# padded size. On CUDA the allocator's own peak is exact.
 
 PROBE = 32  # px: side of the probe input (rounded up to the model's requirement)
+PROBE_STEP = 16  # px: the second probe is this much larger
 HIDDEN = 2.0  # real peak / tracked tensor bytes (measured 1.1-1.6, see above), with margin
 TILE_GRID = 16  # auto tiles are multiples of this (and of the model's multiple): stable choices
 MIN_TILE = 64  # px: below this, tiles would be mostly overlap; a budget that small runs them anyway
@@ -332,6 +358,7 @@ class MemoryProfile:
     baseline: int
     out_channels: int
     logged: bool = False
+    context: int = 0  # px the model pads on every side itself: per_px counts the padded px
 
 
 _PROFILES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {(device, precision, C): profile}
@@ -339,25 +366,34 @@ _PROFILES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {
 
 def memory_profile(model: nn.Module, channels: int, device: torch.device, precision: str = "fp32",
                    forward: Callable | None = None) -> MemoryProfile:
-    """The model's MemoryProfile, measured on a PROBE-px input of `channels` on the first call
-    (the random streams are left as they were: seeded dropout stays reproducible)."""
+    """The model's MemoryProfile, measured on two probe inputs of `channels` (PROBE and PROBE +
+    PROBE_STEP px) on the first call (the random streams are left as they were: seeded dropout
+    stays reproducible)."""
     forward = model if forward is None else forward
     cache = _PROFILES.setdefault(model, {})
     key = (str(device), precision, channels)
     if key not in cache:
-        side = size_requirements(model).fit(PROBE)
+        req = size_requirements(model)
+        sides = (req.fit(PROBE), req.fit(req.fit(PROBE) + PROBE_STEP))
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            probe = torch.rand(1, channels, side, side, device=device)
-            baseline = process_memory(device)
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-                out = _forward(forward, probe, precision)
-                peak, hidden = torch.cuda.max_memory_allocated(device) - baseline, 1.0
-            else:
-                with _LiveTensorBytes() as live:
+            peaks, baseline = [], process_memory(device)
+            for side in sides:
+                probe = torch.rand(1, channels, side, side, device=device)
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
                     out = _forward(forward, probe, precision)
-                peak, hidden = live.peak, HIDDEN
-        cache[key] = MemoryProfile(hidden * peak / side ** 2, baseline, int(out.shape[1]))
+                    peak, hidden = torch.cuda.max_memory_allocated(device) - baseline, 1.0
+                else:
+                    with _LiveTensorBytes() as live:
+                        out = _forward(forward, probe, precision)
+                    peak, hidden = live.peak, float(getattr(model, "hidden_memory", HIDDEN))
+                peaks.append(max(1, peak))
+        # sqrt(peak) = k * (side + c): k^2 bytes per px of the input padded by c / 2 px on every side
+        k = (math.sqrt(peaks[1]) - math.sqrt(peaks[0])) / (sides[1] - sides[0])
+        c = math.sqrt(peaks[1]) / k - sides[1] if k > 0 else 0.0
+        if c <= 0:  # no context: the larger probe's bytes per px (a fixed part only overestimates)
+            k, c = math.sqrt(peaks[1]) / sides[1], 0.0
+        cache[key] = MemoryProfile(hidden * k * k, baseline, int(out.shape[1]), context=math.ceil(c / 2))
     return cache[key]
 
 
@@ -384,11 +420,12 @@ def choose_tile(profile: MemoryProfile, size: tuple[int, int], scale: int, overl
     h, w = size
     free = budget - profile.baseline
     out_bytes = 4 * profile.out_channels * h * w * scale ** 2
-    if profile.per_px * h * w + 2 * out_bytes <= free:
+    padded = 2 * profile.context  # what the model adds to every pass's input itself
+    if profile.per_px * (h + padded) * (w + padded) + 2 * out_bytes <= free:
         return TilePlan(0, batch_size)
     free -= 4 * out_bytes
     grid = math.lcm(TILE_GRID, multiple)
-    margin = 2 * overlap + 2 * (multiple - 1)
+    margin = 2 * overlap + 2 * (multiple - 1) + padded
     side = math.isqrt(int(free / profile.per_px)) if free > 0 else 0
     tile = max((side - margin) // grid * grid, -(-MIN_TILE // grid) * grid)
     per_pass = int(free // (profile.per_px * (tile + margin) ** 2)) if free > 0 else 0
@@ -410,7 +447,7 @@ def auto_tile(model: nn.Module, x: torch.Tensor, scale: int = 1, overlap: int = 
     pad = max(0, min(context, h - 1, w - 1))
     size = (req.fit(h + 2 * pad), req.fit(w + 2 * pad))
     b = x.shape[0]  # B images go through every pass together: B times the memory, per tile too
-    scaled = MemoryProfile(profile.per_px * b, profile.baseline, profile.out_channels * b)
+    scaled = MemoryProfile(profile.per_px * b, profile.baseline, profile.out_channels * b, context=profile.context)
     plan = choose_tile(scaled, size, scale, overlap, max(1, batch_size // b), budget, req.multiple)
     if plan.tile and not profile.logged:
         profile.logged = True

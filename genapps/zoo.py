@@ -13,6 +13,10 @@ architecture (genapps.nn.ncnn_graph.ncnn_model: the generic graph importer with 
 pre/post steps). Each cached file is converted on first use, reused after, and converted again
 when the wheel's files change (the card records their SHA-256).
 
+`import_ncnn` (`genapps models import-ncnn`) takes any ncnn pair of the layer types ncnn_graph
+runs: an RRDBNet/SRVGGNetCompact by `convert`, any other graph by `convert_generic` (the "ncnn"
+architecture with the "generic" family, [0, 1] or 0-255 values, the scale measured on a probe).
+
 `RESOLVER` makes these names (the zoo's, the wheels' and any imported ncnn model's) usable wherever
 a model name is: `upscale`'s load_model hands it to genapps.weights, which then loads the converted
 file like any genapps file (the weights layer does not import this module: no import cycle).
@@ -191,6 +195,65 @@ def convert_graph(name: str, param: str | Path, bin_path: str | Path) -> tuple[d
     return model.state_dict(), meta
 
 
+GENERIC = {1: "generic", 255: "generic-255"}  # import-ncnn --range -> the family of ncnn_graph.FAMILIES
+PROBES = ((24, 40), (21, 27))  # input px (h, w) the scale of an imported graph is measured on: even and odd
+MAX_SCALE = 8
+
+
+def _probe_scale(graph: NcnnGraph, where: str, value_scale: float) -> int:
+    """The integer scale (1..MAX_SCALE) of a graph: its output size over its input size on PROBES
+    of a random RGB image, the same on every probe; else a one-line ValueError saying why."""
+    if len(graph.inputs) != 1:
+        raise ValueError(f"{where}: the graph takes {len(graph.inputs)} inputs; an image model takes one")
+    scales = set()
+    for h, w in PROBES:
+        x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)) * value_scale
+        try:
+            with torch.inference_mode():
+                y = graph(x)
+        except (RuntimeError, ValueError, IndexError) as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise ValueError(f"{where}: the graph does not run on a {h}x{w} RGB image ({first}); genapps imports "
+                             "graphs that take an RGB image of any size") from None
+        if not isinstance(y, torch.Tensor) or y.dim() != 4 or y.shape[1] != 3:
+            shape = tuple(y.shape[1:]) if isinstance(y, torch.Tensor) else f"{len(y)} blobs"
+            raise ValueError(f"{where}: the graph gives {shape} for a (3, {h}, {w}) image: not an RGB image")
+        H, W = y.shape[-2:]
+        if H % h or W % w or H // h != W // w or not 1 <= H // h <= MAX_SCALE:
+            raise ValueError(f"{where}: the graph gives {H}x{W} px for {h}x{w}: not an integer scale "
+                             f"1-{MAX_SCALE} (a graph that crops or needs aligned sizes is not importable)")
+        scales.add(H // h)
+    if len(scales) != 1:
+        raise ValueError(f"{where}: the graph's scale changes with the input size ({sorted(scales)})")
+    return scales.pop()
+
+
+def convert_generic(param: str | Path, bin_path: str | Path, value_range: int = 1) -> tuple[dict[str, torch.Tensor], dict]:
+    """Any ncnn pair of the layer types genapps.nn.ncnn_graph runs -> (state dict, meta) of the
+    upscale task's "ncnn" architecture with the "generic" family (`value_range` 255: "generic-255",
+    a graph that takes and gives 0-255 values); the scale measured on a probe (_probe_scale)."""
+    if value_range not in GENERIC:
+        raise ValueError(f"value range must be 1 ([0, 1]) or 255 (0-255), got {value_range}")
+    graph = NcnnGraph(ncnn_files.read_ncnn(param, bin_path)).eval()
+    family = GENERIC[value_range]
+    scale = _probe_scale(graph, str(param), float(value_range))
+    model = NcnnModel(graph, family, scale)
+    meta = {"task": "upscale", "arch": "ncnn", "graph_format": GRAPH_FORMAT,
+            "config": {"graph": json.dumps(graph.spec()), "family": family, "scale": scale}}
+    return model.state_dict(), meta
+
+
+def _hand_written(param: Path) -> bool:
+    """Whether an ncnn .param is an RRDBNet or SRVGGNetCompact (convert's layout); an unknown layer
+    type is a one-line ValueError naming it."""
+    layers = ncnn_files.parse_param(param.read_text(encoding="utf-8", errors="replace"), str(param))
+    try:
+        _detect(layers)
+    except ValueError:
+        return False
+    return True
+
+
 def _valid_name(name: str) -> bool:
     return bool(name) and not any(c in name for c in "/\\") and not name.startswith(".")
 
@@ -219,26 +282,46 @@ def home() -> Path:
 
 
 def import_ncnn(param: str | Path, bin_path: str | Path, name: str | None = None,
-                out_dir: str | Path | None = None, source: str | None = None, license_name: str | None = None) -> Path:
+                out_dir: str | Path | None = None, source: str | None = None, license_name: str | None = None,
+                value_range: int = 1) -> Path:
     """Convert an ncnn pair and write NAME.safetensors + NAME.json (the card) into `out_dir` (default
-    home(), where -m NAME finds it). A name -m resolves to something else there (a bundled, zoo or
-    reserved name: name_taken) is a one-line ValueError before anything is converted."""
+    home(), where -m NAME finds it): an RRDBNet or SRVGGNetCompact by convert (their genapps
+    networks), any other graph (or one of `value_range` 255) by convert_generic. A name -m
+    resolves to something else there (a bundled, zoo or reserved name: name_taken) is a one-line
+    ValueError before anything is converted."""
     name = name or Path(param).stem
     if not _valid_name(name):
         raise ValueError(f"invalid model name {name!r} (no path separators, no leading dot)")
+    if value_range not in GENERIC:
+        raise ValueError(f"--range must be 1 (the graph takes [0, 1] values) or 255 (0-255), got {value_range}")
     out = Path(out_dir) if out_dir else home()
     taken = name_taken(name) if out.resolve() == home().resolve() else None
     if taken:
         raise ValueError(f"the name {name!r} is taken: {taken}; choose another --name")
-    return _write_converted(param, bin_path, name, out, source, license_name)
+    if not Path(param).is_file():
+        raise FileNotFoundError(f"ncnn file not found: {param}")
+    generic = value_range != 1 or not _hand_written(Path(param))
+    return _write_converted(param, bin_path, name, out, source, license_name or "not declared",
+                            generic=value_range if generic else None)
+
+
+def import_usage(path: Path, by_name: bool) -> str:
+    """What `genapps models import-ncnn` prints: where the model went and how to run it."""
+    card = json.loads(path.with_suffix(".json").read_text())
+    scale = card["config"].get("scale", card["config"].get("upscale"))
+    how = f"-m {path.stem if by_name else path}" + (" --outscale 1" if scale == 1 else "")
+    return f"saved {path} ({card['arch']}, x{scale}); use it with: genapps upscale INPUT OUTPUT {how}"
 
 
 def _write_converted(param: str | Path, bin_path: str | Path, name: str, out: Path, source: str | None,
-                     license_name: str | None, graph: bool = False) -> Path:
-    """Convert an ncnn pair (by convert, or with `graph` by convert_graph: a wheel model) and write
-    NAME.safetensors + NAME.json (the card) into `out`."""
+                     license_name: str | None, graph: bool = False, generic: int | None = None) -> Path:
+    """Convert an ncnn pair (by convert; with `graph` by convert_graph: a wheel model; with `generic`
+    (a value range) by convert_generic) and write NAME.safetensors + NAME.json (the card) into `out`."""
     param, bin_path = Path(param), Path(bin_path)
-    tensors, meta = convert_graph(name, param, bin_path) if graph else convert(param, bin_path)
+    if graph:
+        tensors, meta = convert_graph(name, param, bin_path)
+    else:
+        tensors, meta = convert(param, bin_path) if generic is None else convert_generic(param, bin_path, generic)
     purpose = ZOO.get(name) or (ncnn_files.MODELS[name].purpose if graph else "imported ncnn model")
     config = {k: v for k, v in meta["config"].items() if k != "graph"}  # the card: not the layer list
     card = {"name": name, "arch": meta["arch"], "config": config,
@@ -246,9 +329,9 @@ def _write_converted(param: str | Path, bin_path: str | Path, name: str, out: Pa
             "source_sha256": {param.name: io.sha256_file(param), bin_path.name: io.sha256_file(bin_path)},
             "license": license_name or "unknown: the source model's",
             "provenance": f"converted from ncnn files ({source or param.resolve()}) by genapps.zoo."
-                          + ("convert_graph" if graph else "import_ncnn"),
+                          + ("convert_graph" if graph else "import_ncnn" + (" (generic graph)" if generic else "")),
             "converted": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    if graph:
+    if "graph_format" in meta:
         card["graph_format"] = GRAPH_FORMAT
     if "outscale" in meta:
         card["outscale"] = meta["outscale"]

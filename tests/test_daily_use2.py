@@ -3,6 +3,7 @@ pipes and logs, reports that cover the whole folder and compare."""
 
 import importlib.util
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -119,7 +120,7 @@ def test_memory_profile_counts_the_tensors_alive_at_once():
     import torch
     from torch import nn
 
-    from genapps.inference import HIDDEN, PROBE, memory_profile
+    from genapps.inference import HIDDEN, PROBE, PROBE_STEP, memory_profile
 
     calls = []
 
@@ -136,8 +137,38 @@ def test_memory_profile_counts_the_tensors_alive_at_once():
     assert torch.equal(torch.rand(3), expected)  # the probe leaves the random stream alone
     # the first conv's and the ReLU's outputs (32 float32 each per px) are alive together at the peak
     assert prof.per_px == pytest.approx(HIDDEN * 2 * 32 * 4, rel=0.05)
-    assert prof.out_channels == 3 and prof.baseline > 0 and calls == [(1, 3, PROBE, PROBE)]
-    assert memory_profile(net, 3, torch.device("cpu")) is prof and len(calls) == 1  # measured once per model
+    side = PROBE + PROBE_STEP  # two probes: a model's own padding shows as the growth of its peak
+    assert prof.out_channels == 3 and prof.baseline > 0 and calls == [(1, 3, PROBE, PROBE), (1, 3, side, side)]
+    assert prof.context == 0
+    assert memory_profile(net, 3, torch.device("cpu")) is prof and len(calls) == 2  # measured once per model
+
+
+def test_memory_profile_counts_a_model_s_own_padding_and_hidden_memory():
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from genapps.inference import HIDDEN, choose_tile, memory_profile
+
+    class Padded(nn.Module):  # pads 20 px on every side itself (as an ncnn family does), crops back
+        def __init__(self, hidden=None):
+            super().__init__()
+            self.conv, self.out = nn.Conv2d(3, 32, 3, padding=1), nn.Conv2d(32, 3, 3, padding=1)
+            if hidden:
+                self.hidden_memory = hidden
+
+        def forward(self, x):
+            return self.out(torch.relu(self.conv(F.pad(x, (20,) * 4))))[..., 20:-20, 20:-20]
+
+    prof = memory_profile(Padded().eval(), 3, torch.device("cpu"))
+    assert prof.context == 20  # the peak (two 32-channel maps) grows as (side + 40)^2
+    assert prof.per_px == pytest.approx(HIDDEN * 2 * 32 * 4, rel=0.05)  # per px of the padded input
+    budget = prof.baseline + 2 * 10**9
+    plain = replace(prof, context=0)
+    assert choose_tile(prof, (2000, 2000), 2, 16, 1, budget).tile < choose_tile(plain, (2000, 2000), 2, 16, 1, budget).tile
+    assert choose_tile(prof, (1790, 1790), 2, 16, 1, budget).tile > 0 == choose_tile(plain, (1790, 1790), 2, 16, 1, budget).tile
+    declared = memory_profile(Padded(hidden=5.0).eval(), 3, torch.device("cpu"))  # accelerate's models declare theirs
+    assert declared.per_px == pytest.approx(prof.per_px * 5.0 / HIDDEN, rel=1e-6)
 
 
 def test_upscale_tiles_within_max_memory_and_matches_the_whole_image(cli, tmp_path, caplog):

@@ -157,7 +157,7 @@ def test_import_writes_genapps_weights_and_card(tiny, tmp_path, cli):
     assert meta["task"] == "upscale" and meta["arch"] == "srvgg"
     card = json.loads((zoo.home() / "tiny-x2.json").read_text())
     assert card["source"] == str(param.resolve()) and card["converted"][:4].isdigit()
-    assert card["license"].startswith("unknown")  # an import does not know its licence
+    assert card["license"] == "not declared"  # an import does not know its licence (--license sets it)
     assert weights.resolve_weights("tiny-x2", (zoo.RESOLVER,)) == path  # imported names resolve like bundled ones
     model, info = load_model("tiny-x2")
     assert info.scale == 2 and info.arch == "srvgg"

@@ -14,7 +14,7 @@ list this module takes. `WEIGHTS` is the one table of which weight arrays each l
 the .bin (names, element counts, storage) that the reader follows and the ops consume.
 
 `NcnnModel` wraps a graph with a family's pre/post steps (`FAMILIES`: input padding and alignment,
-SRMD's degradation maps, Real-CUGAN x4's residual): (B, 3, h, w) in [0, 1] ->
+SRMD's degradation maps, Real-CUGAN x4's residual, the value range): (B, 3, h, w) in [0, 1] ->
 (B, 3, h*s, w*s).
 """
 
@@ -958,6 +958,7 @@ class Family:
     noise_channel: bool = False  # one more channel: the noise level sigma / 255 (SRMD)
     global_context: bool = False  # SE blocks average the whole input: tiles change the result (unlike ncnn's syncgap)
     caller_pad: bool = False  # the caller should reflect-pad the image first (upscale_tensor's 8 px): Set5 says which
+    value_scale: float = 1.0  # the graph's value range: 1 ([0, 1] in and out) or 255 (0-255 in and out)
     note: str = ""
 
 
@@ -988,6 +989,10 @@ FAMILIES = {
                                          "output cropped (a caller's reflect pad first: +0.02/+0.03 dB on Set5 x2/x4)"),
     "srmdnf": Family(pad={2: 12, 3: 12, 4: 12}, pad_mode="replicate", constants=SRMD_DEGRADATION, caller_pad=True,
                      note="as srmd, without the noise channel (a caller's reflect pad first: +0.10 dB on Set5 x4)"),
+    # `genapps models import-ncnn` of a graph that is none of the above (genapps.zoo.convert_generic)
+    "generic": Family(note="an imported graph: [0, 1] in and out, run as ncnn runs it on the whole image "
+                           "(its own borders, no padding)"),
+    "generic-255": Family(value_scale=255.0, note="as generic, for a graph that takes and gives 0-255 values"),
 }
 """family -> its pre/post steps (the graph itself is generic)."""
 
@@ -1026,6 +1031,7 @@ class NcnnModel(nn.Module):
         """(B, 3, h, w) image -> what the graph takes: padded, aligned, with constant channels."""
         fam, s = self.family, self.scale
         h, w = x.shape[-2:]
+        x = x * fam.value_scale if fam.value_scale != 1 else x
         p, m = fam.pad.get(s, 0), fam.multiple.get(s, 1)
         eh, ew = (-h) % m, (-w) % m
         xp = pad_image(x, p, p + ew, p, p + eh, fam.pad_mode) if p or eh or ew else x
@@ -1040,6 +1046,7 @@ class NcnnModel(nn.Module):
         fam, s = self.family, self.scale
         h, w = x.shape[-2:]
         p = fam.pad.get(s, 0)
+        y = y / fam.value_scale if fam.value_scale != 1 else y
         if fam.graph_crops:
             y = y[..., :h * s, :w * s]
         elif p:

@@ -228,6 +228,12 @@ class FastRRDBNet(nn.Module):
         return self.conv_last(nchw(feat))
 
 
+# real peak RSS / the tensor bytes genapps.inference's memory probe tracks, for accelerate's models
+# (kept freed memory, NNPACK's workspaces) in one pass: measured 2.4-3.7 (ncnn graphs at 512 px) and
+# 3.8-4.4 (FastRRDBNet at 192-400 px), with margin (benchmarks/ncnn_graph.md, "Memory-safe tiling per family")
+HIDDEN_MEMORY = {"winograd": 4.0, "rrdbnet": 5.0}
+
+
 @functools.cache
 def _keep_freed_memory() -> bool:
     """Ask glibc to keep freed memory instead of unmapping it: the large temporaries of the
@@ -260,8 +266,12 @@ def accelerate(model: nn.Module) -> nn.Module:
     other models unchanged."""
     if type(model) is RRDBNet:
         _keep_freed_memory()
-        return FastRRDBNet(model).eval()
+        fast = FastRRDBNet(model).eval()
+        fast.hidden_memory = HIDDEN_MEMORY["rrdbnet"]
+        return fast
     if type(model) is SRVGGNetCompact or isinstance(model, (NcnnModel, NcnnGraph)):
         _keep_freed_memory()
-        return with_winograd(model)
+        fast = with_winograd(model)
+        fast.hidden_memory = HIDDEN_MEMORY["winograd"]
+        return fast
     return model
