@@ -66,6 +66,13 @@ genapps train pix2pix --data $PAIRS/restore --layout folders --val-split 8 --ngf
 OMP_NUM_THREADS=1 genapps train pix2pix --data "$DATA" --extra "${EXTRA:-../shared/datasets/natural/extra}" \
   --synthesize mixed --val-split 8 --netg nafnet --ngf 16 --num-downs 4 --blocks 4 --gan-weight 0 --preprocess crop \
   --crop-size 128 --batch-size 8 --lr 1e-3 --beta1 0.9 --steps 4000 --val-every 250 --out $W/restore.safetensors
+# restore stage 2 (2026-12-03 afternoon): continues stage 1 (--init) at half the rate for 3,000 steps, one thread
+# (resumed twice before the decay: --steps 4500 to step 356, --steps 3600 to 1114, then this command); validation
+# 31.88 -> 31.96 dB, BSD68 pairs 29.04 -> 29.15 dB. Bundled as fp16 (safetensors of the output, floats halved).
+OMP_NUM_THREADS=1 genapps train pix2pix --data "$DATA" --extra "${EXTRA:-../shared/datasets/natural/extra}" \
+  --synthesize mixed --val-split 8 --netg nafnet --ngf 16 --num-downs 4 --blocks 4 --gan-weight 0 --preprocess crop \
+  --crop-size 128 --batch-size 8 --lr 5e-4 --beta1 0.9 --steps 3000 --val-every 500 --init $W/restore.safetensors \
+  --out ${RESTORE_STAGE2:-/tmp/restore-stage2.safetensors}
 # colorize round 1 (pix2pix L1 + GAN, arch unet; replaced by round 2 below, whose body it starts):
 C1=${COLORIZE_ROUND1:-/tmp/colorize-round1.safetensors}
 genapps train pix2pix --data $PAIRS/gray --layout folders --val-split 8 --ngf 24 --num-downs 5 --residual \
