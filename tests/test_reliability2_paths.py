@@ -57,8 +57,8 @@ def test_file_urls_name_local_folders_for_input_output_and_report(cli, tmp_path,
     result = upscale(cli, src, f"file://{tmp_path / 'out'}")
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "file:").exists()  # not ./file:/tmp/...
-    assert sorted(snapshot(tmp_path / "out")) == [".genapps-manifest.jsonl", "a.png", "b.png", "report.html",
-                                                   "report.json", "sub/c.png"]
+    assert sorted(snapshot(tmp_path / "out")) == [".genapps-done.json", ".genapps-manifest.jsonl", "a.png", "b.png",
+                                                   "report.html", "report.json", "sub/c.png"]
     result = upscale(cli, f"file://{src}", f"file://localhost{tmp_path / 'out2'}", "--report",
                      f"file://{tmp_path / 'rep'}", "--reference", f"file://{src}")
     assert result.exit_code == 0, result.output
