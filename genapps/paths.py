@@ -50,6 +50,11 @@ def check_ext(ext: str | None) -> None:
         raise ValueError(f"ext must be one of {', '.join(sorted(WRITE_FORMATS))}, got {ext!r}")
 
 
+def models_home() -> Path:
+    """Where converted and imported models are cached: $GENAPPS_HOME/models (default ~/.cache/genapps/models)."""
+    return Path(os.environ.get("GENAPPS_HOME") or Path.home() / ".cache" / "genapps") / "models"
+
+
 def file_output(input_path: str | Path, output: str | Path) -> Path | None:
     """`output` as one image file, or None for an output folder.
 

@@ -59,7 +59,7 @@ def tree_signature(root: str | Path, skip: tuple[str, ...] = ()) -> str:
 
 def _model_folders() -> list[str]:
     """Signatures of where model names resolve: the bundled weights and the converted zoo models."""
-    home = Path(os.environ.get("GENAPPS_HOME") or Path.home() / ".cache" / "genapps") / "models"  # genapps.zoo.home
+    home = paths.models_home()
     return [tree_signature(Path(__file__).parent / "weights"), str(home), tree_signature(home)]
 
 

