@@ -1,7 +1,8 @@
 """Every loss of genapps's trainings: adversarial (relativistic average, non-saturating, hinge,
 pix2pix's vanilla/LSGAN, the semi-supervised GAN's), discriminator feature matching, the VAE
 terms (ELBO, KL to N(0, I) or between two Gaussians), masked (hole) L1, the Laplacian-pyramid
-structure L1, perceptual (VGG19 features or a documented fallback), and colour as classes
+structure L1, perceptual (VGG19 features or a documented fallback), Neighbor2Neighbor's
+self-supervised denoising, and colour as classes
 (Zhang et al. 2016: soft-encoded ab targets, class-rebalancing weights, the weighted cross-entropy).
 
 Images are (B, C, H, W) in [0, 1]; discriminator outputs are raw logits of any shape.
@@ -110,6 +111,45 @@ def elbo_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: t
         raise ValueError(f"unknown reconstruction loss {recon!r}; valid: bce, mse")
     kl = kl_normal(mu, logvar)
     return rec + beta * kl, rec, kl
+
+
+# ---------------------------------------------------------------- self-supervised denoising
+
+# the adjacent pixel pairs of a 2x2 cell, positions 0 (0, 0), 1 (0, 1), 2 (1, 0), 3 (1, 1), both orders
+NEIGHBOUR_PAIRS = ((0, 1), (1, 0), (0, 2), (2, 0), (1, 3), (3, 1), (2, 3), (3, 2))
+
+
+def neighbour_pick(x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Neighbor2Neighbor's random neighbour sub-sampler (Huang et al. 2021): for every 2x2 cell of
+    x (B, C, H, W) the indices (B, 1, 1, H/2, W/2) of two adjacent pixels, the same for every channel."""
+    b, _, h, w = x.shape
+    pairs = torch.tensor(NEIGHBOUR_PAIRS, device=x.device)
+    pick = pairs[torch.randint(len(NEIGHBOUR_PAIRS), (b, 1, 1, h // 2, w // 2), generator=generator).to(x.device)]
+    return pick[..., 0], pick[..., 1]
+
+
+def neighbour_take(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, H/2, W/2): the pixel `index` (from neighbour_pick) of every 2x2 cell."""
+    b, c, h, w = x.shape
+    cells = F.pixel_unshuffle(x[:, :, :h // 2 * 2, :w // 2 * 2], 2).view(b, c, 4, h // 2, w // 2)
+    return cells.gather(2, index.expand(b, c, 1, h // 2, w // 2)).squeeze(2)
+
+
+def neighbor2neighbor_loss(restore, noisy: torch.Tensor, gamma: float = 1.0,
+                           generator: torch.Generator | None = None) -> torch.Tensor:
+    """Self-supervised denoising from noisy images alone (Neighbor2Neighbor, Huang et al. 2021):
+    two neighbour sub-images g1, g2 of each image carry the same signal and independent noise, so
+    restore(g1) is pushed towards g2 (MSE); the regulariser, gamma * MSE(restore(g1) - g2 -
+    (g1(restore(y)) - g2(restore(y)))) with restore(y) not differentiated, corrects for the
+    neighbours' small signal difference. `restore` maps (B, C, h, w) in [0, 1] to the same;
+    noisy (B, C, H, W) in [0, 1], H and W even and twice a multiple of restore's size needs."""
+    i1, i2 = neighbour_pick(noisy, generator)
+    g1, g2 = neighbour_take(noisy, i1), neighbour_take(noisy, i2)
+    with torch.no_grad():
+        whole = restore(noisy)
+        gap = neighbour_take(whole, i1) - neighbour_take(whole, i2)
+    diff = restore(g1) - g2
+    return F.mse_loss(diff, torch.zeros_like(diff)) + gamma * F.mse_loss(diff, gap)
 
 
 # ---------------------------------------------------------------- masked (inpainting)

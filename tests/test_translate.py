@@ -158,6 +158,41 @@ def test_cyclegan_both_directions_from_one_file(tmp_path, cli, photos):
     assert json.loads(out.with_suffix(".json").read_text())["validation"]["val_psnr"] > 0
 
 
+def test_neighbor2neighbor_sampler_and_loss():
+    from genapps import losses
+    h, w = 6, 8
+    coords = torch.stack(torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")).float()[None]  # (1, 2, h, w)
+    x = coords.repeat(3, 1, 1, 1)
+    i1, i2 = losses.neighbour_pick(x, torch.Generator().manual_seed(0))
+    p1, p2 = losses.neighbour_take(x, i1), losses.neighbour_take(x, i2)
+    assert p1.shape == (3, 2, h // 2, w // 2)
+    cell = torch.stack(torch.meshgrid(torch.arange(h // 2), torch.arange(w // 2), indexing="ij"))[None]
+    for p in (p1, p2):  # both pixels lie in their own 2x2 cell
+        assert torch.equal(torch.div(p, 2, rounding_mode="floor"), cell.float().expand_as(p))
+    assert torch.equal((p1 - p2).abs().sum(1), torch.ones(3, h // 2, w // 2))  # adjacent, never diagonal or equal
+    assert len({tuple(v) for v in (p1 - p2).permute(0, 2, 3, 1).reshape(-1, 2).tolist()}) == 4  # every direction
+    torch.manual_seed(0)
+    clean = torch.full((4, 3, 64, 64), 0.5)
+    noisy = clean + 0.1 * torch.randn_like(clean)
+    identity = losses.neighbor2neighbor_loss(lambda y: y, noisy, gamma=0.0)
+    oracle = losses.neighbor2neighbor_loss(lambda y: torch.full_like(y, 0.5), noisy, gamma=0.0)
+    assert abs(identity.item() - 2 * 0.01) < 0.002 and abs(oracle.item() - 0.01) < 0.001  # 2 sigma^2 vs sigma^2
+    same = [losses.neighbor2neighbor_loss(lambda y: y, noisy, gamma, torch.Generator().manual_seed(1)) for gamma in (0, 2)]
+    assert same[0].item() == pytest.approx(same[1].item())  # the identity's regulariser is 0
+
+
+def test_cyclegan_self_supervised_denoising_term(tmp_path, cli, photos):
+    cli("pairs", photos, tmp_path / "p", "--kind", "degrade")
+    args = ["train", "cyclegan", "--a", tmp_path / "p/A", "--b", tmp_path / "p/B", "--steps", 2, "--ngf", 4,
+            "--n-blocks", 1, "--preprocess", "crop", "--ndf", 4, "--n-layers-d", 2, "--pool-size", 1, "--ema", 0]
+    r = cli(*args, "--crop-size", 36, "--n2n-weight", 10, "--out", tmp_path / "bad.safetensors")
+    assert r.exit_code != 0 and "multiple of 8" in r.output and "Traceback" not in r.output
+    out = tmp_path / "n2n.safetensors"
+    r = cli(*args, "--crop-size", 32, "--n2n-weight", 10, "--out", out)
+    assert r.exit_code == 0, r.output
+    assert all(h["n2n"] > 0 for h in json.loads(out.with_suffix(".json").read_text())["history"])
+
+
 def test_tiles_alpha_16bit_and_grey(tmp_path):
     torch.manual_seed(0)
     g = define_G("resnet", ngf=4, n_blocks=1, norm="batch").eval()  # instance norm: per-tile stats

@@ -183,6 +183,17 @@ class CycleGANConfig(GANTrainOptions):
     lambda_cycle: float = 10.0
     lambda_identity: float = 0.5
     pool_size: int = 50
+    n2n_weight: float = field(default=0.0, metadata={
+        "help": "Self-supervised denoising of domain A (Neighbor2Neighbor): weight of its MSE term on "
+                "G_A (0 = off; --crop-size a multiple of 8)."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.n2n_weight < 0:
+            raise ValueError(f"n2n_weight must be >= 0, got {self.n2n_weight}")
+        if self.n2n_weight and self.crop_size % (2 * self.multiple()):
+            raise ValueError(f"--n2n-weight trains on half-size neighbour sub-images: crop_size must be a "
+                             f"multiple of {2 * self.multiple()}, got {self.crop_size}")
 
 
 # ---------------------------------------------------------------- data
@@ -645,11 +656,13 @@ class CycleGANTraining:
                "rec_a": run_generator(net.G_B, fake_b), "rec_b": run_generator(net.G_A, fake_a)}
         if self.cfg.lambda_identity:
             out |= {"idt_a": run_generator(net.G_A, b), "idt_b": run_generator(net.G_B, a)}
+        if self.cfg.n2n_weight:
+            out["n2n"] = losses.neighbor2neighbor_loss(lambda x: run_generator(net.G_A, x), a)
         return out
 
     def generator_loss(self, batch, out, disc):
         """Both adversarial terms + lambda_cycle * cycle L1 (+ lambda_cycle * lambda_identity * identity L1),
-        the L1 terms on the [-1, 1] scale."""
+        the L1 terms on the [-1, 1] scale (+ n2n_weight * G_A's Neighbor2Neighbor MSE on A, [0, 1] scale)."""
         cfg, (a, b) = self.cfg, batch
         adv = (losses.gan_loss(disc.D_A(out["fake_b"]), True, "lsgan")
                + losses.gan_loss(disc.D_B(out["fake_a"]), True, "lsgan"))
@@ -660,6 +673,9 @@ class CycleGANTraining:
             idt = 2 * (F.l1_loss(out["idt_a"], b) + F.l1_loss(out["idt_b"], a))
             loss = loss + cfg.lambda_cycle * cfg.lambda_identity * idt
             logs["idt"] = idt.item()
+        if cfg.n2n_weight:
+            loss = loss + cfg.n2n_weight * out["n2n"]
+            logs["n2n"] = out["n2n"].item()
         return loss, logs
 
     def discriminator_loss(self, disc, batch, out):
