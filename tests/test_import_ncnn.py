@@ -142,11 +142,46 @@ def test_graphs_it_cannot_import_are_one_line_errors(tmp_path, cli):
     p, d = conv_params(3, 4, 3, "4=1")  # takes 4 channels
     param, bin_path = Net("data").add("Convolution", "data", "out", p, d).write(tmp_path, "rgba")
     one_line(cli("models", "import-ncnn", param, bin_path), "does not run on")
-    p, d = conv_params(48, 3, 3, "3=2 4=1")  # stride 2 then x4: x2 on even sizes, 21 px -> 44 on odd ones
+    assert not zoo.home().is_dir() or not list(zoo.home().glob("*.safetensors"))  # nothing written
+
+
+def unet_x1(folder, name="unet"):
+    """x + deconv(conv_s2(conv_s2(x))): a two-level U-Net-like x1 graph that runs only on sizes that
+    are multiples of 4 (the skip's BinaryOp needs equal shapes)."""
+    p1, d1 = conv_params(8, 3, 2, "3=2")
+    p2, d2 = conv_params(8, 8, 2, "3=2")
+    p3, d3 = conv_params(3, 8, 4, "3=4")
+    net = Net("data").add("Split", "data", ["a", "b"]).add("Convolution", "a", "c1", p1, d1)
+    net.add("Convolution", "c1", "c2", p2, d2).add("Deconvolution", "c2", "up", p3, d3)
+    return net.add("BinaryOp", ["b", "up"], "out", "0=0").write(folder, name)
+
+
+def test_graphs_that_need_aligned_sizes_are_padded(tmp_path, cli):
+    param, bin_path = unet_x1(tmp_path)
+    with pytest.raises(RuntimeError):
+        with torch.inference_mode():
+            graph_of(param, bin_path)(torch.rand(1, 3, 14, 18))  # 14 is not a multiple of 4
+    path = zoo.import_ncnn(param, bin_path, "unet-x1")
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["config"] == {"family": "generic", "scale": 1, "align": 4}
+    model = load_model("unet-x1")[0].eval()
+    x = torch.rand(1, 3, 14, 18, generator=torch.Generator().manual_seed(1))
+    padded = torch.nn.functional.pad(x, (0, 2, 0, 2), mode="replicate")
+    engine = run_ncnn(param, bin_path, {"data": padded[0].numpy()}, "out")[:, :14, :18]
+    with torch.inference_mode():
+        got = model(x)
+    assert got.shape == x.shape and np.abs(got[0].numpy() - engine).max() <= 1e-4  # ncnn on the padded input
+    image(tmp_path, 15, 21)
+    r = cli("upscale", tmp_path / "in", tmp_path / "out", "-m", "unet-x1", "--outscale", "1", "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    assert np.asarray(Image.open(tmp_path / "out/a.png")).shape == (15, 21, 3)
+    # stride 2 then x4: x2 on even sizes, 21 px -> 44 on odd ones; aligned to 2 it is an x2 model
+    p, d = conv_params(48, 3, 3, "3=2 4=1")
     net = Net("data").add("Convolution", "data", "c", p, d)
     param, bin_path = net.add("PixelShuffle", "c", "out", "0=4").write(tmp_path, "strided")
-    one_line(cli("models", "import-ncnn", param, bin_path), "not an integer scale")
-    assert not zoo.home().is_dir() or not list(zoo.home().glob("*.safetensors"))  # nothing written
+    r = cli("models", "import-ncnn", param, bin_path, "--name", "strided-x2")
+    assert r.exit_code == 0 and "(ncnn, x2)" in r.output, r.output
+    assert json.loads((zoo.home() / "strided-x2.json").read_text())["config"]["align"] == 2
 
 
 HAS_SPAN = importlib.util.find_spec(ncnn_files.WHEELS["span"].module) is not None

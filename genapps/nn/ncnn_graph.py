@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -1019,11 +1019,15 @@ class NcnnModel(nn.Module):
     input_multiple = 1
     supports_bfloat16 = True
 
-    def __init__(self, graph: NcnnGraph, family: str, scale: int, noise: float = 3.0):
+    def __init__(self, graph: NcnnGraph, family: str, scale: int, noise: float = 3.0, align: int = 1):
         super().__init__()
         if family not in FAMILIES:
             raise ValueError(f"unknown ncnn model family {family!r}; valid: {', '.join(FAMILIES)}")
+        if align < 1:
+            raise ValueError(f"align must be >= 1, got {align}")
         self.graph, self.family_name, self.family, self.scale = graph, family, FAMILIES[family], scale
+        if align > 1:  # an imported graph that needs aligned sizes: padded right/bottom (replicate), cropped after
+            self.family = replace(self.family, multiple={scale: align}, pad_mode="replicate")
         self.noise = float(noise)
         self.caller_pad = self.family.caller_pad
 
@@ -1049,7 +1053,7 @@ class NcnnModel(nn.Module):
         y = y / fam.value_scale if fam.value_scale != 1 else y
         if fam.graph_crops:
             y = y[..., :h * s, :w * s]
-        elif p:
+        else:  # the context and the alignment padding (a view; the whole output when there is none)
             y = y[..., p * s:(p + h) * s, p * s:(p + w) * s]
         if fam.add_nearest.get(s):
             y = y + F.interpolate(x, scale_factor=s, mode="nearest")
@@ -1059,7 +1063,7 @@ class NcnnModel(nn.Module):
         return self.image_output(self.graph(self.graph_input(x)), x)
 
 
-def ncnn_model(graph: str = "", family: str = "span", scale: int = 4) -> NcnnModel:
+def ncnn_model(graph: str = "", family: str = "span", scale: int = 4, align: int = 1) -> NcnnModel:
     """The "ncnn" architecture of the upscale task: an NcnnModel from its weight-free layer list
     (NcnnGraph.spec() as a JSON string) and family; the weights come from load_state_dict. How
     genapps.zoo caches a converted wheel model (a genapps .safetensors like any other)."""
@@ -1069,4 +1073,4 @@ def ncnn_model(graph: str = "", family: str = "span", scale: int = 4) -> NcnnMod
         raise ValueError(f"the graph is not a JSON layer list ({e})") from None
     if not isinstance(spec, list) or not all(isinstance(d, dict) for d in spec):
         raise ValueError("the graph is not a JSON layer list")
-    return NcnnModel(NcnnGraph.from_spec(spec), family, scale)
+    return NcnnModel(NcnnGraph.from_spec(spec), family, scale, align=align)
