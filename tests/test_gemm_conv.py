@@ -39,11 +39,13 @@ def test_patch_deconv(block, kernel, bias):
     assert got.is_contiguous() and (got - F.conv_transpose2d(x, w, b, stride=kernel)).abs().max() <= TOL
 
 
-@pytest.mark.parametrize("kernel, bias", [((3, 3), True), ((1, 5), False)])
-def test_thin_conv(block, kernel, bias):
+@pytest.mark.parametrize("kernel, bias, padding", [((3, 3), True, (0, 0)), ((1, 5), False, (0, 0)),
+                                                   ((3, 3), True, (1, 1)), ((3, 5), False, (2, 1)),
+                                                   ((3, 3), False, (6, 0))])
+def test_thin_conv(block, kernel, bias, padding):
     x, w = rand(2, 16, 13, 10), rand(3, 16, *kernel, seed=1, scale=0.1)
     b = rand(3, seed=2) if bias else None
-    assert (thin_conv(x, w, b) - F.conv2d(x, w, b)).abs().max() <= TOL
+    assert (thin_conv(x, w, b, padding) - F.conv2d(x, w, b, padding=padding)).abs().max() <= TOL
 
 
 def test_gemm_conv2d_replaces_only_its_shapes():

@@ -267,14 +267,14 @@ def test_binary_op_two_blobs(tmp_path, op):
 
 
 def test_binary_op_in_place_spares_live_blobs(tmp_path):
-    """In inference, a BinaryOp writes its result over a dead input blob (as ncnn does), but never
+    """In inference, a BinaryOp or Eltwise writes its result over a dead input blob (as ncnn does), but never
     over one that another blob still shares (a Split's other outputs) nor over the caller's input."""
     p1, d1 = conv_params(4, 3, 1)
     p2, d2 = conv_params(4, 3, 1)
     net = Net("data").add("Split", "data", ["x1", "x2", "x3"])
     net.add("Convolution", "x1", "c", p1, d1).add("Convolution", "x2", "d", p2, d2)
     net.add("Split", "c", ["c1", "c2", "c3"]).add("BinaryOp", ["c1", "d"], "e", "0=1")  # sub: only into c1, alive
-    net.add("BinaryOp", ["c2", "e"], "f", "0=2").add("BinaryOp", ["f", "c3"], "g", "0=0")  # c3: the last alias
+    net.add("BinaryOp", ["c2", "e"], "f", "0=2").add("Eltwise", ["f", "c3"], "g", "0=1")  # c3: the last alias
     net.add("Convolution", "g", "h", *conv_params(3, 4, 1)).add("BinaryOp", ["x3", "h"], "out", "0=0")
     param, bin_path = net.write(tmp_path)
     x = RNG.rand(3, 6, 5).astype(np.float32)

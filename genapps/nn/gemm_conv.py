@@ -69,20 +69,30 @@ def patch_deconv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     return out
 
 
-def thin_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """F.conv2d(x, weight, bias) (stride 1, no padding) for few outputs: (B, C_in, H, W) -> (B, C_out, H - kh + 1, W - kw + 1)."""
+def thin_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+              padding: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """F.conv2d(x, weight, bias, padding=padding) (stride 1, zero padding) for few outputs:
+    (B, C_in, H, W) -> (B, C_out, H + 2 ph - kh + 1, W + 2 pw - kw + 1); the padding is added band
+    by band (no padded copy of the whole input)."""
     b, c, h, w = x.shape
     co, _, kh, kw = weight.shape
-    ho, wo = h - kh + 1, w - kw + 1
+    ph, pw = padding
+    ho, wo, wp = h + 2 * ph - kh + 1, w + 2 * pw - kw + 1, w + 2 * pw
     wm = weight.permute(2, 3, 0, 1).reshape(kh * kw * co, c)
     out = torch.empty(b, co, ho, wo, dtype=x.dtype, device=x.device)
-    step = _rows(w, 4 * BLOCK)
+    step = _rows(wp, 4 * BLOCK)
     for n in range(b):
-        xv = x[n]
         for r0 in range(0, ho, step):
             r1 = min(ho, r0 + step)
             rows = r1 - r0 + kh - 1
-            p = torch.mm(wm, xv[:, r0:r0 + rows].reshape(c, rows * w)).view(kh, kw, co, rows, w)
+            top, bottom = r0 - ph, r0 - ph + rows  # input rows of the band, padding outside [0, h)
+            lo = min(h, max(0, top))
+            hi = max(lo, min(h, bottom))
+            band = x[n, :, lo:hi]
+            if ph or pw:
+                above = min(rows, max(0, lo - top))
+                band = F.pad(band, (pw, pw, above, rows - above - (hi - lo)))
+            p = torch.mm(wm, band.reshape(c, rows * wp)).view(kh, kw, co, rows, wp)
             y = out[n, :, r0:r1]
             if bias is None:
                 y.copy_(p[0, 0, :, :r1 - r0, :wo])
@@ -131,7 +141,6 @@ class GemmConv2d(nn.Module):
     def forward(self, x):
         if x.dtype != torch.float32 or x.device.type != "cpu" or x.dim() != 4 or not x.is_contiguous():
             return self.conv(x)  # channels_last input stays with oneDNN (and keeps its layout)
-        ph, pw = self.padding
-        if ph or pw:
-            x = F.pad(x, (pw, pw, ph, ph))
-        return self.run(x, self.weight, self.bias)
+        if self.run is thin_conv:
+            return thin_conv(x, self.weight, self.bias, self.padding)
+        return patch_conv(x, self.weight, self.bias)

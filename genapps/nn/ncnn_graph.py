@@ -507,7 +507,7 @@ class BinaryOp(nn.Module):
         self.with_scalar = bool(p.get(1, 0))
         self.b = float(p.get(2, 0.0))
 
-    def into(self, a: torch.Tensor, b: torch.Tensor, spare: list[bool]) -> torch.Tensor | None:
+    def into(self, a: torch.Tensor, b: torch.Tensor, *, spare: list[bool]) -> torch.Tensor | None:
         """The result written over a dead input (`spare`: which of a, b the caller may overwrite),
         as ncnn runs its BinaryOps in place: add, mul, max, min into either, sub and div into a.
         None when neither fits (another shape, dtype or layout)."""
@@ -543,6 +543,24 @@ class Eltwise(nn.Module):
         if self.op_type not in (0, 1, 2):
             raise ValueError(f"Eltwise {layer.name}: op_type {self.op_type} is not 0, 1 or 2")
         self.coeffs = _floats(layer.params.get(1))
+
+    def into(self, *xs: torch.Tensor, spare: list[bool]) -> torch.Tensor | None:
+        """The product, sum (without coefficients) or maximum written over a dead input blob of the
+        result's shape (`spare`: which inputs the caller may overwrite); None when none fits."""
+        if self.op_type == 1 and self.coeffs:
+            return None
+        shape = torch.broadcast_shapes(*(x.shape for x in xs))
+        for k, x in enumerate(xs):
+            if spare[k] and x.shape == shape and all(y.dtype == x.dtype for y in xs):
+                for y in xs[:k] + xs[k + 1:]:
+                    if self.op_type == 0:
+                        x.mul_(y)
+                    elif self.op_type == 1:
+                        x.add_(y)
+                    else:
+                        torch.maximum(x, y, out=x)
+                return x
+        return None
 
     def forward(self, *xs):
         if self.op_type == 0:
@@ -947,8 +965,8 @@ class NcnnGraph(nn.Module):
         for (index, bottoms, tops, constant), drop in zip(self._steps, self._drop):
             op = self.ops[index]
             y = None
-            if reuse and len(bottoms) == 2 and drop and isinstance(op, BinaryOp):
-                y = op.into(blobs[bottoms[0]], blobs[bottoms[1]], [_spare(b, drop, blobs, inputs) for b in bottoms])
+            if reuse and drop and len(bottoms) >= 2 and isinstance(op, (BinaryOp, Eltwise)):
+                y = op.into(*[blobs[b] for b in bottoms], spare=[_spare(b, drop, blobs, inputs) for b in bottoms])
             if y is None:
                 y = op(batch) if constant else op(*[blobs[b] for b in bottoms])
             post = getattr(op, "post", None)
