@@ -48,10 +48,12 @@ def test_thin_conv(block, kernel, bias, padding):
     assert (thin_conv(x, w, b, padding) - F.conv2d(x, w, b, padding=padding)).abs().max() <= TOL
 
 
-def test_gemm_conv2d_replaces_only_its_shapes():
+@pytest.mark.parametrize("patch_pixels", [gemm_conv.PATCH_PIXELS, 0])
+def test_gemm_conv2d_replaces_only_its_shapes(monkeypatch, patch_pixels):
     """Which convolutions GemmConv2d takes (patch: stride = kernel, unpadded; thin: stride 1, >= 16
     inputs, C_out*kh*kw <= 64), and that it equals the convolution it replaces, padding included;
-    channels_last and bf16 input run the original convolution."""
+    channels_last and bf16 input run the original convolution (and patches below PATCH_PIXELS)."""
+    monkeypatch.setattr(gemm_conv, "PATCH_PIXELS", patch_pixels)
     assert patch_ok(nn.Conv2d(8, 8, 2, 2)) and not patch_ok(nn.Conv2d(8, 8, 2, 2, padding=1))
     assert not patch_ok(nn.Conv2d(8, 8, 3, 2)) and not patch_ok(nn.Conv2d(8, 8, 2, 2, groups=2))
     assert thin_ok(nn.Conv2d(64, 3, 3)) and thin_ok(nn.Conv2d(16, 7, 3, padding=1))

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from genapps import ncnn_files
+from genapps.nn import ncnn_graph as ncnn_graph_module
 from genapps.nn.ncnn_graph import FAMILIES, NcnnGraph, NcnnModel
 
 ncnn = pytest.importorskip("ncnn")
@@ -153,11 +154,14 @@ def test_deconvolution(tmp_path, extra):
 
 
 @pytest.mark.parametrize("out, k, extra", [(8, 2, "3=2"), (20, 4, "3=2 4=1"), (3, 4, "3=2 4=3 9=1")])
-def test_deconvolution_paths(tmp_path, out, k, extra):
+@pytest.mark.parametrize("patch_pixels", [None, 0])
+def test_deconvolution_paths(tmp_path, monkeypatch, out, k, extra, patch_pixels):
     """The execution paths of Deconvolution: stride = kernel as blocked matrix products on NCHW input
     (gemm_conv.patch_deconv), through oneDNN on channels_last input, as wide outputs; overlapping
     kernels with few outputs as matrix product + col2im; NCHW and channels_last input give the same
-    result (and keep their layout)."""
+    result (and keep their layout). patch_pixels 0: the blocked products at any size."""
+    if patch_pixels is not None:
+        monkeypatch.setattr(ncnn_graph_module, "PATCH_PIXELS", patch_pixels)
     p, data = conv_params(out, 16, k, extra)
     net = Net("data").add("Deconvolution", "data", "out", p, data)
     got = check(tmp_path, net, [(16, 9, 7)])

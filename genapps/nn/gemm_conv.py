@@ -23,6 +23,10 @@ from torch import nn
 
 BLOCK = 4096  # input pixels per band of rows (measured: benchmarks/zoo2.md, section layers)
 THIN_COLUMNS = 64  # C_out * kh * kw up to which a stride-1 convolution runs as `thin_conv`
+PATCH_PIXELS = 1 << 18  # the patch paths from this many pixels on the larger side (input of a
+# convolution, output of a deconvolution); below, oneDNN is as fast or faster (64 -> 64 on one thread,
+# CPU ms, oneDNN / blocked: 2x2 stride-2 convolution 94.5 / 51 at 548 px input, 15.3 / 19.8 at 288 px;
+# deconvolution 159 / 102 at 258 -> 516 px, 17.1 / 17.4 at 140 -> 280 px)
 
 
 def _rows(width: int, block: int = BLOCK) -> int:
@@ -143,4 +147,6 @@ class GemmConv2d(nn.Module):
             return self.conv(x)  # channels_last input stays with oneDNN (and keeps its layout)
         if self.run is thin_conv:
             return thin_conv(x, self.weight, self.bias, self.padding)
+        if x.shape[2] * x.shape[3] < PATCH_PIXELS:
+            return self.conv(x)
         return patch_conv(x, self.weight, self.bias)

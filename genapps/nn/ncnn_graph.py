@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genapps.nn.gemm_conv import patch_deconv
+from genapps.nn.gemm_conv import PATCH_PIXELS, patch_deconv
 
 
 @dataclass
@@ -329,15 +329,16 @@ class Deconvolution(nn.Module):
 
     def _transposed(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         """F.conv_transpose2d(x, weight, bias, stride) without padding, the fastest way measured on one
-        CPU thread (benchmarks/zoo2.md, section layers): kernel = stride (U-Nets' 2x2 upsampling) on
-        NCHW fp32 input as blocked matrix products (genapps.nn.gemm_conv.patch_deconv); overlapping
+        CPU thread (benchmarks/zoo2.md, section layers): kernel = stride (U-Nets' 2x2 upsampling) to
+        large NCHW fp32 outputs as blocked matrix products (genapps.nn.gemm_conv.patch_deconv); overlapping
         kernels with few outputs (waifu2x's and Real-CUGAN's last layer: C_out x kh x kw = 48) as one
         matrix product and col2im (F.fold), 1.1-2.4x oneDNN's speed; the others through oneDNN on
         channels_last input, 2x its speed on NCHW input even with the copies in and out."""
         (kh, kw), (sh, sw) = self.weight.shape[2:], self.stride
         if x.device.type != "cpu" or self.groups != 1 or self.dilation != (1, 1):
             return F.conv_transpose2d(x, self.weight, bias, self.stride, 0, 0, self.groups, self.dilation)
-        if (kh, kw) == (sh, sw) and x.dtype == torch.float32 and x.is_contiguous():
+        if ((kh, kw) == (sh, sw) and x.dtype == torch.float32 and x.is_contiguous()
+                and x.shape[2] * x.shape[3] * kh * kw >= PATCH_PIXELS):
             return patch_deconv(x, self.weight, bias)
         if (kh > sh or kw > sw) and self.weight.shape[1] * kh * kw <= _FOLD_COLUMNS:
             b, c, h, w = x.shape
