@@ -1,7 +1,7 @@
 """Convolutions as blocked matrix products on NCHW input, for fp32 CPU inference (one thread).
 
-Three layer shapes that PyTorch's own (oneDNN) kernels run slowly on NCHW tensors, and that U-Nets
-(Real-CUGAN, waifu2x CUNet) run at full resolution:
+Three layer shapes that PyTorch's own (oneDNN) kernels run slowly on large NCHW tensors, and that
+U-Nets (Real-CUGAN, waifu2x CUNet) run at full resolution (the patch paths from PATCH_PIXELS on):
 
 - `patch_conv`: a convolution whose kernel equals its stride (2x2 stride-2 downsampling): the
   patches do not overlap, so each output pixel is one row of a (C_out, C_in*kh*kw) matrix product;
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-BLOCK = 4096  # input pixels per band of rows (measured: benchmarks/zoo2.md, section layers)
+BLOCK = 4096  # input pixels per band of rows (1024-8192 measured alike on 64-128 channels, one thread)
 THIN_COLUMNS = 64  # C_out * kh * kw up to which a stride-1 convolution runs as `thin_conv`
 PATCH_PIXELS = 1 << 18  # the patch paths from this many pixels on the larger side (input of a
 # convolution, output of a deconvolution); below, oneDNN is as fast or faster (64 -> 64 on one thread,
