@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from genapps import ncnn_files
+from genapps.nn import ncnn_graph as ncnn_graph_module
 from genapps.nn.ncnn_graph import FAMILIES, NcnnGraph, NcnnModel
 
 ncnn = pytest.importorskip("ncnn")
@@ -153,10 +154,14 @@ def test_deconvolution(tmp_path, extra):
 
 
 @pytest.mark.parametrize("out, k, extra", [(8, 2, "3=2"), (20, 4, "3=2 4=1"), (3, 4, "3=2 4=3 9=1")])
-def test_deconvolution_paths(tmp_path, out, k, extra):
-    """The execution paths of Deconvolution: stride = kernel and wide outputs through oneDNN on
-    channels_last input, overlapping kernels with few outputs as matrix product + col2im; NCHW and
-    channels_last input give the same result (and keep their layout)."""
+@pytest.mark.parametrize("patch_pixels", [None, 0])
+def test_deconvolution_paths(tmp_path, monkeypatch, out, k, extra, patch_pixels):
+    """The execution paths of Deconvolution: stride = kernel as blocked matrix products on NCHW input
+    (gemm_conv.patch_deconv), through oneDNN on channels_last input, as wide outputs; overlapping
+    kernels with few outputs as matrix product + col2im; NCHW and channels_last input give the same
+    result (and keep their layout). patch_pixels 0: the blocked products at any size."""
+    if patch_pixels is not None:
+        monkeypatch.setattr(ncnn_graph_module, "PATCH_PIXELS", patch_pixels)
     p, data = conv_params(out, 16, k, extra)
     net = Net("data").add("Deconvolution", "data", "out", p, data)
     got = check(tmp_path, net, [(16, 9, 7)])
@@ -263,6 +268,26 @@ def test_binary_op_two_blobs(tmp_path, op):
     net = Net("a", "b").add("BinaryOp", "a", "a1", "0=0 1=1 2=0.5").add("BinaryOp", "b", "b1", "0=0 1=1 2=0.5")
     net.add("BinaryOp", ["a1", "b1"], "out", f"0={op}")
     check(tmp_path, net, [(3, 4, 5), (3, 4, 5)])
+
+
+def test_binary_op_in_place_spares_live_blobs(tmp_path):
+    """In inference, a BinaryOp or Eltwise writes its result over a dead input blob (as ncnn does), but never
+    over one that another blob still shares (a Split's other outputs) nor over the caller's input."""
+    p1, d1 = conv_params(4, 3, 1)
+    p2, d2 = conv_params(4, 3, 1)
+    net = Net("data").add("Split", "data", ["x1", "x2", "x3"])
+    net.add("Convolution", "x1", "c", p1, d1).add("Convolution", "x2", "d", p2, d2)
+    net.add("Split", "c", ["c1", "c2", "c3"]).add("BinaryOp", ["c1", "d"], "e", "0=1")  # sub: only into c1, alive
+    net.add("BinaryOp", ["c2", "e"], "f", "0=2").add("Eltwise", ["f", "c3"], "g", "0=1")  # c3: the last alias
+    net.add("Convolution", "g", "h", *conv_params(3, 4, 1)).add("BinaryOp", ["x3", "h"], "out", "0=0")
+    param, bin_path = net.write(tmp_path)
+    x = RNG.rand(3, 6, 5).astype(np.float32)
+    ref = run_ncnn(param, bin_path, {"data": x}, "out")
+    graph = NcnnGraph(ncnn_files.read_ncnn(param, bin_path)).eval()
+    inp = torch.from_numpy(x.copy())[None]
+    with torch.inference_mode():
+        got = graph(inp)[0].numpy()
+    assert np.abs(got - ref).max() <= TOL and torch.equal(inp[0], torch.from_numpy(x))
 
 
 @pytest.mark.parametrize("params", ["0=0", "0=1", "0=1 -23301=3,5.000000e-01,-1.000000e+00,2.000000e+00", "0=2"])

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genapps.nn.gemm_conv import PATCH_PIXELS, patch_deconv
+
 
 @dataclass
 class NcnnLayer:
@@ -327,13 +329,17 @@ class Deconvolution(nn.Module):
 
     def _transposed(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         """F.conv_transpose2d(x, weight, bias, stride) without padding, the fastest way measured on one
-        CPU thread (benchmarks/zoo2.md, section layers): overlapping kernels with few outputs (waifu2x's
-        and Real-CUGAN's last layer: C_out x kh x kw = 48) as one matrix product and col2im (F.fold),
-        1.1-2.4x oneDNN's speed; the others through oneDNN on channels_last input, 2x its speed on NCHW
-        input even with the copies in and out."""
+        CPU thread (benchmarks/zoo2.md, section layers): kernel = stride (U-Nets' 2x2 upsampling) to
+        large NCHW fp32 outputs as blocked matrix products (genapps.nn.gemm_conv.patch_deconv); overlapping
+        kernels with few outputs (waifu2x's and Real-CUGAN's last layer: C_out x kh x kw = 48) as one
+        matrix product and col2im (F.fold), 1.1-2.4x oneDNN's speed; the others through oneDNN on
+        channels_last input, 2x its speed on NCHW input even with the copies in and out."""
         (kh, kw), (sh, sw) = self.weight.shape[2:], self.stride
         if x.device.type != "cpu" or self.groups != 1 or self.dilation != (1, 1):
             return F.conv_transpose2d(x, self.weight, bias, self.stride, 0, 0, self.groups, self.dilation)
+        if ((kh, kw) == (sh, sw) and x.dtype == torch.float32 and x.is_contiguous()
+                and x.shape[2] * x.shape[3] * kh * kw >= PATCH_PIXELS):
+            return patch_deconv(x, self.weight, bias)
         if (kh > sh or kw > sw) and self.weight.shape[1] * kh * kw <= _FOLD_COLUMNS:
             b, c, h, w = x.shape
             cols = torch.matmul(self.weight.reshape(c, -1).t(), x.reshape(b, c, h * w))  # (B, C_out*kh*kw, h*w)
@@ -502,6 +508,21 @@ class BinaryOp(nn.Module):
         self.with_scalar = bool(p.get(1, 0))
         self.b = float(p.get(2, 0.0))
 
+    def into(self, a: torch.Tensor, b: torch.Tensor, *, spare: list[bool]) -> torch.Tensor | None:
+        """The result written over a dead input (`spare`: which of a, b the caller may overwrite),
+        as ncnn runs its BinaryOps in place: add, mul, max, min into either, sub and div into a.
+        None when neither fits (another shape, dtype or layout)."""
+        ops = {0: torch.Tensor.add_, 1: torch.Tensor.sub_, 2: torch.Tensor.mul_, 3: torch.Tensor.div_,
+               4: lambda x, y: torch.maximum(x, y, out=x), 5: lambda x, y: torch.minimum(x, y, out=x)}
+        if self.with_scalar or self.op_type not in ops:
+            return None
+        a, b = ncnn_broadcast(a, b)
+        shape = torch.broadcast_shapes(a.shape, b.shape)
+        for k, (x, y) in enumerate(((a, b), (b, a))):
+            if spare[k] and (k == 0 or self.op_type in (0, 2, 4, 5)) and x.shape == shape and x.dtype == y.dtype:
+                return ops[self.op_type](x, y)
+        return None
+
     def forward(self, a, b=None):
         if self.with_scalar:
             if self.op_type == 0:
@@ -523,6 +544,24 @@ class Eltwise(nn.Module):
         if self.op_type not in (0, 1, 2):
             raise ValueError(f"Eltwise {layer.name}: op_type {self.op_type} is not 0, 1 or 2")
         self.coeffs = _floats(layer.params.get(1))
+
+    def into(self, *xs: torch.Tensor, spare: list[bool]) -> torch.Tensor | None:
+        """The product, sum (without coefficients) or maximum written over a dead input blob of the
+        result's shape (`spare`: which inputs the caller may overwrite); None when none fits."""
+        if self.op_type == 1 and self.coeffs:
+            return None
+        shape = torch.broadcast_shapes(*(x.shape for x in xs))
+        for k, x in enumerate(xs):
+            if spare[k] and x.shape == shape and all(y.dtype == x.dtype for y in xs):
+                for y in xs[:k] + xs[k + 1:]:
+                    if self.op_type == 0:
+                        x.mul_(y)
+                    elif self.op_type == 1:
+                        x.add_(y)
+                    else:
+                        torch.maximum(x, y, out=x)
+                return x
+        return None
 
     def forward(self, *xs):
         if self.op_type == 0:
@@ -923,9 +962,14 @@ class NcnnGraph(nn.Module):
             raise ValueError(f"the graph takes {len(self.inputs)} input(s) ({', '.join(self.inputs)}), got {len(inputs)}")
         blobs = dict(zip(self.inputs, inputs))
         batch = inputs[0].shape[0] if inputs else 1
+        reuse = not torch.is_grad_enabled()  # dead blobs may be overwritten (inference)
         for (index, bottoms, tops, constant), drop in zip(self._steps, self._drop):
             op = self.ops[index]
-            y = op(batch) if constant else op(*[blobs[b] for b in bottoms])
+            y = None
+            if reuse and drop and len(bottoms) >= 2 and isinstance(op, (BinaryOp, Eltwise)):
+                y = op.into(*[blobs[b] for b in bottoms], spare=[_spare(b, drop, blobs, inputs) for b in bottoms])
+            if y is None:
+                y = op(batch) if constant else op(*[blobs[b] for b in bottoms])
             post = getattr(op, "post", None)
             if post is not None:
                 y = post(y, inplace=True)
@@ -937,6 +981,17 @@ class NcnnGraph(nn.Module):
                 del blobs[b]
         outs = tuple(blobs[o] for o in self.outputs)
         return outs[0] if len(outs) == 1 else outs
+
+
+def _spare(name: str, drop: list[str], blobs: dict, inputs: tuple) -> bool:
+    """Whether blob `name` may be overwritten: dead after this step, a contiguous tensor of its own
+    (not a view) whose memory no live blob and no graph input shares."""
+    t = blobs[name]
+    if name not in drop or t._base is not None or not t.is_contiguous():
+        return False
+    ptr = t.untyped_storage().data_ptr()
+    return all(x.untyped_storage().data_ptr() != ptr for x in inputs) and \
+        all(k == name or x.untyped_storage().data_ptr() != ptr for k, x in blobs.items())
 
 
 # ---------------------------------------------------------------- families: how a graph meets an image

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genapps.nn.gemm_conv import GemmConv2d, patch_ok, thin_ok
 from genapps.nn.ncnn_graph import NcnnGraph, NcnnModel, contiguous_nchw
 from genapps.nn.sr import RRDBNet, SRVGGNetCompact
 
@@ -252,7 +253,8 @@ def _keep_freed_memory() -> bool:
 
 
 def with_winograd(model: nn.Module) -> nn.Module:
-    """An inference copy of `model` (eval mode) with every convolution where `worth_it` as a WinogradConv2d;
+    """An inference copy of `model` (eval mode) with every convolution where `worth_it` as a WinogradConv2d,
+    and the 2x2 stride-2 and few-output ones (genapps.nn.gemm_conv: patch_ok, thin_ok) as a GemmConv2d;
     with NNPACK (NCHW) its weights in the contiguous layout, so that the other layers keep NCHW too
     (channels_last weights make oneDNN return channels_last: each NNPACK layer would convert back)."""
     fast = copy.deepcopy(model)
@@ -262,6 +264,8 @@ def with_winograd(model: nn.Module) -> nn.Module:
         for name, child in list(module.named_children()):
             if worth_it(child):
                 setattr(module, name, WinogradConv2d(child))
+            elif patch_ok(child) or thin_ok(child):
+                setattr(module, name, GemmConv2d(child))
     return fast.eval()
 
 
