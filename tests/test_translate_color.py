@@ -126,6 +126,26 @@ def test_colouriser_shapes_determinism_and_tiles():
         UnetAbClassifier(bins=(0, 0, 10))
 
 
+def test_undo_rebalance_divides_the_weights_out():
+    g = tiny_colouriser(seed=5).eval()
+    q = len(grid_bins())
+    w = torch.rand(q) * 4 + 0.2
+    x = torch.rand(1, 1, 32, 32) * 2 - 1
+    with torch.no_grad():
+        logits, plain = g.logits(x), g(x)
+        g.set_rebalance(w.tolist(), 0.0)
+        assert torch.equal(g(x), plain)  # alpha 0: as trained
+        expected = g.decode(logits - 0.5 * w.log().view(1, -1, 1, 1), x)  # decoded before alpha is set
+        g.set_rebalance(w.tolist(), 0.5)
+        assert torch.allclose(g(x), expected, atol=1e-6) and (g(x) - plain).abs().max() > 1e-3
+        g.set_rebalance(torch.ones(q).tolist(), 1.0)
+        assert torch.allclose(g(x), plain, atol=1e-6)  # unit weights: nothing to divide out
+    with pytest.raises(ValueError, match="rebalance_weights"):
+        g.set_rebalance([1.0, 2.0], 0.5)
+    with pytest.raises(ValueError, match="undo_rebalance"):
+        g.set_rebalance([], 0.5)
+
+
 def test_checkpoint_carries_bins_and_temperature(tmp_path):
     g = tiny_colouriser(seed=3)
     g.temperature = 0.6
@@ -161,6 +181,10 @@ def test_train_classification_then_colour_input_warns(tmp_path, cli, photo_dir, 
     assert card["arch"] == "unet-ab" and card["color_loss"]["bins"] == len(card["config"]["bins"]) // 2
     curve = card["temperature"]["curve"]
     assert card["config"]["temperature"] == card["temperature"]["chosen"] in [c["temperature"] for c in curve]
+    assert card["config"]["undo_rebalance"] == card["temperature"]["undo_rebalance"] in {c["undo_rebalance"] for c in curve}
+    assert len(card["config"]["rebalance_weights"]) == card["color_loss"]["bins"] and len(curve) == 5 * 13
+    reloaded = load_model(str(out))[0]
+    assert reloaded.undo_rebalance == card["config"]["undo_rebalance"] and reloaded.log_weights.shape == (card["color_loss"]["bins"],)
     assert all({"val_psnr", "val_colourfulness"} <= set(c) for c in curve) and card["stages"][-1]["steps"] == 3
     gan = tmp_path / "gan.safetensors"  # with a discriminator on the decoded colours, from the first model
     r = cli("train", "pix2pix", "--data", tmp_path / "pairs", "--layout", "folders", "--val-split", 1, "--steps", 2,

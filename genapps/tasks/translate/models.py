@@ -100,10 +100,15 @@ class UnetAbClassifier(UnetGenerator):
     colouriser's body can start it. forward:
     (B, 1, H, W) in [-1, 1] -> (B, 3, H, W) in [-1, 1]; `logits` gives the (B, Q, H/2, W/2) scores.
     Per pixel and deterministic: tiles join as the U-Net's do.
+
+    The rebalanced cross-entropy trains the scores towards p(colour | grey) * w(colour) (w: the
+    training's `rebalance_weights`, large for rare, saturated colours); `undo_rebalance` alpha in
+    [0, 1] divides w^alpha out again before decoding (0: as trained, most colourful; 1: the plain
+    posterior), a strength chosen on validation with the temperature.
     """
 
     def __init__(self, bins: tuple[int, ...] = (), temperature: float = 0.38, ngf: int = 24, num_downs: int = 5,
-                 norm: str = "batch"):
+                 norm: str = "batch", rebalance_weights: tuple[float, ...] = (), undo_rebalance: float = 0.0):
         if len(bins) < 4 or len(bins) % 2:
             raise ValueError(f"bins must be a flat list of at least 2 (a, b) pairs, got {len(bins)} numbers")
         if not temperature > 0:
@@ -114,6 +119,16 @@ class UnetAbClassifier(UnetGenerator):
                                          nn.ReLU(True), nn.Conv2d(4 * ngf, len(bins) // 2, 1))
         self.register_buffer("bins", torch.tensor(bins, dtype=torch.float32).reshape(-1, 2), persistent=False)
         self.temperature = float(temperature)
+        self.set_rebalance(rebalance_weights, undo_rebalance)
+
+    def set_rebalance(self, weights, undo: float) -> None:
+        """The training's rebalancing weights (Q,) and the share alpha of them divided out at decoding."""
+        if len(weights) not in (0, len(self.bins)) or not 0 <= undo <= 1 or (undo and not len(weights)):
+            raise ValueError(f"rebalance_weights must hold one weight per bin ({len(self.bins)}) and "
+                             f"undo_rebalance be in [0, 1] (with weights), got {len(weights)} and {undo}")
+        log_w = torch.as_tensor(weights, dtype=torch.float32).clamp_min(1e-8).log() if len(weights) else None
+        self.register_buffer("log_weights", log_w, persistent=False)
+        self.undo_rebalance = float(undo)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, H, W) in [-1, 1] -> (B, Q, H/2, W/2) unnormalised log-probabilities of the bins."""
@@ -121,6 +136,8 @@ class UnetAbClassifier(UnetGenerator):
 
     def decode(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """The colour image (B, 3, H, W) in [-1, 1] of `logits` over the grey input `x` (B, 1, H, W)."""
+        if self.undo_rebalance:
+            logits = logits - self.undo_rebalance * self.log_weights.to(logits.dtype).view(1, -1, 1, 1)
         ab = annealed_mean(logits, self.bins, self.temperature)
         ab = nn.functional.interpolate(ab, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return colour_from_ab((x.float() + 1) / 2, ab) * 2 - 1

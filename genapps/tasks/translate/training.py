@@ -42,6 +42,7 @@ NETG_ARCHS = ("unet", "nafnet")
 COLOR_LOSSES = ("l1", "classification")
 # annealed-mean temperatures tried on the validation pairs after a classification training
 TEMPERATURES = (0.1, 0.2, 0.3, 0.38, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8, 0.9, 1.0)
+UNDO_REBALANCE = (0.0, 0.25, 0.5, 0.75, 1.0)  # shares of the rebalancing divided out at decoding, tried likewise
 
 
 @dataclass(frozen=True)
@@ -543,26 +544,34 @@ class ColourClasses:
             head.bias.copy_(self.prior.clamp_min(1e-8).log())
 
     def finish(self, result, val: list, identity: dict, arch_config: dict) -> dict:
-        """Choose the annealed-mean temperature on the validation pairs: the most colourful whose
+        """Choose the decoding on the validation pairs: of every annealed-mean temperature and share
+        of the rebalancing divided out (UnetAbClassifier.undo_rebalance), the most colourful whose
         PSNR is not below the grey input's (none: the highest PSNR); set it on the generator and in
-        `arch_config`; the card's entries (the curve, the choice, the classes)."""
+        `arch_config` (with the weights); the card's entries (the curve, the choice, the classes)."""
         g, curve = result.generator.eval(), []  # eval: batch norm's running statistics, left unchanged
-        for t in TEMPERATURES:
-            g.temperature = t
-            curve.append({"temperature": t} | {k: round(v, 4) for k, v in validation_scores(g, val, True).items()})
+        weights = [round(float(w), 5) for w in self.weights]
+        for undo in UNDO_REBALANCE:
+            g.set_rebalance(weights, undo)
+            for t in TEMPERATURES:
+                g.temperature = t
+                scores = validation_scores(g, val, True)
+                curve.append({"undo_rebalance": undo, "temperature": t} | {k: round(v, 4) for k, v in scores.items()})
         floor = identity.get("val_identity_psnr", float("-inf"))
         ok = [c for c in curve if c.get("val_psnr", float("-inf")) >= floor]
         pick = max(ok, key=lambda c: c["val_colourfulness"]) if ok else max(curve, key=lambda c: c.get("val_psnr", 0))
+        g.set_rebalance(weights, pick["undo_rebalance"])
         g.temperature = arch_config["temperature"] = pick["temperature"]
+        arch_config |= {"rebalance_weights": weights, "undo_rebalance": pick["undo_rebalance"]}
         why = ("the most colourful with val PSNR >= the grey input's" if ok else
-               "no temperature reached the grey input's val PSNR: the highest PSNR")
-        log.info("annealed-mean temperature %.2f (%s): val PSNR %.2f (grey %.2f), colourfulness %.1f",
-                 pick["temperature"], why, pick.get("val_psnr", float("nan")), floor, pick.get("val_colourfulness", 0))
+               "no decoding reached the grey input's val PSNR: the highest PSNR")
+        log.info("decoding: temperature %.2f, rebalancing divided out %.2f (%s): val PSNR %.2f (grey %.2f), "
+                 "colourfulness %.1f", pick["temperature"], pick["undo_rebalance"], why,
+                 pick.get("val_psnr", float("nan")), floor, pick.get("val_colourfulness", 0))
         return {"color_loss": {"kind": "classification (Zhang et al. 2016)", "bins": len(self.bins), "grid": AB_GRID,
                                "rebalance_lambda": self.rebalance, "smoothing_sigma": 5.0, "soft_encoding": "5 nearest, sigma 5",
                                "weights_min_max": [round(float(self.weights.min()), 3), round(float(self.weights.max()), 3)]},
-                "temperature": {"chosen": pick["temperature"], "rule": why, "curve": curve,
-                                "grey_input_val_psnr": round(floor, 4)}}
+                "temperature": {"chosen": pick["temperature"], "undo_rebalance": pick["undo_rebalance"], "rule": why,
+                                "curve": curve, "grey_input_val_psnr": round(floor, 4)}}
 
 
 def half_res_ab(rgb: torch.Tensor) -> torch.Tensor:
