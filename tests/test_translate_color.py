@@ -13,7 +13,7 @@ from genapps import losses, metrics, weights
 from genapps.nn.color import AB_GRID, ab_histogram, annealed_mean, bins_from_histogram, colour_from_ab, rgb_to_ab
 from genapps.tasks.translate import task as translate
 from genapps.tasks.translate.models import UnetAbClassifier, define_G, load_model
-from genapps.tasks.translate.training import start_from
+from genapps.tasks.translate.training import TEMPERATURES, UNDO_REBALANCE, start_from
 from tests.conftest import photo
 
 TINY_AB = ["--color-loss", "classification", "--gan-weight", 0, "--ngf", 4, "--num-downs", 5, "--preprocess", "crop",
@@ -182,7 +182,7 @@ def test_train_classification_then_colour_input_warns(tmp_path, cli, photo_dir, 
     curve = card["temperature"]["curve"]
     assert card["config"]["temperature"] == card["temperature"]["chosen"] in [c["temperature"] for c in curve]
     assert card["config"]["undo_rebalance"] == card["temperature"]["undo_rebalance"] in {c["undo_rebalance"] for c in curve}
-    assert len(card["config"]["rebalance_weights"]) == card["color_loss"]["bins"] and len(curve) == 5 * 13
+    assert len(card["config"]["rebalance_weights"]) == card["color_loss"]["bins"] and len(curve) == len(UNDO_REBALANCE) * len(TEMPERATURES)
     reloaded = load_model(str(out))[0]
     assert reloaded.undo_rebalance == card["config"]["undo_rebalance"] and reloaded.log_weights.shape == (card["color_loss"]["bins"],)
     assert all({"val_psnr", "val_colourfulness"} <= set(c) for c in curve) and card["stages"][-1]["steps"] == 3

@@ -41,8 +41,9 @@ SYNTHESIZE = ("degrade", "realworld", "mixed")  # `genapps pairs` kinds made on 
 NETG_ARCHS = ("unet", "nafnet")
 COLOR_LOSSES = ("l1", "classification")
 # annealed-mean temperatures tried on the validation pairs after a classification training
-TEMPERATURES = (0.1, 0.2, 0.3, 0.38, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8, 0.9, 1.0)
-UNDO_REBALANCE = (0.0, 0.25, 0.5, 0.75, 1.0)  # shares of the rebalancing divided out at decoding, tried likewise
+TEMPERATURES = (0.2, 0.3, 0.38, 0.5, 0.7, 1.0)
+# shares of the rebalancing divided out at decoding (UnetAbClassifier.undo_rebalance), tried with each
+UNDO_REBALANCE = (0.0, 0.1, 0.2, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.75, 1.0)
 
 
 @dataclass(frozen=True)
