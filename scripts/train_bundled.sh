@@ -88,6 +88,21 @@ genapps train pix2pix --data $PAIRS/gray --layout folders --val-split 8 --ngf 24
 nice -n 10 env OMP_NUM_THREADS=1 genapps train pix2pix --data $PAIRS/gray --layout folders --val-split 8 --ngf 24 \
   --num-downs 5 --preprocess scale_and_crop --load-size 320 --crop-size 128 --batch-size 8 --color-loss classification \
   --gan-weight 0 --init $C1 --steps 1800 --lr 4e-4 --val-every 400 --out $W/colorize.safetensors
+# colorize round 3 (issue 29, the bundled one): from round 2 (--init colorize), a stronger rebalancing (lambda
+# 0.25) on grey pairs of natural/train + natural/extra's BSDS photos (bsd200, bsds500-test; 480 photos). One folder
+# of symbolic links in which natural/train sorts last, so --val-split 8 holds out the same 8 photos as before.
+# After training, the decoding (annealed-mean temperature x the share of the rebalancing divided out,
+# undo_rebalance) is chosen on the held-out pairs: the most colourful with val PSNR >= the grey input's.
+# Run on 2026-12-03, 19:06-19:51 UTC, one thread; bundled in fp16.
+CS=${COLOR_SOURCES:-/tmp/colsrc}
+mkdir -p "$CS/0extra/bsd200" "$CS/0extra/bsds500-test" "$CS/1train"
+for d in bsd200 bsds500-test; do ln -sf "$(realpath "${EXTRA:-../shared/datasets/natural/extra}")/$d/"* "$CS/0extra/$d/"; done
+ln -sf "$(realpath "$DATA")"/* "$CS/1train/"
+genapps pairs "$CS" $PAIRS/gray3 --kind gray
+OMP_NUM_THREADS=1 genapps train pix2pix --data $PAIRS/gray3 --layout folders --val-split 8 --ngf 24 --num-downs 5 \
+  --preprocess scale_and_crop --load-size 320 --crop-size 128 --batch-size 8 --color-loss classification \
+  --rebalance 0.25 --gan-weight 0 --init $W/colorize.safetensors --steps 4000 --lr 4e-4 --val-every 500 \
+  --out ${COLORIZE_ROUND3:-/tmp/colorize-round3.safetensors}
 # restore-unpaired: degraded photos of the first 36 training images (A) and the clean photos of the
 # next 36 (B): never a pair; validated on the held-out last 8 pairs.
 U=$PAIRS/unpaired; mkdir -p $U/A $U/B $U/val/A $U/val/B
