@@ -137,7 +137,7 @@ class UnetAbClassifier(UnetGenerator):
     def decode(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """The colour image (B, 3, H, W) in [-1, 1] of `logits` over the grey input `x` (B, 1, H, W)."""
         if self.undo_rebalance:
-            logits = logits - self.undo_rebalance * self.log_weights.to(logits.dtype).view(1, -1, 1, 1)
+            logits = logits - self.undo_rebalance * self.log_weights.to(logits).view(1, -1, 1, 1)
         ab = annealed_mean(logits, self.bins, self.temperature)
         ab = nn.functional.interpolate(ab, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return colour_from_ab((x.float() + 1) / 2, ab) * 2 - 1
