@@ -492,6 +492,14 @@ def ncnn_broadcast(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torc
     return expand(a, b), expand(b, a)
 
 
+def _maximum_(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return torch.maximum(x, y, out=x)
+
+
+def _minimum_(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return torch.minimum(x, y, out=x)
+
+
 class BinaryOp(nn.Module):
     """BinaryOp: op_type 0 add, 1 sub, 2 mul, 3 div, 4 max, 5 min, 6 pow, 7 rsub, 8 rdiv, 9 rpow,
     10 atan2, 11 ratan2, 12 fmod, 13 rfmod, 15 floor_divide, 16 rfloor_divide; two blobs with ncnn's
@@ -512,8 +520,8 @@ class BinaryOp(nn.Module):
         """The result written over a dead input (`spare`: which of a, b the caller may overwrite),
         as ncnn runs its BinaryOps in place: add, mul, max, min into either, sub and div into a.
         None when neither fits (another shape, dtype or layout)."""
-        ops = {0: torch.Tensor.add_, 1: torch.Tensor.sub_, 2: torch.Tensor.mul_, 3: torch.Tensor.div_,
-               4: lambda x, y: torch.maximum(x, y, out=x), 5: lambda x, y: torch.minimum(x, y, out=x)}
+        ops = {0: torch.Tensor.add_, 1: torch.Tensor.sub_, 2: torch.Tensor.mul_, 3: torch.Tensor.div_, 4: _maximum_,
+               5: _minimum_}
         if self.with_scalar or self.op_type not in ops:
             return None
         a, b = ncnn_broadcast(a, b)
@@ -553,13 +561,9 @@ class Eltwise(nn.Module):
         shape = torch.broadcast_shapes(*(x.shape for x in xs))
         for k, x in enumerate(xs):
             if spare[k] and x.shape == shape and all(y.dtype == x.dtype for y in xs):
+                op = (torch.Tensor.mul_, torch.Tensor.add_, _maximum_)[self.op_type]
                 for y in xs[:k] + xs[k + 1:]:
-                    if self.op_type == 0:
-                        x.mul_(y)
-                    elif self.op_type == 1:
-                        x.add_(y)
-                    else:
-                        torch.maximum(x, y, out=x)
+                    op(x, y)
                 return x
         return None
 
