@@ -126,20 +126,27 @@ def _spans(size: int, tile: int, overlap: int, req: SizeRequirements) -> list[tu
     """(start, end, start_fade, end_fade) of the tiles along one axis of `size` px (an allowed size;
     `tile` a multiple of the model's).
 
-    Each tile is a core of `tile` px plus margins of at least `overlap` px inside the image,
-    rounded out to the model's multiple (tiles sit on its grid: a strided network sees every
-    tile as it sees the whole image), grown into the image to its minimum; the fades are the
-    margins beyond the core.
+    The fewest tiles of at most `tile` + 2 `overlap` px (a core plus its margins; `overlap` rounded
+    up to the model's multiple) that cover the axis, all of one length (the shortest that keeps
+    margins of at least `overlap` px between neighbours): one shape per image, so passes can be batched and reuse the same memory, and no
+    sliver of a last tile. The tiles sit on the model's multiple (a strided network sees every tile
+    as it sees the whole image), evenly spread; neighbours meet in the middle of their overlap. The
+    fades are the margins beyond the core (0 at the image's borders).
     """
-    m, spans = req.multiple, []
-    for core in range(0, size, tile):
-        core_end = min(size, core + tile)
-        start, end = max(0, (core - overlap) // m * m), min(size, -(-(core_end + overlap) // m) * m)
-        grow = req.fit(end - start) - (end - start)
-        later = min(grow, size - end)
-        start, end = start - (grow - later), end + later
-        spans.append((start, end, core - start, end - core_end))
-    return spans
+    m = req.multiple
+    overlap = -(-overlap // m) * m  # margins on the multiple, as the tiles
+    if size <= tile + 2 * overlap:
+        return [(0, size, 0, 0)]
+    count = max(2, -(-(size - 2 * overlap) // tile))
+    length = -(-(size + 2 * (count - 1) * overlap) // count)
+    while True:
+        length = min(size, req.fit(-(-length // m) * m))
+        starts = [i * (size - length) // (count - 1) // m * m for i in range(count - 1)] + [size - length]
+        cuts = [0] + [(a + length + b) // 2 for a, b in zip(starts, starts[1:])] + [size]
+        spans = [(a, a + length, cuts[i] - a, a + length - cuts[i + 1]) for i, a in enumerate(starts)]
+        if length == size or all(f >= overlap for _, _, f, _ in spans[1:]) and all(f >= overlap for *_, f in spans[:-1]):
+            return spans
+        length += m
 
 
 def receptive_radius(model: nn.Module) -> int:
@@ -163,10 +170,11 @@ def _libc():
 
 
 def release_freed_memory(device: torch.device) -> None:
-    """Give the memory freed by a tile pass back to the system (glibc malloc_trim; CPU only): a
+    """Give the memory freed by tile passes back to the system (glibc malloc_trim; CPU only): a
     model that keeps freed memory (genapps.nn.winograd) would otherwise grow its heap pass after
     pass with the fragments of differently shaped tiles (realesrgan-x4plus: 7.3 GB peak RSS in
-    a 4 GB budget)."""
+    a 4 GB budget). Called when the tile shape changes: passes of one shape reuse the kept blocks
+    (trimming after every pass page-faulted them in again: 1/4 of the time in system time)."""
     libc = _libc() if device.type == "cpu" else None
     if libc is not None and hasattr(libc, "malloc_trim"):
         libc.malloc_trim(0)
@@ -224,6 +232,7 @@ def infer(model: nn.Module, x: torch.Tensor, scale: int = 1, tile: int = 0, over
     H, W = xp.shape[-2:]
     if not tile or (H <= tile + 2 * reach and W <= tile + 2 * reach):
         out = _forward(forward, xp, precision)
+        release_freed_memory(x.device)
     else:
         tile = max(req.multiple, tile - tile % req.multiple)
         jobs = [(ys, xs) for ys in _spans(H, tile, reach, req) for xs in _spans(W, tile, reach, req)]
@@ -232,10 +241,14 @@ def infer(model: nn.Module, x: torch.Tensor, scale: int = 1, tile: int = 0, over
             by_shape.setdefault((ys[1] - ys[0], xs[1] - xs[0]), []).append((ys, xs))
         step = max(1, batch_size // b)
         chunks = [group[i:i + step] for group in by_shape.values() for i in range(0, len(group), step)]
+        # the heap is trimmed when the next tiles differ in shape (and after the last pass): passes of one
+        # tile shape reuse the memory the previous one freed (a last, smaller batch fits in it)
+        shapes = [(c[0][0][1] - c[0][0][0], c[0][1][1] - c[0][1][0]) for c in chunks]
+        trim_after = {i for i in range(len(chunks)) if i + 1 == len(chunks) or shapes[i + 1] != shapes[i]}
         if len(chunks) >= TILE_PROGRESS:  # a bar (terminal) or lines (pipes, logs) once the image takes TILE_DELAY s
             chunks = progress(chunks, total=len(chunks), desc=f"{len(jobs)} tiles")
         out, weight = None, torch.zeros(1, 1, H * scale, W * scale, device=x.device)
-        for chunk in chunks:
+        for i, chunk in enumerate(chunks):
             inp = torch.cat([xp[..., y0:y1, x0:x1] for (y0, y1, _, _), (x0, x1, _, _) in chunk])
             res = _forward(forward, inp, precision).split(b)
             if out is None:
@@ -247,7 +260,8 @@ def infer(model: nn.Module, x: torch.Tensor, scale: int = 1, tile: int = 0, over
                 out[..., y0 * scale:y1 * scale, x0 * scale:x1 * scale] += r * wt
                 weight[..., y0 * scale:y1 * scale, x0 * scale:x1 * scale] += wt
             del res
-            release_freed_memory(x.device)
+            if i in trim_after:
+                release_freed_memory(x.device)
         out = out / weight
     out = out[..., top * scale:(top + h) * scale, left * scale:(left + w) * scale]
     return check_finite(out, name, precision)

@@ -10,7 +10,7 @@ from PIL import Image
 from torch import nn
 
 from genapps import io
-from genapps.inference import (SizeRequirements, dihedral, dihedral_tta, infer, pad_to_multiple, round_trip,
+from genapps.inference import (SizeRequirements, _ramp, _spans, dihedral, dihedral_tta, infer, pad_to_multiple, round_trip,
                                size_requirements, to_channels)
 
 
@@ -73,6 +73,45 @@ def test_tiled_equals_whole(scale, multiple, unshuffle, tile, overlap):
     tiled = infer(net, x, scale, tile=tile, overlap=overlap, batch_size=3, context=8)
     assert whole.shape == tiled.shape == (2, 3, 29 * scale, 43 * scale)
     assert (tiled - whole).abs().max() < 1e-5, "tiles on the model's grid, margins wider than its radius"
+
+
+@pytest.mark.parametrize("multiple,minimum", [(1, 0), (8, 0), (4, 64), (16, 0)])
+def test_tiles_of_an_axis_share_one_length_cover_it_once_and_keep_their_margins(multiple, minimum):
+    req, rng = SizeRequirements(multiple, minimum), np.random.default_rng(multiple)
+    for _ in range(300):
+        size = req.fit(int(rng.integers(1, 2000)))
+        tile = max(multiple, int(rng.integers(1, 500)) // multiple * multiple)
+        overlap = int(rng.integers(0, 64))
+        margin_px = -(-overlap // multiple) * multiple  # margins on the model's multiple
+        spans = _spans(size, tile, overlap, req)
+        assert len({end - start for start, end, _, _ in spans}) == 1, "one tile shape per image"
+        owners, weight = np.zeros(size, int), torch.zeros(size)
+        for start, end, fade_in, fade_out in spans:
+            assert start % multiple == 0 and 0 <= start < end <= size and req.fit(end - start) == end - start
+            assert end - fade_out > start + fade_in and end - start <= req.fit(tile + 2 * margin_px + multiple)
+            assert fade_in >= margin_px or start == 0
+            assert fade_out >= margin_px or end == size
+            owners[start + fade_in:end - fade_out] += 1
+            weight[start:end] += _ramp(end - start, fade_in, fade_out, overlap // 2)
+        assert (owners == 1).all(), "the cores partition the axis"
+        assert bool((weight > 0).all()), "every pixel gets a blending weight"
+    # 816 px in 432-px tiles (16 px margins): two tiles of 424 px meeting at 408 (not 448 + 400 px);
+    # 628 px in 192-px tiles, 73-px margins: three of 307 px (not 265 + 338 + 338 + 125)
+    assert _spans(816, 432, 16, SizeRequirements()) == [(0, 424, 0, 16), (392, 816, 16, 0)]
+    assert [end - start for start, end, _, _ in _spans(628, 192, 73, SizeRequirements())] == [307] * 3
+
+
+def test_tiles_of_one_shape_run_in_batches_and_the_heap_is_trimmed_once(monkeypatch):
+    import genapps.inference as inference
+    calls, batches = [], []
+    monkeypatch.setattr(inference, "release_freed_memory", lambda device: calls.append(device))
+    net = ConvNet(1).eval()
+    x = torch.rand(1, 3, 40, 60)
+    whole = infer(net, x)
+    assert len(calls) == 1, "a whole-image pass gives its memory back once"
+    tiled = infer(net, x, tile=20, overlap=8, batch_size=4, forward=lambda t: batches.append(t.shape[0]) or net(t))
+    assert (tiled - whole).abs().max() < 1e-5
+    assert batches == [4, 2] and len(calls) == 2, "6 tiles of one shape: passes of 4 and 2, trimmed after the last"
 
 
 def test_tiled_runner_takes_the_model_s_output_channels_and_a_forward_wrapper():

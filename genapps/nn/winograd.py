@@ -236,18 +236,24 @@ class FastRRDBNet(nn.Module):
 HIDDEN_MEMORY = {"winograd": 4.0, "rrdbnet": 6.5}
 
 
+KEEP_FREED_MB = 256  # glibc serves blocks up to this size from its heap (larger ones are mmap-ed each time)
+TRIM_ABOVE_MB = 2047  # and trims the heap's top only above this much free memory (a C int of bytes)
+
+
 @functools.cache
 def _keep_freed_memory() -> bool:
-    """Ask glibc to keep freed blocks up to 64 MB instead of unmapping them: the transforms'
-    temporaries would otherwise be page-faulted in again at every convolution (glibc only). Larger
-    ones are still returned (and the heap trimmed above 256 MB free): with 1 GB / 2 GB thresholds
-    realesrgan-x4plus in 224-px tiles peaked at 4.20 GB instead of 3.72 (300 px input, 4 passes),
-    beyond the 4 GB budget its tiles are chosen for; 1.07x the time at most (measured side by side
-    on a shared machine, 103 vs 110 s)."""
+    """Ask glibc to keep freed memory for the next pass instead of returning it: blocks up to
+    KEEP_FREED_MB come from the heap, and its top is trimmed only above TRIM_ABOVE_MB free (glibc
+    only). Otherwise a pass's feature maps (77 MB at 550 px in Real-CUGAN's second U-Net) are
+    mmap-ed, or the freed heap returned, and page-faulted in again at every pass: 1/6 of the time
+    (realcugan-x2 in 460-px passes: 4.8-5.5 CPU s with 250-300k page faults per pass at 64 / 256 MB,
+    4.0-4.3 s without; benchmarks/zoo2.md). What a tile pass keeps is given back when the tile shape
+    changes (genapps.inference.release_freed_memory): every tile of an image has one shape."""
     try:
         libc = ctypes.CDLL("libc.so.6")
         m_trim_threshold, m_mmap_threshold = -1, -3
-        return bool(libc.mallopt(m_mmap_threshold, 64 << 20) and libc.mallopt(m_trim_threshold, 256 << 20))
+        return bool(libc.mallopt(m_mmap_threshold, KEEP_FREED_MB << 20)
+                    and libc.mallopt(m_trim_threshold, TRIM_ABOVE_MB << 20))
     except (OSError, AttributeError):
         return False
 
