@@ -184,6 +184,22 @@ def test_graphs_that_need_aligned_sizes_are_padded(tmp_path, cli):
     assert json.loads((zoo.home() / "strided-x2.json").read_text())["config"]["align"] == 2
 
 
+def test_tiles_of_an_aligned_graph_sit_on_its_grid_and_equal_the_whole_image(tmp_path):
+    from genapps.inference import infer
+    param, bin_path = unet_x1(tmp_path)
+    zoo.import_ncnn(param, bin_path, "unet-x1")
+    model = load_model("unet-x1")[0].eval()
+    assert model.input_multiple == 4, "the graph's alignment is the model's size requirement"
+    x = torch.rand(1, 3, 45, 61, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        whole = infer(model, x)
+        tiled = infer(model, x, tile=12, overlap=8)
+        model.input_multiple = 1  # off the grid: the strided layers see other 4x4 blocks
+        off_grid = infer(model, x, tile=13, overlap=8)
+    assert (tiled - whole).abs().max() < 1e-5
+    assert (off_grid - whole).abs().max() > 1e-3
+
+
 HAS_SPAN = importlib.util.find_spec(ncnn_files.WHEELS["span"].module) is not None
 
 

