@@ -128,10 +128,11 @@ def _spans(size: int, tile: int, overlap: int, req: SizeRequirements) -> list[tu
 
     The fewest tiles of at most `tile` + 2 `overlap` px (a core plus its margins; `overlap` rounded
     up to the model's multiple) that cover the axis, all of one length (the shortest that keeps
-    margins of at least `overlap` px between neighbours): one shape per image, so passes can be batched and reuse the same memory, and no
-    sliver of a last tile. The tiles sit on the model's multiple (a strided network sees every tile
-    as it sees the whole image), evenly spread; neighbours meet in the middle of their overlap. The
-    fades are the margins beyond the core (0 at the image's borders).
+    margins of at least `overlap` px between neighbours): one shape per image, so passes can be
+    batched and reuse the same memory, and no sliver of a last tile. The tiles sit on the model's
+    multiple (a strided network sees every tile as it sees the whole image), evenly spread;
+    neighbours meet in the middle of their overlap. The fades are the margins beyond the core (0
+    at the image's borders).
     """
     m = req.multiple
     overlap = -(-overlap // m) * m  # margins on the multiple, as the tiles
@@ -144,7 +145,8 @@ def _spans(size: int, tile: int, overlap: int, req: SizeRequirements) -> list[tu
         starts = [i * (size - length) // (count - 1) // m * m for i in range(count - 1)] + [size - length]
         cuts = [0] + [(a + length + b) // 2 for a, b in zip(starts, starts[1:])] + [size]
         spans = [(a, a + length, cuts[i] - a, a + length - cuts[i + 1]) for i, a in enumerate(starts)]
-        if length == size or all(f >= overlap for _, _, f, _ in spans[1:]) and all(f >= overlap for *_, f in spans[:-1]):
+        inner_margins = [f for _, _, f, _ in spans[1:]] + [f for *_, f in spans[:-1]]
+        if length == size or min(inner_margins) >= overlap:
             return spans
         length += m
 
