@@ -271,6 +271,40 @@ def test_train_inpaint_resumes(cli, train_dir, tmp_path):
     assert r.exit_code == 0, r.output
     tensors, meta = weights.load_weights(tmp_path / "p.safetensors")
     assert meta["arch"] == "pluralistic" and meta["config"]["z_dim"] == 4
+    assert "temperature" not in meta["config"]  # 1: the prior itself (round 1's cards)
+    v = meta["validation"]  # three samples each: best of 3 at most one sample's L1, and how far apart they are
+    assert v["val_best_of_3_hole_l1"] <= v["val_hole_l1"] + 1e-6 and v["val_diversity"] > 0
+    # the next stage samples hotter: the temperature is the checkpoint's, the weights continue
+    r = cli("train", "inpaint", *common, "--model", "pluralistic", "--z-dim", 4, "--init", tmp_path / "p.safetensors",
+            "--temperature", 3, "--steps", 1, "--out", tmp_path / "p3.safetensors")
+    assert r.exit_code == 0, r.output
+    meta3 = weights.load_weights(tmp_path / "p3.safetensors")[1] | json.loads((tmp_path / "p3.json").read_text())
+    assert meta3["config"]["temperature"] == 3
+    assert [s["steps"] for s in meta3["stages"]] == [3, 1, 1]  # the GAN's, the stage it continued, its own
+    r = cli("train", "inpaint", *common, "--model", "pluralistic", "--temperature", 0, "--steps", 1,
+            "--out", tmp_path / "p0.safetensors")
+    assert r.exit_code == 2 and "temperature" in r.output
+
+
+def test_pluralistic_temperature_scales_how_far_samples_spread(tiny_models):
+    """Same noise, hotter sampling: the fills differ more; at 0 every sample is the prior mean's fill."""
+    from genapps.tasks.inpaint.task import load_model
+
+    model, _ = load_model(str(tiny_models["pluralistic"]))
+    x = torch.cat([torch.rand(2, 3, 32, 32), (torch.rand(2, 1, 32, 32) > 0.6).float()], 1)
+
+    @torch.no_grad()
+    def spread(t):
+        model.temperature = t
+        a, b = (model(x, torch.Generator().manual_seed(s)) for s in (1, 2))
+        return float((a - b).abs().mean())
+
+    assert spread(0.0) == 0.0
+    assert 0 < spread(1.0) < spread(4.0)
+    with torch.no_grad():
+        mu, _ = model.prior_params(x)
+        model.temperature = 0.0
+        assert torch.equal(model(x, torch.Generator().manual_seed(5)), model.decode(x, mu))
 
 
 def test_resume_redoes_an_image_whose_mask_changed(cli, photo_dir, tmp_path):

@@ -62,15 +62,20 @@ class PluralisticUnet(nn.Module):
     q(z | full image, mask). z acts twice: added at the U-Net's bottleneck, and as a coarse
     (`grid` x `grid`) colour field added inside the hole (a direct path, so that the decoder cannot
     learn to ignore z, the usual posterior collapse next to a strong deterministic model).
-    Sampling z from the prior gives different plausible fills of the same hole.
+    Sampling z from the prior gives different plausible fills of the same hole; `temperature`
+    scales the prior's standard deviation when sampling (1: the prior itself; larger: fills that
+    differ more; 0: always the prior mean, one fill). Training with min-of-K samples drawn at
+    that temperature teaches the decoder to spread them over plausible fills.
     """
 
     classical_prefill = True
 
     def __init__(self, ngf: int = 16, num_downs: int = 5, dilations: tuple[int, ...] = (1, 2, 4, 8), z_dim: int = 32,
-                 grid: int = 4):
+                 grid: int = 4, temperature: float = 1.0):
         super().__init__()
-        self.z_dim, self.grid = z_dim, grid
+        if not 0 <= temperature <= 16:
+            raise ValueError(f"temperature must be in [0, 16], got {temperature}")
+        self.z_dim, self.grid, self.temperature = z_dim, grid, temperature
         self.net = InpaintUnet(ngf, num_downs, dilations, z_dim)
         self.coarse = nn.Linear(z_dim, 3 * grid * grid)
         nn.init.zeros_(self.coarse.weight)
@@ -109,10 +114,15 @@ class PluralisticUnet(nn.Module):
         return (out + x[:, 3:4] * field).clamp(0, 1)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """One sample: z ~ p(z | x) (B, 4, H, W) -> (B, 3, H, W)."""
+        """One sample: z ~ p(z | x) with its std scaled by `temperature`; (B, 4, H, W) -> (B, 3, H, W)."""
         mu, logvar = self.prior_params(x)
+        return self.decode(x, self.sample_z(mu, logvar, generator))
+
+    def sample_z(self, mu: torch.Tensor, logvar: torch.Tensor,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """z = mu + temperature * std * eps (B, z_dim), eps ~ N(0, 1) from `generator`."""
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        return self.decode(x, mu + eps * (0.5 * logvar).exp())
+        return mu + eps * (0.5 * logvar).exp() * self.temperature
 
 
 def push_pull_fill(image: torch.Tensor, known: torch.Tensor) -> torch.Tensor:

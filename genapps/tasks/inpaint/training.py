@@ -88,6 +88,9 @@ class InpaintTrainConfig:
     adversarial_weight: float = 0.01
     feature_weight: float = field(default=0.1, metadata={"help": "Discriminator feature matching."})
     kl_weight: float = field(default=0.002, metadata={"help": "Pluralistic: KL(q || prior) weight."})
+    temperature: float = field(default=1.0, metadata={"help": (
+        "Pluralistic: scale of the prior's std for the training samples (the best-of-K term) and for the saved "
+        "model's sampling: larger = fills that differ more.")})
     min_of: int = field(default=3, metadata={  # the best of the prior samples gets the hole L1
         "help": "Pluralistic: prior samples per crop; the best one's hole L1 is trained (0 = none)."})
     d_channels: int = field(default=16, metadata={"cli": False})
@@ -100,6 +103,8 @@ class InpaintTrainConfig:
             raise ValueError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
         if self.masks not in MASK_SETS:
             raise ValueError(f"masks must be one of {', '.join(MASK_SETS)}, got {self.masks!r}")
+        if not 0 < self.temperature <= 16:
+            raise ValueError(f"temperature must be in (0, 16], got {self.temperature}")
         multiple = 2 ** (self.downs if self.model == "ffc" else self.num_downs)
         if self.patch % multiple:
             raise ValueError(f"patch must be a multiple of {multiple}, got {self.patch}")
@@ -285,6 +290,8 @@ def build_generator(cfg: InpaintTrainConfig) -> tuple[torch.nn.Module, str, dict
         config |= {"act": cfg.act} if cfg.act != "relu" else {}  # (stage 1's weights: relu, no key)
     else:
         config = {"ngf": cfg.ngf, "num_downs": cfg.num_downs} | ({"z_dim": cfg.z_dim} if arch == "pluralistic" else {})
+        if arch == "pluralistic" and cfg.temperature != 1.0:  # (absent at 1: round 1's cards)
+            config["temperature"] = cfg.temperature
     g = define_G(arch, **config)
     if cfg.init:
         tensors, meta = weights.load_weights(weights.resolve_weights(cfg.init))
@@ -296,8 +303,8 @@ def build_generator(cfg: InpaintTrainConfig) -> tuple[torch.nn.Module, str, dict
                                  f"{arch} {config}")
             g.load_state_dict({k: v.float() for k, v in tensors.items()})
             return g, arch, config
-        base = {k: v for k, v in config.items() if k != "z_dim"}
-        if {k: v for k, v in meta["config"].items() if k != "z_dim"} != base:
+        base = {k: v for k, v in config.items() if k not in ("z_dim", "temperature")}  # (sampling, not weights)
+        if {k: v for k, v in meta["config"].items() if k not in ("z_dim", "temperature")} != base:
             raise ValueError(f"--init {cfg.init}: {meta['arch']} {meta['config']} does not match {arch} {config}")
         if meta["arch"] == arch:
             g.load_state_dict({k: v.float() for k, v in tensors.items()})
@@ -335,8 +342,7 @@ class InpaintTraining:
         mu_q, lv_q = net.posterior_params(target, mask)
         mu_p, lv_p = net.prior_params(x)
         z_q = mu_q + torch.randn_like(mu_q) * (0.5 * lv_q).exp()
-        samples = [net.decode(x, mu_p + torch.randn_like(mu_p) * (0.5 * lv_p).exp())
-                   for _ in range(max(1, self.cfg.min_of))]
+        samples = [net.decode(x, net.sample_z(mu_p, lv_p)) for _ in range(max(1, self.cfg.min_of))]
         return net.decode(x, z_q), torch.stack(samples), mu_q, lv_q, mu_p, lv_p
 
     def _sample(self, out) -> torch.Tensor:
@@ -346,7 +352,7 @@ class InpaintTraining:
     def generator_loss(self, batch, out, disc):
         """Hole and valid L1 (pluralistic: + KL(q || p) and the best prior sample's hole L1), then
         the hinge adversarial loss and feature matching on the composited fill."""
-        cfg, (x, target, mask) = self.cfg, batch
+        cfg, (_, target, mask) = self.cfg, batch
         pred, sample = out[0] if self.pluralistic else out, self._sample(out)
         hole = losses.hole_l1(pred, target, mask)
         valid = losses.hole_l1(pred, target, 1 - mask)
@@ -392,9 +398,21 @@ class InpaintTraining:
         mse = float(((pred - target) ** 2 * mask).sum() / (mask.sum() * 3))
         result = {"val_hole_l1": l1, "val_hole_psnr": float(10 * np.log10(1 / max(mse, 1e-10))),
                   "val_neg_hole_l1": -l1, "val_prefill_hole_l1": self.prefill_val}
+        if self.pluralistic:  # two more samples each: best of 3 and how much the fills differ
+            more = [torch.cat([model(x[i:i + 4], gen) for i in range(0, len(x), 4)]) for _ in range(2)]
+            result |= sample_spread(torch.stack([pred, *more]), target, mask)
         if self.keep_best is not None:
             self.keep_best(model, result)
         return result
+
+
+def sample_spread(samples: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+    """K fills (K, B, 3, H, W) of the crops: the best-of-K hole L1 (per crop, then mean) and the diversity,
+    the mean pairwise hole L1 between the fills (per crop, then mean), both in 0-255."""
+    k = len(samples)
+    pairs = [losses.best_of_hole_l1(samples[i:i + 1], samples[j], mask) for i in range(k) for j in range(i + 1, k)]
+    return {f"val_best_of_{k}_hole_l1": float(losses.best_of_hole_l1(samples, target, mask)) * 255,
+            "val_diversity": float(torch.stack(pairs).mean()) * 255 if pairs else 0.0}
 
 
 def split_validation(cfg: InpaintTrainConfig) -> tuple[list[Path], list[Path]]:
@@ -492,14 +510,13 @@ def train_inpaint(cfg: InpaintTrainConfig, device: torch.device, resume: bool = 
         "provenance": f"trained by genapps (`genapps train inpaint`, the command above) on {cfg.data}"
                       + (f" and {cfg.extra}" if cfg.extra else ""),
     }
-    if ffc:
-        card["stages"] = weights.previous_stages(cfg.init) + [{
-            "command": weights.command_line(), "steps": cfg.steps, "init": cfg.init,
-            "minutes": round(minutes, 1), "threads": torch.get_num_threads(),
-            # the CPU time this process used (data loading included; a part interrupted and resumed is not counted)
-            "cpu_hours": round((time.process_time() - cpu0) / 3600, 3), "data": meta["data"], "extra": meta["extra"],
-            "validation": f"held-out: {'--val ' + cfg.val if cfg.val else f'the last {cfg.holdout} photos of --data'}; "
-                          f"final {result.validation.get('weights', '')} val_hole_l1 "
-                          f"{result.validation.get('val_hole_l1', float('nan')):.3f}"}]
+    card["stages"] = weights.previous_stages(cfg.init) + [{  # every stage of these weights, this one last
+        "command": weights.command_line(), "steps": cfg.steps, "init": cfg.init,
+        "minutes": round(minutes, 1), "threads": torch.get_num_threads(),
+        # the CPU time this process used (data loading included; a part interrupted and resumed is not counted)
+        "cpu_hours": round((time.process_time() - cpu0) / 3600, 3), "data": meta["data"], "extra": meta.get("extra"),
+        "validation": f"held-out: {'--val ' + cfg.val if cfg.val else f'the last {cfg.holdout} photos of --data'}; "
+                      f"final {result.validation.get('weights', '')} val_hole_l1 "
+                      f"{result.validation.get('val_hole_l1', float('nan')):.3f}"}]
     state = {k: v.half() for k, v in result.generator.state_dict().items()}  # fp16 on disk, fp32 when loaded
     return save_trained(out, state, card)
