@@ -158,7 +158,7 @@ def config_options(cls) -> list[click.Option]:
     """One click option per field of the Config dataclass `cls`, from its type, default and metadata.
 
     Metadata keys (all optional): help; flags (option strings, "--x/--no-x" for a pair); choices;
-    range (lo, hi) for ints; type ("dir" | "file" | "path"); required (on the command line, where a
+    range (lo, hi) for ints and floats; type ("dir" | "file" | "path"); required (on the command line, where a
     pipeline has another way); invert ("--overwrite": a flag that sets the field False);
     flag_values ({"--half": "fp16", ...}: several flags that set one field); cli False (not an option).
     Choices of an int field are given as strings and turned back into ints. Defaults: a field without
@@ -197,7 +197,7 @@ def config_options(cls) -> list[click.Option]:
             if hint is int:
                 kwargs["callback"] = lambda ctx, param, v: None if v is None else int(v)
         elif "range" in meta:
-            kwargs["type"] = click.IntRange(*meta["range"])
+            kwargs["type"] = (click.FloatRange if hint is float else click.IntRange)(*meta["range"])
         elif meta.get("type") in PATH_TYPES:
             kwargs["type"] = PATH_TYPES[meta["type"]]()
         elif hint in (int, float):

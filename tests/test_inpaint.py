@@ -158,6 +158,17 @@ def test_samples_concat_and_report(cli, photo_dir, tmp_path, tiny_models):
     r = cli("inpaint", photo_dir, tmp_path / "gan", "--masks", tmp_path / "m.png", "--model", tiny_models["unet"],
             "--samples", 2)
     assert r.exit_code == 2 and "pluralistic" in r.output
+    # --temperature 0: every sample is the prior mean's fill; a GAN model has no temperature to set
+    r = cli("inpaint", photo_dir, tmp_path / "cold", "--masks", tmp_path / "m.png", "--model",
+            tiny_models["pluralistic"], "--samples", 2, "--temperature", 0)
+    assert r.exit_code == 0, r.output
+    assert np.array_equal(_read(tmp_path / "cold" / "a_s0.png"), _read(tmp_path / "cold" / "a_s1.png"))
+    r = cli("inpaint", photo_dir, tmp_path / "cold", "--masks", tmp_path / "m.png", "--model",
+            tiny_models["pluralistic"], "--samples", 2, "--temperature", 2)
+    assert r.exit_code == 2 and "temperature" in r.output  # another setup in that folder: no silent mix
+    r = cli("inpaint", photo_dir, tmp_path / "gan", "--masks", tmp_path / "m.png", "--model", tiny_models["unet"],
+            "--temperature", 2)
+    assert r.exit_code == 2 and "pluralistic" in r.output
     r = cli("inpaint", photo_dir, tmp_path / "cat", "--masks", tmp_path / "m.png", "--method", "telea", "--concat")
     assert r.exit_code == 0, r.output
     cat = _read(tmp_path / "cat" / "a.png")

@@ -42,6 +42,9 @@ class Config:
     samples: int = field(default=1, metadata={"range": (1, 64), "help": "Fills per image from the pluralistic "
                                               "model: NAME_s0, NAME_s1, ..."})
     seed: int = field(default=0, metadata={"help": "Seed of the pluralistic samples."})
+    temperature: float | None = field(default=None, metadata={"range": (0, 16), "help": (
+        "Pluralistic model: how far its samples spread (the prior's temperature; 0 = one most likely fill). "
+        "Default: the model's own, chosen on held-out photos.")})
     concat: bool = field(default=False, metadata={"help": "Write image | mask | result side by side."})
     mask_threshold: int = field(default=127, metadata={"range": (0, 255)})
     grow: int = field(default=0, metadata={"range": (0, 256), "help": "Dilate every mask by N px before filling "
@@ -73,6 +76,8 @@ class Config:
             raise ValueError(f"samples must be >= 1, got {self.samples}")
         if self.samples > 1 and self.method != "model":
             raise ValueError(f"samples > 1 needs method 'model' (a pluralistic model), not {self.method!r}")
+        if self.temperature is not None and not 0 <= self.temperature <= 16:
+            raise ValueError(f"temperature must be in [0, 16], got {self.temperature}")
         if not 0 <= self.mask_threshold <= 255:
             raise ValueError(f"mask_threshold must be in 0..255, got {self.mask_threshold}")
         if not 0 <= self.grow <= 256:

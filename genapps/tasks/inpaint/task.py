@@ -239,6 +239,11 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
         if cfg.samples > 1 and info.arch != "pluralistic":
             raise ValueError(f"--samples {cfg.samples} needs a pluralistic model (e.g. inpaint-pluralistic); "
                              f"{model_name} is a {info.arch} model and gives one fill")
+        if cfg.temperature is not None:
+            if not hasattr(model, "temperature"):
+                raise ValueError(f"--temperature needs a pluralistic model (e.g. inpaint-pluralistic); {model_name} "
+                                 f"is a {info.arch} model and gives one fill")
+            model.temperature = cfg.temperature
         model = model.to(device)
     root = Path(input_dir) if Path(input_dir).is_dir() else Path(input_dir).parent
     stale = other_samples(cfg, input_dir, output_dir)
@@ -271,6 +276,7 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
                    "model_sha256": info.sha256 if info is not None else None,
                    "masks": "file" if source is not None else f"{cfg.mask_kind}/{cfg.mask_seed}",
                    **({"grow": cfg.grow} if cfg.grow else {}),  # (absent at 0: earlier runs still resume)
+                   **({"temperature": cfg.temperature} if cfg.temperature is not None else {}),
                    **{k: getattr(cfg, k) for k in ("samples", "seed", "concat", "mask_threshold", "invert_mask", "tta",
                                                     "work_size", "margin", "ext", "suffix", "quality")}}
 
