@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 
 from genapps import io, metrics
-from genapps.tasks.inpaint.task import load_model, model_fill, needs_prefill
+from genapps.tasks.inpaint.task import WorkCrop, load_model, model_fill, needs_prefill, work_crops
 from genapps.tasks.inpaint import masks as M
 from genapps.tasks.inpaint.classical import fill, prefill
 from genapps.weights import WEIGHTS_DIR
@@ -94,19 +94,24 @@ def mean_rows(rows: list[dict]) -> dict[str, float]:
     return {k: statistics.fmean(r[k] for r in rows) for k in rows[0]}
 
 
-def cached_prefill(holed: torch.Tensor, mask: torch.Tensor, key: str,
-                   cache: Path | None) -> tuple[torch.Tensor, float, float]:
-    """classical.prefill and the (wall, CPU) seconds it took, kept in `cache` so that both models reuse it."""
-    path = cache / f"{key.replace('/', '_')}.pt" if cache else None
+def cached_crops(holed: torch.Tensor, mask: torch.Tensor, key: str,
+                 cache: Path | None) -> tuple[list[WorkCrop], float, float]:
+    """work_crops with the round-1 pre-fill (as genapps inpaint makes them) and the (wall, CPU) seconds
+    they took, kept in `cache` so that both round-1 models and later runs reuse them."""
+    path = cache / f"crops-{key.replace('/', '_')}.pt" if cache else None
     if path is not None and path.is_file():
         saved = io.load_torch(path)
-        return saved["pre"], float(saved["seconds"]), float(saved.get("cpu_seconds", saved["seconds"]))
+        crops = [WorkCrop(*(int(v) for v in box), region, inp)
+                 for box, region, inp in zip(saved["boxes"].tolist(), saved["regions"], saved["inputs"])]
+        return crops, float(saved["seconds"]), float(saved["cpu_seconds"])
     t0, c0 = time.perf_counter(), time.process_time()
-    pre = prefill(holed, mask)
+    crops = work_crops(holed, mask, classical=True)
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     if path is not None:
-        io.save_state(path, {"pre": pre, "seconds": seconds, "cpu_seconds": cpu})
-    return pre, seconds, cpu
+        io.save_state(path, {"boxes": torch.tensor([[c.y, c.x, c.h, c.w] for c in crops]),
+                             "regions": [c.region for c in crops], "inputs": [c.input for c in crops],
+                             "seconds": seconds, "cpu_seconds": cpu})
+    return crops, seconds, cpu
 
 
 def run_method(method: str, images, mask_set: str, model=None, samples: int = 5, cache: Path | None = None,
@@ -128,9 +133,9 @@ def run_method(method: str, images, mask_set: str, model=None, samples: int = 5,
         else:
             k = samples if method == "pluralistic" else 1
             gens = [torch.Generator().manual_seed(M.seed_for(0, f"{name}#{i}")) for i in range(k)]
-            pre, pre_seconds, pre_cpu = cached_prefill(holed, mask, f"{dataset}/{mask_set}/{name}", cache)
+            crops, pre_seconds, pre_cpu = cached_crops(holed, mask, f"{dataset}/{mask_set}/{name}", cache)
             t0, c0 = time.perf_counter(), time.process_time()
-            outs = [model_fill(model, holed, mask, generator=g, pre=pre, tta=method == "model") for g in gens]
+            outs = [model_fill(model, holed, mask, generator=g, crops=crops, tta=method == "model") for g in gens]
             t0 -= pre_seconds * len(outs)  # each fill costs the pre-fill (once per image) + the network
             c0 -= pre_cpu * len(outs)
         seconds += (time.perf_counter() - t0) / len(outs)
@@ -209,6 +214,8 @@ def main() -> None:
                                                    "measure (with and without TTA), instead of the tables.")
     ap.add_argument("--visual", default=None, help="Write the side-by-side page of large holes to VISUAL.md "
                                                    "and VISUAL/*.jpg instead of measuring.")
+    ap.add_argument("--visual-samples", default=None, help="Write the page of the pluralistic model's samples side "
+                                                           "by side to VISUAL_SAMPLES.md and VISUAL_SAMPLES/*.jpg.")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(1)
@@ -217,6 +224,8 @@ def main() -> None:
     cv2.setNumThreads(1)
     if args.visual:
         return visual_page(args)
+    if args.visual_samples:
+        return samples_page(args)
     if args.speed:
         return speed_12mp(args)
     out = Path(args.out)
@@ -310,9 +319,6 @@ VISUAL_IMAGES = 4  # BSD68 images on the page, each with its area40 and area50 m
 def visual_page(args) -> None:
     """Side-by-side 1:1 crops (192 px around the largest hole) of large holes (area40, area50) on the
     first BSD68 images: input with the hole | each of VISUAL_METHODS that runs here | original."""
-    import numpy as np
-    from PIL import Image, ImageDraw
-
     out_dir = Path(args.visual)
     out_dir.mkdir(parents=True, exist_ok=True)
     models = {"model": load_model(args.gan_model)[0]}
@@ -348,22 +354,71 @@ def visual_page(args) -> None:
                     fills[m] = model_fill(models[m], holed, mask, tta=m == "model")
                 else:
                     fills[m] = fill(m, holed, mask)
-            ys, xs = np.nonzero(mask.numpy())
-            cy = int(np.clip(np.median(ys), size // 2, im.shape[1] - size // 2))
-            cx = int(np.clip(np.median(xs), size // 2, im.shape[2] - size // 2))
-            box = (slice(cy - size // 2, cy + size // 2), slice(cx - size // 2, cx + size // 2))
-            shown = torch.where(mask, torch.tensor([1.0, 0, 1.0])[:, None, None], im)
-            tiles = [shown] + [fills[m] for m in methods] + [im]
-            strip = torch.cat([t[:, box[0], box[1]] for t in tiles], 2)
-            pic = Image.fromarray((strip.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
-            draw = ImageDraw.Draw(pic)
-            for i, label in enumerate(["input", *methods, "original"]):
-                draw.text((i * size + 4, 4), label, fill=(255, 255, 0))
             file = out_dir / f"{name}_{mask_set}.jpg"
-            pic.save(file, quality=88)
+            crop_strip(im, mask, fills, size, file)
             lines += [f"## {name}, {mask_set} ({float(mask.float().mean()) * 100:.0f}% of the image)", "",
                       f"![{name} {mask_set}]({out_dir.name}/{file.name})", ""]
             log.info("wrote %s", file)
+    io.write_text(out_dir.with_suffix(".md"), "\n".join(lines))
+
+
+def crop_strip(im: torch.Tensor, mask: torch.Tensor, fills: dict[str, torch.Tensor], size: int, file: Path) -> None:
+    """One JPEG row of 1:1 crops (size px, centred on the hole's median pixel): the input with the
+    hole in magenta | each fill of `fills` (labelled with its key) | the original."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    ys, xs = np.nonzero(mask.numpy())
+    cy = int(np.clip(np.median(ys), size // 2, im.shape[1] - size // 2))
+    cx = int(np.clip(np.median(xs), size // 2, im.shape[2] - size // 2))
+    box = (slice(cy - size // 2, cy + size // 2), slice(cx - size // 2, cx + size // 2))
+    shown = torch.where(mask, torch.tensor([1.0, 0, 1.0])[:, None, None], im)
+    tiles = [shown, *fills.values(), im]
+    strip = torch.cat([t[:, box[0], box[1]] for t in tiles], 2)
+    pic = Image.fromarray((strip.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+    draw = ImageDraw.Draw(pic)
+    for i, label in enumerate(["input", *fills, "original"]):
+        draw.text((i * size + 4, 4), label, fill=(255, 255, 0))
+    file.parent.mkdir(parents=True, exist_ok=True)
+    pic.save(file, quality=90)
+
+
+def samples_page(args) -> None:
+    """Side-by-side 1:1 crops of the pluralistic model's samples (issue 28: fills that differ in
+    structure or texture, not only colour): thick strokes and area30 holes on the first held-out
+    photos and BSD68 images: input | `inpaint` (one deterministic fill, TTA) | K samples (seeds
+    0..K-1, the model's own temperature) | original, with each sample's hole L1 and the diversity."""
+    out_dir = Path(args.visual_samples)
+    gan, _ = load_model(args.gan_model)
+    plural, info = load_model(args.pluralistic_model)
+    size, k = 160, min(args.samples, 4)
+    lines = ["# Inpainting: the pluralistic model's samples side by side", "",
+             f"Columns: input (hole in magenta) | `inpaint` (deterministic, with its TTA) | {k} samples of "
+             f"`{Path(args.pluralistic_model).stem}` (seeds 0-{k - 1}, temperature "
+             f"{getattr(plural, 'temperature', 1.0):g}) | original; 1:1 crops of {size} px around the hole. "
+             "Under each row: hole L1 (/255) of each fill and the samples' diversity (mean pairwise hole L1). "
+             f"Command: python scripts/bench_inpaint.py --visual-samples {args.visual_samples} --samples {k}"
+             + ("" if args.pluralistic_model == MODELS["pluralistic"] else f" --pluralistic-model {args.pluralistic_model}"), ""]
+    for dataset, folder, limit in (("heldout", Path(args.heldout), -3), ("BSD68", Path(args.val) / "BSD68", 3)):
+        for name, im in load_set(folder, limit):
+            for mask_set in ("thick", "area30"):
+                mask = torch.from_numpy(M.generate(mask_set, tuple(im.shape[1:]), M.seed_for(0, f"{mask_set}/{name}")))
+                holed = torch.where(mask, torch.zeros(()), im)
+                crops = work_crops(holed, mask, classical=True)
+                fills = {"inpaint": model_fill(gan, holed, mask, crops=crops, tta=True)}
+                for i in range(k):
+                    g = torch.Generator().manual_seed(M.seed_for(0, f"{name}#{i}"))
+                    fills[f"sample {i + 1}"] = model_fill(plural, holed, mask, generator=g, crops=crops, tta=False)
+                fills = {key: torch.where(mask, v, im) for key, v in fills.items()}
+                l1 = {key: scores(v, im, mask)["hole_l1"] for key, v in fills.items()}
+                outs = [v for key, v in fills.items() if key.startswith("sample")]
+                div = statistics.fmean(float((a - b).abs()[:, mask].mean()) * 255 for a, b in itertools.combinations(outs, 2))
+                file = out_dir / f"{dataset}_{name}_{mask_set}.jpg"
+                crop_strip(im, mask, fills, size, file)
+                lines += [f"## {dataset} {name}, {mask_set} ({float(mask.float().mean()) * 100:.0f}% of the image)", "",
+                          f"![{name} {mask_set}]({out_dir.name}/{file.name})", "",
+                          "hole L1: " + ", ".join(f"{key} {v:.2f}" for key, v in l1.items()) + f"; diversity {div:.2f}", ""]
+                log.info("wrote %s (diversity %.2f)", file, div)
     io.write_text(out_dir.with_suffix(".md"), "\n".join(lines))
 
 

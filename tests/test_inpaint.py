@@ -7,6 +7,7 @@ import logging
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from conftest import photo
@@ -192,6 +193,34 @@ def test_large_image_runs_in_crops_around_each_hole(tiny_models):
     assert out.shape == rgb.shape
     assert torch.equal(out[:, ~mask], rgb[:, ~mask])
     assert (out[:, mask] - rgb[:, mask]).abs().mean() > 0.05
+
+
+def test_work_crops_prefill_each_crop_at_the_size_the_network_sees(tiny_models):
+    """The classical pre-fill runs on each hole's crop at the work resolution (a small hole in a
+    large photo costs the crop's pixels), the hole's content is never read, and model_fill with the
+    crops made once (several samples) equals model_fill making them itself."""
+    from genapps.tasks.inpaint.task import load_model, work_crops
+
+    y, x = torch.meshgrid(torch.linspace(0, 1, 200), torch.linspace(0, 1, 300), indexing="ij")
+    rgb = torch.stack([x, y, (x + y) / 2])  # a smooth ramp: the classical fills continue it
+    mask = torch.zeros(200, 300, dtype=torch.bool)
+    mask[20:40, 20:50] = True  # crop 36 x 46 px with margin 8: kept at full size
+    mask[60:190, 120:290] = True  # crop 146 x 186: resized to at most 64 px
+    crops = work_crops(rgb, mask, classical=True, work_size=64, margin=8)
+    assert [tuple(c.input.shape) for c in crops] == [(4, 36, 46), (4, 50, 64)]
+    for c in crops:
+        hole = c.input[3].bool()
+        assert hole.any() and not hole.all()
+        ramp = F.interpolate(rgb[None, :, c.y:c.y + c.h, c.x:c.x + c.w], size=tuple(hole.shape), mode="area")[0]
+        err = (c.input[:3] - ramp).abs()
+        assert err[:, ~hole].max() < 1e-5  # outside the hole: the image at that size
+        assert 0 < err[:, hole].mean() < 0.08  # inside: pre-filled (zeros would be ~0.5 off)
+    scrambled = work_crops(torch.where(mask, 1 - rgb, rgb), mask, classical=True, work_size=64, margin=8)
+    assert all(torch.equal(a.input, b.input) for a, b in zip(crops, scrambled))
+    assert not work_crops(rgb, mask, classical=False, work_size=64, margin=8)[1].input[:3, crops[1].input[3].bool()].any()
+    model, _ = load_model(str(tiny_models["unet"]))
+    assert torch.equal(model_fill(model, rgb, mask, work_size=64, margin=8),
+                       model_fill(model, rgb, mask, work_size=64, margin=8, crops=crops))
 
 
 @pytest.mark.parametrize("method", ["telea", "ns", "biharmonic"])

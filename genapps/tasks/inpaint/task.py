@@ -7,19 +7,18 @@ big-lama.pt`: LaMa, MAT, ...), and the classical `telea`, `ns` (OpenCV), `biharm
 Whatever the method, the output keeps the input's pixels outside the hole exactly (same bit
 depth, alpha passed through).
 
-The model path: the round-1 U-Nets get the whole image's hole pre-filled by the mean of Telea, NS
-and biharmonic (the FFC model and spandrel's models fill it themselves from the zeroed hole);
-each connected hole, dilated by
-`margin` px, is cut out as a crop, resized down when its longer side exceeds `work_size`,
-reflect-padded to the network's multiple, corrected by the network and pasted back inside the
-hole only.
+The model path: each connected hole, dilated by `margin` px, is cut out as a crop, resized down
+when its longer side exceeds `work_size`; the round-1 U-Nets get the crop's hole pre-filled by
+the mean of Telea, NS and biharmonic at that size (the FFC model and spandrel's models fill it
+themselves from the zeroed hole); the crop is reflect-padded to the network's multiple, corrected
+by the network and pasted back inside the hole only.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
@@ -33,7 +32,7 @@ from genapps.batch import Manifest, file_output, map_images
 from genapps.inference import check_finite, dihedral_tta, pad_to_multiple, round_trip, size_requirements
 from genapps.records import StageResult
 from genapps.tasks.inpaint import masks as M
-from genapps.tasks.inpaint.classical import fill, prefill
+from genapps.tasks.inpaint.classical import check_fillable, fill, prefill
 from genapps.tasks.inpaint.config import Config
 from genapps.tasks.inpaint.models import ARCHS
 
@@ -94,40 +93,75 @@ def hole_crops(mask: torch.Tensor, margin: int) -> list[tuple[int, int, int, int
     return crops
 
 
-@torch.inference_mode()
-def model_fill(model: nn.Module, rgb: torch.Tensor, mask: torch.Tensor, work_size: int = 512, margin: int = 48,
-               generator: torch.Generator | None = None, device: torch.device | str = "cpu",
-               pre: torch.Tensor | None = None, tta: bool = False, name: str | None = None) -> torch.Tensor:
-    """(3, H, W) in [0, 1], bool (H, W) hole -> (3, H, W) filled; outside the hole equals `rgb`.
+@dataclass(frozen=True)
+class WorkCrop:
+    """One connected hole's crop as the network takes it: box (y, x, h, w) in the image, `region`
+    the hole pixels (bool (h, w)) this crop fills, `input` (4, sh, sw) = [RGB, hole] at the work
+    resolution (sh, sw <= work_size; the hole pre-filled for the round-1 U-Nets, zero otherwise)."""
 
-    `generator` seeds the pluralistic model's sample (ignored by the GAN model); `pre` is
-    classical.prefill(rgb, mask) when already computed (several samples of one image); `tta`
-    averages the GAN model over the 8 flips and transposes (lower hole L1, 8x the network time).
-    A NaN/inf prediction is a NonFiniteOutput naming the model (`name`); a hole covering the
-    whole image a ValueError (nothing to fill from).
-    """
-    if not mask.any():
-        return rgb.clone()
-    if needs_prefill(model):
-        out = (prefill(rgb, mask) if pre is None else pre).clone()
-    else:  # nothing of the hole's content reaches the model
-        out = torch.where(mask, torch.zeros(()), rgb)
-    req = size_requirements(model)
+    y: int
+    x: int
+    h: int
+    w: int
+    region: torch.Tensor
+    input: torch.Tensor
+
+
+def work_crops(rgb: torch.Tensor, mask: torch.Tensor, classical: bool, work_size: int = 512,
+               margin: int = 48) -> list[WorkCrop]:
+    """The crops of `hole_crops`, each resized down (area) when longer than `work_size` (a pixel
+    partly in the hole is hole) and, when `classical`, its hole pre-filled by classical.prefill at
+    that resolution: the pre-fill costs the crop's pixels, not the photo's (a 5% hole of a 12-MP
+    photo: one 512-px crop, not 12 MP of biharmonic), and the network sees it as in training (crops
+    pre-filled at their own scale). The hole's content is never read."""
+    check_fillable(mask)
+    crops = []
     for y, x, h, w, region in hole_crops(mask, margin):
-        crop = torch.cat([out[:, y:y + h, x:x + w], mask[y:y + h, x:x + w][None].float()])[None]
+        hole = mask[y:y + h, x:x + w]
+        img = torch.where(hole, torch.zeros(()), rgb[:, y:y + h, x:x + w])[None]
+        m = hole[None, None].float()
         scale = min(1.0, work_size / max(h, w))
         if scale < 1:
             size = (max(8, round(h * scale)), max(8, round(w * scale)))
-            img = F.interpolate(crop[:, :3], size=size, mode="area")
-            hole = (F.interpolate(crop[:, 3:], size=size, mode="area") > 0).float()
-            crop = torch.cat([img, hole], 1)
-        sh, sw = crop.shape[-2:]
-        inp = pad_to_multiple(crop, req)[0].to(device)
+            m = (F.interpolate(m, size=size, mode="area") > 0).float()
+            img = F.interpolate(img, size=size, mode="area") * (1 - m)
+        if classical:
+            small = m[0, 0].bool()
+            if small.all():  # the crop's few known pixels vanish at this scale: pre-fill at full size
+                full = prefill(rgb[:, y:y + h, x:x + w], hole)[None]
+                img = F.interpolate(full, size=tuple(small.shape), mode="area")
+            else:
+                img = prefill(img[0], small)[None]
+        crops.append(WorkCrop(y, x, h, w, region, torch.cat([img, m], 1)[0]))
+    return crops
+
+
+@torch.inference_mode()
+def model_fill(model: nn.Module, rgb: torch.Tensor, mask: torch.Tensor, work_size: int = 512, margin: int = 48,
+               generator: torch.Generator | None = None, device: torch.device | str = "cpu",
+               crops: list[WorkCrop] | None = None, tta: bool = False, name: str | None = None) -> torch.Tensor:
+    """(3, H, W) in [0, 1], bool (H, W) hole -> (3, H, W) filled; outside the hole equals `rgb`.
+
+    `generator` seeds the pluralistic model's sample (ignored by the GAN model); `crops` are
+    work_crops(rgb, mask, needs_prefill(model), work_size, margin) when already made (several
+    samples of one image share their pre-fill); `tta` averages the GAN model over the 8 flips and
+    transposes (lower hole L1, 8x the network time). A NaN/inf prediction is a NonFiniteOutput
+    naming the model (`name`); a hole covering the whole image a ValueError (nothing to fill from).
+    """
+    if not mask.any():
+        return rgb.clone()
+    if crops is None:
+        crops = work_crops(rgb, mask, needs_prefill(model), work_size, margin)
+    out = rgb.clone()
+    req = size_requirements(model)
+    for c in crops:
+        sh, sw = c.input.shape[-2:]
+        inp = pad_to_multiple(c.input[None], req)[0].to(device)
         pred = check_finite(_run_model(model, inp, generator, tta)[..., :sh, :sw].float().cpu(), name)
-        if scale < 1:
-            pred = F.interpolate(pred, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
-        window = out[:, y:y + h, x:x + w]
-        out[:, y:y + h, x:x + w] = torch.where(region, pred[0], window)
+        if (sh, sw) != (c.h, c.w):
+            pred = F.interpolate(pred, size=(c.h, c.w), mode="bicubic", align_corners=False).clamp(0, 1)
+        window = out[:, c.y:c.y + c.h, c.x:c.x + c.w]
+        out[:, c.y:c.y + c.h, c.x:c.x + c.w] = torch.where(c.region, pred[0], window)
     return torch.where(mask, out, rgb)
 
 
@@ -137,7 +171,7 @@ def model_fill(model: nn.Module, rgb: torch.Tensor, mask: torch.Tensor, work_siz
 def inpaint_image(image: io.LoadedImage, mask: torch.Tensor, cfg: Config, model: nn.Module | None,
                   name: str, device: torch.device) -> list[io.LoadedImage]:
     """`cfg.samples` filled copies of `image` (grey runs as RGB and comes back grey; alpha untouched)."""
-    outs, pre = [], None
+    outs, crops = [], None
     for k in range(cfg.samples):
         if not mask.any():
             color = image.color.clone()  # nothing to fill: the image passes through
@@ -147,10 +181,10 @@ def inpaint_image(image: io.LoadedImage, mask: torch.Tensor, cfg: Config, model:
             gen = torch.Generator(device=device).manual_seed(M.seed_for(cfg.seed, f"{name}#{k}"))
 
             def step(rgb: torch.Tensor) -> torch.Tensor:
-                nonlocal pre
-                if pre is None and needs_prefill(model):
-                    pre = prefill(rgb, mask)  # the same for every sample
-                return model_fill(model, rgb, mask, cfg.work_size, cfg.margin, gen, device, pre, cfg.tta,
+                nonlocal crops
+                if crops is None:  # the same for every sample (the pre-fill too)
+                    crops = work_crops(rgb, mask, needs_prefill(model), cfg.work_size, cfg.margin)
+                return model_fill(model, rgb, mask, cfg.work_size, cfg.margin, gen, device, crops, cfg.tta,
                                   cfg.model or DEFAULT_MODELS[cfg.samples > 1])
 
             color = round_trip(image, step).color  # grey runs as RGB and comes back grey
