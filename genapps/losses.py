@@ -11,6 +11,7 @@ Images are (B, C, H, W) in [0, 1]; discriminator outputs are raw logits of any s
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import kornia
@@ -167,6 +168,31 @@ def best_of_hole_l1(samples: torch.Tensor, target: torch.Tensor, mask: torch.Ten
     pushed towards the target, so the K samples may spread over plausible fills."""
     per = ((samples - target).abs() * mask).flatten(2).sum(2) / (mask.flatten(1).sum(1) * 3).clamp(min=1)
     return per.min(0).values.mean()
+
+
+def diversity_sensitive_loss(samples: torch.Tensor, noise: torch.Tensor, mask: torch.Tensor,
+                             floor: float) -> torch.Tensor:
+    """DSGAN's clipped diversity term (Yang et al. 2019, "Diversity-Sensitive Conditional GANs"):
+    keeps a conditional generator from ignoring its noise, here from a learned prior that shrinks.
+
+    samples (K, B, 3, H, W): K fills of each crop from the noise draws noise (K, B, Z) (the unit
+    normal eps before the prior's mean and std: a prior that shrinks its std does not shrink this
+    distance); mask (B, 1, H, W). For every pair of samples and crop: their hole L1 divided by the
+    noise distance (mean |eps_i - eps_j|, over its expectation 2/sqrt(pi) for unit normals: 1 on
+    average), clipped at `floor` (image units). Returns floor - mean clipped ratio: 0 once every pair
+    differs by at least `floor` per typical noise distance, so it buys diversity up to that and no
+    more (the best-of-K term then decides what the samples look like)."""
+    k = len(samples)
+    if k < 2:
+        raise ValueError("the diversity term needs at least two samples per crop")
+    area = (mask.flatten(1).sum(1) * samples.shape[2]).clamp(min=1)
+    ratios = []
+    for i in range(k):
+        for j in range(i + 1, k):
+            d_img = ((samples[i] - samples[j]).abs() * mask).flatten(1).sum(1) / area
+            d_noise = (noise[i] - noise[j]).abs().mean(1) / (2 / math.pi ** 0.5)
+            ratios.append((d_img / d_noise.clamp(min=1e-3)).clamp(max=floor))
+    return floor - torch.stack(ratios).mean()
 
 
 def laplacian_pyramid_l1(pred: torch.Tensor, target: torch.Tensor, levels: int = 5) -> torch.Tensor:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from conftest import photo
-from genapps import io, weights
+from genapps import io, losses, weights
 from genapps.tasks.inpaint.task import hole_crops, model_fill
 from genapps.tasks.inpaint import masks as M
 from genapps.tasks.inpaint.classical import fill
@@ -316,14 +316,39 @@ def test_train_inpaint_resumes(cli, train_dir, tmp_path):
     assert v["val_best_of_3_hole_l1"] <= v["val_hole_l1"] + 1e-6 and v["val_diversity"] > 0
     # the next stage samples hotter: the temperature is the checkpoint's, the weights continue
     r = cli("train", "inpaint", *common, "--model", "pluralistic", "--z-dim", 4, "--init", tmp_path / "p.safetensors",
-            "--temperature", 3, "--steps", 1, "--out", tmp_path / "p3.safetensors")
+            "--temperature", 3, "--diversity", 4, "--steps", 1, "--out", tmp_path / "p3.safetensors")
     assert r.exit_code == 0, r.output
     meta3 = weights.load_weights(tmp_path / "p3.safetensors")[1] | json.loads((tmp_path / "p3.json").read_text())
     assert meta3["config"]["temperature"] == 3
+    assert 0 <= meta3["history"][-1]["diversity_short"] <= 4  # DSGAN's term was trained (and logged)
     assert [s["steps"] for s in meta3["stages"]] == [3, 1, 1]  # the GAN's, the stage it continued, its own
     r = cli("train", "inpaint", *common, "--model", "pluralistic", "--temperature", 0, "--steps", 1,
             "--out", tmp_path / "p0.safetensors")
     assert r.exit_code == 2 and "temperature" in r.output
+    r = cli("train", "inpaint", *common, "--diversity", 4, "--steps", 1, "--out", tmp_path / "g.safetensors")
+    assert r.exit_code == 2 and "diversity needs --model pluralistic" in r.output
+
+
+def test_diversity_term_pushes_close_samples_apart_up_to_its_floor():
+    """DSGAN's clipped term: floor - mean(min(hole L1 between two samples / noise distance, floor))."""
+    mask = torch.zeros(2, 1, 8, 8)
+    mask[:, :, 2:6, 2:6] = 1
+    base = torch.rand(2, 3, 8, 8)
+    noise = torch.zeros(2, 2, 16)
+    noise[1] = 2 / np.pi ** 0.5  # |eps_0 - eps_1| averages its expectation for unit normals: distance 1
+    apart = torch.stack([base, base + 0.05 * mask])  # the hole differs by 0.05, the outside not at all
+    assert losses.diversity_sensitive_loss(apart, noise, mask, 0.04) == 0  # far enough: nothing to gain
+    assert torch.isclose(losses.diversity_sensitive_loss(apart, noise, mask, 0.08), torch.tensor(0.03))
+    assert torch.isclose(losses.diversity_sensitive_loss(apart, noise * 2, mask, 0.08), torch.tensor(0.055))
+    close = torch.stack([base, base + 0.001]).requires_grad_(True)
+    loss = losses.diversity_sensitive_loss(close, noise, mask, 0.04)
+    loss.backward()
+    with torch.no_grad():
+        stepped = close - close.grad * 10
+        assert losses.diversity_sensitive_loss(stepped, noise, mask, 0.04) < loss
+        assert torch.equal(close.grad * (1 - mask), torch.zeros_like(close.grad))  # only the hole counts
+    with pytest.raises(ValueError, match="two samples"):
+        losses.diversity_sensitive_loss(apart[:1], noise[:1], mask, 0.04)
 
 
 def test_pluralistic_temperature_scales_how_far_samples_spread(tiny_models):

@@ -118,10 +118,12 @@ class PluralisticUnet(nn.Module):
         mu, logvar = self.prior_params(x)
         return self.decode(x, self.sample_z(mu, logvar, generator))
 
-    def sample_z(self, mu: torch.Tensor, logvar: torch.Tensor,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-        """z = mu + temperature * std * eps (B, z_dim), eps ~ N(0, 1) from `generator`."""
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    def sample_z(self, mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None,
+                 eps: torch.Tensor | None = None) -> torch.Tensor:
+        """z = mu + temperature * std * eps (B, z_dim), eps ~ N(0, 1) from `generator` (or given: training's
+        diversity term measures the distance between draws)."""
+        if eps is None:
+            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         return mu + eps * (0.5 * logvar).exp() * self.temperature
 
 

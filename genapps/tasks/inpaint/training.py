@@ -93,6 +93,9 @@ class InpaintTrainConfig:
         "model's sampling: larger = fills that differ more.")})
     min_of: int = field(default=3, metadata={  # the best of the prior samples gets the hole L1
         "help": "Pluralistic: prior samples per crop; the best one's hole L1 is trained (0 = none)."})
+    diversity: float = field(default=0.0, metadata={"help": (
+        "Pluralistic: DSGAN's diversity floor, hole L1 (0-255) that two prior samples of a crop should differ by "
+        "per typical noise distance; keeps the prior from shrinking under the best-of-K term (0 = off).")})
     d_channels: int = field(default=16, metadata={"cli": False})
     ema: float = field(default=0.999, metadata={"help": "Generator EMA decay (0 = off)."})
     val_every: int = 1000
@@ -105,6 +108,8 @@ class InpaintTrainConfig:
             raise ValueError(f"masks must be one of {', '.join(MASK_SETS)}, got {self.masks!r}")
         if not 0 < self.temperature <= 16:
             raise ValueError(f"temperature must be in (0, 16], got {self.temperature}")
+        if self.diversity < 0 or (self.diversity and (self.model != "pluralistic" or self.min_of < 2)):
+            raise ValueError("diversity needs --model pluralistic and --min-of 2 or more (and is at least 0)")
         multiple = 2 ** (self.downs if self.model == "ffc" else self.num_downs)
         if self.patch % multiple:
             raise ValueError(f"patch must be a multiple of {multiple}, got {self.patch}")
@@ -322,7 +327,8 @@ def build_generator(cfg: InpaintTrainConfig) -> tuple[torch.nn.Module, str, dict
 class InpaintTraining:
     """The parts of `genapps train inpaint` that fit calls. Batches are (x (B, 4, p, p) pre-filled
     input + mask, target (B, 3, p, p) in [0, 1], mask (B, 1, p, p) {0, 1}). The pluralistic model's
-    output is (posterior fill, prior fills (K, B, 3, p, p), mu_q, logvar_q, mu_p, logvar_p)."""
+    output is (posterior fill, prior fills (K, B, 3, p, p), mu_q, logvar_q, mu_p, logvar_p, the fills' unit
+    noise (K, B, Z))."""
 
     cfg: InpaintTrainConfig
     device: torch.device
@@ -342,8 +348,9 @@ class InpaintTraining:
         mu_q, lv_q = net.posterior_params(target, mask)
         mu_p, lv_p = net.prior_params(x)
         z_q = mu_q + torch.randn_like(mu_q) * (0.5 * lv_q).exp()
-        samples = [net.decode(x, net.sample_z(mu_p, lv_p)) for _ in range(max(1, self.cfg.min_of))]
-        return net.decode(x, z_q), torch.stack(samples), mu_q, lv_q, mu_p, lv_p
+        noise = torch.randn((max(1, self.cfg.min_of), *mu_p.shape), device=mu_p.device, dtype=mu_p.dtype)
+        samples = [net.decode(x, net.sample_z(mu_p, lv_p, eps=eps)) for eps in noise]
+        return net.decode(x, z_q), torch.stack(samples), mu_q, lv_q, mu_p, lv_p, noise
 
     def _sample(self, out) -> torch.Tensor:
         """The fill the discriminator judges: the model's, or the pluralistic model's first prior sample."""
@@ -359,13 +366,17 @@ class InpaintTraining:
         loss = cfg.hole_weight * hole + cfg.valid_weight * valid
         logs = {"hole_l1": hole.item() * 255, "valid_l1": valid.item() * 255}
         if self.pluralistic:
-            kl = losses.kl_gaussians(*out[2:])
+            kl = losses.kl_gaussians(*out[2:6])
             loss = loss + cfg.kl_weight * kl
             logs |= {"kl": kl.item(), "prior_hole_l1": losses.hole_l1(sample, target, mask).item() * 255}
             if cfg.min_of:  # the best prior sample of each crop must match: the samples spread out (best-of-K)
                 best = losses.best_of_hole_l1(out[1], target, mask)
                 loss = loss + cfg.hole_weight * best
                 logs["best_prior_hole_l1"] = best.item() * 255
+            if cfg.diversity:  # the samples differ by at least the floor per noise distance (DSGAN)
+                short = losses.diversity_sensitive_loss(out[1], out[6], mask, cfg.diversity / 255)
+                loss = loss + cfg.hole_weight * short
+                logs["diversity_short"] = short.item() * 255
         if cfg.model == "ffc" and cfg.structure_weight:  # the structure of the composited crop, coarse to fine
             structure = losses.laplacian_pyramid_l1(mask * pred + (1 - mask) * target, target)
             loss = loss + cfg.structure_weight * structure
