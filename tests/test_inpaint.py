@@ -313,7 +313,7 @@ def test_train_inpaint_resumes(cli, train_dir, tmp_path):
     assert meta["arch"] == "pluralistic" and meta["config"]["z_dim"] == 4
     assert "temperature" not in meta["config"]  # 1: the prior itself (round 1's cards)
     v = meta["validation"]  # three samples each: best of 3 at most one sample's L1, and how far apart they are
-    assert v["val_best_of_3_hole_l1"] <= v["val_hole_l1"] + 1e-6 and v["val_diversity"] > 0
+    assert v["val_best_of_3_hole_l1"] <= v["val_hole_l1"] + 1e-4 and v["val_diversity"] > 0
     # the next stage samples hotter: the temperature is the checkpoint's, the weights continue
     r = cli("train", "inpaint", *common, "--model", "pluralistic", "--z-dim", 4, "--init", tmp_path / "p.safetensors",
             "--temperature", 3, "--diversity", 4, "--steps", 1, "--out", tmp_path / "p3.safetensors")
@@ -349,6 +349,23 @@ def test_diversity_term_pushes_close_samples_apart_up_to_its_floor():
         assert torch.equal(close.grad * (1 - mask), torch.zeros_like(close.grad))  # only the hole counts
     with pytest.raises(ValueError, match="two samples"):
         losses.diversity_sensitive_loss(apart[:1], noise[:1], mask, 0.04)
+
+
+def test_sample_spread_best_of_k_is_measured_like_one_fill():
+    """Best-of-K takes each crop's best fill, then pools the hole pixels as val_hole_l1 does."""
+    from genapps.tasks.inpaint.training import sample_spread
+
+    target = torch.zeros(2, 3, 8, 8)
+    mask = torch.zeros(2, 1, 8, 8)
+    mask[0, :, :2, :2], mask[1, :, :, :4] = 1, 1  # a small hole (4 px) and a large one (32 px)
+    good, bad = torch.full((2, 3, 8, 8), 0.1), torch.full((2, 3, 8, 8), 0.3)
+    mixed = torch.stack([torch.stack([good[0], bad[1]]), torch.stack([bad[0], good[1]])])
+    r = sample_spread(mixed, target, mask)
+    assert r["val_best_of_2_hole_l1"] == pytest.approx(0.1 * 255, rel=1e-5)  # crop 0 from fill 0, crop 1 from fill 1
+    assert r["val_diversity"] == pytest.approx(0.2 * 255, rel=1e-5)
+    one = sample_spread(torch.stack([good, good]), target, mask)
+    assert one["val_best_of_2_hole_l1"] == pytest.approx(float(losses.hole_l1(good, target, mask)) * 255)
+    assert one["val_diversity"] == 0
 
 
 def test_pluralistic_temperature_scales_how_far_samples_spread(tiny_models):
