@@ -34,12 +34,21 @@ genapps train sr "${SR[@]}" --scale 4 --gan --init $W/sr-x4.safetensors --lr 2e-
 genapps train inpaint --data "$DATA" --holdout 8 --masks mixed --patch 160 --batch-size 6 --steps 1600 \
   --val-every 400 --out $W/inpaint.safetensors
 # inpaint stage 3 (2026-12-04, issue 28): 8,000 more steps on natural/train + natural/extra (validation 15.27 -> 14.70).
-# (The bundled inpaint-pluralistic below was fine-tuned from the round-1 weights, before this stage.)
 genapps train inpaint --data "$DATA" --extra "${EXTRA:-../shared/datasets/natural/extra}" --holdout 8 --masks mixed \
   --init $W/inpaint.safetensors --patch 160 --batch-size 6 --steps 8000 --val-every 1000 --out /tmp/inpaint-s3.safetensors
 cp /tmp/inpaint-s3.safetensors $W/inpaint.safetensors && cp /tmp/inpaint-s3.json $W/inpaint.json
-genapps train inpaint --data "$DATA" --holdout 8 --masks mixed --model pluralistic --init $W/inpaint.safetensors \
-  --patch 128 --batch-size 6 --steps 1300 --val-every 500 --ema 0.99 --kl-weight 0.0005 --out $W/inpaint-pluralistic.safetensors
+# inpaint-pluralistic (2026-12-04, issue 28): from stage 3, with DSGAN's diversity term (--diversity 4), then 256-px crops.
+genapps train inpaint --data "$DATA" --extra "${EXTRA:-../shared/datasets/natural/extra}" --holdout 8 --masks mixed \
+  --model pluralistic --init $W/inpaint.safetensors --diversity 4 --patch 128 --batch-size 6 --steps 4000 --val-every 500 \
+  --ema 0.99 --kl-weight 0.0005 --min-of 3 --out /tmp/plural-ds.safetensors
+genapps train inpaint --data "$DATA" --extra "${EXTRA:-../shared/datasets/natural/extra}" --holdout 8 --masks mixed \
+  --model pluralistic --init /tmp/plural-ds.safetensors --diversity 4 --patch 256 --batch-size 4 --lr 2.5e-4 --steps 2500 \
+  --val-every 500 --ema 0.99 --kl-weight 0.0005 --min-of 3 --out $W/inpaint-pluralistic.safetensors
+# inpaint stage 4 (2026-12-04, issue 28): 4,000 steps of 256-px crops (validation 14.70 -> 14.32).
+genapps train inpaint --data "$DATA" --extra "${EXTRA:-../shared/datasets/natural/extra}" --holdout 8 --masks mixed \
+  --init $W/inpaint.safetensors --patch 256 --batch-size 4 --lr 2.5e-4 --steps 4000 --val-every 500 \
+  --out /tmp/inpaint-s4.safetensors
+cp /tmp/inpaint-s4.safetensors $W/inpaint.safetensors && cp /tmp/inpaint-s4.json $W/inpaint.json
 # Inpainting round 2 (issue 28): the LaMa-style FFC model (genapps/nn/ffc.py), stage 1, run on 2026-12-03
 # with ONE thread (OMP_NUM_THREADS=1; the other core served other work) on natural/train + natural/extra
 # (BSD200, BSDS500-test, T91: 490 photos), LaMa-style masks; the last 8 photos of natural/train are held out:
