@@ -162,12 +162,18 @@ def hole_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> tor
     return ((pred - target).abs() * mask).sum() / (mask.sum() * pred.shape[1]).clamp(min=1)
 
 
+def per_crop_hole_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """hole_l1 of each crop: pred and target (..., B, C, H, W) (leading dims broadcast, e.g. K
+    samples), mask (B, 1, H, W) -> (..., B) mean |pred - target| over each crop's hole pixels."""
+    err = ((pred - target).abs() * mask).flatten(-3).sum(-1)
+    return err / (mask.flatten(-3).sum(-1) * pred.shape[-3]).clamp(min=1)
+
+
 def best_of_hole_l1(samples: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Best-of-K hole L1: samples (K, B, 3, H, W) of each crop's fill; the hole L1 (as hole_l1,
     per crop) of the best sample of each crop, mean over the crops. Only the best sample is
     pushed towards the target, so the K samples may spread over plausible fills."""
-    per = ((samples - target).abs() * mask).flatten(2).sum(2) / (mask.flatten(1).sum(1) * 3).clamp(min=1)
-    return per.min(0).values.mean()
+    return per_crop_hole_l1(samples, target, mask).min(0).values.mean()
 
 
 def diversity_sensitive_loss(samples: torch.Tensor, noise: torch.Tensor, mask: torch.Tensor,
@@ -185,11 +191,10 @@ def diversity_sensitive_loss(samples: torch.Tensor, noise: torch.Tensor, mask: t
     k = len(samples)
     if k < 2:
         raise ValueError("the diversity term needs at least two samples per crop")
-    area = (mask.flatten(1).sum(1) * samples.shape[2]).clamp(min=1)
     ratios = []
     for i in range(k):
         for j in range(i + 1, k):
-            d_img = ((samples[i] - samples[j]).abs() * mask).flatten(1).sum(1) / area
+            d_img = per_crop_hole_l1(samples[i], samples[j], mask)
             d_noise = (noise[i] - noise[j]).abs().mean(1) / (2 / math.pi ** 0.5)
             ratios.append((d_img / d_noise.clamp(min=1e-3)).clamp(max=floor))
     return floor - torch.stack(ratios).mean()

@@ -21,7 +21,7 @@ import json
 
 import torch
 
-from genapps import weights
+from genapps import losses, weights
 from genapps.inference import dihedral_tta
 from genapps.tasks.inpaint import training as T
 from genapps.tasks.inpaint.task import load_model
@@ -29,7 +29,7 @@ from genapps.tasks.inpaint.task import load_model
 
 def per_crop_l1(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """(B,) hole L1 /255 of each crop."""
-    return ((a - b).abs() * mask).sum((1, 2, 3)) / (mask.sum((1, 2, 3)) * 3) * 255
+    return losses.per_crop_hole_l1(a, b, mask) * 255
 
 
 @torch.no_grad()

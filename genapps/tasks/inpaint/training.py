@@ -423,7 +423,7 @@ def sample_spread(samples: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
     hole L1 between two fills averaged over the pairs, both in 0-255. (Before 2026-12-04 the best-of-K
     was a mean of per-crop L1s, which weighs small holes more: 13.6 beside a pooled one-sample 15.0.)"""
     k, b = len(samples), samples.shape[1]
-    per = ((samples - target).abs() * mask).flatten(2).sum(2)  # (K, B): each fill's hole error
+    per = losses.per_crop_hole_l1(samples, target, mask)  # (K, B)
     best = samples[per.argmin(0), torch.arange(b, device=samples.device)]
     pairs = [losses.hole_l1(samples[i], samples[j], mask) for i in range(k) for j in range(i + 1, k)]
     return {f"val_best_of_{k}_hole_l1": float(losses.hole_l1(best, target, mask)) * 255,
