@@ -313,6 +313,7 @@ def test_train_inpaint_resumes(cli, train_dir, tmp_path):
     assert meta["arch"] == "pluralistic" and meta["config"]["z_dim"] == 4
     assert "temperature" not in meta["config"]  # 1: the prior itself (round 1's cards)
     v = meta["validation"]  # three samples each: best of 3 at most one sample's L1, and how far apart they are
+    # (both pooled over the hole pixels, summed in different orders: 1e-4 on the 0-255 scale is float32 rounding)
     assert v["val_best_of_3_hole_l1"] <= v["val_hole_l1"] + 1e-4 and v["val_diversity"] > 0
     # the next stage samples hotter: the temperature is the checkpoint's, the weights continue
     r = cli("train", "inpaint", *common, "--model", "pluralistic", "--z-dim", 4, "--init", tmp_path / "p.safetensors",
