@@ -92,7 +92,8 @@ def kl_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 def kl_gaussians(mu_q, logvar_q, mu_p, logvar_p) -> torch.Tensor:
-    """KL(N(mu_q, var_q) || N(mu_p, var_p)) summed over latent dims, mean over the batch. All (B, Z)."""
+    """KL(N(mu_q, var_q) || N(mu_p, var_p)) summed over latent dims, mean over the batch. All (B, Z), or
+    latent maps (B, Z, h, w): then the mean is over the batch and the cells (a cell's KL weighs as a vector's)."""
     kl = 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p).pow(2)) / logvar_p.exp() - 1)
     return kl.sum(1).mean()
 
@@ -181,9 +182,9 @@ def diversity_sensitive_loss(samples: torch.Tensor, noise: torch.Tensor, mask: t
     """DSGAN's clipped diversity term (Yang et al. 2019, "Diversity-Sensitive Conditional GANs"):
     keeps a conditional generator from ignoring its noise, here from a learned prior that shrinks.
 
-    samples (K, B, 3, H, W): K fills of each crop from the noise draws noise (K, B, Z) (the unit
-    normal eps before the prior's mean and std: a prior that shrinks its std does not shrink this
-    distance); mask (B, 1, H, W). For every pair of samples and crop: their hole L1 divided by the
+    samples (K, B, 3, H, W): K fills of each crop from the noise draws noise (K, B, Z) or latent maps
+    (K, B, Z, h, w) (the unit normal eps before the prior's mean and std: a prior that shrinks its
+    std does not shrink this distance); mask (B, 1, H, W). For every pair of samples and crop: their hole L1 divided by the
     noise distance (mean |eps_i - eps_j|, over its expectation 2/sqrt(pi) for unit normals: 1 on
     average), clipped at `floor` (image units). Returns floor - mean clipped ratio: 0 once every pair
     differs by at least `floor` per typical noise distance, so it buys diversity up to that and no
@@ -195,7 +196,7 @@ def diversity_sensitive_loss(samples: torch.Tensor, noise: torch.Tensor, mask: t
     for i in range(k):
         for j in range(i + 1, k):
             d_img = per_crop_hole_l1(samples[i], samples[j], mask)
-            d_noise = (noise[i] - noise[j]).abs().mean(1) / (2 / math.pi ** 0.5)
+            d_noise = (noise[i] - noise[j]).abs().flatten(1).mean(1) / (2 / math.pi ** 0.5)
             ratios.append((d_img / d_noise.clamp(min=1e-3)).clamp(max=floor))
     return floor - torch.stack(ratios).mean()
 

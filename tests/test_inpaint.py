@@ -323,6 +323,14 @@ def test_train_inpaint_resumes(cli, train_dir, tmp_path):
     assert meta3["config"]["temperature"] == 3
     assert 0 <= meta3["history"][-1]["diversity_short"] <= 4  # DSGAN's term was trained (and logged)
     assert [s["steps"] for s in meta3["stages"]] == [3, 1, 1]  # the GAN's, the stage it continued, its own
+    # a latent map (one code per bottleneck cell) from the GAN weights; not from a vector model's encoders
+    r = cli("train", "inpaint", *common, "--model", "pluralistic", "--z-dim", 4, "--latent-map", "--init", out,
+            "--diversity", 4, "--steps", 1, "--out", tmp_path / "pm.safetensors")
+    assert r.exit_code == 0, r.output
+    assert weights.load_weights(tmp_path / "pm.safetensors")[1]["config"]["latent_map"] is True
+    r = cli("train", "inpaint", *common, "--model", "pluralistic", "--z-dim", 4, "--latent-map",
+            "--init", tmp_path / "p.safetensors", "--steps", 1, "--out", tmp_path / "pm2.safetensors")
+    assert r.exit_code == 2 and "does not match" in r.output
     r = cli("train", "inpaint", *common, "--model", "pluralistic", "--temperature", 0, "--steps", 1,
             "--out", tmp_path / "p0.safetensors")
     assert r.exit_code == 2 and "temperature" in r.output
@@ -388,6 +396,40 @@ def test_pluralistic_temperature_scales_how_far_samples_spread(tiny_models):
         mu, _ = model.prior_params(x)
         model.temperature = 0.0
         assert torch.equal(model(x, torch.Generator().manual_seed(5)), model.decode(x, mu))
+
+
+def test_latent_map_is_one_code_per_bottleneck_cell():
+    """--latent-map: the prior is a map at the bottleneck's size; a constant map acts as the vector z;
+    the KL and the diversity term treat a map's cells as one long vector's entries."""
+    from genapps.nn.dilated import DilatedBottleneck
+
+    torch.manual_seed(0)
+    neck = DilatedBottleneck(8, (1, 2), z_dim=3)
+    torch.nn.init.normal_(neck.inject.weight)
+    feats, z = torch.randn(2, 8, 4, 5), torch.randn(2, 3)
+    neck.latent = z
+    as_vector = neck(feats)
+    neck.latent = z[:, :, None, None].expand(2, 3, 4, 5)
+    assert torch.allclose(neck(feats), as_vector, atol=1e-6)
+    model = define_G("pluralistic", ngf=4, z_dim=4, latent_map=True)
+    x = torch.cat([torch.rand(2, 3, 64, 96), (torch.rand(2, 1, 64, 96) > 0.5).float()], 1)
+    mu, logvar = model.prior_params(x)
+    assert mu.shape == logvar.shape == (2, 4, 2, 3)  # 1/32 of the input, as the bottleneck's features
+    assert model.posterior_params(x[:, :3], x[:, 3:])[0].shape == (2, 4, 2, 3)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.abs().sum() == 0:
+                p.normal_(0, 0.3)
+        a, b = (model(x, torch.Generator().manual_seed(s)) for s in (1, 2))
+        assert a.shape == (2, 3, 64, 96) and float((a - b).abs().mean()) > 0
+        model.temperature = 0.0
+        assert torch.equal(model(x, torch.Generator().manual_seed(1)), model(x, torch.Generator().manual_seed(2)))
+    m = [torch.randn(2, 4, 2, 3) for _ in range(4)]
+    cells = [t.permute(0, 2, 3, 1).reshape(12, 4) for t in m]  # each cell a vector of its own
+    assert torch.allclose(losses.kl_gaussians(*m), losses.kl_gaussians(*cells))
+    samples, noise, mask = torch.rand(3, 2, 3, 8, 8), torch.randn(3, 2, 4, 2, 3), torch.ones(2, 1, 8, 8)
+    assert torch.allclose(losses.diversity_sensitive_loss(samples, noise, mask, 0.5),
+                          losses.diversity_sensitive_loss(samples, noise.flatten(2), mask, 0.5))
 
 
 def test_resume_redoes_an_image_whose_mask_changed(cli, photo_dir, tmp_path):

@@ -5,9 +5,10 @@ downsamplings) four blocks with dilations 1, 2, 4, 8 see about 30 cells each way
 whole of a 512-960 px crop. Each block is a ResNet bottleneck (1x1 reduce, 3x3 dilated, 1x1
 expand), so that the receptive field costs few parameters.
 
-Optionally a latent code z (B, z_dim) is added to the features (broadcast over H, W) by a
-linear map initialised to zero: a network trained without z is reproduced exactly at start,
-which lets a VAE-family model be fine-tuned from a deterministic one. The owner sets `latent`
+Optionally a latent code z is added to the features by a linear map initialised to zero: a
+vector (B, z_dim) broadcast over H, W, or a map (B, z_dim, h, w) of the features' size (one code
+per cell). A network trained without z is reproduced exactly at start, which lets a VAE-family
+model be fine-tuned from a deterministic one. The owner sets `latent`
 before each forward pass (the U-Net calls the bottleneck with the features only).
 
 Tensors: (B, C, h, w) -> (B, C, h, w).
@@ -16,6 +17,7 @@ Tensors: (B, C, h, w) -> (B, C, h, w).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -51,5 +53,9 @@ class DilatedBottleneck(nn.Module):
         if self.inject is not None:
             if self.latent is None:
                 raise RuntimeError("DilatedBottleneck with z_dim > 0 needs `latent` set before the forward pass")
-            x = x + self.inject(self.latent)[:, :, None, None]
+            z = self.latent
+            if z.dim() == 4:  # a latent map: the same linear map at every cell (a 1x1 convolution)
+                x = x + F.conv2d(z, self.inject.weight[:, :, None, None], self.inject.bias)
+            else:
+                x = x + self.inject(z)[:, :, None, None]
         return self.blocks(x)

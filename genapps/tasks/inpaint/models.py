@@ -55,6 +55,20 @@ def _encoder(in_ch: int, z_dim: int, width: int = 32) -> nn.Sequential:
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(ch, 2 * z_dim))
 
 
+def _map_encoder(in_ch: int, z_dim: int, downs: int, width: int = 32) -> nn.Sequential:
+    """(B, in_ch, H, W) -> (B, 2 z_dim, H / 2^downs, W / 2^downs) = (mu, logvar) per cell: strided
+    convs to the U-Net bottleneck's size, then two dilated 3x3 convs so that a cell inside a hole
+    sees the known pixels around it."""
+    layers, ch = [], in_ch
+    for i in range(downs):
+        out = width * min(4, 2 ** ((i + 1) // 2))
+        layers += [nn.Conv2d(ch, out, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        ch = out
+    layers += [nn.Conv2d(ch, ch, 3, padding=2, dilation=2), nn.LeakyReLU(0.2, True),  # (zero padding: maps
+               nn.Conv2d(ch, 2 * z_dim, 3, padding=1)]  # of 1x1 cells are fine)
+    return nn.Sequential(*layers)
+
+
 class PluralisticUnet(nn.Module):
     """Conditional VAE over hole fills (Pluralistic Image Completion's two paths, on the same U-Net).
 
@@ -66,22 +80,27 @@ class PluralisticUnet(nn.Module):
     scales the prior's standard deviation when sampling (1: the prior itself; larger: fills that
     differ more; 0: always the prior mean, one fill). Training with min-of-K samples drawn at
     that temperature teaches the decoder to spread them over plausible fills.
+
+    `latent_map`: z is a map (B, z_dim, H / 2^num_downs, W / 2^num_downs) at the bottleneck's size,
+    one Gaussian per cell from fully convolutional encoders, and the colour field is per cell, so
+    that samples can differ in what they put where (structure), not only in a global tone (round 2's
+    vector z: samples differed mostly in shading).
     """
 
     classical_prefill = True
 
     def __init__(self, ngf: int = 16, num_downs: int = 5, dilations: tuple[int, ...] = (1, 2, 4, 8), z_dim: int = 32,
-                 grid: int = 4, temperature: float = 1.0):
+                 grid: int = 4, temperature: float = 1.0, latent_map: bool = False):
         super().__init__()
         if not 0 <= temperature <= 16:
             raise ValueError(f"temperature must be in [0, 16], got {temperature}")
-        self.z_dim, self.grid, self.temperature = z_dim, grid, temperature
+        self.z_dim, self.grid, self.temperature, self.latent_map = z_dim, grid, temperature, latent_map
         self.net = InpaintUnet(ngf, num_downs, dilations, z_dim)
-        self.coarse = nn.Linear(z_dim, 3 * grid * grid)
+        self.coarse = nn.Linear(z_dim, 3 if latent_map else 3 * grid * grid)
         nn.init.zeros_(self.coarse.weight)
         nn.init.zeros_(self.coarse.bias)
-        self.prior = _encoder(4, z_dim)
-        self.posterior = _encoder(4, z_dim)
+        encoder = (lambda: _map_encoder(4, z_dim, num_downs)) if latent_map else (lambda: _encoder(4, z_dim))
+        self.prior, self.posterior = encoder(), encoder()
         with torch.no_grad():  # the posterior starts nearly deterministic (std 0.14): its z is information,
             self.posterior[-1].bias[z_dim:] = -4.0  # not noise the decoder would learn to ignore
         self.input_multiple = self.net.input_multiple
@@ -109,8 +128,11 @@ class PluralisticUnet(nn.Module):
             out = self.net(x)
         finally:
             self.net.bottleneck.latent = None
-        field = self.coarse(z).view(-1, 3, self.grid, self.grid)
-        field = torch.nn.functional.interpolate(field, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        if self.latent_map:  # (B, z_dim, h, w) -> (B, 3, h, w): the same linear map at every cell
+            field = F.conv2d(z, self.coarse.weight[:, :, None, None], self.coarse.bias)
+        else:
+            field = self.coarse(z).view(-1, 3, self.grid, self.grid)
+        field = F.interpolate(field, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return (out + x[:, 3:4] * field).clamp(0, 1)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -120,7 +142,7 @@ class PluralisticUnet(nn.Module):
 
     def sample_z(self, mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None,
                  eps: torch.Tensor | None = None) -> torch.Tensor:
-        """z = mu + temperature * std * eps (B, z_dim), eps ~ N(0, 1) from `generator` (or given: training's
+        """z = mu + temperature * std * eps (mu's shape), eps ~ N(0, 1) from `generator` (or given: training's
         diversity term measures the distance between draws)."""
         if eps is None:
             eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)

@@ -79,6 +79,9 @@ class InpaintTrainConfig:
         "help": "FFC: weight of the Laplacian-pyramid L1 of the composited crop."})
     num_downs: int = field(default=5, metadata={"cli": False})
     z_dim: int = field(default=32, metadata={"help": "Pluralistic: latent size."})
+    latent_map: bool = field(default=False, metadata={"help": (
+        "Pluralistic: z is a map at the bottleneck's size, one code per cell (fills that differ in structure), "
+        "not one vector per crop.")})
     steps: int = 10000
     batch_size: int = 8
     patch: int = field(default=128, metadata={"help": "Crop size in px (multiple of 32)."})
@@ -297,6 +300,8 @@ def build_generator(cfg: InpaintTrainConfig) -> tuple[torch.nn.Module, str, dict
         config = {"ngf": cfg.ngf, "num_downs": cfg.num_downs} | ({"z_dim": cfg.z_dim} if arch == "pluralistic" else {})
         if arch == "pluralistic" and cfg.temperature != 1.0:  # (absent at 1: round 1's cards)
             config["temperature"] = cfg.temperature
+        if arch == "pluralistic" and cfg.latent_map:  # (absent when off: round 1's and 2's cards)
+            config["latent_map"] = True
     g = define_G(arch, **config)
     if cfg.init:
         tensors, meta = weights.load_weights(weights.resolve_weights(cfg.init))
@@ -308,8 +313,10 @@ def build_generator(cfg: InpaintTrainConfig) -> tuple[torch.nn.Module, str, dict
                                  f"{arch} {config}")
             g.load_state_dict({k: v.float() for k, v in tensors.items()})
             return g, arch, config
-        base = {k: v for k, v in config.items() if k not in ("z_dim", "temperature")}  # (sampling, not weights)
-        if {k: v for k, v in meta["config"].items() if k not in ("z_dim", "temperature")} != base:
+        latent = ("z_dim", "latent_map")  # the U-Net's weights do not depend on these; the encoders' do
+        base = {k: v for k, v in config.items() if k not in ("temperature", *latent)}  # (temperature: sampling)
+        if {k: v for k, v in meta["config"].items() if k not in ("temperature", *latent)} != base or (
+                meta["arch"] == arch and any(meta["config"].get(k) != config.get(k) for k in latent)):
             raise ValueError(f"--init {cfg.init}: {meta['arch']} {meta['config']} does not match {arch} {config}")
         if meta["arch"] == arch:
             g.load_state_dict({k: v.float() for k, v in tensors.items()})
