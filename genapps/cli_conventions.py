@@ -27,9 +27,7 @@ VALUES = {"--device": lambda v: "cpu" if v == "-1" else f"cuda:{v}" if v.isdigit
 HINTS = {"--face_enhance": "face enhancement (GFPGAN) is not part of genapps",
          "-dn": "genapps has no denoise strength; `genapps translate -m restore` removes blur, noise and JPEG",
          "--denoise_strength": "genapps has no denoise strength; `genapps translate -m restore` removes blur, "
-                               "noise and JPEG",
-         "-x": "genapps has no test-time augmentation (TTA)",
-         "--tta": "genapps has no test-time augmentation (TTA)"}
+                               "noise and JPEG"}
 
 
 def set_verbosity(verbose: bool, quiet: bool) -> None:

@@ -210,7 +210,7 @@ def _forward(forward: Callable, x: torch.Tensor, precision: str) -> torch.Tensor
 
 def infer(model: nn.Module, x: torch.Tensor, scale: int = 1, tile: int = 0, overlap: int = 16,
           batch_size: int = 4, precision: str = "fp32", context: int = 0, centre: bool = False,
-          forward: Callable | None = None, name: str | None = None) -> torch.Tensor:
+          forward: Callable | None = None, name: str | None = None, tta: bool = False) -> torch.Tensor:
     """(B, C, h, w) -> (B, C', h*scale, w*scale): `model` run on `x` padded to its size
     requirements (pad_to_multiple's `context` and `centre`), cropped back; not clamped.
 
@@ -223,9 +223,14 @@ def infer(model: nn.Module, x: torch.Tensor, scale: int = 1, tile: int = 0, over
     of deep models). `forward` (default: the model) is what runs, e.g. a wrapper that maps
     [0, 1] to the model's range. `precision` "bf16" on CPU expects a model already cast to
     bf16; fp16/bf16 autocast on CUDA. A NaN/inf output raises NonFiniteOutput naming the
-    model (`name`, e.g. its file).
+    model (`name`, e.g. its file). `tta`: every pass is the mean over the 8 flips and transposes
+    of its input (dihedral_tta; BasicSR's self-ensemble, the ncnn programs' -x): 8x the time,
+    the same memory per pass; a padded tile's sides are both multiples of the model's, so its
+    transposes suit the model too.
     """
     forward = model if forward is None else forward
+    if tta:
+        forward = functools.partial(dihedral_tta, forward)
     req = size_requirements(model)
     radius = receptive_radius(model)
     reach = margin(overlap, radius)

@@ -76,10 +76,10 @@ def bilateral(sigma: float):
     return run
 
 
-def model_fn(g):
+def model_fn(g, tta: bool = False):
     def run(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            return translate_tensor(g, x[None])[0]
+            return translate_tensor(g, x[None], tta=tta)[0]
     return run
 
 
@@ -144,10 +144,10 @@ def zoo_peers(val) -> dict:
 
 
 def restoration(results: dict, bundled: dict, restore_pairs, fixed_pairs, val, extra: list[str] = (),
-                with_zoo: bool = False) -> dict:
+                with_zoo: bool = False, tta: bool = False) -> dict:
     """The restoration tables (BSD68, the fixed degradation) into `results`; the filter strengths
     picked on the validation split are returned. `extra`: NAME=WEIGHTS translate models (candidates);
-    `with_zoo`: the zoo's denoisers too (zoo_peers)."""
+    `with_zoo`: the zoo's denoisers too (zoo_peers); `tta`: every model also with -x (a row "NAME -x")."""
     picks = {}
     for name, make, grid in (("nlm", nlm, (3, 5, 7, 10, 15)), ("bilateral", bilateral, (10, 25, 50, 75))):
         val_psnr = {p: evaluate(make(p), val)["psnr"] for p in grid}
@@ -162,6 +162,11 @@ def restoration(results: dict, bundled: dict, restore_pairs, fixed_pairs, val, e
     for item in extra:
         name, _, path = item.partition("=")
         restorers[name] = model_fn(load_model(path)[0])
+    if tta:
+        models = [n for n in restorers if n in bundled or any(item.partition("=")[0] == n for item in extra)]
+        for name in models:
+            path = next((item.partition("=")[2] for item in extra if item.partition("=")[0] == name), name)
+            restorers[f"{name} -x"] = model_fn(load_model(path)[0], tta=True)
     if with_zoo:
         restorers |= zoo_peers(val)
     for name, fn in restorers.items():
@@ -193,6 +198,7 @@ def main() -> None:
     ap.add_argument("--part", choices=("all", "restore", "colorize"), default="all")
     ap.add_argument("--restorer", action="append", default=[], metavar="NAME=WEIGHTS",
                     help="also a translate model file (e.g. a candidate before it is bundled); repeatable")
+    ap.add_argument("--tta", action="store_true", help="also every restoring model with -x (8 flips/transposes)")
     ap.add_argument("--zoo-peers", action="store_true", help="also the zoo's x1/x2 denoisers (waifu2x, SRMD), "
                                                              "their noise level picked on the validation split")
     ap.add_argument("--colorize-extra", action="append", default=[], metavar="NAME=WEIGHTS",
@@ -217,7 +223,7 @@ def main() -> None:
                "restore": {}, "restore_fixed": {}, "colorize": {}}
     if args.part != "colorize":
         results["filters_picked_on_val"] = restoration(results, bundled, restore_pairs, fixed_pairs, val,
-                                                               args.restorer, args.zoo_peers)
+                                                               args.restorer, args.zoo_peers, args.tta)
     if args.part != "restore":
         val_gray = [(k, gray(b), b) for k, b in photos(Path(args.val))[-8:]]
         colorization(results, gray_pairs, val_gray, args.colorize_extra)

@@ -138,6 +138,21 @@ def test_tta_of_an_identity_is_the_input_and_undoes_each_transform():
     assert torch.allclose(dihedral_tta(mirror, x), (x.flip(-1) + x.flip(-2)) / 2, atol=1e-6)
 
 
+@pytest.mark.parametrize("scale,multiple", [(1, 1), (2, 4)])
+def test_infer_tta_is_the_mean_over_the_dihedral_views_whole_and_in_tiles(scale, multiple):
+    """`infer(tta=True)`: each pass averages the model over the 8 flips/transposes of the padded input
+    (a conv net is not flip-equivariant, so it differs from one pass); tiles equal the whole."""
+    net = ConvNet(scale, multiple).eval()
+    x = torch.rand(1, 3, 21, 30)
+    xp, (top, left) = pad_to_multiple(x, SizeRequirements(multiple))
+    with torch.no_grad():
+        want = dihedral_tta(net, xp)[..., top * scale:(top + 21) * scale, left * scale:(left + 30) * scale]
+    whole = infer(net, x, scale, tta=True)
+    assert torch.allclose(whole, want, atol=1e-6)
+    assert (whole - infer(net, x, scale)).abs().max() > 1e-3
+    assert torch.allclose(infer(net, x, scale, tile=8, overlap=8, tta=True), whole, atol=1e-5)
+
+
 def test_round_trip_keeps_grey_alpha_and_bit_depth():
     seen = []
 

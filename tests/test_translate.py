@@ -104,6 +104,12 @@ def test_train_pix2pix_translate_deterministic_any_size_and_resume(tmp_path, cli
     assert (tmp_path / "s1/x.png").read_bytes() == (tmp_path / "s2/x.png").read_bytes()
     assert (read(tmp_path / "s1/x.png") != read(tmp_path / "r1/x.png")).any()
     assert (read(tmp_path / "s3/x.png") != read(tmp_path / "s1/x.png")).any()
+    # -x: the mean over the 8 flips/transposes of the (odd-sized, padded) input, deterministic too
+    for run in ("x1", "x2"):
+        assert cli("translate", src, tmp_path / run, "-m", pix2pix, "-x").exit_code == 0
+    assert (tmp_path / "x1/y.png").read_bytes() == (tmp_path / "x2/y.png").read_bytes()
+    assert read(tmp_path / "x1/y.png").shape == (70, 21, 3)
+    assert (read(tmp_path / "x1/y.png") != read(tmp_path / "r1/y.png")).any()
     # a pix2pix model translates one way
     r = cli("translate", src, tmp_path / "bad", "-m", pix2pix, "--direction", "BtoA")
     assert r.exit_code == 2 and "CycleGAN" in r.output

@@ -124,6 +124,17 @@ def test_upscale_cli_writes_images_report_and_metrics(tmp_path, cli, weights, ph
                  "--half")
     assert result.exit_code == 0, result.output
     assert (lr / "sub" / "c_x2.webp").is_file()
+    # -x (--tta): the mean over 8 flips/transposes, another output: never mixed with plain outputs
+    src, out = tmp_path / "run" / "lr", tmp_path / "tta"
+    assert cli("upscale", src, out, "-m", weights, "-s", "2", "-t", 16).exit_code == 0
+    plain = io.read_image(out / "b.jpg").color
+    r = cli("upscale", src, out, "-m", weights, "-s", "2", "-t", 16, "-x")
+    assert r.exit_code == 2 and "tta null -> true" in r.output, r.output
+    r = cli("upscale", src, out, "-m", weights, "-s", "2", "-t", 16, "-x", "--overwrite")
+    assert r.exit_code == 0 and "3 ok, 0 skipped" in r.output, r.output
+    assert not torch.equal(io.read_image(out / "b.jpg").color, plain)
+    r = cli("upscale", src, out, "-m", weights, "-s", "2", "-t", 16, "--tta")
+    assert r.exit_code == 0 and "0 ok, 3 skipped" in r.output, r.output
 
 
 def write_pipeline(tmp_path, photo_dir, weights):

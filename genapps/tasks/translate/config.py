@@ -31,6 +31,8 @@ class Config:
                                                                              "when it fits --max-memory, else the "
                                                                              "largest tile that does)."})
     tile_overlap: int = 32
+    tta: bool = field(default=False, metadata={"flags": ("-x", "--tta"), "help": (
+        "Test-time augmentation: the mean over the 8 flips and transposes of the input (8x the time).")})
     max_memory: float | None = field(default=None, metadata={  # GB of process memory the tile choice aims at
         "help": "GB of memory (RAM; GPU memory on CUDA) that -t 0 fits its tiles in; default a quarter of RAM, "
                 "at most 4 GB (CUDA: half the free GPU memory); 0 = no limit."})

@@ -31,15 +31,16 @@ TASK = "translate"
 
 
 def translate_tensor(g: nn.Module, x: torch.Tensor, tile: int = 0, overlap: int = 32,
-                     name: str | None = None) -> torch.Tensor:
+                     name: str | None = None, tta: bool = False) -> torch.Tensor:
     """(B, Cin, h, w) in [0, 1] -> (B, Cout, h, w) in [0, 1].
 
     inference.infer at scale 1: the image is padded to the network's multiple (reflect, split over
     both ends) and cropped back; with `tile` > 0, tiles of tile + 2*overlap px are cross-faded.
-    A NaN/inf output is a NonFiniteOutput naming the model (`name`).
+    A NaN/inf output is a NonFiniteOutput naming the model (`name`); `tta`: the mean over the 8
+    flips and transposes (8x the time).
     """
     y = infer(g, x, tile=tile, overlap=overlap, batch_size=1, centre=True, forward=lambda t: g(t * 2 - 1),
-              name=name)
+              name=name, tta=tta)
     return ((y + 1) / 2).clamp(0, 1)
 
 
@@ -80,7 +81,7 @@ def translate_image(g: nn.Module, image: io.LoadedImage, cfg: Config, device: to
         x = planes[None].to(device)
         tile = cfg.tile or auto_tile(g, x, overlap=cfg.tile_overlap, batch_size=1, max_memory=cfg.max_memory,
                                      forward=lambda t: g(t * 2 - 1), label=cfg.model)[0]
-        return translate_tensor(g, x, tile, cfg.tile_overlap, cfg.model)[0].cpu()
+        return translate_tensor(g, x, tile, cfg.tile_overlap, cfg.model, cfg.tta)[0].cpu()
 
     return round_trip(image, step, channels=model_channels(g)[0])
 
@@ -127,6 +128,8 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
                    "direction": cfg.direction, "stochastic": cfg.stochastic, "seed": cfg.seed if cfg.stochastic else None,
                    "tile": cfg.tile, "tile_overlap": cfg.tile_overlap if cfg.tile else None,
                    "ext": cfg.ext, "suffix": cfg.suffix, "quality": cfg.quality}
+    if cfg.tta:  # (absent when off: outputs written before the option stay valid)
+        fingerprint["tta"] = True
     result = map_images(input_dir, output_dir, process, name=name, task=TASK, fingerprint=fingerprint,
                         config=asdict(cfg) | {"model_info": info.as_report()}, ext=cfg.ext, suffix=cfg.suffix,
                         quality=cfg.quality, resume=cfg.resume, fail_fast=cfg.fail_fast, reference=cfg.reference,

@@ -35,6 +35,8 @@ class Config:
         "--half": ("fp16", "fp16 on CUDA (ignored on CPU)."),
         "--bf16": ("bf16", "bf16 on CUDA, and on CPUs with native bf16 (about 2x faster there).")}})
     batch_size: int = field(default=4, metadata={"help": "Tiles per forward pass."})
+    tta: bool = field(default=False, metadata={"flags": ("-x", "--tta"), "help": (
+        "Test-time augmentation: each pass is the mean over the 8 flips and transposes of its input (8x the time).")})
     alpha: str = field(default="model", metadata={"choices": ("model", "bicubic")})  # how alpha is upscaled
     ext: str | None = None  # output extension, default: the input's
     suffix: str = ""

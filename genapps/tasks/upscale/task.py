@@ -84,12 +84,14 @@ CONTEXT = 8  # px of mirrored context around the image, so that borders are not 
 
 
 def upscale_tensor(model: nn.Module, x: torch.Tensor, scale: int, tile: int = 0, overlap: int = 16,
-                   batch_size: int = 4, precision: str = "fp32", name: str | None = None) -> torch.Tensor:
+                   batch_size: int = 4, precision: str = "fp32", name: str | None = None,
+                   tta: bool = False) -> torch.Tensor:
     """(B, 3, h, w) in [0, 1] -> (B, 3, h*scale, w*scale) in [0, 1]: inference.infer with CONTEXT px
     of reflect padding, whole or in cross-faded tiles (= whole within 2/255); NaN/inf output is an
-    error naming the model (`name`)."""
+    error naming the model (`name`); `tta`: the mean over the 8 flips and transposes (8x the time)."""
     context = CONTEXT if getattr(model, "caller_pad", True) else 0  # SPAN, Real-CUGAN: trained on their own borders
-    return infer(model, x, scale, tile, overlap, batch_size, precision, context=context, name=name).clamp(0, 1)
+    return infer(model, x, scale, tile, overlap, batch_size, precision, context=context, name=name,
+                 tta=tta).clamp(0, 1)
 
 
 def upscale_image(model: nn.Module, image: io.LoadedImage, scale: int, cfg: Config,
@@ -106,7 +108,7 @@ def upscale_image(model: nn.Module, image: io.LoadedImage, scale: int, cfg: Conf
             tile, batch_size = auto_tile(model, x, scale, cfg.tile_overlap, batch_size, cfg.precision, CONTEXT,
                                          cfg.max_memory, label=cfg.model or "the model")
         y = upscale_tensor(model, x, scale, tile, cfg.tile_overlap, batch_size, cfg.precision,
-                           cfg.model or default_model(cfg.scale))
+                           cfg.model or default_model(cfg.scale), cfg.tta)
         return resize(y, size)[0].cpu()
 
     return round_trip(image, step, alpha=cfg.alpha)
@@ -153,6 +155,8 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
                    "arch": info.arch, "native_scale": native, "scale": cfg.scale, "outscale": cfg.outscale,
                    "tile": cfg.tile, "tile_overlap": cfg.tile_overlap, "alpha": cfg.alpha, "precision": cfg.precision,
                    "ext": cfg.ext, "suffix": cfg.suffix, "quality": cfg.quality, "noise": cfg.noise}
+    if cfg.tta:  # (absent when off: outputs written before the option stay valid)
+        fingerprint["tta"] = True
     result = map_images(
         input_dir, output_dir, lambda im: upscale_image(model, im, native, cfg, device),
         name=name, task=TASK, config=asdict(cfg) | {"model_info": info.as_report()}, fingerprint=fingerprint,
