@@ -22,7 +22,10 @@ photos are used whole), e.g. with an earlier colouriser beside the bundled one:
         --colorize-extra "colorize round 1 (pix2pix L1+GAN)=/tmp/colorize-round1.safetensors"
 
 `--visual DIR` writes DIR.md instead: held-out photos (the validation split) side by side, grey |
-each colouriser | truth, as small JPEGs in DIR/.
+each colouriser | truth, as small JPEGs in DIR/. `--visual-restore DIR` likewise for restoration:
+a 1:1 crop of each held-out photo, degraded as the benchmark degrades | bilateral | each restorer
+(--restorer, the bundled restore, and restore -x) | truth, shown at 2x (nearest) so that noise,
+blocking and blur can be judged.
 """
 
 from __future__ import annotations
@@ -204,12 +207,15 @@ def main() -> None:
     ap.add_argument("--colorize-extra", action="append", default=[], metavar="NAME=WEIGHTS",
                     help="another colouriser to measure beside the bundled one (repeatable)")
     ap.add_argument("--visual", default=None, help="write the side-by-side page of held-out photos to VISUAL.md")
+    ap.add_argument("--visual-restore", default=None, help="write the restoration page of held-out crops to DIR.md")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     if args.visual:
         return visual_page(args)
+    if args.visual_restore:
+        return visual_restore_page(args)
 
     bsd = photos(Path(args.bsd68))[:args.limit or None]
     restore_pairs = [(k, make_a(b, "degrade", args.seed, k), b) for k, b in bsd]
@@ -284,6 +290,51 @@ def visual_page(args) -> None:
             draw.text((i * (w + 4) + 2, 2), f"{label}  C {colourfulness(p):.0f}", fill="black")
         name = Path(key).name
         strip.save(out_dir / f"{name}.jpg", quality=85, optimize=True)
+        lines += [f"## {name}", "", f"![{name}]({out_dir.name}/{name}.jpg)", ""]
+    io.write_text(out_dir.with_suffix(".md"), "\n".join(lines))
+    print(f"wrote {out_dir.with_suffix('.md')} and {VISUAL_PHOTOS} images in {out_dir}")
+
+
+VISUAL_CROP = 160  # px of each photo's centre, shown at 2x
+
+
+def visual_restore_page(args) -> None:
+    """degraded | bilateral | restorers | truth on a centre crop of VISUAL_PHOTOS held-out photos."""
+    from PIL import Image, ImageDraw
+
+    out_dir = Path(args.visual_restore)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    restorers = {"bilateral (d 9, sigma 50)": bilateral(50)}
+    for item in args.restorer:
+        name, _, path = item.partition("=")
+        restorers[name] = model_fn(load_model(path)[0])
+    restorers["restore"] = model_fn(load_model("restore")[0])
+    restorers["restore -x"] = model_fn(load_model("restore")[0], tta=True)
+    labels = ["degraded (input)", *restorers, "truth"]
+    command = "python scripts/bench_translate.py --visual-restore " + args.visual_restore + "".join(
+        f' --restorer "{e}"' for e in args.restorer)
+    lines = ["# Restoration: held-out crops side by side", "",
+             f"The first {VISUAL_PHOTOS} photos of the validation split (the last 8 of natural/train, never trained "
+             f"on), degraded as the benchmark does (`genapps pairs --kind degrade`, seeded per file: blur, noise, "
+             f"JPEG), restored whole; a {VISUAL_CROP} px centre crop of each, shown at 2x (nearest neighbour). "
+             "Columns: " + " | ".join(labels) + ". PSNR (dB) of the crop against the truth in each caption.",
+             "", f"Command: `{command}`", ""]
+    for key, truth in photos(Path(args.val))[-8:][:VISUAL_PHOTOS]:
+        degraded = make_a(truth, "degrade", args.seed, key)
+        outs = [degraded] + [fn(degraded) for fn in restorers.values()] + [truth]
+        h, w = truth.shape[1:]
+        y0, x0 = (h - VISUAL_CROP) // 2, (w - VISUAL_CROP) // 2
+        crops = [o[:, y0:y0 + VISUAL_CROP, x0:x0 + VISUAL_CROP].clamp(0, 1) for o in outs]
+        size = 2 * VISUAL_CROP
+        strip = Image.new("RGB", (size * len(crops) + 4 * (len(crops) - 1), size + 16), "white")
+        draw = ImageDraw.Draw(strip)
+        for i, (crop, label) in enumerate(zip(crops, labels)):
+            tile = Image.fromarray(to_uint8(crop)).resize((size, size), Image.NEAREST)
+            strip.paste(tile, (i * (size + 4), 16))
+            psnr = "" if label == "truth" else f"  {float(metrics.psnr(metrics.quantize(crop[None]), crops[-1][None])[0]):.2f} dB"
+            draw.text((i * (size + 4) + 2, 2), label + psnr, fill="black")
+        name = Path(key).name
+        strip.save(out_dir / f"{name}.jpg", quality=92, optimize=True)
         lines += [f"## {name}", "", f"![{name}]({out_dir.name}/{name}.jpg)", ""]
     io.write_text(out_dir.with_suffix(".md"), "\n".join(lines))
     print(f"wrote {out_dir.with_suffix('.md')} and {VISUAL_PHOTOS} images in {out_dir}")
