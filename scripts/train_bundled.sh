@@ -44,6 +44,11 @@ genapps train inpaint --data "$DATA" --extra "${EXTRA:-../shared/datasets/natura
 genapps train inpaint --data "$DATA" --extra "${EXTRA:-../shared/datasets/natural/extra}" --holdout 8 --masks mixed \
   --model pluralistic --init /tmp/plural-ds.safetensors --diversity 4 --patch 256 --batch-size 4 --lr 2.5e-4 --steps 2500 \
   --val-every 500 --ema 0.99 --kl-weight 0.0005 --min-of 3 --out $W/inpaint-pluralistic.safetensors
+# Tried, not bundled (2026-12-04, issue 28): a latent map (one code per bottleneck cell) from stage 6, 2,000 steps
+# (held-out thick crops: one sample 15.37, best-of-3 14.75, diversity 4.78; the bundled vector model 14.78 / 14.59):
+#   genapps train inpaint --data "$DATA" --extra ../shared/datasets/natural/extra --holdout 8 --masks mixed \
+#     --model pluralistic --latent-map --init $W/inpaint.safetensors --diversity 4 --patch 256 --batch-size 4 \
+#     --lr 2.5e-4 --steps 2000 --val-every 500 --ema 0.99 --kl-weight 0.0005 --min-of 3 --out /tmp/plural-map.safetensors
 # inpaint stage 4 (2026-12-04, issue 28): 4,000 steps of 256-px crops (validation 14.70 -> 14.32).
 genapps train inpaint --data "$DATA" --extra "${EXTRA:-../shared/datasets/natural/extra}" --holdout 8 --masks mixed \
   --init $W/inpaint.safetensors --patch 256 --batch-size 4 --lr 2.5e-4 --steps 4000 --val-every 500 \
@@ -97,6 +102,13 @@ OMP_NUM_THREADS=1 genapps train pix2pix --data "$DATA" --extra "${EXTRA:-../shar
   --synthesize mixed --val-split 8 --netg nafnet --ngf 16 --num-downs 4 --blocks 4 --gan-weight 0 --preprocess crop \
   --crop-size 128 --batch-size 8 --lr 5e-4 --beta1 0.9 --steps 3000 --val-every 500 --init $W/restore.safetensors \
   --out ${RESTORE_STAGE2:-/tmp/restore-stage2.safetensors}
+# restore stage 3 (2026-12-04 afternoon): continues stage 2 with 192-px crops (batch 4; TLC window 288 px), lr 4e-4;
+# planned as 6,000 steps, resumed at step 2,740 with --steps 4500 (this command). Held-out photos whole 32.10 ->
+# 32.12 dB (crops 31.96 -> 31.95), BSD68 pairs 29.15 -> 29.23 dB. Bundled as fp16 like stage 2.
+OMP_NUM_THREADS=1 genapps train pix2pix --data "$DATA" --extra "${EXTRA:-../shared/datasets/natural/extra}" \
+  --synthesize mixed --val-split 8 --netg nafnet --ngf 16 --num-downs 4 --blocks 4 --gan-weight 0 --preprocess crop \
+  --crop-size 192 --batch-size 4 --lr 4e-4 --beta1 0.9 --steps 4500 --val-every 500 \
+  --init ${RESTORE_STAGE2:-/tmp/restore-stage2.safetensors} --out ${RESTORE_STAGE3:-/tmp/restore-stage3.safetensors}
 # colorize round 1 (pix2pix L1 + GAN, arch unet; replaced by round 2 below, whose body it starts):
 C1=${COLORIZE_ROUND1:-/tmp/colorize-round1.safetensors}
 genapps train pix2pix --data $PAIRS/gray --layout folders --val-split 8 --ngf 24 --num-downs 5 --residual \
