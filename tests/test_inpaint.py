@@ -266,6 +266,16 @@ def test_stroke_kinds_grow_thicker():
         M.generate("blob", (8, 8), 0)
 
 
+@pytest.mark.parametrize("patch", [64, 384, 512])
+def test_training_masks_fit_crops_larger_than_the_benchmark_canvas(patch):
+    """Training holes are drawn at benchmark size (320 x 480); a larger crop grows the canvas."""
+    from genapps.tasks.inpaint.training import train_mask
+
+    for seed in range(4):
+        hole = train_mask("mixed", patch, seed)
+        assert hole.shape == (patch, patch) and hole.dtype == bool and 0 < hole.mean() < 1
+
+
 def test_inpaint_with_generated_masks_equals_masks_folder(cli, photo_dir, tmp_path):
     from genapps.tasks import load_task, make_config
 

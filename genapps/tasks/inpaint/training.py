@@ -139,17 +139,19 @@ def load_photos(paths: list[Path], min_size: int, full_size_up_to: int = 0) -> l
 
 
 def train_mask(kind: str, patch: int, seed: int) -> np.ndarray:
-    """A bool (patch, patch) hole: a `kind` mask drawn on the benchmark-size canvas, cropped where it has holes."""
+    """A bool (patch, patch) hole: a `kind` mask drawn on the benchmark-size canvas (grown to the patch
+    when it is larger), cropped where it has holes."""
     rng = np.random.default_rng(seed)
     if kind == "mixed":
         names, probs = zip(*MIXED)
         kind = str(rng.choice(names, p=probs))
         if kind == "area":
             kind = str(rng.choice(list(M.BUCKETS)[1:]))  # 10-60%
-    canvas = M.generate(kind, CANVAS, int(rng.integers(2 ** 62)))
+    size = (max(CANVAS[0], patch), max(CANVAS[1], patch))
+    canvas = M.generate(kind, size, int(rng.integers(2 ** 62)))
     best = None
     for _ in range(8):
-        y, x = int(rng.integers(0, CANVAS[0] - patch + 1)), int(rng.integers(0, CANVAS[1] - patch + 1))
+        y, x = int(rng.integers(0, size[0] - patch + 1)), int(rng.integers(0, size[1] - patch + 1))
         crop = canvas[y:y + patch, x:x + patch]
         if 0.02 <= crop.mean() <= 0.7:
             return crop
