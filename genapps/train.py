@@ -271,6 +271,7 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     validation: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0  # training time over all resumed runs
+    cpu_seconds: float = 0.0  # this process's CPU time in training, over all resumed runs (rank 0's)
 
 
 def _detach(out):
@@ -406,9 +407,9 @@ class _Fit:
         self.opt_d = torch.optim.AdamW(d.parameters(), cfg.lr_d, betas=cfg.betas) if d is not None else None
         self.ema = copy.deepcopy(g).requires_grad_(False) if cfg.ema else None
         self.history: list[dict] = []
-        self.start_step, self.seconds_before = 0, 0.0
+        self.start_step, self.seconds_before, self.cpu_before = 0, 0.0, 0.0
         self.running, self.count = {}, 0  # sums of the logged losses since the last log entry, over `count` steps
-        self.t0 = 0.0  # perf_counter at the first step of this run
+        self.t0 = self.c0 = 0.0  # perf_counter and process_time at the first step of this run
 
     def resume(self) -> None:
         """Continue from the state at `state_path` (checked by _load_state): ValueError if unusable."""
@@ -429,6 +430,7 @@ class _Fit:
             raise ValueError(f"{state_path}: unusable training state ({str(e).splitlines()[0] if str(e) else e!r}); "
                              f"{START_OVER}") from None
         self.seconds_before = float(state.get("seconds", 0.0))
+        self.cpu_before = float(state.get("cpu_seconds", 0.0))  # (0 from states written before it was kept)
         if self.sync.rank:  # the state holds rank 0's random stream; the others start their own from here
             torch.manual_seed(self.cfg.seed + self.sync.rank + 1_000_003 * self.start_step)
         log.info("resumed from %s at step %d", state_path, self.start_step)
@@ -437,7 +439,7 @@ class _Fit:
         self.g.train()
         if self.d is not None:
             self.d.train()
-        self.t0 = time.perf_counter()
+        self.t0, self.c0 = time.perf_counter(), time.process_time()
 
     def step(self, step: int, factor: float) -> None:
         """One step at learning-rate `factor`: a batch, the discriminator's update (GANs), the
@@ -515,7 +517,8 @@ class _Fit:
         state = {"step": step, "g": g.state_dict(), "opt_g": self.opt_g.state_dict(), "history": self.history,
                  "rng": torch.get_rng_state(), "config": asdict(self.cfg), "meta": _jsonable(self.spec.meta),
                  "running": self.running, "running_steps": self.count,
-                 "seconds": self.seconds_before + time.perf_counter() - self.t0}
+                 "seconds": self.seconds_before + time.perf_counter() - self.t0,
+                 "cpu_seconds": self.cpu_before + time.process_time() - self.c0}
         if d is not None:
             state |= {"d": d.state_dict(), "opt_d": self.opt_d.state_dict()}
         if ema is not None:
@@ -529,7 +532,8 @@ class _Fit:
             if self.sync.rank:
                 raise NotMainRank(f"rank {self.sync.rank}: training done; rank 0 saves the results")
         final, validation = self.select()
-        return TrainResult(final, self.history, validation, self.seconds_before + time.perf_counter() - self.t0)
+        return TrainResult(final, self.history, validation, self.seconds_before + time.perf_counter() - self.t0,
+                           self.cpu_before + time.process_time() - self.c0)
 
     def select(self) -> tuple[nn.Module, dict]:
         """The final generator and its validation: the EMA copy (when on) unless `select_by` scores

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from genapps import io
 from genapps.train import TrainConfig, TrainingDiverged, TrainSpec, fit
 
 
@@ -40,10 +41,14 @@ def test_gan_step_updates_both_and_resumes(tmp_path):
                                       + nn.functional.softplus(disc(fake)).mean(), {"d": 0.0}),
     )
     state = tmp_path / "s.pt"
-    fit(spec, TrainConfig(steps=4, ckpt_every=2, log_every=2), state_path=state)
+    first = fit(spec, TrainConfig(steps=4, ckpt_every=2, log_every=2), state_path=state)
     assert any(not torch.equal(a, b) for a, b in zip(d_before, d.parameters()))
+    saved = io.load_torch(state)
+    assert 0 < saved["cpu_seconds"] <= first.cpu_seconds and 0 < saved["seconds"] <= first.seconds
     again = fit(spec, TrainConfig(steps=6, ckpt_every=2, log_every=2), state_path=state)
     assert [h["step"] for h in again.history] == [2, 4, 6]  # continued from step 4
+    # wall and CPU time count every run of a resumed training, not the last one only
+    assert again.seconds > saved["seconds"] and again.cpu_seconds > saved["cpu_seconds"]
 
 
 def test_select_by_keeps_the_better_of_ema_and_raw():

@@ -479,7 +479,6 @@ def train_inpaint(cfg: InpaintTrainConfig, device: torch.device, resume: bool = 
         raise ValueError(f"--out {out} is a folder; give a .safetensors file name")
     io.check_writable(out.parent)  # before the work, not after it
     cv2.setNumThreads(1)
-    cpu0 = time.process_time()
     torch.manual_seed(cfg.seed)
     g, arch, arch_config = build_generator(cfg)
     g = g.to(device)
@@ -538,7 +537,7 @@ def train_inpaint(cfg: InpaintTrainConfig, device: torch.device, resume: bool = 
         "command": weights.command_line(), "steps": cfg.steps, "init": cfg.init,
         "minutes": round(minutes, 1), "threads": torch.get_num_threads(),
         # the CPU time this process used (data loading included; a part interrupted and resumed is not counted)
-        "cpu_hours": round((time.process_time() - cpu0) / 3600, 3), "data": meta["data"], "extra": meta.get("extra"),
+        "cpu_hours": round(result.cpu_seconds / 3600, 3), "data": meta["data"], "extra": meta.get("extra"),
         "validation": f"held-out: {'--val ' + cfg.val if cfg.val else f'the last {cfg.holdout} photos of --data'}; "
                       f"final {result.validation.get('weights', '')} val_hole_l1 "
                       f"{result.validation.get('val_hole_l1', float('nan')):.3f}"}]

@@ -15,7 +15,6 @@ Random jitter (optional resize, random crop, horizontal flip) is identical for A
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -433,7 +432,6 @@ def _pix2pix_discriminator(cfg: Pix2PixConfig, in_ch: int, out_ch: int) -> nn.Mo
 def train_pix2pix(cfg: Pix2PixConfig, device: torch.device, resume: bool = True) -> dict:
     """Train, save `cfg.out` (safetensors + a JSON card beside it), return the card."""
     torch.manual_seed(cfg.seed)
-    cpu0 = time.process_time()
     out = Path(cfg.out)
     io.check_writable(out.parent, create=False)  # before the work (created when the state is saved)
     jitter = JitterConfig(cfg.preprocess, cfg.load_size, cfg.crop_size)
@@ -490,7 +488,7 @@ def train_pix2pix(cfg: Pix2PixConfig, device: torch.device, resume: bool = True)
         "minutes": round(result.seconds / 60, 1), "threads": torch.get_num_threads(),
         # the CPU time this process used (data loading and the temperature sweep included; a part
         # interrupted and resumed is not counted)
-        "cpu_minutes": round((time.process_time() - cpu0) / 60, 1), "data": meta["data"],
+        "cpu_minutes": round(result.cpu_seconds / 60, 1), "data": meta["data"],
         "extra": meta.get("extra"), "synthesize": cfg.synthesize, "validation": result.validation}]
     return _save(out, result, arch, arch_config, cfg, extra)
 
