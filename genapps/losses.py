@@ -187,9 +187,9 @@ def diversity_sensitive_loss(samples: torch.Tensor, noise: torch.Tensor, mask: t
     std does not shrink this distance); mask (B, 1, H, W). For every pair of samples and crop:
     their hole L1 divided by the noise distance (mean |eps_i - eps_j|, over its expectation
     2/sqrt(pi) for unit normals: 1 on average), clipped at `floor` (image units). Returns floor -
-    mean clipped ratio: 0 once every pair
-    differs by at least `floor` per typical noise distance, so it buys diversity up to that and no
-    more (the best-of-K term then decides what the samples look like)."""
+    mean clipped ratio: 0 once every pair differs by at least `floor` per typical noise distance,
+    so it buys diversity up to that and no more (the best-of-K term then decides what the samples
+    look like)."""
     k = len(samples)
     if k < 2:
         raise ValueError("the diversity term needs at least two samples per crop")

@@ -159,17 +159,12 @@ def restoration(results: dict, bundled: dict, restore_pairs, fixed_pairs, val, e
     restorers = {"identity": lambda x: x,
                  f"OpenCV fastNlMeansDenoisingColored (h {picks['nlm']})": nlm(picks["nlm"]),
                  f"OpenCV bilateralFilter (d 9, sigma {picks['bilateral']})": bilateral(picks["bilateral"])}
-    for name in ("restore", "restore-unpaired"):
-        if name in bundled:
-            restorers[name] = model_fn(load_model(name)[0])
-    for item in extra:
-        name, _, path = item.partition("=")
-        restorers[name] = model_fn(load_model(path)[0])
+    models = {name: name for name in ("restore", "restore-unpaired") if name in bundled}  # label: weights
+    models |= dict(item.partition("=")[::2] for item in extra)
+    generators = {name: load_model(path)[0] for name, path in models.items()}
+    restorers |= {name: model_fn(g) for name, g in generators.items()}
     if tta:
-        models = [n for n in restorers if n in bundled or any(item.partition("=")[0] == n for item in extra)]
-        for name in models:
-            path = next((item.partition("=")[2] for item in extra if item.partition("=")[0] == name), name)
-            restorers[f"{name} -x"] = model_fn(load_model(path)[0], tta=True)
+        restorers |= {f"{name} -x": model_fn(g, tta=True) for name, g in generators.items()}
     if with_zoo:
         restorers |= zoo_peers(val)
     for name, fn in restorers.items():
@@ -305,11 +300,9 @@ def visual_restore_page(args) -> None:
     out_dir = Path(args.visual_restore)
     out_dir.mkdir(parents=True, exist_ok=True)
     restorers = {"bilateral (d 9, sigma 50)": bilateral(50)}
-    for item in args.restorer:
-        name, _, path = item.partition("=")
-        restorers[name] = model_fn(load_model(path)[0])
-    restorers["restore"] = model_fn(load_model("restore")[0])
-    restorers["restore -x"] = model_fn(load_model("restore")[0], tta=True)
+    restorers |= {name: model_fn(load_model(path)[0]) for name, path in (e.partition("=")[::2] for e in args.restorer)}
+    g = load_model("restore")[0]
+    restorers |= {"restore": model_fn(g), "restore -x": model_fn(g, tta=True)}
     labels = ["degraded (input)", *restorers, "truth"]
     command = "python scripts/bench_translate.py --visual-restore " + args.visual_restore + "".join(
         f' --restorer "{e}"' for e in args.restorer)
@@ -331,8 +324,9 @@ def visual_restore_page(args) -> None:
         for i, (crop, label) in enumerate(zip(crops, labels)):
             tile = Image.fromarray(to_uint8(crop)).resize((size, size), Image.NEAREST)
             strip.paste(tile, (i * (size + 4), 16))
-            psnr = "" if label == "truth" else f"  {float(metrics.psnr(metrics.quantize(crop[None]), crops[-1][None])[0]):.2f} dB"
-            draw.text((i * (size + 4) + 2, 2), label + psnr, fill="black")
+            if label != "truth":
+                label += f"  {float(metrics.psnr(metrics.quantize(crop[None]), crops[-1][None])[0]):.2f} dB"
+            draw.text((i * (size + 4) + 2, 2), label, fill="black")
         name = Path(key).name
         strip.save(out_dir / f"{name}.jpg", quality=92, optimize=True)
         lines += [f"## {name}", "", f"![{name}]({out_dir.name}/{name}.jpg)", ""]

@@ -536,7 +536,7 @@ def train_inpaint(cfg: InpaintTrainConfig, device: torch.device, resume: bool = 
     card["stages"] = weights.previous_stages(cfg.init) + [{  # every stage of these weights, this one last
         "command": weights.command_line(), "steps": cfg.steps, "init": cfg.init,
         "minutes": round(minutes, 1), "threads": torch.get_num_threads(),
-        # the CPU time this process used (data loading included; a part interrupted and resumed is not counted)
+        # the training loop's CPU time over every resumed run (fit's cpu_seconds; data loading not included)
         "cpu_hours": round(result.cpu_seconds / 3600, 3), "data": meta["data"], "extra": meta.get("extra"),
         "validation": f"held-out: {'--val ' + cfg.val if cfg.val else f'the last {cfg.holdout} photos of --data'}; "
                       f"final {result.validation.get('weights', '')} val_hole_l1 "

@@ -486,8 +486,8 @@ def train_pix2pix(cfg: Pix2PixConfig, device: torch.device, resume: bool = True)
     extra["stages"] = weights.previous_stages(cfg.init, task="translate") + [{
         "command": weights.command_line(), "steps": cfg.steps, "init": cfg.init,
         "minutes": round(result.seconds / 60, 1), "threads": torch.get_num_threads(),
-        # the CPU time this process used (data loading and the temperature sweep included; a part
-        # interrupted and resumed is not counted)
+        # the training loop's CPU time over every resumed run (fit's cpu_seconds; data loading and the
+        # temperature sweep not included)
         "cpu_minutes": round(result.cpu_seconds / 60, 1), "data": meta["data"],
         "extra": meta.get("extra"), "synthesize": cfg.synthesize, "validation": result.validation}]
     return _save(out, result, arch, arch_config, cfg, extra)
