@@ -13,7 +13,7 @@ from genapps import weights
 from genapps.inference import infer
 from genapps.nn.nafnet import NAFNet, local_mean
 from genapps.tasks.translate.models import ARCHS, define_G
-from genapps.tasks.translate.training import JitterConfig, _zero_last, synthesized_batches
+from genapps.tasks.translate.training import JitterConfig, _zero_last, start_from, synthesized_batches
 from tests.conftest import photo
 
 TINY_NAF = ["--netg", "nafnet", "--ngf", 4, "--num-downs", 2, "--blocks", 1, "--gan-weight", 0, "--preprocess",
@@ -111,12 +111,19 @@ def test_train_nafnet_on_the_fly_translate_and_init_stage(tmp_path, cli, photo_f
     r = cli("translate", photo_folder, res, "-m", out)
     assert r.exit_code == 0, r.output
     assert np.asarray(Image.open(res / "p0.png")).shape == (36, 44, 3)
-    # a second stage from the first one's weights: the card lists both stages
+    # a second stage from the first one's weights, deepened at the 1/2 level (--deep-blocks 3): the card lists
+    # both stages, and the deeper net starts as exactly the first one (new NAF blocks are the identity)
+    deeper = define_G("nafnet", **(card["config"] | {"enc_blocks": [1, 3]}))
+    start_from(deeper, str(out))
+    x = torch.rand(1, 3, 20, 28)
+    with torch.no_grad():
+        assert torch.equal(deeper.eval()(x), g.float().eval()(x))
     out2 = tmp_path / "naf2.safetensors"
     r = cli("train", "pix2pix", "--data", photo_folder, "--synthesize", "degrade", "--val-split", 2, "--steps", 2,
-            "--out", out2, "--init", out, *TINY_NAF)
+            "--out", out2, "--init", out, *TINY_NAF, "--deep-blocks", 3)
     assert r.exit_code == 0, r.output
-    assert len(json.loads(out2.with_suffix(".json").read_text())["stages"]) == 2
+    card2 = json.loads(out2.with_suffix(".json").read_text())
+    assert len(card2["stages"]) == 2 and card2["config"]["enc_blocks"] == [1, 3]
     # --init of weights sharing no tensor with the model: one line saying so
     r = cli("train", "pix2pix", "--data", photo_folder, "--synthesize", "degrade", "--val-split", 2, "--steps", 2,
             "--out", tmp_path / "naf3.safetensors", "--init", "colorize", *TINY_NAF)

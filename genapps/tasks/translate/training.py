@@ -107,6 +107,9 @@ class Pix2PixConfig(GANTrainOptions):
     ngf: int = 32
     num_downs: int = field(default=7, metadata={"help": "U-Net depth (7 = unet_128, 8 = unet_256)."})
     blocks: int = field(default=4, metadata={"help": "nafnet: NAF blocks at the lowest resolution."})
+    deep_blocks: int = field(default=2, metadata={
+        "help": "nafnet: NAF blocks at the deepest encoder level (NAFNet's GoPro model: 28). New blocks start as "
+                "the identity, so --init from a shallower model continues it unchanged."})
     norm: str = field(default="batch", metadata={"choices": ("batch", "instance", "none")})
     dropout: bool = field(default=False, metadata={"help": "Dropout in the inner U-Net levels (used by --stochastic)."})
     netd: str = field(default="basic", metadata={"choices": ("basic", "pixel")})  # basic: PatchGAN
@@ -156,8 +159,9 @@ class Pix2PixConfig(GANTrainOptions):
         if self.synthesize and self.color_loss != "l1":
             raise ValueError("--synthesize makes degraded inputs (restoration); --color-loss classification "
                              "trains on grey -> colour pairs: use one or the other")
-        if self.netg == "nafnet" and (self.blocks < 1 or self.num_downs < 1):
-            raise ValueError(f"nafnet needs --blocks >= 1 and --num-downs >= 1, got {self.blocks}, {self.num_downs}")
+        if self.netg == "nafnet" and min(self.blocks, self.num_downs, self.deep_blocks) < 1:
+            raise ValueError(f"nafnet needs --blocks, --num-downs and --deep-blocks >= 1, "
+                             f"got {self.blocks}, {self.num_downs}, {self.deep_blocks}")
         if not 0 <= self.beta1 < 1:
             raise ValueError(f"beta1 must be in [0, 1), got {self.beta1}")
         super().__post_init__()
@@ -165,7 +169,8 @@ class Pix2PixConfig(GANTrainOptions):
     def generator_config(self, in_ch: int, out_ch: int) -> dict:
         """The generator's arch config (what its checkpoint carries)."""
         if self.netg == "nafnet":  # TLC window: 1.5x the training crop (Chu et al. 2022)
-            return {"in_ch": in_ch, "out_ch": out_ch, "width": self.ngf, "enc_blocks": [1] * (self.num_downs - 1) + [2],
+            return {"in_ch": in_ch, "out_ch": out_ch, "width": self.ngf,
+                    "enc_blocks": [1] * (self.num_downs - 1) + [self.deep_blocks],
                     "middle_blocks": self.blocks, "dec_blocks": [1] * self.num_downs,
                     "local_window": self.crop_size * 3 // 2}
         return {"in_ch": in_ch, "out_ch": out_ch, "num_downs": self.num_downs, "ngf": self.ngf,
