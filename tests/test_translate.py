@@ -199,6 +199,31 @@ def test_cyclegan_self_supervised_denoising_term(tmp_path, cli, photos):
     assert all(h["n2n"] > 0 for h in json.loads(out.with_suffix(".json").read_text())["history"])
 
 
+def test_noise_aware_cycle_ignores_what_the_pool_averages_out(tmp_path, cli, photos):
+    """--cycle-a-pool N: A's cycle is compared after an N x N mean, so a reconstruction that differs from
+    a by zero-mean detail within each N x N cell (noise G_A removed) costs nothing; B's cycle is unchanged."""
+    from types import SimpleNamespace
+
+    from genapps.tasks.translate.training import CycleGANConfig, CycleGANTraining
+
+    torch.manual_seed(0)
+    a, b = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    checker = (torch.arange(16)[:, None] + torch.arange(16)[None]) % 2 * 0.2 - 0.1  # zero mean per 2x2 cell
+    out = {"fake_b": b, "fake_a": a, "rec_a": a + checker, "rec_b": b + 0.05}
+    disc = SimpleNamespace(D_A=lambda x: torch.ones(1), D_B=lambda x: torch.ones(1))
+    cycles = {}
+    for pool in (1, 2, 4):
+        cfg = CycleGANConfig(a="A", b="B", out="o.safetensors", crop_size=16, lambda_identity=0, cycle_a_pool=pool)
+        cycles[pool] = CycleGANTraining(cfg, None, None).generator_loss((a, b), out, disc)[1]["cycle"]
+    assert cycles[1] == pytest.approx(2 * (0.1 + 0.05))
+    assert cycles[2] == pytest.approx(2 * 0.05) and cycles[4] == pytest.approx(2 * 0.05)
+    cli("pairs", photos, tmp_path / "p", "--kind", "degrade")
+    r = cli("train", "cyclegan", "--a", tmp_path / "p/A", "--b", tmp_path / "p/B", "--steps", 1, "--ngf", 4,
+            "--n-blocks", 1, "--preprocess", "crop", "--crop-size", 36, "--cycle-a-pool", 8,
+            "--out", tmp_path / "x.safetensors")
+    assert r.exit_code == 2 and "divide --crop-size 36" in r.output and "Traceback" not in r.output
+
+
 def test_tiles_alpha_16bit_and_grey(tmp_path):
     torch.manual_seed(0)
     g = define_G("resnet", ngf=4, n_blocks=1, norm="batch").eval()  # instance norm: per-tile stats

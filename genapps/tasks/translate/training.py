@@ -192,11 +192,17 @@ class CycleGANConfig(GANTrainOptions):
     n2n_weight: float = field(default=0.0, metadata={
         "help": "Self-supervised denoising of domain A (Neighbor2Neighbor): weight of its MSE term on "
                 "G_A (0 = off; --crop-size a multiple of 8)."})
+    cycle_a_pool: int = field(default=1, metadata={
+        "help": "Compare A's cycle (A -> B -> A) after an N x N average pool: what G_A removes below N px "
+                "(noise, JPEG blocks) is not asked back from G_B (a noise-aware cycle; 1 = the reference's)."})
 
     def __post_init__(self):
         super().__post_init__()
         if self.n2n_weight < 0:
             raise ValueError(f"n2n_weight must be >= 0, got {self.n2n_weight}")
+        if self.cycle_a_pool < 1 or self.crop_size % self.cycle_a_pool:
+            raise ValueError(f"cycle_a_pool must be >= 1 and divide --crop-size {self.crop_size}, "
+                             f"got {self.cycle_a_pool}")
         if self.n2n_weight and self.crop_size % (2 * self.multiple()):
             raise ValueError(f"--n2n-weight trains on half-size neighbour sub-images: crop_size must be a "
                              f"multiple of {2 * self.multiple()}, got {self.crop_size}")
@@ -675,11 +681,14 @@ class CycleGANTraining:
 
     def generator_loss(self, batch, out, disc):
         """Both adversarial terms + lambda_cycle * cycle L1 (+ lambda_cycle * lambda_identity * identity L1),
-        the L1 terms on the [-1, 1] scale (+ n2n_weight * G_A's Neighbor2Neighbor MSE on A, [0, 1] scale)."""
+        the L1 terms on the [-1, 1] scale (+ n2n_weight * G_A's Neighbor2Neighbor MSE on A, [0, 1] scale).
+        A's cycle compares cycle_a_pool-pooled images: the reference's cycle asks G_B to re-add the exact
+        noise G_A removed, so G_A learns to keep it."""
         cfg, (a, b) = self.cfg, batch
         adv = (losses.gan_loss(disc.D_A(out["fake_b"]), True, "lsgan")
                + losses.gan_loss(disc.D_B(out["fake_a"]), True, "lsgan"))
-        cycle = 2 * (F.l1_loss(out["rec_a"], a) + F.l1_loss(out["rec_b"], b))
+        pool = cfg.cycle_a_pool  # (1: the reference's full-resolution cycle)
+        cycle = 2 * (F.l1_loss(F.avg_pool2d(out["rec_a"], pool), F.avg_pool2d(a, pool)) + F.l1_loss(out["rec_b"], b))
         loss = adv + cfg.lambda_cycle * cycle
         logs = {"g_gan": adv.item(), "cycle": cycle.item()}
         if cfg.lambda_identity:
