@@ -64,6 +64,11 @@ genapps train inpaint --data "$DATA" --extra "${EXTRA:-../shared/datasets/natura
   --init $W/inpaint.safetensors --patch 256 --batch-size 4 --lr 1e-4 --steps 3000 --val-every 500 --seed 2 \
   --out /tmp/inpaint-s6.safetensors
 cp /tmp/inpaint-s6.safetensors $W/inpaint.safetensors && cp /tmp/inpaint-s6.json $W/inpaint.json
+# inpaint stage 7 (2026-12-04): 3,000 more steps of 384-px crops, batch 2 (validation 14.09 -> 14.02).
+genapps train inpaint --data "$DATA" --extra "${EXTRA:-../shared/datasets/natural/extra}" --holdout 8 --masks mixed \
+  --init $W/inpaint.safetensors --patch 384 --batch-size 2 --lr 1e-4 --steps 3000 --val-every 500 --seed 3 \
+  --out /tmp/inpaint-s7.safetensors
+cp /tmp/inpaint-s7.safetensors $W/inpaint.safetensors && cp /tmp/inpaint-s7.json $W/inpaint.json
 # Inpainting round 2 (issue 28): the LaMa-style FFC model (genapps/nn/ffc.py), stage 1, run on 2026-12-03
 # with ONE thread (OMP_NUM_THREADS=1; the other core served other work) on natural/train + natural/extra
 # (BSD200, BSDS500-test, T91: 490 photos), LaMa-style masks; the last 8 photos of natural/train are held out:
