@@ -1,0 +1,55 @@
+"""Start a pluralistic inpainting stage from two trained models: the U-Net of a newer deterministic
+`inpaint` (a GAN model of the same ngf / num_downs) with the prior, posterior, latent injection and
+colour field of a trained `inpaint-pluralistic`.
+
+Why: the bundled pluralistic model started from stage 3 of `inpaint`; the deterministic model has
+had four stages since, and a pluralistic model started from it afresh needs its encoders trained
+from zero again (the 128-px then 256-px schedule, ~1.8 CPU-hours). The grafted file is a normal
+pluralistic checkpoint: `genapps train inpaint --model pluralistic --init GRAFT` continues it.
+
+    python scripts/graft_pluralistic.py --unet inpaint --pluralistic inpaint-pluralistic --out GRAFT.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from genapps import weights
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--unet", default="inpaint", help="a GAN inpainting model (arch unet): the decoder")
+    ap.add_argument("--pluralistic", default="inpaint-pluralistic", help="a pluralistic model: its encoders")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    unet_path = weights.resolve_weights(args.unet, task="inpaint")
+    plural_path = weights.resolve_weights(args.pluralistic, task="inpaint")
+    unet, unet_meta = weights.load_weights(unet_path)
+    plural, plural_meta = weights.load_weights(plural_path)
+    if unet_meta.get("arch") != "unet" or plural_meta.get("arch") != "pluralistic":
+        raise SystemExit(f"need a unet and a pluralistic model, got {unet_meta.get('arch')} and {plural_meta.get('arch')}")
+    shape = {k: plural_meta["config"][k] for k in ("ngf", "num_downs")}
+    if unet_meta["config"] != shape or plural_meta["config"].get("latent_map"):
+        raise SystemExit(f"the U-Nets differ: {unet_meta['config']} vs {plural_meta['config']}")
+    grafted = dict(plural)
+    for key, tensor in unet.items():
+        if f"net.{key}" not in plural or plural[f"net.{key}"].shape != tensor.shape:
+            raise SystemExit(f"{key} of {args.unet} has no place in the pluralistic model")
+        grafted[f"net.{key}"] = tensor
+    card = json.loads(plural_path.with_suffix(".json").read_text())
+    unet_card = json.loads(unet_path.with_suffix(".json").read_text())
+    card["stages"] = list(card.get("stages", [])) + [{
+        "command": weights.command_line(), "steps": 0, "init": None,
+        "note": f"graft: the U-Net of {args.unet} ({len(unet_card.get('stages', []))} stages; last: "
+                f"{unet_card.get('stages', [{}])[-1].get('command', '?')}) with the prior, posterior, latent injection "
+                f"and colour field of {args.pluralistic}"}]
+    card["provenance"] = f"grafted from {args.unet} and {args.pluralistic} (scripts/graft_pluralistic.py)"
+    weights.save_trained(args.out, grafted, card)
+    print(f"wrote {args.out}: {sum(1 for k in unet)} U-Net tensors from {args.unet}, "
+          f"{len(plural) - len(unet)} from {args.pluralistic}")
+
+
+if __name__ == "__main__":
+    main()
