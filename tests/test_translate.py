@@ -2,6 +2,7 @@
 determinism, test-time dropout, tiles, alpha/16-bit/grey), and the reference checkpoints."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from genapps.nn import PatchDiscriminator, ResnetGenerator, UnetGenerator
 from genapps.tasks.translate import task as translate
 from genapps.tasks.translate.models import define_G, infer_reference_arch
 from genapps.tasks.translate.pairs import read_pairs
+from genapps.tasks.translate.training import CycleGANConfig, CycleGANTraining
 from tests.conftest import photo
 
 TINY_P2P = ["--ngf", 4, "--num-downs", 5, "--preprocess", "crop", "--crop-size", 32, "--batch-size", 2,
@@ -202,10 +204,6 @@ def test_cyclegan_self_supervised_denoising_term(tmp_path, cli, photos):
 def test_noise_aware_cycle_ignores_what_the_pool_averages_out(tmp_path, cli, photos):
     """--cycle-a-pool N: A's cycle is compared after an N x N mean, so a reconstruction that differs from
     a by zero-mean detail within each N x N cell (noise G_A removed) costs nothing; B's cycle is unchanged."""
-    from types import SimpleNamespace
-
-    from genapps.tasks.translate.training import CycleGANConfig, CycleGANTraining
-
     torch.manual_seed(0)
     a, b = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
     checker = (torch.arange(16)[:, None] + torch.arange(16)[None]) % 2 * 0.2 - 0.1  # zero mean per 2x2 cell
