@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 
 from genapps import weights
 
@@ -41,7 +43,7 @@ def main() -> None:
     card = json.loads(plural_path.with_suffix(".json").read_text())
     unet_card = json.loads(unet_path.with_suffix(".json").read_text())
     card["stages"] = list(card.get("stages", [])) + [{
-        "command": weights.command_line(), "steps": 0, "init": None,
+        "command": "python scripts/graft_pluralistic.py " + shlex.join(sys.argv[1:]), "steps": 0, "init": None,
         "note": f"graft: the U-Net of {args.unet} ({len(unet_card.get('stages', []))} stages; last: "
                 f"{unet_card.get('stages', [{}])[-1].get('command', '?')}) with the prior, posterior, latent injection "
                 f"and colour field of {args.pluralistic}"}]
