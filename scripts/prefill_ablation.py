@@ -42,7 +42,7 @@ def biharmonic_half(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 PREFILLS = {
-    "mean3": lambda im, m: (C.telea(im, m) + C.navier_stokes(im, m) + C.biharmonic(im, m)) / 3,
+    "mean3": C.prefill,  # the model's own pre-fill
     "telea+ns+push-pull": lambda im, m: (C.telea(im, m) + C.navier_stokes(im, m)
                                          + push_pull_fill(im[None], (~m)[None, None].float())[0]) / 3,
     "telea+ns": lambda im, m: (C.telea(im, m) + C.navier_stokes(im, m)) / 2,
