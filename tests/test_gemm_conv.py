@@ -17,10 +17,12 @@ def rand(*shape, seed=0, scale=1.0):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)) * scale
 
 
-@pytest.fixture(params=[gemm_conv.BLOCK, 8])
+@pytest.fixture(params=[(gemm_conv.BLOCK, gemm_conv.PRODUCT_FLOATS), (8, 200)])
 def block(request, monkeypatch):
-    """The default band of rows, and bands of one or two rows (several per image, a short last one)."""
-    monkeypatch.setattr(gemm_conv, "BLOCK", request.param)
+    """The default bands of rows, and bands of one or two rows (several per image, a short last one;
+    PRODUCT_FLOATS 200: two rows of the patch tests' 4-6 columns)."""
+    monkeypatch.setattr(gemm_conv, "BLOCK", request.param[0])
+    monkeypatch.setattr(gemm_conv, "PRODUCT_FLOATS", request.param[1])
 
 
 @pytest.mark.parametrize("kernel, bias", [((2, 2), True), ((3, 2), False)])
