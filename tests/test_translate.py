@@ -222,6 +222,52 @@ def test_noise_aware_cycle_ignores_what_the_pool_averages_out(tmp_path, cli, pho
     assert r.exit_code == 2 and "divide --crop-size 36" in r.output and "Traceback" not in r.output
 
 
+def test_pseudo_pairs_train_g_a_alone_on_b_cycle():
+    """--pseudo-pairs: B's cycle G_A(G_B(b)) -> b sends no gradient into G_B (it cannot hide b in its
+    output for G_A to decode); the reference's cycle does. G_A learns from it either way."""
+    torch.manual_seed(0)
+    net = define_G("cycle", in_ch=3, out_ch=3, ngf=4, n_blocks=1, norm="instance", dropout=False, residual=True)
+    batch = (torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16))
+    grads = {}
+    for pseudo in (False, True):
+        cfg = CycleGANConfig(a="A", b="B", out="o.safetensors", crop_size=16, lambda_identity=0, pseudo_pairs=pseudo)
+        net.zero_grad()
+        out = CycleGANTraining(cfg, None, None).forward(net, batch)
+        torch.nn.functional.l1_loss(out["rec_b"], batch[1]).backward()
+        grads[pseudo] = [sum(float(p.grad.abs().sum()) for p in g.parameters() if p.grad is not None)
+                         for g in (net.G_A, net.G_B)]
+    assert grads[False][0] > 0 and grads[False][1] > 0
+    assert grads[True][0] > 0 and grads[True][1] == 0
+
+
+def test_b_noise_degrader_draws_noise_in_training_and_under_stochastic(tmp_path, cli, photos):
+    """--b-noise S: G_B sees Gaussian input noise in training (two passes differ; its identity term
+    does not), the file records it, and translate --direction BtoA is deterministic by default and
+    draws the noise under --stochastic (reproducible by seed)."""
+    torch.manual_seed(0)
+    net = define_G("cycle", in_ch=3, out_ch=3, ngf=4, n_blocks=1, norm="instance", dropout=False, residual=True,
+                   b_noise=0.1).train()
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    assert not torch.equal(net.G_B(x), net.G_B(x)) and torch.equal(net.G_B(x, noise=False), net.G_B(x, noise=False))
+    assert torch.equal(net.G_A(x), net.G_A(x))  # G_A draws none
+    assert torch.equal(net.eval().G_B(x), net.G_B(x))
+    cli("pairs", photos, tmp_path / "p", "--kind", "degrade")
+    out = tmp_path / "noisy.safetensors"
+    r = cli("train", "cyclegan", "--a", tmp_path / "p/A", "--b", tmp_path / "p/B", "--steps", 1, "--ngf", 4,
+            "--n-blocks", 1, "--preprocess", "crop", "--crop-size", 32, "--ndf", 4, "--n-layers-d", 2,
+            "--pool-size", 1, "--ema", 0, "--b-noise", 0.05, "--out", out)
+    assert r.exit_code == 0, r.output
+    assert json.loads(out.with_suffix(".json").read_text())["config"]["b_noise"] == 0.05
+    runs = {"d1": [], "d2": [], "s1": ["--stochastic"], "s2": ["--stochastic"], "s3": ["--stochastic", "--seed", 1]}
+    for run, flags in runs.items():
+        r = cli("translate", tmp_path / "p/B", tmp_path / run, "-m", out, "--direction", "BtoA", *flags)
+        assert r.exit_code == 0, r.output
+    name = sorted(p.name for p in (tmp_path / "d1").glob("*.png"))[0]
+    img = {run: read(tmp_path / run / name) for run in runs}
+    assert np.array_equal(img["d1"], img["d2"]) and np.array_equal(img["s1"], img["s2"])
+    assert (img["s1"] != img["d1"]).any() and (img["s3"] != img["s1"]).any()
+
+
 def test_tiles_alpha_16bit_and_grey(tmp_path):
     torch.manual_seed(0)
     g = define_G("resnet", ngf=4, n_blocks=1, norm="batch").eval()  # instance norm: per-tile stats

@@ -45,12 +45,35 @@ class UnetTranslator(_ResidualOutput, UnetGenerator):
         self.residual = residual
 
 
+class InputNoise(nn.Module):
+    """Gaussian noise added to a (B, C, H, W) input in [-1, 1] in train mode, its std drawn per image
+    uniformly in [0, sigma] ([0, 1] scale: photos come with every noise level); none in eval mode
+    unless switched on like dropout (translate --stochastic, seeded per file). A deterministic
+    generator cannot draw noise: a learned degradation (CycleGAN's G_B with --b-noise) gets it here
+    and shapes it. No parameters: keys unchanged."""
+
+    def __init__(self, sigma: float):
+        super().__init__()
+        self.sigma = float(sigma)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and self.sigma):
+            return x
+        std = torch.rand(x.shape[0], 1, 1, 1, dtype=x.dtype, device=x.device) * (2 * self.sigma)
+        return x + torch.randn_like(x) * std
+
+
 class ResnetTranslator(_ResidualOutput, ResnetGenerator):
     def __init__(self, in_ch: int = 3, out_ch: int = 3, ngf: int = 64, n_blocks: int = 9, norm: str = "instance",
-                 dropout: bool = False, residual: bool = False):
+                 dropout: bool = False, residual: bool = False, input_noise: float = 0.0):
         super().__init__(in_ch, out_ch, ngf, n_blocks, norm, dropout)
         _check_residual(residual, in_ch, out_ch)
         self.residual = residual
+        self.noise = InputNoise(input_noise) if input_noise else None
+
+    def forward(self, x: torch.Tensor, noise: bool = True) -> torch.Tensor:
+        """noise=False: without the input noise even in train mode (CycleGAN's identity term)."""
+        return super().forward(self.noise(x) if self.noise is not None and noise else x)
 
 
 def _check_residual(residual: bool, in_ch: int, out_ch: int) -> None:
@@ -60,12 +83,13 @@ def _check_residual(residual: bool, in_ch: int, out_ch: int) -> None:
 
 class CycleGenerators(nn.Module):
     """CycleGAN's two generators in one module (one file, one EMA, one checkpoint in train.fit):
-    G_A maps domain A to B (in_ch -> out_ch), G_B maps B back to A."""
+    G_A maps domain A to B (in_ch -> out_ch), G_B maps B back to A (with Gaussian input noise of std
+    b_noise in training and under translate --stochastic: InputNoise)."""
 
-    def __init__(self, in_ch: int = 3, out_ch: int = 3, **config):
+    def __init__(self, in_ch: int = 3, out_ch: int = 3, b_noise: float = 0.0, **config):
         super().__init__()
         self.G_A = ResnetTranslator(in_ch, out_ch, **config)
-        self.G_B = ResnetTranslator(out_ch, in_ch, **config)
+        self.G_B = ResnetTranslator(out_ch, in_ch, input_noise=b_noise, **config)  # noise: a degrader's
         self.input_multiple = self.G_A.input_multiple
 
     def direction(self, name: str) -> nn.Module:

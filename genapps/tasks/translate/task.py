@@ -4,7 +4,8 @@ The pipeline: load a model (a bundled name, a genapps .safetensors, or the refer
 implementation's latest_net_G*.pth), run it through genapps.inference (reflect-padded to the
 network's multiple, whole or in cross-faded tiles, cropped back; grey and alpha round trip), write
 the same bit depth. Deterministic by default (eval mode: no dropout, batch norm's running stats);
-`stochastic` turns the dropout layers on, seeded per file, as the reference's test-time noise.
+`stochastic` turns the dropout layers on, seeded per file, as the reference's test-time noise
+(and a learned degradation's input noise: CycleGAN's G_B trained with --b-noise).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from genapps.batch import map_images
 from genapps.inference import auto_tile, infer, round_trip
 from genapps.records import StageResult
 from genapps.tasks.translate.config import Config
-from genapps.tasks.translate.models import UnetAbClassifier, load_model
+from genapps.tasks.translate.models import InputNoise, UnetAbClassifier, load_model
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +95,8 @@ def measure(pred: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
 
 
 def set_stochastic(g: nn.Module, on: bool) -> int:
-    """Put the dropout layers in train mode (on) or eval mode; returns how many there are."""
-    drops = [m for m in g.modules() if isinstance(m, nn.Dropout)]
+    """Put the dropout and input-noise layers in train mode (on) or eval mode; returns how many there are."""
+    drops = [m for m in g.modules() if isinstance(m, (nn.Dropout, InputNoise))]
     for m in drops:
         m.train(on)
     return len(drops)
@@ -110,7 +111,7 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
     if cfg.stochastic and not set_stochastic(g, True):
         hint = (" (a reference U-Net's dropout does not show in its keys: add --dropout if it was trained "
                 "with it, the pix2pix default)" if info.extra.get("reference_netg", "").startswith("unet") else "")
-        raise ValueError(f"--stochastic: model {cfg.model} has no dropout layers{hint}")
+        raise ValueError(f"--stochastic: model {cfg.model} has no dropout or input-noise layers{hint}")
     root = Path(input_dir).parent if Path(input_dir).is_file() else Path(input_dir)
     channels, warnings = model_channels(g), {}
 

@@ -195,11 +195,18 @@ class CycleGANConfig(GANTrainOptions):
     cycle_a_pool: int = field(default=1, metadata={
         "help": "Compare A's cycle (A -> B -> A) after an N x N average pool: what G_A removes below N px "
                 "(noise, JPEG blocks) is not asked back from G_B (a noise-aware cycle; 1 = the reference's)."})
+    b_noise: float = field(default=0.0, metadata={
+        "help": "Gaussian noise at G_B's input, its std drawn per image in [0, S] ([0, 1] scale), in "
+                "training (not its identity term) and under translate --stochastic: a learned "
+                "degradation can then draw noise."})
+    pseudo_pairs: bool = field(default=False, metadata={
+        "help": "B's cycle as pseudo-pairs (degradation learning): G_B(b) is detached there, so G_B learns "
+                "to imitate A only from D_B and cannot hide b in its output; G_A learns to undo it."})
 
     def __post_init__(self):
         super().__post_init__()
-        if self.n2n_weight < 0:
-            raise ValueError(f"n2n_weight must be >= 0, got {self.n2n_weight}")
+        if self.n2n_weight < 0 or self.b_noise < 0:
+            raise ValueError(f"n2n_weight and b_noise must be >= 0, got {self.n2n_weight}, {self.b_noise}")
         if self.cycle_a_pool < 1 or self.crop_size % self.cycle_a_pool:
             raise ValueError(f"cycle_a_pool must be >= 1 and divide --crop-size {self.crop_size}, "
                              f"got {self.cycle_a_pool}")
@@ -668,13 +675,18 @@ class CycleGANTraining:
     pool_b: ImagePool  # past G_A(a) fakes shown to D_A
 
     def forward(self, net, batch) -> dict[str, torch.Tensor]:
-        """fake_b = G_A(a), fake_a = G_B(b), their reconstructions, and (identity loss) G_A(b), G_B(a)."""
+        """fake_b = G_A(a), fake_a = G_B(b), their reconstructions, and (identity loss) G_A(b), G_B(a).
+        With pseudo_pairs, B's cycle G_A(G_B(b)) -> b trains G_A alone: the reference's lets G_B encode b
+        in a near-invisible signal that G_A decodes (a steganographic cycle) instead of a degradation
+        G_A must learn to undo (Bulat et al. 2018 learn the degradation first for the same reason)."""
         a, b = batch
         fake_b, fake_a = run_generator(net.G_A, a), run_generator(net.G_B, b)
+        pseudo_a = fake_a.detach() if self.cfg.pseudo_pairs else fake_a  # (G_B(b), b): a pair for G_A only
         out = {"fake_b": fake_b, "fake_a": fake_a,
-               "rec_a": run_generator(net.G_B, fake_b), "rec_b": run_generator(net.G_A, fake_a)}
+               "rec_a": run_generator(net.G_B, fake_b), "rec_b": run_generator(net.G_A, pseudo_a)}
         if self.cfg.lambda_identity:
-            out |= {"idt_a": run_generator(net.G_A, b), "idt_b": run_generator(net.G_B, a)}
+            out |= {"idt_a": run_generator(net.G_A, b),
+                    "idt_b": run_generator(lambda x: net.G_B(x, noise=False), a)}  # (G_B's b_noise: not here)
         if self.cfg.n2n_weight:
             out["n2n"] = losses.neighbor2neighbor_loss(lambda x: run_generator(net.G_A, x), a)
         return out
@@ -725,7 +737,7 @@ def train_cyclegan(cfg: CycleGANConfig, device: torch.device, resume: bool = Tru
         raise ValueError(f"the identity loss needs the same channels in A and B ({in_ch} vs {out_ch}); "
                          f"use --lambda-identity 0")
     arch_config = {"in_ch": in_ch, "out_ch": out_ch, "ngf": cfg.ngf, "n_blocks": cfg.n_blocks, "norm": cfg.norm,
-                   "dropout": False, "residual": cfg.residual}
+                   "dropout": False, "residual": cfg.residual} | ({"b_noise": cfg.b_noise} if cfg.b_noise else {})
     g = define_G("cycle", **arch_config)
     meta = {"arch": "cycle", "config": arch_config, "discriminator": [cfg.ndf, cfg.n_layers_d, cfg.d_norm],
             "data_a": data_fingerprint(io.list_images(cfg.a), cfg.a),
