@@ -25,7 +25,8 @@ class Config:
                        "latest_net_G*.pth."})
     direction: str = field(default="AtoB", metadata={  # CycleGAN models: AtoB (G_A) or BtoA (G_B)
         "choices": ("AtoB", "BtoA"), "help": "CycleGAN models: which generator runs."})
-    stochastic: bool = field(default=False, metadata={"help": "Test-time dropout, seeded per file (--seed)."})
+    stochastic: bool = field(default=False, metadata={
+        "help": "Test-time dropout (and a CycleGAN G_B's --b-noise), seeded per file (--seed)."})
     seed: int = 0
     tile: int = field(default=0, metadata={"flags": ("-t", "--tile"), "help": "Tile size in px (0 = whole image "
                                                                              "when it fits --max-memory, else the "
