@@ -83,13 +83,13 @@ def _check_residual(residual: bool, in_ch: int, out_ch: int) -> None:
 
 class CycleGenerators(nn.Module):
     """CycleGAN's two generators in one module (one file, one EMA, one checkpoint in train.fit):
-    G_A maps domain A to B (in_ch -> out_ch), G_B maps B back to A (with Gaussian input noise of std
-    b_noise in training and under translate --stochastic: InputNoise)."""
+    G_A maps domain A to B (in_ch -> out_ch), G_B maps B back to A (b_noise > 0: Gaussian input noise
+    of a std up to b_noise in training and under translate --stochastic, InputNoise)."""
 
     def __init__(self, in_ch: int = 3, out_ch: int = 3, b_noise: float = 0.0, **config):
         super().__init__()
         self.G_A = ResnetTranslator(in_ch, out_ch, **config)
-        self.G_B = ResnetTranslator(out_ch, in_ch, input_noise=b_noise, **config)  # noise: a degrader's
+        self.G_B = ResnetTranslator(out_ch, in_ch, input_noise=b_noise, **config)  # G_B may be a degrader
         self.input_multiple = self.G_A.input_multiple
 
     def direction(self, name: str) -> nn.Module:
