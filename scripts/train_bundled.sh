@@ -69,6 +69,8 @@ genapps train inpaint --data "$DATA" --extra "${EXTRA:-../shared/datasets/natura
   --init $W/inpaint.safetensors --patch 384 --batch-size 2 --lr 1e-4 --steps 3000 --val-every 500 --seed 3 \
   --out /tmp/inpaint-s7.safetensors
 cp /tmp/inpaint-s7.safetensors $W/inpaint.safetensors && cp /tmp/inpaint-s7.json $W/inpaint.json
+# Tried, not bundled (2026-12-04, night): a stage 8 (the same command with --steps 4000 --seed 4, one thread):
+# validation 13.98-13.97 early, 14.11 at the end (stage 7: 14.02): another stage of the same recipe no longer helps.
 # inpaint-pluralistic round 3 (2026-12-04): stage 7's U-Net grafted under round 2's encoders, fine-tuned 1,500 steps
 # (held-out thick crops at temperature 1: one sample 14.78 -> 14.62, best-of-3 14.59 -> 14.42, diversity 4.31 -> 4.35).
 python scripts/graft_pluralistic.py --unet $W/inpaint.safetensors --pluralistic $W/inpaint-pluralistic.safetensors \
