@@ -496,7 +496,9 @@ class NcnnEngine(nn.Module):
     """An ncnn pair run by the official `ncnn` package on CPU, as a torch module:
     (B, C, h, w) in [0, 1] -> the graph's output (B, C, h*s, w*s), one image at a time."""
 
-    def __init__(self, param: str | Path, bin_path: str | Path, threads: int = 1):
+    def __init__(self, param: str | Path, bin_path: str | Path, threads: int = 1, options: dict | None = None):
+        """`options`: more ncnn.Option attributes (e.g. use_winograd_convolution=False), set before the
+        files load (the layers pick their kernels then)."""
         super().__init__()
         try:
             import ncnn
@@ -508,6 +510,8 @@ class NcnnEngine(nn.Module):
         self.net = ncnn.Net()
         self.net.opt.use_vulkan_compute = False
         self.net.opt.num_threads = threads
+        for key, value in (options or {}).items():
+            setattr(self.net.opt, key, value)
         if self.net.load_param(str(param)) or self.net.load_model(str(bin_path)):
             raise ValueError(f"ncnn failed to load {param} / {bin_path}")
         self._mat = ncnn.Mat

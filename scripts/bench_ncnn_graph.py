@@ -340,16 +340,9 @@ def engine_options(args) -> list[str]:
         inp = load(name).graph_input(smooth_image(args.size, args.size)).contiguous()
         fast, _ = as_upscale_runs(name)
         net = fast.graph if isinstance(fast, NcnnModel) else fast
-        fns = {}
-        for label, options in ENGINE_OPTIONS.items():
-            engine = zoo.NcnnEngine(*ncnn_files.wheel_model_files(name))
-            for k, v in options.items():  # options apply from load_param on: load again after setting them
-                setattr(engine.net.opt, k, v)
-            param, bin_path = ncnn_files.wheel_model_files(name)
-            engine.net.clear()
-            engine.net.load_param(str(param))
-            engine.net.load_model(str(bin_path))
-            fns[label] = (lambda e: lambda: e(inp))(engine)
+        files = ncnn_files.wheel_model_files(name)
+        engines = {label: zoo.NcnnEngine(*files, options=options) for label, options in ENGINE_OPTIONS.items()}
+        fns = {label: (lambda e: lambda: e(inp))(engine) for label, engine in engines.items()}
 
         def ours():
             with torch.inference_mode():
