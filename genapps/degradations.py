@@ -1,7 +1,7 @@
 """Image degradations for making training and benchmark inputs: one implementation, shared by the
 tasks (upscale's `train sr --degrade`, pairs' `degrade` and `realworld` kinds, the benchmarks).
 
-Two models:
+Three models:
 - `degrade` (first order): Gaussian blur, Gaussian noise, JPEG, with parameters drawn from
   DEGRADE_RANGES (`random_degradation`); what `genapps pairs --kind degrade` makes.
 - `realworld` (second order, Real-ESRGAN, Wang et al. 2021): blur (Gaussian / generalized Gaussian /
@@ -10,6 +10,10 @@ Two models:
   second-round ranges; then the resize to the LR size with a sinc (ringing) filter and a last JPEG
   in random order. The ranges are a frozen `RealWorld` dataclass whose defaults are Real-ESRGAN's
   x4plus training options (options/train_realesrgan_x4plus.yml and its dataset).
+- `InjectedDegradation` (estimated from degraded photos without their originals: Ji et al. 2020,
+  RealSR's kernel estimation and noise injection): noise patches cut from flat regions of the
+  degraded photos are added to clean photos after a Gaussian blur whose range is fitted so that
+  their mean power spectrum matches the degraded photos'. Pairs for restoration from unpaired data.
 
 Images are numpy (H, W, C) arrays (C = 1 or 3, RGB), uint8 at the ends and float32 in [0, 1] in
 between (as Real-ESRGAN, which clamps after each noise and JPEG). Every random draw comes from the
@@ -292,3 +296,133 @@ def realworld(hr: np.ndarray, rng: np.random.Generator, ranges: RealWorld = REAL
         x = resize(x, (lh, lw), mode)
         x = filter2d(x, sinc) if sinc is not None else x
     return np.clip(np.round(x * 255), 0, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------- estimated from degraded photos (Ji et al. 2020)
+
+NOISE_PATCH = 16  # JPEG's 4:2:0 block (MCU): patches cut and placed on its grid keep the block structure
+_PLANE = None
+
+
+def _plane_projection() -> np.ndarray:
+    """(P*P, P*P) projection onto the planes a + b x + c y over a NOISE_PATCH patch."""
+    global _PLANE
+    if _PLANE is None:
+        yy, xx = np.mgrid[0:NOISE_PATCH, 0:NOISE_PATCH].astype(np.float64)
+        basis = np.stack([np.ones(xx.size), xx.ravel(), yy.ravel()], 1)
+        _PLANE = (basis @ np.linalg.pinv(basis)).astype(np.float32)
+    return _PLANE
+
+
+def noise_patches(rgb: np.ndarray, percentile: float = 10, slack: float = 1.25, limit: int = 512,
+                  rng: np.random.Generator | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 degraded photo -> (n, P, P, 3) float32 noise patches (0-255 scale, P =
+    NOISE_PATCH): the photo's flattest patches on the P grid (each minus its best-fitting plane per
+    channel, so smooth gradients such as skies count as flat), those whose residual std is within
+    `slack` of the `percentile`-th of the photo's patches, none near black or white (clipped
+    noise). A photo without flat regions gives texture here: Ji et al.'s caveat. At most `limit`."""
+    p = NOISE_PATCH
+    h, w = rgb.shape[0] // p * p, rgb.shape[1] // p * p
+    if h == 0 or w == 0:
+        return np.zeros((0, p, p, 3), np.float32)
+    x = rgb[:h, :w].astype(np.float32).reshape(h // p, p, w // p, p, 3).transpose(0, 2, 4, 1, 3).reshape(-1, 3, p * p)
+    residual = x - x @ _plane_projection().T
+    std = residual.std(axis=2).max(axis=1)
+    mean = x.mean(axis=2)
+    usable = (mean.min(axis=1) > 16) & (mean.max(axis=1) < 240)
+    if usable.sum() < 8:
+        return np.zeros((0, p, p, 3), np.float32)
+    keep = np.flatnonzero(usable & (std <= np.percentile(std[usable], percentile) * slack))
+    if len(keep) > limit:
+        keep = (rng or np.random.default_rng(0)).choice(keep, limit, replace=False)
+    return np.ascontiguousarray(residual[keep].reshape(-1, 3, p, p).transpose(0, 2, 3, 1))
+
+
+def noise_field(patches: np.ndarray, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """(h, w, 3) float32: random patches of one photo's (n, P, P, 3) noise, each flipped or
+    transposed at random, tiled on the P grid (block edges stay on JPEG's 8-px grid)."""
+    p = NOISE_PATCH
+    gh, gw = -(-h // p), -(-w // p)
+    tiles = patches[rng.integers(len(patches), size=gh * gw)]
+    if rng.uniform() < 0.5:
+        tiles = tiles.transpose(0, 2, 1, 3)
+    tiles = tiles[:, ::int(rng.choice([-1, 1])), ::int(rng.choice([-1, 1]))]
+    field = tiles.reshape(gh, gw, p, p, 3).transpose(0, 2, 1, 3, 4).reshape(gh * p, gw * p, 3)
+    return np.ascontiguousarray(field[:h, :w])
+
+
+def mean_log_spectrum(images: list[np.ndarray], crop: int = 128, bins: int = 24) -> np.ndarray:
+    """(bins,) mean log power of the grey centre crops' radial spectrum (Hann window), relative to
+    its lowest-frequency bins (so a different mean contrast of two photo sets does not count),
+    radial frequency bins over (0, 0.5] cycles/px."""
+    yy, xx = np.mgrid[0:crop, 0:crop]
+    f = np.hypot(*(np.fft.fftfreq(crop)[g] for g in (yy, xx)))
+    which = np.minimum((f / 0.5 * bins).astype(int), bins)  # bins: beyond 0.5 (the corners)
+    window = np.outer(np.hanning(crop), np.hanning(crop))
+    power = np.zeros(bins + 1)
+    for im in images:
+        y0, x0 = (im.shape[0] - crop) // 2, (im.shape[1] - crop) // 2
+        g = im[y0:y0 + crop, x0:x0 + crop].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+        spec = np.abs(np.fft.fft2((g - g.mean()) * window)) ** 2
+        power += np.bincount(which.ravel(), spec.ravel(), bins + 1) / np.bincount(which.ravel(), minlength=bins + 1)
+    log = np.log(power[:bins] / len(images) + 1e-12)
+    return log - log[1:3].mean()
+
+
+BLUR_GRID = tuple(np.round(np.arange(0, 3.01, 0.25), 2))
+
+
+@dataclass(frozen=True)
+class InjectedDegradation:
+    """Gaussian blur (sigma ~ U(0, blur_max)), then a noise field of one degraded photo's patches
+    (`noise`: per photo (n, P, P, 3) float32, 0-255 scale), then 8-bit rounding. Made by
+    `injected_from`; photos that gave no patches are left out of `noise`."""
+
+    noise: tuple
+    blur_max: float
+
+    def __call__(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """(H, W, 3) uint8 -> the same, degraded."""
+        x = rgb.astype(np.float32)
+        sigma = rng.uniform(0, self.blur_max)
+        if sigma > 0:
+            x = cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REFLECT).reshape(rgb.shape)
+        patches = self.noise[int(rng.integers(len(self.noise)))]
+        x = x + noise_field(patches, x.shape[0], x.shape[1], rng)
+        return np.clip(np.round(x), 0, 255).astype(np.uint8)
+
+    def summary(self) -> dict:
+        return {"blur_max": self.blur_max, "noise_photos": len(self.noise),
+                "noise_patches": int(sum(len(n) for n in self.noise)),
+                "noise_std": round(float(np.sqrt(np.mean([np.mean(n ** 2) for n in self.noise]))), 3)}
+
+
+def injected_from(degraded: list[np.ndarray], clean: list[np.ndarray], seed: int = 0,
+                  crop: int = 128) -> InjectedDegradation:
+    """Estimate an InjectedDegradation from degraded photos and unrelated clean ones ((H, W, 3)
+    uint8, no pairs): the noise patches of each degraded photo, and the blur range of BLUR_GRID
+    whose degraded clean crops' mean log spectrum (mean_log_spectrum) is nearest to the degraded
+    photos' between 0.04 and 0.46 cycles/px (least squares; each range tried with the same draws)."""
+    rng = np.random.default_rng(seed)
+    noise = tuple(n for n in (noise_patches(im, rng=rng) for im in degraded) if len(n))
+    if not noise:
+        raise ValueError("no flat regions in the degraded photos: no noise to inject (need photos of "
+                         f"at least {NOISE_PATCH} x {NOISE_PATCH} px with some smooth areas)")
+    target = mean_log_spectrum([im for im in degraded if min(im.shape[:2]) >= crop], crop)
+    sized = [im for im in clean if min(im.shape[:2]) >= crop]
+    if not sized or len(target) == 0 or not np.isfinite(target).all():
+        raise ValueError(f"need degraded and clean photos of at least {crop} x {crop} px to fit the blur")
+    bins = len(target)
+    band = slice(int(0.04 / 0.5 * bins) + 1, int(0.46 / 0.5 * bins))
+    errors = []
+    for blur_max in BLUR_GRID:
+        draws = np.random.default_rng(seed + 1)
+        model = InjectedDegradation(noise, float(blur_max))
+        made = [model(_centre(im, crop), draws) for im in sized]
+        errors.append(float(np.mean((mean_log_spectrum(made, crop)[band] - target[band]) ** 2)))
+    return InjectedDegradation(noise, float(BLUR_GRID[int(np.argmin(errors))]))
+
+
+def _centre(im: np.ndarray, crop: int) -> np.ndarray:
+    y0, x0 = (im.shape[0] - crop) // 2, (im.shape[1] - crop) // 2
+    return im[y0:y0 + crop, x0:x0 + crop]

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genapps import io, losses, metrics, weights
+from genapps.degradations import file_rng, injected_from
 from genapps.inference import size_requirements
 from genapps.nn import CycleDiscriminators, ImagePool, PatchDiscriminator, PixelDiscriminator
 from genapps.nn.color import AB_GRID, ab_histogram, bins_from_histogram, rgb_to_ab
@@ -36,7 +37,9 @@ from genapps.weights import save_trained
 log = logging.getLogger(__name__)
 
 PREPROCESS = ("crop", "scale_and_crop", "resize_and_crop")
-SYNTHESIZE = ("degrade", "realworld", "mixed")  # `genapps pairs` kinds made on the fly (mixed: either, at random)
+# made on the fly: `genapps pairs` kinds (mixed: either, at random), or injected: the degradation of the
+# photos in --noise-from estimated without their originals (degradations.injected_from)
+SYNTHESIZE = ("degrade", "realworld", "mixed", "injected")
 NETG_ARCHS = ("unet", "nafnet")
 COLOR_LOSSES = ("l1", "classification")
 # annealed-mean temperatures tried on the validation pairs after a classification training
@@ -123,6 +126,10 @@ class Pix2PixConfig(GANTrainOptions):
                 "random): --data (and --extra) are then folders of photos, and a fresh degradation every step."})
     extra: str | None = field(default=None, metadata={
         "type": "dir", "help": "With --synthesize: a folder of more training photos (never validated on)."})
+    noise_from: str | None = field(default=None, metadata={
+        "type": "dir", "help": "With --synthesize injected: degraded photos without their originals; their noise "
+                               "(flat regions) and blur (spectrum) are copied onto the clean --data photos "
+                               "(Ji et al. 2020): restoration pairs from unpaired data."})
     color_loss: str = field(default="l1", metadata={
         "choices": COLOR_LOSSES,
         "help": "Grey -> colour: classification predicts a distribution over quantized ab colours with the "
@@ -154,6 +161,8 @@ class Pix2PixConfig(GANTrainOptions):
             raise ValueError(f"netg must be one of {', '.join(NETG_ARCHS)}, got {self.netg!r}")
         if self.synthesize is not None and self.synthesize not in SYNTHESIZE:
             raise ValueError(f"synthesize must be one of {', '.join(SYNTHESIZE)}, got {self.synthesize!r}")
+        if (self.synthesize == "injected") != bool(self.noise_from):
+            raise ValueError("--synthesize injected and --noise-from DIR go together")
         if self.extra and not self.synthesize:
             raise ValueError("--extra is a folder of photos: it needs --synthesize")
         if self.synthesize and self.color_loss != "l1":
@@ -280,9 +289,10 @@ def paired_batches(pairs: list[tuple[np.ndarray, np.ndarray]], jitter: JitterCon
 SYNTH_SCALES = (1.0, 0.5)  # photos also at half size: sharper, benchmark-like (BSD68-sized) detail per crop
 
 
-def synthesized_batches(photos: list[np.ndarray], jitter: JitterConfig, batch_size: int, kind: str, seed: int):
+def synthesized_batches(photos: list[np.ndarray], jitter: JitterConfig, batch_size: int, kind, seed: int):
     """next_batch() -> (a, b) like paired_batches, where b is a random crop of a photo and a is
-    `genapps pairs --kind` applied to that crop with a fresh random degradation every time."""
+    `genapps pairs --kind` applied to that crop with a fresh random degradation every time (or
+    `kind(crop, rng)`, when it is a degradation such as an InjectedDegradation)."""
     aug = make_jitter(jitter, seed)
     rng = np.random.default_rng(seed)
 
@@ -290,6 +300,10 @@ def synthesized_batches(photos: list[np.ndarray], jitter: JitterConfig, batch_si
         a_list, b_list = [], []
         for i in rng.integers(len(photos), size=batch_size):
             b = aug(image=photos[i], target=photos[i])["image"]
+            if callable(kind):
+                a_list.append(kind(b, rng))
+                b_list.append(b)
+                continue
             k = kind if kind != "mixed" else ("degrade", "realworld")[int(rng.integers(2))]
             a_list.append(to_uint8(make_a(from_uint8(b), k, int(rng.integers(2 ** 31)), "crop")))
             b_list.append(b)
@@ -318,24 +332,33 @@ def _read_photo(path: Path) -> np.ndarray:
 
 
 def _load_synthesized(cfg: Pix2PixConfig):
-    """(photos, val pairs, 3, 3) for --synthesize: the last --val-split photos of --data become
-    fixed validation pairs (the A side seeded per file, as `genapps pairs --seed` makes them; kind
-    degrade unless realworld is asked), the rest and --extra the training photos."""
+    """(photos, val pairs, 3, 3, degradation) for --synthesize: the last --val-split photos of --data
+    become fixed validation pairs (the A side seeded per file, as `genapps pairs --seed` makes them;
+    kind degrade unless realworld or injected is asked), the rest and --extra the training photos;
+    degradation: the InjectedDegradation estimated from --noise-from and them (else None)."""
     paths = io.list_images(cfg.data)
     if not 0 <= cfg.val_split < len(paths):
         raise ValueError(f"--val-split {cfg.val_split} leaves no training photos of {len(paths)}")
     train_paths, val_paths = paths[:len(paths) - cfg.val_split], paths[len(paths) - cfg.val_split:]
     photos = _load_photos(train_paths + (io.list_images(cfg.extra) if cfg.extra else []), cfg.crop_size)
     val_kind = "realworld" if cfg.synthesize == "realworld" else "degrade"
+    injected = None
+    if cfg.synthesize == "injected":
+        degraded = [np.repeat(im, 3, axis=2) if im.shape[2] == 1 else im
+                    for im in map(_read_photo, io.list_images(cfg.noise_from))]
+        injected = injected_from(degraded, photos, seed=cfg.seed)
+        log.info("injected degradation from %d photos of %s: %s", len(degraded), cfg.noise_from, injected.summary())
     val = []
     for path in val_paths:
         b = _read_photo(path)
         b = np.repeat(b, 3, axis=2) if b.shape[2] == 1 else b
         key = path.relative_to(cfg.data).with_suffix("").as_posix()
-        val.append((to_uint8(make_a(from_uint8(b), val_kind, cfg.seed, key)), b))
+        a = (injected(b, file_rng(cfg.seed, key)) if injected is not None
+             else to_uint8(make_a(from_uint8(b), val_kind, cfg.seed, key)))
+        val.append((a, b))
     if cfg.val:
         val += [(a, b) for _, a, b in read_pairs(cfg.val, cfg.layout, cfg.direction)]
-    return photos, val, 3, 3
+    return photos, val, 3, 3, injected
 
 
 def _load_paired(cfg: Pix2PixConfig, jitter: JitterConfig):
@@ -453,9 +476,10 @@ def train_pix2pix(cfg: Pix2PixConfig, device: torch.device, resume: bool = True)
     out = Path(cfg.out)
     io.check_writable(out.parent, create=False)  # before the work (created when the state is saved)
     jitter = JitterConfig(cfg.preprocess, cfg.load_size, cfg.crop_size)
+    injected = None
     if cfg.synthesize:
-        train, val, in_ch, out_ch = _load_synthesized(cfg)  # train: photos (A is made from each crop)
-        batches = synthesized_batches(train, jitter, cfg.batch_size, cfg.synthesize, cfg.seed)
+        train, val, in_ch, out_ch, injected = _load_synthesized(cfg)  # train: photos (A is made from each crop)
+        batches = synthesized_batches(train, jitter, cfg.batch_size, injected or cfg.synthesize, cfg.seed)
     else:
         train, val, in_ch, out_ch = _load_paired(cfg, jitter)
         batches = paired_batches(train, jitter, cfg.batch_size)
@@ -476,6 +500,8 @@ def train_pix2pix(cfg: Pix2PixConfig, device: torch.device, resume: bool = True)
     if cfg.synthesize:  # (absent for the earlier runs: their states still resume)
         meta |= {"synthesize": cfg.synthesize,
                  "extra": data_fingerprint(io.list_images(cfg.extra), cfg.extra) if cfg.extra else None}
+    if injected is not None:
+        meta |= {"noise_from": data_fingerprint(io.list_images(cfg.noise_from), cfg.noise_from)}
     check_resume(out.with_suffix(".state.pt"), meta, resume)
     g = define_G(arch, **arch_config)
     if cfg.residual or arch == "nafnet":  # start as the identity: the net learns the correction
@@ -499,6 +525,8 @@ def train_pix2pix(cfg: Pix2PixConfig, device: torch.device, resume: bool = True)
     result = fit(spec, _gan_train_config(cfg), state_path=out.with_suffix(".state.pt"), resume=resume)
     extra = {"trained_direction": cfg.direction, "model": "pix2pix",
              "validation_identity": identity_scores(val) if val else {}}
+    if injected is not None:
+        extra["injected_degradation"] = injected.summary()
     if classes is not None:
         extra |= classes.finish(result, val, extra["validation_identity"], arch_config)
     extra["stages"] = weights.previous_stages(cfg.init, task="translate") + [{
@@ -507,7 +535,8 @@ def train_pix2pix(cfg: Pix2PixConfig, device: torch.device, resume: bool = True)
         # the training loop's CPU time over every resumed run (fit's cpu_seconds; data loading and the
         # temperature sweep not included)
         "cpu_minutes": round(result.cpu_seconds / 60, 1), "data": meta["data"],
-        "extra": meta.get("extra"), "synthesize": cfg.synthesize, "validation": result.validation}]
+        "extra": meta.get("extra"), "synthesize": cfg.synthesize, "noise_from": meta.get("noise_from"),
+        "validation": result.validation}]
     return _save(out, result, arch, arch_config, cfg, extra)
 
 
