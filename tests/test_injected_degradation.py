@@ -14,12 +14,12 @@ from genapps.tasks.translate.training import JitterConfig, synthesized_batches
 
 
 def scene(seed: int, size: int = 160) -> np.ndarray:
-    """(size, size, 3) uint8: a smooth gradient on the left half (flat at the 16-px scale), sharp
+    """(size, size, 3) uint8, size a multiple of 5: a smooth gradient on the left half (flat at 16 px), sharp
     random texture (stripes and edges) on the right."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:size, 0:size].astype(np.float32)
     left = 60 + 0.4 * y[:, :, None] + 20 * np.arange(3)[None, None] + 0 * x[:, :, None]
-    blocks = rng.uniform(40, 220, (size // 4, size // 4, 3)).repeat(4, 0).repeat(4, 1)
+    blocks = rng.uniform(40, 220, (size // 5, size // 5, 3)).repeat(5, 0).repeat(5, 1)  # off JPEG's 8-px grid
     right = blocks + 30 * np.sin(x / 1.3 + rng.uniform(0, 6))[:, :, None]
     out = np.where((x < size // 2)[:, :, None], left, right)
     return np.clip(out, 0, 255).astype(np.uint8)
@@ -59,8 +59,11 @@ def test_injected_from_fits_the_blur_and_copies_the_noise():
     others = [scene(s) for s in range(10, 16)]  # the degraded photos are other scenes: no pairs
     blurred = [add_noise(cv2.GaussianBlur(im, (0, 0), 1.5), 4.0, s) for s, im in enumerate(others)]
     sharp = [add_noise(im, 4.0, s) for s, im in enumerate(others)]
+    compressed = [D.jpeg_uint8(im, 25) for im in sharp]
     fit_blurred, fit_sharp = D.injected_from(blurred, clean), D.injected_from(sharp, clean)
     assert fit_blurred.blur_max >= 1.5 and fit_sharp.blur_max <= 0.5
+    assert fit_sharp.jpeg_min == 0 or fit_sharp.jpeg_min >= 80  # no JPEG: none, or a light one
+    assert 0 < D.injected_from(compressed, clean).jpeg_min <= 50
     assert abs(fit_sharp.summary()["noise_std"] - 4.0) < 0.8 and fit_sharp.summary()["noise_photos"] == 6
     rng = np.random.default_rng(0)
     made = fit_blurred(clean[0], rng)
@@ -70,8 +73,14 @@ def test_injected_from_fits_the_blur_and_copies_the_noise():
         D.injected_from([np.zeros((8, 8, 3), np.uint8)], clean)
 
 
+def test_blockiness_grows_with_jpeg():
+    im = scene(3)
+    plain, light, heavy = (D.blockiness(x) for x in (im, D.jpeg_uint8(im, 90), D.jpeg_uint8(im, 15)))
+    assert abs(plain - 1) < 0.15 and heavy > light and heavy > 1.2
+
+
 def test_synthesized_batches_take_a_degradation():
-    clean = [scene(s, 64) for s in range(3)]
+    clean = [scene(s, 80) for s in range(3)]
     model = D.InjectedDegradation((np.full((2, D.NOISE_PATCH, D.NOISE_PATCH, 3), 5.0, np.float32),), 0.0)
     a, b = synthesized_batches(clean, JitterConfig("crop", 0, 32), 2, model, seed=0)()
     assert a.shape == b.shape == (2, 3, 32, 32)

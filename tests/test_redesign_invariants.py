@@ -79,7 +79,6 @@ RUNS = {  # name -> genapps arguments after INPUT OUTPUT
                                                                   "--tile-overlap", "16"],
     "colorize": ["translate", "-m", "colorize"],
     "restore-unpaired": ["translate", "-m", "restore-unpaired"],
-    "restore-unpaired-BtoA": ["translate", "-m", "restore-unpaired", "--direction", "BtoA"],
 }
 
 

@@ -340,13 +340,16 @@ def _load_synthesized(cfg: Pix2PixConfig):
     if not 0 <= cfg.val_split < len(paths):
         raise ValueError(f"--val-split {cfg.val_split} leaves no training photos of {len(paths)}")
     train_paths, val_paths = paths[:len(paths) - cfg.val_split], paths[len(paths) - cfg.val_split:]
-    photos = _load_photos(train_paths + (io.list_images(cfg.extra) if cfg.extra else []), cfg.crop_size)
+    train_paths += io.list_images(cfg.extra) if cfg.extra else []
+    photos = _load_photos(train_paths, cfg.crop_size)
     val_kind = "realworld" if cfg.synthesize == "realworld" else "degrade"
     injected = None
     if cfg.synthesize == "injected":
         degraded = [np.repeat(im, 3, axis=2) if im.shape[2] == 1 else im
                     for im in map(_read_photo, io.list_images(cfg.noise_from))]
-        injected = injected_from(degraded, photos, seed=cfg.seed)
+        # fitted on the photos at their own scale (the degraded photos' scale), not the half-size copies
+        clean = [np.repeat(im, 3, axis=2) if im.shape[2] == 1 else im for im in map(_read_photo, train_paths)]
+        injected = injected_from(degraded, clean, seed=cfg.seed)
         log.info("injected degradation from %d photos of %s: %s", len(degraded), cfg.noise_from, injected.summary())
     val = []
     for path in val_paths:
