@@ -411,35 +411,41 @@ class InjectedDegradation:
                 "noise_std": round(float(np.sqrt(np.mean([np.mean(n ** 2) for n in self.noise]))), 3)}
 
 
-def injected_from(degraded: list[np.ndarray], clean: list[np.ndarray], seed: int = 0,
+def injected_from(degraded, clean, seed: int = 0,
                   crop: int = 128) -> InjectedDegradation:
-    """Estimate an InjectedDegradation from degraded photos and unrelated clean ones ((H, W, 3)
-    uint8, no pairs): the noise patches of each degraded photo; the blur range of BLUR_GRID whose
+    """Estimate an InjectedDegradation from degraded photos and unrelated clean ones (iterables of
+    (H, W, 3) uint8, no pairs): the noise patches of each degraded photo; the blur range of BLUR_GRID whose
     degraded clean crops' mean log spectrum (mean_log_spectrum) is nearest to the degraded photos'
     between 0.04 and 0.46 cycles/px (least squares; each range tried with the same draws); then the
     JPEG range of JPEG_GRID whose degraded clean crops' mean blockiness is nearest to theirs; the
     blur again with that JPEG, and the JPEG again."""
     rng = np.random.default_rng(seed)
-    noise = tuple(n for n in (noise_patches(im, rng=rng) for im in degraded) if len(n))
+    noise, crops, blocks = [], [], []
+    for im in degraded:  # one pass, keeping only what the fit needs (a folder of large photos streams through)
+        patches = noise_patches(im, rng=rng)
+        noise += [patches] if len(patches) else []
+        crops += [_centre(im, crop)] if min(im.shape[:2]) >= crop else []
+        blocks.append(blockiness(im))
     if not noise:
         raise ValueError("no flat regions in the degraded photos: no noise to inject (need photos of "
                          f"at least {NOISE_PATCH} x {NOISE_PATCH} px with some smooth areas)")
-    target = mean_log_spectrum([im for im in degraded if min(im.shape[:2]) >= crop], crop)
-    sized = [im for im in clean if min(im.shape[:2]) >= crop]
-    if not sized or len(target) == 0 or not np.isfinite(target).all():
+    noise = tuple(noise)
+    sized = [_centre(im, crop) for im in clean if min(im.shape[:2]) >= crop]
+    if not sized or not crops:
         raise ValueError(f"need degraded and clean photos of at least {crop} x {crop} px to fit the blur")
+    target = mean_log_spectrum(crops, crop)
     bins = len(target)
     band = slice(int(0.04 / 0.5 * bins) + 1, int(0.46 / 0.5 * bins))
-    target_blocks = np.mean([blockiness(im) for im in degraded])
+    target_blocks = float(np.mean(blocks))
 
     def spectrum_error(model: InjectedDegradation) -> float:
         draws = np.random.default_rng(seed + 1)
-        made = [model(_centre(im, crop), draws) for im in sized]
+        made = [model(im, draws) for im in sized]
         return float(np.mean((mean_log_spectrum(made, crop)[band] - target[band]) ** 2))
 
     def blockiness_error(model: InjectedDegradation) -> float:
         draws = np.random.default_rng(seed + 2)
-        return abs(float(np.mean([blockiness(model(_centre(im, crop), draws)) for im in sized])) - target_blocks)
+        return abs(float(np.mean([blockiness(model(im, draws)) for im in sized])) - target_blocks)
 
     blur_max, jpeg_min = 0.0, 0
     for _ in range(2):  # coordinate descent: the JPEG takes off high frequencies too

@@ -316,8 +316,7 @@ def _load_photos(paths: list[Path], crop: int) -> list[np.ndarray]:
     """(H, W, 3) uint8 photos at every scale of SYNTH_SCALES that still holds a crop."""
     out = []
     for path in paths:
-        im = _read_photo(path)
-        im = np.repeat(im, 3, axis=2) if im.shape[2] == 1 else im
+        im = _read_rgb(path)
         for s in SYNTH_SCALES:
             size = (round(im.shape[1] * s), round(im.shape[0] * s))
             if min(size) >= crop:
@@ -329,6 +328,12 @@ def _load_photos(paths: list[Path], crop: int) -> list[np.ndarray]:
 
 def _read_photo(path: Path) -> np.ndarray:
     return to_uint8(io.read_image(path).color)
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8: grey photos repeated into 3 channels."""
+    im = _read_photo(path)
+    return np.repeat(im, 3, axis=2) if im.shape[2] == 1 else im
 
 
 def _load_synthesized(cfg: Pix2PixConfig):
@@ -345,16 +350,14 @@ def _load_synthesized(cfg: Pix2PixConfig):
     val_kind = "realworld" if cfg.synthesize == "realworld" else "degrade"
     injected = None
     if cfg.synthesize == "injected":
-        degraded = [np.repeat(im, 3, axis=2) if im.shape[2] == 1 else im
-                    for im in map(_read_photo, io.list_images(cfg.noise_from))]
+        degraded = map(_read_rgb, io.list_images(cfg.noise_from))  # read one at a time
         # fitted on the photos at their own scale (the degraded photos' scale), not the half-size copies
-        clean = [np.repeat(im, 3, axis=2) if im.shape[2] == 1 else im for im in map(_read_photo, train_paths)]
+        clean = map(_read_rgb, train_paths)
         injected = injected_from(degraded, clean, seed=cfg.seed)
-        log.info("injected degradation from %d photos of %s: %s", len(degraded), cfg.noise_from, injected.summary())
+        log.info("injected degradation from %s: %s", cfg.noise_from, injected.summary())
     val = []
     for path in val_paths:
-        b = _read_photo(path)
-        b = np.repeat(b, 3, axis=2) if b.shape[2] == 1 else b
+        b = _read_rgb(path)
         key = path.relative_to(cfg.data).with_suffix("").as_posix()
         a = (injected(b, file_rng(cfg.seed, key)) if injected is not None
              else to_uint8(make_a(from_uint8(b), val_kind, cfg.seed, key)))
