@@ -294,13 +294,15 @@ VISUAL_CROP = 160  # px of each photo's centre, shown at 2x
 
 
 def visual_restore_page(args) -> None:
-    """degraded | bilateral | restorers | truth on a centre crop of VISUAL_PHOTOS held-out photos."""
+    """degraded | bilateral | --restorer models | restore-unpaired | restore | restore -x | truth on a centre
+    crop of VISUAL_PHOTOS held-out photos."""
     from PIL import Image, ImageDraw
 
     out_dir = Path(args.visual_restore)
     out_dir.mkdir(parents=True, exist_ok=True)
     restorers = {"bilateral (d 9, sigma 50)": bilateral(50)}
     restorers |= {name: model_fn(load_model(path)[0]) for name, path in (e.partition("=")[::2] for e in args.restorer)}
+    restorers |= {"restore-unpaired": model_fn(load_model("restore-unpaired")[0])}
     g = load_model("restore")[0]
     restorers |= {"restore": model_fn(g), "restore -x": model_fn(g, tta=True)}
     labels = ["degraded (input)", *restorers, "truth"]
