@@ -105,3 +105,7 @@ def test_train_pix2pix_synthesize_injected(tmp_path, cli):
     assert card["validation_identity"]["val_identity_psnr"] < 60  # the held-out photo got the injected noise
     r = cli("train", "pix2pix", "--data", data, "--synthesize", "injected", "--out", out, *tiny)
     assert r.exit_code == 2 and "--noise-from" in r.output and "Traceback" not in r.output
+    (tmp_path / "empty").mkdir()
+    r = cli("train", "pix2pix", "--data", data, "--synthesize", "injected", "--noise-from", tmp_path / "empty",
+            "--out", out, *tiny)
+    assert r.exit_code == 2 and "no images" in r.output and "Traceback" not in r.output

@@ -350,7 +350,10 @@ def _load_synthesized(cfg: Pix2PixConfig):
     val_kind = "realworld" if cfg.synthesize == "realworld" else "degrade"
     injected = None
     if cfg.synthesize == "injected":
-        degraded = map(_read_rgb, io.list_images(cfg.noise_from))  # read one at a time
+        noisy_paths = io.list_images(cfg.noise_from)
+        if not noisy_paths:
+            raise ValueError(f"--noise-from {cfg.noise_from}: no images in it")
+        degraded = map(_read_rgb, noisy_paths)  # read one at a time
         # fitted on the photos at their own scale (the degraded photos' scale), not the half-size copies
         clean = map(_read_rgb, train_paths)
         injected = injected_from(degraded, clean, seed=cfg.seed)
