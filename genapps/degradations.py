@@ -26,6 +26,7 @@ from a given Generator).
 
 from __future__ import annotations
 
+import functools
 import math
 import zlib
 from dataclasses import asdict, dataclass
@@ -36,6 +37,7 @@ import numpy as np
 # ---------------------------------------------------------------- first order (pairs --kind degrade)
 
 DEGRADE_RANGES = {"blur_sigma": (0.0, 1.5), "noise_sigma": (0.0, 20.0), "jpeg_quality": (30, 90)}
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # RGB -> grey (ITU-R BT.601, as genapps.inference.LUMA)
 
 
 def file_rng(seed: int, key: str, *more: int) -> np.random.Generator:
@@ -161,7 +163,7 @@ def add_gaussian_noise(x: np.ndarray, sigma: float, gray: bool, rng: np.random.G
 def add_poisson_noise(x: np.ndarray, scale: float, gray: bool, rng: np.random.Generator) -> np.ndarray:
     """(H, W, C) float in [0, 1] + `scale` times Poisson (shot) noise, as Real-ESRGAN: the image is
     counted in 2^ceil(log2(#distinct values)) levels; grey: the noise of the luma, in every channel."""
-    src = (x @ np.array([0.299, 0.587, 0.114], np.float32))[..., None] if gray and x.shape[2] == 3 else x
+    src = (x @ LUMA)[..., None] if gray and x.shape[2] == 3 else x
     levels = 2 ** np.ceil(np.log2(max(2, len(np.unique(np.round(src * 255))))))
     noise = rng.poisson(np.clip(src, 0, 1) * levels) / levels - src
     return np.clip(x + scale * noise.astype(np.float32), 0, 1)
@@ -302,17 +304,14 @@ def realworld(hr: np.ndarray, rng: np.random.Generator, ranges: RealWorld = REAL
 # ---------------------------------------------------------------- estimated from degraded photos (Ji et al. 2020)
 
 NOISE_PATCH = 16  # JPEG's 4:2:0 block (MCU): patches cut and placed on its grid keep the block structure
-_PLANE = None
 
 
+@functools.cache
 def _plane_projection() -> np.ndarray:
     """(P*P, P*P) projection onto the planes a + b x + c y over a NOISE_PATCH patch."""
-    global _PLANE
-    if _PLANE is None:
-        yy, xx = np.mgrid[0:NOISE_PATCH, 0:NOISE_PATCH].astype(np.float64)
-        basis = np.stack([np.ones(xx.size), xx.ravel(), yy.ravel()], 1)
-        _PLANE = (basis @ np.linalg.pinv(basis)).astype(np.float32)
-    return _PLANE
+    yy, xx = np.mgrid[0:NOISE_PATCH, 0:NOISE_PATCH].astype(np.float64)
+    basis = np.stack([np.ones(xx.size), xx.ravel(), yy.ravel()], 1)
+    return (basis @ np.linalg.pinv(basis)).astype(np.float32)
 
 
 def noise_patches(rgb: np.ndarray, percentile: float = 10, slack: float = 1.25, limit: int = 512,
@@ -362,8 +361,7 @@ def mean_log_spectrum(images: list[np.ndarray], crop: int = 128, bins: int = 24)
     window = np.outer(np.hanning(crop), np.hanning(crop))
     power = np.zeros(bins + 1)
     for im in images:
-        y0, x0 = (im.shape[0] - crop) // 2, (im.shape[1] - crop) // 2
-        g = im[y0:y0 + crop, x0:x0 + crop].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+        g = _centre(im, crop).astype(np.float64) @ LUMA.astype(np.float64)
         spec = np.abs(np.fft.fft2((g - g.mean()) * window)) ** 2
         power += np.bincount(which.ravel(), spec.ravel(), bins + 1) / np.bincount(which.ravel(), minlength=bins + 1)
     log = np.log(power[:bins] / len(images) + 1e-12)
@@ -373,7 +371,7 @@ def mean_log_spectrum(images: list[np.ndarray], crop: int = 128, bins: int = 24)
 def blockiness(rgb: np.ndarray) -> float:
     """Mean absolute luma step across the 8-px grid's edges over the mean step everywhere, rows and
     columns averaged: about 1 for an image never JPEG-compressed, larger the coarser its JPEG."""
-    g = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    g = rgb.astype(np.float32) @ LUMA
     g = g[:g.shape[0] // 8 * 8, :g.shape[1] // 8 * 8]
     dx, dy = np.abs(np.diff(g, axis=1)), np.abs(np.diff(g, axis=0))
     return float((dx[:, 7::8].mean() / (dx.mean() + 1e-6) + dy[7::8].mean() / (dy.mean() + 1e-6)) / 2)
@@ -455,5 +453,6 @@ def injected_from(degraded, clean, seed: int = 0,
 
 
 def _centre(im: np.ndarray, crop: int) -> np.ndarray:
+    """The (crop, crop) centre of an (H, W, ...) array."""
     y0, x0 = (im.shape[0] - crop) // 2, (im.shape[1] - crop) // 2
     return im[y0:y0 + crop, x0:x0 + crop]
