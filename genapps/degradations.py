@@ -377,7 +377,7 @@ def blockiness(rgb: np.ndarray) -> float:
     return float((dx[:, 7::8].mean() / (dx.mean() + 1e-6) + dy[7::8].mean() / (dy.mean() + 1e-6)) / 2)
 
 
-BLUR_GRID = tuple(np.round(np.arange(0, 3.01, 0.25), 2))
+BLUR_GRID = tuple(np.round(np.arange(0, 5.01, 0.25), 2))  # 0-3 was too short for `realworld` photos (fit at 3)
 JPEG_GRID = (0, 90, 80, 70, 60, 50, 40, 30, 20, 10)  # lowest quality of U(q, 95); 0: no JPEG
 
 
