@@ -12,7 +12,7 @@ from PIL import Image
 
 from conftest import photo
 from genapps import io, losses, weights
-from genapps.tasks.inpaint.task import hole_crops, model_fill
+from genapps.tasks.inpaint.task import hole_crops, load_model, model_fill
 from genapps.tasks.inpaint import masks as M
 from genapps.tasks.inpaint.classical import fill
 from genapps.tasks.inpaint.models import define_G
@@ -471,3 +471,65 @@ def test_tta_transforms_invert_and_keep_the_outside(tiny_models):
     mask[10:30, 20:50] = True
     plain, tta = model_fill(model, rgb, mask), model_fill(model, rgb, mask, tta=True)
     assert torch.equal(tta[:, ~mask], rgb[:, ~mask]) and not torch.equal(plain, tta)
+
+
+def test_refine_levels_continue_a_model_unchanged_then_train(cli, train_dir, tmp_path):
+    """--refine adds residual blocks on U-Net levels' skip + decoder features; from --init they start as
+    the identity (same fills), then train; the checkpoint's config carries them, so loading needs no flag."""
+    common = ["--data", train_dir, "--holdout", 1, "--patch", 64, "--batch-size", 2, "--ngf", 4,
+              "--val-every", 1000, "--masks", "thick"]
+    base = tmp_path / "base.safetensors"
+    assert cli("train", "inpaint", *common, "--steps", 1, "--out", base).exit_code == 0
+    from genapps.tasks.inpaint.training import InpaintTrainConfig, build_generator
+    g, arch, config = build_generator(InpaintTrainConfig(data=str(train_dir), out="unused", ngf=4, init=str(base),
+                                                         refine="4,2,3"))
+    assert arch == "unet" and config["refine"] == [2, 3, 4]
+    old, _ = load_model(str(base))
+    x = torch.rand(2, 4, 64, 64)
+    x[:, 3] = (x[:, 3] > 0.6).float()
+    with torch.no_grad():
+        assert torch.equal(g.eval()(x), old(x))  # identity at start
+    refined = tmp_path / "refined.safetensors"
+    r = cli("train", "inpaint", *common, "--init", base, "--refine", "2,3,4", "--lr", 0.01, "--steps", 2,
+            "--out", refined)
+    assert r.exit_code == 0, r.output
+    model, info = load_model(str(refined))
+    assert info.config["refine"] == [2, 3, 4]
+    tensors, _ = weights.load_weights(refined)
+    moved = [k for k in tensors if ".refine." in k and k.endswith("body.4.weight") and tensors[k].abs().max() > 0]
+    assert moved  # the new blocks trained away from zero
+    with torch.no_grad():
+        assert not torch.equal(model(x), old(x))
+    # a model with refine levels does not continue into one without them; bad levels are one-line errors
+    r = cli("train", "inpaint", *common, "--init", refined, "--steps", 1, "--out", tmp_path / "back.safetensors")
+    assert r.exit_code == 2 and "does not match" in r.output
+    for bad, words in (("2,x", "comma-separated"), ("5", "levels in 1..4")):
+        r = cli("train", "inpaint", *common, "--refine", bad, "--steps", 1, "--out", tmp_path / "bad.safetensors")
+        assert r.exit_code == 2 and words in r.output, r.output
+
+
+@pytest.mark.parametrize("latent_map", [False, True])
+def test_pluralistic_tta_averages_the_unet_per_sample_and_keeps_the_colour_field(latent_map):
+    """With TTA a sample draws z once (the one-pass sample's draw), averages the U-Net over the 8
+    transforms (a latent map transformed with the image) and adds the colour field once, in the image's
+    frame: a U-Net that only returns its pre-fill (equivariant) gives exactly the one-pass sample, field
+    included, where averaging the field over the transforms would blur it; a trained-looking U-Net
+    gives a different fill that still depends on the draw."""
+    from genapps.tasks.inpaint.task import sample_with_tta
+
+    torch.manual_seed(0)
+    model = define_G("pluralistic", ngf=4, z_dim=4, latent_map=latent_map).eval()
+    with torch.no_grad():
+        model.coarse.weight.normal_(0, 0.5)  # a colour field that varies over the image
+        model.prior[-1].bias.normal_(0, 1)
+    x = torch.cat([torch.rand(1, 3, 64, 64), (torch.rand(1, 1, 64, 64) > 0.5).float()], 1)
+    draw = lambda seed: torch.Generator().manual_seed(seed)  # noqa: E731
+    with torch.no_grad():
+        one, tta = model(x, draw(3)), sample_with_tta(model, x, draw(3))
+        assert float((one - x[:, :3]).abs().max()) > 0.05  # the field moves the fill
+        assert torch.allclose(tta, one, atol=1e-6)
+        for p in model.net.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+        one, tta = model(x, draw(3)), sample_with_tta(model, x, draw(3))
+        assert not torch.allclose(tta, one, atol=1e-3)
+        assert not torch.allclose(tta, sample_with_tta(model, x, draw(4)), atol=1e-3)

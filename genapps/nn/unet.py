@@ -4,7 +4,9 @@ junyanz/pytorch-CycleGAN-and-pix2pix builds `UnetGenerator` recursively from
 `UnetSkipConnectionBlock`s; keeping that nesting (`model.model.1.model.3...`) lets genapps load
 its `latest_net_G.pth` files unchanged. pix2pix (translate) and the inpainting model both use it;
 inpainting adds a `bottleneck` (e.g. dilated residual blocks) at the innermost level for a
-receptive field that spans large holes.
+receptive field that spans large holes, and optional `refine` modules on a level's concatenated
+output (skip + decoder features), where the reference has only the next transposed conv to mix them;
+they sit outside the reference's `model` Sequentials, so its weights load with or without them.
 
 Tensors: (B, in_ch, H, W) in [-1, 1] -> (B, out_ch, H, W) in [-1, 1] (tanh), with H and W
 multiples of 2**num_downs (`input_multiple`).
@@ -36,9 +38,10 @@ class UnetSkipConnectionBlock(nn.Module):
 
     def __init__(self, outer_nc: int, inner_nc: int, input_nc: int | None = None, submodule: nn.Module | None = None,
                  outermost: bool = False, innermost: bool = False, norm: str = "batch", use_dropout: bool = False,
-                 bottleneck: nn.Module | None = None):
+                 bottleneck: nn.Module | None = None, refine: nn.Module | None = None):
         super().__init__()
         self.outermost = outermost
+        self.refine = refine  # (B, 2 outer_nc, h, w) -> same: applied to the concatenated output
         make_norm = norm_layer(norm)
         use_bias = norm != "batch"  # no bias before a batch norm's shift (the reference also drops it for 'none')
         input_nc = outer_nc if input_nc is None else input_nc
@@ -59,24 +62,42 @@ class UnetSkipConnectionBlock(nn.Module):
         self.model = nn.Sequential(*model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x) if self.outermost else torch.cat([x, self.model(x)], 1)
+        if self.outermost:
+            return self.model(x)
+        out = torch.cat([x, self.model(x)], 1)
+        return out if self.refine is None else self.refine(out)
+
+
+def level_channels(level: int, ngf: int) -> int:
+    """Channels of level `level`'s concatenated output (skip + decoder): 2 x its outer width."""
+    return 2 * ngf * min(8, 2 ** (level - 1))
 
 
 class UnetGenerator(nn.Module):
     """pix2pix's generator: `num_downs` levels (7 = reference unet_128, 8 = unet_256), widths
-    ngf, 2ngf, 4ngf, then 8ngf for every deeper level; dropout on the inner 8ngf levels."""
+    ngf, 2ngf, 4ngf, then 8ngf for every deeper level; dropout on the inner 8ngf levels.
+
+    `refine`: level -> module (level k in 1 .. num_downs - 1 works at 1/2^k of the input size on
+    its concatenated output of `level_channels(k, ngf)` channels)."""
 
     def __init__(self, in_ch: int = 3, out_ch: int = 3, num_downs: int = 7, ngf: int = 64, norm: str = "batch",
-                 dropout: bool = False, bottleneck: nn.Module | None = None):
+                 dropout: bool = False, bottleneck: nn.Module | None = None, refine: dict[int, nn.Module] | None = None):
         super().__init__()
         if num_downs < 5:
             raise ValueError(f"num_downs must be >= 5 (the reference's smallest U-Net), got {num_downs}")
-        block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, norm=norm, innermost=True, bottleneck=bottleneck)
+        refine = dict(refine or {})
+        if bad := sorted(set(refine) - set(range(1, num_downs))):
+            raise ValueError(f"refine levels must be in 1..{num_downs - 1}, got {bad}")
+        level = num_downs - 1
+        block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, norm=norm, innermost=True, bottleneck=bottleneck,
+                                        refine=refine.get(level))
         for _ in range(num_downs - 5):
-            block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, submodule=block, norm=norm, use_dropout=dropout)
-        block = UnetSkipConnectionBlock(ngf * 4, ngf * 8, submodule=block, norm=norm)
-        block = UnetSkipConnectionBlock(ngf * 2, ngf * 4, submodule=block, norm=norm)
-        block = UnetSkipConnectionBlock(ngf, ngf * 2, submodule=block, norm=norm)
+            level -= 1
+            block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, submodule=block, norm=norm, use_dropout=dropout,
+                                            refine=refine.get(level))
+        block = UnetSkipConnectionBlock(ngf * 4, ngf * 8, submodule=block, norm=norm, refine=refine.get(3))
+        block = UnetSkipConnectionBlock(ngf * 2, ngf * 4, submodule=block, norm=norm, refine=refine.get(2))
+        block = UnetSkipConnectionBlock(ngf, ngf * 2, submodule=block, norm=norm, refine=refine.get(1))
         self.model = UnetSkipConnectionBlock(out_ch, ngf, input_nc=in_ch, submodule=block, outermost=True, norm=norm)
         self.input_multiple = 2 ** num_downs
 

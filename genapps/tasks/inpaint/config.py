@@ -52,8 +52,8 @@ class Config:
     invert_mask: bool = field(default=False, metadata={"help": "Masks are white where the image is kept."})
     skip_missing_masks: bool = field(default=False, metadata={
         "help": "Skip images without a mask instead of failing them."})
-    tta: bool = field(default=True, metadata={  # pluralistic samples: never
-        "help": "GAN model: average over the 8 flips/transposes."})
+    tta: bool = field(default=True, metadata={
+        "help": "Average the model (each pluralistic sample: its draw) over the 8 flips/transposes."})
     work_size: int = field(default=512, metadata={  # longer side (px) of the crops the model runs on
         "help": "Model crops larger than this are resized down."})
     margin: int = field(default=48, metadata={"cli": False})  # context (px) kept around each hole

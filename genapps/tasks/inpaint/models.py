@@ -18,19 +18,37 @@ import torch.nn.functional as F
 from torch import nn
 
 from genapps.nn import UnetGenerator
-from genapps.nn.dilated import DilatedBottleneck
+from genapps.nn.dilated import DilatedBlock, DilatedBottleneck
+from genapps.nn.unet import level_channels
 from genapps.nn.ffc import FFCResnetBlock, activation, merge_pair, split_pair
 
 
+def refine_block(channels: int, dilations: tuple[int, ...] = (1, 2)) -> nn.Sequential:
+    """Residual bottleneck blocks that start as the identity (last conv zero): added to a trained
+    U-Net, they leave its output unchanged until training moves them."""
+    blocks = [DilatedBlock(channels, d) for d in dilations]
+    for block in blocks:
+        nn.init.zeros_(block.body[-1].weight)
+        nn.init.zeros_(block.body[-1].bias)
+    return nn.Sequential(*blocks)
+
+
 class InpaintUnet(nn.Module):
-    """UnetGenerator (norm none) with a dilated-residual bottleneck, predicting a residual over the pre-fill."""
+    """UnetGenerator (norm none) with a dilated-residual bottleneck, predicting a residual over the pre-fill.
+
+    `refine`: U-Net levels (k: 1/2^k of the input) that get two residual blocks on their skip +
+    decoder features (capacity where the reference U-Net mixes them by one transposed conv; they
+    start as the identity, so a model without them continues unchanged)."""
 
     classical_prefill = True  # its input's hole holds classical.prefill
 
-    def __init__(self, ngf: int = 16, num_downs: int = 5, dilations: tuple[int, ...] = (1, 2, 4, 8), z_dim: int = 0):
+    def __init__(self, ngf: int = 16, num_downs: int = 5, dilations: tuple[int, ...] = (1, 2, 4, 8), z_dim: int = 0,
+                 refine: tuple[int, ...] = ()):
         super().__init__()
         bottleneck = DilatedBottleneck(ngf * 8, tuple(dilations), z_dim)
-        self.unet = UnetGenerator(4, 3, num_downs=num_downs, ngf=ngf, norm="none", bottleneck=bottleneck)
+        levels = {k: refine_block(level_channels(k, ngf)) for k in refine}
+        self.unet = UnetGenerator(4, 3, num_downs=num_downs, ngf=ngf, norm="none", bottleneck=bottleneck,
+                                  refine=levels)
         last = self.unet.model.model[3]  # the outermost transposed conv, before the tanh
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
@@ -123,11 +141,20 @@ class PluralisticUnet(nn.Module):
         return mu, logvar.clamp(-8, 4)
 
     def decode(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The fill of x (B, 4, H, W) for the code z: the U-Net's, then the colour field."""
+        return self.add_field(self.decode_net(x, z), x, z)
+
+    def decode_net(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The U-Net's fill for the code z (B, 3, H, W), before the colour field (a test-time
+        augmentation averages this over transforms of x, and of z when it is a map)."""
         self.net.bottleneck.latent = z
         try:
-            out = self.net(x)
+            return self.net(x)
         finally:
             self.net.bottleneck.latent = None
+
+    def add_field(self, out: torch.Tensor, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """out + the hole's coarse colour field of z, clamped to [0, 1]."""
         if self.latent_map:  # (B, z_dim, h, w) -> (B, 3, h, w): the same linear map at every cell
             field = F.conv2d(z, self.coarse.weight[:, :, None, None], self.coarse.bias)
         else:

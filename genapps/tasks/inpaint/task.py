@@ -29,7 +29,7 @@ from torch import nn
 
 from genapps import io, metrics, weights
 from genapps.batch import Manifest, file_output, map_images
-from genapps.inference import check_finite, dihedral_tta, pad_to_multiple, round_trip, size_requirements
+from genapps.inference import check_finite, dihedral, dihedral_tta, pad_to_multiple, round_trip, size_requirements
 from genapps.records import StageResult
 from genapps.tasks.inpaint import masks as M
 from genapps.tasks.inpaint.classical import check_fillable, fill, prefill
@@ -71,8 +71,18 @@ def _run_model(model: nn.Module, inp: torch.Tensor, generator, tta: bool) -> tor
     if isinstance(model, weights.SpandrelModel):
         return model(inp[:, :3], inp[:, 3:])
     if hasattr(model, "prior_params"):
-        return model(inp, generator)
+        return sample_with_tta(model, inp, generator) if tta else model(inp, generator)
     return dihedral_tta(model, inp) if tta else model(inp)
+
+
+def sample_with_tta(model: nn.Module, inp: torch.Tensor, generator) -> torch.Tensor:
+    """One pluralistic sample (B, 3, H, W) averaged over the 8 flips/transposes: z is drawn once
+    (the same draw as without TTA), the U-Net runs on each transform (a latent map transformed
+    with it), and the colour field is added once in the image's own frame."""
+    z = model.sample_z(*model.prior_params(inp), generator)
+    passes = (dihedral(model.decode_net(dihedral(inp, k), dihedral(z, k) if z.dim() == 4 else z), k, inverse=True)
+              for k in range(8))
+    return model.add_field(sum(passes) / 8, inp, z)
 
 
 # ---------------------------------------------------------------- the model on crops around holes
@@ -144,9 +154,10 @@ def model_fill(model: nn.Module, rgb: torch.Tensor, mask: torch.Tensor, work_siz
 
     `generator` seeds the pluralistic model's sample (ignored by the GAN model); `crops` are
     work_crops(rgb, mask, needs_prefill(model), work_size, margin) when already made (several
-    samples of one image share their pre-fill); `tta` averages the GAN model over the 8 flips and
-    transposes (lower hole L1, 8x the network time). A NaN/inf prediction is a NonFiniteOutput
-    naming the model (`name`); a hole covering the whole image a ValueError (nothing to fill from).
+    samples of one image share their pre-fill); `tta` averages the GAN model, and each pluralistic
+    sample (sample_with_tta), over the 8 flips and transposes (lower hole L1, 8x the network time).
+    A NaN/inf prediction is a NonFiniteOutput naming the model (`name`); a hole covering the whole
+    image a ValueError (nothing to fill from).
     """
     if not mask.any():
         return rgb.clone()
@@ -311,6 +322,8 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
                    "masks": "file" if source is not None else f"{cfg.mask_kind}/{cfg.mask_seed}",
                    **({"grow": cfg.grow} if cfg.grow else {}),  # (absent at 0: earlier runs still resume)
                    **({"temperature": cfg.temperature} if cfg.temperature is not None else {}),
+                   **({"sample_tta": True} if cfg.tta and model_info["arch"] == "pluralistic" else {}),  # (its
+                   # samples were one pass each before 2026-12-05: such outputs are redone, not kept)
                    **{k: getattr(cfg, k) for k in ("samples", "seed", "concat", "mask_threshold", "invert_mask", "tta",
                                                     "work_size", "margin", "ext", "suffix", "quality")}}
 

@@ -78,6 +78,10 @@ class InpaintTrainConfig:
     structure_weight: float = field(default=1.0, metadata={
         "help": "FFC: weight of the Laplacian-pyramid L1 of the composited crop."})
     num_downs: int = field(default=5, metadata={"cli": False})
+    refine: str = field(default="", metadata={"help": (
+        "GAN U-Net: levels (comma-separated, k works at 1/2^k) that get two residual blocks on their skip + "
+        "decoder features, e.g. 2,3,4; they start as the identity, so --init from a model without them "
+        "continues it unchanged.")})
     z_dim: int = field(default=32, metadata={"help": "Pluralistic: latent size."})
     latent_map: bool = field(default=False, metadata={"help": (
         "Pluralistic: z is a map at the bottleneck's size, one code per cell (fills that differ in structure), "
@@ -113,9 +117,21 @@ class InpaintTrainConfig:
             raise ValueError(f"temperature must be in (0, 16], got {self.temperature}")
         if self.diversity < 0 or (self.diversity and (self.model != "pluralistic" or self.min_of < 2)):
             raise ValueError("diversity needs --model pluralistic and --min-of 2 or more (and is at least 0)")
+        levels = self.refine_levels
+        if levels and (self.model != "gan" or any(not 1 <= k < self.num_downs for k in levels)):
+            raise ValueError(f"refine needs --model gan and levels in 1..{self.num_downs - 1}, got {self.refine!r}")
         multiple = 2 ** (self.downs if self.model == "ffc" else self.num_downs)
         if self.patch % multiple:
             raise ValueError(f"patch must be a multiple of {multiple}, got {self.patch}")
+
+
+    @property
+    def refine_levels(self) -> list[int]:
+        """--refine as sorted distinct ints (ValueError when it is not a comma-separated list of them)."""
+        try:
+            return sorted({int(v) for v in self.refine.split(",") if v.strip()})
+        except ValueError:
+            raise ValueError(f"refine must be comma-separated level numbers such as 2,3,4, got {self.refine!r}") from None
 
 
 def load_photos(paths: list[Path], min_size: int, full_size_up_to: int = 0) -> list[torch.Tensor]:
@@ -304,6 +320,8 @@ def build_generator(cfg: InpaintTrainConfig) -> tuple[torch.nn.Module, str, dict
             config["temperature"] = cfg.temperature
         if arch == "pluralistic" and cfg.latent_map:  # (absent when off: round 1's and 2's cards)
             config["latent_map"] = True
+        if cfg.refine_levels:  # (absent when off: the earlier cards)
+            config["refine"] = cfg.refine_levels
     g = define_G(arch, **config)
     if cfg.init:
         tensors, meta = weights.load_weights(weights.resolve_weights(cfg.init))
@@ -316,12 +334,18 @@ def build_generator(cfg: InpaintTrainConfig) -> tuple[torch.nn.Module, str, dict
             g.load_state_dict({k: v.float() for k, v in tensors.items()})
             return g, arch, config
         latent = ("z_dim", "latent_map")  # the U-Net's weights do not depend on these; the encoders' do
-        base = {k: v for k, v in config.items() if k not in ("temperature", *latent)}  # (temperature: sampling)
-        if {k: v for k, v in meta["config"].items() if k not in ("temperature", *latent)} != base or (
-                meta["arch"] == arch and any(meta["config"].get(k) != config.get(k) for k in latent)):
+        base = {k: v for k, v in config.items() if k not in ("temperature", "refine", *latent)}  # (temperature: sampling)
+        added = set(config.get("refine", [])) - set(meta["config"].get("refine", []))  # new levels: identity at start
+        if {k: v for k, v in meta["config"].items() if k not in ("temperature", "refine", *latent)} != base or (
+                meta["arch"] == arch and any(meta["config"].get(k) != config.get(k) for k in latent)) or (
+                not set(meta["config"].get("refine", [])) <= set(config.get("refine", []))):
             raise ValueError(f"--init {cfg.init}: {meta['arch']} {meta['config']} does not match {arch} {config}")
         if meta["arch"] == arch:
-            g.load_state_dict({k: v.float() for k, v in tensors.items()})
+            missing, unexpected = g.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=False)
+            if unexpected or any(".refine." not in k for k in missing):
+                raise ValueError(f"--init {cfg.init}: its tensors do not fit {arch} {config}")
+            if added:
+                log.info("--init %s: refine levels %s added (starting as the identity)", cfg.init, sorted(added))
         elif meta["arch"] == "unet" and arch == "pluralistic":  # the VAE starts as the GAN model (z ignored)
             try:
                 g.start_from_unet({k: v.float() for k, v in tensors.items()})
