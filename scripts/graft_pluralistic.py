@@ -33,11 +33,14 @@ def main() -> None:
     if unet_meta.get("arch") != "unet" or plural_meta.get("arch") != "pluralistic":
         raise SystemExit(f"need a unet and a pluralistic model, got {unet_meta.get('arch')} and {plural_meta.get('arch')}")
     shape = {k: plural_meta["config"][k] for k in ("ngf", "num_downs")}
-    if unet_meta["config"] != shape or plural_meta["config"].get("latent_map"):
+    refine = unet_meta["config"].get("refine", [])  # the U-Net's refine levels come with it
+    if {k: v for k, v in unet_meta["config"].items() if k != "refine"} != shape or plural_meta["config"].get("latent_map") \
+            or plural_meta["config"].get("refine", []) not in ([], refine):
         raise SystemExit(f"the U-Nets differ: {unet_meta['config']} vs {plural_meta['config']}")
     grafted = dict(plural)
     for key, tensor in unet.items():
-        if f"net.{key}" not in plural or plural[f"net.{key}"].shape != tensor.shape:
+        new_level = ".refine." in key and f"net.{key}" not in plural
+        if not new_level and (f"net.{key}" not in plural or plural[f"net.{key}"].shape != tensor.shape):
             raise SystemExit(f"{key} of {args.unet} has no place in the pluralistic model")
         grafted[f"net.{key}"] = tensor
     card = json.loads(plural_path.with_suffix(".json").read_text())
@@ -47,6 +50,8 @@ def main() -> None:
         "note": f"graft: the U-Net of {args.unet} ({len(unet_card.get('stages', []))} stages; last: "
                 f"{unet_card.get('stages', [{}])[-1].get('command', '?')}) with the prior, posterior, latent injection "
                 f"and colour field of {args.pluralistic}"}]
+    if refine:
+        card["config"] = dict(card["config"], refine=refine)
     card["provenance"] = f"grafted from {args.unet} and {args.pluralistic} (scripts/graft_pluralistic.py)"
     weights.save_trained(args.out, grafted, card)
     print(f"wrote {args.out}: {sum(1 for k in unet)} U-Net tensors from {args.unet}, "

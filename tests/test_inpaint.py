@@ -3,6 +3,9 @@ seeded masks, and resume of `train inpaint`."""
 
 import json
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +19,8 @@ from genapps.tasks.inpaint.task import hole_crops, load_model, model_fill
 from genapps.tasks.inpaint import masks as M
 from genapps.tasks.inpaint.classical import fill
 from genapps.tasks.inpaint.models import define_G
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _save_mask(path, arr, mode="L"):
@@ -500,6 +505,22 @@ def test_refine_levels_continue_a_model_unchanged_then_train(cli, train_dir, tmp
     assert moved  # the new blocks trained away from zero
     with torch.no_grad():
         assert not torch.equal(model(x), old(x))
+    # its U-Net under a pluralistic model's encoders (scripts/graft_pluralistic.py), then a pluralistic stage
+    plural = tmp_path / "p.safetensors"
+    assert cli("train", "inpaint", *common, "--model", "pluralistic", "--z-dim", 4, "--init", base, "--steps", 1,
+               "--out", plural).exit_code == 0
+    graft = tmp_path / "graft.safetensors"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "graft_pluralistic.py"), "--unet", str(refined),
+                    "--pluralistic", str(plural), "--out", str(graft)], check=True, capture_output=True)
+    grafted, ginfo = load_model(str(graft))
+    assert ginfo.arch == "pluralistic" and ginfo.config["refine"] == [2, 3, 4]
+    with torch.no_grad():  # the decoder is the refined U-Net: with z's injection muted, its exact fills
+        grafted.net.bottleneck.inject.weight.zero_()
+        grafted.net.bottleneck.inject.bias.zero_()
+        assert torch.equal(grafted.decode_net(x, torch.randn(2, 4)), model(x))
+    r = cli("train", "inpaint", *common, "--model", "pluralistic", "--z-dim", 4, "--refine", "2,3,4", "--init", graft,
+            "--steps", 1, "--out", tmp_path / "p2.safetensors")
+    assert r.exit_code == 0, r.output
     # a model with refine levels does not continue into one without them; bad levels are one-line errors
     r = cli("train", "inpaint", *common, "--init", refined, "--steps", 1, "--out", tmp_path / "back.safetensors")
     assert r.exit_code == 2 and "does not match" in r.output

@@ -103,17 +103,19 @@ class PluralisticUnet(nn.Module):
     one Gaussian per cell from fully convolutional encoders, and the colour field is per cell, so
     that samples can differ in what they put where (structure), not only in a global tone (round 2's
     vector z: samples differed mostly in shading).
+
+    `refine`: the U-Net's refine levels (InpaintUnet).
     """
 
     classical_prefill = True
 
     def __init__(self, ngf: int = 16, num_downs: int = 5, dilations: tuple[int, ...] = (1, 2, 4, 8), z_dim: int = 32,
-                 grid: int = 4, temperature: float = 1.0, latent_map: bool = False):
+                 grid: int = 4, temperature: float = 1.0, latent_map: bool = False, refine: tuple[int, ...] = ()):
         super().__init__()
         if not 0 <= temperature <= 16:
             raise ValueError(f"temperature must be in [0, 16], got {temperature}")
         self.z_dim, self.grid, self.temperature, self.latent_map = z_dim, grid, temperature, latent_map
-        self.net = InpaintUnet(ngf, num_downs, dilations, z_dim)
+        self.net = InpaintUnet(ngf, num_downs, dilations, z_dim, refine)
         self.coarse = nn.Linear(z_dim, 3 if latent_map else 3 * grid * grid)
         nn.init.zeros_(self.coarse.weight)
         nn.init.zeros_(self.coarse.bias)

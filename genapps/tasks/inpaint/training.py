@@ -79,7 +79,7 @@ class InpaintTrainConfig:
         "help": "FFC: weight of the Laplacian-pyramid L1 of the composited crop."})
     num_downs: int = field(default=5, metadata={"cli": False})
     refine: str = field(default="", metadata={"help": (
-        "GAN U-Net: levels (comma-separated, k works at 1/2^k) that get two residual blocks on their skip + "
+        "U-Net models: levels (comma-separated, k works at 1/2^k) that get two residual blocks on their skip + "
         "decoder features, e.g. 2,3,4; they start as the identity, so --init from a model without them "
         "continues it unchanged.")})
     z_dim: int = field(default=32, metadata={"help": "Pluralistic: latent size."})
@@ -118,8 +118,9 @@ class InpaintTrainConfig:
         if self.diversity < 0 or (self.diversity and (self.model != "pluralistic" or self.min_of < 2)):
             raise ValueError("diversity needs --model pluralistic and --min-of 2 or more (and is at least 0)")
         levels = self.refine_levels
-        if levels and (self.model != "gan" or any(not 1 <= k < self.num_downs for k in levels)):
-            raise ValueError(f"refine needs --model gan and levels in 1..{self.num_downs - 1}, got {self.refine!r}")
+        if levels and (self.model == "ffc" or any(not 1 <= k < self.num_downs for k in levels)):
+            raise ValueError(f"refine needs a U-Net model (gan, pluralistic) and levels in 1..{self.num_downs - 1}, "
+                             f"got {self.refine!r}")
         multiple = 2 ** (self.downs if self.model == "ffc" else self.num_downs)
         if self.patch % multiple:
             raise ValueError(f"patch must be a multiple of {multiple}, got {self.patch}")
