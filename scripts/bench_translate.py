@@ -26,6 +26,15 @@ each colouriser | truth, as small JPEGs in DIR/. `--visual-restore DIR` likewise
 a 1:1 crop of each held-out photo, degraded as the benchmark degrades | bilateral | each restorer
 (--restorer, the bundled restore, and restore -x) | truth, shown at 2x (nearest) so that noise,
 blocking and blur can be judged.
+
+`--heldout` measures restorers where they are selected instead: the validation split's 8 photos
+whole (about 6 MP), each degraded as `genapps pairs` does with seed 0 by `degrade` (the benchmark's
+family) and by `realworld` (the second-order chain): the identity, the bundled restore and every
+--restorer, PSNR/SSIM/L1 per family (stdout and OUT.json). A training's own validation crops are
+drawn with its --seed, so stages trained with different seeds compare only here.
+
+    python scripts/bench_translate.py --heldout --restorer "stage 5=/work/runs/restore-s5/restore.safetensors" \
+        --out /tmp/heldout
 """
 
 from __future__ import annotations
@@ -203,6 +212,8 @@ def main() -> None:
                     help="another colouriser to measure beside the bundled one (repeatable)")
     ap.add_argument("--visual", default=None, help="write the side-by-side page of held-out photos to VISUAL.md")
     ap.add_argument("--visual-restore", default=None, help="write the restoration page of held-out crops to DIR.md")
+    ap.add_argument("--heldout", action="store_true", help="restorers on the validation split's photos whole "
+                                                           "(degrade and realworld): where they are selected")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
@@ -211,6 +222,8 @@ def main() -> None:
         return visual_page(args)
     if args.visual_restore:
         return visual_restore_page(args)
+    if args.heldout:
+        return heldout_selection(args)
 
     bsd = photos(Path(args.bsd68))[:args.limit or None]
     restore_pairs = [(k, make_a(b, "degrade", args.seed, k), b) for k, b in bsd]
@@ -241,6 +254,22 @@ def main() -> None:
     io.write_text(out.with_suffix(".md"), markdown(results, len(bsd)))
     record_in_cards(results, bundled)
     print(markdown(results, len(bsd)))
+
+
+def heldout_selection(args) -> None:
+    """The identity, the bundled restore and each --restorer on the validation split's 8 photos whole,
+    degraded (seed 0) by each family of the training's `mixed` synthesis."""
+    val = photos(Path(args.val))[-8:]
+    restorers = {"identity": lambda x: x, "restore (bundled)": model_fn(load_model("restore")[0])}
+    restorers |= {name: model_fn(load_model(path)[0]) for name, path in
+                  (item.partition("=")[::2] for item in args.restorer)}
+    results = {"photos": [k for k, _ in val], "seed": 0}
+    for kind in ("degrade", "realworld"):
+        pairs = [(k, make_a(b, kind, 0, k), b) for k, b in val]
+        results[kind] = {name: evaluate(fn, pairs) for name, fn in restorers.items()}
+        for name, r in results[kind].items():
+            print(f"{kind:9s} {name:40s} PSNR {r['psnr']:.3f}  SSIM {r['ssim']:.4f}  L1 {r['l1']:.5f}", flush=True)
+    io.write_json(Path(args.out).with_suffix(".json"), results)
 
 
 VISUAL_PHOTOS = 6  # of the validation split's 8
