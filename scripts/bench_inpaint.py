@@ -6,8 +6,8 @@ segments, 14-31 px wide) and per hole-area bucket (area10 = 0-10% of the image, 
 the mask of image NAME in set KIND drawn with seed_for(0, "KIND/NAME"); outputs composited
 (pixels outside the hole are the original's) and rounded to 8 bits; hole L1 in /255 units.
 Methods: the round-1 models (`model` = the U-Net GAN, with its 8-transform TTA; `pluralistic`:
-one prior sample, each averaged over the same 8 transforms as `genapps inpaint` does, plus best-of-K and mean over K samples and their diversity = mean pairwise hole
-L1 between samples), the round-2 FFC model (`ffc`, one pass; `ffc-tta` with the 8 transforms;
+one prior sample, averaged over the same 8 transforms as `genapps inpaint` does, plus best-of-K
+and mean over K samples and their diversity = mean pairwise hole L1 between samples), the round-2 FFC model (`ffc`, one pass; `ffc-tta` with the 8 transforms;
 --ffc-model), against OpenCV's Telea and Navier-Stokes (radius 5), scikit-image's biharmonic,
 `mean3` (the mean of those three fills: the round-1 models' pre-fill), OpenCV-contrib's FSR
 (`fsr-fast`, `fsr-best`) and PatchMatch (`patchmatch`: patchmatch-cython's inpaint_pyramid, patch

@@ -125,7 +125,6 @@ class InpaintTrainConfig:
         if self.patch % multiple:
             raise ValueError(f"patch must be a multiple of {multiple}, got {self.patch}")
 
-
     @property
     def refine_levels(self) -> list[int]:
         """--refine as sorted distinct ints (ValueError when it is not a comma-separated list of them)."""
