@@ -495,11 +495,14 @@ def test_refine_levels_continue_a_model_unchanged_then_train(cli, train_dir, tmp
     with torch.no_grad():
         assert torch.equal(g.eval()(x), old(x))  # identity at start
     refined = tmp_path / "refined.safetensors"
-    r = cli("train", "inpaint", *common, "--init", base, "--refine", "2,3,4", "--lr", 0.01, "--steps", 2,
-            "--out", refined)
+    r = cli("train", "inpaint", *common[:-4], "--masks", "thick", "--val-every", 1, "--init", base, "--refine", "2,3,4",
+            "--lr", 0.01, "--steps", 2, "--out", refined)
     assert r.exit_code == 0, r.output
     model, info = load_model(str(refined))
     assert info.config["refine"] == [2, 3, 4]
+    best = json.loads(refined.with_suffix(".best.json").read_text())  # the U-Nets keep their best validation too
+    assert best["config"]["refine"] == [2, 3, 4] and 1 <= best["selected"]["step"] <= 2
+    assert len(best["stages"]) == 2 and best["stages"][1]["init"] == str(base)
     tensors, _ = weights.load_weights(refined)
     moved = [k for k in tensors if ".refine." in k and k.endswith("body.4.weight") and tensors[k].abs().max() > 0]
     assert moved  # the new blocks trained away from zero

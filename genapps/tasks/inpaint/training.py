@@ -522,21 +522,21 @@ def train_inpaint(cfg: InpaintTrainConfig, device: torch.device, resume: bool = 
              arch, _params(g), len(train_paths) + len(extra_paths), len(images), len(val_paths))
     val = validation_set(val_paths, classical=not ffc)
     prefill_val = g.base(val[0]) if ffc else val[0][:, :3]
-    keeper = None
-    if ffc:
-        keeper = BestKeeper(out.with_suffix(".best.safetensors"), {
-            "task": TASK, "arch": arch, "config": arch_config, "training": asdict(cfg),
-            "provenance": f"trained by genapps (`genapps train inpaint`) on {cfg.data}"
-                          + (f" and {cfg.extra}" if cfg.extra else "") + "; the best held-out validation so far"})
+    keeper = BestKeeper(out.with_suffix(".best.safetensors"), {  # every model (the U-Nets since 2026-12-05: a
+        "task": TASK, "arch": arch, "config": arch_config, "training": asdict(cfg),  # stage's last validation
+        "provenance": f"trained by genapps (`genapps train inpaint`) on {cfg.data}"  # is not always its best)
+                      + (f" and {cfg.extra}" if cfg.extra else "") + "; the best held-out validation so far",
+        "stages": weights.previous_stages(cfg.init) + [{"command": weights.command_line(), "init": cfg.init,
+                                                        "data": meta["data"], "extra": meta.get("extra"),
+                                                        "note": "this stage up to the step in `selected`"}]})
     batches = make_batches(images, cfg)
-    if keeper is not None:  # the step of each validation, for the best file's card
-        state_path = out.with_suffix(".state.pt")
-        keeper.step = int(io.load_torch(state_path).get("step", 0)) if resume and state_path.is_file() else 0
-        counted = batches
+    state_path = out.with_suffix(".state.pt")  # the step of each validation, for the best file's card
+    keeper.step = int(io.load_torch(state_path).get("step", 0)) if resume and state_path.is_file() else 0
+    counted = batches
 
-        def batches():
-            keeper.step += 1
-            return counted()
+    def batches():
+        keeper.step += 1
+        return counted()
     training = InpaintTraining(cfg, device, arch == "pluralistic", batches, val,
                                float(losses.hole_l1(prefill_val, val[1], val[2])) * 255, keeper)
     d = PatchDiscriminator(4, cfg.d_channels, 3).to(device) if cfg.adversarial_weight > 0 else None
