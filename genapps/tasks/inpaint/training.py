@@ -522,9 +522,10 @@ def train_inpaint(cfg: InpaintTrainConfig, device: torch.device, resume: bool = 
              arch, _params(g), len(train_paths) + len(extra_paths), len(images), len(val_paths))
     val = validation_set(val_paths, classical=not ffc)
     prefill_val = g.base(val[0]) if ffc else val[0][:, :3]
-    keeper = BestKeeper(out.with_suffix(".best.safetensors"), {  # every model (the U-Nets since 2026-12-05: a
-        "task": TASK, "arch": arch, "config": arch_config, "training": asdict(cfg),  # stage's last validation
-        "provenance": f"trained by genapps (`genapps train inpaint`) on {cfg.data}"  # is not always its best)
+    # every model keeps its best validation (the U-Nets too since 2026-12-05: a stage's last is not always its best)
+    keeper = BestKeeper(out.with_suffix(".best.safetensors"), {
+        "task": TASK, "arch": arch, "config": arch_config, "training": asdict(cfg),
+        "provenance": f"trained by genapps (`genapps train inpaint`) on {cfg.data}"
                       + (f" and {cfg.extra}" if cfg.extra else "") + "; the best held-out validation so far",
         "stages": weights.previous_stages(cfg.init) + [{"command": weights.command_line(), "init": cfg.init,
                                                         "data": meta["data"], "extra": meta.get("extra"),
