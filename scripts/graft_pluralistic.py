@@ -55,7 +55,7 @@ def main() -> None:
     card["provenance"] = f"grafted from {args.unet} and {args.pluralistic} (scripts/graft_pluralistic.py)"
     weights.save_trained(args.out, grafted, card)
     print(f"wrote {args.out}: {sum(1 for k in unet)} U-Net tensors from {args.unet}, "
-          f"{len(plural) - len(unet)} from {args.pluralistic}")
+          f"{len(grafted) - len(unet)} from {args.pluralistic}")
 
 
 if __name__ == "__main__":
