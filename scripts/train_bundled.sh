@@ -90,6 +90,14 @@ genapps train inpaint --data "$DATA" --extra "${EXTRA:-../shared/datasets/natura
   --init /tmp/inpaint-s8.safetensors --refine 2,3,4 --patch 256 --batch-size 4 --lr 1e-4 --steps 3000 --val-every 500 \
   --seed 9 --out /tmp/inpaint-s9.safetensors
 cp /tmp/inpaint-s9.safetensors $W/inpaint.safetensors && cp /tmp/inpaint-s9.json $W/inpaint.json
+# inpaint-pluralistic round 4 (2026-12-05): stage 9's U-Net (with its refine levels) grafted under round 3's encoders,
+# fine-tuned 1,000 steps (validation crops: one sample 14.69 -> 14.45, best-of-3 14.32 -> 14.09, diversity 4.22 -> 4.30).
+python scripts/graft_pluralistic.py --unet $W/inpaint.safetensors --pluralistic $W/inpaint-pluralistic.safetensors \
+  --out /tmp/plural-graft4.safetensors
+genapps train inpaint --data "$DATA" --extra "${EXTRA:-../shared/datasets/natural/extra}" --holdout 8 --masks mixed \
+  --model pluralistic --init /tmp/plural-graft4.safetensors --refine 2,3,4 --diversity 4 --patch 256 --batch-size 4 \
+  --lr 1e-4 --steps 1000 --val-every 250 --ema 0.99 --kl-weight 0.0005 --min-of 3 --seed 10 --out /tmp/plural-r4.safetensors
+cp /tmp/plural-r4.safetensors $W/inpaint-pluralistic.safetensors && cp /tmp/plural-r4.json $W/inpaint-pluralistic.json
 # Inpainting round 2 (issue 28): the LaMa-style FFC model (genapps/nn/ffc.py), stage 1, run on 2026-12-03
 # with ONE thread (OMP_NUM_THREADS=1; the other core served other work) on natural/train + natural/extra
 # (BSD200, BSDS500-test, T91: 490 photos), LaMa-style masks; the last 8 photos of natural/train are held out:
