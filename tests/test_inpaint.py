@@ -557,3 +557,34 @@ def test_pluralistic_tta_averages_the_unet_per_sample_and_keeps_the_colour_field
         one, tta = model(x, draw(3)), sample_with_tta(model, x, draw(3))
         assert not torch.allclose(tta, one, atol=1e-3)
         assert not torch.allclose(tta, sample_with_tta(model, x, draw(4)), atol=1e-3)
+
+
+def test_hole_masks_pair_each_output_with_its_own_mask_when_measured_out_of_order():
+    """The writer threads measure an output after the model has filled the next images: each output
+    still finds its own mask (a single "last mask" slot lost the hole metrics of all but the last)."""
+    from genapps.tasks.inpaint.task import HoleMasks, hole_measure
+
+    holes = HoleMasks()
+    ref = torch.rand(3, 16, 16)
+    outs = [ref.clone() for _ in range(3)]
+    masks = [torch.zeros(16, 16, dtype=torch.bool) for _ in range(3)]
+    for i, (o, m) in enumerate(zip(outs, masks)):
+        m[i:i + 4, :] = True
+        o[:, m] = 0.0  # a black fill: hole L1 = the reference's mean inside that hole
+        holes.put(o, m)
+    measure = hole_measure(holes)
+    for i in (0, 2, 1):  # out of order, after every image was made
+        expected = float(ref[:, masks[i]].mean()) * 255
+        assert measure(outs[i], ref)["hole_l1"] == pytest.approx(expected, abs=0.6)  # (8-bit rounding)
+    assert "hole_l1" not in measure(outs[0], ref)  # taken once
+    assert "hole_l1" not in measure(ref.clone(), ref)  # an output made elsewhere has no mask here
+
+
+def test_every_image_gets_its_hole_metrics(cli, photo_dir, tmp_path):
+    assert cli("masks", photo_dir, tmp_path / "m", "--kind", "thick").exit_code == 0
+    r = cli("inpaint", photo_dir, tmp_path / "out", "--method", "telea", "--masks", tmp_path / "m",
+            "--reference", photo_dir)
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    stats = report["stages"][0]["stats"]
+    assert stats["metrics"]["hole_l1"]["n"] == stats["ok"] >= 2

@@ -17,7 +17,9 @@ by the network and pasted back inside the hole only.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+import weakref
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -215,11 +217,32 @@ def side_by_side(image: io.LoadedImage, mask: torch.Tensor, result: io.LoadedIma
     return io.LoadedImage(color, alpha, image.bit_depth)
 
 
-def hole_measure(stash: dict):
+class HoleMasks:
+    """The hole mask of each output made in this run, by output tensor. The batch's writer threads
+    measure an output while the model already fills the next images (batch._run_files), so one
+    "last mask" slot paired outputs with no mask (their hole metrics lost, more or fewer per run);
+    outputs are held by weak reference only."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._masks: dict[int, tuple[weakref.ref, torch.Tensor | None]] = {}
+
+    def put(self, color: torch.Tensor, mask: torch.Tensor | None) -> None:
+        with self._lock:
+            self._masks = {k: v for k, v in self._masks.items() if v[0]() is not None}
+            self._masks[id(color)] = (weakref.ref(color), mask)
+
+    def take(self, color: torch.Tensor) -> torch.Tensor | None:
+        with self._lock:
+            ref, mask = self._masks.pop(id(color), (None, None))
+        return mask if ref is not None and ref() is color else None
+
+
+def hole_measure(holes: HoleMasks):
     """Per-image metrics: hole L1 (/255) and PSNR inside the hole when the mask of that output is
     known (processed in this run), and PSNR/SSIM over the whole image."""
     def measure(pred: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
-        mask = stash.pop("mask", None) if stash.get("color") is pred else None
+        mask = holes.take(pred)
         pred, ref = metrics.quantize(pred[None]), ref[None]
         out = {"psnr": float(metrics.psnr(pred, ref)[0])}
         if min(pred.shape[-2:]) >= 11:
@@ -299,7 +322,7 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
                          f"{cfg.samples}; redo with --overwrite (in a pipeline: --set {name}.resume=false), which "
                          f"removes them, or choose another output folder")
     suffixes = tuple(f"_s{k}" for k in range(cfg.samples)) if cfg.samples > 1 else None
-    stash: dict = {}
+    holes = HoleMasks()
 
     def process(image: io.LoadedImage, src: Path):
         rel = src.relative_to(root)
@@ -314,7 +337,7 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
         outs = inpaint_image(image, mask, cfg, model, rel.as_posix(), device)
         if cfg.concat:
             outs = [side_by_side(image, mask, o) for o in outs]
-        stash.update(color=outs[0].color, mask=None if cfg.concat else mask)
+        holes.put(outs[0].color, None if cfg.concat else mask)
         return dict(zip(suffixes, outs)) if suffixes else outs[0]
 
     fingerprint = {"method": cfg.method, "arch": model_info["arch"],
@@ -336,7 +359,7 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
         input_dir, output_dir, process, name=name, task=TASK, config=asdict(cfg) | {"model_info": model_info},
         fingerprint=fingerprint, extra_inputs=mask_file,
         ext=cfg.ext, suffix=cfg.suffix, quality=cfg.quality, resume=cfg.resume, fail_fast=cfg.fail_fast,
-        reference=cfg.reference, measure=hole_measure(stash), pass_source=True, output_suffixes=suffixes,
+        reference=cfg.reference, measure=hole_measure(holes), pass_source=True, output_suffixes=suffixes,
     )
     stale = remove_other_samples(result, cfg, input_dir, output_dir)
     if cfg.skip_missing_masks:  # images without a mask are skipped, not failed
