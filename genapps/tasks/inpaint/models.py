@@ -17,10 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genapps.nn import UnetGenerator
 from genapps.nn.dilated import DilatedBlock, DilatedBottleneck
-from genapps.nn.unet import level_channels
 from genapps.nn.ffc import FFCResnetBlock, activation, merge_pair, split_pair
+from genapps.nn.unet import UnetGenerator, level_channels
 
 
 def refine_block(channels: int, dilations: tuple[int, ...] = (1, 2)) -> nn.Sequential:
