@@ -12,7 +12,8 @@ KeyboardInterrupt, so no more than one step's work is lost.
 
 Several processes (`torchrun --nproc_per_node N -m genapps train ...`): `fit` joins torchrun's
 process group (NCCL on CUDA, gloo on CPU) and trains data-parallel, with DistributedDataParallel's
-arithmetic: every rank draws its own batches (the global RNG is seeded with seed + rank), after
+arithmetic: every rank draws its own batches (the global RNG is seeded with seed + rank; make_batch's generators
+with the seed, the rank and the step), after
 each backward the gradients are averaged over the ranks (torch.distributed.all_reduce, bucketed,
 before clipping and the optimiser step), and buffers (BatchNorm statistics) follow rank 0's, so
 the networks stay identical on every rank and the global batch is the per-rank batch x N (logged;
@@ -42,6 +43,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+import torch.utils.data
 from torch import nn
 
 from genapps import device as devices
@@ -69,12 +71,14 @@ class TrainConfig:
     val_every: int = 0  # 0: validate only at the end (when a validate function is given)
     ckpt_every: int = 500
     seed: int = 0
+    batch_workers: int = 1  # background processes making TrainSpec.make_batch's batches (0: made in this one)
 
     def __post_init__(self):
         rules = {"steps": (self.steps >= 1, ">= 1"), "lr": (self.lr > 0, "> 0"), "lr_d": (self.lr_d > 0, "> 0"),
                  "weight_decay": (self.weight_decay >= 0, ">= 0"), "warmup": (self.warmup >= 0, ">= 0"),
                  "linear_from": (self.linear_from >= 0, ">= 0"), "ema": (0 <= self.ema < 1, "in [0, 1)"),
                  "grad_clip": (self.grad_clip >= 0, ">= 0"), "log_every": (self.log_every >= 1, ">= 1"),
+                 "batch_workers": (self.batch_workers >= 0, ">= 0"),
                  "val_every": (self.val_every >= 0, ">= 0"), "ckpt_every": (self.ckpt_every >= 1, ">= 1"),
                  "betas": (len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "two values in [0, 1)")}
         for name, (ok, rule) in rules.items():
@@ -86,6 +90,11 @@ class TrainConfig:
 class TrainSpec:
     """What a task hands to `fit`.
 
+    next_batch() -> batch, drawn from torch's global random stream; or, when making a batch costs
+    CPU time (inpainting's classical pre-fill), make_batch(generator) -> batch, a function of the
+    generator alone, which fit seeds from the seed, the rank and the step: the batches are then made
+    ahead in TrainConfig.batch_workers background processes while the networks train, and a
+    resumed run gets the batches an uninterrupted one would (next_batch may then be None).
     forward(g, batch) -> out; g_loss(batch, out, d) -> (loss, logs);
     d_loss(d, batch, out.detach()) -> (loss, logs), only for GANs.
     validate(g_ema) -> {metric: value}, evaluated in eval mode under no_grad.
@@ -100,7 +109,7 @@ class TrainSpec:
     """
 
     generator: nn.Module
-    next_batch: Callable[[], Any]
+    next_batch: Callable[[], Any] | None
     forward: Callable[[nn.Module, Any], Any]
     g_loss: Callable[[Any, Any, nn.Module | None], Losses]
     discriminator: nn.Module | None = None
@@ -108,6 +117,41 @@ class TrainSpec:
     validate: Callable[[nn.Module], dict[str, float]] | None = None
     select_by: str | None = None
     meta: dict = field(default_factory=dict)
+    make_batch: Callable[[torch.Generator], Any] | None = None
+
+    def __post_init__(self):
+        if (self.next_batch is None) == (self.make_batch is None):
+            raise ValueError("a TrainSpec needs exactly one of next_batch and make_batch")
+
+
+class _MadeBatches(torch.utils.data.Dataset):
+    """Step -> TrainSpec.make_batch(a generator seeded from the seed, the rank and the step)."""
+
+    def __init__(self, make: Callable[[torch.Generator], Any], seed: int):
+        self.make, self.seed = make, seed
+
+    def __getitem__(self, step: int):
+        return self.make(torch.Generator().manual_seed(self.seed + 1_000_003 * step))
+
+
+def _leave_stopping_to_the_trainer(_worker: int) -> None:
+    """A batch worker ignores SIGINT/SIGTERM (Ctrl-C reaches the whole process group): the training
+    process saves its state after the step (_StopSignals), and its workers end with it."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def _made_batches(make: Callable[[torch.Generator], Any], seed: int, start: int, steps: int, workers: int):
+    """An iterator of the batches of steps start .. steps - 1: made ahead (2 per worker) in `workers`
+    forked processes (torch's DataLoader), or here when workers is 0 or fork is unavailable. The
+    loader's own seed comes from a private generator: torch's global stream stays the task's."""
+    import multiprocessing
+
+    workers = workers if "fork" in multiprocessing.get_all_start_methods() else 0
+    return iter(torch.utils.data.DataLoader(
+        _MadeBatches(make, seed), batch_size=None, sampler=range(start, steps), num_workers=workers,
+        prefetch_factor=2 if workers else None, multiprocessing_context="fork" if workers else None,
+        worker_init_fn=_leave_stopping_to_the_trainer if workers else None, generator=torch.Generator().manual_seed(seed)))
 
 
 def data_fingerprint(files, root: str | Path) -> str:
@@ -410,6 +454,7 @@ class _Fit:
         self.start_step, self.seconds_before, self.cpu_before = 0, 0.0, 0.0
         self.running, self.count = {}, 0  # sums of the logged losses since the last log entry, over `count` steps
         self.t0 = self.c0 = 0.0  # perf_counter and process_time at the first step of this run
+        self.batches = None  # make_batch's batches (begin)
 
     def resume(self) -> None:
         """Continue from the state at `state_path` (checked by _load_state): ValueError if unusable."""
@@ -439,6 +484,9 @@ class _Fit:
         self.g.train()
         if self.d is not None:
             self.d.train()
+        if self.spec.make_batch is not None:
+            self.batches = _made_batches(self.spec.make_batch, self.cfg.seed + 7_919 * self.sync.rank,
+                                         self.start_step, self.cfg.steps, self.cfg.batch_workers)
         self.t0, self.c0 = time.perf_counter(), time.process_time()
 
     def step(self, step: int, factor: float) -> None:
@@ -447,7 +495,8 @@ class _Fit:
         spec, cfg, sync, rt, g, d = self.spec, self.cfg, self.sync, self.rt, self.g, self.d
         for group in self.opt_g.param_groups:
             group["lr"] = cfg.lr * factor
-        batch = rt.to(spec.next_batch())  # a batch made on the CPU goes pinned, non-blocking to the GPU
+        batch = rt.to(next(self.batches) if self.batches is not None else spec.next_batch())  # a batch made on
+        # the CPU goes pinned, non-blocking to the GPU
         if step == self.start_step and sync.world > 1:
             n = _batch_size(batch)
             log.info("data parallel over %d processes (%s): global batch = %s per rank x %d = %s; learning "

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from conftest import photo
 from genapps import io
 from genapps.train import TrainConfig, TrainSpec, fit
 
@@ -174,6 +176,40 @@ def test_sigterm_saves_the_state_and_the_run_resumes(tmp_path, photo_dir):
                         steps=step + 2)
     card = train_sr(cfg, torch.device("cpu"))
     assert card["history"][-1]["step"] == step + 2 and io.load_torch(out.with_suffix(".state.pt"))["step"] == step + 2
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_to_the_process_group_saves_an_inpaint_training_and_its_batch_workers_end(tmp_path):
+    """Ctrl-C reaches every process of the terminal's group, the batch workers too (train inpaint
+    makes its batches ahead in one): the training saves its state after the step, nothing is left running."""
+    data, out = tmp_path / "photos", tmp_path / "m.safetensors"
+    data.mkdir()
+    for i in range(3):
+        Image.fromarray(photo((96, 96), seed=i)).save(data / f"p{i}.png")
+    args = ["train", "inpaint", "--data", str(data), "--holdout", "1", "--patch", "64", "--batch-size", "2",
+            "--ngf", "4", "--masks", "thick", "--val-every", "0", "--steps", "1000000", "--out", str(out)]
+    env = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", SIGTERM_RUN, *args], stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)  # its own process group, as a terminal's job
+    try:
+        for line in proc.stderr:  # the loop logs every 50 steps
+            if "step 100/" in line:
+                break
+        os.killpg(proc.pid, signal.SIGINT)
+        rest = proc.stderr.read()
+        assert proc.wait(timeout=60) == 130, rest
+    finally:
+        proc.kill()
+    assert "interrupted" in rest and "Traceback" not in rest and "exited unexpectedly" not in rest
+    assert io.load_torch(out.with_suffix(".state.pt"))["step"] >= 100
+    for _ in range(50):  # the workers end with the training (their watchdog sees it gone)
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("a batch worker outlived the training")
 
 
 # ---------------------------------------------------------------- augment

@@ -58,3 +58,45 @@ def test_select_by_keeps_the_better_of_ema_and_raw():
     res = fit(spec, TrainConfig(steps=60, lr=0.05, ema=0.999, cosine=False, log_every=60))
     assert res.validation["weights"] == "raw"  # a 0.999 EMA lags far behind after 60 steps
     assert res.validation["score"] > -0.5
+
+
+def made_batch_spec(seen: list):
+    """A spec whose batches come from make_batch: (8, 1) draws of its generator, plus the maker's pid."""
+    def make_batch(gen):
+        import os
+        return torch.rand(8, 1, generator=gen), torch.tensor(os.getpid())
+
+    def forward(net, batch):
+        seen.append(batch)
+        return net(batch[0])
+    return TrainSpec(nn.Linear(1, 1), None, forward, lambda b, out, d: (((out - 3.0) ** 2).mean(), {}),
+                     make_batch=make_batch)
+
+
+def test_made_batches_come_from_a_worker_and_resume_to_the_same_stream(tmp_path):
+    import os
+
+    ahead, inline = [], []
+    fit(made_batch_spec(ahead), TrainConfig(steps=6, batch_workers=1, log_every=3))
+    after_ahead = torch.get_rng_state()
+    state = tmp_path / "s.pt"
+    fit(made_batch_spec(inline), TrainConfig(steps=3, batch_workers=0, ckpt_every=3, log_every=3), state_path=state)
+    fit(made_batch_spec(inline), TrainConfig(steps=6, batch_workers=0, ckpt_every=3, log_every=3), state_path=state)
+    assert len(ahead) == len(inline) == 6
+    # made in a background process, or here; each step its own draw; a resumed run gets the same batches
+    assert all(int(b[1]) != os.getpid() for b in ahead) and all(int(b[1]) == os.getpid() for b in inline)
+    assert not torch.equal(ahead[0][0], ahead[1][0])
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(ahead, inline))
+    # the loader's workers take no draw from torch's global stream (the task's, e.g. a VAE's samples)
+    fit(regression_spec(), TrainConfig(steps=6, log_every=3))  # no loader at all
+    assert torch.equal(after_ahead, torch.get_rng_state())
+
+
+def test_a_spec_takes_next_batch_or_make_batch():
+    with pytest.raises(ValueError, match="exactly one of next_batch and make_batch"):
+        TrainSpec(nn.Linear(1, 1), None, lambda net, b: net(b), lambda b, out, d: (out.sum(), {}))
+    with pytest.raises(ValueError, match="exactly one"):
+        TrainSpec(nn.Linear(1, 1), lambda: torch.ones(1, 1), lambda net, b: net(b), lambda b, out, d: (out.sum(), {}),
+                  make_batch=lambda gen: torch.ones(1, 1))
+    with pytest.raises(ValueError, match="batch_workers must be >= 0"):
+        TrainConfig(batch_workers=-1)

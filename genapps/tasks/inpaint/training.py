@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import string
 import time
@@ -261,27 +260,29 @@ def make_input(image: torch.Tensor, mask: torch.Tensor, classical: bool = True) 
 
 
 def make_batches(images: list[torch.Tensor], cfg: InpaintTrainConfig):
-    """A function returning (x (B,4,p,p), target (B,3,p,p), mask (B,1,p,p)); uses torch's global RNG."""
+    """A function of a torch.Generator returning a batch (x (B,4,p,p), target (B,3,p,p), mask (B,1,p,p)),
+    all drawn from that generator (TrainSpec.make_batch: made ahead in background processes, since the
+    classical pre-fill costs as much CPU as the network's step)."""
     p = cfg.patch
     classical = cfg.model != "ffc"
 
-    def next_batch():
+    def make_batch(gen: torch.Generator):
         crops, holes = [], []
-        for i in torch.randint(len(images), (cfg.batch_size,)).tolist():
+        for i in torch.randint(len(images), (cfg.batch_size,), generator=gen).tolist():
             im = images[i]
-            y = int(torch.randint(im.shape[1] - p + 1, (1,)))
-            x = int(torch.randint(im.shape[2] - p + 1, (1,)))
+            y = int(torch.randint(im.shape[1] - p + 1, (1,), generator=gen))
+            x = int(torch.randint(im.shape[2] - p + 1, (1,), generator=gen))
             crop = im[:, y:y + p, x:x + p]
-            flips = torch.randint(2, (2,)).tolist()
+            flips = torch.randint(2, (2,), generator=gen).tolist()
             crop = crop.flip(2) if flips[0] else crop
             crop = crop.transpose(1, 2) if flips[1] else crop
             crops.append(crop)
-            holes.append(torch.from_numpy(draw_mask(cfg.masks, p, int(torch.randint(2 ** 62, (1,))))))
+            holes.append(torch.from_numpy(draw_mask(cfg.masks, p, int(torch.randint(2 ** 62, (1,), generator=gen)))))
         target = torch.stack(crops).float() / 255
         mask = torch.stack(holes)[:, None].float()
         return make_input(target, mask, classical), target, mask
 
-    return next_batch
+    return make_batch
 
 
 def validation_set(paths: list[Path], size: int = 256,
@@ -366,16 +367,14 @@ class InpaintTraining:
     cfg: InpaintTrainConfig
     device: torch.device
     pluralistic: bool
-    batches: Callable[[], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # make_batches' function (CPU)
     val: tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # validation_set's fixed (x, target, mask)
     prefill_val: float  # the pre-fill's own validation hole L1 (0-255), reported beside the model's
-    keep_best: Callable[[torch.nn.Module, dict], None] | None = None  # called with every validation
-
-    def next_batch(self):
-        return tuple(t.to(self.device) for t in self.batches())
+    keep_best: BestKeeper | None = None  # called with every validation; counts the steps
 
     def forward(self, net, batch):
         x, target, mask = batch
+        if self.keep_best is not None:
+            self.keep_best.step += 1  # (once per training step: validation calls the model itself)
         if not self.pluralistic:
             return net(x)
         mu_q, lv_q = net.posterior_params(target, mask)
@@ -484,7 +483,7 @@ class BestKeeper:
                 self.best = float(weights.load_weights(path)[1].get("validation", {}).get("val_hole_l1", self.best))
             except ValueError:
                 pass
-        self.step = 0  # the training's step (counted by the batches drawn)
+        self.step = 0  # the training's step (counted by InpaintTraining.forward)
 
     def __call__(self, model: torch.nn.Module, result: dict) -> None:
         if result["val_hole_l1"] < self.best:
@@ -530,20 +529,14 @@ def train_inpaint(cfg: InpaintTrainConfig, device: torch.device, resume: bool = 
         "stages": weights.previous_stages(cfg.init) + [{"command": weights.command_line(), "init": cfg.init,
                                                         "data": meta["data"], "extra": meta.get("extra"),
                                                         "note": "this stage up to the step in `selected`"}]})
-    batches = make_batches(images, cfg)
     state_path = out.with_suffix(".state.pt")  # the step of each validation, for the best file's card
     keeper.step = int(io.load_torch(state_path).get("step", 0)) if resume and state_path.is_file() else 0
-    counted = batches
-
-    def batches():
-        keeper.step += 1
-        return counted()
-    training = InpaintTraining(cfg, device, arch == "pluralistic", batches, val,
+    training = InpaintTraining(cfg, device, arch == "pluralistic", val,
                                float(losses.hole_l1(prefill_val, val[1], val[2])) * 255, keeper)
     d = PatchDiscriminator(4, cfg.d_channels, 3).to(device) if cfg.adversarial_weight > 0 else None
-    spec = TrainSpec(g, training.next_batch, training.forward, training.generator_loss, discriminator=d,
+    spec = TrainSpec(g, None, training.forward, training.generator_loss, discriminator=d,
                      d_loss=training.discriminator_loss if d is not None else None, validate=training.validate,
-                     select_by="val_neg_hole_l1", meta=meta)
+                     select_by="val_neg_hole_l1", meta=meta, make_batch=make_batches(images, cfg))
     tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, lr_d=cfg.lr * 0.5, betas=(0.5, 0.99), ema=cfg.ema,
                        warmup=0 if cfg.init else 200, log_every=50, val_every=cfg.val_every, ckpt_every=250,
                        grad_clip=1.0, seed=cfg.seed)
