@@ -151,7 +151,8 @@ def _made_batches(make: Callable[[torch.Generator], Any], seed: int, start: int,
     return iter(torch.utils.data.DataLoader(
         _MadeBatches(make, seed), batch_size=None, sampler=range(start, steps), num_workers=workers,
         prefetch_factor=2 if workers else None, multiprocessing_context="fork" if workers else None,
-        worker_init_fn=_leave_stopping_to_the_trainer if workers else None, generator=torch.Generator().manual_seed(seed)))
+        worker_init_fn=_leave_stopping_to_the_trainer if workers else None,
+        generator=torch.Generator().manual_seed(seed)))
 
 
 def data_fingerprint(files, root: str | Path) -> str:

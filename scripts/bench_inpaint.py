@@ -6,8 +6,9 @@ segments, 14-31 px wide) and per hole-area bucket (area10 = 0-10% of the image, 
 the mask of image NAME in set KIND drawn with seed_for(0, "KIND/NAME"); outputs composited
 (pixels outside the hole are the original's) and rounded to 8 bits; hole L1 in /255 units.
 Methods: the round-1 models (`model` = the U-Net GAN, with its 8-transform TTA; `pluralistic`:
-one prior sample, averaged over the same 8 transforms as `genapps inpaint` does, plus best-of-K
-and mean over K samples and their diversity = mean pairwise hole L1 between samples), the round-2 FFC model (`ffc`, one pass; `ffc-tta` with the 8 transforms;
+its first sample as `genapps inpaint` gives it, the most likely fill (the prior's mean; before
+2026-12-05 a draw), averaged over the same 8 transforms, plus best-of-K and mean over K samples (the first
+that fill, the others drawn) and their diversity = mean pairwise hole L1 between samples), the round-2 FFC model (`ffc`, one pass; `ffc-tta` with the 8 transforms;
 --ffc-model), against OpenCV's Telea and Navier-Stokes (radius 5), scikit-image's biharmonic,
 `mean3` (the mean of those three fills: the round-1 models' pre-fill), OpenCV-contrib's FSR
 (`fsr-fast`, `fsr-best`) and PatchMatch (`patchmatch`: patchmatch-cython's inpaint_pyramid, patch
@@ -135,8 +136,9 @@ def run_method(method: str, images, mask_set: str, model=None, samples: int = 5,
             gens = [torch.Generator().manual_seed(M.seed_for(0, f"{name}#{i}")) for i in range(k)]
             crops, pre_seconds, pre_cpu = cached_crops(holed, mask, f"{dataset}/{mask_set}/{name}", cache)
             t0, c0 = time.perf_counter(), time.process_time()
-            outs = [model_fill(model, holed, mask, generator=g, crops=crops, tta=method in ("model", "pluralistic"))
-                    for g in gens]
+            outs = [model_fill(model, holed, mask, generator=g, crops=crops, tta=method in ("model", "pluralistic"),
+                               mode=method == "pluralistic" and i == 0)  # (genapps inpaint's first sample)
+                    for i, g in enumerate(gens)]
             t0 -= pre_seconds * len(outs)  # each fill costs the pre-fill (once per image) + the network
             c0 -= pre_cpu * len(outs)
         seconds += (time.perf_counter() - t0) / len(outs)
@@ -236,8 +238,9 @@ def main() -> None:
         "First 20 BSD68 images and Set5 (cropped to multiples of 16); seeded masks per kind and per hole-area bucket "
         "(areaN: N-10% to N% of the image); outputs composited and rounded to 8 bits; hole L1 in /255; 1 thread. "
         "model = bundled `inpaint` (U-Net GAN correcting mean3, averaged over 8 flips/transposes as `genapps inpaint` does), pluralistic = bundled `inpaint-pluralistic` "
-        "(one prior sample, averaged over the 8 transforms as `genapps inpaint` does since 2026-12-05; best/mean of "
-        "K samples below); mean3 = the mean of the Telea, NS and biharmonic fills "
+        "(its first sample, the most likely fill = the prior's mean as `genapps inpaint` gives it since 2026-12-05 "
+        "(earlier rows: one prior draw), averaged over the 8 transforms; best/mean of K samples below: the first that "
+        "fill, the others drawn); mean3 = the mean of the Telea, NS and biharmonic fills "
         "(the models' pre-fill); ffc = the round-2 FFC model (no classical pre-fill, one pass; ffc-tta: "
         "averaged over the 8 flips/transposes); fsr-fast/fsr-best = OpenCV-contrib's cv2.xphoto.inpaint FSR on "
         "the 8-bit RGB image; patchmatch = patchmatch-cython's inpaint_pyramid (patch 5, seed 0); heldout = the "
@@ -388,15 +391,17 @@ def crop_strip(im: torch.Tensor, mask: torch.Tensor, fills: dict[str, torch.Tens
 def samples_page(args) -> None:
     """Side-by-side 1:1 crops of the pluralistic model's samples (issue 28: fills that differ in
     structure or texture, not only colour): thick strokes and area30 holes on the first held-out
-    photos and BSD68 images: input | `inpaint` (one deterministic fill, TTA) | K samples (seeds
-    0..K-1, the model's own temperature) | original, with each sample's hole L1 and the diversity."""
+    photos and BSD68 images: input | `inpaint` (one deterministic fill, TTA) | K samples (the first
+    the most likely fill, as `genapps inpaint` gives it; then draws of seeds 1..K-1 at the model's own
+    temperature) | original, with each sample's hole L1 and the diversity."""
     out_dir = Path(args.visual_samples)
     gan, _ = load_model(args.gan_model)
     plural, info = load_model(args.pluralistic_model)
     size, k = 160, min(args.samples, 4)
     lines = ["# Inpainting: the pluralistic model's samples side by side", "",
              f"Columns: input (hole in magenta) | `inpaint` (deterministic, with its TTA) | {k} samples of "
-             f"`{Path(args.pluralistic_model).stem}` (seeds 0-{k - 1}, each with its TTA, temperature "
+             f"`{Path(args.pluralistic_model).stem}` (sample 1: its most likely fill; then draws of seeds 1-{k - 1}; each "
+             f"with its TTA, temperature "
              f"{getattr(plural, 'temperature', 1.0):g}) | original; 1:1 crops of {size} px around the hole. "
              "Under each row: hole L1 (/255) of each fill and the samples' diversity (mean pairwise hole L1). "
              f"Command: python scripts/bench_inpaint.py --visual-samples {args.visual_samples} --samples {k}"
@@ -410,7 +415,8 @@ def samples_page(args) -> None:
                 fills = {"inpaint": model_fill(gan, holed, mask, crops=crops, tta=True)}
                 for i in range(k):
                     g = torch.Generator().manual_seed(M.seed_for(0, f"{name}#{i}"))
-                    fills[f"sample {i + 1}"] = model_fill(plural, holed, mask, generator=g, crops=crops, tta=True)
+                    fills[f"sample {i + 1}"] = model_fill(plural, holed, mask, generator=g, crops=crops, tta=True,
+                                                          mode=i == 0)
                 fills = {key: torch.where(mask, v, im) for key, v in fills.items()}
                 l1 = {key: scores(v, im, mask)["hole_l1"] for key, v in fills.items()}
                 outs = [v for key, v in fills.items() if key.startswith("sample")]

@@ -159,6 +159,15 @@ def test_samples_concat_and_report(cli, photo_dir, tmp_path, tiny_models):
     samples = [_read(out / f"a_s{k}.png") for k in range(3)]
     assert all(not np.array_equal(samples[i], samples[j]) for i in range(3) for j in range(i))
     assert "hole_l1" in r.output
+    # the first fill is the most likely one (no draw: the same for every seed), the others are drawn;
+    # --no-mode-first draws the first too
+    for flags in (["--seed", 1], ["--seed", 1, "--no-mode-first"]):
+        r = cli("inpaint", photo_dir, tmp_path / "seed1", "--masks", tmp_path / "m.png", "--model",
+                tiny_models["pluralistic"], "--samples", 3, "--overwrite", *flags)
+        assert r.exit_code == 0, r.output
+        again = [_read(tmp_path / "seed1" / f"a_s{k}.png") for k in range(3)]
+        assert np.array_equal(again[0], samples[0]) == ("--no-mode-first" not in flags)
+        assert not np.array_equal(again[1], samples[1])
     report = json.loads((out / "report.json").read_text())
     assert report["stages"][0]["summary"]["samples"] == 3
     r = cli("inpaint", photo_dir, tmp_path / "gan", "--masks", tmp_path / "m.png", "--model", tiny_models["unet"],
@@ -557,6 +566,26 @@ def test_pluralistic_tta_averages_the_unet_per_sample_and_keeps_the_colour_field
         one, tta = model(x, draw(3)), sample_with_tta(model, x, draw(3))
         assert not torch.allclose(tta, one, atol=1e-3)
         assert not torch.allclose(tta, sample_with_tta(model, x, draw(4)), atol=1e-3)
+
+
+def test_pluralistic_mode_is_the_prior_mean_fill_with_and_without_tta(tiny_models):
+    """mode: z is the prior's mean (no draw, whatever the generator), one pass or averaged over the 8
+    transforms like a drawn sample; a draw differs from it."""
+    from genapps.tasks.inpaint.task import _run_model, load_model, sample_with_tta
+
+    model, _ = load_model(str(tiny_models["pluralistic"]))
+    x = torch.cat([torch.rand(1, 3, 32, 32), (torch.rand(1, 1, 32, 32) > 0.6).float()], 1)
+    draw = lambda seed: torch.Generator().manual_seed(seed)  # noqa: E731
+    with torch.no_grad():
+        mu, _ = model.prior_params(x)
+        assert torch.equal(_run_model(model, x, draw(1), False, mode=True), model.decode(x, mu))
+        mode = _run_model(model, x, draw(1), False, mode=True)
+        assert torch.equal(mode, _run_model(model, x, draw(2), False, mode=True))
+        assert not torch.equal(_run_model(model, x, draw(1), False), model.decode(x, mu))
+        tta = _run_model(model, x, draw(1), True, mode=True)
+        assert torch.equal(tta, sample_with_tta(model, x, draw(2), mode=True))
+        model.temperature = 0.0  # the mode is what a zero temperature draws
+        assert torch.allclose(tta, sample_with_tta(model, x, draw(3)), atol=1e-6)
 
 
 def test_hole_masks_pair_each_output_with_its_own_mask_when_measured_out_of_order():

@@ -42,6 +42,9 @@ class Config:
     samples: int = field(default=1, metadata={"range": (1, 64), "help": "Fills per image from the pluralistic "
                                               "model: NAME_s0, NAME_s1, ..."})
     seed: int = field(default=0, metadata={"help": "Seed of the pluralistic samples."})
+    mode_first: bool = field(default=True, metadata={"help": (
+        "Pluralistic model: the first fill (NAME_s0; the only one without --samples) is its most likely one "
+        "(the prior's mean), the others are drawn.")})
     temperature: float | None = field(default=None, metadata={"range": (0, 16), "help": (
         "Pluralistic model: how far its samples spread (the prior's temperature; 0 = one most likely fill). "
         "Default: the model's own, chosen on held-out photos.")})

@@ -1,9 +1,10 @@
 """inpaint: fill the masked holes of image folders (IOPaint/LaMa mask conventions).
 
 Methods: the bundled model (`model`, default), the pluralistic VAE-family variant (several
-plausible fills per image with `samples`), a community inpainting model spandrel reads (`-m
-big-lama.pt`: LaMa, MAT, ...), and the classical `telea`, `ns` (OpenCV), `biharmonic`
-(scikit-image), `fsr-fast` and `fsr-best` (OpenCV-contrib). `grow` dilates the masks first.
+plausible fills per image with `samples`, the first its most likely one: the prior's mean), a
+community inpainting model spandrel reads (`-m big-lama.pt`: LaMa, MAT, ...), and the classical
+`telea`, `ns` (OpenCV), `biharmonic` (scikit-image), `fsr-fast` and `fsr-best` (OpenCV-contrib).
+`grow` dilates the masks first.
 Whatever the method, the output keeps the input's pixels outside the hole exactly (same bit
 depth, alpha passed through).
 
@@ -68,20 +69,25 @@ def needs_prefill(model: nn.Module) -> bool:
     return bool(getattr(model, "classical_prefill", False))
 
 
-def _run_model(model: nn.Module, inp: torch.Tensor, generator, tta: bool) -> torch.Tensor:
-    """One crop (1, 4, h, w) = [RGB, mask] through the model: spandrel's take (image, mask)."""
+def _run_model(model: nn.Module, inp: torch.Tensor, generator, tta: bool, mode: bool = False) -> torch.Tensor:
+    """One crop (1, 4, h, w) = [RGB, mask] through the model: spandrel's take (image, mask); a
+    pluralistic model draws its sample from `generator`, or with `mode` takes its prior's mean."""
     if isinstance(model, weights.SpandrelModel):
         return model(inp[:, :3], inp[:, 3:])
     if hasattr(model, "prior_params"):
-        return sample_with_tta(model, inp, generator) if tta else model(inp, generator)
+        if tta:
+            return sample_with_tta(model, inp, generator, mode)
+        return model.decode(inp, model.prior_params(inp)[0]) if mode else model(inp, generator)
     return dihedral_tta(model, inp) if tta else model(inp)
 
 
-def sample_with_tta(model: nn.Module, inp: torch.Tensor, generator) -> torch.Tensor:
+def sample_with_tta(model: nn.Module, inp: torch.Tensor, generator, mode: bool = False) -> torch.Tensor:
     """One pluralistic sample (B, 3, H, W) averaged over the 8 flips/transposes: z is drawn once
-    (the same draw as without TTA), the U-Net runs on each transform (a latent map transformed
-    with it), and the colour field is added once in the image's own frame."""
-    z = model.sample_z(*model.prior_params(inp), generator)
+    (the same draw as without TTA; with `mode` the prior's mean, the most likely fill), the U-Net
+    runs on each transform (a latent map transformed with it), and the colour field is added once
+    in the image's own frame."""
+    mu, logvar = model.prior_params(inp)
+    z = mu if mode else model.sample_z(mu, logvar, generator)
     passes = (dihedral(model.decode_net(dihedral(inp, k), dihedral(z, k) if z.dim() == 4 else z), k, inverse=True)
               for k in range(8))
     return model.add_field(sum(passes) / 8, inp, z)
@@ -151,10 +157,12 @@ def work_crops(rgb: torch.Tensor, mask: torch.Tensor, classical: bool, work_size
 @torch.inference_mode()
 def model_fill(model: nn.Module, rgb: torch.Tensor, mask: torch.Tensor, work_size: int = 512, margin: int = 48,
                generator: torch.Generator | None = None, device: torch.device | str = "cpu",
-               crops: list[WorkCrop] | None = None, tta: bool = False, name: str | None = None) -> torch.Tensor:
+               crops: list[WorkCrop] | None = None, tta: bool = False, name: str | None = None,
+               mode: bool = False) -> torch.Tensor:
     """(3, H, W) in [0, 1], bool (H, W) hole -> (3, H, W) filled; outside the hole equals `rgb`.
 
-    `generator` seeds the pluralistic model's sample (ignored by the GAN model); `crops` are
+    `generator` seeds the pluralistic model's sample (ignored by the GAN model), `mode` takes its
+    most likely fill instead (the prior's mean: no draw); `crops` are
     work_crops(rgb, mask, needs_prefill(model), work_size, margin) when already made (several
     samples of one image share their pre-fill); `tta` averages the GAN model, and each pluralistic
     sample (sample_with_tta), over the 8 flips and transposes (lower hole L1, 8x the network time).
@@ -170,7 +178,7 @@ def model_fill(model: nn.Module, rgb: torch.Tensor, mask: torch.Tensor, work_siz
     for c in crops:
         sh, sw = c.input.shape[-2:]
         inp = pad_to_multiple(c.input[None], req)[0].to(device)
-        pred = check_finite(_run_model(model, inp, generator, tta)[..., :sh, :sw].float().cpu(), name)
+        pred = check_finite(_run_model(model, inp, generator, tta, mode)[..., :sh, :sw].float().cpu(), name)
         if (sh, sw) != (c.h, c.w):
             pred = F.interpolate(pred, size=(c.h, c.w), mode="bicubic", align_corners=False).clamp(0, 1)
         window = out[:, c.y:c.y + c.h, c.x:c.x + c.w]
@@ -198,7 +206,7 @@ def inpaint_image(image: io.LoadedImage, mask: torch.Tensor, cfg: Config, model:
                 if crops is None:  # the same for every sample (the pre-fill too)
                     crops = work_crops(rgb, mask, needs_prefill(model), cfg.work_size, cfg.margin)
                 return model_fill(model, rgb, mask, cfg.work_size, cfg.margin, gen, device, crops, cfg.tta,
-                                  cfg.model or DEFAULT_MODELS[cfg.samples > 1])
+                                  cfg.model or DEFAULT_MODELS[cfg.samples > 1], mode=cfg.mode_first and k == 0)
 
             color = round_trip(image, step).color  # grey runs as RGB and comes back grey
         color = torch.where(mask, color, image.color)  # exactly the input outside the hole
@@ -347,6 +355,8 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
                    **({"temperature": cfg.temperature} if cfg.temperature is not None else {}),
                    **({"sample_tta": True} if cfg.tta and model_info["arch"] == "pluralistic" else {}),  # (its
                    # samples were one pass each before 2026-12-05: such outputs are redone, not kept)
+                   **({"mode_first": True} if cfg.mode_first and model_info["arch"] == "pluralistic" else {}),  # (the
+                   # first sample was a draw before 2026-12-05: redone)
                    **{k: getattr(cfg, k) for k in ("samples", "seed", "concat", "mask_threshold", "invert_mask", "tta",
                                                     "work_size", "margin", "ext", "suffix", "quality")}}
 
