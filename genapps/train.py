@@ -12,9 +12,9 @@ KeyboardInterrupt, so no more than one step's work is lost.
 
 Several processes (`torchrun --nproc_per_node N -m genapps train ...`): `fit` joins torchrun's
 process group (NCCL on CUDA, gloo on CPU) and trains data-parallel, with DistributedDataParallel's
-arithmetic: every rank draws its own batches (the global RNG is seeded with seed + rank; make_batch's generators
-with the seed, the rank and the step), after
-each backward the gradients are averaged over the ranks (torch.distributed.all_reduce, bucketed,
+arithmetic: every rank draws its own batches (the global RNG is seeded with seed + rank; make_batch's
+generators with the seed, the rank and the step), after each backward the gradients are averaged
+over the ranks (torch.distributed.all_reduce, bucketed,
 before clipping and the optimiser step), and buffers (BatchNorm statistics) follow rank 0's, so
 the networks stay identical on every rank and the global batch is the per-rank batch x N (logged;
 learning rates are not scaled). Rank 0 alone validates, logs, saves the state; the other ranks
