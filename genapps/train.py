@@ -125,13 +125,16 @@ class TrainSpec:
 
 
 class _MadeBatches(torch.utils.data.Dataset):
-    """Step -> TrainSpec.make_batch(a generator seeded from the seed, the rank and the step)."""
+    """Step -> (TrainSpec.make_batch(a generator seeded from the seed, the rank and the step), the
+    CPU seconds it took: a worker's time, which the training's own process_time does not see)."""
 
     def __init__(self, make: Callable[[torch.Generator], Any], seed: int):
         self.make, self.seed = make, seed
 
     def __getitem__(self, step: int):
-        return self.make(torch.Generator().manual_seed(self.seed + 1_000_003 * step))
+        c0 = time.process_time()
+        batch = self.make(torch.Generator().manual_seed(self.seed + 1_000_003 * step))
+        return batch, time.process_time() - c0
 
 
 def _leave_stopping_to_the_trainer(_worker: int) -> None:
@@ -142,16 +145,18 @@ def _leave_stopping_to_the_trainer(_worker: int) -> None:
 
 
 def _made_batches(make: Callable[[torch.Generator], Any], seed: int, start: int, steps: int, workers: int):
-    """An iterator of the batches of steps start .. steps - 1: made ahead (2 per worker) in `workers`
-    forked processes (torch's DataLoader), or here when workers is 0 or fork is unavailable. The
-    loader's own seed comes from a private generator: torch's global stream stays the task's."""
+    """An iterator of (batch, CPU seconds of a worker) for steps start .. steps - 1: made ahead (2 per
+    worker) in `workers` forked processes (torch's DataLoader), or here (0 s: this process's own time
+    counts them) when workers is 0 or fork is unavailable. The loader's own seed comes from a private
+    generator: torch's global stream stays the task's."""
     import multiprocessing
 
-    workers = workers if "fork" in multiprocessing.get_all_start_methods() else 0
+    made = _MadeBatches(make, seed)
+    if not workers or "fork" not in multiprocessing.get_all_start_methods():
+        return ((made[step][0], 0.0) for step in range(start, steps))
     return iter(torch.utils.data.DataLoader(
-        _MadeBatches(make, seed), batch_size=None, sampler=range(start, steps), num_workers=workers,
-        prefetch_factor=2 if workers else None, multiprocessing_context="fork" if workers else None,
-        worker_init_fn=_leave_stopping_to_the_trainer if workers else None,
+        made, batch_size=None, sampler=range(start, steps), num_workers=workers, prefetch_factor=2,
+        multiprocessing_context="fork", worker_init_fn=_leave_stopping_to_the_trainer,
         generator=torch.Generator().manual_seed(seed)))
 
 
@@ -456,6 +461,7 @@ class _Fit:
         self.running, self.count = {}, 0  # sums of the logged losses since the last log entry, over `count` steps
         self.t0 = self.c0 = 0.0  # perf_counter and process_time at the first step of this run
         self.batches = None  # make_batch's batches (begin)
+        self.worker_cpu = 0.0  # CPU seconds the batch workers spent on this run's batches
 
     def resume(self) -> None:
         """Continue from the state at `state_path` (checked by _load_state): ValueError if unusable."""
@@ -496,8 +502,12 @@ class _Fit:
         spec, cfg, sync, rt, g, d = self.spec, self.cfg, self.sync, self.rt, self.g, self.d
         for group in self.opt_g.param_groups:
             group["lr"] = cfg.lr * factor
-        batch = rt.to(next(self.batches) if self.batches is not None else spec.next_batch())  # a batch made on
-        # the CPU goes pinned, non-blocking to the GPU
+        if self.batches is not None:
+            batch, cpu = next(self.batches)
+            self.worker_cpu += float(cpu)
+        else:
+            batch = spec.next_batch()
+        batch = rt.to(batch)  # a batch made on the CPU goes pinned, non-blocking to the GPU
         if step == self.start_step and sync.world > 1:
             n = _batch_size(batch)
             log.info("data parallel over %d processes (%s): global batch = %s per rank x %d = %s; learning "
@@ -568,7 +578,7 @@ class _Fit:
                  "rng": torch.get_rng_state(), "config": asdict(self.cfg), "meta": _jsonable(self.spec.meta),
                  "running": self.running, "running_steps": self.count,
                  "seconds": self.seconds_before + time.perf_counter() - self.t0,
-                 "cpu_seconds": self.cpu_before + time.process_time() - self.c0}
+                 "cpu_seconds": self.cpu_before + time.process_time() - self.c0 + self.worker_cpu}
         if d is not None:
             state |= {"d": d.state_dict(), "opt_d": self.opt_d.state_dict()}
         if ema is not None:
@@ -583,7 +593,7 @@ class _Fit:
                 raise NotMainRank(f"rank {self.sync.rank}: training done; rank 0 saves the results")
         final, validation = self.select()
         return TrainResult(final, self.history, validation, self.seconds_before + time.perf_counter() - self.t0,
-                           self.cpu_before + time.process_time() - self.c0)
+                           self.cpu_before + time.process_time() - self.c0 + self.worker_cpu)
 
     def select(self) -> tuple[nn.Module, dict]:
         """The final generator and its validation: the EMA copy (when on) unless `select_by` scores

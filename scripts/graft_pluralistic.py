@@ -35,7 +35,7 @@ def main() -> None:
     shape = {k: plural_meta["config"][k] for k in ("ngf", "num_downs")}
     refine = unet_meta["config"].get("refine", [])  # the U-Net's refine levels come with it
     if {k: v for k, v in unet_meta["config"].items() if k != "refine"} != shape or plural_meta["config"].get("latent_map") \
-            or plural_meta["config"].get("refine", []) not in ([], refine):
+            or not set(plural_meta["config"].get("refine", [])) <= set(refine):  # (the U-Net brings its levels)
         raise SystemExit(f"the U-Nets differ: {unet_meta['config']} vs {plural_meta['config']}")
     grafted = dict(plural)
     for key, tensor in unet.items():

@@ -64,6 +64,11 @@ def made_batch_spec(seen: list):
     """A spec whose batches come from make_batch: (8, 1) draws of its generator, plus the maker's pid."""
     def make_batch(gen):
         import os
+        import time
+
+        c0 = time.process_time()
+        while time.process_time() - c0 < 0.05:  # a batch that costs CPU (as inpainting's pre-fill)
+            pass
         return torch.rand(8, 1, generator=gen), torch.tensor(os.getpid())
 
     def forward(net, batch):
@@ -77,8 +82,9 @@ def test_made_batches_come_from_a_worker_and_resume_to_the_same_stream(tmp_path)
     import os
 
     ahead, inline = [], []
-    fit(made_batch_spec(ahead), TrainConfig(steps=6, batch_workers=1, log_every=3))
+    result = fit(made_batch_spec(ahead), TrainConfig(steps=6, batch_workers=1, log_every=3))
     after_ahead = torch.get_rng_state()
+    assert result.cpu_seconds >= 6 * 0.05  # the worker's CPU counts (the card's CPU-hours)
     state = tmp_path / "s.pt"
     fit(made_batch_spec(inline), TrainConfig(steps=3, batch_workers=0, ckpt_every=3, log_every=3), state_path=state)
     fit(made_batch_spec(inline), TrainConfig(steps=6, batch_workers=0, ckpt_every=3, log_every=3), state_path=state)
