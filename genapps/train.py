@@ -12,15 +12,15 @@ KeyboardInterrupt, so no more than one step's work is lost.
 
 Several processes (`torchrun --nproc_per_node N -m genapps train ...`): `fit` joins torchrun's
 process group (NCCL on CUDA, gloo on CPU) and trains data-parallel, with DistributedDataParallel's
-arithmetic: every rank draws its own batches (the global RNG is seeded with seed + rank; make_batch's
-generators with the seed, the rank and the step), after each backward the gradients are averaged
-over the ranks (torch.distributed.all_reduce, bucketed,
-before clipping and the optimiser step), and buffers (BatchNorm statistics) follow rank 0's, so
-the networks stay identical on every rank and the global batch is the per-rank batch x N (logged;
-learning rates are not scaled). Rank 0 alone validates, logs, saves the state; the other ranks
-end `fit` with NotMainRank (the CLI exits 0 on it), so only rank 0 writes weights and cards; the
-first `fit` of a process is the data-parallel one (distributed.leave: a later training of the same
-command, e.g. augment's classifiers, runs on rank 0 alone). A state resumes on any number of ranks.
+arithmetic: every rank draws its own batches (the global RNG is seeded with seed + rank;
+make_batch's generators with the seed, the rank and the step), after each backward the gradients are
+averaged over the ranks (torch.distributed.all_reduce, bucketed, before clipping and the optimiser
+step), and buffers (BatchNorm statistics) follow rank 0's, so the networks stay identical on every
+rank and the global batch is the per-rank batch x N (logged; learning rates are not scaled). Rank 0
+alone validates, logs, saves the state; the other ranks end `fit` with NotMainRank (the CLI exits 0
+on it), so only rank 0 writes weights and cards; the first `fit` of a process is the data-parallel
+one (distributed.leave: a later training of the same command, e.g. augment's classifiers, runs on
+rank 0 alone). A state resumes on any number of ranks.
 (The DistributedDataParallel module wrapper itself is not used: tasks' forward functions call
 submodules and methods, e.g. CycleGAN's G_A/G_B or the pluralistic encoder, which its forward
 hook would not see, and GAN steps switch the discriminator's requires_grad, which its reducer
