@@ -35,6 +35,7 @@ import hashlib
 import json
 import logging
 import math
+import multiprocessing
 import signal
 import threading
 import time
@@ -149,8 +150,6 @@ def _made_batches(make: Callable[[torch.Generator], Any], seed: int, start: int,
     worker) in `workers` forked processes (torch's DataLoader), or here (0 s: this process's own time
     counts them) when workers is 0 or fork is unavailable. The loader's own seed comes from a private
     generator: torch's global stream stays the task's."""
-    import multiprocessing
-
     made = _MadeBatches(make, seed)
     if not workers or "fork" not in multiprocessing.get_all_start_methods():
         return ((made[step][0], 0.0) for step in range(start, steps))

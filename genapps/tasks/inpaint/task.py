@@ -71,23 +71,27 @@ def needs_prefill(model: nn.Module) -> bool:
 
 def _run_model(model: nn.Module, inp: torch.Tensor, generator, tta: bool, mode: bool = False) -> torch.Tensor:
     """One crop (1, 4, h, w) = [RGB, mask] through the model: spandrel's take (image, mask); a
-    pluralistic model draws its sample from `generator`, or with `mode` takes its prior's mean."""
+    pluralistic model decodes its code z (pluralistic_code)."""
     if isinstance(model, weights.SpandrelModel):
         return model(inp[:, :3], inp[:, 3:])
     if hasattr(model, "prior_params"):
-        if tta:
-            return sample_with_tta(model, inp, generator, mode)
-        return model.decode(inp, model.prior_params(inp)[0]) if mode else model(inp, generator)
+        return sample_with_tta(model, inp, generator, mode) if tta else model.decode(
+            inp, pluralistic_code(model, inp, generator, mode))
     return dihedral_tta(model, inp) if tta else model(inp)
 
 
-def sample_with_tta(model: nn.Module, inp: torch.Tensor, generator, mode: bool = False) -> torch.Tensor:
-    """One pluralistic sample (B, 3, H, W) averaged over the 8 flips/transposes: z is drawn once
-    (the same draw as without TTA; with `mode` the prior's mean, the most likely fill), the U-Net
-    runs on each transform (a latent map transformed with it), and the colour field is added once
-    in the image's own frame."""
+def pluralistic_code(model: nn.Module, inp: torch.Tensor, generator, mode: bool = False) -> torch.Tensor:
+    """The pluralistic model's z for the crop: drawn from its prior with `generator`, or with `mode`
+    the prior's mean (the most likely fill, no draw)."""
     mu, logvar = model.prior_params(inp)
-    z = mu if mode else model.sample_z(mu, logvar, generator)
+    return mu if mode else model.sample_z(mu, logvar, generator)
+
+
+def sample_with_tta(model: nn.Module, inp: torch.Tensor, generator, mode: bool = False) -> torch.Tensor:
+    """One pluralistic sample (B, 3, H, W) averaged over the 8 flips/transposes: z is chosen once
+    (pluralistic_code: the same draw as without TTA, or the mode), the U-Net runs on each transform
+    (a latent map transformed with it), and the colour field is added once in the image's own frame."""
+    z = pluralistic_code(model, inp, generator, mode)
     passes = (dihedral(model.decode_net(dihedral(inp, k), dihedral(z, k) if z.dim() == 4 else z), k, inverse=True)
               for k in range(8))
     return model.add_field(sum(passes) / 8, inp, z)
