@@ -281,8 +281,9 @@ def infer(model: nn.Module, x: torch.Tensor, scale: int = 1, tile: int = 0, over
 # storages alive at once during one forward pass (every torch function's outputs, freed with their
 # last reference), per input px. What that count cannot see (convolution workspaces, the
 # allocator's slack) made the real peak RSS 1.0-1.5x the tracked peak for plain models: HIDDEN
-# covers it. A model may declare its own factor as `hidden_memory`: genapps.nn.winograd.accelerate's
-# models keep freed memory (glibc) and run NNPACK with its own workspaces, 2.4-4.4x the tracked peak
+# covers it. A model whose memory torch cannot see (genapps.zoo.on_engine: the ncnn engine's) names a
+# `memory_twin` that is measured instead. A model may declare its own factor as `hidden_memory`:
+# genapps.nn.winograd.accelerate's models keep freed memory (glibc) and run NNPACK with its own workspaces, 2.4-4.4x the tracked peak
 # (benchmarks/ncnn_graph.md, "Memory-safe tiling per family"). A model that pads its input itself
 # (an ncnn family's context) needs memory for more px than it is given: two probes (PROBE and
 # PROBE + PROBE_STEP px) fit peak = per_px * (side + 2 * context)^2, and every pass is counted on its
@@ -390,7 +391,8 @@ def memory_profile(model: nn.Module, channels: int, device: torch.device, precis
     """The model's MemoryProfile, measured on two probe inputs of `channels` (PROBE and PROBE +
     PROBE_STEP px) on the first call (the random streams are left as they were: seeded dropout
     stays reproducible)."""
-    forward = model if forward is None else forward
+    twin = getattr(model, "memory_twin", model)  # a model whose own allocations torch cannot see names one it can
+    forward = twin if forward is None else forward
     cache = _PROFILES.setdefault(model, {})
     key = (str(device), precision, channels)
     if key not in cache:
@@ -407,7 +409,7 @@ def memory_profile(model: nn.Module, channels: int, device: torch.device, precis
                 else:
                     with _LiveTensorBytes() as live:
                         out = _forward(forward, probe, precision)
-                    peak, hidden = live.peak, float(getattr(model, "hidden_memory", HIDDEN))
+                    peak, hidden = live.peak, float(getattr(model, "hidden_memory", getattr(twin, "hidden_memory", HIDDEN)))
                 peaks.append(max(1, peak))
         # sqrt(peak) = k * (side + c): k^2 bytes per px of the input padded by c / 2 px on every side
         k = (math.sqrt(peaks[1]) - math.sqrt(peaks[0])) / (sides[1] - sides[0])

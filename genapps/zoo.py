@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genapps import io, ncnn_files, paths, weights
+from genapps.inference import HIDDEN
 from genapps.nn.ncnn_graph import NcnnGraph, NcnnLayer, NcnnModel
 
 LICENSE = "BSD-3-Clause"  # Real-ESRGAN's (Xintao Wang et al.), the licence of its weights and of the wheel
@@ -496,9 +497,10 @@ class NcnnEngine(nn.Module):
     """An ncnn pair run by the official `ncnn` package on CPU, as a torch module:
     (B, C, h, w) in [0, 1] -> the graph's output (B, C, h*s, w*s), one image at a time."""
 
-    def __init__(self, param: str | Path, bin_path: str | Path, threads: int = 1, options: dict | None = None):
-        """`options`: more ncnn.Option attributes (e.g. use_winograd_convolution=False), set before the
-        files load (the layers pick their kernels then)."""
+    def __init__(self, param: str | Path, bin_path: str | Path, threads: int | None = 1, options: dict | None = None):
+        """`threads`: ncnn's threads (None: torch's, read at every call); `options`: more ncnn.Option
+        attributes (e.g. use_winograd_convolution=False), set before the files load (the layers pick
+        their kernels then)."""
         super().__init__()
         try:
             import ncnn
@@ -509,7 +511,8 @@ class NcnnEngine(nn.Module):
         self.output_name = layers[-1].tops[0]
         self.net = ncnn.Net()
         self.net.opt.use_vulkan_compute = False
-        self.net.opt.num_threads = threads
+        self.threads = threads
+        self.net.opt.num_threads = threads or torch.get_num_threads()
         for key, value in (options or {}).items():
             setattr(self.net.opt, key, value)
         if self.net.load_param(str(param)) or self.net.load_model(str(bin_path)):
@@ -518,6 +521,8 @@ class NcnnEngine(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outs = []
+        if self.threads is None:
+            self.net.opt.num_threads = torch.get_num_threads()  # an extractor runs with the net's options
         for img in x.detach().float().cpu().contiguous():
             ex = self.net.create_extractor()
             arr = np.ascontiguousarray(img.numpy())  # named: an ncnn.Mat does not keep its array alive
@@ -527,3 +532,46 @@ class NcnnEngine(nn.Module):
                 raise RuntimeError(f"ncnn extract failed ({ret})")
             outs.append(torch.from_numpy(np.array(out, copy=True)))
         return torch.stack(outs).to(x.device)
+
+
+RUNTIMES = ("auto", "torch", "ncnn")
+
+
+def on_engine(model: nn.Module, name: str, runtime: str = "auto") -> nn.Module:
+    """`model` as the CPU fp32 inference runs it: a wheel's converted graph (`name` in
+    genapps.ncnn_files.MODELS) with its graph run by the ncnn engine from the wheel's own files
+    ("ncnn"; "auto": where its family says the engine is faster, Family.on_engine); `model` itself
+    otherwise ("torch", other models, ncnn or the wheel not installed).
+
+    Why: the engine's packed AVX-512 Winograd kernels run the U-Nets (Real-CUGAN, waifu2x CUNet)
+    and waifu2x UpConv7 1.10-1.14x faster than torch runs the same graph here (NNPACK's AVX2 kernels
+    in NCHW; `genapps upscale` of a 1-MP photo, benchmarks/zoo2.md), SRMD alike; SPAN runs 1.05x
+    faster in torch (the engine's page faults on large tiles). The engine model keeps `model`'s
+    pre/post steps, size needs and tiling; torch cannot see ncnn's allocations, so genapps.inference
+    measures its `memory_twin` (`model`) for the tile size, scaled by the family's measured ratio
+    of ncnn's peak to that estimate (Family.engine_memory: 1.0-1.3). "ncnn" where the engine
+    cannot run the model is a ValueError saying why."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; valid: {', '.join(RUNTIMES)}")
+    if runtime == "torch":
+        return model
+    why = None
+    if not isinstance(model, NcnnModel) or name not in ncnn_files.MODELS:
+        why = f"{name} is not one of the ncnn wheels' models (genapps info)"
+    elif importlib.util.find_spec("ncnn") is None:
+        why = "the ncnn package is not installed (pip install 'genapps[zoo]')"
+    else:
+        try:
+            files = ncnn_files.wheel_model_files(name)  # load_model converted these very files (ensure)
+        except FileNotFoundError as e:
+            why = str(e)
+    if why is not None:
+        if runtime == "ncnn":
+            raise ValueError(f"--runtime ncnn: {why}")
+        return model
+    if runtime == "auto" and not model.family.on_engine:
+        return model
+    engine = NcnnModel(NcnnEngine(*files, threads=None), model.family_name, model.scale, noise=model.noise)
+    engine.memory_twin = model  # measured by torch, its estimate scaled by the family's measured engine/estimate ratio
+    engine.hidden_memory = float(getattr(model, "hidden_memory", HIDDEN)) * model.family.engine_memory
+    return engine.eval()

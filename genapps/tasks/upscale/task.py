@@ -146,7 +146,13 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
             log.warning("--bf16 ignored: %s does not support bf16", info.arch)
             cfg = Config(**(asdict(cfg) | {"precision": "fp32"}))
     if device.type == "cpu" and cfg.precision == "fp32":
-        model = accelerate(model)  # Winograd convolutions for RRDBNet and SRVGGNetCompact
+        model = accelerate(model)  # Winograd convolutions for RRDBNet, SRVGGNetCompact and ncnn graphs
+        model = zoo.on_engine(model, model_name, cfg.runtime)  # the ncnn wheels' models: the ncnn engine
+    elif cfg.runtime == "ncnn":
+        raise ValueError(f"--runtime ncnn runs fp32 on the CPU only (here: {cfg.precision} on {device})")
+    engine = isinstance(getattr(model, "graph", None), zoo.NcnnEngine)
+    if engine:
+        log.info("%s runs on the ncnn engine (CPU, fp32; --runtime torch runs genapps's converted graph)", model_name)
     native = info.scale
     if cfg.outscale is None and native != cfg.scale:
         log.info("model %s is x%d; its output is resized to x%d", model_name, native, cfg.scale)
@@ -157,6 +163,8 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
                    "ext": cfg.ext, "suffix": cfg.suffix, "quality": cfg.quality, "noise": cfg.noise}
     if cfg.tta:  # (absent when off: outputs written before the option stay valid)
         fingerprint["tta"] = True
+    if engine:  # (likewise: absent for torch)
+        fingerprint["runtime"] = "ncnn"
     result = map_images(
         input_dir, output_dir, lambda im: upscale_image(model, im, native, cfg, device),
         name=name, task=TASK, config=asdict(cfg) | {"model_info": info.as_report()}, fingerprint=fingerprint,
@@ -168,6 +176,7 @@ def run(cfg: Config, input_dir: str | Path, output_dir: str | Path, device: torc
     ok = [r for r in result.records if r.status == "ok"]
     mp = sum(r.metrics.get("output_mp", 0.0) for r in ok)
     result.summary = {"model": model_name, "arch": info.arch, "native_scale": native,
+                      "runtime": "ncnn" if engine else "torch",
                       "output_mp": round(mp, 3),
                       "output_mp_per_s": round(mp / max(1e-9, sum(r.seconds for r in ok)), 3),
                       "seconds": round(time.perf_counter() - t0, 2)}
