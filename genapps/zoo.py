@@ -540,7 +540,7 @@ RUNTIMES = ("auto", "torch", "ncnn")
 def on_engine(model: nn.Module, name: str, runtime: str = "auto") -> nn.Module:
     """`model` as the CPU fp32 inference runs it: a wheel's converted graph (`name` in
     genapps.ncnn_files.MODELS) with its graph run by the ncnn engine from the wheel's own files
-    ("ncnn"; "auto": where its family says the engine is faster, Family.on_engine); `model` itself
+    ("ncnn"; "auto": where its family runs no slower there, Family.on_engine); `model` itself
     otherwise ("torch", other models, ncnn or the wheel not installed).
 
     Why: the engine's packed AVX-512 Winograd kernels run the U-Nets (Real-CUGAN, waifu2x CUNet)
