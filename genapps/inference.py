@@ -283,8 +283,8 @@ def infer(model: nn.Module, x: torch.Tensor, scale: int = 1, tile: int = 0, over
 # allocator's slack) made the real peak RSS 1.0-1.5x the tracked peak for plain models: HIDDEN
 # covers it. A model whose memory torch cannot see (genapps.zoo.on_engine: the ncnn engine's) names a
 # `memory_twin` that is measured instead. A model may declare its own factor as `hidden_memory`:
-# genapps.nn.winograd.accelerate's models keep freed memory (glibc) and run NNPACK with its own workspaces, 2.4-4.4x the tracked peak
-# (benchmarks/ncnn_graph.md, "Memory-safe tiling per family"). A model that pads its input itself
+# genapps.nn.winograd.accelerate's models keep freed memory (glibc) and run NNPACK with its own
+# workspaces, 2.4-4.4x the tracked peak (benchmarks/ncnn_graph.md, "Memory-safe tiling per family"). A model that pads its input itself
 # (an ncnn family's context) needs memory for more px than it is given: two probes (PROBE and
 # PROBE + PROBE_STEP px) fit peak = per_px * (side + 2 * context)^2, and every pass is counted on its
 # padded size. On CUDA the allocator's own peak is exact.

@@ -10,6 +10,8 @@ from genapps import paths
 
 log = logging.getLogger("genapps.tasks.upscale.task")
 
+RUNTIMES = ("auto", "torch", "ncnn")  # as genapps.zoo.on_engine takes them (this module stays light: no import)
+
 
 @dataclass(frozen=True)
 class Config:
@@ -34,7 +36,7 @@ class Config:
     precision: str = field(default="fp32", metadata={"flag_values": {  # fp16 / bf16 apply on CUDA only
         "--half": ("fp16", "fp16 on CUDA (ignored on CPU)."),
         "--bf16": ("bf16", "bf16 on CUDA, and on CPUs with native bf16 (about 2x faster there).")}})
-    runtime: str = field(default="auto", metadata={"choices": ("auto", "torch", "ncnn"), "help": (
+    runtime: str = field(default="auto", metadata={"choices": RUNTIMES, "help": (
         "What runs the ncnn wheels' models (genapps info) on the CPU in fp32: auto and ncnn = the ncnn engine "
         "(faster on the U-Nets), torch = genapps's converted graph.")})
     batch_size: int = field(default=4, metadata={"help": "Tiles per forward pass."})
@@ -58,8 +60,8 @@ class Config:
             raise ValueError("tile and tile_overlap must be >= 0 and batch_size >= 1")
         if self.max_memory is not None and self.max_memory < 0:
             raise ValueError(f"max_memory must be >= 0 GB (0 = no limit), got {self.max_memory}")
-        if self.runtime not in ("auto", "torch", "ncnn"):
-            raise ValueError(f"runtime must be auto, torch or ncnn, got {self.runtime!r}")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
         if self.precision not in ("fp32", "fp16", "bf16"):
             raise ValueError(f"precision must be fp32, fp16 or bf16, got {self.precision!r}")
         paths.check_ext(self.ext)
