@@ -290,6 +290,25 @@ def test_training_masks_fit_crops_larger_than_the_benchmark_canvas(patch):
         assert hole.shape == (patch, patch) and hole.dtype == bool and 0 < hole.mean() < 1
 
 
+def test_training_masks_take_a_weighted_mixture_of_the_mixed_kinds():
+    """--masks area:3,box:1 draws only those kinds, at those odds; a bad mixture is a clear error."""
+    from genapps.tasks.inpaint.training import InpaintTrainConfig, mask_mixture, train_mask
+
+    assert mask_mixture("area:3,box:1") == (("area", 0.75), ("box", 0.25))
+    assert mask_mixture("mixed")[0] == ("thick", 0.4) and mask_mixture("thick") is None
+    # "area" alone: every hole is one of the benchmark's area buckets (>= 10% of the canvas), so
+    # crops of it are much fuller than thin scratches
+    area = np.mean([train_mask("area:1", 128, s).mean() for s in range(12)])
+    thin = np.mean([train_mask("thin", 128, s).mean() for s in range(12)])
+    assert area > 2 * thin
+    # the same seed gives the same hole as "mixed" when the weights are mixed's own
+    spelled = ",".join(f"{k}:{w}" for k, w in mask_mixture("mixed"))
+    assert all((train_mask(spelled, 96, s) == train_mask("mixed", 96, s)).all() for s in range(6))
+    for bad in ("area", "area:x", "blob:1", "area:-1,box:1", "area:0"):
+        with pytest.raises(ValueError, match="kind:weight"):
+            InpaintTrainConfig(data="d", out="o.safetensors", masks=bad)
+
+
 def test_inpaint_with_generated_masks_equals_masks_folder(cli, photo_dir, tmp_path):
     from genapps.tasks import load_task, make_config
 

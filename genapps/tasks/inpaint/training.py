@@ -67,7 +67,10 @@ class InpaintTrainConfig:
     model: str = field(default="gan", metadata={"choices": tuple(MODELS)})
     init: str | None = field(default=None, metadata={
         "help": "Start from these weights (pluralistic: a GAN inpainting model; ffc: an ffc model, to continue)."})
-    masks: str = field(default="mixed", metadata={"choices": MASK_SETS})
+    masks: str = field(default="mixed", metadata={"help": (
+        f"Training holes: one of {', '.join(MASK_SETS)}, or a mixture of mixed's kinds with weights, e.g. "
+        "area:0.5,thick:0.3,box:0.2 (area = the benchmark's 10-60% buckets; mixed is "
+        + ",".join(f"{k}:{w}" for k, w in MIXED) + ").")})
     ngf: int = field(default=16, metadata={"help": "U-Net width (ffc: the stem's width, doubled per level)."})
     blocks: int = field(default=6, metadata={"help": "FFC: residual blocks at the lowest resolution."})
     downs: int = field(default=3, metadata={"help": "FFC: stride-2 levels (the blocks run at 1/2^downs)."})
@@ -111,7 +114,7 @@ class InpaintTrainConfig:
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
         if self.masks not in MASK_SETS:
-            raise ValueError(f"masks must be one of {', '.join(MASK_SETS)}, got {self.masks!r}")
+            mask_mixture(self.masks)  # ValueError unless a valid mixture
         if not 0 < self.temperature <= 16:
             raise ValueError(f"temperature must be in (0, 16], got {self.temperature}")
         if self.diversity < 0 or (self.diversity and (self.model != "pluralistic" or self.min_of < 2)):
@@ -153,12 +156,33 @@ def load_photos(paths: list[Path], min_size: int, full_size_up_to: int = 0) -> l
     return out
 
 
+def mask_mixture(spec: str) -> tuple[tuple[str, float], ...] | None:
+    """`--masks` as ((kind, probability), ...) summing to 1: "mixed" -> MIXED, a weighted mixture of
+    MIXED's kinds ("area:0.5,thick:0.3,box:0.2") -> its normalised weights; the other MASK_SETS -> None
+    (a single kind, or lama's own draw). ValueError naming the valid sets and kinds otherwise."""
+    if spec == "mixed":
+        return MIXED
+    if spec in MASK_SETS:
+        return None
+    kinds = dict(MIXED)
+    try:
+        weights = {k.strip(): float(w) for k, w in (item.split(":") for item in spec.split(","))}
+    except ValueError:
+        weights = {}
+    if not weights or any(k not in kinds or w < 0 for k, w in weights.items()) or sum(weights.values()) <= 0:
+        raise ValueError(f"masks must be one of {', '.join(MASK_SETS)} or kind:weight pairs of the kinds "
+                         f"{', '.join(kinds)} (e.g. area:0.5,thick:0.3,box:0.2), got {spec!r}")
+    total = sum(weights.values())
+    return tuple((k, w / total) for k, w in weights.items())
+
+
 def train_mask(kind: str, patch: int, seed: int) -> np.ndarray:
-    """A bool (patch, patch) hole: a `kind` mask drawn on the benchmark-size canvas (grown to the patch
-    when it is larger), cropped where it has holes."""
+    """A bool (patch, patch) hole: a `kind` mask (a MASK_SETS name or a mask_mixture) drawn on the
+    benchmark-size canvas (grown to the patch when it is larger), cropped where it has holes."""
     rng = np.random.default_rng(seed)
-    if kind == "mixed":
-        names, probs = zip(*MIXED)
+    mixture = mask_mixture(kind)
+    if mixture:
+        names, probs = zip(*mixture)
         kind = str(rng.choice(names, p=probs))
         if kind == "area":
             kind = str(rng.choice(list(M.BUCKETS)[1:]))  # 10-60%
