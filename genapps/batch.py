@@ -769,10 +769,8 @@ def _map_remote(input_dir: str | Path, output_dir: str | Path, process, *, name:
     start, records = time.perf_counter(), []
     with paths.output_lock(output_dir, shard), tempfile.TemporaryDirectory(prefix="genapps-stage-") as tmp:
         stage = _Staging(input_dir, output_dir, root, Path(tmp), shard)
-        inner = process
-        if pass_source:  # local input: the task sees the real path
-            def inner(image, src):
-                return process(image, stage.original(src))
+        # local input: the task sees the real path
+        inner = (lambda image, src: process(image, stage.original(src))) if pass_source else process
         side = (lambda src: extra_inputs(stage.original(src))) if extra_inputs else None
         for chunk in filter(None, chunks):
             outs = stage.fetch(chunk, options["ext"], options["suffix"], options["output_suffixes"])

@@ -28,6 +28,7 @@ model's numbers in its weights card.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import itertools
 import json
 import logging
@@ -261,9 +262,7 @@ def main() -> None:
             log.warning("no --ffc-model: %s skipped", method)
             continue
         if method == "patchmatch":
-            try:
-                import patchmatch_cython  # noqa: F401
-            except ImportError:
+            if importlib.util.find_spec("patchmatch_cython") is None:
                 log.warning("patchmatch-cython is not installed: patchmatch skipped")
                 continue
         if weights is not None:
@@ -330,9 +329,7 @@ def visual_page(args) -> None:
     if args.ffc_model:
         models["ffc"] = load_model(args.ffc_model)[0]
     methods = [m for m in VISUAL_METHODS if m != "ffc" or "ffc" in models]
-    try:
-        import patchmatch_cython  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("patchmatch_cython") is None:
         methods.remove("patchmatch")
     try:
         fill("fsr-fast", torch.zeros(3, 4, 4), torch.ones(4, 4, dtype=torch.bool))
