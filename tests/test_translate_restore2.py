@@ -11,7 +11,7 @@ from PIL import Image
 
 from genapps import weights
 from genapps.inference import infer
-from genapps.nn.nafnet import NAFNet, local_mean
+from genapps.nn.nafnet import NAFNet, local_mean, widen_nafnet
 from genapps.tasks.translate.models import ARCHS, define_G
 from genapps.tasks.translate.training import JitterConfig, _zero_last, start_from, synthesized_batches
 from tests.conftest import photo
@@ -128,6 +128,42 @@ def test_train_nafnet_on_the_fly_translate_and_init_stage(tmp_path, cli, photo_f
     r = cli("train", "pix2pix", "--data", photo_folder, "--synthesize", "degrade", "--val-split", 2, "--steps", 2,
             "--out", tmp_path / "naf3.safetensors", "--init", "colorize", *TINY_NAF)
     assert r.exit_code == 2 and "no tensor of it fits" in r.output and "Traceback" not in r.output
+
+
+def test_a_widened_nafnet_computes_the_same_and_its_copies_learn_apart(tmp_path):
+    """widen_nafnet: a 2x (and 3x) wider NAFNet equals the narrow one (global and TLC pooling, every
+    block live); its copied channels get different gradients, so one optimiser step separates them;
+    start_from widens a narrower NAFNet file (--init restore with a larger --ngf)."""
+    narrow = _trained_like(NAFNet(3, 3, width=4, enc_blocks=(1, 2), middle_blocks=1, dec_blocks=(1, 1)))
+    x = torch.rand(2, 3, 32, 40)
+    for k in (2, 3):
+        wide = NAFNet(3, 3, width=4 * k, enc_blocks=(1, 2), middle_blocks=1, dec_blocks=(1, 1)).eval()
+        wide.load_state_dict(widen_nafnet(narrow.state_dict(), k, generator=torch.Generator().manual_seed(k)))
+        for window in (0, 24):
+            narrow.set_local_window(window), wide.set_local_window(window)
+            with torch.no_grad():
+                ref = narrow(x)
+                assert (wide(x) - ref).abs().max() <= 1e-5 * ref.abs().max(), (k, window)
+    # one step of plain SGD on the 2x net: the two copies of an intro channel no longer match
+    wide = NAFNet(3, 3, width=8, enc_blocks=(1, 2), middle_blocks=1, dec_blocks=(1, 1))
+    wide.load_state_dict(widen_nafnet(narrow.state_dict(), 2))
+    assert torch.equal(wide.intro.weight[0], wide.intro.weight[4])
+    wide.train()(x).square().mean().backward()
+    with torch.no_grad():
+        for p in wide.parameters():
+            p -= 1e-3 * p.grad
+    assert not torch.equal(wide.intro.weight[0], wide.intro.weight[4])
+    with pytest.raises(ValueError, match="at least 2"):
+        widen_nafnet(narrow.state_dict(), 1)
+    # through start_from: a translate file of the narrow net starts a wider one with the same outputs
+    path = tmp_path / "narrow.safetensors"
+    config = {"width": 4, "enc_blocks": [1, 2], "middle_blocks": 1, "dec_blocks": [1, 1], "local_window": 24}
+    narrow = _trained_like(define_G("nafnet", **config))
+    weights.save_weights(path, narrow.state_dict(), {"task": "translate", "arch": "nafnet", "config": config})
+    wide = define_G("nafnet", **(config | {"width": 8}))
+    start_from(wide, str(path))
+    with torch.no_grad():
+        assert torch.allclose(wide.eval()(x), narrow(x), atol=1e-5)
 
 
 def test_extra_photos_need_synthesize(tmp_path, cli, photo_folder):

@@ -158,3 +158,70 @@ class NAFNet(nn.Module):
         for decoder, up, skip in zip(self.decoders, self.ups, reversed(skips)):
             x = decoder(up(x) + skip)
         return inp + self.ending(x)
+
+
+def _tile(c: int, k: int) -> torch.Tensor:
+    """New channel n of a k-times wider feature map copies old channel n % c."""
+    return torch.arange(k * c) % c
+
+
+def _gated(c2: int, k: int) -> torch.Tensor:
+    """The map for a tensor that SimpleGate splits in halves (x1 | x2 of c2 // 2 each): each new half
+    copies its old half, so the gate's product is the tiled old product."""
+    h = c2 // 2
+    return torch.cat([_tile(h, k), h + _tile(h, k)])
+
+
+def _shuffled(c: int, k: int) -> torch.Tensor:
+    """The map for an up-convolution's output before PixelShuffle(2): groups of 4 channels make one
+    output channel, so whole groups are tiled."""
+    n = torch.arange(k * c)
+    return 4 * ((n // 4) % (c // 4)) + n % 4
+
+
+def widen_nafnet(state: dict[str, torch.Tensor], factor: int = 2, spread: float = 0.2,
+                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """A NAFNet state dict made `factor` times wider (every level's channels) computing the same function
+    (Net2WiderNet, Chen et al. 2016): each channel is copied `factor` times, and a convolution reading
+    copied channels splits each weight among the copies at random (shares 1/factor +- spread/factor,
+    summing to 1), so the copies' gradients differ and training pulls them apart. The layer norms see
+    every channel `factor` times, so their mean and variance, and the whole forward, are unchanged.
+
+    Why: a wider NAFNet can start from a trained narrower one rather than from zero (issue 29's next
+    lever). Keys as NAFNet's; returns a new dict of float tensors.
+    """
+    k = int(factor)
+    if k < 2:
+        raise ValueError(f"factor must be an integer of at least 2, got {factor}")
+
+    def split(w: torch.Tensor, in_map: torch.Tensor) -> torch.Tensor:
+        """w (O, I_new, ...) read from copies: each weight times its copy's share of the original."""
+        c = int(in_map.max()) + 1
+        share = 1 + spread * (2 * torch.rand(w.shape[:2], generator=generator) - 1)  # (O, I_new)
+        copies = torch.zeros(w.shape[0], c).index_add_(1, in_map, share)  # the shares' sum per original
+        share = share / copies[:, in_map]
+        return w * share.view(*share.shape, *[1] * (w.ndim - 2))
+
+    out: dict[str, torch.Tensor] = {}
+    for name, t in state.items():
+        t = t.float()
+        leaf, kind = name.split(".")[-2:]
+        if leaf in ("norm1", "norm2") or kind in ("beta", "gamma"):  # per channel: (C,) or (1, C, 1, 1)
+            out[name] = t[:, _tile(t.shape[1], k)] if t.ndim == 4 else t[_tile(t.shape[0], k)]
+            continue
+        # (the map of the output channels, whether the input channels are copies); tensors are (O, I, kh, kw) or (O,)
+        if name.startswith(("intro.", "ending.", "downs.", "ups.")):
+            out_map, wide_in = {"intro": (_tile, False), "ending": (None, True), "downs": (_tile, True),
+                                "ups": (_shuffled, True)}[name.split(".")[0]]
+        elif leaf in ("conv1", "conv2", "conv4"):  # c -> the gated 2c (conv2: depthwise on it)
+            out_map, wide_in = _gated, leaf != "conv2"
+        elif leaf in ("conv", "conv3", "conv5"):  # sca.conv (gate -> gate), conv3 / conv5 (gate -> c)
+            out_map, wide_in = _tile, True
+        else:
+            raise ValueError(f"widen_nafnet: {name!r} is not a NAFNet tensor")
+        t = t[out_map(t.shape[0], k)] if out_map else t
+        if kind == "weight" and wide_in:
+            in_map = _tile(t.shape[1], k)
+            t = split(t[:, in_map], in_map)
+        out[name] = t
+    return out

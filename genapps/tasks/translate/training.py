@@ -29,6 +29,7 @@ from genapps.degradations import file_rng, injected_from
 from genapps.inference import size_requirements
 from genapps.nn import CycleDiscriminators, ImagePool, PatchDiscriminator, PixelDiscriminator
 from genapps.nn.color import AB_GRID, ab_histogram, bins_from_histogram, rgb_to_ab
+from genapps.nn.nafnet import NAFNet, widen_nafnet
 from genapps.tasks.translate.models import UnetAbClassifier, define_G
 from genapps.tasks.translate.pairs import from_uint8, make_a, read_folder, read_pairs, to_uint8
 from genapps.train import TrainConfig, TrainSpec, check_resume, data_fingerprint, fit
@@ -552,11 +553,18 @@ def train_pix2pix(cfg: Pix2PixConfig, device: torch.device, resume: bool = True)
 def start_from(g: nn.Module, init: str) -> None:
     """Load every tensor of the `init` weights (a bundled name or a file of task translate) whose
     name and shape match `g`'s (e.g. a pix2pix colouriser's U-Net body into unet-ab); the others
-    keep their initialisation (logged). A file sharing no tensor with `g` is a ValueError."""
+    keep their initialisation (logged). A NAFNet whose width is a multiple of the init's starts as
+    its widened copy (genapps.nn.nafnet.widen_nafnet: the same outputs). A file sharing no tensor
+    with `g` is a ValueError."""
     tensors, meta = weights.load_weights(weights.resolve_weights(init, task="translate"))
     if meta.get("task") != "translate":
         raise ValueError(f"--init {init}: weights of task {meta.get('task')!r}, not 'translate'")
     own = g.state_dict()
+    if isinstance(g, NAFNet) and meta.get("arch") == "nafnet":
+        width, init_width = g.intro.out_channels, meta["config"]["width"]
+        if width != init_width and width % init_width == 0:  # a wider NAFNet: the same function, copied channels
+            tensors = widen_nafnet(tensors, width // init_width, generator=torch.Generator().manual_seed(0))
+            log.info("--init %s: NAFNet widened %d -> %d channels (Net2WiderNet)", init, init_width, width)
     take = {k: v.float() for k, v in tensors.items() if k in own and own[k].shape == v.shape}
     if not take:
         raise ValueError(f"--init {init}: no tensor of it fits this model ({meta.get('arch')} {meta.get('config')})")
