@@ -134,6 +134,14 @@ OMP_NUM_THREADS=1 genapps train inpaint --data "$DATA" --extra "${EXTRA:-../shar
   --masks mixed --init $W/inpaint.safetensors --refine 1,2,3,4 --patch 256 --batch-size 4 --lr 1e-4 --steps 6000 \
   --val-every 500 --seed 14 --out /tmp/inpaint-s12.safetensors
 cp /tmp/inpaint-s12.safetensors $W/inpaint.safetensors && cp /tmp/inpaint-s12.json $W/inpaint.json
+# inpaint-pluralistic round 7 (2026-12-05): stage 12's U-Net grafted under round 6's encoders, fine-tuned 1,000 steps.
+python scripts/graft_pluralistic.py --unet $W/inpaint.safetensors --pluralistic $W/inpaint-pluralistic.safetensors \
+  --out /tmp/plural-graft7.safetensors
+OMP_NUM_THREADS=1 genapps train inpaint --data "$DATA" --extra "${EXTRA:-../shared/datasets/natural/extra}" --holdout 8 \
+  --masks mixed --model pluralistic --init /tmp/plural-graft7.safetensors --refine 1,2,3,4 --diversity 4 --patch 256 \
+  --batch-size 4 --lr 1e-4 --steps 1000 --val-every 250 --ema 0.99 --kl-weight 0.0005 --min-of 3 --seed 15 \
+  --out /tmp/plural-r7.safetensors
+cp /tmp/plural-r7.safetensors $W/inpaint-pluralistic.safetensors && cp /tmp/plural-r7.json $W/inpaint-pluralistic.json
 # Inpainting round 2 (issue 28): the LaMa-style FFC model (genapps/nn/ffc.py), stage 1, run on 2026-12-03
 # with ONE thread (OMP_NUM_THREADS=1; the other core served other work) on natural/train + natural/extra
 # (BSD200, BSDS500-test, T91: 490 photos), LaMa-style masks; the last 8 photos of natural/train are held out:
