@@ -15,7 +15,8 @@ that fill, the others drawn) and their diversity = mean pairwise hole L1 between
 5, seed 0; measured when it imports). A third set, `heldout`, is the last 8 photos of
 natural/train at 0.45 of their size (about 460x345): the photos the trainings hold out, where
 models are selected; BSD68 and Set5 are only reported.
-One thread (the machine is shared); seconds per megapixel of image.
+One thread (the machine is shared); seconds per megapixel of image. The log has each image's
+hole L1 too (a bucket's mean over 8 held-out photos can turn on one or two of them).
 
     python scripts/bench_inpaint.py --val ../shared/datasets/natural/val --out benchmarks/inpaint
     python scripts/bench_inpaint.py --visual benchmarks/inpaint_visual --ffc-model W.safetensors  # crops page
@@ -147,6 +148,8 @@ def run_method(method: str, images, mask_set: str, model=None, samples: int = 5,
         mp += im.shape[1] * im.shape[2] / 1e6
         per = [scores(torch.where(mask, o, im), im, mask) for o in outs]
         rows.append(per[0] | {"area": float(mask.float().mean())})
+        log.info("  %s %s %s %s: hole_l1=%.2f area=%.3f", dataset, mask_set, method, name,
+                 per[0]["hole_l1"], rows[-1]["area"])
         if len(outs) > 1:
             pair = [float((outs[i] - outs[j]).abs()[:, mask].mean()) * 255 for i, j in itertools.combinations(range(len(outs)), 2)]
             extra.append({f"best_of_{len(outs)}_hole_l1": min(p["hole_l1"] for p in per),
