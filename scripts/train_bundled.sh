@@ -148,6 +148,15 @@ OMP_NUM_THREADS=1 genapps train inpaint --data "$DATA" --extra "${EXTRA:-../shar
   --masks area:0.5,thick:0.25,box:0.1,medium:0.1,thin:0.05 --init $W/inpaint.safetensors --refine 1,2,3,4 --patch 256 \
   --batch-size 4 --lr 1e-4 --steps 6000 --val-every 500 --seed 16 --out /tmp/inpaint-s13.safetensors
 cp /tmp/inpaint-s13.best.safetensors $W/inpaint.safetensors && cp /tmp/inpaint-s13.best.json $W/inpaint.json
+# inpaint-pluralistic round 8 (2026-12-05): stage 13's U-Net grafted under round 7's encoders, fine-tuned 1,000 steps
+# with stage 13's masks.
+python scripts/graft_pluralistic.py --unet $W/inpaint.safetensors --pluralistic $W/inpaint-pluralistic.safetensors \
+  --out /tmp/plural-graft8.safetensors
+OMP_NUM_THREADS=1 genapps train inpaint --data "$DATA" --extra "${EXTRA:-../shared/datasets/natural/extra}" --holdout 8 \
+  --masks area:0.5,thick:0.25,box:0.1,medium:0.1,thin:0.05 --model pluralistic --init /tmp/plural-graft8.safetensors \
+  --refine 1,2,3,4 --diversity 4 --patch 256 --batch-size 4 --lr 1e-4 --steps 1000 --val-every 250 --ema 0.99 \
+  --kl-weight 0.0005 --min-of 3 --seed 17 --out /tmp/plural-r8.safetensors
+cp /tmp/plural-r8.safetensors $W/inpaint-pluralistic.safetensors && cp /tmp/plural-r8.json $W/inpaint-pluralistic.json
 # Inpainting round 2 (issue 28): the LaMa-style FFC model (genapps/nn/ffc.py), stage 1, run on 2026-12-03
 # with ONE thread (OMP_NUM_THREADS=1; the other core served other work) on natural/train + natural/extra
 # (BSD200, BSDS500-test, T91: 490 photos), LaMa-style masks; the last 8 photos of natural/train are held out:
